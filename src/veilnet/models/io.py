@@ -1,0 +1,196 @@
+"""Saving and loading models (DESIGN.md, "Weights").
+
+A saved model is two files side by side: ``STEM.safetensors`` (every tensor of the state dict,
+buffers such as ``normalize.mean`` and BN running statistics included) and ``STEM.json``, the
+card: ``{"format": "veilnet-model", "version": 1, "architecture": name, "kwargs": {...},
+"data": spec, "metrics": {...}, "extra": {...}, "sha256": of the weights file}``.
+:func:`load` rebuilds the model from the card with :func:`veilnet.models.create` and loads the
+weights strictly: a file that does not fit is a :class:`ModelFormatError`, never a silent
+partial model. :func:`load_cifar_resnet` reads the public akamaster CIFAR ResNet checkpoints
+with ``torch.load(..., weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from veilnet.errors import ConfigError, ModelFormatError, OutputExistsError, VeilnetError
+from veilnet.models.registry import create
+from veilnet.models.resnet_cifar import DEPTHS
+
+FORMAT = "veilnet-model"
+VERSION = 1
+#: File names used when a model is saved into (or loaded from) a directory.
+DIR_STEM = "model"
+
+
+def save(model: nn.Module, path: str | os.PathLike[str], *, data: str | None = None, metrics: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = None, force: bool = False) -> Path:
+    """Write ``model`` as ``STEM.safetensors`` + ``STEM.json`` and return the weights path.
+
+    ``path`` is the stem, either file (the suffix is dropped), or an existing directory (then
+    ``model.safetensors``/``model.json`` in it). The model must come from
+    :func:`veilnet.models.create` (or :func:`load`), which records its architecture.
+    Existing files are kept unless ``force``.
+    """
+    weights, card_path = _paths(path)
+    arch = getattr(model, "veilnet_arch", None)
+    if not isinstance(arch, dict):
+        raise ModelFormatError(f"cannot save a {type(model).__name__} that was not built by veilnet.models.create (no architecture record)")
+    if not force:
+        for existing in (weights, card_path):
+            if existing.exists():
+                raise OutputExistsError(f"{existing} exists (pass force=True / --force to overwrite)")
+    card: dict[str, Any] = {
+        "format": FORMAT,
+        "version": VERSION,
+        "architecture": arch["name"],
+        "kwargs": arch["kwargs"],
+        "data": data,
+        "metrics": dict(metrics or {}),
+        "extra": dict(extra or {}),
+    }
+    try:
+        json.dumps(card)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"data, metrics and extra of a model card must be JSON values: {exc}") from None
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {name: t.detach().to("cpu").clone().contiguous() for name, t in model.state_dict().items()}
+    save_file(tensors, str(weights), metadata={"format": FORMAT, "architecture": arch["name"]})
+    card["sha256"] = _sha256(weights)
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    return weights
+
+
+def card(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The card of a saved model (``path`` as for :func:`load`), checked for format and version."""
+    return _read_card(_paths(path)[1])
+
+
+def load(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild a model saved by :func:`save`; returns it in eval mode with ``model.veilnet_card``.
+
+    ``path`` may be the ``.safetensors``, the ``.json``, their common stem, or a directory holding
+    ``model.safetensors`` and ``model.json``. Raises :class:`ModelFormatError` naming the file for
+    a missing or corrupt file, an unknown architecture, weights whose SHA-256 differs from the
+    card's, or weights that do not fit the architecture.
+    """
+    weights, card_path = _paths(path)
+    info = _read_card(card_path)
+    if not weights.is_file():
+        raise ModelFormatError(f"{weights}: weights file missing (card {card_path.name} expects it beside it)")
+    digest = _sha256(weights)
+    if digest != info["sha256"]:
+        raise ModelFormatError(f"{weights}: SHA-256 {digest[:12]}… differs from the card's {str(info['sha256'])[:12]}… (file replaced, truncated or tampered with)")
+    try:
+        model = create(info["architecture"], **info["kwargs"])
+    except VeilnetError as exc:
+        raise ModelFormatError(f"{card_path}: {exc}") from None
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelFormatError(f"{weights}: not a readable safetensors file ({exc})") from None
+    load_strict(model, state, weights)
+    model.veilnet_card = info
+    return model.to(device).eval()
+
+
+def load_strict(model: nn.Module, state: Mapping[str, Any], source: str | os.PathLike[str]) -> None:
+    """``model.load_state_dict(state, strict=True)`` with a one-line :class:`ModelFormatError`
+    naming ``source`` and the missing, unexpected or mis-shaped tensors when they do not fit."""
+    expected = model.state_dict()
+    problems = []
+    not_tensors = sorted(k for k, v in state.items() if not isinstance(v, torch.Tensor))
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    shapes = sorted(f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}" for k in set(expected) & set(state) if k not in not_tensors and state[k].shape != expected[k].shape)
+    for label, items in (("not tensors", not_tensors), ("missing", missing), ("unexpected", unexpected), ("shape mismatch (file vs model)", shapes)):
+        if items:
+            problems.append(f"{label}: {', '.join(items[:4])}{f' (+{len(items) - 4} more)' if len(items) > 4 else ''}")
+    if problems:
+        raise ModelFormatError(f"{source}: weights do not fit {type(model).__name__}; " + "; ".join(problems))
+    model.load_state_dict(state, strict=True)
+
+
+def load_cifar_resnet(path: str | os.PathLike[str], depth: int | None = None) -> nn.Module:
+    """A pretrained akamaster CIFAR ResNet (``{'best_prec1': float, 'state_dict': {'module.…'}}``).
+
+    Read with ``torch.load(path, map_location="cpu", weights_only=True)``, so a checkpoint holding
+    arbitrary Python objects is refused rather than executed. ``depth`` is inferred from the number
+    of blocks per stage (n → 6n+2) when None. The model's ``normalize`` is ImageNet's mean/std,
+    as in training. Returns the model in eval mode; ``model.veilnet_card`` holds the source path
+    and ``metrics: {"best_prec1": ...}``. A checkpoint that does not fit is a :class:`ModelFormatError`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFormatError(f"{path}: checkpoint file missing")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # unpickling errors come in many types; all mean "not a safe checkpoint"
+        raise ModelFormatError(f"{path}: not a safe torch checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+    if not isinstance(checkpoint, dict):
+        raise ModelFormatError(f"{path}: expected a dict checkpoint, got {type(checkpoint).__name__}")
+    state = checkpoint.get("state_dict", checkpoint)
+    if not isinstance(state, dict):
+        raise ModelFormatError(f"{path}: 'state_dict' is a {type(state).__name__}, not a dict")
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    blocks = {k.split(".")[1] for k in state if k.startswith("layer1.") and k.count(".") >= 2}
+    inferred = 6 * len(blocks) + 2
+    if depth is None:
+        depth = inferred
+    elif depth != inferred:
+        raise ModelFormatError(f"{path}: checkpoint has {len(blocks)} blocks per stage (ResNet-{inferred}), not ResNet-{depth}")
+    if depth not in DEPTHS:
+        raise ModelFormatError(f"{path}: checkpoint looks like ResNet-{depth}; expected one of {', '.join(f'ResNet-{d}' for d in DEPTHS)}")
+    model = create(f"resnet{depth}")
+    own = model.state_dict()
+    # The checkpoint predates our Normalize buffers and BN's num_batches_tracked: take ours for those.
+    state.update({k: own[k] for k in own if k not in state and (k.startswith("normalize.") or k.endswith(".num_batches_tracked"))})
+    load_strict(model, state, path)
+    best = checkpoint.get("best_prec1")
+    metrics = {"best_prec1": float(best)} if isinstance(best, (int, float, torch.Tensor)) else {}
+    model.veilnet_card = {"source": str(path), "architecture": f"resnet{depth}", "metrics": metrics}
+    return model.eval()
+
+
+def _paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
+    p = Path(path)
+    if p.is_dir():
+        p = p / DIR_STEM
+    elif p.suffix in (".safetensors", ".json"):
+        p = p.with_suffix("")
+    return p.with_name(p.name + ".safetensors"), p.with_name(p.name + ".json")
+
+
+def _read_card(card_path: Path) -> dict[str, Any]:
+    try:
+        info = json.loads(card_path.read_text())
+    except FileNotFoundError:
+        raise ModelFormatError(f"{card_path}: model card missing") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFormatError(f"{card_path}: corrupt model card ({exc})") from None
+    if not isinstance(info, dict) or info.get("format") != FORMAT:
+        raise ModelFormatError(f"{card_path}: not a veilnet model card (format must be {FORMAT!r})")
+    if info.get("version") != VERSION:
+        raise ModelFormatError(f"{card_path}: card version {info.get('version')!r} unsupported (this veilnet reads version {VERSION})")
+    for field, kind in (("architecture", str), ("kwargs", dict), ("sha256", str)):
+        if not isinstance(info.get(field), kind):
+            raise ModelFormatError(f"{card_path}: card field {field!r} missing or not a {kind.__name__}")
+    return info
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
