@@ -91,7 +91,7 @@ def test_vit_contract() -> None:
     # The head reads the class token: the position embedding's row 0 matters.
     with torch.no_grad():
         before = model(x)
-        model.pos_embed[0, 0] += 1.0
+        model.pos_embed[0, 0] += torch.randn(16)
         assert not torch.allclose(model(x), before)
     with pytest.raises(ShapeError, match="32×32"):
         model(torch.rand(1, 3, 16, 16))
