@@ -18,6 +18,7 @@ from veilnet.errors import ConfigError, VeilnetError
 
 #: Modules that each define ``register(subparsers)``, in the order their commands are listed.
 COMMAND_MODULES = (
+    "veilnet.data.cli",
     "veilnet.models.cli",
     "veilnet.keys_cli",
 )

@@ -1,0 +1,220 @@
+"""Image folders ``SPLIT/CLASS/IMAGE`` in a directory or a ``.zip`` (spec ``folder:PATH``).
+
+Classes are the class folders of all splits sorted by name (so labels agree between train and
+test); the images of a class are sorted by file name. A zip may wrap everything in one
+top-level folder. Other top-level files and folders and hidden files (``.DS_Store``,
+``__MACOSX/``) are ignored; anything else off the layout, an unreadable image, or an image whose size or colour
+mode differs from the split's first one is a :class:`~veilnet.errors.DataFormatError`.
+Decoding (Pillow) runs in worker processes when there are many images.
+"""
+
+from __future__ import annotations
+
+import io
+import multiprocessing
+import os
+import zipfile
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from veilnet.data.split import ImageSplit
+from veilnet.errors import DataFormatError
+
+SPLITS = ("train", "test")
+_GRAY_MODES = {"1", "L", "LA"}
+_COLOUR_MODES = {"RGB", "RGBA", "RGBX", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV"}
+#: Below this many images a split is decoded in this process.
+_PARALLEL_MIN = 2000
+_CHUNK = 1000
+Expected = tuple[tuple[int, int], str, str]  # (width, height), "L"|"RGB", first file
+
+# Zip files opened in this process, keyed by (path, pid): a forked worker must not share the
+# parent's file offset.
+_open_zips: dict[tuple[str, int], zipfile.ZipFile] = {}
+
+
+def _is_hidden(name: str) -> bool:
+    return any(part.startswith(".") or part == "__MACOSX" for part in name.split("/"))
+
+
+class FolderSource:
+    """``folder:PATH``: PATH is a directory holding ``train/`` and/or ``test/``, or a zip of one."""
+
+    kind = "folder"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.label = f"folder-{path.name}"
+        if path.is_dir():
+            self.zip = False
+        elif path.is_file():
+            if not zipfile.is_zipfile(path):
+                raise DataFormatError(f"{path}: expected a directory or a .zip of SPLIT/CLASS/IMAGE files, got a file that is not a zip archive")
+            self.zip = True
+        else:
+            raise DataFormatError(f"{path} does not exist (expected a directory or a .zip of SPLIT/CLASS/IMAGE files)")
+        self.prefix = ""
+        self._files: dict[str, list[str]] | None = None  # split -> file names relative to PATH (posix)
+        self._stats: dict[str, Any] = {}
+        self.classes: list[str] = []
+
+    def _list(self) -> dict[str, list[str]]:
+        """The image files of every split; listed once, and for a zip only on a cache miss."""
+        if self._files is None:
+            self._files = {}
+            if self.zip:
+                self._list_zip()
+            else:
+                self._list_dir()
+            self.classes = sorted({name.split("/")[1] for names in self._files.values() for name in names})
+        return self._files
+
+    def _reader(self) -> _Reader:
+        return _Reader(str(self.path), self.zip, self.prefix)
+
+    def _add(self, name: str) -> None:
+        parts = name.split("/")
+        if parts[0] not in SPLITS:
+            return
+        if len(parts) != 3:
+            raise DataFormatError(f"{self._reader().where(name)}: expected SPLIT/CLASS/IMAGE under {self.path}, got a file at depth {len(parts)}")
+        assert self._files is not None
+        self._files.setdefault(parts[0], []).append(name)
+
+    def _list_zip(self) -> None:
+        try:
+            with zipfile.ZipFile(self.path) as zf:
+                names = [n for n in zf.namelist() if not n.endswith("/") and not _is_hidden(n)]
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise DataFormatError(f"{self.path}: corrupt zip archive ({exc})") from exc
+        tops = {n.split("/")[0] for n in names}
+        if not tops & set(SPLITS) and len(tops) == 1 and all("/" in n for n in names):
+            self.prefix = tops.pop() + "/"
+        for name in names:
+            self._add(name[len(self.prefix) :])
+
+    def _list_dir(self) -> None:
+        for split in SPLITS:
+            stats = []
+            for dirpath, dirnames, filenames in os.walk(self.path / split):
+                dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+                for fname in filenames:
+                    full = Path(dirpath) / fname
+                    name = full.relative_to(self.path).as_posix()
+                    if _is_hidden(name):
+                        continue
+                    self._add(name)
+                    stat = full.stat()
+                    stats.append([name, stat.st_size, stat.st_mtime_ns])
+            self._stats[split] = sorted(stats)
+
+    def identity(self) -> dict[str, Any]:
+        return {"kind": self.kind, "path": str(self.path)}
+
+    def stats(self, split: str) -> Any:
+        if self.zip:
+            stat = self.path.stat()
+            return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+        self._list()
+        return {"classes": self.classes, "files": self._stats[split]}
+
+    def read(self, split: str, spec: str) -> ImageSplit:
+        names = self._list().get(split)
+        if not names:
+            raise DataFormatError(f"{self.path} has no {split} images (expected {split}/CLASS/IMAGE files)")
+        label_of = {name: i for i, name in enumerate(self.classes)}
+        names = sorted(names, key=lambda n: (label_of[n.split("/")[1]], n.split("/")[2]))
+        labels = torch.tensor([label_of[n.split("/")[1]] for n in names], dtype=torch.int64)
+        reader = self._reader()
+        first = _decode(reader, names[0], None)
+        mode = "L" if first.shape[2] == 1 else "RGB"
+        expected: Expected = ((first.shape[1], first.shape[0]), mode, names[0])
+        pixels = _decode_all(reader, names, expected, desc=f"decoding {self.path.name} ({split})")
+        images = torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()
+        return ImageSplit(images=images, labels=labels, classes=list(self.classes), spec=spec, split=split)
+
+
+class _Reader:
+    """Reads the bytes of one image of a directory or zip; picklable for worker processes."""
+
+    def __init__(self, path: str, is_zip: bool, prefix: str) -> None:
+        self.path, self.is_zip, self.prefix = path, is_zip, prefix
+
+    def where(self, name: str) -> str:
+        return f"{self.path}:{self.prefix}{name}" if self.is_zip else os.path.join(self.path, name)
+
+    def read(self, name: str) -> bytes:
+        try:
+            if not self.is_zip:
+                return Path(self.path, name).read_bytes()
+            key = (self.path, os.getpid())
+            if key not in _open_zips:
+                _open_zips[key] = zipfile.ZipFile(self.path)
+            return _open_zips[key].read(self.prefix + name)
+        except (zipfile.BadZipFile, OSError, KeyError) as exc:
+            raise DataFormatError(f"{self.where(name)}: cannot read ({exc})") from exc
+
+
+def _decode(reader: _Reader, name: str, expected: Expected | None) -> np.ndarray:
+    """One image as ``H×W×C`` uint8, C = 1 (grayscale) or 3 (RGB)."""
+    where = reader.where(name)
+    try:
+        with Image.open(io.BytesIO(reader.read(name))) as im:
+            mode = "L" if im.mode in _GRAY_MODES else "RGB" if im.mode in _COLOUR_MODES else None
+            if mode is None:
+                raise DataFormatError(f"{where}: unsupported image mode {im.mode} (expected a grayscale or colour image)")
+            if expected is not None and (im.size, mode) != expected[:2]:
+                (w, h), want, first = expected
+                raise DataFormatError(f"{where}: image is {im.size[0]}×{im.size[1]} {mode}, expected {w}×{h} {want} like {reader.where(first)}")
+            pixels = np.asarray(im if im.mode == mode else im.convert(mode))
+    except DataFormatError:
+        raise
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise DataFormatError(f"{where}: not a readable image ({exc})") from exc
+    return pixels.reshape(pixels.shape[0], pixels.shape[1], -1)
+
+
+def _decode_chunk(reader: _Reader, names: list[str], expected: Expected) -> np.ndarray:
+    (w, h), mode, _ = expected
+    out = np.empty((len(names), h, w, 1 if mode == "L" else 3), dtype=np.uint8)
+    for i, name in enumerate(names):
+        out[i] = _decode(reader, name, expected)
+    return out
+
+
+def _workers(n: int) -> int:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if n < _PARALLEL_MIN or cores < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    return min(cores, 8)
+
+
+def _decode_all(reader: _Reader, names: list[str], expected: Expected, *, desc: str) -> np.ndarray:
+    chunks = [names[i : i + _CHUNK] for i in range(0, len(names), _CHUNK)]
+    workers = _workers(len(names))
+    with tqdm(total=len(names), desc=desc, unit="img", leave=False) as bar:
+        if workers == 1:
+            parts = []
+            for chunk in chunks:
+                parts.append(_decode_chunk(reader, chunk, expected))
+                bar.update(len(chunk))
+            return np.concatenate(parts)
+        # fork: the workers need only numpy and Pillow, already imported here.
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            futures = [pool.submit(_decode_chunk, reader, chunk, expected) for chunk in chunks]
+            try:
+                parts = []
+                for future, chunk in zip(futures, chunks):
+                    parts.append(future.result())
+                    bar.update(len(chunk))
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+    return np.concatenate(parts)
