@@ -36,5 +36,6 @@ def test_import_real_checkpoint_round_trip(shared_models: Path, jpeg_subset: dat
     assert main(["models", "import-cifar-resnet", str(checkpoint), "-o", str(tmp_path / "r20")]) == 0
     card = models.card(tmp_path / "r20")
     assert card["architecture"] == "resnet20" and card["metrics"]["best_prec1"] == pytest.approx(91.78, abs=0.01)
+    assert card["extra"]["source_sha256"].startswith(checkpoint.stem.split("-")[1])  # akamaster names files by hash prefix
     images = jpeg_subset.images[:50]
     assert (metrics.predict(models.load(tmp_path / "r20"), images) == metrics.predict(models.load_cifar_resnet(checkpoint), images)).all()

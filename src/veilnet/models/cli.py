@@ -18,7 +18,7 @@ def _list(args: argparse.Namespace) -> int:
 
 def _import_cifar_resnet(args: argparse.Namespace) -> int:
     model = models.load_cifar_resnet(args.checkpoint, depth=args.depth)
-    weights = models.save(model, args.output, metrics=model.veilnet_card["metrics"], extra={"source": model.veilnet_card["source"]}, force=args.force)
+    weights = models.save(model, args.output, metrics=model.veilnet_card["metrics"], extra={k: model.veilnet_card[k] for k in ("source", "source_sha256")}, force=args.force)
     print(f"{model.veilnet_card['architecture']} -> {weights} (+ {weights.with_suffix('.json').name})")
     return 0
 

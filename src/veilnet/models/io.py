@@ -127,8 +127,8 @@ def load_cifar_resnet(path: str | os.PathLike[str], depth: int | None = None) ->
     Read with ``torch.load(path, map_location="cpu", weights_only=True)``, so a checkpoint holding
     arbitrary Python objects is refused rather than executed. ``depth`` is inferred from the number
     of blocks per stage (n → 6n+2) when None. The model's ``normalize`` is ImageNet's mean/std,
-    as in training. Returns the model in eval mode; ``model.veilnet_card`` holds the source path
-    and ``metrics: {"best_prec1": ...}``. A checkpoint that does not fit is a :class:`ModelFormatError`.
+    as in training. Returns the model in eval mode; ``model.veilnet_card`` holds the source path,
+    its SHA-256 and ``metrics: {"best_prec1": ...}``. A checkpoint that does not fit is a :class:`ModelFormatError`.
     """
     path = Path(path)
     if not path.is_file():
@@ -158,7 +158,7 @@ def load_cifar_resnet(path: str | os.PathLike[str], depth: int | None = None) ->
     load_strict(model, state, path)
     best = checkpoint.get("best_prec1")
     metrics = {"best_prec1": float(best)} if isinstance(best, (int, float, torch.Tensor)) else {}
-    model.veilnet_card = {"source": str(path), "architecture": f"resnet{depth}", "metrics": metrics}
+    model.veilnet_card = {"source": str(path), "source_sha256": _sha256(path), "architecture": f"resnet{depth}", "metrics": metrics}
     return model.eval()
 
 
