@@ -5,7 +5,7 @@ stratified 80/20 split; options ``digits:size=N,channels=1|3``), ``folder:PATH``
 ``SPLIT/CLASS/IMAGE`` in a directory or a ``.zip``, e.g. the JPEG CIFAR-10), ``cifar10:PATH`` and
 ``cifar100:PATH`` (the official Python pickle layout, from a folder or the ``.tar.gz``;
 ``download=True`` / ``--download`` fetches it with an MD5 check). A relative PATH is taken under
-``$VEILNET_DATA`` when it is set. :func:`load` returns an :class:`ImageSplit` (uint8 images
+``$VEILNET_DATA`` when it is set (and a bare ``cifar10`` means ``$VEILNET_DATA`` itself). :func:`load` returns an :class:`ImageSplit` (uint8 images
 ``N×C×H×W``, int64 labels, class names); :func:`subset`, :func:`partition_iid` and
 :func:`partition_dirichlet` cut it. Decoded images are cached as ``.npy`` arrays under
 ``$XDG_CACHE_HOME/veilnet/data`` (default ``~/.cache/veilnet``), keyed by the source's absolute

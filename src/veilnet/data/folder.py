@@ -67,27 +67,23 @@ class FolderSource:
     def _list(self) -> dict[str, list[str]]:
         """The image files of every split; listed once, and for a zip only on a cache miss."""
         if self._files is None:
-            self._files = {}
-            if self.zip:
-                self._list_zip()
-            else:
-                self._list_dir()
-            self.classes = sorted({name.split("/")[1] for names in self._files.values() for name in names})
+            files: dict[str, list[str]] = {}
+            for name in self._zip_names() if self.zip else self._dir_names():
+                parts = name.split("/")
+                if parts[0] not in SPLITS:
+                    continue
+                if len(parts) != 3:
+                    raise DataFormatError(f"{self._reader().where(name)}: expected SPLIT/CLASS/IMAGE under {self.path}, got a file at depth {len(parts)}")
+                files.setdefault(parts[0], []).append(name)
+            self._files = files
+            self.classes = sorted({name.split("/")[1] for names in files.values() for name in names})
         return self._files
 
     def _reader(self) -> _Reader:
         return _Reader(str(self.path), self.zip, self.prefix)
 
-    def _add(self, name: str) -> None:
-        parts = name.split("/")
-        if parts[0] not in SPLITS:
-            return
-        if len(parts) != 3:
-            raise DataFormatError(f"{self._reader().where(name)}: expected SPLIT/CLASS/IMAGE under {self.path}, got a file at depth {len(parts)}")
-        assert self._files is not None
-        self._files.setdefault(parts[0], []).append(name)
-
-    def _list_zip(self) -> None:
+    def _zip_names(self) -> list[str]:
+        """Files in the zip, relative to its top-level folder when everything is in one."""
         try:
             with zipfile.ZipFile(self.path) as zf:
                 names = [n for n in zf.namelist() if not n.endswith("/") and not _is_hidden(n)]
@@ -96,10 +92,11 @@ class FolderSource:
         tops = {n.split("/")[0] for n in names}
         if not tops & set(SPLITS) and len(tops) == 1 and all("/" in n for n in names):
             self.prefix = tops.pop() + "/"
-        for name in names:
-            self._add(name[len(self.prefix) :])
+        return [name[len(self.prefix) :] for name in names]
 
-    def _list_dir(self) -> None:
+    def _dir_names(self) -> list[str]:
+        """Files under PATH/SPLIT, recording their sizes and modification times."""
+        names = []
         for split in SPLITS:
             stats = []
             for dirpath, dirnames, filenames in os.walk(self.path / split):
@@ -107,12 +104,12 @@ class FolderSource:
                 for fname in filenames:
                     full = Path(dirpath) / fname
                     name = full.relative_to(self.path).as_posix()
-                    if _is_hidden(name):
-                        continue
-                    self._add(name)
-                    stat = full.stat()
-                    stats.append([name, stat.st_size, stat.st_mtime_ns])
+                    if not _is_hidden(name):
+                        stat = full.stat()
+                        stats.append([name, stat.st_size, stat.st_mtime_ns])
             self._stats[split] = sorted(stats)
+            names += [name for name, _, _ in self._stats[split]]
+        return names
 
     def identity(self) -> dict[str, Any]:
         return {"kind": self.kind, "path": str(self.path)}
