@@ -3,12 +3,14 @@ ModelFormatError naming the file; foreign CIFAR ResNet checkpoints are read safe
 
 from __future__ import annotations
 
+import hashlib
 import json
 import pickle
 from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from veilnet import models
 from veilnet.cli import main
@@ -101,15 +103,11 @@ def test_load_errors(tmp_path: Path) -> None:
 
 def test_missing_and_unexpected_keys(tmp_path: Path) -> None:
     weights, card = _saved(tmp_path)
-    from safetensors.torch import load_file, save_file
-
     state = load_file(str(weights))
     state.pop("normalize.mean")
     state["extra.weight"] = torch.zeros(1)
     save_file(state, str(weights))
     info = json.loads(card.read_text())
-    import hashlib
-
     card.write_text(json.dumps({**info, "sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}))
     with pytest.raises(ModelFormatError, match="missing: normalize.mean; unexpected: extra.weight"):
         models.load(weights)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from veilnet import data, metrics, models
+from veilnet.cli import main
 
 pytestmark = pytest.mark.shared
 
@@ -30,8 +31,6 @@ def test_pretrained_accuracy_on_jpeg_subset(shared_models: Path, jpeg_subset: da
 
 def test_import_real_checkpoint_round_trip(shared_models: Path, jpeg_subset: data.ImageSplit, tmp_path: Path) -> None:
     """``veilnet models import-cifar-resnet`` on the real ResNet-20 gives the same logits."""
-    from veilnet.cli import main
-
     (checkpoint,) = shared_models.glob("resnet20-*.th")
     assert main(["models", "import-cifar-resnet", str(checkpoint), "-o", str(tmp_path / "r20")]) == 0
     card = models.card(tmp_path / "r20")
