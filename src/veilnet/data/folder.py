@@ -3,17 +3,20 @@
 Classes are the class folders of all splits sorted by name (so labels agree between train and
 test); the images of a class are sorted by file name. A zip may wrap everything in one
 top-level folder. Other top-level files and folders and hidden files (``.DS_Store``,
-``__MACOSX/``) are ignored; anything else off the layout, an unreadable image, or an image whose size or colour
-mode differs from the split's first one is a :class:`~veilnet.errors.DataFormatError`.
-Decoding (Pillow) runs in worker processes when there are many images.
+``__MACOSX/``) are ignored; anything else off the layout, an unreadable image, or an image
+whose size or colour mode differs from the split's first one is a
+:class:`~veilnet.errors.DataFormatError`. Decoding (Pillow) runs in worker processes when
+there are many images.
 """
 
 from __future__ import annotations
 
 import io
+import itertools
 import multiprocessing
 import os
 import zipfile
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -32,11 +35,8 @@ _COLOUR_MODES = {"RGB", "RGBA", "RGBX", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV"
 #: Below this many images a split is decoded in this process.
 _PARALLEL_MIN = 2000
 _CHUNK = 1000
-Expected = tuple[tuple[int, int], str, str]  # (width, height), "L"|"RGB", first file
-
-# Zip files opened in this process, keyed by (path, pid): a forked worker must not share the
-# parent's file offset.
-_open_zips: dict[tuple[str, int], zipfile.ZipFile] = {}
+Expected = tuple[tuple[int, int], str, str]  # (width, height), "L"|"RGB", the first file
+Blob = tuple[str, bytes]  # (where the file is, its bytes)
 
 
 def _is_hidden(name: str) -> bool:
@@ -73,14 +73,11 @@ class FolderSource:
                 if parts[0] not in SPLITS:
                     continue
                 if len(parts) != 3:
-                    raise DataFormatError(f"{self._reader().where(name)}: expected SPLIT/CLASS/IMAGE under {self.path}, got a file at depth {len(parts)}")
+                    raise DataFormatError(f"{self._where(name)}: expected SPLIT/CLASS/IMAGE under {self.path}, got a file at depth {len(parts)}")
                 files.setdefault(parts[0], []).append(name)
             self._files = files
             self.classes = sorted({name.split("/")[1] for names in files.values() for name in names})
         return self._files
-
-    def _reader(self) -> _Reader:
-        return _Reader(str(self.path), self.zip, self.prefix)
 
     def _zip_names(self) -> list[str]:
         """Files in the zip, relative to its top-level folder when everything is in one."""
@@ -128,47 +125,46 @@ class FolderSource:
         label_of = {name: i for i, name in enumerate(self.classes)}
         names = sorted(names, key=lambda n: (label_of[n.split("/")[1]], n.split("/")[2]))
         labels = torch.tensor([label_of[n.split("/")[1]] for n in names], dtype=torch.int64)
-        reader = self._reader()
-        first = _decode(reader, names[0], None)
-        mode = "L" if first.shape[2] == 1 else "RGB"
-        expected: Expected = ((first.shape[1], first.shape[0]), mode, names[0])
-        pixels = _decode_all(reader, names, expected, desc=f"decoding {self.path.name} ({split})")
+        blobs = self._blobs(names)
+        first = next(blobs)
+        pixels = _decode(first, None)
+        expected: Expected = ((pixels.shape[1], pixels.shape[0]), "L" if pixels.shape[2] == 1 else "RGB", first[0])
+        pixels = _decode_all(itertools.chain([first], blobs), len(names), expected, desc=f"decoding {self.path.name} ({split})")
         images = torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()
         return ImageSplit(images=images, labels=labels, classes=list(self.classes), spec=spec, split=split)
 
+    def _where(self, name: str) -> str:
+        return f"{self.path}:{self.prefix}{name}" if self.zip else str(self.path / name)
 
-class _Reader:
-    """Reads the bytes of one image of a directory or zip; picklable for worker processes."""
-
-    def __init__(self, path: str, is_zip: bool, prefix: str) -> None:
-        self.path, self.is_zip, self.prefix = path, is_zip, prefix
-
-    def where(self, name: str) -> str:
-        return f"{self.path}:{self.prefix}{name}" if self.is_zip else os.path.join(self.path, name)
-
-    def read(self, name: str) -> bytes:
+    def _blobs(self, names: list[str]) -> Iterator[Blob]:
+        """The bytes of each file, read in this process (the zip is opened once)."""
         try:
-            if not self.is_zip:
-                return Path(self.path, name).read_bytes()
-            key = (self.path, os.getpid())
-            if key not in _open_zips:
-                _open_zips[key] = zipfile.ZipFile(self.path)
-            return _open_zips[key].read(self.prefix + name)
-        except (zipfile.BadZipFile, OSError, KeyError) as exc:
-            raise DataFormatError(f"{self.where(name)}: cannot read ({exc})") from exc
+            archive = zipfile.ZipFile(self.path) if self.zip else None
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise DataFormatError(f"{self.path}: corrupt zip archive ({exc})") from exc
+        try:
+            for name in names:
+                try:
+                    data = archive.read(self.prefix + name) if archive else (self.path / name).read_bytes()
+                except (zipfile.BadZipFile, OSError, KeyError) as exc:
+                    raise DataFormatError(f"{self._where(name)}: cannot read ({exc})") from exc
+                yield self._where(name), data
+        finally:
+            if archive:
+                archive.close()
 
 
-def _decode(reader: _Reader, name: str, expected: Expected | None) -> np.ndarray:
+def _decode(blob: Blob, expected: Expected | None) -> np.ndarray:
     """One image as ``H×W×C`` uint8, C = 1 (grayscale) or 3 (RGB)."""
-    where = reader.where(name)
+    where, data = blob
     try:
-        with Image.open(io.BytesIO(reader.read(name))) as im:
+        with Image.open(io.BytesIO(data)) as im:
             mode = "L" if im.mode in _GRAY_MODES else "RGB" if im.mode in _COLOUR_MODES else None
             if mode is None:
                 raise DataFormatError(f"{where}: unsupported image mode {im.mode} (expected a grayscale or colour image)")
             if expected is not None and (im.size, mode) != expected[:2]:
                 (w, h), want, first = expected
-                raise DataFormatError(f"{where}: image is {im.size[0]}×{im.size[1]} {mode}, expected {w}×{h} {want} like {reader.where(first)}")
+                raise DataFormatError(f"{where}: image is {im.size[0]}×{im.size[1]} {mode}, expected {w}×{h} {want} like {first}")
             pixels = np.asarray(im if im.mode == mode else im.convert(mode))
     except DataFormatError:
         raise
@@ -177,11 +173,11 @@ def _decode(reader: _Reader, name: str, expected: Expected | None) -> np.ndarray
     return pixels.reshape(pixels.shape[0], pixels.shape[1], -1)
 
 
-def _decode_chunk(reader: _Reader, names: list[str], expected: Expected) -> np.ndarray:
+def _decode_chunk(blobs: list[Blob], expected: Expected) -> np.ndarray:
     (w, h), mode, _ = expected
-    out = np.empty((len(names), h, w, 1 if mode == "L" else 3), dtype=np.uint8)
-    for i, name in enumerate(names):
-        out[i] = _decode(reader, name, expected)
+    out = np.empty((len(blobs), h, w, 1 if mode == "L" else 3), dtype=np.uint8)
+    for i, blob in enumerate(blobs):
+        out[i] = _decode(blob, expected)
     return out
 
 
@@ -192,26 +188,25 @@ def _workers(n: int) -> int:
     return min(cores, 8)
 
 
-def _decode_all(reader: _Reader, names: list[str], expected: Expected, *, desc: str) -> np.ndarray:
-    chunks = [names[i : i + _CHUNK] for i in range(0, len(names), _CHUNK)]
-    workers = _workers(len(names))
-    with tqdm(total=len(names), desc=desc, unit="img", leave=False) as bar:
+def _decode_all(blobs: Iterable[Blob], n: int, expected: Expected, *, desc: str) -> np.ndarray:
+    """Decode ``n`` images in chunks: here, or in worker processes that get each chunk's bytes
+    as soon as it is read (so reading overlaps decoding)."""
+    chunks = iter(lambda: list(itertools.islice(blobs, _CHUNK)), [])
+    workers = _workers(n)
+    parts = []
+    with tqdm(total=n, desc=desc, unit="img", leave=False) as bar:
         if workers == 1:
-            parts = []
             for chunk in chunks:
-                parts.append(_decode_chunk(reader, chunk, expected))
+                parts.append(_decode_chunk(chunk, expected))
                 bar.update(len(chunk))
             return np.concatenate(parts)
         # fork: the workers need only numpy and Pillow, already imported here.
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            futures = [pool.submit(_decode_chunk, reader, chunk, expected) for chunk in chunks]
-            try:
-                parts = []
-                for future, chunk in zip(futures, chunks):
-                    parts.append(future.result())
-                    bar.update(len(chunk))
-            except BaseException:
-                for future in futures:
-                    future.cancel()
-                raise
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+        try:
+            futures = [pool.submit(_decode_chunk, chunk, expected) for chunk in chunks]
+            for future in futures:
+                parts.append(future.result())
+                bar.update(len(parts[-1]))
+        finally:
+            pool.shutdown(cancel_futures=True)
     return np.concatenate(parts)
