@@ -18,9 +18,11 @@ from veilnet.errors import ConfigError, VeilnetError
 
 #: Modules that each define ``register(subparsers)``, in the order their commands are listed.
 COMMAND_MODULES = (
+    "veilnet.training_cli",
     "veilnet.data.cli",
     "veilnet.models.cli",
     "veilnet.keys_cli",
+    "veilnet.keyed.cli",
 )
 
 
