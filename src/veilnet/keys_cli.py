@@ -1,10 +1,11 @@
-"""``veilnet key``: inspect key files (``key new`` is added by the schemes in veilnet.keyed)."""
+"""``veilnet key``: make (``key new``, schemes of :mod:`veilnet.keyed`) and inspect key files."""
 
 from __future__ import annotations
 
 import argparse
 
 from veilnet import keys
+from veilnet.cli import add_output, add_seed
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -17,9 +18,30 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _new(args: argparse.Namespace) -> int:
+    from veilnet.keyed import generate_key, key_space_bits
+
+    key = generate_key(args.scheme, args.block_size, args.channels, args.image_size, ea=args.ea, seed=args.seed)
+    path = key.save(args.output, force=args.force)
+    print(f"{key.scheme} key -> {path} (mode 0600)")
+    print(f"key space:    {key_space_bits(key):.1f} bits; entropy drawn: {key.entropy_bits:.1f} bits{' (reproducible: seeded)' if key.reproducible else ''}")
+    print(f"fingerprint:  {key.fingerprint}")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     key = sub.add_parser("key", help="secret keys")
     key_sub = key.add_subparsers(dest="key_command", required=True, metavar="KEY_COMMAND", parser_class=type(key))
     info = key_sub.add_parser("info", help="show a key file's scheme, parameters and fingerprint (never its material)")
     info.add_argument("key", help="key file")
     info.set_defaults(func=_info)
+
+    new = key_sub.add_parser("new", help="generate a key for veilnet.keyed (block-wise or ViT scheme) from the OS CSPRNG")
+    new.add_argument("--scheme", required=True, choices=["block", "vit"], help="block: shuffle + flip (ConvMixer); vit: Ea and block permutation Eb")
+    new.add_argument("--block-size", type=int, required=True, help="block size M (= the model's patch size)")
+    new.add_argument("--channels", type=int, required=True, help="image channels C")
+    new.add_argument("--image-size", type=int, required=True, help="image size S (images are S×S, S divisible by M)")
+    new.add_argument("--ea", default="permutation", choices=["permutation", "signed-permutation", "orthogonal"], help="kind of Ea for the vit scheme (default: permutation)")
+    add_seed(new)
+    add_output(new, help="key file to write (mode 0600)")
+    new.set_defaults(func=_new)

@@ -11,11 +11,12 @@ images computes exactly the plain model's function on plain images; without the 
 is meant to be useless. :mod:`veilnet.attacks` measures how far that holds.
 """
 
-from veilnet.keyed.images import decrypt_images, encrypt_images, from_blocks, to_blocks
+from veilnet.keyed.images import apply_cipher, decrypt_images, encrypt_images, from_blocks, to_blocks
 from veilnet.keyed.schemes import Cipher, check_fits, cipher, generate_key, key_space_bits, public_params, vit_key
 
 __all__ = [
     "Cipher",
+    "apply_cipher",
     "check_fits",
     "cipher",
     "decrypt_images",

@@ -28,13 +28,13 @@ def encrypt_images(images: torch.Tensor, key: keys.Key) -> torch.Tensor:
     Raises KeyMismatchError when the images do not fit the key.
     """
     check_fits(key, image_shape=images.shape)
-    return _apply(images, cipher(key), inverse=False)
+    return apply_cipher(images, cipher(key))
 
 
 def decrypt_images(images: torch.Tensor, key: keys.Key) -> torch.Tensor:
     """Invert :func:`encrypt_images`: ``decrypt_images(encrypt_images(x, k), k) == x`` (exactly for uint8)."""
     check_fits(key, image_shape=images.shape)
-    return _apply(images, cipher(key), inverse=True)
+    return apply_cipher(images, cipher(key), inverse=True)
 
 
 def to_blocks(images: torch.Tensor, block_size: int) -> torch.Tensor:
@@ -54,7 +54,8 @@ def from_blocks(blocks: torch.Tensor, block_size: int, channels: int, image_size
     return x.reshape(n, c, image_size, image_size)
 
 
-def _apply(images: torch.Tensor, ciph: Cipher, *, inverse: bool) -> torch.Tensor:
+def apply_cipher(images: torch.Tensor, ciph: Cipher, *, inverse: bool = False) -> torch.Tensor:
+    """Encrypt (or with ``inverse`` decrypt) images with a :class:`Cipher` (e.g. one recovered by an attack)."""
     if images.dtype != torch.uint8 and not images.is_floating_point():
         raise ShapeError(f"expected uint8 or float images, got dtype {images.dtype}")
     if ciph.keeps_images:

@@ -72,6 +72,14 @@ class Cipher:
         """N = (S/M)², the blocks in one image."""
         return (self.image_size // self.block_size) ** 2
 
+    @classmethod
+    def signed_permutation(cls, block_size: int, channels: int, image_size: int, shuffle: torch.Tensor, flip: torch.Tensor, block_perm: torch.Tensor | None = None) -> Cipher:
+        """The cipher whose Ea has Ea[k, shuffle[k]] = −1 where ``flip[k]``, +1 elsewhere (Eq. 4-6, 8-9)."""
+        length = shuffle.numel()
+        ea = torch.zeros(length, length, dtype=torch.float64)
+        ea[torch.arange(length), shuffle] = 1.0 - 2.0 * flip.double()
+        return cls(block_size=block_size, channels=channels, image_size=image_size, ea=ea, shuffle=shuffle.long(), flip=flip.bool(), block_perm=block_perm)
+
     @property
     def keeps_images(self) -> bool:
         """True when encrypted images are still images in [0, 1] (Ea is a signed permutation)."""
@@ -192,11 +200,11 @@ def cipher(key: keys.Key) -> Cipher:
         flip = torch.zeros(length, dtype=torch.bool)
         if key.scheme == "block" or params.get("ea") == "signed-permutation":
             flip[_subset(mat.get("flip"), length, key)] = True
-        ea = torch.zeros(length, length, dtype=torch.float64)
-        ea[torch.arange(length), shuffle] = 1.0 - 2.0 * flip.double()
     if key.scheme == "vit":
         block_perm = _permutation(mat.get("block_perm"), (s // m) ** 2, "block_perm", key)
-    return Cipher(block_size=m, channels=c, image_size=s, ea=ea, shuffle=shuffle, flip=flip, block_perm=block_perm)
+    if shuffle is not None and flip is not None:
+        return Cipher.signed_permutation(m, c, s, shuffle, flip, block_perm)
+    return Cipher(block_size=m, channels=c, image_size=s, ea=ea, shuffle=None, flip=None, block_perm=block_perm)
 
 
 def check_fits(key: keys.Key, *, image_shape: tuple[int, ...] | torch.Size | None = None, model: torch.nn.Module | None = None) -> None:

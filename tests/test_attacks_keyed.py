@@ -1,0 +1,89 @@
+"""veilnet.attacks on keyed models: what each attack recovers (measured, not assumed)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from veilnet import data, models
+from veilnet.attacks import ciphertext_only_attack, known_plaintext_attack, random_keys_attack, weight_matching_attack
+from veilnet.attacks.random_keys import quartiles
+from veilnet.errors import ConfigError
+from veilnet.keyed import generate_key, public_params, vit_key
+from veilnet.keyed.evaluation import evaluate, markdown, plot_random_keys
+from veilnet.keyed.transform import transform_model
+
+KINDS = [("block", "permutation"), ("vit", "permutation"), ("vit", "signed-permutation"), ("vit", "orthogonal")]
+
+
+@pytest.fixture(scope="module")
+def cifar(cifar_jpeg_zip) -> tuple[torch.Tensor, torch.Tensor]:
+    """(shuffled test images, shuffled train images) of the JPEG CIFAR-10, 1000 each."""
+    gen = torch.Generator().manual_seed(0)
+    test = data.load(f"folder:{cifar_jpeg_zip}", "test").images
+    train = data.load(f"folder:{cifar_jpeg_zip}", "train").images
+    return test[torch.randperm(len(test), generator=gen)[:1000]], train[torch.randperm(len(train), generator=gen)[:1000]]
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize(("scheme", "ea"), KINDS)
+def test_known_plaintext_recovers_every_generated_key_from_one_pair(cifar, scheme: str, ea: str) -> None:
+    key = generate_key(scheme, 4, 3, 32, ea=ea)
+    result = known_plaintext_attack(key, cifar[0][:20], holdout=4)
+    assert result.pairs_needed == 1 and result.key_fraction == 1.0
+    assert result.trials[0].holdout_psnr > 100
+
+
+def test_known_plaintext_with_a_general_ea_needs_more_pairs_than_block_pixels() -> None:
+    torch.manual_seed(0)
+    ea = torch.randn(12, 12, dtype=torch.float64) + 4 * torch.eye(12, dtype=torch.float64)
+    key = vit_key(ea, block_size=2, channels=3, image_size=8)
+    result = known_plaintext_attack(key, torch.rand(40, 3, 8, 8), holdout=4)
+    assert result.pairs_needed is not None and 12 < result.pairs_needed <= 32
+    assert not result.trials[0].score.exact
+
+
+@pytest.mark.parametrize(("scheme", "ea"), KINDS)
+def test_weight_matching_recovers_the_key(scheme: str, ea: str) -> None:
+    arch = {"arch": "vit", "image_size": 16, "patch_size": 4, "dim": 64, "depth": 1, "heads": 2, "mlp_dim": 32}
+    if scheme == "block":
+        arch = {"arch": "convmixer", "dim": 64, "depth": 1, "kernel_size": 3, "patch_size": 4}
+    name = arch.pop("arch")
+    plain = models.create(name, **arch).eval()
+    key = generate_key(scheme, 4, 3, 16, ea=ea)
+    result = weight_matching_attack(transform_model(plain, key), plain, key)
+    assert result.score.exact and result.relative_logit_error < 1e-5
+
+
+@pytest.mark.shared
+def test_ciphertext_only_recovers_the_block_key_from_a_hundred_images(cifar) -> None:
+    key = generate_key("block", 4, 3, 32, seed=5)
+    result = ciphertext_only_attack(key, cifar[0][:100], cifar[1])
+    assert result.score.exact
+    assert result.decrypted_psnr > 100 and result.encrypted_psnr < 12
+    with pytest.raises(ConfigError, match="block scheme"):
+        ciphertext_only_attack(generate_key("vit", 4, 3, 32), cifar[0][:10], cifar[1][:10])
+
+
+def test_random_keys_and_the_evaluation() -> None:
+    split = data.subset(data.load("digits", "test"), 3)
+    model = models.create("convmixer", dim=16, depth=1, kernel_size=3, patch_size=4).eval()
+    key = generate_key("block", 4, 3, 32)
+    attack = random_keys_attack(transform_model(model, key), public_params(key), split.images, split.labels, n_keys=4, seed=1)
+    again = random_keys_attack(transform_model(model, key), public_params(key), split.images, split.labels, n_keys=4, seed=1)
+    assert attack.accuracies == again.accuracies and len(attack.accuracies) == 4
+    assert quartiles([0.1, 0.2, 0.3, 0.4, 0.5]) == pytest.approx({"min": 0.1, "q1": 0.2, "median": 0.3, "q3": 0.4, "max": 0.5})
+    result = evaluate(model, key, split.images, split.labels, random_keys=3, seed=0)
+    assert result.labels_identical and result.max_relative_logit_difference < 1e-4
+    assert result.plain_model_plain_images == result.transformed_model_encrypted_images
+    assert result.key_space_bits == pytest.approx(247.82, abs=0.01) and result.paper["key_space_bits"] == 543.8
+    assert "90.46" in markdown(result)
+    assert result.to_dict()["random_keys"]["n_keys"] == 3
+
+
+def test_box_plot_is_written(tmp_path) -> None:
+    split = data.subset(data.load("digits", "test"), 2)
+    model = models.create("vit", image_size=32, patch_size=4, dim=16, depth=1, heads=2, mlp_dim=16).eval()
+    result = evaluate(model, generate_key("vit", 4, 3, 32, ea="orthogonal"), split.images, split.labels, random_keys=3)
+    path = plot_random_keys(result, tmp_path / "box.png")
+    assert path.stat().st_size > 1000

@@ -1,0 +1,97 @@
+"""``veilnet key new`` and ``veilnet keyed ...`` end to end (in process)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from veilnet import cli, data, keys, models
+from veilnet.keyed import encrypt_images
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture()
+def workdir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    models.save(models.create("convmixer", dim=16, depth=1, kernel_size=3, patch_size=4), "cm")
+    models.save(models.create("vit", image_size=32, patch_size=4, dim=48, depth=1, heads=2, mlp_dim=16), "vit")
+    return tmp_path
+
+
+def test_key_new_writes_a_private_key_and_refuses_to_overwrite(workdir, capsys) -> None:
+    code, out, _ = run(capsys, "key", "new", "--scheme", "block", "--block-size", "4", "--channels", "3", "--image-size", "32", "-o", "k.json")
+    assert code == 0 and "247.8 bits" in out and "sha256:" in out
+    assert os.stat("k.json").st_mode & 0o777 == 0o600
+    key = keys.load("k.json", scheme="block")
+    assert key.params == {"block_size": 4, "channels": 3, "image_size": 32}
+    assert str(key.material["shuffle"][:3])[1:-1] not in out  # the material is never printed
+    code, _, err = run(capsys, "key", "new", "--scheme", "block", "--block-size", "4", "--channels", "3", "--image-size", "32", "-o", "k.json")
+    assert code == 2 and "already exists" in err
+    code, _, err = run(capsys, "key", "new", "--scheme", "vit", "--block-size", "5", "--channels", "3", "--image-size", "32", "-o", "v.json")
+    assert code == 2 and "not divisible" in err
+
+
+def test_transform_images_png_round_trip_and_npy(workdir, capsys) -> None:
+    run(capsys, "key", "new", "--scheme", "block", "--block-size", "4", "--channels", "3", "--image-size", "32", "-o", "k.json")
+    code, out, _ = run(capsys, "keyed", "transform-images", "digits", "--key", "k.json", "--limit", "4", "-o", "enc")
+    assert code == 0 and "(png)" in out
+    plain = data.load("digits", "test").images[:4]
+    png = torch.from_numpy(np.array(Image.open("enc/00001.png"))).permute(2, 0, 1)
+    assert torch.equal(png, encrypt_images(plain, keys.load("k.json"))[1])
+    files = sorted(str(p) for p in (workdir / "enc").glob("*.png"))
+    assert run(capsys, "keyed", "transform-images", *files, "--key", "k.json", "--decrypt", "-o", "dec")[0] == 0
+    assert torch.equal(torch.from_numpy(np.array(Image.open("dec/00002.png"))).permute(2, 0, 1), plain[2])
+    assert json.loads((workdir / "enc" / "manifest.json").read_text())["labels"] == data.load("digits", "test").labels[:4].tolist()
+    run(capsys, "key", "new", "--scheme", "vit", "--block-size", "4", "--channels", "3", "--image-size", "32", "--ea", "orthogonal", "-o", "o.json")
+    code, out, _ = run(capsys, "keyed", "transform-images", "digits", "--key", "o.json", "--limit", "2", "-o", "enco")
+    assert code == 0 and np.load("enco/00000.npy").shape == (3, 32, 32)
+    code, _, err = run(capsys, "keyed", "transform-images", "digits", "--key", "o.json", "--limit", "2", "-o", "enco")
+    assert code == 2 and "exists" in err
+
+
+def test_transform_model_rekey_and_mismatches(workdir, capsys) -> None:
+    for name, scheme in (("k1.json", "block"), ("k2.json", "block"), ("v.json", "vit")):
+        run(capsys, "key", "new", "--scheme", scheme, "--block-size", "4", "--channels", "3", "--image-size", "32", "-o", name)
+    assert run(capsys, "keyed", "transform-model", "cm", "--key", "k1.json", "-o", "cmk")[0] == 0
+    card = models.card("cmk")
+    assert card["extra"]["keyed"]["fingerprint"] == keys.load("k1.json").fingerprint
+    assert "material" not in json.dumps(card) and "shuffle" not in json.dumps(card)
+    assert run(capsys, "keyed", "rekey", "cmk", "--old-key", "k1.json", "--new-key", "k2.json", "-o", "cmk2")[0] == 0
+    x = torch.rand(4, 3, 32, 32)
+    plain, moved = models.load("cm"), models.load("cmk2")
+    with torch.no_grad():
+        assert (plain(x) - moved(encrypt_images(x, keys.load("k2.json")))).abs().max() <= 1e-4 * plain(x).abs().max()
+    code, _, err = run(capsys, "keyed", "rekey", "cmk", "--old-key", "k2.json", "--new-key", "k1.json", "-o", "bad")
+    assert code == 2 and "not with the old key" in err
+    code, _, err = run(capsys, "keyed", "transform-model", "cm", "--key", "v.json", "-o", "bad")
+    assert code == 2 and "position embedding" in err
+    code, _, err = run(capsys, "keyed", "transform-model", "cmk", "--key", "k2.json", "-o", "bad")
+    assert code == 2 and "already transformed" in err
+
+
+def test_evaluate_and_attacks(workdir, capsys) -> None:
+    run(capsys, "key", "new", "--scheme", "vit", "--block-size", "4", "--channels", "3", "--image-size", "32", "--ea", "signed-permutation", "-o", "v.json")
+    code, out, _ = run(capsys, "keyed", "evaluate", "vit", "--key", "v.json", "--data", "digits", "--n-per-class", "2", "--random-keys", "3", "-o", "ev")
+    assert code == 0 and "random wrong keys" in out
+    result = json.loads((workdir / "ev" / "evaluation.json").read_text())
+    assert result["labels_identical"] and len(result["random_keys"]["accuracies"]) == 3
+    assert (workdir / "ev" / "random_keys.png").exists()
+    assert run(capsys, "keyed", "transform-model", "vit", "--key", "v.json", "-o", "vitk")[0] == 0
+    code, _, _ = run(capsys, "keyed", "attack", "weight-matching", "vitk", "--plain", "vit", "--key", "v.json", "-o", "wm.json")
+    assert code == 0 and json.loads((workdir / "wm.json").read_text())["score"]["exact"]
+    code, _, _ = run(capsys, "keyed", "attack", "random-keys", "vitk", "--data", "digits", "--n-per-class", "2", "--random-keys", "2", "-o", "rk.json")
+    assert code == 0 and len(json.loads((workdir / "rk.json").read_text())["accuracies"]) == 2
+    code, _, err = run(capsys, "keyed", "attack", "random-keys", "vit", "--data", "digits", "-o", "rk2.json")
+    assert code == 2 and "not a transformed model" in err
+    code, _, _ = run(capsys, "keyed", "attack", "known-plaintext", "--key", "v.json", "--data", "digits", "--pairs", "2", "--holdout", "2", "-o", "kp.json")
+    assert code == 0 and json.loads((workdir / "kp.json").read_text())["trials"][0]["pairs"] == 1
