@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "veilnet.models.cli",
     "veilnet.keys_cli",
     "veilnet.keyed.cli",
+    "veilnet.serve.cli",
 )
 
 
