@@ -25,7 +25,7 @@ from _common import markdown_table, timeit, write_result
 from veilnet import data
 from veilnet.data import folder
 
-ZIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.zip"
+SHARED = Path(os.environ.get("VEILNET_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 
 
 def _interleaved(fns: list[Callable[[], object]], repeats: int) -> list[dict[str, float]]:
@@ -41,7 +41,7 @@ def _interleaved(fns: list[Callable[[], object]], repeats: int) -> list[dict[str
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="test split only")
-    parser.add_argument("--zip", type=Path, default=Path(os.environ.get("VEILNET_SHARED", ZIP.parents[1])) / "data" / "cifar10-jpeg.zip")
+    parser.add_argument("--zip", type=Path, default=SHARED / "data" / "cifar10-jpeg.zip", help="the JPEG CIFAR-10 (default: $VEILNET_SHARED/data/cifar10-jpeg.zip)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     spec = f"folder:{args.zip}"
@@ -55,12 +55,11 @@ def main() -> None:
         os.environ["XDG_CACHE_HOME"] = cache
         cold_serial = None
         if not args.quick:  # the same decode in one process, for the speed-up of the worker pool
-            limit = folder._PARALLEL_MIN
-            folder._PARALLEL_MIN = 10**9
+            os.environ["VEILNET_DATA_WORKERS"] = "1"
             start = time.perf_counter()
             load_all()
             cold_serial = time.perf_counter() - start
-            folder._PARALLEL_MIN = limit
+            del os.environ["VEILNET_DATA_WORKERS"]
             shutil.rmtree(Path(cache) / "veilnet")
         start = time.perf_counter()
         n = load_all()

@@ -6,7 +6,7 @@ top-level folder. Other top-level files and folders and hidden files (``.DS_Stor
 ``__MACOSX/``) are ignored; anything else off the layout, an unreadable image, or an image
 whose size or colour mode differs from the split's first one is a
 :class:`~veilnet.errors.DataFormatError`. Decoding (Pillow) runs in worker processes when
-there are many images.
+there are many images (``$VEILNET_DATA_WORKERS`` sets how many; 1 decodes in-process).
 """
 
 from __future__ import annotations
@@ -182,10 +182,14 @@ def _decode_chunk(blobs: list[Blob], expected: Expected) -> np.ndarray:
 
 
 def _workers(n: int) -> int:
+    """Worker processes for ``n`` images: ``$VEILNET_DATA_WORKERS`` if set, else one per core
+    (at most 8); none below :data:`_PARALLEL_MIN` images or where ``fork`` is unavailable."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    if n < _PARALLEL_MIN or cores < 2 or "fork" not in multiprocessing.get_all_start_methods():
+    setting = os.environ.get("VEILNET_DATA_WORKERS", "")
+    wanted = int(setting) if setting.isdigit() else min(cores, 8)
+    if n < _PARALLEL_MIN or wanted < 2 or "fork" not in multiprocessing.get_all_start_methods():
         return 1
-    return min(cores, 8)
+    return wanted
 
 
 def _decode_all(blobs: Iterable[Blob], n: int, expected: Expected, *, desc: str) -> np.ndarray:
