@@ -1,0 +1,107 @@
+"""``veilnet serve`` (the untrusted server) and ``veilnet query`` (the client holding the key)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from veilnet.cli import add_device
+from veilnet.errors import ConfigError
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        from veilnet.serve.app import Limits, read_tokens, run
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"veilnet serve needs {exc.name}: pip install 'veilnet[serve]'") from None
+    from veilnet.serve.batching import BatchingConfig
+
+    if args.no_auth and args.token_file:
+        raise ConfigError("--no-auth and --token-file contradict each other; give one")
+    if min(args.max_batch, args.batch_size, args.max_body_mb) <= 0 or args.batch_wait_ms < 0:
+        raise ConfigError("--max-batch, --batch-size and --max-body-mb must be positive and --batch-wait-ms non-negative")
+    tokens = None if args.no_auth else read_tokens(args.token_file)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    limits = Limits(max_body_bytes=int(args.max_body_mb * (1 << 20)), max_batch=args.max_batch)
+    batching = BatchingConfig(enabled=not args.no_batching, max_images=args.batch_size, wait_ms=args.batch_wait_ms)
+    run(args.model, host=args.host, port=args.port, tokens=tokens, limits=limits, batching=batching, device=args.device, log_level=args.log_level)
+    return 0
+
+
+def _token(path: str | None) -> str | None:
+    if path is None:
+        return os.environ.get("VEILNET_TOKEN") or None
+    try:
+        lines = [line.strip() for line in Path(path).read_text().splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"token file {path} cannot be read ({type(exc).__name__})") from None
+    if not lines:
+        raise ConfigError(f"token file {path} holds no token")
+    return lines[0]
+
+
+def _query(args: argparse.Namespace) -> int:
+    from veilnet.serve.client import Client, read_images
+
+    if bool(args.data) == bool(args.images):
+        raise ConfigError("give image files or --data SPEC (with --limit), not both or neither")
+    with Client(args.server, args.key, _token(args.token_file), encoding=args.encoding) as client:
+        client.check_key()  # before reading or sending any image
+        labels = classes = None
+        if args.data:
+            from veilnet import data
+
+            split = data.load(args.data, args.split)
+            images, labels, classes = split.images[: args.limit], split.labels[: args.limit], split.classes
+            names = [f"{args.split}[{i}]" for i in range(images.shape[0])]
+        else:
+            images = read_images(args.images, client.expectation.input_shape)
+            names = list(args.images)
+        pred = client.classify(images)
+    rows = [{"input": name, "label": int(label), **({"class": classes[int(label)]} if classes else {}), "probability": round(float(p), 6)} for name, label, p in zip(names, pred.labels, pred.confidence, strict=True)]
+    if args.json:
+        json.dump(rows, sys.stdout, indent=1)
+        print()
+    else:
+        for row in rows:
+            print("\t".join(str(v) for v in row.values()))
+    if labels is not None:
+        correct = int((pred.labels == labels).sum())
+        print(f"accuracy: {correct}/{len(labels)} = {correct / max(len(labels), 1):.4f} ({args.data}, {args.split}, first {len(labels)})", file=sys.stderr)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    serve = sub.add_parser("serve", help="serve a transformed model over HTTP (the untrusted server: no key, no plain images)")
+    serve.add_argument("model", help="transformed model (.safetensors, .json, stem or directory) from 'veilnet keyed transform-model'")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    serve.add_argument("--token-file", default=None, help="bearer tokens, one per line (default: $VEILNET_TOKENS, comma-separated)")
+    serve.add_argument("--no-auth", action="store_true", help="serve WITHOUT authentication (prints a warning)")
+    serve.add_argument("--max-body-mb", type=float, default=64.0, help="largest request body in MiB (default: 64)")
+    serve.add_argument("--max-batch", type=int, default=256, help="most images per request (default: 256)")
+    serve.add_argument("--batch-size", type=int, default=256, help="most images per merged forward pass (default: 256)")
+    serve.add_argument("--batch-wait-ms", type=float, default=2.0, help="how long a forward pass waits for more requests (default: 2 ms)")
+    serve.add_argument("--no-batching", action="store_true", help="one forward pass per request (no dynamic batching)")
+    serve.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"], help="log level (default: info)")
+    add_device(serve)
+    serve.set_defaults(func=_serve)
+
+    query = sub.add_parser("query", help="classify images with a served model: transform them with the key here, send only the result")
+    query.add_argument("images", nargs="*", help="PNG/JPEG files of the size the model takes")
+    query.add_argument("--server", required=True, help="server URL, e.g. http://127.0.0.1:8000")
+    query.add_argument("--key", required=True, help="key file (stays on this machine)")
+    query.add_argument("--token-file", default=None, help="file with the bearer token (default: $VEILNET_TOKEN)")
+    query.add_argument("--data", default=None, help="query a data spec instead of files (e.g. digits); prints the accuracy too")
+    query.add_argument("--split", default="test", choices=["train", "test"], help="split of --data (default: test)")
+    query.add_argument("--limit", type=int, default=100, help="first N images of --data (default: 100)")
+    query.add_argument("--encoding", default="npy", choices=["npy", "safetensors"], help="tensor encoding on the wire (default: npy)")
+    query.add_argument("--json", action="store_true", help="print JSON instead of tab-separated lines")
+    query.set_defaults(func=_query)

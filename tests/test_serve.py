@@ -1,0 +1,366 @@
+"""veilnet.serve: the untrusted server (as a subprocess on 127.0.0.1 and in-process) and its client.
+
+End to end: the served transformed model, queried through the client, gives the plain model's
+labels on plain images; requests without a token are refused; bad bodies get a 4xx JSON error
+and the server keeps serving; the server's log holds no key material, token or pixel data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import random
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import safetensors.numpy
+import torch
+from PIL import Image
+
+from veilnet import data, metrics, models
+from veilnet.cli import main
+from veilnet.errors import KeyMismatchError, ModelFormatError
+from veilnet.keyed import generate_key, public_params
+from veilnet.keyed.transform import transform_model
+from veilnet.serve import AuthRefusedError, BatchingConfig, Client, Limits, ServedModel, ServerUnreachableError, create_app
+from veilnet.serve.batching import DynamicBatcher
+from veilnet.serve.codec import NPY, SAFETENSORS, BodyError, read_tensor, write_tensor
+
+TOKEN = "test-token-0123456789abcdef"
+NPY_MAGIC_HEADER = b"\x93NUMPY\x01\x00"
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=True)
+    return buf.getvalue()
+
+
+def _npy_header_only(shape: tuple[int, ...], descr: str = "<f4") -> bytes:
+    """An .npy header declaring ``shape`` with (almost) no data after it."""
+    header = repr({"descr": descr, "fortran_order": False, "shape": shape}).encode()
+    header += b" " * (63 - (len(header) + 10) % 64) + b"\n"
+    return NPY_MAGIC_HEADER + len(header).to_bytes(2, "little") + header + b"\0" * 16
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A small ConvMixer (plain), a block key, the transformed model saved with its card, a token file
+    and 20 digits test images."""
+    root = tmp_path_factory.mktemp("serve")
+    torch.manual_seed(0)
+    plain = models.create("convmixer", dim=32, depth=2, kernel_size=3, patch_size=4, num_classes=10).eval()
+    key = generate_key("block", 4, 3, 32)
+    key.save(root / "key.json")
+    models.save(transform_model(plain, key), root / "served", extra={"keyed": public_params(key)})
+    (root / "tokens.txt").write_text(f"# clients\n{TOKEN}\n")
+    images = data.load("digits", "test").images[:20]
+    return {"root": root, "plain": plain, "key": key, "images": images, "plain_logits": metrics.predict(plain, images)}
+
+
+@pytest.fixture(scope="module")
+def server(setup: dict):
+    """``veilnet serve`` as a subprocess on a free port of 127.0.0.1; yields (url, log path)."""
+    port = _free_port()
+    log = setup["root"] / "server.log"
+    cmd = [sys.executable, "-m", "veilnet.cli", "serve", str(setup["root"] / "served"), "--port", str(port), "--token-file", str(setup["root"] / "tokens.txt"), "--max-batch", "64", "--max-body-mb", "1", "--batch-wait-ms", "5"]
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"server did not start:\n{log.read_text()}")
+        time.sleep(0.2)
+    yield url, log, proc
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def _post(url: str, body: bytes, media: str = NPY, token: str | None = TOKEN) -> httpx.Response:
+    headers = {"Content-Type": media, **({"Authorization": f"Bearer {token}"} if token else {})}
+    return httpx.post(f"{url}/v1/predict", content=body, headers=headers, timeout=30)
+
+
+# --- end to end, server as a subprocess -----------------------------------------------------------
+
+
+def test_client_labels_equal_plain_model_on_plain_images(setup: dict, server) -> None:
+    url, _, _ = server
+    for encoding in ("npy", "safetensors"):
+        with Client(url, setup["root"] / "key.json", TOKEN, encoding=encoding) as client:
+            logits = client.logits(setup["images"])
+            pred = client.classify(setup["images"])
+        plain = setup["plain_logits"]
+        assert torch.equal(pred.labels, plain.argmax(1))
+        assert (logits - plain).abs().max() <= 1e-4 * plain.abs().max()
+        assert torch.allclose(pred.probabilities.sum(1), torch.ones(20))
+
+
+def test_batches_larger_than_the_server_limit_are_split(setup: dict, server) -> None:
+    url, _, _ = server
+    images = setup["images"].repeat(4, 1, 1, 1)  # 80 > --max-batch 64
+    with Client(url, setup["key"], TOKEN) as client:
+        assert torch.equal(client.classify(images).labels, setup["plain_logits"].argmax(1).repeat(4))
+
+
+def test_requests_without_or_with_a_wrong_token_are_refused(setup: dict, server) -> None:
+    url, _, _ = server
+    body = _npy(np.zeros((1, 3, 32, 32), np.float32))
+    for token in (None, "x" * len(TOKEN)):
+        answer = _post(url, body, token=token)
+        assert answer.status_code == 401 and "token" in answer.json()["error"]
+        assert httpx.get(f"{url}/v1/info", headers={"Authorization": f"Bearer {token}"} if token else {}).status_code == 401
+    with pytest.raises(AuthRefusedError, match="refused the token"), Client(url, setup["key"], "wrong-token-0123456789") as client:
+        client.classify(setup["images"][:1])
+    assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}
+
+
+def test_info_describes_the_model_without_secrets(setup: dict, server) -> None:
+    url, _, _ = server
+    info = httpx.get(f"{url}/v1/info", headers={"Authorization": f"Bearer {TOKEN}"}).json()
+    assert info["kind"] == "keyed" and info["input"] == {"shape": [None, 3, 32, 32], "dtype": "float32"}
+    assert info["num_classes"] == 10 and info["params"]["block_size"] == 4 and info["limits"]["max_batch"] == 64
+    assert info["params"]["fingerprint"] == setup["key"].fingerprint
+    assert "material" not in json.dumps(info) and TOKEN not in json.dumps(info)
+    schema = httpx.get(f"{url}/openapi.json").json()["paths"]["/v1/predict"]["post"]
+    assert set(schema["requestBody"]["content"]) == {NPY, SAFETENSORS}
+
+
+BAD_BODIES = [
+    ("random bytes as npy", os.urandom(5000), NPY, 400),
+    ("random bytes as safetensors", os.urandom(5000), SAFETENSORS, 400),
+    ("empty body", b"", NPY, 400),
+    ("float64", _npy(np.zeros((2, 3, 32, 32), np.float64)), NPY, 422),
+    ("big-endian float32", _npy(np.zeros((2, 3, 32, 32), ">f4")), NPY, 422),
+    ("int64", _npy(np.zeros((2, 3, 32, 32), np.int64)), NPY, 422),
+    ("pickled objects", _npy(np.array([[object()]], dtype=object)), NPY, 422),
+    ("wrong shape", _npy(np.zeros((2, 3, 16, 16), np.float32)), NPY, 422),
+    ("no batch dimension", _npy(np.zeros((3, 32, 32), np.float32)), NPY, 422),
+    ("empty batch", _npy(np.zeros((0, 3, 32, 32), np.float32)), NPY, 422),
+    ("huge batch in header", _npy_header_only((10**12, 3, 32, 32)), NPY, 413),
+    ("huge image in header", _npy_header_only((1, 3, 10**9, 10**9)), NPY, 422),
+    ("header overflowing int64", _npy_header_only((2**62, 2**62, 3, 32, 32)), NPY, 422),
+    ("data missing", _npy_header_only((8, 3, 32, 32)), NPY, 400),
+    ("truncated npy", _npy(np.zeros((4, 3, 32, 32), np.float32))[:5000], NPY, 400),
+    ("nan", _npy(np.full((1, 3, 32, 32), np.nan, np.float32)), NPY, 422),
+    ("inf", _npy(np.full((1, 3, 32, 32), np.inf, np.float32)), NPY, 422),
+    ("nan as safetensors", safetensors.numpy.save({"x": np.full((1, 3, 32, 32), np.nan, np.float32)}), SAFETENSORS, 422),
+    ("two tensors", safetensors.numpy.save({"a": np.zeros((1, 3, 32, 32), np.float32), "b": np.zeros(1, np.float32)}), SAFETENSORS, 422),
+    ("truncated safetensors", safetensors.numpy.save({"x": np.zeros((4, 3, 32, 32), np.float32)})[:3000], SAFETENSORS, 400),
+    ("safetensors header length lies", (2**63).to_bytes(8, "little") + b"{}", SAFETENSORS, 400),
+    ("npy sent as safetensors", _npy(np.zeros((1, 3, 32, 32), np.float32)), SAFETENSORS, 400),
+    ("unknown content type", _npy(np.zeros((1, 3, 32, 32), np.float32)), "text/plain", 415),
+    ("over the body limit", bytes((1 << 20) + 1), NPY, 413),  # --max-body-mb 1
+    ("over the batch limit", _npy_header_only((65, 3, 32, 32)), NPY, 413),
+]
+
+
+@pytest.mark.parametrize(("what", "body", "media", "status"), BAD_BODIES, ids=[b[0] for b in BAD_BODIES])
+def test_bad_bodies_get_a_4xx_json_error(server, what: str, body: bytes, media: str, status: int) -> None:
+    url, _, proc = server
+    answer = _post(url, body, media)
+    assert answer.status_code == status, answer.text
+    error = answer.json()["error"]
+    assert error and "Traceback" not in error and len(error) < 400
+    assert proc.poll() is None
+
+
+def test_server_survives_lying_and_dropped_connections(setup: dict, server) -> None:
+    url, _, proc = server
+    port = int(url.rsplit(":", 1)[1])
+    for request in (
+        b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + TOKEN.encode() + b"\r\nContent-Type: application/x-npy\r\nContent-Length: 100000\r\n\r\n" + NPY_MAGIC_HEADER,
+        b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999\r\n\r\n",
+        b"\x00\xff garbage \r\n\r\n",
+    ):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(request)
+            s.shutdown(socket.SHUT_WR)
+            s.settimeout(5)
+            try:
+                s.recv(4096)
+            except (TimeoutError, ConnectionResetError):
+                pass
+    assert proc.poll() is None
+    with Client(url, setup["key"], TOKEN) as client:
+        assert torch.equal(client.classify(setup["images"]).labels, setup["plain_logits"].argmax(1))
+
+
+def test_client_errors_are_clear(setup: dict, server) -> None:
+    url, log, _ = server
+    posts = log.read_text().count("POST /v1/predict")
+    other = generate_key("block", 4, 3, 32)
+    with pytest.raises(KeyMismatchError, match="not the key the served model"), Client(url, other, TOKEN) as client:
+        client.classify(setup["images"])
+    with pytest.raises(KeyMismatchError, match="block_size 8"), Client(url, generate_key("block", 8, 3, 32), TOKEN) as client:
+        client.classify(setup["images"])
+    time.sleep(0.2)
+    assert log.read_text().count("POST /v1/predict") == posts  # nothing was sent
+    with pytest.raises(ServerUnreachableError, match="unreachable"), Client(f"http://127.0.0.1:{_free_port()}", setup["key"], TOKEN) as client:
+        client.classify(setup["images"])
+
+
+def test_query_command(setup: dict, server, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url, _, _ = server
+    root = setup["root"]
+    files = []
+    for i in range(3):
+        files.append(tmp_path / f"img{i}.png")
+        Image.fromarray(setup["images"][i].permute(1, 2, 0).numpy()).save(files[-1])
+    argv = ["query", "--server", url, "--key", str(root / "key.json"), "--token-file", str(root / "tokens.txt")]
+    assert main([*argv, *map(str, files), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["label"] for r in rows] == setup["plain_logits"][:3].argmax(1).tolist()
+    assert main([*argv, "--data", "digits", "--limit", "5"]) == 0
+    out = capsys.readouterr()
+    assert len(out.out.splitlines()) == 5 and "accuracy:" in out.err
+    (tmp_path / "small.png").write_bytes(_png(8))
+    assert main([*argv, str(tmp_path / "small.png")]) == 2
+    assert "8×8 pixels" in capsys.readouterr().err
+    assert main([*argv[:-2], "--token-file", str(tmp_path / "img0.png"), str(files[0])]) == 2  # binary token file: refused
+
+
+def _png(size: int) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (size, size)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_server_log_holds_no_key_material_token_or_pixels(setup: dict, server) -> None:
+    """Runs last: reads everything the server logged during this module."""
+    _, log, _ = server
+    text = log.read_text()
+    assert "POST /v1/predict" in text and "Traceback" not in text and "Exception" not in text
+    assert TOKEN not in text
+    material = setup["key"].material
+    for values in material.values():
+        assert ", ".join(map(str, values[:6])) not in text and ",".join(map(str, values[:6])) not in text
+    assert not re.search(r"(?:-?\d+(?:\.\d+)?(?:e-?\d+)?[,\s\[\]]+){12,}", text), "a run of numbers (pixels?) in the log"
+
+
+def test_no_auth_needs_the_flag_and_warns(setup: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    served = str(setup["root"] / "served")
+    monkeypatch.delenv("VEILNET_TOKENS", raising=False)
+    assert main(["serve", served, "--port", "1"]) == 2
+    assert "--no-auth" in capsys.readouterr().err
+    (tmp_path / "short").write_text("short\n")
+    assert main(["serve", served, "--token-file", str(tmp_path / "short")]) == 2
+    assert "shorter than 16" in capsys.readouterr().err
+    env = {k: v for k, v in os.environ.items() if k != "VEILNET_TOKENS"}
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "veilnet.cli", "serve", served, "--port", str(port), "--no-auth"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**env, "PYTHONUNBUFFERED": "1"})
+    try:
+        lines = []
+        for line in proc.stdout:  # type: ignore[union-attr]
+            lines.append(line)
+            if "Uvicorn running" in line:
+                break
+        assert any("WARNING" in line and "authentication is OFF" in line for line in lines), lines
+        answer = _post(f"http://127.0.0.1:{port}", _npy(np.zeros((1, 3, 32, 32), np.float32)), token=None)
+        assert answer.status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+# --- in process ----------------------------------------------------------------------------------
+
+
+def test_a_plain_model_is_not_served(setup: dict) -> None:
+    with pytest.raises(ModelFormatError, match="must be transformed"):
+        ServedModel.from_model(setup["plain"], {"architecture": "convmixer", "extra": {}})
+    with pytest.raises(ModelFormatError, match="extra.keyed must give"):
+        ServedModel.from_model(setup["plain"], {"architecture": "convmixer", "extra": {"keyed": {"scheme": "block"}}})
+
+
+@pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
+def test_random_mutations_of_valid_bodies_never_give_a_5xx(setup: dict) -> None:
+    from fastapi.testclient import TestClient
+
+    served = ServedModel.load(setup["root"] / "served")
+    app = create_app(served, tokens=[TOKEN], limits=Limits(max_body_bytes=1 << 20, max_batch=8))
+    valid = {NPY: _npy(np.random.rand(2, 3, 32, 32).astype(np.float32)), SAFETENSORS: safetensors.numpy.save({"x": np.random.rand(2, 3, 32, 32).astype(np.float32)})}
+    rng = random.Random(0)
+    statuses = set()
+    with TestClient(app, raise_server_exceptions=False) as client:
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        for i in range(150):
+            media = (NPY, SAFETENSORS)[i % 2]
+            body = bytearray(valid[media])
+            for _ in range(rng.randint(1, 4)):  # flip bytes, mostly in the header
+                pos = rng.randrange(min(len(body), 160)) if rng.random() < 0.8 else rng.randrange(len(body))
+                body[pos] = rng.randrange(256)
+            if rng.random() < 0.3:
+                body = body[: rng.randrange(len(body))]
+            answer = client.post("/v1/predict", content=bytes(body), headers={**headers, "Content-Type": media})
+            statuses.add(answer.status_code)
+            assert answer.status_code < 500, answer.text
+            if answer.status_code != 200:
+                assert answer.json()["error"]
+        assert client.get("/healthz").status_code == 200
+    assert statuses & {400, 422} and 200 in statuses
+
+
+def test_codec_round_trip_and_header_checked_before_allocation() -> None:
+    x = torch.rand(3, 2, 4, 4)
+    for media in (NPY, SAFETENSORS):
+        assert torch.equal(read_tensor(write_tensor(x, media), media, dtype="float32", item_shape=(2, 4, 4), max_items=3), x)
+    with pytest.raises(BodyError) as err:
+        read_tensor(_npy_header_only((10**6, 2, 4, 4)), NPY, dtype="float32", item_shape=(2, 4, 4))
+    assert err.value.status == 400 and "truncated" in err.value.message
+
+
+def test_dynamic_batching_merges_concurrent_requests() -> None:
+    calls: list[int] = []
+
+    def expected(x: torch.Tensor) -> torch.Tensor:
+        return x.sum(dim=(1, 2, 3))[:, None] * torch.arange(3.0)
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        calls.append(x.shape[0])
+        return expected(x)
+
+    async def burst(config: BatchingConfig) -> list[torch.Tensor]:
+        batcher = DynamicBatcher(forward, config)
+        batcher.start()
+        inputs = [torch.full((n, 1, 2, 2), float(i)) for i, n in enumerate([3, 1, 4, 2, 5, 1])]
+        outs = await asyncio.gather(*(batcher(x) for x in inputs))
+        await batcher.stop()
+        for x, out in zip(inputs, outs, strict=True):
+            assert torch.equal(out, expected(x))
+        return outs
+
+    asyncio.run(burst(BatchingConfig(enabled=True, max_images=8, wait_ms=50)))
+    assert sum(calls) == 16 and len(calls) < 6 and max(calls) <= 8
+    calls.clear()
+    asyncio.run(burst(BatchingConfig(enabled=False)))
+    assert calls == [3, 1, 4, 2, 5, 1]
+
+
+def test_tokens_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from veilnet.serve import read_tokens
+
+    monkeypatch.setenv("VEILNET_TOKENS", f"{TOKEN}, {TOKEN[::-1]}")
+    assert read_tokens() == [TOKEN, TOKEN[::-1]]
