@@ -11,7 +11,7 @@ import torch
 
 from veilnet import data, metrics, models
 from veilnet.cli import add_device, add_output, parse_assignments
-from veilnet.errors import ConfigError, ModelFormatError
+from veilnet.errors import ConfigError
 from veilnet.report import Result, markdown_table, plot_backend
 from veilnet.training import TrainConfig, train
 
@@ -78,11 +78,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _init_from(model: torch.nn.Module, path: str) -> None:
-    """Start from the weights of a saved model of the same architecture (fine-tuning)."""
-    source = models.load(path)
-    if source.veilnet_arch != model.veilnet_arch:
-        raise ModelFormatError(f"--init {path} is a {source.veilnet_arch['name']} with {source.veilnet_arch['kwargs']}; the model to train is {model.veilnet_arch['name']} with {model.veilnet_arch['kwargs']}")
-    model.load_state_dict(source.state_dict())
+    """Start from the weights of a saved model that fits ``model`` exactly (fine-tuning)."""
+    models.load_strict(model, models.load(path).state_dict(), path)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,64 @@
+"""Train the models of configs/*.yaml with `veilnet train` on the JPEG CIFAR-10 and report test
+accuracy and wall time (issue: foundation, training benchmark).
+
+    VEILNET_DATA=../shared/data python benchmarks/train.py [CONFIG ...] [--quick]
+
+Each config is trained into runs/train/CONFIG with the command printed in the table; a run
+that is already complete is resumed (a no-op) rather than repeated. --quick trains 20 images
+per class for one epoch, to check the pipeline in about a minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+from _common import REPO, markdown_table, write_result
+
+DEFAULT = ["resnet20-finetune-cifar10", "convmixer-cifar10", "vit-cifar10", "resnet20-cifar10"]
+PRETRAINED = REPO.parent / "shared" / "models" / "resnet20-12fca82f.th"
+
+
+def _run(cmd: list[str]) -> float:
+    print("$", " ".join(cmd), flush=True)
+    tic = time.perf_counter()
+    subprocess.run(cmd, cwd=REPO, check=True)
+    return time.perf_counter() - tic
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("configs", nargs="*", default=DEFAULT)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    os.environ.setdefault("VEILNET_DATA", str(REPO.parent / "shared" / "data"))
+    veilnet = [sys.executable, "-m", "veilnet.cli"]
+    pretrained = REPO / "runs" / "pretrained" / "resnet20"
+    if any("finetune" in c for c in args.configs) and not (pretrained / "model.safetensors").exists():
+        pretrained.mkdir(parents=True, exist_ok=True)
+        _run([*veilnet, "models", "import-cifar-resnet", str(PRETRAINED), "-o", str(pretrained), "--force"])
+    rows, results = [], {}
+    for name in args.configs:
+        out = REPO / "runs" / ("train-quick" if args.quick else "train") / name
+        cmd = [*veilnet, "train", "--config", f"configs/{name}.yaml", "-o", str(out.relative_to(REPO))]
+        if args.quick:
+            cmd += ["--subset", "20", "--epochs", "1", "--force"]
+        elif (out / "checkpoint.pt").exists():
+            cmd += ["--resume"]
+        wall = _run(cmd)
+        history = json.loads((out / "metrics.json").read_text())
+        card = json.loads((out / "model.json").read_text())
+        minutes = sum(r["seconds"] for r in history) / 60
+        acc = history[-1]["test_accuracy"]
+        results[name] = {"command": " ".join(["veilnet", *cmd[3:]]), "architecture": card["architecture"], "kwargs": card["kwargs"], "epochs": len(history), "train_minutes": minutes, "wall_minutes_this_invocation": wall / 60, "test_accuracy": acc, "history": history}
+        rows.append([name, len(history), f"{minutes:.1f}", f"{wall / 60:.1f}", f"{100 * acc:.2f}", "`" + results[name]["command"] + "`"])
+    print(markdown_table(["config", "epochs", "train min (loop)", "wall min (incl. data load, per-epoch eval)", "test acc %", "command"], rows))
+    write_result("train-quick" if args.quick else "train", {"runs": results})
+
+
+if __name__ == "__main__":
+    main()
