@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from veilnet import data, models
+from veilnet import data, keys, models
 from veilnet.attacks import ciphertext_only_attack, known_plaintext_attack, random_keys_attack, weight_matching_attack
 from veilnet.attacks.random_keys import quartiles
 from veilnet.errors import ConfigError
-from veilnet.keyed import generate_key, public_params, vit_key
-from veilnet.keyed.evaluation import evaluate, markdown, plot_random_keys
+from veilnet.keyed import demo_step, encrypt_images, generate_key, public_params, vit_key
+from veilnet.keyed.evaluation import evaluate, markdown
 from veilnet.keyed.transform import transform_model
 
 KINDS = [("block", "permutation"), ("vit", "permutation"), ("vit", "signed-permutation"), ("vit", "orthogonal")]
@@ -81,9 +81,15 @@ def test_random_keys_and_the_evaluation() -> None:
     assert result.to_dict()["random_keys"]["n_keys"] == 3
 
 
-def test_box_plot_is_written(tmp_path) -> None:
+def test_demo_step_writes_key_model_and_report(tmp_path) -> None:
     split = data.subset(data.load("digits", "test"), 2)
     model = models.create("vit", image_size=32, patch_size=4, dim=16, depth=1, heads=2, mlp_dim=16).eval()
-    result = evaluate(model, generate_key("vit", 4, 3, 32, ea="orthogonal"), split.images, split.labels, random_keys=3)
-    path = plot_random_keys(result, tmp_path / "box.png")
-    assert path.stat().st_size > 1000
+    result = demo_step(model, split.images, split.labels, random_keys=3, output_dir=tmp_path)
+    assert result.key["scheme"] == "vit" and result.labels_identical
+    assert (tmp_path / "random_keys.png").stat().st_size > 1000
+    assert (tmp_path / "key.json").stat().st_mode & 0o777 == 0o600
+    keyed = models.load(tmp_path / "keyed_model")
+    key = keys.load(tmp_path / "key.json")
+    x = split.float_images()
+    with torch.no_grad():
+        assert (keyed(encrypt_images(x, key)) - model(x)).abs().max() <= 1e-4 * model(x).abs().max()

@@ -27,7 +27,8 @@ import torch
 from veilnet import keys, metrics
 from veilnet.attacks.scoring import KeyScore, assign, match_signed_columns, score
 from veilnet.errors import ConfigError
-from veilnet.keyed import Cipher, apply_cipher, check_fits, cipher, encrypt_images, to_blocks
+from veilnet.keyed.images import apply_cipher, encrypt_images, to_blocks
+from veilnet.keyed.schemes import Cipher, check_fits, cipher
 from veilnet.report import Result
 
 

@@ -16,7 +16,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from veilnet import metrics
-from veilnet.keyed import encrypt_images, generate_key
+from veilnet.keyed.images import encrypt_images
+from veilnet.keyed.schemes import generate_key
 from veilnet.report import Result
 
 

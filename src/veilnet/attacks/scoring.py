@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from veilnet.keyed import Cipher
+from veilnet.keyed.schemes import Cipher
 from veilnet.report import Result
 
 #: Relative error of Ea below which a continuous Ea counts as recovered.

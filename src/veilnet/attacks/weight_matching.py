@@ -22,7 +22,8 @@ from torch import nn
 
 from veilnet import keys
 from veilnet.attacks.scoring import KeyScore, assign, match_signed_columns, score
-from veilnet.keyed import Cipher, apply_cipher, check_fits, cipher
+from veilnet.keyed.images import apply_cipher
+from veilnet.keyed.schemes import Cipher, check_fits, cipher
 from veilnet.keyed.transform import fold_normalization
 from veilnet.report import Result
 

@@ -11,20 +11,29 @@ images computes exactly the plain model's function on plain images; without the 
 is meant to be useless. :mod:`veilnet.attacks` measures how far that holds.
 """
 
+from veilnet.keyed.evaluation import KeyedEvaluation, demo_step, evaluate
 from veilnet.keyed.images import apply_cipher, decrypt_images, encrypt_images, from_blocks, to_blocks
 from veilnet.keyed.schemes import Cipher, check_fits, cipher, generate_key, key_space_bits, public_params, vit_key
+from veilnet.keyed.transform import fold_normalization, rekey, transform_model, untransform_model
 
 __all__ = [
     "Cipher",
+    "KeyedEvaluation",
     "apply_cipher",
     "check_fits",
     "cipher",
     "decrypt_images",
+    "demo_step",
     "encrypt_images",
+    "evaluate",
+    "fold_normalization",
     "from_blocks",
     "generate_key",
     "key_space_bits",
     "public_params",
+    "rekey",
     "to_blocks",
+    "transform_model",
+    "untransform_model",
     "vit_key",
 ]

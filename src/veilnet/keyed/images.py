@@ -60,12 +60,14 @@ def apply_cipher(images: torch.Tensor, ciph: Cipher, *, inverse: bool = False) -
         raise ShapeError(f"expected uint8 or float images, got dtype {images.dtype}")
     if ciph.keeps_images:
         index, flip = _index_map(ciph, inverse=inverse)
-        out = images.reshape(images.shape[0], -1).index_select(1, index.to(images.device))
+        flat = images.reshape(images.shape[0], -1)
+        out = torch.gather(flat, 1, index.to(images.device).expand_as(flat))
         flip = flip.to(images.device)
         if images.dtype == torch.uint8:
             out.bitwise_xor_(flip.to(torch.uint8) * 255)  # Eq. 5: x ⊕ (2^8 − 1) = 255 − x
         else:
-            out.sub_(flip.to(out.dtype)).abs_()  # |x − r| = 1 − x where r = 1 (Eq. 6), x where r = 0
+            rf = flip.to(out.dtype)
+            torch.addcmul(rf, out, 1 - 2 * rf, out=out)  # r + (1 − 2r)·x: 1 − x where r = 1 (Eq. 6)
         return out.reshape(images.shape)
     return _apply_matrix(images, ciph, inverse=inverse)
 
