@@ -268,6 +268,8 @@ def test_no_auth_needs_the_flag_and_warns(setup: dict, tmp_path: Path, monkeypat
     (tmp_path / "short").write_text("short\n")
     assert main(["serve", served, "--token-file", str(tmp_path / "short")]) == 2
     assert "shorter than 16" in capsys.readouterr().err
+    assert main(["serve", str(tmp_path / "missing"), "--no-auth"]) == 2
+    assert "model card missing" in capsys.readouterr().err
     env = {k: v for k, v in os.environ.items() if k != "VEILNET_TOKENS"}
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "veilnet.cli", "serve", served, "--port", str(port), "--no-auth"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**env, "PYTHONUNBUFFERED": "1"})
@@ -360,7 +362,8 @@ def test_dynamic_batching_merges_concurrent_requests() -> None:
 
 
 def test_tokens_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    from veilnet.serve import read_tokens
+    from veilnet.serve import client_token, server_tokens
 
     monkeypatch.setenv("VEILNET_TOKENS", f"{TOKEN}, {TOKEN[::-1]}")
-    assert read_tokens() == [TOKEN, TOKEN[::-1]]
+    monkeypatch.setenv("VEILNET_TOKEN", TOKEN)
+    assert server_tokens() == [TOKEN, TOKEN[::-1]] and client_token() == TOKEN

@@ -13,6 +13,7 @@ How much the encrypted images and the model reveal is measured by :mod:`veilnet.
 * :mod:`.kinds`: what a served model expects; one :class:`~.kinds.Kind` per family of model.
 * :mod:`.codec`: ``.npy`` / safetensors bodies, parsed safely.
 * :mod:`.batching`: dynamic batching of concurrent requests.
+* :mod:`.tokens`: bearer tokens from files or the environment.
 
 Server and client need the ``serve`` extra (FastAPI, uvicorn, httpx).
 """
@@ -25,7 +26,8 @@ from typing import Any
 #: Public names and their modules, imported on first use so that ``import veilnet.serve`` (and the
 #: ``veilnet`` command) work without FastAPI installed; only the server needs it.
 _EXPORTS = {
-    **dict.fromkeys(("Limits", "ServedModel", "create_app", "read_tokens", "run"), "veilnet.serve.app"),
+    **dict.fromkeys(("Limits", "ServedModel", "create_app", "run"), "veilnet.serve.app"),
+    **dict.fromkeys(("client_token", "server_tokens"), "veilnet.serve.tokens"),
     "BatchingConfig": "veilnet.serve.batching",
     **dict.fromkeys(("AuthRefusedError", "Client", "Predictions", "ServerUnreachableError", "ServiceError", "read_images"), "veilnet.serve.client"),
     **dict.fromkeys(("KINDS", "Expectation", "Kind"), "veilnet.serve.kinds"),

@@ -118,29 +118,6 @@ class ServedModel:
         }
 
 
-def read_tokens(token_file: str | os.PathLike[str] | None = None, env: str = "VEILNET_TOKENS") -> list[str]:
-    """Bearer tokens from ``token_file`` (one per line; blank lines and ``#`` comments skipped)
-    or else from the environment variable ``env`` (separated by commas or whitespace).
-    ConfigError when there are none or one is shorter than 16 characters."""
-    from veilnet.errors import ConfigError
-
-    if token_file is not None:
-        try:
-            text = Path(token_file).read_text()
-        except OSError as exc:
-            raise ConfigError(f"token file {token_file} cannot be read ({type(exc).__name__})") from None
-        tokens = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
-        source = f"token file {token_file}"
-    else:
-        tokens = os.environ.get(env, "").replace(",", " ").split()
-        source = f"${env}"
-    if not tokens:
-        raise ConfigError(f"no tokens in {source}; give --token-file or set ${env} (or pass --no-auth to serve without authentication)")
-    if any(len(t) < 16 for t in tokens):
-        raise ConfigError(f"{source} has a token shorter than 16 characters; use e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))'")
-    return tokens
-
-
 def create_app(served: ServedModel, *, tokens: Sequence[str] | None, limits: Limits = Limits(), batching: BatchingConfig = BatchingConfig()) -> FastAPI:
     """The FastAPI application serving ``served``; ``tokens=None`` disables authentication."""
     digests = None if tokens is None else [hashlib.sha256(t.encode()).digest() for t in tokens]

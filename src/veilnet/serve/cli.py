@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-from pathlib import Path
 
 from veilnet.cli import add_device
 from veilnet.errors import ConfigError
+from veilnet.serve.tokens import client_token, server_tokens
 
 
 def _serve(args: argparse.Namespace) -> int:
     try:
-        from veilnet.serve.app import Limits, read_tokens, run
+        from veilnet.serve.app import Limits, run
     except ModuleNotFoundError as exc:
         raise ConfigError(f"veilnet serve needs {exc.name}: pip install 'veilnet[serve]'") from None
     from veilnet.serve.batching import BatchingConfig
@@ -23,7 +22,7 @@ def _serve(args: argparse.Namespace) -> int:
         raise ConfigError("--no-auth and --token-file contradict each other; give one")
     if min(args.max_batch, args.batch_size, args.max_body_mb) <= 0 or args.batch_wait_ms < 0:
         raise ConfigError("--max-batch, --batch-size and --max-body-mb must be positive and --batch-wait-ms non-negative")
-    tokens = None if args.no_auth else read_tokens(args.token_file)
+    tokens = None if args.no_auth else server_tokens(args.token_file)
     if args.threads:
         import torch
 
@@ -34,24 +33,12 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _token(path: str | None) -> str | None:
-    if path is None:
-        return os.environ.get("VEILNET_TOKEN") or None
-    try:
-        lines = [line.strip() for line in Path(path).read_text().splitlines() if line.strip() and not line.lstrip().startswith("#")]
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"token file {path} cannot be read ({type(exc).__name__})") from None
-    if not lines:
-        raise ConfigError(f"token file {path} holds no token")
-    return lines[0]
-
-
 def _query(args: argparse.Namespace) -> int:
     from veilnet.serve.client import Client, read_images
 
     if bool(args.data) == bool(args.images):
         raise ConfigError("give image files or --data SPEC (with --limit), not both or neither")
-    with Client(args.server, args.key, _token(args.token_file), encoding=args.encoding) as client:
+    with Client(args.server, args.key, client_token(args.token_file), encoding=args.encoding) as client:
         client.check_key()  # before reading or sending any image
         labels = classes = None
         if args.data:
