@@ -1,0 +1,112 @@
+"""How much of a keyed model's secret the attacks in veilnet.attacks recover, on the JPEG CIFAR-10.
+
+    python benchmarks/keyed_attacks.py [--quick] [--convmixer PATH] [--vit PATH]
+
+* Known plaintext: pairs needed to recover the whole key, for every kind of key (block; ViT with
+  permutation, signed-permutation, orthogonal Ea; ViT with a supplied general invertible Ea),
+  and the PSNR of held-out images decrypted with the recovered key. 3 seeds (keys and images).
+* Ciphertext only (block scheme): fraction of K1/K2 recovered and PSNR of the attacker's
+  decryptions, against the number of encrypted test images seen, with 1,000 unrelated plain
+  train images as reference. 3 seeds.
+* Weight matching: the key from a transformed model and its plain model (the trained models
+  given, else the lead's runs/train/{convmixer,vit}, else freshly initialised ones: the attack
+  does not depend on training).
+``--quick``: 1 seed, fewer sizes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from _common import REPO, markdown_table, write_result
+
+from veilnet import data, models
+from veilnet.attacks import ciphertext_only_attack, known_plaintext_attack, weight_matching_attack
+from veilnet.keyed import generate_key, transform_model, vit_key
+
+SHARED = Path(os.environ.get("VEILNET_SHARED", REPO.parent / "shared"))
+KINDS = [("block", "permutation"), ("vit", "permutation"), ("vit", "signed-permutation"), ("vit", "orthogonal"), ("vit", "matrix")]
+
+
+def _key(scheme: str, ea: str, seed: int) -> Any:
+    if ea == "matrix":  # a general invertible Ea: Gaussian plus a multiple of I (condition ~ 10)
+        g = torch.Generator().manual_seed(seed)
+        return vit_key(torch.randn(48, 48, generator=g, dtype=torch.float64) + 12 * torch.eye(48, dtype=torch.float64), block_size=4, channels=3, image_size=32, seed=seed)
+    return generate_key(scheme, 4, 3, 32, ea=ea, seed=seed)
+
+
+def _model(path: Path | None, default: Path, arch: str) -> tuple[torch.nn.Module, str]:
+    """The given model, else the lead's trained one, else a freshly initialised one."""
+    chosen = path if path is not None else default if (default / "model.safetensors").exists() else None
+    if chosen is not None:
+        return models.load(chosen), str(chosen)
+    kwargs = {"dim": 256, "depth": 8, "kernel_size": 9, "patch_size": 4} if arch == "convmixer" else {"image_size": 32, "patch_size": 4}
+    return models.create(arch, **kwargs).eval(), f"fresh {arch} {kwargs}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1 seed, fewer sizes")
+    parser.add_argument("--zip", type=Path, default=SHARED / "data" / "cifar10-jpeg.zip", help="the JPEG CIFAR-10")
+    parser.add_argument("--convmixer", type=Path, default=None, help="trained ConvMixer (default: runs/train/convmixer if present)")
+    parser.add_argument("--vit", type=Path, default=None, help="trained ViT (default: runs/train/vit if present)")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    seeds = [0] if args.quick else [0, 1, 2]
+    spec = f"folder:{args.zip}"
+    test, train = data.load(spec, "test").images, data.load(spec, "train").images
+    result: dict[str, Any] = {"data": spec, "seeds": seeds}
+
+    rows, kp = [], {}
+    for scheme, ea in KINDS:
+        runs = []
+        for seed in seeds:
+            idx = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))[:96]
+            counts = [1, 2, 4, 8, 16, 32, 49, 64] if ea == "matrix" else None
+            runs.append(known_plaintext_attack(_key(scheme, ea, 1000 + seed), test[idx], pair_counts=counts, holdout=16))
+        kp[f"{scheme}/{ea}"] = [r.to_dict() for r in runs]
+        needed = [r.pairs_needed for r in runs]
+        one = [r.trials[0] for r in runs]
+        rows.append([f"{scheme}, Ea {ea}" if scheme == "vit" else "block (K1 shuffle + K2 flip)", ", ".join(map(str, needed)), ", ".join(f"{t.score.key_fraction:.3f}" for t in one), ", ".join(f"{r.trials[-1].holdout_psnr:.0f}" for r in runs)])
+    result["known_plaintext"] = kp
+    print(f"Known plaintext (JPEG CIFAR-10 test, random images, seeds {seeds}; 16 held-out images)")
+    print(markdown_table(["key", "pairs needed (per seed)", "key fraction from 1 pair", "held-out PSNR dB at the end"], rows))
+
+    sizes = [1, 2, 10, 100] if args.quick else [1, 2, 5, 10, 100, 1000]
+    rows, co = [], {}
+    for n in sizes:
+        runs = []
+        for seed in seeds:
+            gen = torch.Generator().manual_seed(seed)
+            enc = test[torch.randperm(len(test), generator=gen)[:n]]
+            ref = train[torch.randperm(len(train), generator=gen)[:1000]]
+            tic = time.perf_counter()
+            res = ciphertext_only_attack(generate_key("block", 4, 3, 32, seed=2000 + seed), enc, ref)
+            runs.append((res, time.perf_counter() - tic))
+        co[str(n)] = [{**r.to_dict(), "seconds": s} for r, s in runs]
+        rows.append([n, ", ".join(f"{r.score.shuffle_fraction:.2f}" for r, _ in runs), ", ".join(f"{r.score.flip_fraction:.2f}" for r, _ in runs), ", ".join(f"{r.encrypted_psnr:.1f}" for r, _ in runs), ", ".join(f"{min(r.decrypted_psnr, 999):.1f}" for r, _ in runs), f"{max(s for _, s in runs):.1f}"])
+    result["ciphertext_only"] = co
+    print(f"\nCiphertext only, block scheme M = 4 (encrypted: random test images; reference: 1,000 random train images; seeds {seeds})")
+    print(markdown_table(["encrypted images", "K1 fraction", "K2 fraction", "PSNR encrypted dB", "PSNR attacker-decrypted dB", "max s"], rows))
+
+    rows, wm = [], {}
+    for arch, path, default in (("convmixer", args.convmixer, REPO / "runs" / "train" / "convmixer"), ("vit", args.vit, REPO / "runs" / "train" / "vit")):
+        plain, source = _model(path, default, arch)
+        for scheme, ea in KINDS[: 1 if arch == "convmixer" else None]:
+            key = _key(scheme, ea, 3000)
+            res = weight_matching_attack(transform_model(plain, key), plain, key)
+            wm[f"{arch}/{scheme}/{ea}"] = {**res.to_dict(), "model": source}
+            rows.append([arch, source, f"{scheme}/{ea}", f"{res.score.key_fraction:.3f}", res.score.exact, f"{res.relative_logit_error:.1e}"])
+    result["weight_matching"] = wm
+    print("\nWeight matching (transformed model + its plain model)")
+    print(markdown_table(["model", "source", "key", "key fraction", "exact", "logit error with recovered key"], rows))
+    print(f"-> {write_result('keyed_attacks' + ('_quick' if args.quick else ''), result)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""ConvMixer paper Table 1 / Fig. 5 and the same for ViT, on trained models and the JPEG CIFAR-10.
+
+    python benchmarks/keyed_models.py [--quick] [--convmixer PATH] [--vit PATH]
+
+For each trained model (default: the lead's runs/train/convmixer and runs/train/vit, made with
+``veilnet train``): accuracy of plain model / plain images, transformed model / encrypted images,
+transformed model / plain images, plain model / encrypted images, and the transformed model on
+images encrypted with random wrong keys (box plot PNG beside the JSON), with the exact key space.
+ConvMixer uses the block key (paper); ViT the ViT key with a permutation Ea (paper's Fig. 2) and
+with an orthogonal Ea. Test subset: the first ``--n-per-class`` test images of every class.
+``--quick``: 20 per class and 10 random keys.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from _common import REPO, write_result
+
+from veilnet import data, models
+from veilnet.keyed import evaluate, generate_key
+from veilnet.keyed.evaluation import markdown, plot_random_keys
+
+SHARED = Path(os.environ.get("VEILNET_SHARED", REPO.parent / "shared"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="20 images per class, 10 random keys")
+    parser.add_argument("--zip", type=Path, default=SHARED / "data" / "cifar10-jpeg.zip", help="the JPEG CIFAR-10")
+    parser.add_argument("--convmixer", type=Path, default=REPO / "runs" / "train" / "convmixer", help="trained ConvMixer")
+    parser.add_argument("--vit", type=Path, default=REPO / "runs" / "train" / "vit", help="trained ViT")
+    parser.add_argument("--n-per-class", type=int, default=None, help="test images per class (default 100; quick 20)")
+    parser.add_argument("--random-keys", type=int, default=None, help="random wrong keys (default 100; quick 10)")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    n_per_class = args.n_per_class or (20 if args.quick else 100)
+    n_keys = args.random_keys or (10 if args.quick else 100)
+    spec = f"folder:{args.zip}"
+    split = data.subset(data.load(spec, "test"), n_per_class)
+    subset = f"{spec} test, first {n_per_class} per class"
+    name = "keyed_models" + ("_quick" if args.quick else "")
+    plots = REPO / "runs" / "benchmarks" / name
+    result: dict[str, Any] = {"subset": subset, "n_images": len(split), "random_keys": n_keys, "evaluations": {}}
+    for arch, path, kinds in (("convmixer", args.convmixer, [("block", "permutation")]), ("vit", args.vit, [("vit", "permutation"), ("vit", "orthogonal")])):
+        if not Path(path).exists():
+            print(f"{arch}: no trained model at {path}; train it with 'veilnet train' (skipped)")
+            continue
+        model = models.load(path)
+        card = models.card(path)
+        for scheme, ea in kinds:
+            key = generate_key(scheme, int(model.patch_size), model.patch_embed.in_channels, split.images.shape[-1], ea=ea)  # OS CSPRNG
+            tic = time.perf_counter()
+            res = evaluate(model, key, split.images, split.labels, random_keys=n_keys, seed=0, data=subset)
+            label = f"{arch}/{scheme}/{ea}"
+            result["evaluations"][label] = {**res.to_dict(), "model": str(path), "kwargs": card["kwargs"], "train_metrics": card.get("metrics", {}), "seconds": time.perf_counter() - tic}
+            plot_random_keys(res, plots / f"{label.replace('/', '_')}.png")
+            print(f"\n{label} ({path}, {card['kwargs']}; {len(split)} images; key from the OS CSPRNG, wrong keys seeded 0)")
+            print(markdown(res))
+            print(f"logits: max |Δ| / max |logit| = {res.max_relative_logit_difference:.2e}; labels identical: {res.labels_identical}")
+    print(f"-> {write_result(name, result)}")
+
+
+if __name__ == "__main__":
+    main()
