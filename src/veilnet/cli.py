@@ -19,6 +19,7 @@ from veilnet.errors import ConfigError, VeilnetError
 #: Modules that each define ``register(subparsers)``, in the order their commands are listed.
 COMMAND_MODULES = (
     "veilnet.training_cli",
+    "veilnet.demo",
     "veilnet.data.cli",
     "veilnet.models.cli",
     "veilnet.keys_cli",
