@@ -7,7 +7,7 @@ It holds the transformed model and its card, never a key or a plain image. Endpo
   shape and dtype, the kind's public parameters (for keyed models: scheme, block size, channels,
   image size, Ea kind, key fingerprint), number of classes, limits, and the public part of the card.
 * ``POST /v1/predict``: a batch as an ``.npy`` or safetensors body (:mod:`veilnet.serve.codec`);
-  answers the model's output (logits, float32 N×K) in the same encoding.
+  answers the model's output (for a keyed classifier: float32 logits N×K) in the same encoding.
 
 Every request except ``/healthz`` needs ``Authorization: Bearer TOKEN`` with one of the configured
 tokens (compared in constant time) unless the app is built with ``tokens=None`` (``--no-auth``).
@@ -64,18 +64,19 @@ class ApiError(Exception):
 @dataclass(frozen=True)
 class ServedModel:
     """A transformed model ready to serve: the module, its :class:`~veilnet.serve.kinds.Expectation`,
-    its number of outputs and the public part of its card."""
+    the shape of one output (``(K,)`` for a classifier's logits) and its dtype, and the public part of its card."""
 
     model: nn.Module
     expectation: kinds.Expectation
-    num_classes: int
+    output_shape: tuple[int, ...]
+    output_dtype: str
     card: dict[str, Any]
     device: str = "cpu"
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, device: str = "cpu") -> ServedModel:
         """Load a model saved by :func:`veilnet.models.save` whose card names its kind
-        (ModelFormatError otherwise), and run it once on zeros to learn its output size."""
+        (ModelFormatError otherwise), and run it once on zeros to learn its output's shape."""
         from veilnet import models
 
         model = models.load(path, device=device)
@@ -92,15 +93,18 @@ class ServedModel:
                 out = model.eval()(probe)
         except Exception as exc:  # the card's parameters do not fit the weights
             raise ModelFormatError(f"model {card.get('architecture')!r} does not take its card's input {expectation.input_shape}: {codec.first_line(exc)}") from None
-        if out.ndim != 2:
-            raise ModelFormatError(f"model {card.get('architecture')!r} outputs shape {tuple(out.shape)} per batch; veilnet serves classifiers (N×K logits)")
         public = {k: card[k] for k in PUBLIC_CARD_FIELDS if k in card}
         public["extra"] = {expectation.kind: expectation.params}
-        return cls(model=model, expectation=expectation, num_classes=int(out.shape[1]), card=public, device=device)
+        return cls(model=model, expectation=expectation, output_shape=tuple(out.shape[1:]), output_dtype=str(out.dtype).removeprefix("torch."), card=public, device=device)
+
+    @property
+    def num_classes(self) -> int | None:
+        """K for a classifier (one logit vector per input), else None."""
+        return self.output_shape[0] if len(self.output_shape) == 1 else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
-            return self.model(x.to(self.device)).float().cpu()
+            return self.model(x.to(self.device)).cpu()
 
     def info(self, limits: Limits) -> dict[str, Any]:
         """The ``/v1/info`` document."""
@@ -108,7 +112,7 @@ class ServedModel:
         return {
             "kind": e.kind,
             "input": {"shape": [None, *e.input_shape], "dtype": e.dtype},
-            "output": {"shape": [None, self.num_classes], "dtype": "float32", "meaning": "logits"},
+            "output": {"shape": [None, *self.output_shape], "dtype": self.output_dtype},
             "num_classes": self.num_classes,
             "params": e.params,
             "limits": {"max_batch": limits.max_batch, "max_body_bytes": limits.max_body_bytes},
@@ -180,7 +184,7 @@ def create_app(served: ServedModel, *, tokens: Sequence[str] | None, limits: Lim
                 "content": {media: {"schema": body_schema} for media in codec.MEDIA_TYPES},
             },
             "responses": {
-                "200": {"description": f"float32 logits N×{served.num_classes}, encoded like the request", "content": {media: {"schema": body_schema} for media in codec.MEDIA_TYPES}},
+                "200": {"description": f"{served.output_dtype} outputs N×{'×'.join(map(str, served.output_shape))} (logits for a classifier), encoded like the request", "content": {media: {"schema": body_schema} for media in codec.MEDIA_TYPES}},
                 **{str(s): {"description": d, "content": {"application/json": {"schema": {"type": "object", "properties": {"error": {"type": "string"}}}}}} for s, d in ((400, "malformed body"), (401, "missing or invalid token"), (413, "body or batch too large"), (415, "unsupported content type"), (422, "wrong dtype, shape or non-finite values"))},
             },
         },
@@ -223,19 +227,20 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def run(model: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int = 8000, tokens: Sequence[str] | None, limits: Limits = Limits(), batching: BatchingConfig = BatchingConfig(), device: str = "cpu", log_level: str = "info") -> None:
+def run(model: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int = 8000, tokens: Sequence[str] | None, limits: Limits = Limits(), batching: BatchingConfig = BatchingConfig(), max_connections: int = 128, device: str = "cpu", log_level: str = "info") -> None:
     """Load ``model`` (:meth:`ServedModel.load`) and serve it with uvicorn until interrupted.
-    ``tokens=None`` serves without authentication, with a warning."""
+    ``tokens=None`` serves without authentication, with a warning. Beyond ``max_connections``
+    open connections uvicorn answers 503, which bounds the memory bodies can take."""
     import uvicorn
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     served = ServedModel.load(model, device=device)
     app = create_app(served, tokens=tokens, limits=limits, batching=batching)
     e = served.expectation
-    log.info("serving %s (%s, kind %s, input N×%s %s, %d classes) on http://%s:%d", Path(model).name, served.card.get("architecture"), e.kind, "×".join(map(str, e.input_shape)), e.dtype, served.num_classes, host, port)
+    log.info("serving %s (%s, kind %s, input N×%s %s, output N×%s) on http://%s:%d", Path(model).name, served.card.get("architecture"), e.kind, "×".join(map(str, e.input_shape)), e.dtype, "×".join(map(str, served.output_shape)), host, port)
     log.info("limits: %d items per request, %d bytes per body; batching: %s", limits.max_batch, limits.max_body_bytes, f"up to {batching.max_images} items, wait {batching.wait_ms} ms" if batching.enabled else "off")
     if tokens is None:
         log.warning("authentication is OFF (--no-auth): anyone who can reach %s:%d can use the model", host, port)
     else:
         log.info("authentication: bearer token (%d configured)", len(tokens))
-    uvicorn.run(app, host=host, port=port, log_level=log_level, log_config=None, server_header=False)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, log_config=None, server_header=False, limit_concurrency=max_connections)

@@ -20,8 +20,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     if args.no_auth and args.token_file:
         raise ConfigError("--no-auth and --token-file contradict each other; give one")
-    if min(args.max_batch, args.batch_size, args.max_body_mb) <= 0 or args.batch_wait_ms < 0:
-        raise ConfigError("--max-batch, --batch-size and --max-body-mb must be positive and --batch-wait-ms non-negative")
+    if min(args.max_batch, args.batch_size, args.max_body_mb, args.max_connections) <= 0 or args.batch_wait_ms < 0:
+        raise ConfigError("--max-batch, --batch-size, --max-body-mb and --max-connections must be positive and --batch-wait-ms non-negative")
     tokens = None if args.no_auth else server_tokens(args.token_file)
     if args.threads:
         import torch
@@ -29,7 +29,7 @@ def _serve(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     limits = Limits(max_body_bytes=int(args.max_body_mb * (1 << 20)), max_batch=args.max_batch)
     batching = BatchingConfig(enabled=not args.no_batching, max_images=args.batch_size, wait_ms=args.batch_wait_ms)
-    run(args.model, host=args.host, port=args.port, tokens=tokens, limits=limits, batching=batching, device=args.device, log_level=args.log_level)
+    run(args.model, host=args.host, port=args.port, tokens=tokens, limits=limits, batching=batching, max_connections=args.max_connections, device=args.device, log_level=args.log_level)
     return 0
 
 
@@ -76,6 +76,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--batch-size", type=int, default=256, help="most images per merged forward pass (default: 256)")
     serve.add_argument("--batch-wait-ms", type=float, default=2.0, help="how long a forward pass waits for more requests (default: 2 ms)")
     serve.add_argument("--no-batching", action="store_true", help="one forward pass per request (no dynamic batching)")
+    serve.add_argument("--max-connections", type=int, default=128, help="open connections beyond which the server answers 503 (default: 128)")
     serve.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"], help="log level (default: info)")
     add_device(serve)

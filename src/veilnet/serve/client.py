@@ -117,13 +117,13 @@ class Client:
             body = codec.write_tensor(x, self.media_type, "inputs")
             answer = self._request("POST", "/v1/predict", content=body, headers={"Content-Type": self.media_type})
             try:
-                out = codec.read_tensor(answer.content, answer.headers.get("content-type", "").split(";")[0], dtype="float32", max_items=x.shape[0])
+                out = codec.read_tensor(answer.content, answer.headers.get("content-type", "").split(";")[0], dtype=self.info()["output"]["dtype"], max_items=x.shape[0])
             except codec.BodyError as exc:
                 raise ServiceError(f"{self.url}/v1/predict returned an unreadable answer: {exc.message}") from None
             if out.shape[0] != x.shape[0]:
                 raise ServiceError(f"{self.url}/v1/predict returned {out.shape[0]} rows for {x.shape[0]} inputs")
             outs.append(kind.decode(out, self.key))
-        return torch.cat(outs) if outs else torch.empty(0, int(self.info()["num_classes"]))
+        return torch.cat(outs) if outs else torch.empty(0, *self.info()["output"]["shape"][1:])
 
     def classify(self, images: torch.Tensor) -> Predictions:
         """Labels and softmax probabilities for ``images``."""
