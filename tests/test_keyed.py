@@ -133,6 +133,11 @@ def test_malformed_material_is_a_key_file_error() -> None:
     bad = keys.Key(scheme="block", params=good.params, material={"shuffle": [0, 0, 1, 2], "flip": good.material["flip"]})
     with pytest.raises(KeyFileError, match="not a permutation"):
         cipher(bad)
+    ortho = generate_key("vit", 2, 1, 4, ea="orthogonal")
+    with pytest.raises(KeyFileError, match="ea_matrix"):
+        cipher(keys.Key(scheme="vit", params=ortho.params, material={"block_perm": ortho.material["block_perm"]}))
+    with pytest.raises(ConfigError, match="vit_key"):
+        generate_key("vit", 2, 1, 4, ea="matrix")
 
 
 def _logits_match(a: torch.Tensor, b: torch.Tensor) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 from veilnet import keys
 from veilnet.cli import add_output, add_seed
@@ -24,7 +25,8 @@ def _new(args: argparse.Namespace) -> int:
     key = generate_key(args.scheme, args.block_size, args.channels, args.image_size, ea=args.ea, seed=args.seed)
     path = key.save(args.output, force=args.force)
     print(f"{key.scheme} key -> {path} (mode 0600)")
-    print(f"key space:    {key_space_bits(key):.1f} bits; entropy drawn: {key.entropy_bits:.1f} bits{' (reproducible: seeded)' if key.reproducible else ''}")
+    space = key_space_bits(key)
+    print(f"key space:    {f'{space:.1f} bits' if math.isfinite(space) else 'unbounded (continuous Ea)'}; entropy drawn: {key.entropy_bits:.1f} bits{' (reproducible: seeded)' if key.reproducible else ''}")
     print(f"fingerprint:  {key.fingerprint}")
     return 0
 

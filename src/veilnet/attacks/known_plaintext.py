@@ -88,7 +88,7 @@ def known_plaintext_attack(key: keys.Key, images: torch.Tensor, *, pair_counts: 
     x = metrics.as_float(images)
     y = encrypt_images(x, key)
     available = x.shape[0] - holdout
-    counts = list(pair_counts) if pair_counts is not None else [n for n in (2**i for i in range(12)) if n <= available]
+    counts = [n for n in (pair_counts if pair_counts is not None else [2**i for i in range(12)]) if n <= available]
     public = {"scheme": key.scheme, **key.params}
     trials: list[KnownPlaintextTrial] = []
     for n in counts:

@@ -100,6 +100,8 @@ def generate_key(
     of a Gaussian matrix with the signs of R's diagonal moved into Q).
     """
     params = _params(scheme, block_size, channels, image_size, ea)
+    if ea == EA_MATRIX:
+        raise ConfigError("an explicit Ea is given with veilnet.keyed.vit_key, not generated")
     rng = keys.KeyRNG(seed)
     length = block_size * block_size * channels
     kind = params.get("ea", "signed-permutation")
@@ -189,22 +191,21 @@ def cipher(key: keys.Key) -> Cipher:
     m, c, s = params["block_size"], params["channels"], params["image_size"]
     length = m * m * c
     mat = key.material
-    shuffle = flip = block_perm = None
-    if "ea_matrix" in mat:
-        ea = torch.tensor(mat["ea_matrix"], dtype=torch.float64)
+    block_perm = _permutation(mat.get("block_perm"), (s // m) ** 2, "block_perm", key) if key.scheme == "vit" else None
+    if key.scheme == "vit" and params["ea"] in ("orthogonal", EA_MATRIX):
+        try:
+            ea = torch.tensor(mat["ea_matrix"], dtype=torch.float64)
+        except (KeyError, TypeError, ValueError, RuntimeError):
+            raise KeyFileError(f"key {key.fingerprint[:19]}: Ea (ea_matrix) is missing or not a matrix of numbers") from None
         if ea.shape != (length, length):
             raise KeyFileError(f"key {key.fingerprint[:19]}: Ea is {tuple(ea.shape)}, expected {length}×{length}")
         _check_condition(ea)
-    else:
-        shuffle = _permutation(mat.get("shuffle"), length, "shuffle", key)
-        flip = torch.zeros(length, dtype=torch.bool)
-        if key.scheme == "block" or params.get("ea") == "signed-permutation":
-            flip[_subset(mat.get("flip"), length, key)] = True
-    if key.scheme == "vit":
-        block_perm = _permutation(mat.get("block_perm"), (s // m) ** 2, "block_perm", key)
-    if shuffle is not None and flip is not None:
-        return Cipher.signed_permutation(m, c, s, shuffle, flip, block_perm)
-    return Cipher(block_size=m, channels=c, image_size=s, ea=ea, shuffle=None, flip=None, block_perm=block_perm)
+        return Cipher(block_size=m, channels=c, image_size=s, ea=ea, shuffle=None, flip=None, block_perm=block_perm)
+    shuffle = _permutation(mat.get("shuffle"), length, "shuffle", key)
+    flip = torch.zeros(length, dtype=torch.bool)
+    if key.scheme == "block" or params["ea"] == "signed-permutation":
+        flip[_subset(mat.get("flip"), length, key)] = True
+    return Cipher.signed_permutation(m, c, s, shuffle, flip, block_perm)
 
 
 def check_fits(key: keys.Key, *, image_shape: tuple[int, ...] | torch.Size | None = None, model: torch.nn.Module | None = None) -> None:
