@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 from _common import REPO, markdown_table, write_result
+from keyed_models import trained_model_dir
 
 from veilnet import data, models
 from veilnet.attacks import ciphertext_only_attack, known_plaintext_attack, weight_matching_attack
@@ -53,8 +54,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 seed, fewer sizes")
     parser.add_argument("--zip", type=Path, default=SHARED / "data" / "cifar10-jpeg.zip", help="the JPEG CIFAR-10")
-    parser.add_argument("--convmixer", type=Path, default=None, help="trained ConvMixer (default: runs/train/convmixer if present)")
-    parser.add_argument("--vit", type=Path, default=None, help="trained ViT (default: runs/train/vit if present)")
+    parser.add_argument("--convmixer", type=Path, default=None, help="trained ConvMixer (default: runs/train/convmixer[-cifar10] if present)")
+    parser.add_argument("--vit", type=Path, default=None, help="trained ViT (default: runs/train/vit[-cifar10] if present)")
     args = parser.parse_args()
     torch.set_num_threads(2)
     seeds = [0] if args.quick else [0, 1, 2]
@@ -95,7 +96,7 @@ def main() -> None:
     print(markdown_table(["encrypted images", "K1 fraction", "K2 fraction", "PSNR encrypted dB", "PSNR attacker-decrypted dB", "max s"], rows))
 
     rows, wm = [], {}
-    for arch, path, default in (("convmixer", args.convmixer, REPO / "runs" / "train" / "convmixer"), ("vit", args.vit, REPO / "runs" / "train" / "vit")):
+    for arch, path, default in (("convmixer", args.convmixer, trained_model_dir("convmixer")), ("vit", args.vit, trained_model_dir("vit"))):
         plain, source = _model(path, default, arch)
         for scheme, ea in KINDS[: 1 if arch == "convmixer" else None]:
             key = _key(scheme, ea, 3000)

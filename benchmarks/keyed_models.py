@@ -29,12 +29,18 @@ from veilnet.keyed.evaluation import markdown, plot_random_keys
 SHARED = Path(os.environ.get("VEILNET_SHARED", REPO.parent / "shared"))
 
 
+def trained_model_dir(arch: str) -> Path:
+    """The lead's trained model: runs/train/ARCH, else runs/train/ARCH-cifar10 (``veilnet train``)."""
+    plain = REPO / "runs" / "train" / arch
+    return plain if plain.exists() else REPO / "runs" / "train" / f"{arch}-cifar10"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="20 images per class, 10 random keys")
     parser.add_argument("--zip", type=Path, default=SHARED / "data" / "cifar10-jpeg.zip", help="the JPEG CIFAR-10")
-    parser.add_argument("--convmixer", type=Path, default=REPO / "runs" / "train" / "convmixer", help="trained ConvMixer")
-    parser.add_argument("--vit", type=Path, default=REPO / "runs" / "train" / "vit", help="trained ViT")
+    parser.add_argument("--convmixer", type=Path, default=trained_model_dir("convmixer"), help="trained ConvMixer (default: runs/train/convmixer[-cifar10])")
+    parser.add_argument("--vit", type=Path, default=trained_model_dir("vit"), help="trained ViT (default: runs/train/vit[-cifar10])")
     parser.add_argument("--n-per-class", type=int, default=None, help="test images per class (default 100; quick 20)")
     parser.add_argument("--random-keys", type=int, default=None, help="random wrong keys (default 100; quick 10)")
     args = parser.parse_args()
