@@ -93,5 +93,8 @@ def test_evaluate_and_attacks(workdir, capsys) -> None:
     assert code == 0 and len(json.loads((workdir / "rk.json").read_text())["accuracies"]) == 2
     code, _, err = run(capsys, "keyed", "attack", "random-keys", "vit", "--data", "digits", "-o", "rk2.json")
     assert code == 2 and "not a transformed model" in err
+    run(capsys, "key", "new", "--scheme", "block", "--block-size", "4", "--channels", "3", "--image-size", "32", "-o", "b.json")
+    code, _, _ = run(capsys, "keyed", "attack", "ciphertext-only", "--key", "b.json", "--data", "digits", "--encrypted", "50", "--reference", "50", "-o", "co.json")
+    assert code == 0 and json.loads((workdir / "co.json").read_text())["decrypted_psnr"] > 40  # digits: grey, so channel swaps do not show
     code, _, _ = run(capsys, "keyed", "attack", "known-plaintext", "--key", "v.json", "--data", "digits", "--pairs", "2", "--holdout", "2", "-o", "kp.json")
     assert code == 0 and json.loads((workdir / "kp.json").read_text())["trials"][0]["pairs"] == 1

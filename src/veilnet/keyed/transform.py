@@ -84,7 +84,7 @@ def _embed(model: nn.Module, ciph: Cipher, *, inverse: bool) -> None:
     with torch.no_grad():
         weight = embed.weight.double().reshape(embed.out_channels, -1)
         ea = ciph.ea.T if not inverse else torch.linalg.inv(ciph.ea).T
-        new = weight @ ea
+        new = weight @ ea.to(weight.device)
         bias = embed.bias.double() + (weight - new).sum(dim=1) * 0.5
         embed.weight.copy_(new.reshape(embed.weight.shape))
         embed.bias.copy_(bias)
