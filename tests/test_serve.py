@@ -325,6 +325,28 @@ def test_random_mutations_of_valid_bodies_never_give_a_5xx(setup: dict) -> None:
     assert statuses & {400, 422} and 200 in statuses
 
 
+@pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
+def test_a_failing_forward_pass_is_a_500_without_details() -> None:
+    from fastapi.testclient import TestClient
+
+    from veilnet.serve.kinds import Expectation
+
+    class Fragile(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if x.shape[0] == 3:
+                raise RuntimeError("secret internal state 0.123, 0.456")
+            return x.flatten(1)[:, :4]
+
+    served = ServedModel(model=Fragile(), expectation=Expectation("keyed", (1, 2, 2), "float32", {}), output_shape=(4,), output_dtype="float32", card={})
+    with TestClient(create_app(served, tokens=None), raise_server_exceptions=False) as client:
+        def post(n: int) -> httpx.Response:
+            return client.post("/v1/predict", content=_npy(np.ones((n, 1, 2, 2), np.float32)), headers={"Content-Type": NPY})
+
+        answer = post(3)
+        assert answer.status_code == 500 and answer.json() == {"error": "internal error"}
+        assert post(2).status_code == 200
+
+
 def test_codec_round_trip_and_header_checked_before_allocation() -> None:
     x = torch.rand(3, 2, 4, 4)
     for media in (NPY, SAFETENSORS):

@@ -136,7 +136,6 @@ def create_app(served: ServedModel, *, tokens: Sequence[str] | None, limits: Lim
         await batcher.stop()
 
     app = FastAPI(title="veilnet", version=__version__, summary="An untrusted server running a transformed model; it never sees a key or a plain image.", lifespan=lifespan, docs_url=None, redoc_url=None)
-    app.state.batcher = batcher
     bearer = HTTPBearer(auto_error=False, description="one of the server's tokens")
 
     def authorize(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
@@ -169,26 +168,7 @@ def create_app(served: ServedModel, *, tokens: Sequence[str] | None, limits: Lim
     async def get_info() -> dict[str, Any]:
         return info
 
-    body_schema = {"type": "string", "format": "binary"}
-    shape = "N×" + "×".join(map(str, e.input_shape))
-
-    @app.post(
-        "/v1/predict",
-        summary="logits for a batch of transformed inputs",
-        dependencies=[Depends(authorize)],
-        response_class=Response,
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "description": f"one {e.dtype} tensor of shape {shape} (N ≤ {limits.max_batch}, at most {limits.max_body_bytes} bytes) as .npy or as a safetensors file holding exactly one tensor",
-                "content": {media: {"schema": body_schema} for media in codec.MEDIA_TYPES},
-            },
-            "responses": {
-                "200": {"description": f"{served.output_dtype} outputs N×{'×'.join(map(str, served.output_shape))} (logits for a classifier), encoded like the request", "content": {media: {"schema": body_schema} for media in codec.MEDIA_TYPES}},
-                **{str(s): {"description": d, "content": {"application/json": {"schema": {"type": "object", "properties": {"error": {"type": "string"}}}}}} for s, d in ((400, "malformed body"), (401, "missing or invalid token"), (413, "body or batch too large"), (415, "unsupported content type"), (422, "wrong dtype, shape or non-finite values"))},
-            },
-        },
-    )
+    @app.post("/v1/predict", summary="outputs for a batch of transformed inputs", dependencies=[Depends(authorize)], response_class=Response, openapi_extra=_predict_openapi(served, limits))
     async def predict(request: Request) -> Response:
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
         body = await _read_body(request, limits.max_body_bytes)
@@ -210,11 +190,32 @@ def create_app(served: ServedModel, *, tokens: Sequence[str] | None, limits: Lim
     return app
 
 
+def _predict_openapi(served: ServedModel, limits: Limits) -> dict[str, Any]:
+    """The request and response bodies of ``/v1/predict`` for the OpenAPI schema."""
+    e = served.expectation
+    binary = {media: {"schema": {"type": "string", "format": "binary"}} for media in codec.MEDIA_TYPES}
+    error = {"application/json": {"schema": {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}}}
+    failures = {400: "malformed or truncated body", 401: "missing or invalid token", 413: "body or batch too large", 415: "unsupported content type", 422: "wrong dtype or shape, empty batch, NaN or infinite values"}
+    return {
+        "requestBody": {
+            "required": True,
+            "description": f"one {e.dtype} tensor of shape N×{'×'.join(map(str, e.input_shape))} (N ≤ {limits.max_batch}, body ≤ {limits.max_body_bytes} bytes), as .npy or as a safetensors file holding exactly one tensor",
+            "content": binary,
+        },
+        "responses": {
+            "200": {"description": f"{served.output_dtype} outputs N×{'×'.join(map(str, served.output_shape))} (logits for a classifier), encoded like the request", "content": binary},
+            **{str(status): {"description": why, "content": error} for status, why in failures.items()},
+        },
+    }
+
+
 async def _read_body(request: Request, limit: int) -> bytes:
     """The body, refused with 413 as soon as it (or its declared length) exceeds ``limit``."""
     declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
-        raise ApiError(413 if declared.isdigit() else 400, f"request body of {declared[:20]} bytes exceeds the limit of {limit}" if declared.isdigit() else "invalid Content-Length")
+    if declared is not None and not declared.isdigit():
+        raise ApiError(400, "invalid Content-Length header")
+    if declared is not None and int(declared) > limit:
+        raise ApiError(413, f"request body of {int(declared)} bytes exceeds the limit of {limit}")
     chunks, size = [], 0
     try:
         async for chunk in request.stream():

@@ -44,7 +44,6 @@ class DynamicBatcher:
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="veilnet-forward")
         self._task: asyncio.Task[None] | None = None
-        self.passes = 0  # forward passes run (for tests and the benchmark)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -74,7 +73,7 @@ class DynamicBatcher:
             if not live:
                 continue
             try:
-                out = await loop.run_in_executor(self._executor, self._forward, torch.cat([x for x, _ in live]))
+                out = await loop.run_in_executor(self._executor, self.forward, torch.cat([x for x, _ in live]))
             except Exception as exc:  # handed to each request; the app answers 500 without details
                 for _, f in live:
                     if not f.done():
@@ -102,7 +101,3 @@ class DynamicBatcher:
             group.append(item)
             size += item[0].shape[0]
         return None
-
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.passes += 1
-        return self.forward(x)
