@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -23,11 +24,14 @@ DEFAULT = ["resnet20-finetune-cifar10", "convmixer-cifar10", "vit-cifar10", "res
 PRETRAINED = REPO.parent / "shared" / "models" / "resnet20-12fca82f.th"
 
 
-def _run(cmd: list[str]) -> float:
+def _run(cmd: list[str]) -> tuple[float, float]:
+    """Run ``cmd``; return its wall seconds and the CPU seconds (user + system) it used."""
     print("$", " ".join(cmd), flush=True)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     tic = time.perf_counter()
     subprocess.run(cmd, cwd=REPO, check=True)
-    return time.perf_counter() - tic
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.perf_counter() - tic, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def main() -> None:
@@ -49,15 +53,15 @@ def main() -> None:
             cmd += ["--subset", "20", "--epochs", "1", "--force"]
         elif (out / "checkpoint.pt").exists():
             cmd += ["--resume"]
-        wall = _run(cmd)
+        wall, cpu = _run(cmd)
         history = json.loads((out / "metrics.json").read_text())
         card = json.loads((out / "model.json").read_text())
         minutes = sum(r["seconds"] for r in history) / 60
         acc = history[-1]["test_accuracy"]
-        results[name] = {"command": " ".join(["veilnet", *cmd[3:]]), "architecture": card["architecture"], "kwargs": card["kwargs"], "epochs": len(history), "train_minutes": minutes, "wall_minutes_this_invocation": wall / 60, "test_accuracy": acc, "history": history}
-        rows.append([name, len(history), f"{minutes:.1f}", f"{wall / 60:.1f}", f"{100 * acc:.2f}", "`" + results[name]["command"] + "`"])
-    print(markdown_table(["config", "epochs", "train min (loop)", "wall min (incl. data load, per-epoch eval)", "test acc %", "command"], rows))
-    write_result("train-quick" if args.quick else "train", {"runs": results})
+        results[name] = {"command": " ".join(["veilnet", *cmd[3:]]), "architecture": card["architecture"], "kwargs": card["kwargs"], "epochs": len(history), "train_minutes": minutes, "wall_minutes_this_invocation": wall / 60, "cpu_minutes_this_invocation": cpu / 60, "test_accuracy": acc, "history": history}
+        rows.append([name, len(history), f"{minutes:.1f}", f"{wall / 60:.1f}", f"{cpu / 60:.1f}", f"{100 * acc:.2f}", "`" + results[name]["command"] + "`"])
+        write_result(f"train-{name}" + ("-quick" if args.quick else ""), {"run": results[name]})
+    print(markdown_table(["config", "epochs", "train min (loop)", "wall min (incl. data load, per-epoch eval)", "CPU min", "test acc %", "command"], rows))
 
 
 if __name__ == "__main__":
