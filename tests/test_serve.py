@@ -162,6 +162,7 @@ BAD_BODIES = [
     ("huge batch in header", _npy_header_only((10**12, 3, 32, 32)), NPY, 413),
     ("huge image in header", _npy_header_only((1, 3, 10**9, 10**9)), NPY, 422),
     ("header overflowing int64", _npy_header_only((2**62, 2**62, 3, 32, 32)), NPY, 422),
+    ("negative batch in header", _npy_header_only((-1, 3, 32, 32)), NPY, 400),
     ("data missing", _npy_header_only((8, 3, 32, 32)), NPY, 400),
     ("truncated npy", _npy(np.zeros((4, 3, 32, 32), np.float32))[:5000], NPY, 400),
     ("nan", _npy(np.full((1, 3, 32, 32), np.nan, np.float32)), NPY, 422),

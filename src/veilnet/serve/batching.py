@@ -72,6 +72,7 @@ class DynamicBatcher:
             live = [(x, f) for x, f in group if not f.done()]  # drop requests whose client left
             if not live:
                 continue
+            log.debug("forward pass: %d requests, %d items", len(live), sum(x.shape[0] for x, _ in live))
             try:
                 out = await loop.run_in_executor(self._executor, self.forward, torch.cat([x for x, _ in live]))
             except Exception as exc:  # handed to each request; the app answers 500 without details

@@ -113,7 +113,7 @@ class Client:
         chunk = int(self.info()["limits"]["max_batch"])
         outs = []
         for start in range(0, images.shape[0], chunk):
-            x = kind.encode(images[start : start + chunk], self.key)
+            x, state = kind.encode(images[start : start + chunk], self.key)
             body = codec.write_tensor(x, self.media_type, "inputs")
             answer = self._request("POST", "/v1/predict", content=body, headers={"Content-Type": self.media_type})
             try:
@@ -122,7 +122,7 @@ class Client:
                 raise ServiceError(f"{self.url}/v1/predict returned an unreadable answer: {exc.message}") from None
             if out.shape[0] != x.shape[0]:
                 raise ServiceError(f"{self.url}/v1/predict returned {out.shape[0]} rows for {x.shape[0]} inputs")
-            outs.append(kind.decode(out, self.key))
+            outs.append(kind.decode(out, state, self.key))
         return torch.cat(outs) if outs else torch.empty(0, *self.info()["output"]["shape"][1:])
 
     def classify(self, images: torch.Tensor) -> Predictions:

@@ -5,14 +5,16 @@ The server reads the kind and its public parameters from the model card (``extra
 publishes an :class:`Expectation` (input shape and dtype of one item, public parameters) on
 ``/v1/info``. The client fetches that, checks its key against it (:meth:`Kind.check_key`) before
 it sends anything, turns images into what the model takes (:meth:`Kind.encode`) and the server's
-output into logits (:meth:`Kind.decode`).
+output into logits (:meth:`Kind.decode`). ``encode`` may return per-batch secret state that only
+``decode`` needs and that never leaves the client.
 
 * ``keyed`` (:mod:`veilnet.keyed`): the input is a batch of images encrypted with the key
   (``float32``, ``N×C×S×S`` in [0, 1] for signed-permutation keys); the output is the logits.
 
-A second kind (``complex``: the input a complex feature tensor from the client's encoder, the
-output decoded by the client) is one more :class:`Kind` in :data:`KINDS`; server and client do
-not change.
+A second kind (``complex``: the input a complex feature tensor from the client's encoder, rotated
+by a secret angle θ drawn per batch; the output decoded by the client with the same θ) is one more
+:class:`Kind` in :data:`KINDS` with ``dtype="complex64"`` (both encodings carry complex64);
+server and client do not change.
 """
 
 from __future__ import annotations
@@ -52,12 +54,13 @@ class Kind(Protocol):
         """Raise KeyMismatchError when ``key`` cannot be the key of the served model (client side)."""
         ...
 
-    def encode(self, images: torch.Tensor, key: keys.Key) -> torch.Tensor:
-        """Images (uint8 or [0, 1] float, N×C×H×W) -> the tensor the server's model takes."""
+    def encode(self, images: torch.Tensor, key: keys.Key) -> tuple[torch.Tensor, Any]:
+        """Images (uint8 or [0, 1] float, N×C×H×W) -> (the tensor the server's model takes,
+        secret per-batch state for :meth:`decode`, kept on the client)."""
         ...
 
-    def decode(self, outputs: torch.Tensor, key: keys.Key) -> torch.Tensor:
-        """The server's output -> logits N×K."""
+    def decode(self, outputs: torch.Tensor, state: Any, key: keys.Key) -> torch.Tensor:
+        """The server's output for one encoded batch -> logits N×K."""
         ...
 
 
@@ -91,13 +94,13 @@ class KeyedKind:
         if "fingerprint" in served and served["fingerprint"] != key.fingerprint:
             raise KeyMismatchError(f"key {key.fingerprint[:19]}… is not the key the served model was transformed with ({str(served['fingerprint'])[:19]}…)")
 
-    def encode(self, images: torch.Tensor, key: keys.Key) -> torch.Tensor:
+    def encode(self, images: torch.Tensor, key: keys.Key) -> tuple[torch.Tensor, None]:
         from veilnet.keyed import encrypt_images
 
-        return encrypt_images(metrics.as_float(images), key).float().contiguous()
+        return encrypt_images(metrics.as_float(images), key).float().contiguous(), None
 
-    def decode(self, outputs: torch.Tensor, key: keys.Key) -> torch.Tensor:
-        return outputs
+    def decode(self, outputs: torch.Tensor, state: None, key: keys.Key) -> torch.Tensor:
+        return outputs  # the transformed model's logits are the plain model's
 
 
 KINDS: dict[str, Kind] = {k.name: k for k in (KeyedKind(),)}
