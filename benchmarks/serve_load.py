@@ -9,7 +9,8 @@ pass per request). Reported: images/s, p50/p99 latency per request, error count 
 server RSS (/proc), and the ratio to the in-process ceiling measured in the same run (the model
 called directly in a loop on the same batch size, and the best over batch sizes 1-256; measured
 for a fixed time before the server starts and after it stops, the larger kept). Clients and server
-share the machine's cores.
+share the machine's cores; the CPU time per request of each (from /proc and process_time) shows
+where the time goes even when other jobs make wall-clock figures noisy.
 
     python benchmarks/serve_load.py           # 1, 8, 32 clients × 10 s, batching on and off (~3.5 min)
     python benchmarks/serve_load.py --quick   # 1, 8 clients × 3 s (~1 min)
@@ -47,8 +48,14 @@ def _rss_mib(pid: int) -> tuple[float, float]:
     return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` and its threads so far (/proc/PID/stat, fields 14-15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _start(model: Path, port: int, *, batching: bool, threads: int) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "veilnet.cli", "serve", str(model), "--port", str(port), "--threads", str(threads), "--log-level", "warning", "--max-batch", "64", "--batch-size", "256", "--batch-wait-ms", "2"]
+    cmd = [sys.executable, "-m", "veilnet.cli", "serve", str(model), "--port", str(port), "--threads", str(threads), "--log-level", "warning", "--max-batch", "64", "--batch-size", "256"]
     proc = subprocess.Popen([*cmd, *([] if batching else ["--no-batching"])], env={**os.environ, "VEILNET_TOKENS": TOKEN}, cwd=REPO)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -133,11 +140,12 @@ def main() -> None:
                 asyncio.run(_load(f"http://127.0.0.1:{args.port}", bodies[args.batch[0]], 1, 1.0))  # warm-up
                 for n in args.batch:
                     for clients in concurrency:
-                        start = time.perf_counter()
+                        start, server_cpu, client_cpu = time.perf_counter(), _cpu_seconds(proc.pid), time.process_time()
                         latencies, ok, errors = asyncio.run(_load(f"http://127.0.0.1:{args.port}", bodies[n], clients, seconds))
                         wall = time.perf_counter() - start
+                        server_cpu, client_cpu = _cpu_seconds(proc.pid) - server_cpu, time.process_time() - client_cpu
                         rss, peak = _rss_mib(proc.pid)
-                        runs.append({"batching": batching, "batch": n, "clients": clients, "requests": ok, "errors": errors, "images_per_s": ok * n / wall, "p50_ms": 1000 * statistics.median(latencies), "p99_ms": 1000 * float(np.percentile(latencies, 99)), "rss_mib": rss, "peak_rss_mib": peak, "idle_rss_mib": idle_rss, "seconds": wall})
+                        runs.append({"batching": batching, "batch": n, "clients": clients, "requests": ok, "errors": errors, "images_per_s": ok * n / wall, "p50_ms": 1000 * statistics.median(latencies), "p99_ms": 1000 * float(np.percentile(latencies, 99)), "server_cpu_ms_per_request": 1000 * server_cpu / max(ok, 1), "client_cpu_ms_per_request": 1000 * client_cpu / max(ok, 1), "rss_mib": rss, "peak_rss_mib": peak, "idle_rss_mib": idle_rss, "seconds": wall})
             finally:
                 proc.terminate()
                 proc.wait(timeout=30)
@@ -145,11 +153,11 @@ def main() -> None:
     ceiling = {n: max(r[n] for r in ceiling_runs) for n in sizes}
     best = max(ceiling.values())
     for r in runs:
-        rows.append(["on" if r["batching"] else "off", r["batch"], r["clients"], r["requests"], r["errors"], f"{r['images_per_s']:,.0f}", f"{r['images_per_s'] / ceiling[r['batch']]:.2f}", f"{r['images_per_s'] / best:.2f}", f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}", f"{r['rss_mib']:.0f} (peak {r['peak_rss_mib']:.0f})"])
+        rows.append(["on" if r["batching"] else "off", r["batch"], r["clients"], r["requests"], r["errors"], f"{r['images_per_s']:,.0f}", f"{r['images_per_s'] / ceiling[r['batch']]:.2f}", f"{r['images_per_s'] / best:.2f}", f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}", f"{r['server_cpu_ms_per_request']:.1f} / {r['client_cpu_ms_per_request']:.1f}", f"{r['rss_mib']:.0f} (peak {r['peak_rss_mib']:.0f})"])
 
     print(f"veilnet serve under load: transformed ConvMixer-{ARCH['dim']}/{ARCH['depth']} (kernel {ARCH['kernel_size']}, patch {ARCH['patch_size']}), CIFAR-sized images (3×32×32 float32, .npy bodies), {seconds:.0f} s per row, loopback, {args.threads} torch threads, clients in the same machine\n")
-    print("In-process ceiling (same run; before / after the server runs): " + "; ".join(f"batch {n}: {ceiling_runs[0][n]:,.0f} / {ceiling_runs[1][n]:,.0f} images/s" for n in sizes) + "\n")
-    print(markdown_table(["batching", "images/request", "clients", "requests", "errors", "images/s", "× in-process (same batch)", "× best in-process", "p50 ms", "p99 ms", "server RSS MiB"], rows))
+    print("In-process ceiling (same run; before / after the server runs): " + "; ".join(f"batch {n}: {ceiling_runs[0][n]:,.0f} / {ceiling_runs[1][n]:,.0f} images/s ({1000 * n / ceiling[n]:.1f} ms per call)" for n in sizes) + "\n")
+    print(markdown_table(["batching", "images/request", "clients", "requests", "errors", "images/s", "× in-process (same batch)", "× best in-process", "p50 ms", "p99 ms", "CPU ms/request server / client", "server RSS MiB"], rows))
     out = write_result("serve_load", {"quick": args.quick, "model": {"architecture": "convmixer", **ARCH}, "seconds_per_run": seconds, "in_process_images_per_s": [{str(k): v for k, v in r.items()} for r in ceiling_runs], "runs": runs})
     print(f"\n-> {out.relative_to(REPO)}")
 

@@ -138,7 +138,7 @@ def create_app(served: ServedModel, *, tokens: Sequence[str] | None, limits: Lim
     app = FastAPI(title="veilnet", version=__version__, summary="An untrusted server running a transformed model; it never sees a key or a plain image.", lifespan=lifespan, docs_url=None, redoc_url=None)
     bearer = HTTPBearer(auto_error=False, description="one of the server's tokens")
 
-    def authorize(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+    async def authorize(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:  # async: no thread hop
         if digests is None:
             return
         given = hashlib.sha256(credentials.credentials.encode() if credentials is not None else b"").digest()

@@ -1,7 +1,8 @@
 """Dynamic batching: requests that arrive together share one forward pass.
 
-Every request's batch joins a queue. One worker takes the first waiting batch, then keeps
-taking batches that arrive within ``wait_s`` of it, as long as the merged batch stays within
+Every request's batch joins a queue. One worker takes the first waiting batch and every batch
+queued behind it (those that arrived during the previous pass), then keeps taking batches that
+arrive within ``wait_ms`` of it (0, the default: none), as long as the merged batch stays within
 ``max_images``; it runs the model once on the concatenation (in a worker thread, so the event
 loop keeps answering) and hands every request its rows. With ``enabled=False`` every request is
 its own forward pass, through the same single worker, which is the baseline batching is measured
@@ -25,11 +26,12 @@ log = logging.getLogger("veilnet.serve")
 @dataclass(frozen=True)
 class BatchingConfig:
     """``max_images`` per merged forward pass, ``wait_ms`` a pass waits for more requests after
-    the first, ``enabled=False`` for one pass per request."""
+    the first (0: merge only what is already queued, adding no latency), ``enabled=False`` for
+    one pass per request."""
 
     enabled: bool = True
     max_images: int = 256
-    wait_ms: float = 2.0
+    wait_ms: float = 0.0
 
 
 _Item = tuple[torch.Tensor, "asyncio.Future[torch.Tensor]"]

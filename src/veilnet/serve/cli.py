@@ -74,7 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--max-body-mb", type=float, default=64.0, help="largest request body in MiB (default: 64)")
     serve.add_argument("--max-batch", type=int, default=256, help="most images per request (default: 256)")
     serve.add_argument("--batch-size", type=int, default=256, help="most images per merged forward pass (default: 256)")
-    serve.add_argument("--batch-wait-ms", type=float, default=2.0, help="how long a forward pass waits for more requests (default: 2 ms)")
+    serve.add_argument("--batch-wait-ms", type=float, default=0.0, help="how long a forward pass waits for more requests (default: 0: it merges the requests queued while the previous pass ran)")
     serve.add_argument("--no-batching", action="store_true", help="one forward pass per request (no dynamic batching)")
     serve.add_argument("--max-connections", type=int, default=128, help="open connections beyond which the server answers 503 (default: 128)")
     serve.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
