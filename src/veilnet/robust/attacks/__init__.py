@@ -1,0 +1,42 @@
+"""Evasion attacks on classifiers that take [0, 1] pixels, each returning the adversarial images
+and a per-sample success mask (see :mod:`.base`): FGSM, PGD (L∞, random start, restarts),
+DeepFool, Carlini–Wagner L2, EOT-PGD (for randomised defences) and the Square attack
+(score-based black box, L∞). :func:`create` builds one by name with the fixed evaluation
+settings of :data:`SETTINGS`, so results are comparable between runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from veilnet.errors import ConfigError
+from veilnet.robust.attacks.base import EPS, Attack, project
+from veilnet.robust.attacks.cw import CarliniWagnerL2
+from veilnet.robust.attacks.deepfool import DeepFool
+from veilnet.robust.attacks.eot_pgd import EOTPGD
+from veilnet.robust.attacks.fgsm import FGSM
+from veilnet.robust.attacks.pgd import PGD
+from veilnet.robust.attacks.square import Square
+
+ATTACKS: dict[str, type[Attack]] = {cls.name: cls for cls in (FGSM, PGD, DeepFool, CarliniWagnerL2, EOTPGD, Square)}
+
+#: The named evaluation settings used by ``veilnet robust evaluate`` (beyond eps = 8/255).
+SETTINGS: dict[str, dict[str, Any]] = {
+    "fgsm": {},
+    "pgd": {"alpha": 2 / 255, "steps": 20, "random_start": True, "restarts": 1},
+    "deepfool": {"steps": 50, "overshoot": 0.02, "candidates": 10, "norm": "l2"},
+    "cw": {"binary_search_steps": 6, "steps": 50, "lr": 0.01, "initial_const": 0.1, "confidence": 0.0},
+    "eot-pgd": {"alpha": 2 / 255, "steps": 10, "random_start": True, "restarts": 1, "eot_samples": 2},
+    "square": {"queries": 500, "p_init": 0.05},
+}
+
+
+def create(name: str, model: nn.Module, eps: float | None = EPS, **kwargs: Any) -> Attack:
+    """The attack ``name`` on ``model`` with the settings of :data:`SETTINGS`, overridden by ``kwargs``."""
+    if name not in ATTACKS:
+        raise ConfigError(f"unknown attack {name!r}; expected one of {', '.join(ATTACKS)}")
+    return ATTACKS[name](model, eps, **{**SETTINGS[name], **kwargs})
+
+
+__all__ = ["ATTACKS", "EPS", "SETTINGS", "Attack", "CarliniWagnerL2", "DeepFool", "EOTPGD", "FGSM", "PGD", "Square", "create", "project"]

@@ -1,0 +1,48 @@
+"""EOT-PGD: PGD against a randomised defence, each step's gradient averaged over ``n`` draws of
+the defence's randomness (Expectation over Transformation, Athalye et al. 2018). Against
+post-averaging with fresh directions, every draw is a new set of 6K random neighbours; the ``n``
+copies of the batch go through the model in one forward pass."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from veilnet.errors import ConfigError
+from veilnet.robust.attacks.pgd import PGD
+
+
+class EOTPGD(PGD):
+    """L∞ PGD whose gradient is the average over ``eot_samples`` draws of a random model.
+
+    Arguments:
+        model: randomised classifier on [0, 1] pixels (e.g. :class:`~veilnet.robust.PostAveraging`).
+        eps, alpha, steps, random_start, restarts: as for :class:`PGD`.
+        eot_samples: draws averaged per step, n (default 4).
+        (and the keyword arguments of :class:`~veilnet.robust.attacks.base.Attack`).
+
+    Shape: images ``N×C×H×W`` in [0, 1], labels ``N`` → adversarials ``N×C×H×W``, success ``N``.
+
+    Example::
+
+        defended = PostAveraging(model, directions=15, radius=6.0)
+        adv, success = EOTPGD(defended, eps=8 / 255, eot_samples=4)(images, labels)
+    """
+
+    name = "eot-pgd"
+
+    def __init__(self, model: torch.nn.Module, eps: float | None = 8 / 255, *, eot_samples: int = 4, **kwargs: Any) -> None:
+        super().__init__(model, eps, **kwargs)
+        if eot_samples < 1:
+            raise ConfigError(f"eot_samples must be positive, got {eot_samples}")
+        self.eot_samples = eot_samples
+
+    def gradient(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """(1/n) Σ ∇ₓ L over n draws of the model's randomness, as one batched forward pass."""
+        x = images.detach().requires_grad_(True)
+        n = self.eot_samples
+        logits = self.model(x.repeat(n, 1, 1, 1))
+        loss = F.cross_entropy(logits, labels.repeat(n), reduction="sum") / n
+        return torch.autograd.grad(loss, x)[0]

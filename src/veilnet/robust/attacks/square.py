@@ -1,0 +1,89 @@
+"""The Square attack, L∞ (Andriushchenko et al. 2020, "Square Attack: a query-efficient black-box
+adversarial attack via random search"): a score-based black box that sees only the model's
+outputs. Start from vertical stripes of ±ε; at every query, propose to set one random square
+window (per image) to a fresh ±ε colour per channel, and keep the proposal when it lowers the
+margin ``Z_y − max_{j≠y} Z_j``. The window covers a fraction p of the image, p shrinking on the
+authors' schedule as queries are spent; an image stops once it is misclassified."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from veilnet.errors import ConfigError
+from veilnet.robust.attacks.base import Attack, project
+
+#: The authors' schedule for 10,000 queries: after query t, p = p_init / divisor.
+_SCHEDULE = ((10, 1), (50, 2), (200, 4), (500, 8), (1000, 16), (2000, 32), (4000, 64), (6000, 128), (8000, 256))
+
+
+class Square(Attack):
+    """L∞ Square attack (score-based, no gradients).
+
+    Arguments:
+        model: classifier on [0, 1] pixels; only its outputs are used (it may be randomised).
+        eps: L∞ budget (default 8/255).
+        queries: most model queries per image, the initialisation included (default 1000).
+        p_init: initial fraction of the image a square covers (default 0.05, the authors' L∞ value).
+        (and the keyword arguments of :class:`~veilnet.robust.attacks.base.Attack`).
+
+    Shape: images ``N×C×H×W`` in [0, 1], labels ``N`` → adversarials ``N×C×H×W``, success ``N``.
+
+    Example::
+
+        adv, success = Square(defended, eps=8 / 255, queries=1000, seed=0)(images, labels)
+    """
+
+    name = "square"
+
+    def __init__(self, model: torch.nn.Module, eps: float | None = 8 / 255, *, queries: int = 1000, p_init: float = 0.05, **kwargs: Any) -> None:
+        super().__init__(model, eps, **kwargs)
+        if queries < 1 or not 0 < p_init <= 1:
+            raise ConfigError(f"Square needs queries >= 1 and 0 < p_init <= 1, got {queries} and {p_init}")
+        self.queries = queries
+        self.p_init = p_init
+
+    def fraction(self, query: int) -> float:
+        """p after ``query`` queries: the authors' 10,000-query schedule rescaled to ``queries``."""
+        t = int(query / self.queries * 10000)
+        divisor = 512
+        for bound, value in _SCHEDULE:
+            if t <= bound:
+                divisor = value
+                break
+        return self.p_init / divisor
+
+    @torch.no_grad()
+    def margin(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """``Z_y − max_{j≠y} Z_j``: negative exactly when the image is misclassified."""
+        logits = self.model(images)
+        real = logits.gather(1, labels[:, None])[:, 0]
+        return real - logits.scatter(1, labels[:, None], float("-inf")).amax(1)
+
+    @torch.no_grad()
+    def perturb(self, images: torch.Tensor, labels: torch.Tensor, eps: float | None, generator: torch.Generator) -> torch.Tensor:
+        assert eps is not None
+        n, c, h, w = images.shape
+        signs = self.rand(n, c, 1, w, generator=generator).round() * 2 - 1
+        adv = project(images + eps * signs, images, eps)
+        margin = self.margin(adv, labels)
+        rows = torch.arange(h, device=images.device)[None, :, None]
+        cols = torch.arange(w, device=images.device)[None, None, :]
+        for query in range(1, self.queries):
+            active = (margin > 0).nonzero()[:, 0]
+            if active.numel() == 0:
+                break
+            x, y, cur = images[active], labels[active], adv[active]
+            size = max(1, min(h - 1, round(math.sqrt(self.fraction(query) * h * w))))
+            top = (self.rand(active.numel(), generator=generator) * (h - size + 1)).long()[:, None, None]
+            left = (self.rand(active.numel(), generator=generator) * (w - size + 1)).long()[:, None, None]
+            window = ((rows >= top) & (rows < top + size) & (cols >= left) & (cols < left + size))[:, None]
+            colour = eps * (self.rand(active.numel(), c, 1, 1, generator=generator).round() * 2 - 1)
+            proposal = project(torch.where(window, x + colour, cur), x, eps)
+            new = self.margin(proposal, y)
+            better = new < margin[active]
+            adv[active[better]] = proposal[better]
+            margin[active[better]] = new[better]
+        return adv

@@ -1,0 +1,183 @@
+"""Post-averaging: the prediction averaged over a small neighbourhood of the input.
+
+Paper: "Bandlimiting Neural Networks Against Adversarial Attacks" (ICLR 2020 submission,
+``papers/bandlimiting-post-averaging.txt``). The defended classifier is the integral of the
+network over a ball C of radius r around the input (Eq. 5), which damps the network's
+high-frequency components (Eq. 6). It is approximated by an average over sampled points (Eq. 7)
+taken along K random unit directions v at offsets λ ∈ {±r/3, ±2r/3, ±r} (Eq. 8), plus the input
+itself: 6K + 1 points.
+
+Readings of the paper's public code that its text leaves out, followed here:
+
+* r is an L2 radius in the model's *normalised* input space (after mean/std). A model's
+  ``normalize`` layer is affine, ``normalize(x + δ·std) = normalize(x) + δ``, so a step of λ·v in
+  normalised space is fed as the pixel image ``x + λ·(std ⊙ v)`` (v scaled by each channel's std);
+  the result equals feeding ``normalize(x) + λ·v`` to the layers after ``normalize``, up to float
+  rounding. ``space="pixel"`` takes r as an L2 radius in [0, 1] pixel space instead.
+* The neighbours are not clipped to the pixel range.
+* The directions are drawn from a standard normal over all C·H·W values and normalised to unit
+  L2 length, independently for every image and every call (``seed=None``), or drawn once from
+  ``seed`` and shared by every image and every call (a deterministic defence).
+
+Threat model: the defence is a wrapper around any classifier and needs no retraining; the paper
+evaluates it against adversarial examples made on the undefended model. ``veilnet.robust.evaluate``
+also attacks the wrapper itself (EOT-PGD and the Square attack).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from veilnet.errors import ConfigError, ShapeError
+
+SPACES = ("normalized", "pixel")
+REDUCTIONS = ("softmax", "logits")
+
+
+class PostAveraging(nn.Module):
+    """A classifier defended by post-averaging (Eq. 7–8).
+
+    Arguments:
+        model: classifier taking [0, 1] pixels ``N×C×H×W`` to logits ``N×classes``.
+        directions: K, the number of random directions (6K + 1 points per image).
+        radius: r, the L2 radius of the neighbourhood (in the space chosen by ``space``).
+        space: ``"normalized"`` (the paper's: r is measured after the model's mean/std, read from
+            ``model.normalize.std`` or given as ``std``) or ``"pixel"``.
+        reduce: ``"softmax"`` averages the softmax outputs (the paper's); ``"logits"`` averages logits.
+        seed: None draws fresh directions for every image on every call; an int fixes one set of
+            K directions, drawn once from it and shared by every image and call.
+        std: per-channel std of the normalisation, for a model without ``normalize``.
+        max_points: the most points sent through the model in one forward pass (memory cap);
+            the points of many images are batched together up to this size.
+        generator: source of the fresh directions when ``seed`` is None (default: torch's global RNG).
+
+    Shape: ``N×C×H×W`` in [0, 1] → ``N×classes``. The output is the log of the averaged softmax
+    (``reduce="softmax"``) or the averaged logits (``reduce="logits"``); either acts as logits for
+    argmax, cross-entropy and margins, and is differentiable in the input.
+
+    Example::
+
+        defended = PostAveraging(model, directions=15, radius=6.0)
+        pred = defended(images).argmax(1)
+    """
+
+    offsets: torch.Tensor
+
+    def __init__(
+        self,
+        model: nn.Module,
+        directions: int = 15,
+        radius: float = 6.0,
+        space: str = "normalized",
+        reduce: str = "softmax",
+        seed: int | None = None,
+        *,
+        std: Sequence[float] | None = None,
+        max_points: int = 1024,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        if directions < 1:
+            raise ConfigError(f"post-averaging needs at least one direction, got directions={directions}")
+        if not radius > 0:
+            raise ConfigError(f"post-averaging radius must be positive, got {radius}")
+        if space not in SPACES:
+            raise ConfigError(f"space must be one of {', '.join(SPACES)}, got {space!r}")
+        if reduce not in REDUCTIONS:
+            raise ConfigError(f"reduce must be one of {', '.join(REDUCTIONS)}, got {reduce!r}")
+        if max_points < 1:
+            raise ConfigError(f"max_points must be positive, got {max_points}")
+        self.model = model
+        self.directions = int(directions)
+        self.radius = float(radius)
+        self.space = space
+        self.reduce = reduce
+        self.seed = seed
+        self.max_points = int(max_points)
+        self.generator = generator
+        self.register_buffer("offsets", torch.tensor([1.0, -1.0, 2.0, -2.0, 3.0, -3.0]) * (self.radius / 3.0), persistent=False)
+        self._scale = self._direction_scale(model, space, std)
+        self._fixed: torch.Tensor | None = None
+
+    @staticmethod
+    def _direction_scale(model: nn.Module, space: str, std: Sequence[float] | None) -> torch.Tensor | None:
+        """Per-channel factor from a unit direction in the chosen space to a pixel-space step."""
+        if space == "pixel":
+            return None
+        if std is not None:
+            scale = torch.as_tensor(std, dtype=torch.float32).flatten()
+        else:
+            normalize = getattr(model, "normalize", None)
+            model_std = getattr(normalize, "std", None)
+            if not isinstance(model_std, torch.Tensor):
+                raise ConfigError(f"space='normalized' needs the model's input std: {type(model).__name__} has no normalize.std; pass std=[...] or space='pixel'")
+            scale = model_std.detach().float().flatten().cpu()
+        if scale.numel() == 0 or not bool((scale > 0).all()):
+            raise ConfigError(f"std must be positive, one value per channel, got {scale.tolist()}")
+        return scale
+
+    @property
+    def points_per_image(self) -> int:
+        """6K + 1: the points whose outputs are averaged for one image."""
+        return 6 * self.directions + 1
+
+    def extra_repr(self) -> str:
+        return f"directions={self.directions}, radius={self.radius}, space={self.space!r}, reduce={self.reduce!r}, seed={self.seed}"
+
+    def sample_directions(self, n: int, shape: torch.Size, device: torch.device) -> torch.Tensor:
+        """Unit directions, already scaled to pixel-space steps: ``n×K×C×H×W`` (``1×K×...`` when fixed).
+
+        Each direction is standard normal over C·H·W values, divided by its L2 norm (so it has unit
+        length in the chosen space), then multiplied by the per-channel std when the radius is
+        measured in normalised space.
+        """
+        if self.seed is not None:
+            if self._fixed is None or self._fixed.shape[2:] != shape:
+                gen = torch.Generator().manual_seed(self.seed)
+                self._fixed = self._unit(torch.randn(1, self.directions, *shape, generator=gen))
+            return self._fixed.to(device)
+        gen = self.generator
+        cpu = gen is not None and gen.device.type == "cpu"
+        raw = torch.randn(n, self.directions, *shape, generator=gen, device="cpu" if cpu else device)
+        return self._unit(raw).to(device)
+
+    def _unit(self, raw: torch.Tensor) -> torch.Tensor:
+        unit = raw / raw.flatten(2).norm(dim=2)[:, :, None, None, None]
+        if self._scale is None:
+            return unit
+        c = raw.shape[2]
+        if self._scale.numel() != c:
+            raise ShapeError(f"the normalisation has {self._scale.numel()} channels but the images have {c}")
+        return unit * self._scale.to(unit.device)[None, None, :, None, None]
+
+    def neighbours(self, images: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor:
+        """The 6K + 1 points of Eq. 8 for each image: ``N×(6K+1)×C×H×W``, the input first.
+
+        ``dirs`` are pixel-space unit steps from :meth:`sample_directions` (``N×K×...`` or ``1×K×...``).
+        """
+        n = images.shape[0]
+        steps = self.offsets.to(images.device)[None, None, :, None, None, None] * dirs[:, :, None]
+        moved = images[:, None, None] + steps  # N×K×6×C×H×W
+        return torch.cat([images[:, None], moved.reshape(n, 6 * self.directions, *images.shape[1:])], dim=1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.ndim != 4:
+            raise ShapeError(f"expected images of shape N×C×H×W, got shape {tuple(images.shape)}")
+        per_chunk = max(1, self.max_points // self.points_per_image)
+        outs = [self._average(chunk) for chunk in images.split(per_chunk)]
+        return torch.cat(outs) if outs else images.new_zeros(0)
+
+    def _average(self, images: torch.Tensor) -> torch.Tensor:
+        """Eq. 7 for a chunk of images whose points fit in one forward pass."""
+        n, points = images.shape[0], self.points_per_image
+        dirs = self.sample_directions(n, images.shape[1:], images.device)
+        logits = self.model(self.neighbours(images, dirs).flatten(0, 1))
+        logits = logits.reshape(n, points, -1)
+        if self.reduce == "logits":
+            return logits.mean(1)
+        return torch.logsumexp(F.log_softmax(logits, dim=2), dim=1) - math.log(points)

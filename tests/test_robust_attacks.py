@@ -1,0 +1,154 @@
+"""Evasion attacks (veilnet.robust.attacks): budgets, success masks, seeds and batching, and the
+Adversarial Robustness Toolbox as the correctness oracle: on the same model, images and budget,
+our success rate must be at least ART's minus 2 points (FGSM, PGD, DeepFool, C&W)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from veilnet import data
+from veilnet.metrics import as_float
+from veilnet.models import Normalize
+from veilnet.robust import PostAveraging, attacks
+
+EPS = 8 / 255
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    """These models are tiny: one thread avoids thread contention on a shared 2-core machine."""
+    torch.set_num_threads(1)
+
+
+class DigitsNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.normalize = Normalize([0.5] * 3, [0.25] * 3)
+        self.body = nn.Sequential(
+            nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(16 * 64, 10)
+        )  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(self.normalize(x))
+
+
+@pytest.fixture(scope="module")
+def digits() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """A small CNN trained for two epochs on the digits (about 96% test accuracy), and 60 test images."""
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    train = data.load("digits", split="train")
+    model = DigitsNet()
+    opt = torch.optim.Adam(model.parameters(), 1e-2)
+    x, y = as_float(train.images), train.labels
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(2):
+        perm = torch.randperm(len(y), generator=gen)
+        for i in range(0, len(y), 64):
+            idx = perm[i : i + 64]
+            loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    model.eval()
+    test = data.subset(data.load("digits", split="test"), 6)
+    return model, as_float(test.images), test.labels
+
+
+def _predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model(x).argmax(1)
+
+
+def _art(model: nn.Module):  # type: ignore[no-untyped-def]
+    from art.estimators.classification import PyTorchClassifier
+
+    return PyTorchClassifier(model=model, loss=nn.CrossEntropyLoss(), input_shape=(3, 32, 32), nb_classes=10, clip_values=(0.0, 1.0))
+
+
+def _art_success(model: nn.Module, x: torch.Tensor, y: torch.Tensor, adv: np.ndarray, eps: float | None) -> float:
+    projected = attacks.project(torch.from_numpy(adv).float(), x, eps)
+    return (_predict(model, projected) != y).float().mean().item()
+
+
+@pytest.mark.parametrize("name", ["fgsm", "pgd", "deepfool", "cw", "square"])
+def test_success_mask_budget_and_range(digits, name: str) -> None:  # type: ignore[no-untyped-def]
+    model, x, y = digits
+    fast = {"pgd": {"steps": 5}, "cw": {"binary_search_steps": 2, "steps": 10}, "square": {"queries": 30}, "deepfool": {"steps": 10}}
+    attack = attacks.create(name, model, EPS, seed=0, batch_size=25, **fast.get(name, {}))
+    model.train()
+    (adv, success), (adv2, success2) = attack.run(x[:20], y[:20], [EPS, 2 * EPS])
+    assert model.training, "the attack must restore the model's mode"
+    model.eval()
+    for a, s, eps in ((adv, success, EPS), (adv2, success2, 2 * EPS)):
+        assert a.shape == x[:20].shape and s.dtype == torch.bool and s.shape == (20,)
+        assert (a - x[:20]).abs().max() <= eps + 1e-6 and a.min() >= 0 and a.max() <= 1
+        assert torch.equal(s, _predict(model, a) != y[:20])
+
+
+def test_seeds_and_batching_do_not_change_results(digits) -> None:  # type: ignore[no-untyped-def]
+    model, x, y = digits
+    pgd = [attacks.PGD(model, EPS, steps=3, seed=4, batch_size=b)(x[:12], y[:12])[0] for b in (12, 12)]
+    assert torch.equal(pgd[0], pgd[1])
+    fgsm = [attacks.FGSM(model, EPS, batch_size=b)(x[:12], y[:12])[0] for b in (5, 12)]
+    torch.testing.assert_close(fgsm[0], fgsm[1])
+    deepfool = [attacks.DeepFool(model, None, steps=10, batch_size=b)(x[:12], y[:12])[0] for b in (1, 12)]
+    torch.testing.assert_close(deepfool[0], deepfool[1], atol=1e-4, rtol=0)
+
+
+def test_fgsm_pgd_match_art(digits) -> None:  # type: ignore[no-untyped-def]
+    from art.attacks.evasion import FastGradientMethod, ProjectedGradientDescent
+
+    model, x, y = digits
+    eps = 4 / 255
+    ours = attacks.FGSM(model, eps)(x, y)[1].float().mean().item()
+    theirs = _art_success(model, x, y, FastGradientMethod(_art(model), norm=np.inf, eps=eps).generate(x.numpy(), y.numpy()), eps)
+    assert ours >= theirs - 0.02, (ours, theirs)
+    ours = attacks.PGD(model, eps, alpha=1 / 255, steps=10, seed=0)(x, y)[1].float().mean().item()
+    art_pgd = ProjectedGradientDescent(_art(model), norm=np.inf, eps=eps, eps_step=1 / 255, max_iter=10, num_random_init=1, verbose=False)
+    theirs = _art_success(model, x, y, art_pgd.generate(x.numpy(), y.numpy()), eps)
+    assert ours >= theirs - 0.02, (ours, theirs)
+
+
+def test_deepfool_cw_match_art(digits) -> None:  # type: ignore[no-untyped-def]
+    from art.attacks.evasion import CarliniL2Method, DeepFool
+
+    model, x, y = digits
+    eps = 16 / 255  # a budget the minimisation attacks' results are projected onto, for both tools
+    ours = attacks.DeepFool(model, eps, steps=50, overshoot=0.02)(x, y)[1].float().mean().item()
+    art_df = DeepFool(_art(model), max_iter=50, epsilon=0.02, nb_grads=10, verbose=False)
+    theirs = _art_success(model, x, y, art_df.generate(x.numpy()), eps)
+    assert ours >= theirs - 0.02, (ours, theirs)
+    x, y = x[:20], y[:20]  # ART's C&W is slow: fewer images and iterations
+    ours = attacks.CarliniWagnerL2(model, eps)(x, y)[1].float().mean().item()
+    art_cw = CarliniL2Method(_art(model), binary_search_steps=3, max_iter=10, initial_const=0.1, learning_rate=0.01, verbose=False)
+    theirs = _art_success(model, x, y, art_cw.generate(x.numpy(), y.numpy()), eps)
+    assert ours >= theirs - 0.02, (ours, theirs)
+
+
+def test_eot_pgd_and_square_attack_the_defence(digits) -> None:  # type: ignore[no-untyped-def]
+    model, x, y = digits
+    x, y = x[:20], y[:20]
+    defended = PostAveraging(model, directions=2, radius=2.0, generator=torch.Generator().manual_seed(0))
+    clean_errors = (_predict(defended, x) != y).float().mean()
+    eot = attacks.EOTPGD(defended, 2 * EPS, steps=5, eot_samples=2, seed=0)
+    adv, success = eot(x, y)
+    assert (adv - x).abs().max() <= 2 * EPS + 1e-6 and success.float().mean() >= clean_errors + 0.1
+    square = attacks.Square(defended, 2 * EPS, queries=40, seed=0)
+    adv, success = square(x, y)
+    assert (adv - x).abs().max() <= 2 * EPS + 1e-6 and success.any()
+    assert square.fraction(0) == 0.05 and square.fraction(39) == 0.05 / 512
+
+
+@pytest.mark.shared
+def test_pretrained_resnet20_falls_under_pgd(cifar_jpeg_zip, shared_models) -> None:  # type: ignore[no-untyped-def]
+    from veilnet.models import load_cifar_resnet
+
+    model = load_cifar_resnet(shared_models / "resnet20-12fca82f.th")
+    split = data.subset(data.load(f"folder:{cifar_jpeg_zip}", split="test"), 4)
+    x, y = as_float(split.images), split.labels
+    adv, success = attacks.PGD(model, EPS, steps=10, seed=0)(x, y)
+    assert (_predict(model, adv) == y).float().mean().item() <= 0.03
