@@ -5,9 +5,10 @@
 * Known plaintext: pairs needed to recover the whole key, for every kind of key (block; ViT with
   permutation, signed-permutation, orthogonal Ea; ViT with a supplied general invertible Ea),
   and the PSNR of held-out images decrypted with the recovered key. 3 seeds (keys and images).
-* Ciphertext only (block scheme): fraction of K1/K2 recovered and PSNR of the attacker's
-  decryptions, against the number of encrypted test images seen, with 1,000 unrelated plain
-  train images as reference. 3 seeds.
+* Ciphertext only (block scheme; ViT scheme with a permutation or signed-permutation Ea):
+  fraction of the key recovered and PSNR of the attacker's decryptions (also up to a left-right
+  mirror), against the number of encrypted test images seen, with 1,000 unrelated plain train
+  images as reference. 3 seeds.
 * Weight matching: the key from a transformed model and its plain model (the trained models
   given, else the lead's runs/train/{convmixer,vit}, else freshly initialised ones: the attack
   does not depend on training).
@@ -80,20 +81,22 @@ def main() -> None:
 
     sizes = [1, 2, 10, 100] if args.quick else [1, 2, 5, 10, 100, 1000]
     rows, co = [], {}
-    for n in sizes:
-        runs = []
-        for seed in seeds:
-            gen = torch.Generator().manual_seed(seed)
-            enc = test[torch.randperm(len(test), generator=gen)[:n]]
-            ref = train[torch.randperm(len(train), generator=gen)[:1000]]
-            tic = time.perf_counter()
-            res = ciphertext_only_attack(generate_key("block", 4, 3, 32, seed=2000 + seed), enc, ref)
-            runs.append((res, time.perf_counter() - tic))
-        co[str(n)] = [{**r.to_dict(), "seconds": s} for r, s in runs]
-        rows.append([n, ", ".join(f"{r.score.shuffle_fraction:.2f}" for r, _ in runs), ", ".join(f"{r.score.flip_fraction:.2f}" for r, _ in runs), ", ".join(f"{r.encrypted_psnr:.1f}" for r, _ in runs), ", ".join(f"{min(r.decrypted_psnr, 999):.1f}" for r, _ in runs), f"{max(s for _, s in runs):.1f}"])
+    for scheme, ea in KINDS[:3]:
+        for n in sizes if scheme == "block" else sizes[-3:]:
+            runs = []
+            for seed in seeds:
+                gen = torch.Generator().manual_seed(seed)
+                enc = test[torch.randperm(len(test), generator=gen)[:n]]
+                ref = train[torch.randperm(len(train), generator=gen)[:1000]]
+                tic = time.perf_counter()
+                res = ciphertext_only_attack(generate_key(scheme, 4, 3, 32, ea=ea, seed=2000 + seed), enc, ref)
+                runs.append((res, time.perf_counter() - tic))
+            co[f"{scheme}/{ea}/{n}"] = [{**r.to_dict(), "seconds": sec} for r, sec in runs]
+            fractions = ", ".join(f"{r.score.key_fraction:.2f}" for r, _ in runs)
+            rows.append([f"{scheme}, Ea {ea}" if scheme == "vit" else "block", n, fractions, ", ".join(f"{r.encrypted_psnr:.1f}" for r, _ in runs), ", ".join(f"{min(r.decrypted_psnr, 999):.1f}" for r, _ in runs), ", ".join(f"{min(r.mirrored_psnr, 999):.1f}" for r, _ in runs), f"{max(sec for _, sec in runs):.1f}"])
     result["ciphertext_only"] = co
-    print(f"\nCiphertext only, block scheme M = 4 (encrypted: random test images; reference: 1,000 random train images; seeds {seeds})")
-    print(markdown_table(["encrypted images", "K1 fraction", "K2 fraction", "PSNR encrypted dB", "PSNR attacker-decrypted dB", "max s"], rows))
+    print(f"\nCiphertext only, M = 4 (encrypted: random test images; reference: 1,000 random train images; seeds {seeds})")
+    print(markdown_table(["key", "encrypted images", "key fraction", "PSNR encrypted dB", "PSNR attacker-decrypted dB", "same, up to a left-right mirror", "max s"], rows))
 
     rows, wm = [], {}
     for arch, path, default in (("convmixer", args.convmixer, trained_model_dir("convmixer")), ("vit", args.vit, trained_model_dir("vit"))):

@@ -61,8 +61,15 @@ def test_ciphertext_only_recovers_the_block_key_from_a_hundred_images(cifar) -> 
     result = ciphertext_only_attack(key, cifar[0][:100], cifar[1])
     assert result.score.exact
     assert result.decrypted_psnr > 100 and result.encrypted_psnr < 12
-    with pytest.raises(ConfigError, match="block scheme"):
-        ciphertext_only_attack(generate_key("vit", 4, 3, 32), cifar[0][:10], cifar[1][:10])
+    with pytest.raises(ConfigError, match="permutation"):
+        ciphertext_only_attack(generate_key("vit", 4, 3, 32, ea="orthogonal"), cifar[0][:10], cifar[1][:10])
+
+
+@pytest.mark.shared
+def test_ciphertext_only_solves_the_vit_block_permutation_as_a_jigsaw(cifar) -> None:
+    key = generate_key("vit", 4, 3, 32, ea="signed-permutation", seed=50)
+    result = ciphertext_only_attack(key, cifar[0][:100], cifar[1])
+    assert result.mirrored_psnr > 100  # the key, or its left-right mirror: images are recovered
 
 
 def test_random_keys_and_the_evaluation() -> None:

@@ -1,4 +1,4 @@
-"""Ciphertext-only attack on the block scheme: estimate K1 and K2 from pixel statistics.
+"""Ciphertext-only attack: estimate a permutation-type key from pixel statistics.
 
 Threat: the provider sees many encrypted images and can collect unrelated plain images of the
 same kind (e.g. a public data set). The block scheme (ConvMixer paper, Eq. 4-6) uses one shuffle
@@ -18,6 +18,15 @@ symmetries of a block).
    right neighbour, lower neighbour) to those of the plain reference images: a quadratic
    assignment problem, started from a one-to-one assignment of per-position correlation
    profiles and improved by pairwise swaps until no swap helps.
+
+ViT scheme with a permutation or signed-permutation Ea (ViT paper, Eq. 9-12): Ea is the same for
+every block, so steps 1-2 run on the within-block correlation alone (this leaves the block's
+mirror images indistinguishable); then Eb is solved as a jigsaw puzzle: the correlation between
+every pair of encrypted block positions, with Ea undone, is scored against the plain
+right-neighbour and lower-neighbour correlations, and the blocks are placed greedily (strongest
+pair first, then the best piece for the best free slot). Second-order statistics cannot tell an
+image from its left-right mirror, so the result may be the mirrored key: ``mirrored_psnr``
+measures the decryption up to that mirror. A continuous Ea (orthogonal) is not attacked here.
 """
 
 from __future__ import annotations
@@ -39,9 +48,12 @@ from veilnet.report import Result
 @dataclass(frozen=True)
 class CiphertextOnlyResult(Result):
     """Key fraction recovered from ``encrypted_images`` encrypted images and ``reference_images``
-    unrelated plain ones; PSNR (dB) of the encrypted and of the attacker-decrypted images
-    against the true plain images, and ``swaps`` made by the local search."""
+    unrelated plain ones; PSNR (dB) of the encrypted images and of the attacker's decryptions
+    against the true plain images, also up to a left-right mirror (``mirrored_psnr``: the
+    better of the decryption and its mirror), and ``swaps`` made by the local search."""
 
+    scheme: str
+    ea: str
     block_size: int
     channels: int
     encrypted_images: int
@@ -49,29 +61,43 @@ class CiphertextOnlyResult(Result):
     score: KeyScore
     encrypted_psnr: float
     decrypted_psnr: float
+    mirrored_psnr: float
     decrypted_mse: float
     swaps: int
 
 
 def recover_key(encrypted: torch.Tensor, reference: torch.Tensor, params: Mapping[str, Any], *, max_swaps: int = 500) -> tuple[Cipher, int]:
-    """Estimate (K1, K2) of a block-scheme key from encrypted images and unrelated plain
-    ``reference`` images (both N×C×S×S); returns the cipher and the number of swaps made."""
-    if params["scheme"] != "block":
-        raise ConfigError(f"the ciphertext-only attack is implemented for the block scheme; got a {params['scheme']!r} key")
+    """Estimate a block key (K1, K2), or a ViT key with a (signed) permutation Ea and Eb, from
+    encrypted images and unrelated plain ``reference`` images (both N×C×S×S); returns the
+    cipher and the number of swaps made."""
+    scheme = params["scheme"]
+    kind = params.get("ea", "signed-permutation") if scheme == "vit" else "signed-permutation"
+    if kind not in ("permutation", "signed-permutation"):
+        raise ConfigError(f"the ciphertext-only attack takes keys whose Ea is a (signed) permutation; got Ea {kind!r}")
     m, c, s = int(params["block_size"]), int(params["channels"]), int(params["image_size"])
-    enc_means, enc_stats = _statistics(metrics.as_float(encrypted), m)
+    y = metrics.as_float(encrypted)
     ref_means, ref_stats = _statistics(metrics.as_float(reference), m)
+    pairs = None
+    if scheme == "block":
+        enc_means, enc_stats = _statistics(y, m)
+        used = ref_stats
+    else:  # blocks are moved by Eb: only the within-block correlation is pooled
+        enc_means, pairs = _pair_correlations(y, m)
+        enc_stats, used = torch.diagonal(pairs, dim1=0, dim2=2).mean(-1)[None], ref_stats[:1]
     # 1. signs (K2) from the leading eigenvector of the within-block correlation
-    lead = torch.linalg.eigh(enc_stats[0]).eigenvectors[:, -1]
-    sign = torch.where(lead >= 0, 1.0, -1.0).double()
-    if ((sign * (enc_means - 0.5)).sum() - (ref_means - 0.5).sum()).abs() > ((-sign * (enc_means - 0.5)).sum() - (ref_means - 0.5).sum()).abs():
-        sign = -sign
+    sign = torch.ones(enc_means.numel(), dtype=torch.float64)
+    if kind == "signed-permutation":
+        lead = torch.linalg.eigh(enc_stats[0]).eigenvectors[:, -1]
+        sign = torch.where(lead >= 0, 1.0, -1.0).double()
+        if ((sign * (enc_means - 0.5)).sum() - (ref_means - 0.5).sum()).abs() > ((-sign * (enc_means - 0.5)).sum() - (ref_means - 0.5).sum()).abs():
+            sign = -sign
     outer = sign[:, None] * sign[None, :]
     enc_stats = torch.stack([st * outer for st in enc_stats])
     # 2. shuffle (K1): initial assignment of profiles, then best-improvement pairwise swaps
-    perm = assign(torch.cdist(_profiles(enc_stats), _profiles(ref_stats)))
-    perm, swaps = _improve(perm, enc_stats, ref_stats, max_swaps)
-    return Cipher.signed_permutation(m, c, s, perm, sign < 0), swaps
+    perm = assign(torch.cdist(_profiles(enc_stats), _profiles(used)))
+    perm, swaps = _improve(perm, enc_stats, used, max_swaps)
+    block_perm = None if pairs is None else _layout(pairs, perm, sign, ref_stats, s // m)
+    return Cipher.signed_permutation(m, c, s, perm, sign < 0, block_perm), swaps
 
 
 def ciphertext_only_attack(key: keys.Key, images: torch.Tensor, reference: torch.Tensor, *, max_swaps: int = 500) -> CiphertextOnlyResult:
@@ -84,6 +110,8 @@ def ciphertext_only_attack(key: keys.Key, images: torch.Tensor, reference: torch
     guess, swaps = recover_key(y, reference, {"scheme": key.scheme, **key.params}, max_swaps=max_swaps)
     decrypted = apply_cipher(y, guess, inverse=True)
     return CiphertextOnlyResult(
+        scheme=key.scheme,
+        ea=str(key.params.get("ea", "signed-permutation")),
         block_size=guess.block_size,
         channels=guess.channels,
         encrypted_images=x.shape[0],
@@ -91,6 +119,7 @@ def ciphertext_only_attack(key: keys.Key, images: torch.Tensor, reference: torch
         score=score(guess, cipher(key)),
         encrypted_psnr=metrics.psnr(y, x),
         decrypted_psnr=metrics.psnr(decrypted, x),
+        mirrored_psnr=max(metrics.psnr(decrypted, x), metrics.psnr(decrypted.flip(-1), x)),
         decrypted_mse=metrics.mse(decrypted, x),
         swaps=swaps,
     )
@@ -117,6 +146,58 @@ def _profiles(stats: torch.Tensor) -> torch.Tensor:
     rows = stats.sort(dim=2).values.permute(1, 0, 2).flatten(1)
     cols = stats.sort(dim=1).values.permute(2, 0, 1).flatten(1)
     return torch.cat([rows, cols], dim=1)
+
+
+def _pair_correlations(images: torch.Tensor, block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-pixel means pooled over positions (L) and the T×L×T×L correlations between every
+    pixel of every block position and every other, over the images."""
+    blocks = to_blocks(images.double(), block_size)  # n×T×L
+    z = (blocks - blocks.mean(0)) / (blocks.std(0) + 1e-8)
+    return blocks.mean(dim=(0, 1)), torch.einsum("nil,njm->iljm", z, z) / z.shape[0]
+
+
+def _layout(pairs: torch.Tensor, shuffle: torch.Tensor, sign: torch.Tensor, ref_stats: torch.Tensor, grid: int) -> torch.Tensor:
+    """Eb: with Ea undone, score every ordered pair of encrypted block positions as right and
+    lower neighbours against the plain templates (centred) and assemble the jigsaw greedily."""
+    inv = torch.argsort(shuffle)
+    plain = (pairs * sign[None, :, None, None] * sign[None, None, None, :])[:, inv][:, :, :, inv]
+    right = torch.einsum("iljm,lm->ij", plain, ref_stats[1] - ref_stats[1].mean())
+    down = torch.einsum("iljm,lm->ij", plain, ref_stats[2] - ref_stats[2].mean())
+    return _assemble(right, down, grid)
+
+
+def _assemble(right: torch.Tensor, down: torch.Tensor, grid: int) -> torch.Tensor:
+    """Greedy jigsaw on a canvas of at most grid×grid cells: start from the strongest
+    right-neighbour pair, then repeatedly place the piece and free slot with the highest mean
+    compatibility with the slot's placed neighbours. Returns the cell (raster index) of each piece."""
+    n = right.shape[0]
+    first, second = divmod(int((right - torch.eye(n, dtype=right.dtype) * 1e9).argmax()), n)
+    placed = {(0, 0): first, (0, 1): second}
+    while len(placed) < n:
+        free = torch.tensor(sorted(set(range(n)) - set(placed.values())))
+        rows, cols = [r for r, _ in placed], [q for _, q in placed]
+        best: tuple[float, tuple[int, int], int] | None = None
+        slots = {(r + dr, q + dq) for r, q in placed for dr, dq in ((0, 1), (0, -1), (1, 0), (-1, 0))} - set(placed)
+        for r, q in slots:
+            if max(rows + [r]) - min(rows + [r]) >= grid or max(cols + [q]) - min(cols + [q]) >= grid:
+                continue
+            fits = [t for t in (
+                right[placed[(r, q - 1)], free] if (r, q - 1) in placed else None,
+                right[free, placed[(r, q + 1)]] if (r, q + 1) in placed else None,
+                down[placed[(r - 1, q)], free] if (r - 1, q) in placed else None,
+                down[free, placed[(r + 1, q)]] if (r + 1, q) in placed else None,
+            ) if t is not None]
+            fit = torch.stack(fits).mean(0)
+            k = int(fit.argmax())
+            if best is None or float(fit[k]) > best[0]:
+                best = (float(fit[k]), (r, q), int(free[k]))
+        assert best is not None
+        placed[best[1]] = best[2]
+    top, left = min(r for r, _ in placed), min(q for _, q in placed)
+    cell = torch.empty(n, dtype=torch.long)
+    for (r, q), piece in placed.items():
+        cell[piece] = (r - top) * grid + (q - left)
+    return cell
 
 
 def _improve(perm: torch.Tensor, enc: torch.Tensor, ref: torch.Tensor, max_swaps: int) -> tuple[torch.Tensor, int]:
