@@ -21,7 +21,14 @@ Server and client need the ``serve`` extra (FastAPI, uvicorn, httpx).
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what the lazy imports below give, for type checkers
+    from veilnet.serve.app import Limits, ServedModel, create_app, run
+    from veilnet.serve.batching import BatchingConfig
+    from veilnet.serve.client import AuthRefusedError, Client, Predictions, ServerUnreachableError, ServiceError, read_images
+    from veilnet.serve.kinds import KINDS, Expectation, Kind
+    from veilnet.serve.tokens import client_token, server_tokens
 
 #: Public names and their modules, imported on first use so that ``import veilnet.serve`` (and the
 #: ``veilnet`` command) work without FastAPI installed; only the server needs it.
