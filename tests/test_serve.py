@@ -31,7 +31,7 @@ from veilnet.cli import main
 from veilnet.errors import KeyMismatchError, ModelFormatError
 from veilnet.keyed import generate_key, public_params
 from veilnet.keyed.transform import transform_model
-from veilnet.serve import AuthRefusedError, BatchingConfig, Client, Limits, ServedModel, ServerUnreachableError, create_app
+from veilnet.serve import AuthRefusedError, BatchingConfig, Client, Limits, ServedModel, ServerUnreachableError, ServiceError, create_app
 from veilnet.serve.batching import DynamicBatcher
 from veilnet.serve.codec import NPY, SAFETENSORS, BodyError, read_tensor, write_tensor
 
@@ -221,6 +221,9 @@ def test_client_errors_are_clear(setup: dict, server) -> None:
     assert log.read_text().count("POST /v1/predict") == posts  # nothing was sent
     with pytest.raises(ServerUnreachableError, match="unreachable"), Client(f"http://127.0.0.1:{_free_port()}", setup["key"], TOKEN) as client:
         client.classify(setup["images"])
+    # "/v1/info" lands in the query string of /healthz: a JSON answer that is no model description
+    with pytest.raises(ServiceError, match="not a veilnet model description"), Client(f"{url}/healthz?", setup["key"], TOKEN) as client:
+        client.info()
 
 
 def test_query_command(setup: dict, server, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

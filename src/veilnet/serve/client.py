@@ -89,9 +89,13 @@ class Client:
     def info(self) -> dict[str, Any]:
         """The server's ``/v1/info`` (fetched once)."""
         if self._info is None:
-            info = self._request("GET", "/v1/info").json()
-            if not isinstance(info, dict):
-                raise ServiceError(f"{self.url}/v1/info did not return a JSON object")
+            try:
+                info = self._request("GET", "/v1/info").json()
+            except ValueError:
+                info = None
+            missing = [k for k in ("kind", "input", "output", "params", "limits") if k not in info] if isinstance(info, dict) else ["everything"]
+            if missing:
+                raise ServiceError(f"{self.url}/v1/info is not a veilnet model description (missing: {', '.join(missing)}); is this a veilnet server?")
             self._info = info
         return self._info
 
