@@ -13,6 +13,7 @@ import json
 import os
 import random
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -264,7 +265,7 @@ def test_server_log_holds_no_key_material_token_or_pixels(setup: dict, server) -
     assert not re.search(r"(?:-?\d+(?:\.\d+)?(?:e-?\d+)?[,\s\[\]]+){12,}", text), "a run of numbers (pixels?) in the log"
 
 
-def test_no_auth_needs_the_flag_and_warns(setup: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_no_auth_needs_the_flag_and_warns_and_https_works(setup: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     served = str(setup["root"] / "served")
     monkeypatch.delenv("VEILNET_TOKENS", raising=False)
     assert main(["serve", served, "--port", "1"]) == 2
@@ -274,9 +275,16 @@ def test_no_auth_needs_the_flag_and_warns(setup: dict, tmp_path: Path, monkeypat
     assert "shorter than 16" in capsys.readouterr().err
     assert main(["serve", str(tmp_path / "missing"), "--no-auth"]) == 2
     assert "model card missing" in capsys.readouterr().err
-    env = {k: v for k, v in os.environ.items() if k != "VEILNET_TOKENS"}
+    assert main(["serve", served, "--no-auth", "--tls-cert", served]) == 2
+    assert "both --tls-cert and --tls-key" in capsys.readouterr().err
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    cert, tls_key = tmp_path / "cert.pem", tmp_path / "tls-key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(tls_key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "veilnet.cli", "serve", served, "--port", str(port), "--no-auth"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**env, "PYTHONUNBUFFERED": "1"})
+    cmd = [sys.executable, "-m", "veilnet.cli", "serve", served, "--port", str(port), "--no-auth", "--tls-cert", str(cert), "--tls-key", str(tls_key)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         lines = []
         for line in proc.stdout:  # type: ignore[union-attr]
@@ -284,8 +292,11 @@ def test_no_auth_needs_the_flag_and_warns(setup: dict, tmp_path: Path, monkeypat
             if "Uvicorn running" in line:
                 break
         assert any("WARNING" in line and "authentication is OFF" in line for line in lines), lines
-        answer = _post(f"http://127.0.0.1:{port}", _npy(np.zeros((1, 3, 32, 32), np.float32)), token=None)
-        assert answer.status_code == 200
+        url = f"https://127.0.0.1:{port}"
+        with Client(url, setup["key"], ca_file=cert) as client:
+            assert torch.equal(client.classify(setup["images"]).labels, setup["plain_logits"].argmax(1))
+        with pytest.raises(ServerUnreachableError, match="CERTIFICATE_VERIFY_FAILED"), Client(url, setup["key"]) as client:
+            client.info()
     finally:
         proc.terminate()
         proc.wait(timeout=20)

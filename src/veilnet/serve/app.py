@@ -228,20 +228,39 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def run(model: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int = 8000, tokens: Sequence[str] | None, limits: Limits = Limits(), batching: BatchingConfig = BatchingConfig(), max_connections: int = 128, device: str = "cpu", log_level: str = "info") -> None:
+def run(
+    model: str | os.PathLike[str],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    tokens: Sequence[str] | None,
+    limits: Limits = Limits(),
+    batching: BatchingConfig = BatchingConfig(),
+    max_connections: int = 128,
+    tls: tuple[str, str] | None = None,
+    device: str = "cpu",
+    log_level: str = "info",
+) -> None:
     """Load ``model`` (:meth:`ServedModel.load`) and serve it with uvicorn until interrupted.
+
     ``tokens=None`` serves without authentication, with a warning. Beyond ``max_connections``
-    open connections uvicorn answers 503, which bounds the memory bodies can take."""
+    open connections uvicorn answers 503, which bounds the memory bodies can take. ``tls`` is
+    (certificate file, private key file) for HTTPS; without it a non-loopback address gets a
+    warning, since tokens would cross the network in clear.
+    """
     import uvicorn
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     served = ServedModel.load(model, device=device)
     app = create_app(served, tokens=tokens, limits=limits, batching=batching)
     e = served.expectation
-    log.info("serving %s (%s, kind %s, input N×%s %s, output N×%s) on http://%s:%d", Path(model).name, served.card.get("architecture"), e.kind, "×".join(map(str, e.input_shape)), e.dtype, "×".join(map(str, served.output_shape)), host, port)
+    log.info("serving %s (%s, kind %s, input N×%s %s, output N×%s) on %s://%s:%d", Path(model).name, served.card.get("architecture"), e.kind, "×".join(map(str, e.input_shape)), e.dtype, "×".join(map(str, served.output_shape)), "https" if tls else "http", host, port)
     log.info("limits: %d items per request, %d bytes per body; batching: %s", limits.max_batch, limits.max_body_bytes, f"up to {batching.max_images} items, wait {batching.wait_ms} ms" if batching.enabled else "off")
+    if tls is None and host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("serving plain HTTP on %s: bearer tokens and inputs cross the network in clear; pass --tls-cert/--tls-key or put a TLS proxy in front", host)
     if tokens is None:
         log.warning("authentication is OFF (--no-auth): anyone who can reach %s:%d can use the model", host, port)
     else:
         log.info("authentication: bearer token (%d configured)", len(tokens))
-    uvicorn.run(app, host=host, port=port, log_level=log_level, log_config=None, server_header=False, limit_concurrency=max_connections)
+    cert, key = tls if tls is not None else (None, None)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, log_config=None, server_header=False, limit_concurrency=max_connections, ssl_certfile=cert, ssl_keyfile=key)

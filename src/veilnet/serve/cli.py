@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from veilnet.cli import add_device
 from veilnet.errors import ConfigError
@@ -20,6 +21,11 @@ def _serve(args: argparse.Namespace) -> int:
 
     if args.no_auth and args.token_file:
         raise ConfigError("--no-auth and --token-file contradict each other; give one")
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise ConfigError("HTTPS needs both --tls-cert and --tls-key")
+    for path in (args.tls_cert, args.tls_key):
+        if path is not None and not Path(path).is_file():
+            raise ConfigError(f"TLS file {path} does not exist")
     if min(args.max_batch, args.batch_size, args.max_body_mb, args.max_connections) <= 0 or args.batch_wait_ms < 0:
         raise ConfigError("--max-batch, --batch-size, --max-body-mb and --max-connections must be positive and --batch-wait-ms non-negative")
     tokens = None if args.no_auth else server_tokens(args.token_file)
@@ -29,7 +35,7 @@ def _serve(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     limits = Limits(max_body_bytes=int(args.max_body_mb * (1 << 20)), max_batch=args.max_batch)
     batching = BatchingConfig(enabled=not args.no_batching, max_images=args.batch_size, wait_ms=args.batch_wait_ms)
-    run(args.model, host=args.host, port=args.port, tokens=tokens, limits=limits, batching=batching, max_connections=args.max_connections, device=args.device, log_level=args.log_level)
+    run(args.model, host=args.host, port=args.port, tokens=tokens, limits=limits, batching=batching, max_connections=args.max_connections, tls=None if args.tls_cert is None else (args.tls_cert, args.tls_key), device=args.device, log_level=args.log_level)
     return 0
 
 
@@ -38,7 +44,7 @@ def _query(args: argparse.Namespace) -> int:
 
     if bool(args.data) == bool(args.images):
         raise ConfigError("give image files or --data SPEC (with --limit), not both or neither")
-    with Client(args.server, args.key, client_token(args.token_file), encoding=args.encoding) as client:
+    with Client(args.server, args.key, client_token(args.token_file), encoding=args.encoding, ca_file=args.ca_file) as client:
         client.check_key()  # before reading or sending any image
         labels = classes = None
         if args.data:
@@ -71,6 +77,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
     serve.add_argument("--token-file", default=None, help="bearer tokens, one per line (default: $VEILNET_TOKENS, comma-separated)")
     serve.add_argument("--no-auth", action="store_true", help="serve WITHOUT authentication (prints a warning)")
+    serve.add_argument("--tls-cert", default=None, help="certificate file (PEM) for HTTPS; with --tls-key")
+    serve.add_argument("--tls-key", default=None, help="private key file (PEM) for HTTPS")
     serve.add_argument("--max-body-mb", type=float, default=64.0, help="largest request body in MiB (default: 64)")
     serve.add_argument("--max-batch", type=int, default=256, help="most images per request (default: 256)")
     serve.add_argument("--batch-size", type=int, default=256, help="most images per merged forward pass (default: 256)")
@@ -87,6 +95,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     query.add_argument("--server", required=True, help="server URL, e.g. http://127.0.0.1:8000")
     query.add_argument("--key", required=True, help="key file (stays on this machine)")
     query.add_argument("--token-file", default=None, help="file with the bearer token (default: $VEILNET_TOKEN)")
+    query.add_argument("--ca-file", default=None, help="CA certificate (PEM) to trust for an https server with its own certificate")
     query.add_argument("--data", default=None, help="query a data spec instead of files (e.g. digits); prints the accuracy too")
     query.add_argument("--split", default="test", choices=["train", "test"], help="split of --data (default: test)")
     query.add_argument("--limit", type=int, default=100, help="first N images of --data (default: 100)")

@@ -52,7 +52,8 @@ class Predictions(Result):
 class Client:
     """A client of ``veilnet serve`` at ``url`` holding ``key`` (a Key or a key file).
 
-    ``token`` is the bearer token (None: none sent); ``encoding`` is ``"npy"`` or ``"safetensors"``.
+    ``token`` is the bearer token (None: none sent); ``encoding`` is ``"npy"`` or ``"safetensors"``;
+    ``ca_file`` is a CA certificate to trust for an ``https`` server (default: the system's).
 
     Example::
 
@@ -61,7 +62,7 @@ class Client:
             print(pred.labels, pred.confidence)
     """
 
-    def __init__(self, url: str, key: keys.Key | str | os.PathLike[str], token: str | None = None, *, encoding: str = "npy", timeout: float = 60.0) -> None:
+    def __init__(self, url: str, key: keys.Key | str | os.PathLike[str], token: str | None = None, *, encoding: str = "npy", timeout: float = 60.0, ca_file: str | os.PathLike[str] | None = None) -> None:
         try:
             import httpx
         except ModuleNotFoundError:
@@ -74,7 +75,15 @@ class Client:
             raise ConfigError(f"encoding must be 'npy' or 'safetensors', got {encoding!r}")
         self.media_type = media[encoding]
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        verify: Any = True
+        if ca_file is not None:
+            import ssl
+
+            try:
+                verify = ssl.create_default_context(cafile=str(ca_file))
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(f"CA file {ca_file} cannot be used ({type(exc).__name__})") from None
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, verify=verify)
         self._info: dict[str, Any] | None = None
 
     def __enter__(self) -> Client:
