@@ -8,7 +8,9 @@ transformed model / plain images, plain model / encrypted images, and the transf
 images encrypted with random wrong keys (box plot PNG beside the JSON), with the exact key space.
 ConvMixer uses the block key (paper); ViT the ViT key with a permutation Ea (paper's Fig. 2) and
 with an orthogonal Ea. Test subset: the first ``--n-per-class`` test images of every class.
-``--quick``: 20 per class and 10 random keys.
+``--quick``: 20 per class and 10 random keys. ``--train-if-missing``: when a trained model is
+absent, train a small one here first (``veilnet.training``, ``--train-per-class`` images per class
+for ``--train-epochs`` epochs) and say so in the output.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 import torch
 from _common import REPO, write_result
 
-from veilnet import data, models
+from veilnet import data, models, training
 from veilnet.keyed import evaluate, generate_key
 from veilnet.keyed.evaluation import markdown, plot_random_keys
 
@@ -35,6 +37,22 @@ def trained_model_dir(arch: str) -> Path:
     return plain if plain.exists() else REPO / "runs" / "train" / f"{arch}-cifar10"
 
 
+#: Small models trained here when the lead's are missing (``--train-if-missing``).
+SMALL = {
+    "convmixer": ({"dim": 64, "depth": 4, "kernel_size": 5, "patch_size": 4}, 0.005),
+    "vit": ({"image_size": 32, "patch_size": 4, "dim": 64, "depth": 3, "heads": 4, "mlp_dim": 128}, 0.001),
+}
+
+
+def train_small(arch: str, spec: str, out: Path, per_class: int, epochs: int) -> Path:
+    """Train a small ``arch`` on ``per_class`` train images per class (AdamW, cosine) into ``out``."""
+    kwargs, lr = SMALL[arch]
+    split = data.subset(data.load(spec, "train"), per_class, seed=0)
+    config = training.TrainConfig(epochs=epochs, optimizer="adamw", lr=lr, weight_decay=0.05, warmup_epochs=0.5, label_smoothing=0.1)
+    training.train(models.create(arch, **kwargs), split, out, config=config, force=True)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="20 images per class, 10 random keys")
@@ -43,6 +61,9 @@ def main() -> None:
     parser.add_argument("--vit", type=Path, default=trained_model_dir("vit"), help="trained ViT (default: runs/train/vit[-cifar10])")
     parser.add_argument("--n-per-class", type=int, default=None, help="test images per class (default 100; quick 20)")
     parser.add_argument("--random-keys", type=int, default=None, help="random wrong keys (default 100; quick 10)")
+    parser.add_argument("--train-if-missing", action="store_true", help="train a small model here when a trained one is missing")
+    parser.add_argument("--train-per-class", type=int, default=1000, help="train images per class for --train-if-missing (default 1000)")
+    parser.add_argument("--train-epochs", type=int, default=4, help="epochs for --train-if-missing (default 4)")
     args = parser.parse_args()
     torch.set_num_threads(2)
     n_per_class = args.n_per_class or (20 if args.quick else 100)
@@ -54,9 +75,12 @@ def main() -> None:
     plots = REPO / "runs" / "benchmarks" / name
     result: dict[str, Any] = {"subset": subset, "n_images": len(split), "random_keys": n_keys, "evaluations": {}}
     for arch, path, kinds in (("convmixer", args.convmixer, [("block", "permutation")]), ("vit", args.vit, [("vit", "permutation"), ("vit", "orthogonal")])):
-        if not Path(path).exists():
-            print(f"{arch}: no trained model at {path}; train it with 'veilnet train' (skipped)")
-            continue
+        if not (path.is_file() or (path / "model.safetensors").exists() or path.with_suffix(".safetensors").exists()):
+            if not args.train_if_missing:
+                print(f"{arch}: no trained model at {path}; train it with 'veilnet train' or pass --train-if-missing (skipped)")
+                continue
+            path = train_small(arch, spec, plots / f"trained-{arch}", args.train_per_class, args.train_epochs)
+            print(f"{arch}: trained here (small model {SMALL[arch][0]}, {args.train_per_class}/class, {args.train_epochs} epochs) -> {path}")
         model = models.load(path)
         card = models.card(path)
         for scheme, ea in kinds:
