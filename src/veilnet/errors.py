@@ -38,3 +38,15 @@ class ConfigError(VeilnetError, ValueError):
 
 class OutputExistsError(VeilnetError, FileExistsError):
     """Refusing to overwrite an existing file (pass force=True / --force)."""
+
+
+class ServiceError(VeilnetError):
+    """The server could not be used: unreachable, or it answered with an error."""
+
+
+class ServerUnreachableError(ServiceError, ConnectionError):
+    """No connection to the server (wrong URL, server down, timeout)."""
+
+
+class AuthRefusedError(ServiceError, PermissionError):
+    """The server refused the token (401/403)."""

@@ -19,21 +19,9 @@ import numpy as np
 import torch
 
 from veilnet import keys
-from veilnet.errors import ConfigError, DataFormatError, VeilnetError
+from veilnet.errors import AuthRefusedError, ConfigError, DataFormatError, ServerUnreachableError, ServiceError
 from veilnet.report import Result
 from veilnet.serve import codec, kinds
-
-
-class ServiceError(VeilnetError):
-    """The server could not be used: unreachable, or it answered with an error."""
-
-
-class ServerUnreachableError(ServiceError, ConnectionError):
-    """No connection to the server (wrong URL, server down, timeout)."""
-
-
-class AuthRefusedError(ServiceError, PermissionError):
-    """The server refused the token (401/403)."""
 
 
 @dataclass(frozen=True)
