@@ -5,7 +5,7 @@ evaluate it.
   around the input (Eq. 7–8 of "Bandlimiting Neural Networks Against Adversarial Attacks",
   ``papers/bandlimiting-post-averaging.txt``).
 * :mod:`veilnet.robust.attacks`: FGSM, PGD, DeepFool, C&W L2, EOT-PGD and the Square attack.
-* :mod:`veilnet.robust.evaluate`: the paper's protocol (Table 1: adversarial examples made on the
+* :mod:`veilnet.robust.evaluation`: the paper's protocol (Table 1: adversarial examples made on the
   undefended model), the adaptive protocol (attacks on the defended model itself), and the radius
   and directions sweeps (Fig. 2, Table 2).
 
@@ -18,6 +18,7 @@ Example::
 """
 
 from veilnet.robust import attacks
+from veilnet.robust.evaluation import Evaluation, Sweep, demo_step, evaluate, sweep, write_report
 from veilnet.robust.postavg import PostAveraging
 
-__all__ = ["PostAveraging", "attacks"]
+__all__ = ["Evaluation", "PostAveraging", "Sweep", "attacks", "demo_step", "evaluate", "sweep", "write_report"]

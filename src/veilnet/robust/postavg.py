@@ -20,7 +20,7 @@ Readings of the paper's public code that its text leaves out, followed here:
   ``seed`` and shared by every image and every call (a deterministic defence).
 
 Threat model: the defence is a wrapper around any classifier and needs no retraining; the paper
-evaluates it against adversarial examples made on the undefended model. ``veilnet.robust.evaluate``
+evaluates it against adversarial examples made on the undefended model. ``veilnet.robust.evaluation``
 also attacks the wrapper itself (EOT-PGD and the Square attack).
 """
 

@@ -92,6 +92,8 @@ class Attack:
                     adv = self.perturb(x, y, eps, generator) if raw is None else project(raw, x, eps)
                     advs[i].append(adv.detach().cpu())
                     wins[i].append(self.is_adversarial(adv, y).cpu())
+        if not images.shape[0]:
+            return [(images.clone(), torch.zeros(0, dtype=torch.bool)) for _ in epsilons]
         return [(torch.cat(a), torch.cat(w)) for a, w in zip(advs, wins)]
 
     def perturb(self, images: torch.Tensor, labels: torch.Tensor, eps: float | None, generator: torch.Generator) -> torch.Tensor:
