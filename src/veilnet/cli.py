@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "veilnet.keys_cli",
     "veilnet.keyed.cli",
     "veilnet.serve.cli",
+    "veilnet.robust.cli",
 )
 
 
