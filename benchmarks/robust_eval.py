@@ -30,10 +30,10 @@ from veilnet.robust import evaluation as ev
 
 SHARED = REPO.parent / "shared"
 #: Reduced settings for the expensive attacks on this CPU (2 shared cores).
-OVERRIDES: dict[str, dict[str, Any]] = {"cw": {"binary_search_steps": 5, "steps": 30}, "eot-pgd": {"steps": 10, "eot_samples": 1}, "square": {"queries": 100}}
+OVERRIDES: dict[str, dict[str, Any]] = {"cw": {"binary_search_steps": 5, "steps": 30}, "eot-pgd": {"steps": 10, "eot_samples": 1}, "square": {"queries": 50}}
 PLANS = {
     # model: (n_per_class, slow_n_per_class, attacks)
-    "full": {"resnet20": (100, 1, ev.PAPER_ATTACKS + ev.ADAPTIVE_ATTACKS), "resnet56": (20, 1, ev.PAPER_ATTACKS)},
+    "full": {"resnet20": (20, 1, ev.PAPER_ATTACKS + ev.ADAPTIVE_ATTACKS), "resnet56": (5, 1, ev.PAPER_ATTACKS)},
     "quick": {"resnet20": (2, 1, ev.PAPER_ATTACKS + ev.ADAPTIVE_ATTACKS)},
 }
 CHECKPOINTS = {"resnet20": "resnet20-12fca82f.th", "resnet56": "resnet56-4bfd9763.th"}
@@ -43,12 +43,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 images per class, ResNet-20 only")
     parser.add_argument("--no-sweeps", action="store_true", help="skip the radius and directions sweeps")
+    parser.add_argument("--models", default=None, help="comma-separated subset of the plan's models (default: all)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     plan = PLANS["quick" if args.quick else "full"]
+    if args.models:
+        plan = {name: plan[name] for name in args.models.split(",")}
     split = data.load(f"folder:{SHARED / 'data' / 'cifar10-jpeg.zip'}", split="test")
     out_dir = REPO / "runs" / "benchmarks" / ("robust_eval_quick" if args.quick else "robust_eval")
-    command = f"python benchmarks/robust_eval.py{' --quick' if args.quick else ''}"
+    command = " ".join(["python benchmarks/robust_eval.py", *sys.argv[1:]])
     results: dict[str, Any] = {"command": command, "overrides": OVERRIDES, "plan": {k: list(v[:2]) + [list(v[2])] for k, v in plan.items()}}
     print(f"$ {command}\n")
     for name, (n, slow_n, attack_names) in plan.items():
@@ -56,7 +59,7 @@ def main() -> None:
         evaluation = ev.evaluate(model, split, attacks=attack_names, n_per_class=n, slow_n_per_class=slow_n, seed=0, model_name=name, overrides=OVERRIDES)
         sweeps = []
         if name == "resnet20" and not args.no_sweeps:
-            sweep_n = 1 if args.quick else 5
+            sweep_n = 1 if args.quick else 2
             sweeps = [
                 ev.sweep(model, split, "radius", [1, 2, 4, 6, 8, 12], n_per_class=sweep_n, seed=0, model_name=name),
                 ev.sweep(model, split, "directions", [6, 15, 30, 60], n_per_class=sweep_n, seed=0, model_name=name),
@@ -64,7 +67,7 @@ def main() -> None:
         report = ev.write_report(out_dir / name, evaluation, sweeps)
         print(report.read_text())
         results[name] = {"evaluation": evaluation.to_dict(), "sweeps": [s.to_dict() for s in sweeps]}
-    print(f"wrote {write_result('robust_eval' + ('_quick' if args.quick else ''), results)}")
+    print(f"wrote {write_result('_'.join(['robust_eval', *plan] + (['quick'] if args.quick else [])), results)}")
 
 
 if __name__ == "__main__":

@@ -14,10 +14,16 @@ import argparse
 from fractions import Fraction
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from torch import nn
 
 from veilnet.cli import add_device, add_output, add_seed, parse_assignments
 from veilnet.errors import ConfigError, OutputExistsError
+
+if TYPE_CHECKING:
+    from veilnet.data import ImageSplit
+    from veilnet.robust.evaluation import Sweep
 
 
 def load_model(path: str) -> nn.Module:
@@ -86,15 +92,24 @@ def _evaluate(args: argparse.Namespace) -> int:
         model, split, attacks=names, overrides=overrides, n_per_class=args.n_per_class, slow_n_per_class=args.slow_n_per_class, eps=args.eps,
         directions=args.directions, radius=args.radius, space=args.space, seed=args.seed, model_name=Path(args.model).name, device=args.device,
     )  # fmt: skip
-    sweeps = []
-    if args.sweep_radii:
-        sweeps.append(ev.sweep(model, split, "radius", args.sweep_radii, n_per_class=args.sweep_n_per_class, eps=args.eps, directions=args.directions, space=args.space, seed=evaluation.seed, model_name=evaluation.model, device=args.device))
-    if args.sweep_directions:
-        sweeps.append(ev.sweep(model, split, "directions", args.sweep_directions, n_per_class=args.sweep_n_per_class, eps=args.eps, radius=args.radius, space=args.space, seed=evaluation.seed, model_name=evaluation.model, device=args.device))
+    sweeps = _sweeps(args, model, split, args.sweep_radii, args.sweep_directions, args.sweep_n_per_class, evaluation.seed)
     report = ev.write_report(out, evaluation, sweeps)
     print(report.read_text())
     print(f"wrote {report}")
     return 0
+
+
+def _sweeps(args: argparse.Namespace, model: nn.Module, split: ImageSplit, radii: list[float] | None, directions: list[float] | None, n_per_class: int, seed: int | None) -> list[Sweep]:
+    """The radius sweep (at K = --directions) and the directions sweep (at r = --radius) asked for."""
+    from veilnet.robust.evaluation import sweep
+
+    common = {"n_per_class": n_per_class, "eps": args.eps, "space": args.space, "seed": seed, "model_name": Path(args.model).name, "device": args.device}
+    out = []
+    if radii:
+        out.append(sweep(model, split, "radius", radii, directions=args.directions, **common))
+    if directions:
+        out.append(sweep(model, split, "directions", directions, radius=args.radius, **common))
+    return out
 
 
 def _sweep(args: argparse.Namespace) -> int:
@@ -106,12 +121,7 @@ def _sweep(args: argparse.Namespace) -> int:
     out = _out_dir(args)
     model = load_model(args.model)
     split = data.load(args.data, split=args.split)
-    common = {"n_per_class": args.n_per_class, "eps": args.eps, "space": args.space, "seed": args.seed, "model_name": Path(args.model).name, "device": args.device}
-    sweeps = []
-    if args.radii:
-        sweeps.append(ev.sweep(model, split, "radius", args.radii, directions=args.directions, **common))
-    if args.directions_list:
-        sweeps.append(ev.sweep(model, split, "directions", args.directions_list, radius=args.radius, **common))
+    sweeps = _sweeps(args, model, split, args.radii, args.directions_list, args.n_per_class, args.seed)
     report = ev.write_report(out, None, sweeps)
     print(report.read_text())
     print(f"wrote {report}")

@@ -126,15 +126,16 @@ def paper_protocol(model: nn.Module, defended: nn.Module, images: torch.Tensor, 
     """
     images = as_float(images)
     start = time.perf_counter()
-    pred = predict(model, images).argmax(1)
+    device = attack.device
+    pred = predict(model, images, device=device).argmax(1)
     correct = (pred == labels).nonzero()[:, 0]
     adv, success = attack(images[correct], labels[correct])
     made = correct[success]
     adversarials = adv[success]
     seconds = time.perf_counter() - start
     if defended_clean is None:
-        defended_clean = predict(defended, images).argmax(1)
-    defended_adv = predict(defended, adversarials).argmax(1) if len(made) else torch.zeros(0, dtype=torch.long)
+        defended_clean = predict(defended, images, device=device).argmax(1)
+    defended_adv = predict(defended, adversarials, device=device).argmax(1) if len(made) else torch.zeros(0, dtype=torch.long)
     defended_attacked = defended_clean.clone()
     defended_attacked[made] = defended_adv
     n = len(labels)
@@ -154,13 +155,14 @@ def paper_protocol(model: nn.Module, defended: nn.Module, images: torch.Tensor, 
 def adaptive_protocol(defended: nn.Module, images: torch.Tensor, labels: torch.Tensor, attack: attack_zoo.Attack, *, defended_clean: torch.Tensor | None = None) -> AdaptiveRow:
     """``attack`` run on the defended model itself; robust accuracy judged with fresh directions."""
     images = as_float(images)
+    device = attack.device
     if defended_clean is None:
-        defended_clean = predict(defended, images).argmax(1)
+        defended_clean = predict(defended, images, device=device).argmax(1)
     correct = (defended_clean == labels).nonzero()[:, 0]
     start = time.perf_counter()
     adv, success = attack(images[correct], labels[correct])
     seconds = time.perf_counter() - start
-    robust = (predict(defended, adv).argmax(1) == labels[correct]).sum().item() if len(correct) else 0
+    robust = (predict(defended, adv, device=device).argmax(1) == labels[correct]).sum().item() if len(correct) else 0
     n = len(labels)
     return AdaptiveRow(
         attack=attack.name,
