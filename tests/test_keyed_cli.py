@@ -57,6 +57,9 @@ def test_transform_images_png_round_trip_and_npy(workdir, capsys) -> None:
     assert code == 0 and np.load("enco/00000.npy").shape == (3, 32, 32)
     code, _, err = run(capsys, "keyed", "transform-images", "digits", "--key", "o.json", "--limit", "2", "-o", "enco")
     assert code == 2 and "exists" in err
+    npys = sorted(str(p) for p in (workdir / "enco").glob("*.npy"))
+    assert run(capsys, "keyed", "transform-images", *npys, "--key", "o.json", "--decrypt", "-o", "deco")[0] == 0
+    assert torch.equal(torch.from_numpy(np.array(Image.open("deco/00001.png"))).permute(2, 0, 1), plain[1])
 
 
 def test_transform_model_rekey_and_mismatches(workdir, capsys) -> None:

@@ -106,7 +106,7 @@ def _transform_images(args: argparse.Namespace) -> int:
     images, names, labels = _read_inputs(args.inputs, args)
     out = (decrypt_images if args.decrypt else encrypt_images)(images, key)
     outdir = Path(args.output)
-    png = out.dtype == torch.uint8 or cipher(key).keeps_images
+    png = args.decrypt or out.dtype == torch.uint8 or cipher(key).keeps_images  # decrypted images are images
     suffix = ".png" if png else ".npy"
     paths = [outdir / f"{name}{suffix}" for name in names]
     clash = next((p for p in paths if p.exists()), None)
