@@ -4,7 +4,7 @@ post-averaging defence and evasion attacks).
     python benchmarks/robust_speed.py [--quick]
 
 1. Defence cost: PostAveraging(K=15) on ResNet-20 over N JPEG CIFAR-10 test images (all their
-   6K + 1 = 91 points batched across images, chunked to ``max_points``), against its floor: the
+   6K + 1 = 91 points of many images run back to back in batches of 100), against its floor: the
    plain model's forward passes over the same 91·N points at batch 100 (the paper's own code
    takes 1.16× that floor, one image per call). Also the cost per image against one plain forward.
 2. PGD throughput (images·steps per second): ours against ART's ProjectedGradientDescent on the
@@ -67,7 +67,7 @@ def main() -> None:
     ratios = sorted(o / f for o, f in zip(ours_t, floor_t))
     floor_img, ours_img = statistics.median(floor_t) / n, statistics.median(ours_t) / n
     plain_img = floor_img / defended.points_per_image
-    out["defence"] = {"floor_s": floor_t, "postavg_s": ours_t, "ratio_median": statistics.median(ratios), "ratio_min": ratios[0], "ratio_max": ratios[-1], "per_image_s": ours_img, "floor_per_image_s": floor_img, "max_points": defended.max_points}
+    out["defence"] = {"floor_s": floor_t, "postavg_s": ours_t, "ratio_median": statistics.median(ratios), "ratio_min": ratios[0], "ratio_max": ratios[-1], "per_image_s": ours_img, "floor_per_image_s": floor_img, "max_points": defended.max_points, "batch_size": defended.batch_size}
     rows.append(["plain forward, batch 100 (per image)", f"{plain_img * 1e3:.3f}", "", "1"])
     rows.append([f"floor: {defended.points_per_image} plain forwards at batch 100 (per image)", f"{floor_img * 1e3:.2f}", "1.00", f"{defended.points_per_image}"])
     rows.append([f"PostAveraging K=15, {n} images batched (per image)", f"{ours_img * 1e3:.2f}", f"{statistics.median(ratios):.3f} ({ratios[0]:.3f}–{ratios[-1]:.3f})", f"{ours_img / plain_img:.1f}"])

@@ -84,7 +84,7 @@ def test_pixel_space_and_logit_average(net: TinyNet, images: torch.Tensor) -> No
 
 def test_batched_chunks_equal_one_image_at_a_time(net: TinyNet, images: torch.Tensor) -> None:
     big = PostAveraging(net, directions=5, seed=11, max_points=10_000)
-    small = PostAveraging(net, directions=5, seed=11, max_points=70)  # two images per forward pass
+    small = PostAveraging(net, directions=5, seed=11, max_points=70, batch_size=7)  # two images built at once, 7 points per forward
     with torch.no_grad():
         one_by_one = torch.cat([big(img[None]) for img in images])
         torch.testing.assert_close(big(images), one_by_one, rtol=1e-5, atol=1e-6)
