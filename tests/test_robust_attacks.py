@@ -152,3 +152,14 @@ def test_pretrained_resnet20_falls_under_pgd(cifar_jpeg_zip, shared_models) -> N
     x, y = as_float(split.images), split.labels
     adv, success = attacks.PGD(model, EPS, steps=10, seed=0)(x, y)
     assert (_predict(model, adv) == y).float().mean().item() <= 0.03
+
+
+def test_budget_search_returns_the_smallest_successful_budget(digits) -> None:  # type: ignore[no-untyped-def]
+    model, x, y = digits
+    eps, steps = 32 / 255, 8
+    adv, success = attacks.FGSM(model, eps, search_steps=steps)(x, y)
+    plain = [attacks.FGSM(model, eps * k / steps)(x, y) for k in range(1, steps + 1)]
+    first = torch.stack([s for _, s in plain]).float().argmax(0)  # first k that succeeds
+    assert torch.equal(success, torch.stack([s for _, s in plain]).any(0))
+    for i in success.nonzero()[:, 0].tolist():
+        torch.testing.assert_close(adv[i], plain[int(first[i])][0][i])

@@ -4,7 +4,10 @@ An attack is a callable object on a classifier that takes [0, 1] pixels (DESIGN.
 Calling it returns the adversarial images and a per-sample success mask (Foolbox 3 style);
 :meth:`Attack.run` takes a list of L∞ budgets. Budget-bound attacks (FGSM, PGD, EOT-PGD, Square)
 run once per budget; minimisation attacks (DeepFool, C&W) run once and their result is projected
-onto each budget's L∞ ball, success being judged on the projected image (as Foolbox does). A
+onto each budget's L∞ ball, success being judged on the projected image (as Foolbox does).
+With ``search_steps = S > 0`` a budget-bound attack returns, for each image, its result at the
+smallest budget ε·k/S (k = 1..S) that succeeds, as Foolbox 2's default settings did (the setting
+under which the post-averaging paper made its adversarial examples); S = 0 attacks at ε only. A
 sample counts as a success when the model's prediction on the returned image differs from its
 label; an image the model already gets wrong is a success with no change.
 """
@@ -37,6 +40,8 @@ class Attack:
         device: where to run (default: the model's parameters' device).
         seed: seed of the attack's own randomness (random starts, Square's proposals); None draws one.
         progress: show a tqdm bar over batches.
+        search_steps: S > 0 searches the smallest successful budget among ε·k/S, k = 1..S
+            (budget-bound attacks only); 0 (default) attacks at ε.
     """
 
     #: Short name used in results and on the command line.
@@ -44,19 +49,22 @@ class Attack:
     #: True for attacks that search for the smallest perturbation and ignore ``eps`` while searching.
     minimization: ClassVar[bool] = False
 
-    def __init__(self, model: nn.Module, eps: float | None = EPS, *, batch_size: int = 256, device: str | torch.device | None = None, seed: int | None = None, progress: bool = False) -> None:
+    def __init__(self, model: nn.Module, eps: float | None = EPS, *, batch_size: int = 256, device: str | torch.device | None = None, seed: int | None = None, progress: bool = False, search_steps: int = 0) -> None:
         if eps is None and not self.minimization:
             raise ConfigError(f"{self.name} needs an L∞ budget eps")
         if eps is not None and not eps >= 0:
             raise ConfigError(f"eps must be non-negative, got {eps}")
         if batch_size < 1:
             raise ConfigError(f"batch_size must be positive, got {batch_size}")
+        if search_steps < 0 or (search_steps and self.minimization):
+            raise ConfigError(f"search_steps must be >= 0, and 0 for a minimisation attack, got {search_steps} for {self.name}")
         self.model = model
         self.eps = eps
         self.batch_size = batch_size
         self.device = torch.device(device) if device is not None else _model_device(model)
         self.seed = seed
         self.progress = progress
+        self.search_steps = search_steps
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(eps={self.eps}, seed={self.seed})"
@@ -89,7 +97,7 @@ class Attack:
                 y = labels[start : start + self.batch_size].to(self.device)
                 raw = self.perturb(x, y, None, generator) if self.minimization else None
                 for i, eps in enumerate(epsilons):
-                    adv = self.perturb(x, y, eps, generator) if raw is None else project(raw, x, eps)
+                    adv = self._smallest_budget(x, y, eps, generator) if raw is None else project(raw, x, eps)
                     advs[i].append(adv.detach().cpu())
                     wins[i].append(self.is_adversarial(adv, y).cpu())
         if not images.shape[0]:
@@ -103,6 +111,20 @@ class Attack:
         ``generator`` (a CPU generator).
         """
         raise NotImplementedError
+
+    def _smallest_budget(self, images: torch.Tensor, labels: torch.Tensor, eps: float | None, generator: torch.Generator) -> torch.Tensor:
+        """:meth:`perturb` at ε, or at the smallest successful ε·k/S when ``search_steps`` = S > 0."""
+        if not self.search_steps or eps is None:
+            return self.perturb(images, labels, eps, generator)
+        adv = images.clone()
+        todo = torch.ones(images.shape[0], dtype=torch.bool, device=images.device)
+        for k in range(1, self.search_steps + 1):
+            attempt = self.perturb(images[todo], labels[todo], eps * k / self.search_steps, generator)
+            adv[todo] = attempt
+            todo[todo.clone()] = ~self.is_adversarial(attempt, labels[todo])
+            if not todo.any():
+                break
+        return adv
 
     # -- helpers for the subclasses -------------------------------------------------------------
 
