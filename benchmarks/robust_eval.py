@@ -36,6 +36,8 @@ PLANS = {
     "full": {"resnet20": (20, 1, ev.PAPER_ATTACKS + ev.ADAPTIVE_ATTACKS), "resnet56": (5, 1, ev.PAPER_ATTACKS)},
     "quick": {"resnet20": (2, 1, ev.PAPER_ATTACKS + ev.ADAPTIVE_ATTACKS)},
 }
+#: --quick checks the pipeline in a few minutes: far fewer steps and queries for the adaptive attacks.
+QUICK_OVERRIDES: dict[str, dict[str, Any]] = {**OVERRIDES, "cw": {"binary_search_steps": 2, "steps": 10}, "eot-pgd": {"steps": 2, "eot_samples": 1}, "square": {"queries": 5}}
 CHECKPOINTS = {"resnet20": "resnet20-12fca82f.th", "resnet56": "resnet56-4bfd9763.th"}
 
 
@@ -52,11 +54,12 @@ def main() -> None:
     split = data.load(f"folder:{SHARED / 'data' / 'cifar10-jpeg.zip'}", split="test")
     out_dir = REPO / "runs" / "benchmarks" / ("robust_eval_quick" if args.quick else "robust_eval")
     command = " ".join(["python benchmarks/robust_eval.py", *sys.argv[1:]])
-    results: dict[str, Any] = {"command": command, "overrides": OVERRIDES, "plan": {k: list(v[:2]) + [list(v[2])] for k, v in plan.items()}}
+    overrides = QUICK_OVERRIDES if args.quick else OVERRIDES
+    results: dict[str, Any] = {"command": command, "overrides": overrides, "plan": {k: list(v[:2]) + [list(v[2])] for k, v in plan.items()}}
     print(f"$ {command}\n")
     for name, (n, slow_n, attack_names) in plan.items():
         model = load_cifar_resnet(SHARED / "models" / CHECKPOINTS[name]).eval()
-        evaluation = ev.evaluate(model, split, attacks=attack_names, n_per_class=n, slow_n_per_class=slow_n, seed=0, model_name=name, overrides=OVERRIDES)
+        evaluation = ev.evaluate(model, split, attacks=attack_names, n_per_class=n, slow_n_per_class=slow_n, seed=0, model_name=name, overrides=overrides)
         sweeps = []
         if name == "resnet20" and not args.no_sweeps:
             sweep_n = 1 if args.quick else 2
