@@ -36,6 +36,12 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def add_group(sub: argparse._SubParsersAction, name: str, help: str) -> argparse._SubParsersAction:
+    """A command with sub-commands (``veilnet NAME SUBCOMMAND``); returns the sub-command set."""
+    parser = sub.add_parser(name, help=help)
+    return parser.add_subparsers(dest=f"{name}_command", required=True, metavar=f"{name.upper()}_COMMAND", parser_class=_Parser)
+
+
 def add_output(parser: argparse.ArgumentParser, *, required: bool = True, help: str = "output path") -> None:
     parser.add_argument("-o", "--output", required=required, help=help)
     parser.add_argument("--force", action="store_true", help="overwrite existing output")

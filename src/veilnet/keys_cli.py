@@ -6,7 +6,7 @@ import argparse
 import math
 
 from veilnet import keys
-from veilnet.cli import add_output, add_seed
+from veilnet.cli import add_group, add_output, add_seed
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -32,8 +32,7 @@ def _new(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    key = sub.add_parser("key", help="secret keys")
-    key_sub = key.add_subparsers(dest="key_command", required=True, metavar="KEY_COMMAND", parser_class=type(key))
+    key_sub = add_group(sub, "key", "secret keys")
     info = key_sub.add_parser("info", help="show a key file's scheme, parameters and fingerprint (never its material)")
     info.add_argument("key", help="key file")
     info.set_defaults(func=_info)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from veilnet.cli import add_group
 from veilnet.data.cache import cache_dir
 from veilnet.data.folder import SPLITS
 from veilnet.data.specs import SPECS, load
@@ -29,8 +30,7 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    data = sub.add_parser("data", help="data sets")
-    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND", parser_class=type(data))
+    data_sub = add_group(sub, "data", "data sets")
     info = data_sub.add_parser("info", help="images per split and per class, image shape, cache location")
     info.add_argument("spec", help=f"data set: {', '.join(SPECS)}")
     info.add_argument("--download", action="store_true", help="fetch a missing CIFAR archive (MD5-checked)")

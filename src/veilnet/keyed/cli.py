@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from veilnet import keys
-from veilnet.cli import add_device, add_output, add_seed
+from veilnet.cli import add_device, add_group, add_output, add_seed
 from veilnet.errors import DataFormatError, ModelFormatError, OutputExistsError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".npy"}
@@ -207,8 +207,7 @@ def _data_options(parser: argparse.ArgumentParser, *, split: bool = True, subset
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("keyed", help="keyed models: encrypt images, transform models (ConvMixer, ViT), evaluate, attack")
-    keyed_sub = parser.add_subparsers(dest="keyed_command", required=True, metavar="KEYED_COMMAND", parser_class=type(parser))
+    keyed_sub = add_group(sub, "keyed", "keyed models: encrypt images, transform models (ConvMixer, ViT), evaluate, attack")
 
     tm = keyed_sub.add_parser("transform-model", help="transform a plain ConvMixer/ViT with a key (card records public key parameters only)")
     tm.add_argument("model", help="plain model (.safetensors, .json, stem or directory)")
@@ -245,7 +244,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.set_defaults(func=_evaluate)
 
     at = keyed_sub.add_parser("attack", help="attacks on a keyed model: known-plaintext, weight-matching, ciphertext-only, random-keys")
-    at_sub = at.add_subparsers(dest="attack_kind", required=True, metavar="KIND", parser_class=type(parser))
+    at_sub = at.add_subparsers(dest="attack_kind", required=True, metavar="KIND", parser_class=type(at))
     kp = at_sub.add_parser("known-plaintext", help="recover the key from (plain, encrypted) pairs (the key file scores the result)")
     kp.add_argument("--key", required=True, help="the true key (used to encrypt the pairs and to score)")
     _data_options(kp, subset=False)

@@ -6,7 +6,7 @@ import argparse
 import json
 
 from veilnet import models
-from veilnet.cli import add_output
+from veilnet.cli import add_group, add_output
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -31,8 +31,7 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("models", help="the model zoo and model files")
-    models_sub = parser.add_subparsers(dest="models_command", required=True, metavar="MODELS_COMMAND", parser_class=type(parser))
+    models_sub = add_group(sub, "models", "the model zoo and model files")
 
     listing = models_sub.add_parser("list", help="model names and their keyword arguments with defaults")
     listing.set_defaults(func=_list)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from torch import nn
 
-from veilnet.cli import add_device, add_output, add_seed, parse_assignments
+from veilnet.cli import add_device, add_group, add_output, add_seed, parse_assignments
 from veilnet.errors import ConfigError, OutputExistsError
 
 if TYPE_CHECKING:
@@ -129,8 +129,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    robust = sub.add_parser("robust", help="post-averaging defence and evasion attacks")
-    robust_sub = robust.add_subparsers(dest="robust_command", required=True, metavar="ROBUST_COMMAND", parser_class=type(robust))
+    robust_sub = add_group(sub, "robust", "post-averaging defence and evasion attacks")
     evaluate = robust_sub.add_parser("evaluate", help="the paper's protocol (attacks on the undefended model) and the adaptive one (attacks on the defence)")
     _common(evaluate)
     evaluate.add_argument("--attacks", default="fgsm,pgd,deepfool,cw,eot-pgd,square", help="comma-separated: fgsm,pgd,deepfool,cw (paper protocol), eot-pgd,square (adaptive)")
