@@ -74,10 +74,10 @@ def _art_success(model: nn.Module, x: torch.Tensor, y: torch.Tensor, adv: np.nda
     return (_predict(model, projected) != y).float().mean().item()
 
 
-@pytest.mark.parametrize("name", ["fgsm", "pgd", "deepfool", "cw", "square"])
+@pytest.mark.parametrize("name", ["fgsm", "pgd", "deepfool", "cw", "square", "fgsm-min", "pgd-min"])
 def test_success_mask_budget_and_range(digits, name: str) -> None:  # type: ignore[no-untyped-def]
     model, x, y = digits
-    fast = {"pgd": {"steps": 5}, "cw": {"binary_search_steps": 2, "steps": 10}, "square": {"queries": 30}, "deepfool": {"steps": 10}}
+    fast = {"pgd": {"steps": 5}, "pgd-min": {"search_steps": 2}, "cw": {"binary_search_steps": 2, "steps": 10}, "square": {"queries": 30}, "deepfool": {"steps": 10}}
     attack = attacks.create(name, model, EPS, seed=0, batch_size=25, **fast.get(name, {}))
     model.train()
     (adv, success), (adv2, success2) = attack.run(x[:20], y[:20], [EPS, 2 * EPS])
@@ -154,12 +154,37 @@ def test_pretrained_resnet20_falls_under_pgd(cifar_jpeg_zip, shared_models) -> N
     assert (_predict(model, adv) == y).float().mean().item() <= 0.03
 
 
-def test_budget_search_returns_the_smallest_successful_budget(digits) -> None:  # type: ignore[no-untyped-def]
+def test_budget_search_bisects_to_each_images_smallest_budget(digits) -> None:  # type: ignore[no-untyped-def]
     model, x, y = digits
-    eps, steps = 32 / 255, 8
+    eps, steps = 32 / 255, 6
+    correct = _predict(model, x) == y
+    x, y = x[correct], y[correct]
     adv, success = attacks.FGSM(model, eps, search_steps=steps)(x, y)
-    plain = [attacks.FGSM(model, eps * k / steps)(x, y) for k in range(1, steps + 1)]
-    first = torch.stack([s for _, s in plain]).float().argmax(0)  # first k that succeeds
-    assert torch.equal(success, torch.stack([s for _, s in plain]).any(0))
+    assert torch.equal(success, attacks.FGSM(model, eps)(x, y)[1]), "the search must fool exactly the images fooled at ε"
+    assert success.sum() >= 5
     for i in success.nonzero()[:, 0].tolist():
-        torch.testing.assert_close(adv[i], plain[int(first[i])][0][i])
+        found = (adv[i] - x[i]).abs().max().item()  # the budget the returned example was made at
+        assert found <= eps + 1e-6
+        torch.testing.assert_close(adv[i : i + 1], attacks.FGSM(model, found)(x[i : i + 1], y[i : i + 1])[0])
+        below = found - eps / 2**steps  # the last failing probe of the bisection (0: never probed)
+        assert below < 1e-6 or not attacks.FGSM(model, below)(x[i : i + 1], y[i : i + 1])[1].item()
+
+
+def _margin(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        logits = model(x)
+    return logits.gather(1, y[:, None])[:, 0] - logits.scatter(1, y[:, None], float("-inf")).amax(1)
+
+
+def test_pgd_early_stop_leaves_examples_just_past_the_boundary(digits) -> None:  # type: ignore[no-untyped-def]
+    model, x, y = digits
+    correct = _predict(model, x) == y
+    x, y = x[correct], y[correct]
+    deep, deep_success = attacks.PGD(model, 2 * EPS, steps=10, seed=0)(x, y)
+    near, near_success = attacks.PGD(model, 2 * EPS, steps=10, seed=0, early_stop=True)(x, y)
+    assert torch.equal(deep_success, near_success) and deep_success.sum() >= 10
+    margins = _margin(model, near[near_success], y[near_success])
+    assert (margins < 0).all() and margins.median() > 0.3 * _margin(model, deep[deep_success], y[deep_success]).median()
+    smallest, success = attacks.PGD(model, 2 * EPS, steps=10, seed=0, early_stop=True, search_steps=5)(x, y)
+    assert torch.equal(success, deep_success)
+    assert (smallest[success] - x[success]).abs().amax((1, 2, 3)).mean() < 0.75 * 2 * EPS

@@ -132,7 +132,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     robust_sub = add_group(sub, "robust", "post-averaging defence and evasion attacks")
     evaluate = robust_sub.add_parser("evaluate", help="the paper's protocol (attacks on the undefended model) and the adaptive one (attacks on the defence)")
     _common(evaluate)
-    evaluate.add_argument("--attacks", default="fgsm,pgd,deepfool,cw,eot-pgd,square", help="comma-separated: fgsm,pgd,deepfool,cw (paper protocol), eot-pgd,square (adaptive)")
+    evaluate.add_argument("--attacks", default="fgsm,pgd,fgsm-min,pgd-min,deepfool,cw,eot-pgd,square", help="comma-separated: fgsm,pgd,fgsm-min,pgd-min,deepfool,cw (paper protocol; -min: smallest budget, Foolbox 2 defaults), eot-pgd,square (adaptive)")
     evaluate.add_argument("--slow-n-per-class", type=int, default=None, help="images per class for cw, eot-pgd and square (default: --n-per-class)")
     evaluate.add_argument("--set", nargs="*", metavar="ATTACK.KEY=VALUE", help="change an attack's settings, e.g. square.queries=100 cw.steps=30")
     evaluate.add_argument("--sweep-radii", type=_numbers, default=None, help="also sweep the radius over these values (paper Fig. 2)")

@@ -36,7 +36,8 @@ from veilnet.robust import attacks as attack_zoo
 from veilnet.robust.postavg import PostAveraging
 
 #: Attacks made on the undefended model (protocol 1) and on the defended one (protocol 2).
-PAPER_ATTACKS = ("fgsm", "pgd", "deepfool", "cw")
+#: ``fgsm-min``/``pgd-min`` are the paper's own setting (Foolbox 2 defaults: smallest budget).
+PAPER_ATTACKS = ("fgsm", "pgd", "fgsm-min", "pgd-min", "deepfool", "cw")
 ADAPTIVE_ATTACKS = ("eot-pgd", "square")
 #: Attacks expensive enough that evaluations run them on a smaller subset (``slow_n_per_class``).
 SLOW_ATTACKS = ("cw", "eot-pgd", "square")
@@ -119,10 +120,11 @@ def defend(model: nn.Module, *, directions: int = 15, radius: float = 6.0, space
     return PostAveraging(model, directions=directions, radius=radius, space=space, generator=generator).eval()
 
 
-def paper_protocol(model: nn.Module, defended: nn.Module, images: torch.Tensor, labels: torch.Tensor, attack: attack_zoo.Attack, *, defended_clean: torch.Tensor | None = None) -> PaperRow:
+def paper_protocol(model: nn.Module, defended: nn.Module, images: torch.Tensor, labels: torch.Tensor, attack: attack_zoo.Attack, *, defended_clean: torch.Tensor | None = None, name: str | None = None) -> PaperRow:
     """Table 1's row for ``attack`` (made on ``model``, the undefended one); see the module docstring.
 
-    ``defended_clean``: the defended model's predictions on ``images`` when already computed.
+    ``defended_clean``: the defended model's predictions on ``images`` when already computed;
+    ``name``: the row's attack name (default: the attack's).
     """
     images = as_float(images)
     start = time.perf_counter()
@@ -140,7 +142,7 @@ def paper_protocol(model: nn.Module, defended: nn.Module, images: torch.Tensor, 
     defended_attacked[made] = defended_adv
     n = len(labels)
     return PaperRow(
-        attack=attack.name,
+        attack=name or attack.name,
         n=n,
         clean_accuracy=(pred == labels).float().mean().item(),
         attacked_accuracy=(len(correct) - len(made)) / n,
@@ -221,7 +223,7 @@ def evaluate(
             adaptive.append(adaptive_protocol(defended, sub.images, sub.labels, attack, defended_clean=defended_clean(n)))
         else:
             attack = attack_zoo.create(name, model, eps, seed=seed, progress=True, device=device, **settings[name])
-            paper.append(paper_protocol(model, defended, sub.images, sub.labels, attack, defended_clean=defended_clean(n)))
+            paper.append(paper_protocol(model, defended, sub.images, sub.labels, attack, defended_clean=defended_clean(n), name=name))
     return Evaluation(
         model=model_name,
         data=split.spec,
@@ -315,7 +317,7 @@ def paper_table(evaluation: Evaluation, *, with_paper: bool = True) -> str:
     for row in evaluation.paper:
         cells: list[Any] = [row.attack, row.n, row.clean_accuracy, row.attacked_accuracy, row.defended_clean_accuracy, row.defended_attacked_accuracy, row.defence_rate, row.num_adversarial]
         if with_paper:
-            ref = PAPER_CIFAR10.get(row.attack, {})
+            ref = PAPER_CIFAR10.get(attack_zoo.VARIANT_OF.get(row.attack, row.attack), {})
             cells += [ref.get("defended_clean_accuracy", "-"), ref.get("defence_rate", "-"), ref["num_adversarial"] / 10000 if ref else "-"]
         rows.append(cells)
     return markdown_table(headers, rows)

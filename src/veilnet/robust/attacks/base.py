@@ -5,11 +5,15 @@ Calling it returns the adversarial images and a per-sample success mask (Foolbox
 :meth:`Attack.run` takes a list of L∞ budgets. Budget-bound attacks (FGSM, PGD, EOT-PGD, Square)
 run once per budget; minimisation attacks (DeepFool, C&W) run once and their result is projected
 onto each budget's L∞ ball, success being judged on the projected image (as Foolbox does).
-With ``search_steps = S > 0`` a budget-bound attack returns, for each image, its result at the
-smallest budget ε·k/S (k = 1..S) that succeeds, as Foolbox 2's default settings did (the setting
-under which the post-averaging paper made its adversarial examples); S = 0 attacks at ε only. A
-sample counts as a success when the model's prediction on the returned image differs from its
-label; an image the model already gets wrong is a success with no change.
+With ``search_steps = S > 0`` a budget-bound attack looks, per image, for the smallest budget
+that fools the model: it attacks at ε, then bisects [0, ε] S times for the images it fooled
+(each probe at the midpoint of the image's own interval), and returns each image's result at
+the smallest successful budget found, within ε/2^S of the smallest one. Foolbox 2, which the
+post-averaging paper used "in their default settings", searched the same way (binary search on
+ε for its iterative attacks, an ascending ε grid for FGSM); with :class:`~.pgd.PGD`'s
+``early_stop`` the examples lie just past the decision boundary, as the paper's did. S = 0
+attacks at ε only. A sample counts as a success when the model's prediction on the returned
+image differs from its label; an image the model already gets wrong is a success with no change.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ class Attack:
         device: where to run (default: the model's parameters' device).
         seed: seed of the attack's own randomness (random starts, Square's proposals); None draws one.
         progress: show a tqdm bar over batches.
-        search_steps: S > 0 searches the smallest successful budget among ε·k/S, k = 1..S
+        search_steps: S > 0 bisects [0, ε] S times for each image's smallest successful budget
             (budget-bound attacks only); 0 (default) attacks at ε.
     """
 
@@ -97,42 +101,50 @@ class Attack:
                 y = labels[start : start + self.batch_size].to(self.device)
                 raw = self.perturb(x, y, None, generator) if self.minimization else None
                 for i, eps in enumerate(epsilons):
-                    adv = self._smallest_budget(x, y, eps, generator) if raw is None else project(raw, x, eps)
+                    adv = self._smallest_budget(x, y, float(eps), generator) if raw is None else project(raw, x, eps)
                     advs[i].append(adv.detach().cpu())
                     wins[i].append(self.is_adversarial(adv, y).cpu())
         if not images.shape[0]:
             return [(images.clone(), torch.zeros(0, dtype=torch.bool)) for _ in epsilons]
         return [(torch.cat(a), torch.cat(w)) for a, w in zip(advs, wins)]
 
-    def perturb(self, images: torch.Tensor, labels: torch.Tensor, eps: float | None, generator: torch.Generator) -> torch.Tensor:
+    def perturb(self, images: torch.Tensor, labels: torch.Tensor, eps: torch.Tensor | None, generator: torch.Generator) -> torch.Tensor:
         """The attack's own arithmetic on one batch: adversarial images in [0, 1].
 
-        ``eps`` is the L∞ budget (None for minimisation attacks); random numbers come from
-        ``generator`` (a CPU generator).
+        ``eps`` holds each image's L∞ budget, shape ``N×1×1×1`` (None for minimisation attacks);
+        random numbers come from ``generator`` (a CPU generator).
         """
         raise NotImplementedError
 
-    def _smallest_budget(self, images: torch.Tensor, labels: torch.Tensor, eps: float | None, generator: torch.Generator) -> torch.Tensor:
-        """:meth:`perturb` at ε, or at the smallest successful ε·k/S when ``search_steps`` = S > 0."""
-        if not self.search_steps or eps is None:
-            return self.perturb(images, labels, eps, generator)
-        adv = images.clone()
-        todo = torch.ones(images.shape[0], dtype=torch.bool, device=images.device)
-        for k in range(1, self.search_steps + 1):
-            attempt = self.perturb(images[todo], labels[todo], eps * k / self.search_steps, generator)
-            adv[todo] = attempt
-            todo[todo.clone()] = ~self.is_adversarial(attempt, labels[todo])
-            if not todo.any():
-                break
+    def _smallest_budget(self, images: torch.Tensor, labels: torch.Tensor, eps: float, generator: torch.Generator) -> torch.Tensor:
+        """:meth:`perturb` at ε, then ``search_steps`` rounds of per-image bisection of [0, ε]."""
+        hi = torch.full((images.shape[0], 1, 1, 1), eps, device=images.device)
+        adv = self.perturb(images, labels, hi, generator)
+        if not self.search_steps:
+            return adv
+        idx = self.is_adversarial(adv, labels).nonzero()[:, 0]
+        if not len(idx):
+            return adv
+        x, y, best = images[idx], labels[idx], adv[idx]
+        lo, hi = torch.zeros_like(hi[idx]), hi[idx]
+        for _ in range(self.search_steps):
+            mid = (lo + hi) / 2
+            attempt = self.perturb(x, y, mid, generator)
+            win = self.is_adversarial(attempt, y)
+            best[win] = attempt[win]
+            hi = torch.where(win[:, None, None, None], mid, hi)
+            lo = torch.where(win[:, None, None, None], lo, mid)
+        adv[idx] = best
         return adv
 
     # -- helpers for the subclasses -------------------------------------------------------------
 
-    def gradient(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """∇ₓ of the summed cross-entropy loss (each sample's gradient is its own loss's)."""
+    def gradient(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """∇ₓ of the summed cross-entropy loss (each sample's gradient is its own loss's), and the logits."""
         x = images.detach().requires_grad_(True)
-        loss = F.cross_entropy(self.model(x), labels, reduction="sum")
-        return torch.autograd.grad(loss, x)[0]
+        logits = self.model(x)
+        loss = F.cross_entropy(logits, labels, reduction="sum")
+        return torch.autograd.grad(loss, x)[0], logits.detach()
 
     @torch.no_grad()
     def is_adversarial(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

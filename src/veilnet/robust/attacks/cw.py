@@ -50,7 +50,7 @@ class CarliniWagnerL2(Attack):
         self.initial_const = initial_const
         self.confidence = confidence
 
-    def perturb(self, images: torch.Tensor, labels: torch.Tensor, eps: float | None, generator: torch.Generator) -> torch.Tensor:
+    def perturb(self, images: torch.Tensor, labels: torch.Tensor, eps: torch.Tensor | None, generator: torch.Generator) -> torch.Tensor:
         n = images.shape[0]
         w0 = torch.atanh((2 * images - 1).clamp(-1 + 1e-6, 1 - 1e-6))
         const = torch.full((n,), self.initial_const, device=images.device)

@@ -48,7 +48,7 @@ class DeepFool(Attack):
         self.candidates = candidates
         self.norm = norm
 
-    def perturb(self, images: torch.Tensor, labels: torch.Tensor, eps: float | None, generator: torch.Generator) -> torch.Tensor:
+    def perturb(self, images: torch.Tensor, labels: torch.Tensor, eps: torch.Tensor | None, generator: torch.Generator) -> torch.Tensor:
         with torch.no_grad():
             logits = self.model(images)
         k = min(self.candidates, logits.shape[1])

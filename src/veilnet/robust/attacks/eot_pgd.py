@@ -39,10 +39,11 @@ class EOTPGD(PGD):
             raise ConfigError(f"eot_samples must be positive, got {eot_samples}")
         self.eot_samples = eot_samples
 
-    def gradient(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """(1/n) Σ ∇ₓ L over n draws of the model's randomness, as one batched forward pass."""
+    def gradient(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(1/n) Σ ∇ₓ L over n draws of the model's randomness, as one batched forward pass, and
+        the logits averaged over the draws."""
         x = images.detach().requires_grad_(True)
         n = self.eot_samples
         logits = self.model(x.repeat(n, 1, 1, 1))
         loss = F.cross_entropy(logits, labels.repeat(n), reduction="sum") / n
-        return torch.autograd.grad(loss, x)[0]
+        return torch.autograd.grad(loss, x)[0], logits.detach().view(n, *x.shape[:1], -1).mean(0)

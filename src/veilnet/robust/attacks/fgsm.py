@@ -25,6 +25,6 @@ class FGSM(Attack):
 
     name = "fgsm"
 
-    def perturb(self, images: torch.Tensor, labels: torch.Tensor, eps: float | None, generator: torch.Generator) -> torch.Tensor:
+    def perturb(self, images: torch.Tensor, labels: torch.Tensor, eps: torch.Tensor | None, generator: torch.Generator) -> torch.Tensor:
         assert eps is not None
-        return (images + eps * self.gradient(images, labels).sign()).clamp(0.0, 1.0)
+        return (images + eps * self.gradient(images, labels)[0].sign()).clamp(0.0, 1.0)

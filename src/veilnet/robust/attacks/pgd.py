@@ -1,6 +1,11 @@
 """PGD, projected gradient descent in the L∞ ball (Kurakin et al. 2016; Madry et al. 2017):
 from a uniform random start in the ball, repeat ``x ← Π(x + α·sign(∇ₓ L(x, y)))`` where Π clips
-to the ε-ball around the image and to [0, 1]; restarts retry the samples not yet fooled."""
+to the ε-ball around the image and to [0, 1]; restarts retry the samples not yet fooled. The
+step α is given for the budget ε the attack was built with and scales with the budget,
+α' = α·ε'/ε, when it runs at others (other budgets of :meth:`run`, the budget search), as
+Foolbox does. ``early_stop`` freezes each sample at its first adversarial iterate (Foolbox 2's
+``return_early``), which leaves it just past the decision boundary rather than deep inside the
+wrong class."""
 
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ class PGD(Attack):
         steps: gradient steps per restart (default 20).
         random_start: start from a uniform point of the ε-ball (default True).
         restarts: attempts; each later one runs only on the samples not fooled yet (default 1).
+        early_stop: stop moving a sample once it is misclassified (default False).
         (and the keyword arguments of :class:`Attack`).
 
     Shape: images ``N×C×H×W`` in [0, 1], labels ``N`` → adversarials ``N×C×H×W``, success ``N``.
@@ -33,7 +39,7 @@ class PGD(Attack):
 
     name = "pgd"
 
-    def __init__(self, model: torch.nn.Module, eps: float | None = 8 / 255, *, alpha: float = 2 / 255, steps: int = 20, random_start: bool = True, restarts: int = 1, **kwargs: Any) -> None:
+    def __init__(self, model: torch.nn.Module, eps: float | None = 8 / 255, *, alpha: float = 2 / 255, steps: int = 20, random_start: bool = True, restarts: int = 1, early_stop: bool = False, **kwargs: Any) -> None:
         super().__init__(model, eps, **kwargs)
         if steps < 1 or restarts < 1:
             raise ConfigError(f"PGD needs steps >= 1 and restarts >= 1, got steps={steps}, restarts={restarts}")
@@ -41,18 +47,27 @@ class PGD(Attack):
         self.steps = steps
         self.random_start = random_start
         self.restarts = restarts
+        self.early_stop = early_stop
 
-    def perturb(self, images: torch.Tensor, labels: torch.Tensor, eps: float | None, generator: torch.Generator) -> torch.Tensor:
-        assert eps is not None
+    def perturb(self, images: torch.Tensor, labels: torch.Tensor, eps: torch.Tensor | None, generator: torch.Generator) -> torch.Tensor:
+        assert eps is not None and self.eps is not None
         best = images.clone()
         todo = torch.ones(images.shape[0], dtype=torch.bool, device=images.device)
         for _ in range(self.restarts):
-            x, y = images[todo], labels[todo]
-            adv = x
+            x, y, e = images[todo], labels[todo], eps[todo]
+            alpha = self.alpha * e / self.eps if self.eps > 0 else e
+            adv = x.clone()
             if self.random_start:
-                adv = project(x + eps * (2 * self.rand(*x.shape, generator=generator) - 1), x, eps)
+                adv = project(x + e * (2 * self.rand(*x.shape, generator=generator) - 1), x, e)
+            live = torch.arange(x.shape[0], device=x.device)  # samples still moving
             for _ in range(self.steps):
-                adv = project(adv + self.alpha * self.gradient(adv, y).sign(), x, eps)
+                grad, logits = self.gradient(adv[live], y[live])
+                if self.early_stop:
+                    moving = logits.argmax(1) == y[live]
+                    live, grad = live[moving], grad[moving]
+                    if not len(live):
+                        break
+                adv[live] = project(adv[live] + alpha[live] * grad.sign(), x[live], e[live])
             best[todo] = adv.detach()
             fooled = self.is_adversarial(adv, y)
             todo[todo.clone()] = ~fooled

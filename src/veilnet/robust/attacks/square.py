@@ -63,7 +63,7 @@ class Square(Attack):
         return real - logits.scatter(1, labels[:, None], float("-inf")).amax(1)
 
     @torch.no_grad()
-    def perturb(self, images: torch.Tensor, labels: torch.Tensor, eps: float | None, generator: torch.Generator) -> torch.Tensor:
+    def perturb(self, images: torch.Tensor, labels: torch.Tensor, eps: torch.Tensor | None, generator: torch.Generator) -> torch.Tensor:
         assert eps is not None
         n, c, h, w = images.shape
         signs = self.rand(n, c, 1, w, generator=generator).round() * 2 - 1
@@ -75,13 +75,13 @@ class Square(Attack):
             active = (margin > 0).nonzero()[:, 0]
             if active.numel() == 0:
                 break
-            x, y, cur = images[active], labels[active], adv[active]
+            x, y, cur, e = images[active], labels[active], adv[active], eps[active]
             size = max(1, min(h - 1, round(math.sqrt(self.fraction(query) * h * w))))
             top = (self.rand(active.numel(), generator=generator) * (h - size + 1)).long()[:, None, None]
             left = (self.rand(active.numel(), generator=generator) * (w - size + 1)).long()[:, None, None]
             window = ((rows >= top) & (rows < top + size) & (cols >= left) & (cols < left + size))[:, None]
-            colour = eps * (self.rand(active.numel(), c, 1, 1, generator=generator).round() * 2 - 1)
-            proposal = project(torch.where(window, x + colour, cur), x, eps)
+            colour = e * (self.rand(active.numel(), c, 1, 1, generator=generator).round() * 2 - 1)
+            proposal = project(torch.where(window, x + colour, cur), x, e)
             new = self.margin(proposal, y)
             better = new < margin[active]
             adv[active[better]] = proposal[better]
