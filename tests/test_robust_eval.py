@@ -49,15 +49,17 @@ def test_paper_protocol_bookkeeping(lenet: torch.nn.Module, digits: data.ImageSp
 
 def test_evaluate_sweep_and_report(lenet: torch.nn.Module, digits: data.ImageSplit, tmp_path: Path) -> None:
     result = ev.evaluate(
-        lenet, digits, attacks=["pgd", "eot-pgd", "square"], n_per_class=2, slow_n_per_class=1, directions=2, seed=3,
-        overrides={"pgd": {"steps": 3}, "eot-pgd": {"steps": 2}, "square": {"queries": 10}},
+        lenet, digits, attacks=["pgd", "pgd-min", "eot-pgd", "square"], n_per_class=2, slow_n_per_class=1, directions=2, seed=3,
+        overrides={"pgd": {"steps": 3}, "pgd-min": {"steps": 5, "search_steps": 2}, "eot-pgd": {"steps": 2}, "square": {"queries": 10}},
     )  # fmt: skip
-    assert [r.attack for r in result.paper] == ["pgd"] and [r.attack for r in result.adaptive] == ["eot-pgd", "square"]
+    assert [r.attack for r in result.paper] == ["pgd", "pgd-min"] and [r.attack for r in result.adaptive] == ["eot-pgd", "square"]
+    assert result.settings["pgd-min"]["early_stop"] is True and result.settings["pgd-min"]["search_steps"] == 2
+    assert "| pgd-min | 20 |" in ev.paper_table(result) and "0.933" in ev.paper_table(result).splitlines()[-1]
     assert result.paper[0].n == 20 and result.adaptive[0].n == 10 and result.seed == 3
     assert result.settings["square"]["queries"] == 10 and result.settings["pgd"]["alpha"] == 2 / 255
     for row in result.adaptive:
         assert 0 <= row.robust_accuracy <= row.defended_clean_accuracy <= 1
-    swept = ev.sweep(lenet, digits, "directions", [1, 2], n_per_class=1, seed=0)
+    swept = ev.sweep(lenet, digits, "directions", [1, 2], attack="pgd", n_per_class=1, seed=0)
     assert swept.values == [1.0, 2.0] and len(swept.seconds_per_image) == 2 and swept.plain_seconds_per_image > 0
     report = ev.write_report(tmp_path, result, [swept])
     text = report.read_text()
@@ -76,6 +78,8 @@ def test_cli_evaluate_and_errors(lenet: torch.nn.Module, tmp_path: Path, capsys:
     assert main(argv[:5] + ["--attacks", "fgsm,nope", "-o", str(tmp_path / "x")]) == 2 and "unknown attack" in capsys.readouterr().err
     assert main(["robust", "sweep", str(path), "--data", "digits", "--n-per-class", "1", "--radii", "1,3", "--directions", "2", "-o", str(tmp_path / "sw")]) == 0
     assert (tmp_path / "sw" / "sweep-radius.png").exists()
+    sweep_argv = ["robust", "sweep", str(path), "--data", "digits", "--radii", "1", "--sweep-attack", "nope", "-o", str(tmp_path / "sw2")]
+    assert main(sweep_argv) == 2 and "unknown --sweep-attack" in capsys.readouterr().err and not (tmp_path / "sw2").exists()
 
 
 def test_demo_step(lenet: torch.nn.Module, tmp_path: Path) -> None:

@@ -51,6 +51,11 @@ def _numbers(text: str) -> list[float]:
 
 
 def _out_dir(args: argparse.Namespace) -> Path:
+    """The output directory, once the arguments that fail only late (sweep attack, overwrite) are checked."""
+    from veilnet.robust.attacks import SETTINGS
+
+    if args.sweep_attack not in SETTINGS:
+        raise ConfigError(f"unknown --sweep-attack {args.sweep_attack!r}; expected one of {', '.join(SETTINGS)}")
     out = Path(args.output)
     if (out / "report.md").exists() and not args.force:
         raise OutputExistsError(f"{out / 'report.md'} exists (pass --force to overwrite)")
@@ -67,6 +72,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--radius", type=float, default=6.0, help="post-averaging radius r (default: 6)")
     parser.add_argument("--directions", type=int, default=15, help="post-averaging directions K (default: 15)")
     parser.add_argument("--space", choices=["normalized", "pixel"], default="normalized", help="space the radius is measured in (default: normalized)")
+    parser.add_argument("--sweep-attack", default="pgd-min", help="attack whose adversarials the sweeps defend against (default: pgd-min, the paper's)")
     add_seed(parser)
     add_device(parser)
     add_output(parser, help="output directory (JSON, report.md, PNG plots)")
@@ -103,7 +109,7 @@ def _sweeps(args: argparse.Namespace, model: nn.Module, split: ImageSplit, radii
     """The radius sweep (at K = --directions) and the directions sweep (at r = --radius) asked for."""
     from veilnet.robust.evaluation import sweep
 
-    common = {"n_per_class": n_per_class, "eps": args.eps, "space": args.space, "seed": seed, "model_name": Path(args.model).name, "device": args.device}
+    common = {"attack": args.sweep_attack, "n_per_class": n_per_class, "eps": args.eps, "space": args.space, "seed": seed, "model_name": Path(args.model).name, "device": args.device}
     out = []
     if radii:
         out.append(sweep(model, split, "radius", radii, directions=args.directions, **common))

@@ -11,7 +11,8 @@
    querying it. Robust accuracy is the defended model's accuracy on the returned images, judged
    with fresh random directions (what a user of the defence would see).
 3. **Sweeps**: defence rate and clean accuracy against the radius r (Fig. 2) and against the
-   number of directions K with the time per image (Table 2), on the PGD adversarials of (1).
+   number of directions K with the time per image (Table 2), on adversarials made on the
+   undefended model as in (1), by default with ``pgd-min`` (the paper's Foolbox PGD).
 
 The defended model draws fresh directions on every call, from a generator seeded by the run's
 seed, so a run is reproducible and records its seed.
@@ -244,6 +245,7 @@ def sweep(
     parameter: str,
     values: Sequence[float],
     *,
+    attack: str = "pgd-min",
     n_per_class: int = 10,
     eps: float = attack_zoo.EPS,
     directions: int = 15,
@@ -253,7 +255,7 @@ def sweep(
     model_name: str = "",
     device: str | torch.device = "cpu",
 ) -> Sweep:
-    """Defence against PGD adversarials (made on ``model``) for each ``radius`` or ``directions`` value.
+    """Defence against ``attack``'s adversarials (made on ``model``) for each ``radius`` or ``directions`` value.
 
     Time per image is that of the defended model's forward passes on the clean images, batched;
     ``plain_seconds_per_image`` is the undefended model's, measured in the same run.
@@ -264,9 +266,9 @@ def sweep(
     sub = vdata.subset(split, n_per_class)
     images, labels = as_float(sub.images), sub.labels
     model = model.to(device).eval()
-    pgd = attack_zoo.create("pgd", model, eps, seed=seed, device=device, progress=True)
+    made = attack_zoo.create(attack, model, eps, seed=seed, device=device, progress=True)
     correct = (predict(model, images, device=device).argmax(1) == labels).nonzero()[:, 0]
-    adv, success = pgd(images[correct], labels[correct])
+    adv, success = made(images[correct], labels[correct])
     adversarials, adv_labels = adv[success], labels[correct[success]]
     plain = _timed(lambda: predict(model, images, device=device))[1] / len(labels)
     clean_acc, rates, times = [], [], []
@@ -284,7 +286,7 @@ def sweep(
         parameter=parameter,
         values=[float(v) for v in values],
         fixed=fixed,
-        attack="pgd",
+        attack=attack,
         n=len(labels),
         num_adversarial=len(adv_labels),
         seed=seed,
@@ -360,7 +362,7 @@ def write_report(out_dir: str | Path, evaluation: Evaluation | None = None, swee
         result.save(out / f"sweep-{result.parameter}.json")
         plot_sweep(result, out / f"sweep-{result.parameter}.png")
         parts.append(
-            f"## Sweep over {result.parameter} (PGD adversarials, n = {result.n}, #Adv = {result.num_adversarial}, {result.fixed})\n\n"
+            f"## Sweep over {result.parameter} ({result.attack} adversarials, n = {result.n}, #Adv = {result.num_adversarial}, {result.fixed})\n\n"
             + sweep_table(result)
             + f"\n\nPlain model: {result.plain_seconds_per_image * 1e3:.3f} ms / image. Plot: sweep-{result.parameter}.png\n"
         )
@@ -373,7 +375,7 @@ def plot_sweep(result: Sweep, path: str | Path) -> Path:
     """Defence rate and clean accuracy against the swept parameter (and time per image for K)."""
     plt = plot_backend()
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.plot(result.values, result.defence_rate, "o-", label="defence rate (PGD)")
+    ax.plot(result.values, result.defence_rate, "o-", label=f"defence rate ({result.attack})")
     ax.plot(result.values, result.clean_accuracy, "s--", label="defended clean accuracy")
     ax.set_xlabel("radius r" if result.parameter == "radius" else "directions K")
     ax.set_ylim(0, 1)
