@@ -85,3 +85,15 @@ def test_cli_evaluate_and_errors(lenet: torch.nn.Module, tmp_path: Path, capsys:
 def test_demo_step(lenet: torch.nn.Module, tmp_path: Path) -> None:
     summary = demo_step(lenet, data.load("digits", split="test"), tmp_path, n_per_class=2)
     assert Path(summary["report"]).exists() and [r["attack"] for r in summary["rows"]] == ["fgsm", "pgd"]
+
+
+@pytest.mark.shared
+def test_defence_undoes_smallest_budget_examples_but_not_full_budget_ones(cifar_jpeg_zip, shared_models) -> None:  # type: ignore[no-untyped-def]
+    """The paper's high FGSM defence rate needs its Foolbox setting (smallest budget); at the full
+    ε = 8/255 the defence recovers almost nothing (pretrained ResNet-20, 50 JPEG test images)."""
+    model = models.load_cifar_resnet(shared_models / "resnet20-12fca82f.th")
+    split = data.load(f"folder:{cifar_jpeg_zip}", split="test")
+    result = ev.evaluate(model, split, attacks=["fgsm", "fgsm-min"], n_per_class=5, seed=0)
+    full, smallest = result.paper
+    assert full.num_adversarial >= 20 and smallest.num_adversarial == full.num_adversarial
+    assert full.defence_rate <= 0.15 and smallest.defence_rate >= 0.5, (full.defence_rate, smallest.defence_rate)
