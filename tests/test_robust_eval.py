@@ -84,7 +84,7 @@ def test_cli_evaluate_and_errors(lenet: torch.nn.Module, tmp_path: Path, capsys:
 
 def test_demo_step(lenet: torch.nn.Module, tmp_path: Path) -> None:
     summary = demo_step(lenet, data.load("digits", split="test"), tmp_path, n_per_class=2)
-    assert Path(summary["report"]).exists() and [r["attack"] for r in summary["rows"]] == ["fgsm", "pgd"]
+    assert Path(summary["report"]).exists() and [r["attack"] for r in summary["rows"]] == ["fgsm", "pgd", "fgsm-min"]
 
 
 @pytest.mark.shared

@@ -5,7 +5,8 @@ Steps, each adding a section to ``runs/demo/report.md``:
 1. train a small ConvMixer (patch 4) on scikit-learn's digits and evaluate it;
 2. keyed model: draw a block-wise key, transform the model, compare plain / transformed /
    wrong-key accuracy and show one image before and after encryption;
-3. robustness: wrap the model in post-averaging and attack it (FGSM, PGD), paper protocol.
+3. robustness: wrap the model in post-averaging and attack it (FGSM, PGD at the full budget; FGSM
+   at the smallest, the paper's setting), paper protocol.
 """
 
 from __future__ import annotations
@@ -124,7 +125,7 @@ def keyed_step(ctx: DemoContext) -> str:
 
 
 def robust_step(ctx: DemoContext) -> str:
-    """Post-averaging around the demo model against FGSM and PGD (the paper's protocol)."""
+    """Post-averaging around the demo model against FGSM and PGD (the paper's protocol, both budgets)."""
     from veilnet.robust.evaluation import demo_step
 
     result = demo_step(ctx.model, ctx.test, ctx.out / "robust", n_per_class=10, seed=ctx.seed or 0)
