@@ -63,10 +63,7 @@ def main() -> None:
         sweeps = []
         if name == "resnet20" and not args.no_sweeps:
             sweep_n = 1 if args.quick else 2
-            sweeps = [
-                ev.sweep(model, split, "radius", [1, 2, 4, 6, 8, 12], n_per_class=sweep_n, seed=0, model_name=name),
-                ev.sweep(model, split, "directions", [6, 15, 30, 60], n_per_class=sweep_n, seed=0, model_name=name),
-            ]
+            sweeps = ev.sweep(model, split, {"radius": [1, 2, 4, 6, 8, 12], "directions": [6, 15, 30, 60]}, n_per_class=sweep_n, seed=0, model_name=name)
         report = ev.write_report(out_dir / name, evaluation, sweeps)
         print(report.read_text())
         results[name] = {"evaluation": evaluation.to_dict(), "sweeps": [s.to_dict() for s in sweeps]}

@@ -59,7 +59,7 @@ def test_evaluate_sweep_and_report(lenet: torch.nn.Module, digits: data.ImageSpl
     assert result.settings["square"]["queries"] == 10 and result.settings["pgd"]["alpha"] == 2 / 255
     for row in result.adaptive:
         assert 0 <= row.robust_accuracy <= row.defended_clean_accuracy <= 1
-    swept = ev.sweep(lenet, digits, "directions", [1, 2], attack="pgd", n_per_class=1, seed=0)
+    (swept,) = ev.sweep(lenet, digits, {"directions": [1, 2]}, attack="pgd", n_per_class=1, seed=0)
     assert swept.values == [1.0, 2.0] and len(swept.seconds_per_image) == 2 and swept.plain_seconds_per_image > 0
     report = ev.write_report(tmp_path, result, [swept])
     text = report.read_text()

@@ -109,13 +109,13 @@ def _sweeps(args: argparse.Namespace, model: nn.Module, split: ImageSplit, radii
     """The radius sweep (at K = --directions) and the directions sweep (at r = --radius) asked for."""
     from veilnet.robust.evaluation import sweep
 
-    common = {"attack": args.sweep_attack, "n_per_class": n_per_class, "eps": args.eps, "space": args.space, "seed": seed, "model_name": Path(args.model).name, "device": args.device}
-    out = []
-    if radii:
-        out.append(sweep(model, split, "radius", radii, directions=args.directions, **common))
-    if directions:
-        out.append(sweep(model, split, "directions", directions, radius=args.radius, **common))
-    return out
+    grid = {name: values for name, values in (("radius", radii), ("directions", directions)) if values}
+    if not grid:
+        return []
+    return sweep(
+        model, split, grid, attack=args.sweep_attack, n_per_class=n_per_class, eps=args.eps, directions=args.directions, radius=args.radius,
+        space=args.space, seed=seed, model_name=Path(args.model).name, device=args.device,
+    )  # fmt: skip
 
 
 def _sweep(args: argparse.Namespace) -> int:

@@ -242,8 +242,7 @@ def evaluate(
 def sweep(
     model: nn.Module,
     split: vdata.ImageSplit,
-    parameter: str,
-    values: Sequence[float],
+    grid: dict[str, Sequence[float]],
     *,
     attack: str = "pgd-min",
     n_per_class: int = 10,
@@ -254,14 +253,16 @@ def sweep(
     seed: int | None = None,
     model_name: str = "",
     device: str | torch.device = "cpu",
-) -> Sweep:
-    """Defence against ``attack``'s adversarials (made on ``model``) for each ``radius`` or ``directions`` value.
+) -> list[Sweep]:
+    """Defence against ``attack``'s adversarials (made on ``model`` once) for each value of each
+    parameter in ``grid`` (``radius`` and/or ``directions``), the other held at its argument.
 
     Time per image is that of the defended model's forward passes on the clean images, batched;
     ``plain_seconds_per_image`` is the undefended model's, measured in the same run.
     """
-    if parameter not in ("radius", "directions"):
-        raise ConfigError(f"sweep parameter must be radius or directions, got {parameter!r}")
+    for parameter in grid:
+        if parameter not in ("radius", "directions"):
+            raise ConfigError(f"sweep parameter must be radius or directions, got {parameter!r}")
     seed = _seed(seed)
     sub = vdata.subset(split, n_per_class)
     images, labels = as_float(sub.images), sub.labels
@@ -271,30 +272,26 @@ def sweep(
     adv, success = made(images[correct], labels[correct])
     adversarials, adv_labels = adv[success], labels[correct[success]]
     plain = _timed(lambda: predict(model, images, device=device))[1] / len(labels)
-    clean_acc, rates, times = [], [], []
-    for value in values:
-        kwargs = {"directions": directions, "radius": radius, "space": space, parameter: int(value) if parameter == "directions" else float(value)}
-        defended = defend(model, seed=seed, **kwargs)  # type: ignore[arg-type]
-        logits, seconds = _timed(lambda: predict(defended, images, batch_size=100, device=device))
-        clean_acc.append((logits.argmax(1) == labels).float().mean().item())
-        times.append(seconds / len(labels))
-        rates.append((predict(defended, adversarials, device=device).argmax(1) == adv_labels).float().mean().item() if len(adv_labels) else float("nan"))
-    fixed = {"directions": directions, "radius": radius, "space": space, "eps": eps}
-    fixed.pop(parameter)
-    return Sweep(
-        model=model_name,
-        parameter=parameter,
-        values=[float(v) for v in values],
-        fixed=fixed,
-        attack=attack,
-        n=len(labels),
-        num_adversarial=len(adv_labels),
-        seed=seed,
-        clean_accuracy=clean_acc,
-        defence_rate=rates,
-        seconds_per_image=times,
-        plain_seconds_per_image=plain,
-    )
+    results = []
+    for parameter, values in grid.items():
+        clean_acc, rates, times = [], [], []
+        for value in values:
+            kwargs = {"directions": directions, "radius": radius, "space": space, parameter: int(value) if parameter == "directions" else float(value)}
+            defended = defend(model, seed=seed, **kwargs)  # type: ignore[arg-type]
+            logits, seconds = _timed(lambda: predict(defended, images, batch_size=100, device=device))
+            clean_acc.append((logits.argmax(1) == labels).float().mean().item())
+            times.append(seconds / len(labels))
+            rates.append((predict(defended, adversarials, device=device).argmax(1) == adv_labels).float().mean().item() if len(adv_labels) else float("nan"))
+        fixed = {"directions": directions, "radius": radius, "space": space, "eps": eps}
+        fixed.pop(parameter)
+        results.append(
+            Sweep(
+                model=model_name, parameter=parameter, values=[float(v) for v in values], fixed=fixed, attack=attack, n=len(labels),
+                num_adversarial=len(adv_labels), seed=seed, clean_accuracy=clean_acc, defence_rate=rates, seconds_per_image=times,
+                plain_seconds_per_image=plain,
+            )  # fmt: skip
+        )
+    return results
 
 
 def _timed(fn: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, float]:
