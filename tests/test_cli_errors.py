@@ -1,0 +1,58 @@
+"""The CLI's error boundary: every user mistake in every command is one stderr line and exit 2.
+
+One parametrised table; its rows live in tests/cli_error_rows/, a module per command group, and
+every new command adds its rows there. A row fails if the command exits otherwise, prints more
+than one line on stderr, prints a traceback, or does not name the problem.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cli_error_rows import all_rows
+from veilnet import cli, models
+from veilnet.keyed import generate_key, transform_model
+
+ROWS = all_rows()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The files the rows refer to by name: a small plain ConvMixer and a keyed copy, a key that
+    fits it, a key that does not, a regular file to put outputs under, a corrupt file."""
+    root = tmp_path_factory.mktemp("cli-world")
+    model = models.create("convmixer", dim=16, depth=1, kernel_size=3, patch_size=4)
+    models.save(model, root / "model")
+    key = generate_key("block", 4, 3, 32, seed=1)
+    key.save(root / "key.json")
+    models.save(transform_model(model, key), root / "keyed", extra={"keyed": {"fingerprint": key.fingerprint}})
+    (root / "afile").write_text("not a folder\n")
+    (root / "corrupt.json").write_text("{not json")
+    (root / "corrupt.safetensors").write_bytes(b"\x00garbage")
+    return {
+        "model": str(root / "model"),
+        "keyed": str(root / "keyed"),
+        "key": str(root / "key.json"),
+        "afile": str(root / "afile"),
+        "corrupt_json": str(root / "corrupt.json"),
+        "corrupt_weights": str(root / "corrupt.safetensors"),
+        "root": str(root),
+    }
+
+
+@pytest.mark.parametrize(("argv", "expected"), [pytest.param(r[1], r[2], id=r[0]) for r in ROWS])
+def test_user_error_is_one_line_and_exit_2(argv: list[str], expected: str, world: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    args = [a.format(tmp=tmp_path, **world) for a in argv]
+    try:
+        code = cli.main(args)
+    except SystemExit as exc:  # argparse's own errors exit through SystemExit
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2, f"exit {code}, stderr: {err!r}"
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, f"expected one stderr line, got: {err!r}"
+    assert "Traceback" not in err
+    assert expected.lower() in lines[0].lower(), f"{expected!r} not in {lines[0]!r}"
