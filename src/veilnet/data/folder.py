@@ -11,7 +11,6 @@ there are many images (``$VEILNET_DATA_WORKERS`` sets how many; 1 decodes in-pro
 
 from __future__ import annotations
 
-import io
 import itertools
 import multiprocessing
 import os
@@ -23,15 +22,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm import tqdm
 
+from veilnet.data.images import decode_image
 from veilnet.data.split import ImageSplit
 from veilnet.errors import DataFormatError
 
 SPLITS = ("train", "test")
-_GRAY_MODES = {"1", "L", "LA"}
-_COLOUR_MODES = {"RGB", "RGBA", "RGBX", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV"}
 #: Below this many images a split is decoded in this process.
 _PARALLEL_MIN = 2000
 _CHUNK = 1000
@@ -155,22 +152,16 @@ class FolderSource:
 
 
 def _decode(blob: Blob, expected: Expected | None) -> np.ndarray:
-    """One image as ``H×W×C`` uint8, C = 1 (grayscale) or 3 (RGB)."""
+    """One image as ``H×W×C`` uint8, C = 1 (grayscale) or 3 (RGB); with ``expected``, an image
+    of another size or colour kind than the split's first one is a DataFormatError."""
     where, data = blob
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            mode = "L" if im.mode in _GRAY_MODES else "RGB" if im.mode in _COLOUR_MODES else None
-            if mode is None:
-                raise DataFormatError(f"{where}: unsupported image mode {im.mode} (expected a grayscale or colour image)")
-            if expected is not None and (im.size, mode) != expected[:2]:
-                (w, h), want, first = expected
-                raise DataFormatError(f"{where}: image is {im.size[0]}×{im.size[1]} {mode}, expected {w}×{h} {want} like {first}")
-            pixels = np.asarray(im if im.mode == mode else im.convert(mode))
-    except DataFormatError:
-        raise
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataFormatError(f"{where}: not a readable image ({exc})") from exc
-    return pixels.reshape(pixels.shape[0], pixels.shape[1], -1)
+    pixels = decode_image(data, where)
+    if expected is not None:
+        (w, h), want, first = expected
+        mode = "L" if pixels.shape[2] == 1 else "RGB"
+        if (pixels.shape[1], pixels.shape[0], mode) != (w, h, want):
+            raise DataFormatError(f"{where}: image is {pixels.shape[1]}×{pixels.shape[0]} {mode}, expected {w}×{h} {want} like {first}")
+    return pixels
 
 
 def _decode_chunk(blobs: list[Blob], expected: Expected) -> np.ndarray:

@@ -17,7 +17,7 @@ from PIL import Image
 
 from veilnet.errors import DataFormatError, ShapeError
 
-GRAY_MODES = frozenset({"1", "L", "LA", "I;16", "I"})
+GRAY_MODES = frozenset({"1", "L", "LA"})
 COLOUR_MODES = frozenset({"RGB", "RGBA", "RGBX", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV"})
 #: File suffixes read as images (``.npy`` is read as an array of pixels).
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
