@@ -1,7 +1,9 @@
 """The ``veilnet`` command.
 
-Each subpackage contributes its sub-commands through a ``register(subparsers)`` function in its
-own ``cli`` module, listed in :data:`COMMAND_MODULES`. A user's mistake (any
+Each subpackage contributes its commands through a ``register(subparsers)`` function in its
+own ``cli`` module; :data:`COMMANDS` names the module and the one-line help of every command.
+Only the module of the command being run is imported, so ``veilnet --help`` and every command's
+parsing start without importing torch. A user's mistake (any
 :class:`~veilnet.errors.VeilnetError`, or a bad option) prints one line on stderr and exits 2.
 """
 
@@ -16,17 +18,19 @@ from typing import Any, NoReturn
 from veilnet import __version__
 from veilnet.errors import ConfigError, VeilnetError
 
-#: Modules that each define ``register(subparsers)``, in the order their commands are listed.
-COMMAND_MODULES = (
-    "veilnet.training_cli",
-    "veilnet.demo",
-    "veilnet.data.cli",
-    "veilnet.models.cli",
-    "veilnet.keys_cli",
-    "veilnet.keyed.cli",
-    "veilnet.serve.cli",
-    "veilnet.robust.cli",
-)
+#: command -> (module whose ``register(subparsers)`` adds it, one-line help), in listing order.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("veilnet.training.cli", "train a zoo model on a data set"),
+    "eval": ("veilnet.training.cli", "accuracy, per-class accuracy and confusion matrix of a saved model"),
+    "demo": ("veilnet.demo", "train, protect, attack and report on the embedded digits data (about 2 minutes)"),
+    "data": ("veilnet.data.cli", "data sets"),
+    "models": ("veilnet.models.cli", "the model zoo and model files"),
+    "key": ("veilnet.keys.cli", "secret keys"),
+    "keyed": ("veilnet.keyed.cli", "keyed models: encrypt images, transform models (ConvMixer, ViT), evaluate, attack"),
+    "serve": ("veilnet.serve.cli", "serve a transformed model over HTTP (the untrusted server: no key, no plain images)"),
+    "query": ("veilnet.serve.cli", "classify images with a served model: transform them with the key here, send only the result"),
+    "robust": ("veilnet.robust.cli", "post-averaging defence and evasion attacks"),
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -36,9 +40,14 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def add_group(sub: argparse._SubParsersAction, name: str, help: str) -> argparse._SubParsersAction:
+def add_command(sub: argparse._SubParsersAction, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+    """The parser of top-level command ``name``, with its help from :data:`COMMANDS`."""
+    return sub.add_parser(name, help=COMMANDS[name][1], description=COMMANDS[name][1], **kwargs)
+
+
+def add_group(sub: argparse._SubParsersAction, name: str, help: str | None = None) -> argparse._SubParsersAction:
     """A command with sub-commands (``veilnet NAME SUBCOMMAND``); returns the sub-command set."""
-    parser = sub.add_parser(name, help=help)
+    parser = add_command(sub, name)
     return parser.add_subparsers(dest=f"{name}_command", required=True, metavar=f"{name.upper()}_COMMAND", parser_class=_Parser)
 
 
@@ -53,6 +62,17 @@ def add_device(parser: argparse.ArgumentParser) -> None:
 
 def add_seed(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=None, help="seed for a reproducible run")
+
+
+def positive_int(text: str) -> int:
+    """argparse ``type`` for counts (``--limit``, ``--holdout``, ...): an integer ≥ 1, else a one-line usage error."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
 
 
 def parse_assignments(items: Sequence[str] | None) -> dict[str, Any]:
@@ -71,17 +91,27 @@ def parse_assignments(items: Sequence[str] | None) -> dict[str, Any]:
     return out
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``veilnet`` parser with ``command`` fully registered (its module imported) and every
+    other command as a name with its help only; ``None`` registers all of them."""
     parser = _Parser(prog="veilnet", description="veilnet: private and robust image classification, with the attacks that test it.")
     parser.add_argument("--version", action="version", version=f"veilnet {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+    modules = [module for name, (module, _) in COMMANDS.items() if command is None or name == command]
+    for module in dict.fromkeys(modules):
+        importlib.import_module(module).register(sub)
+    for name, (_, help) in COMMANDS.items():
+        if name not in sub.choices:
+            sub.add_parser(name, help=help)
+    order = list(COMMANDS)
+    sub._choices_actions.sort(key=lambda action: order.index(action.dest))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), "")
+    args = build_parser(command if command in COMMANDS else "").parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except VeilnetError as exc:
