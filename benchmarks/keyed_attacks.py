@@ -1,4 +1,4 @@
-"""How much of a keyed model's secret the attacks in veilnet.attacks recover, on the JPEG CIFAR-10.
+"""How much of a keyed model's secret the attacks in veilnet.keyed.attacks recover, on the JPEG CIFAR-10.
 
     python benchmarks/keyed_attacks.py [--quick] [--convmixer PATH] [--vit PATH]
 
@@ -28,11 +28,11 @@ from _common import REPO, markdown_table, write_result
 from keyed_models import trained_model_dir
 
 from veilnet import data, models
-from veilnet.attacks import ciphertext_only_attack, known_plaintext_attack, weight_matching_attack
+from veilnet.keyed.attacks import ciphertext_only_attack, known_plaintext_attack, weight_matching_attack
 from veilnet.keyed import generate_key, transform_model, vit_key
 
 SHARED = Path(os.environ.get("VEILNET_SHARED", REPO.parent / "shared"))
-KINDS = [("block", "permutation"), ("vit", "permutation"), ("vit", "signed-permutation"), ("vit", "orthogonal"), ("vit", "matrix")]
+KINDS = [("block", "signed-permutation"), ("vit", "permutation"), ("vit", "signed-permutation"), ("vit", "orthogonal"), ("vit", "matrix")]
 
 
 def _key(scheme: str, ea: str, seed: int) -> Any:

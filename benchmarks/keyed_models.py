@@ -74,7 +74,7 @@ def main() -> None:
     name = "keyed_models" + ("_quick" if args.quick else "")
     plots = REPO / "runs" / "benchmarks" / name
     result: dict[str, Any] = {"subset": subset, "n_images": len(split), "random_keys": n_keys, "evaluations": {}}
-    for arch, path, kinds in (("convmixer", args.convmixer, [("block", "permutation")]), ("vit", args.vit, [("vit", "permutation"), ("vit", "orthogonal")])):
+    for arch, path, kinds in (("convmixer", args.convmixer, [("block", "signed-permutation")]), ("vit", args.vit, [("vit", "permutation"), ("vit", "orthogonal")])):
         if not (path.is_file() or (path / "model.safetensors").exists() or path.with_suffix(".safetensors").exists()):
             if not args.train_if_missing:
                 print(f"{arch}: no trained model at {path}; train it with 'veilnet train' or pass --train-if-missing (skipped)")

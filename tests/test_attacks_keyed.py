@@ -1,4 +1,4 @@
-"""veilnet.attacks on keyed models: what each attack recovers (measured, not assumed)."""
+"""veilnet.keyed.attacks and the random-key measurement: what each attack recovers (measured, not assumed)."""
 
 from __future__ import annotations
 
@@ -6,14 +6,13 @@ import pytest
 import torch
 
 from veilnet import data, keys, models
-from veilnet.attacks import ciphertext_only_attack, known_plaintext_attack, random_keys_attack, weight_matching_attack
-from veilnet.attacks.random_keys import quartiles
 from veilnet.errors import ConfigError
-from veilnet.keyed import demo_step, encrypt_images, generate_key, public_params, vit_key
-from veilnet.keyed.evaluation import evaluate, markdown
+from veilnet.keyed import KeyParams, demo_step, encrypt_images, generate_key, vit_key
+from veilnet.keyed.attacks import ciphertext_only_attack, known_plaintext_attack, weight_matching_attack
+from veilnet.keyed.evaluation import evaluate, evaluate_random_keys, markdown, quartiles
 from veilnet.keyed.transform import transform_model
 
-KINDS = [("block", "permutation"), ("vit", "permutation"), ("vit", "signed-permutation"), ("vit", "orthogonal")]
+KINDS = [("block", "signed-permutation"), ("vit", "permutation"), ("vit", "signed-permutation"), ("vit", "orthogonal")]
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +75,8 @@ def test_random_keys_and_the_evaluation() -> None:
     split = data.subset(data.load("digits", "test"), 3)
     model = models.create("convmixer", dim=16, depth=1, kernel_size=3, patch_size=4).eval()
     key = generate_key("block", 4, 3, 32)
-    attack = random_keys_attack(transform_model(model, key), public_params(key), split.images, split.labels, n_keys=4, seed=1)
-    again = random_keys_attack(transform_model(model, key), public_params(key), split.images, split.labels, n_keys=4, seed=1)
+    attack = evaluate_random_keys(transform_model(model, key), KeyParams.of(key), split.images, split.labels, n_keys=4, seed=1)
+    again = evaluate_random_keys(transform_model(model, key), KeyParams.of(key), split.images, split.labels, n_keys=4, seed=1)
     assert attack.accuracies == again.accuracies and len(attack.accuracies) == 4
     assert quartiles([0.1, 0.2, 0.3, 0.4, 0.5]) == pytest.approx({"min": 0.1, "q1": 0.2, "median": 0.3, "q3": 0.4, "max": 0.5})
     result = evaluate(model, key, split.images, split.labels, random_keys=3, seed=0)
@@ -92,7 +91,7 @@ def test_demo_step_writes_key_model_and_report(tmp_path) -> None:
     split = data.subset(data.load("digits", "test"), 2)
     model = models.create("vit", image_size=32, patch_size=4, dim=16, depth=1, heads=2, mlp_dim=16).eval()
     result = demo_step(model, split.images, split.labels, random_keys=3, output_dir=tmp_path)
-    assert result.key["scheme"] == "vit" and result.labels_identical
+    assert result.key.scheme == "vit" and result.labels_identical
     assert (tmp_path / "random_keys.png").stat().st_size > 1000
     assert (tmp_path / "key.json").stat().st_mode & 0o777 == 0o600
     keyed = models.load(tmp_path / "keyed_model")

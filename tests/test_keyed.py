@@ -12,7 +12,7 @@ from veilnet.errors import ConfigError, KeyFileError, KeyMismatchError
 from veilnet.keyed import check_fits, cipher, decrypt_images, encrypt_images, generate_key, key_space_bits, public_params, vit_key
 from veilnet.keyed.transform import fold_normalization, rekey, transform_model, untransform_model
 
-KINDS = [("block", "permutation"), ("vit", "permutation"), ("vit", "signed-permutation"), ("vit", "orthogonal")]
+KINDS = [("block", "signed-permutation"), ("vit", "permutation"), ("vit", "signed-permutation"), ("vit", "orthogonal")]
 TINY = {
     "convmixer": {"dim": 24, "depth": 2, "kernel_size": 3, "patch_size": 4},
     "vit": {"image_size": 16, "patch_size": 4, "dim": 24, "depth": 2, "heads": 2, "mlp_dim": 32},
@@ -172,7 +172,7 @@ def test_folding_keeps_the_function_and_makes_normalize_the_identity() -> None:
     assert torch.equal(folded.normalize.mean, torch.zeros(3)) and torch.equal(folded.normalize.std, torch.ones(3))
 
 
-@pytest.mark.parametrize(("scheme", "ea"), [("block", "permutation"), ("vit", "orthogonal")])
+@pytest.mark.parametrize(("scheme", "ea"), [("block", "signed-permutation"), ("vit", "orthogonal")])
 def test_rekey_and_untransform(scheme: str, ea: str) -> None:
     model = models.create("vit", **TINY["vit"]).eval()
     old, new = generate_key(scheme, 4, 3, 16, ea=ea), generate_key(scheme, 4, 3, 16, ea=ea)

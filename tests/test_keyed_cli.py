@@ -36,7 +36,7 @@ def test_key_new_writes_a_private_key_and_refuses_to_overwrite(workdir, capsys) 
     assert key.params == {"block_size": 4, "channels": 3, "image_size": 32}
     assert str(key.material["shuffle"][:3])[1:-1] not in out  # the material is never printed
     code, _, err = run(capsys, "key", "new", "--scheme", "block", "--block-size", "4", "--channels", "3", "--image-size", "32", "-o", "k.json")
-    assert code == 2 and "already exists" in err
+    assert code == 2 and "exists; pass --force" in err
     code, _, err = run(capsys, "key", "new", "--scheme", "vit", "--block-size", "5", "--channels", "3", "--image-size", "32", "-o", "v.json")
     assert code == 2 and "not divisible" in err
 
@@ -44,14 +44,14 @@ def test_key_new_writes_a_private_key_and_refuses_to_overwrite(workdir, capsys) 
 def test_transform_images_png_round_trip_and_npy(workdir, capsys) -> None:
     run(capsys, "key", "new", "--scheme", "block", "--block-size", "4", "--channels", "3", "--image-size", "32", "-o", "k.json")
     code, out, _ = run(capsys, "keyed", "transform-images", "digits", "--key", "k.json", "--limit", "4", "-o", "enc")
-    assert code == 0 and "(png)" in out
+    assert code == 0 and "(png; no labels)" in out
     plain = data.load("digits", "test").images[:4]
     png = torch.from_numpy(np.array(Image.open("enc/00001.png"))).permute(2, 0, 1)
     assert torch.equal(png, encrypt_images(plain, keys.load("k.json"))[1])
     files = sorted(str(p) for p in (workdir / "enc").glob("*.png"))
     assert run(capsys, "keyed", "transform-images", *files, "--key", "k.json", "--decrypt", "-o", "dec")[0] == 0
     assert torch.equal(torch.from_numpy(np.array(Image.open("dec/00002.png"))).permute(2, 0, 1), plain[2])
-    assert json.loads((workdir / "enc" / "manifest.json").read_text())["labels"] == data.load("digits", "test").labels[:4].tolist()
+    assert "labels" not in json.loads((workdir / "enc" / "manifest.json").read_text())
     run(capsys, "key", "new", "--scheme", "vit", "--block-size", "4", "--channels", "3", "--image-size", "32", "--ea", "orthogonal", "-o", "o.json")
     code, out, _ = run(capsys, "keyed", "transform-images", "digits", "--key", "o.json", "--limit", "2", "-o", "enco")
     assert code == 0 and np.load("enco/00000.npy").shape == (3, 32, 32)
@@ -75,7 +75,7 @@ def test_transform_model_rekey_and_mismatches(workdir, capsys) -> None:
     with torch.no_grad():
         assert (plain(x) - moved(encrypt_images(x, keys.load("k2.json")))).abs().max() <= 1e-4 * plain(x).abs().max()
     code, _, err = run(capsys, "keyed", "rekey", "cmk", "--old-key", "k2.json", "--new-key", "k1.json", "-o", "bad")
-    assert code == 2 and "not with the old key" in err
+    assert code == 2 and "was transformed with key" in err and "not with key" in err
     code, _, err = run(capsys, "keyed", "transform-model", "cm", "--key", "v.json", "-o", "bad")
     assert code == 2 and "position embedding" in err
     code, _, err = run(capsys, "keyed", "transform-model", "cmk", "--key", "k2.json", "-o", "bad")
@@ -101,3 +101,60 @@ def test_evaluate_and_attacks(workdir, capsys) -> None:
     assert code == 0 and json.loads((workdir / "co.json").read_text())["decrypted_psnr"] > 40  # digits: grey, so channel swaps do not show
     code, _, _ = run(capsys, "keyed", "attack", "known-plaintext", "--key", "v.json", "--data", "digits", "--pairs", "2", "--holdout", "2", "-o", "kp.json")
     assert code == 0 and json.loads((workdir / "kp.json").read_text())["trials"][0]["pairs"] == 1
+
+
+def test_transform_images_keeps_labels_out_of_the_server_folder(workdir, capsys) -> None:
+    run(capsys, "key", "new", "--scheme", "block", "--block-size", "4", "--channels", "3", "--image-size", "32", "-o", "k.json")
+    code, out, _ = run(capsys, "keyed", "transform-images", "digits", "--key", "k.json", "--limit", "3", "--labels", "labels.json", "-o", "enc")
+    assert code == 0 and "not on the server" in out
+    labels = data.load("digits", "test").labels[:3].tolist()
+    assert json.loads((workdir / "labels.json").read_text()) == {"files": ["00000.png", "00001.png", "00002.png"], "labels": labels}
+    server = {p.name: p.read_text(errors="replace") for p in (workdir / "enc").iterdir()}
+    assert sorted(server) == ["00000.png", "00001.png", "00002.png", "manifest.json"]
+    assert "label" not in server["manifest.json"]
+    code, _, err = run(capsys, "keyed", "transform-images", "digits", "--key", "k.json", "--limit", "3", "--labels", "enc2/labels.json", "-o", "enc2")
+    assert code == 2 and "inside the output folder" in err and not (workdir / "enc2").exists()
+    assert "never labels" in " ".join(_help(capsys, "keyed", "transform-images").split())
+
+
+def _help(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    with pytest.raises(SystemExit):
+        cli.main([*argv, "--help"])
+    return capsys.readouterr().out
+
+
+def test_transform_images_refuses_float_npy_holding_0_to_255(workdir, capsys) -> None:
+    run(capsys, "key", "new", "--scheme", "block", "--block-size", "4", "--channels", "3", "--image-size", "32", "-o", "k.json")
+    np.save("bright.npy", np.full((3, 32, 32), 200.0, dtype=np.float32))
+    code, _, err = run(capsys, "keyed", "transform-images", "bright.npy", "--key", "k.json", "-o", "enc")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "[0, 1]" in err
+    assert not (workdir / "enc").exists()
+    np.save("ok.npy", np.full((3, 32, 32), 0.25, dtype=np.float32))
+    assert run(capsys, "keyed", "transform-images", "ok.npy", "--key", "k.json", "-o", "enc")[0] == 0
+
+
+def test_rekey_refuses_a_plain_model(workdir, capsys) -> None:
+    for name in ("k1.json", "k2.json"):
+        run(capsys, "key", "new", "--scheme", "block", "--block-size", "4", "--channels", "3", "--image-size", "32", "-o", name)
+    code, _, err = run(capsys, "keyed", "rekey", "cm", "--old-key", "k1.json", "--new-key", "k2.json", "-o", "out")
+    assert code == 2 and "plain model" in err and len(err.strip().splitlines()) == 1
+    assert not list(workdir.glob("out*"))
+
+
+def test_seeded_key_and_seeded_evaluation_use_different_keys(workdir, capsys) -> None:
+    """`key new --seed 0` then `keyed evaluate --seed 0`: no "wrong" key is the key itself."""
+    run(capsys, "key", "new", "--scheme", "block", "--block-size", "4", "--channels", "3", "--image-size", "32", "--seed", "0", "-o", "k.json")
+    code, _, _ = run(capsys, "keyed", "evaluate", "cm", "--key", "k.json", "--data", "digits", "--n-per-class", "1", "--random-keys", "3", "--seed", "0", "-o", "ev")
+    assert code == 0
+    result = json.loads((workdir / "ev" / "evaluation.json").read_text())
+    assert keys.load("k.json").fingerprint not in result["random_keys"]["fingerprints"]
+    assert len(set(result["random_keys"]["fingerprints"])) == 3
+
+
+def test_keyed_and_key_commands_parse_without_torch() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys\nfrom veilnet import cli\nfor argv in (['key', 'new', '--help'], ['keyed', 'attack', 'known-plaintext', '--help']):\n    try:\n        cli.main(argv)\n    except SystemExit:\n        pass\nprint('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "False"

@@ -1,6 +1,8 @@
 """``veilnet keyed``: transform models and images with a key, re-key, evaluate, attack.
 
-Keys come from ``veilnet key new --scheme block|vit ...`` (see :mod:`veilnet.keys_cli`).
+Keys come from ``veilnet key new --scheme block|vit ...`` (see :mod:`veilnet.keys.cli`). Every
+output is checked with :func:`veilnet.paths.prepare_output` before any work starts; torch and the
+library modules are imported inside the handlers, so parsing these commands does not import torch.
 """
 
 from __future__ import annotations
@@ -10,22 +12,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
 from veilnet import keys
-from veilnet.cli import add_device, add_group, add_output, add_seed
-from veilnet.errors import DataFormatError, ModelFormatError, OutputExistsError
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".npy"}
-
-
-def _load_key(path: str) -> keys.Key:
-    key = keys.load(path)
-    from veilnet.keyed.schemes import cipher
-
-    cipher(key)  # validates scheme, parameters and material
-    return key
+from veilnet.cli import add_device, add_group, add_output, add_seed, positive_int
+from veilnet.errors import ConfigError, ModelFormatError
+from veilnet.paths import prepare_output
 
 
 def _split(spec: str, split: str, n_per_class: int | None, seed: int | None) -> Any:
@@ -35,16 +25,28 @@ def _split(spec: str, split: str, n_per_class: int | None, seed: int | None) -> 
     return loaded if n_per_class is None else data.subset(loaded, n_per_class, seed=seed)
 
 
+def _prepare_model_output(path: str, force: bool) -> None:
+    from veilnet.models.io import output_paths
+
+    weights, card = output_paths(path)
+    prepare_output(weights, force=force, exists=(weights, card))
+
+
+def _keyed_entry(model: Any) -> Any:
+    return model.veilnet_card.get("extra", {}).get("keyed")
+
+
 def _transform_model(args: argparse.Namespace) -> int:
     from veilnet import models
     from veilnet.keyed import public_params
     from veilnet.keyed.transform import transform_model
 
-    key = _load_key(args.key)
+    key = keys.load(args.key)
+    _prepare_model_output(args.output, args.force)
     model = models.load(args.model)
     card = model.veilnet_card
-    if "keyed" in card.get("extra", {}):
-        raise ModelFormatError(f"{args.model} is already transformed with key {card['extra']['keyed'].get('fingerprint', '?')}; use 'veilnet keyed rekey'")
+    if _keyed_entry(model) is not None:
+        raise ModelFormatError(f"{args.model} is already transformed with key {str(_keyed_entry(model).get('fingerprint', '?'))[:19]}…; use 'veilnet keyed rekey'")
     out = models.save(transform_model(model, key), args.output, data=card.get("data"), metrics=card.get("metrics"), extra={**card.get("extra", {}), "keyed": public_params(key)}, force=args.force)
     print(f"{card['architecture']} transformed with key {key.fingerprint} -> {out}")
     return 0
@@ -53,66 +55,88 @@ def _transform_model(args: argparse.Namespace) -> int:
 def _rekey(args: argparse.Namespace) -> int:
     from veilnet import models
     from veilnet.keyed import public_params
+    from veilnet.keyed.schemes import check_transformed_with
     from veilnet.keyed.transform import rekey
 
-    old, new = _load_key(args.old_key), _load_key(args.new_key)
+    old, new = keys.load(args.old_key), keys.load(args.new_key)
+    _prepare_model_output(args.output, args.force)
     model = models.load(args.model)
+    if _keyed_entry(model) is None:
+        raise ModelFormatError(f"{args.model} is a plain model (its card has no 'keyed' entry); transform it with 'veilnet keyed transform-model', not rekey")
+    check_transformed_with(model, old, where=args.model)
     card = model.veilnet_card
-    recorded = card.get("extra", {}).get("keyed", {}).get("fingerprint")
-    if recorded is not None and recorded != old.fingerprint:
-        from veilnet.errors import KeyMismatchError
-
-        raise KeyMismatchError(f"{args.model} was transformed with key {recorded}, not with the old key {old.fingerprint}")
     out = models.save(rekey(model, old, new), args.output, data=card.get("data"), metrics=card.get("metrics"), extra={**card.get("extra", {}), "keyed": public_params(new)}, force=args.force)
     print(f"re-keyed {old.fingerprint} -> {new.fingerprint}: {out}")
     return 0
 
 
-def _read_inputs(items: list[str], args: argparse.Namespace) -> tuple[torch.Tensor, list[str], list[int] | None]:
-    """Images (uint8 or float) with output names and labels, from a data spec or image files."""
-    if len(items) == 1 and Path(items[0]).suffix.lower() not in IMAGE_SUFFIXES:
+def _read_inputs(items: list[str], args: argparse.Namespace, channels: int, *, ciphertexts: bool = False) -> tuple[Any, list[str], list[int] | None]:
+    """Images (uint8, or float in [0, 1]) with output names and labels, from a data spec or image
+    files; ``ciphertexts``: files are encrypted images of a continuous Ea (finite floats)."""
+    import torch
+
+    from veilnet.data.images import IMAGE_SUFFIXES, read_image_files
+
+    if len(items) == 1 and Path(items[0]).suffix.lower() not in IMAGE_SUFFIXES | {".npy"}:
         split = _split(items[0], args.split, args.n_per_class, args.seed)
         images = split.images if args.limit is None else split.images[: args.limit]
         labels = split.labels[: images.shape[0]].tolist()
         return images, [f"{i:05d}" for i in range(images.shape[0])], labels
-    from PIL import Image
+    if args.labels is not None:
+        raise ConfigError("--labels takes a data spec's labels; image files carry none")
+    if ciphertexts:
+        return torch.from_numpy(_read_ciphertexts(items)), [Path(i).stem for i in items], None
+    images = torch.from_numpy(read_image_files(items, channels=channels))
+    return images, [Path(i).stem for i in items], None
+
+
+def _read_ciphertexts(items: list[str]) -> Any:
+    """Encrypted images of a continuous Ea (``.npy`` C×H×W float arrays of any finite values:
+    they are not pixels, so :func:`veilnet.data.images.as_pixels` does not apply) as N×C×H×W float32."""
+    import numpy as np
+
+    from veilnet.errors import DataFormatError
 
     arrays = []
     for item in items:
         path = Path(item)
-        if not path.is_file():
-            raise DataFormatError(f"{path}: no such image file (and not a data spec)")
+        if path.suffix.lower() != ".npy":
+            raise DataFormatError(f"{path}: encrypted images of a key with a continuous Ea are .npy arrays, not image files")
         try:
-            if path.suffix.lower() == ".npy":
-                arrays.append(torch.from_numpy(np.load(path, allow_pickle=False)).float())
-            else:
-                with Image.open(path) as img:
-                    arr = np.asarray(img.convert("L" if args.channels == 1 else "RGB"))
-                arrays.append(torch.from_numpy(arr.reshape(arr.shape[0], arr.shape[1], -1).copy()).permute(2, 0, 1))
-        except (OSError, ValueError) as exc:
-            raise DataFormatError(f"{path}: cannot read image ({exc})") from None
-    if len({(a.dtype, tuple(a.shape)) for a in arrays}) != 1:
-        raise DataFormatError("input images differ in size, channels or type; give images of one shape")
-    return torch.stack(arrays), [Path(i).stem for i in items], None
+            array = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            raise DataFormatError(f"{path}: not a readable .npy array ({type(exc).__name__})") from None
+        if array.ndim != 3 or not np.issubdtype(array.dtype, np.floating) or not np.isfinite(array).all():
+            raise DataFormatError(f"{path}: expected a C×H×W array of finite floats, got {array.dtype} of shape {array.shape}")
+        arrays.append(array.astype(np.float32))
+    if len({a.shape for a in arrays}) != 1:
+        raise DataFormatError("input arrays differ in shape; give encrypted images of one shape")
+    return np.stack(arrays)
 
 
 def _transform_images(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
     from PIL import Image
 
     from veilnet.keyed import cipher, decrypt_images, encrypt_images
 
-    key = _load_key(args.key)
-    args.channels = int(key.params["channels"])
-    images, names, labels = _read_inputs(args.inputs, args)
-    out = (decrypt_images if args.decrypt else encrypt_images)(images, key)
+    key = keys.load(args.key)
     outdir = Path(args.output)
+    if args.labels is not None:
+        labels_path = Path(args.labels).resolve()
+        if labels_path == outdir.resolve() or outdir.resolve() in labels_path.parents:
+            raise ConfigError(f"--labels {args.labels} is inside the output folder {outdir}, which is meant for the server; write the labels elsewhere")
+        prepare_output(labels_path, force=args.force)
+    prepare_output(outdir, force=args.force, exists=["manifest.json"])
+    images, names, labels = _read_inputs(args.inputs, args, int(key.params["channels"]), ciphertexts=args.decrypt and not cipher(key).keeps_images)
+    out = (decrypt_images if args.decrypt else encrypt_images)(images, key)
     png = args.decrypt or out.dtype == torch.uint8 or cipher(key).keeps_images  # decrypted images are images
     suffix = ".png" if png else ".npy"
     paths = [outdir / f"{name}{suffix}" for name in names]
-    clash = next((p for p in paths if p.exists()), None)
-    if clash is not None and not args.force:
-        raise OutputExistsError(f"{clash} exists; pass --force to overwrite")
-    outdir.mkdir(parents=True, exist_ok=True)
+    if len(set(paths)) != len(paths):
+        raise ConfigError("two input files have the same name (stem); their outputs would overwrite each other")
+    prepare_output(outdir, force=args.force, exists=[p.name for p in paths], mkdir=True)
     if png and out.is_floating_point():
         out = out.mul(255).round_().clamp_(0, 255).to(torch.uint8)
     for path, img in zip(paths, out, strict=True):
@@ -121,25 +145,29 @@ def _transform_images(args: argparse.Namespace) -> int:
             Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr).save(path)
         else:
             np.save(path, img.float().numpy())
-    manifest = {"key": key.fingerprint, "decrypted" if args.decrypt else "encrypted": True, "files": [p.name for p in paths], "labels": labels}
+    manifest = {"key": key.fingerprint, "decrypted" if args.decrypt else "encrypted": True, "files": [p.name for p in paths]}
     (outdir / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-    print(f"{len(paths)} images {'decrypted' if args.decrypt else 'encrypted'} with {key.fingerprint} -> {outdir} ({suffix[1:]})")
+    print(f"{len(paths)} images {'decrypted' if args.decrypt else 'encrypted'} with {key.fingerprint} -> {outdir} ({suffix[1:]}; no labels)")
+    if args.labels is not None:
+        Path(args.labels).write_text(json.dumps({"files": [p.name for p in paths], "labels": labels}, indent=1) + "\n")
+        print(f"labels (keep them with the key, not on the server) -> {args.labels}")
     return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from veilnet import models
+    from veilnet.devices import resolve_device
     from veilnet.keyed.evaluation import evaluate, markdown, plot_random_keys
 
-    key = _load_key(args.key)
-    model = models.load(args.model, device=args.device)
-    if "keyed" in model.veilnet_card.get("extra", {}):
+    device = resolve_device(args.device)
+    key = keys.load(args.key)
+    outdir = prepare_output(args.output, force=args.force, exists=["evaluation.json", "table.md", "random_keys.png"])
+    model = models.load(args.model, device=device)
+    if _keyed_entry(model) is not None:
         raise ModelFormatError(f"{args.model} is a transformed model; 'keyed evaluate' takes the PLAIN model and transforms it with --key")
-    outdir = Path(args.output)
-    if (outdir / "evaluation.json").exists() and not args.force:
-        raise OutputExistsError(f"{outdir / 'evaluation.json'} exists; pass --force to overwrite")
     split = _split(args.data, args.split, args.n_per_class, None)
-    result = evaluate(model, key, split.images, split.labels, random_keys=args.random_keys, seed=args.seed, data=f"{args.data} ({args.split}{'' if args.n_per_class is None else f', first {args.n_per_class} per class'})", device=args.device)
+    data = f"{args.data} ({args.split}{'' if args.n_per_class is None else f', first {args.n_per_class} per class'})"
+    result = evaluate(model, key, split.images, split.labels, random_keys=args.random_keys, seed=args.seed, data=data, device=device)
     result.save(outdir / "evaluation.json")
     table = markdown(result)
     (outdir / "table.md").write_text(table + "\n")
@@ -150,9 +178,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _attack(args: argparse.Namespace) -> int:
-    out = Path(args.output)
-    if out.exists() and not args.force:
-        raise OutputExistsError(f"{out} exists; pass --force to overwrite")
+    out = prepare_output(args.output, force=args.force)
     result = args.attack(args)
     result.save(out)
     print(result.to_json(), end="")
@@ -160,9 +186,11 @@ def _attack(args: argparse.Namespace) -> int:
 
 
 def _known_plaintext(args: argparse.Namespace) -> Any:
-    from veilnet.attacks import known_plaintext_attack
+    import torch
 
-    key = _load_key(args.key)
+    from veilnet.keyed.attacks import known_plaintext_attack
+
+    key = keys.load(args.key)
     split = _split(args.data, args.split, None, None)
     idx = torch.randperm(len(split), generator=torch.Generator().manual_seed(args.seed or 0))[: args.pairs + args.holdout]
     return known_plaintext_attack(key, split.images[idx], holdout=args.holdout)
@@ -170,15 +198,18 @@ def _known_plaintext(args: argparse.Namespace) -> Any:
 
 def _weight_matching(args: argparse.Namespace) -> Any:
     from veilnet import models
-    from veilnet.attacks import weight_matching_attack
+    from veilnet.keyed.attacks import weight_matching_attack
 
-    return weight_matching_attack(models.load(args.transformed), models.load(args.plain), _load_key(args.key))
+    key = keys.load(args.key)
+    return weight_matching_attack(models.load(args.transformed), models.load(args.plain), key)
 
 
 def _ciphertext_only(args: argparse.Namespace) -> Any:
-    from veilnet.attacks import ciphertext_only_attack
+    import torch
 
-    key = _load_key(args.key)
+    from veilnet.keyed.attacks import ciphertext_only_attack
+
+    key = keys.load(args.key)
     gen = torch.Generator().manual_seed(args.seed or 0)
     test, train = _split(args.data, "test", None, None), _split(args.data, "train", None, None)
     enc = test.images[torch.randperm(len(test), generator=gen)[: args.encrypted]]
@@ -188,14 +219,19 @@ def _ciphertext_only(args: argparse.Namespace) -> Any:
 
 def _random_keys(args: argparse.Namespace) -> Any:
     from veilnet import models
-    from veilnet.attacks import random_keys_attack
+    from veilnet.devices import resolve_device
+    from veilnet.keyed.evaluation import evaluate_random_keys
+    from veilnet.keyed.schemes import KeyParams, check_fits
 
-    model = models.load(args.model, device=args.device)
-    params = model.veilnet_card.get("extra", {}).get("keyed")
-    if params is None:
+    device = resolve_device(args.device)
+    model = models.load(args.model, device=device)
+    entry = _keyed_entry(model)
+    if entry is None:
         raise ModelFormatError(f"{args.model} has no 'keyed' entry in its card: not a transformed model")
+    params = KeyParams.from_card(entry, f"{args.model}")
+    check_fits(params, model=model)
     split = _split(args.data, args.split, args.n_per_class, None)
-    return random_keys_attack(model, params, split.images, split.labels, n_keys=args.random_keys, seed=args.seed, device=args.device)
+    return evaluate_random_keys(model, params, split.images, split.labels, n_keys=args.random_keys, seed=args.seed, device=device)
 
 
 def _data_options(parser: argparse.ArgumentParser, *, split: bool = True, subset: bool = True) -> None:
@@ -203,11 +239,16 @@ def _data_options(parser: argparse.ArgumentParser, *, split: bool = True, subset
     if split:
         parser.add_argument("--split", default="test", choices=["train", "test"], help="split (default: test)")
     if subset:
-        parser.add_argument("--n-per-class", type=int, default=None, help="first N images of every class (default: all)")
+        parser.add_argument("--n-per-class", type=positive_int, default=None, help="first N images of every class (default: all)")
+
+
+def _random_keys_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--random-keys", type=positive_int, default=100, help="number of random wrong keys (default: 100)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random wrong keys' own stream, never the key's (default: 0)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    keyed_sub = add_group(sub, "keyed", "keyed models: encrypt images, transform models (ConvMixer, ViT), evaluate, attack")
+    keyed_sub = add_group(sub, "keyed")
 
     tm = keyed_sub.add_parser("transform-model", help="transform a plain ConvMixer/ViT with a key (card records public key parameters only)")
     tm.add_argument("model", help="plain model (.safetensors, .json, stem or directory)")
@@ -215,15 +256,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_output(tm, help="output stem or directory")
     tm.set_defaults(func=_transform_model)
 
-    ti = keyed_sub.add_parser("transform-images", help="encrypt (or --decrypt) images: PNG where they stay images, .npy otherwise")
-    ti.add_argument("inputs", nargs="+", metavar="SPEC_OR_FILES", help="a data spec (e.g. folder:PATH.zip) or image files (.png/.jpg/.npy)")
+    ti = keyed_sub.add_parser(
+        "transform-images",
+        help="encrypt (or --decrypt) images: PNG where they stay images, .npy otherwise",
+        description="Encrypt (or --decrypt) images with a key. The output folder holds only the transformed images and "
+        "manifest.json (key fingerprint and file names), never labels, so it can be sent to the server as it is. "
+        "A data spec's labels are written only with --labels FILE, to a file outside the output folder.",
+    )
+    ti.add_argument("inputs", nargs="+", metavar="SPEC_OR_FILES", help="a data spec (e.g. folder:PATH.zip) or image files (.png/.jpg/... or .npy C×H×W: uint8, or float in [0, 1])")
     ti.add_argument("--key", required=True, help="key file")
     ti.add_argument("--split", default="test", choices=["train", "test"], help="split of a data spec (default: test)")
-    ti.add_argument("--n-per-class", type=int, default=None, help="first N images of every class of a data spec")
-    ti.add_argument("--limit", type=int, default=None, help="at most N images of a data spec")
+    ti.add_argument("--n-per-class", type=positive_int, default=None, help="first N images of every class of a data spec")
+    ti.add_argument("--limit", type=positive_int, default=None, help="at most N images of a data spec")
+    ti.add_argument("--labels", default=None, metavar="FILE", help="also write the data spec's plain labels to FILE (JSON; must be outside the output folder; never send it to the server)")
     ti.add_argument("--decrypt", action="store_true", help="decrypt instead of encrypt")
     add_seed(ti)
-    add_output(ti, help="output directory")
+    add_output(ti, help="output directory (images + manifest.json, no labels)")
     ti.set_defaults(func=_transform_images)
 
     rk = keyed_sub.add_parser("rekey", help="move a transformed model to a new key without retraining")
@@ -237,8 +285,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("model", help="the PLAIN model (transformed with --key in memory)")
     ev.add_argument("--key", required=True, help="key file")
     _data_options(ev)
-    ev.add_argument("--random-keys", type=int, default=100, help="number of random wrong keys (default: 100)")
-    ev.add_argument("--seed", type=int, default=0, help="seed of the random wrong keys (default: 0)")
+    _random_keys_options(ev)
     add_device(ev)
     add_output(ev, help="output directory (evaluation.json, table.md, random_keys.png)")
     ev.set_defaults(func=_evaluate)
@@ -248,8 +295,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     kp = at_sub.add_parser("known-plaintext", help="recover the key from (plain, encrypted) pairs (the key file scores the result)")
     kp.add_argument("--key", required=True, help="the true key (used to encrypt the pairs and to score)")
     _data_options(kp, subset=False)
-    kp.add_argument("--pairs", type=int, default=64, help="most pairs to try (1, 2, 4, ... up to this; default 64)")
-    kp.add_argument("--holdout", type=int, default=16, help="images kept to test decryption (default 16)")
+    kp.add_argument("--pairs", type=positive_int, default=64, help="most pairs to try (1, 2, 4, ... up to this; default 64)")
+    kp.add_argument("--holdout", type=positive_int, default=16, help="images kept to test decryption (default 16)")
     add_seed(kp)
     kp.set_defaults(attack=_known_plaintext)
     wm = at_sub.add_parser("weight-matching", help="recover the key from the transformed model and the plain model it came from")
@@ -260,15 +307,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     co = at_sub.add_parser("ciphertext-only", help="estimate a block key from encrypted test images and unrelated plain train images")
     co.add_argument("--key", required=True, help="the true key (used to encrypt and to score)")
     _data_options(co, split=False, subset=False)
-    co.add_argument("--encrypted", type=int, default=1000, help="encrypted test images seen (default 1000)")
-    co.add_argument("--reference", type=int, default=1000, help="unrelated plain train images (default 1000)")
+    co.add_argument("--encrypted", type=positive_int, default=1000, help="encrypted test images seen (default 1000)")
+    co.add_argument("--reference", type=positive_int, default=1000, help="unrelated plain train images (default 1000)")
     add_seed(co)
     co.set_defaults(attack=_ciphertext_only)
     rn = at_sub.add_parser("random-keys", help="accuracy of a transformed model with random wrong keys (parameters from its card)")
     rn.add_argument("model", help="transformed model")
     _data_options(rn)
-    rn.add_argument("--random-keys", type=int, default=100, help="number of random keys (default 100)")
-    rn.add_argument("--seed", type=int, default=0, help="seed of the random keys (default 0)")
+    _random_keys_options(rn)
     add_device(rn)
     rn.set_defaults(attack=_random_keys)
     for p in (kp, wm, co, rn):

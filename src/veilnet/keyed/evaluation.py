@@ -3,23 +3,35 @@
 Accuracy of the plain model on plain images, the transformed model on encrypted images, the
 transformed model on plain images, the plain model on encrypted images, and the transformed
 model on images encrypted with random wrong keys; the exact key space beside the entropy drawn.
+
+Random wrong keys (ConvMixer paper, Sec. 4.3 and Fig. 5): the threat is an unauthorised user who
+has the transformed model and the public parameters but not the key; a protected model should
+stay near chance for every wrong key. The wrong keys come from their own reproducible stream
+(:data:`WRONG_KEYS`, :meth:`veilnet.keys.KeyRNG.stream`), never from the integer seeds a user
+gives ``key new --seed``, and a draw whose fingerprint is the model's own key is skipped, so a
+"wrong" key is never the right one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from veilnet import keys, metrics
-from veilnet.attacks.random_keys import RandomKeysResult, random_keys_attack
+from veilnet.errors import ConfigError
 from veilnet.keyed.images import encrypt_images
-from veilnet.keyed.schemes import key_space_bits, public_params
+from veilnet.keyed.schemes import EA_MATRIX, KeyParams, generate_key, key_space_bits
 from veilnet.keyed.transform import transform_model
-from veilnet.report import Result, markdown_table, plot_backend
+from veilnet.report import Result, markdown_table, plot_backend, save_figure
+
+#: Label of the stream the random wrong keys are drawn from (domain separation from user keys).
+WRONG_KEYS = "random-wrong-keys"
 
 #: Published figures (fractions): ConvMixer paper Table 1 and Sec. 4.3 (CIFAR-10, ConvMixer-256/8,
 #: patch 4, 200 epochs); ViT paper Table 1 (CIFAR-10 at 224×224, ImageNet-pretrained ViT, FedAvg).
@@ -30,11 +42,80 @@ PAPER: dict[str, dict[str, float]] = {
 
 
 @dataclass(frozen=True)
+class RandomKeysResult(Result):
+    """Accuracy of the transformed model on images encrypted with each of ``n_keys`` random
+    wrong keys (``fingerprints``); ``quartiles`` holds min, q1, median, q3, max (the box of
+    Fig. 5); ``seed`` is None when the keys came from the OS CSPRNG, else the seed of the
+    :data:`WRONG_KEYS` stream; ``skipped`` counts draws that were the model's own key."""
+
+    n_keys: int
+    n_images: int
+    seed: int | None
+    chance: float
+    accuracies: list[float]
+    quartiles: dict[str, float]
+    fingerprints: list[str]
+    skipped: int
+
+
+def wrong_keys(params: KeyParams, n_keys: int, seed: int | None) -> tuple[list[keys.Key], int]:
+    """``n_keys`` random keys with the public ``params`` (scheme, sizes, kind of Ea; a supplied
+    Ea is replaced by Haar-orthogonal ones) from the :data:`WRONG_KEYS` stream of ``seed`` (the
+    OS CSPRNG when None), none of them the key ``params.fingerprint``; and how many draws were
+    skipped for being that key. Raises ConfigError when the key space is too small to find them."""
+    kind = "orthogonal" if params.ea == EA_MATRIX else params.ea
+    out: list[keys.Key] = []
+    skipped = index = 0
+    while len(out) < n_keys:
+        if index >= 10 * n_keys + 100:
+            raise ConfigError(f"found only {len(out)} of {n_keys} random keys other than the model's own in {index} draws: the key space is too small")
+        key = generate_key(params.scheme, params.block_size, params.channels, params.image_size, ea=None if params.scheme == "block" else kind, rng=keys.KeyRNG.stream(WRONG_KEYS, seed, index))
+        index += 1
+        if key.fingerprint == params.fingerprint:
+            skipped += 1
+            continue
+        out.append(key)
+    return out, skipped
+
+
+def evaluate_random_keys(
+    transformed: nn.Module,
+    params: KeyParams | Mapping[str, Any],
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    n_keys: int = 100,
+    seed: int | None = 0,
+    batch_size: int = 500,
+    device: str | torch.device = "cpu",
+) -> RandomKeysResult:
+    """Accuracy of ``transformed`` on ``images`` (uint8 or [0, 1]) encrypted with random wrong
+    keys (:func:`wrong_keys`) that share the public ``params`` of the key it was transformed
+    with (a :class:`KeyParams` or a model card's ``extra.keyed``)."""
+    if not isinstance(params, KeyParams):
+        params = KeyParams.from_card(params)
+    x = metrics.as_float(images)
+    drawn, skipped = wrong_keys(params, n_keys, seed)
+    accs = [metrics.accuracy(metrics.predict(transformed, encrypt_images(x, key), batch_size=batch_size, device=device), labels) for key in tqdm(drawn, desc="random keys", leave=False)]
+    chance = 1.0 / max(int(labels.max()) + 1, 1) if labels.numel() else float("nan")
+    return RandomKeysResult(n_keys=n_keys, n_images=int(x.shape[0]), seed=seed, chance=chance, accuracies=accs, quartiles=quartiles(accs), fingerprints=[k.fingerprint for k in drawn], skipped=skipped)
+
+
+def quartiles(values: list[float]) -> dict[str, float]:
+    """min, q1, median, q3, max (linear interpolation)."""
+    if not values:
+        return {}
+    t = torch.tensor(values, dtype=torch.float64)
+    q = torch.quantile(t, torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0], dtype=torch.float64))
+    return dict(zip(("min", "q1", "median", "q3", "max"), q.tolist(), strict=True))
+
+
+@dataclass(frozen=True)
 class KeyedEvaluation(Result):
     """Table 1 / Fig. 5 numbers for one model and key (accuracies are fractions of ``n_images``)."""
 
     architecture: str | None
-    key: dict[str, Any]
+    key: KeyParams
     data: str | None
     n_images: int
     plain_model_plain_images: float
@@ -68,10 +149,11 @@ def evaluate(
     plain_logits = metrics.predict(model, x, batch_size=batch_size, device=device)
     keyed_logits = metrics.predict(transformed, enc, batch_size=batch_size, device=device)
     arch = getattr(model, "veilnet_arch", {}).get("name")
-    attack = random_keys_attack(transformed, public_params(key), x, labels, n_keys=random_keys, seed=seed, batch_size=batch_size, device=device)
+    public = KeyParams.of(key)
+    attack = evaluate_random_keys(transformed, public, x, labels, n_keys=random_keys, seed=seed, batch_size=batch_size, device=device)
     return KeyedEvaluation(
         architecture=arch,
-        key=public_params(key),
+        key=public,
         data=data,
         n_images=int(x.shape[0]),
         plain_model_plain_images=metrics.accuracy(plain_logits, labels),
@@ -115,14 +197,9 @@ def plot_random_keys(result: KeyedEvaluation, path: str | Path) -> Path:
     ax.axhline(100 * result.random_keys.chance, color="tab:gray", linestyle=":", label="chance")
     ax.set_xticks([1], [f"{result.random_keys.n_keys} random keys"])
     ax.set_ylabel("accuracy (%)")
-    ax.set_title(f"{result.architecture or 'model'}, {result.key['scheme']} key")
+    ax.set_title(f"{result.architecture or 'model'}, {result.key.scheme} key")
     ax.legend(loc="center right", fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)
 
 
 def demo_step(
@@ -131,7 +208,7 @@ def demo_step(
     labels: torch.Tensor,
     *,
     scheme: str | None = None,
-    ea: str = "permutation",
+    ea: str | None = None,
     random_keys: int = 10,
     seed: int | None = None,
     output_dir: str | Path | None = None,
@@ -140,19 +217,21 @@ def demo_step(
     """The keyed step of ``veilnet demo``: a fresh key for the PLAIN ``model`` (ConvMixer: block
     scheme; ViT: ViT scheme unless ``scheme`` says otherwise), the evaluation, and, when
     ``output_dir`` is given, ``key.json`` (0600), the transformed model ``keyed_model.*`` with
-    public key parameters in its card, ``evaluation.json``, ``table.md`` and ``random_keys.png``."""
+    public key parameters in its card, ``evaluation.json``, ``table.md`` and ``random_keys.png``.
+    ``seed`` seeds the key (and, through their own stream, the wrong keys); None draws both from
+    the OS CSPRNG."""
     from veilnet import models
-    from veilnet.keyed.schemes import generate_key
 
     patch_embed: nn.Conv2d = model.patch_embed
     size = int(getattr(model, "image_size", images.shape[-1]))
     chosen = scheme or ("vit" if getattr(model, "pos_embed", None) is not None else "block")
     key = generate_key(chosen, int(model.patch_size), patch_embed.in_channels, size, ea=ea, seed=seed)
+    public = KeyParams.of(key)
     result = evaluate(model, key, images, labels, random_keys=random_keys, seed=seed, data=data)
     if output_dir is not None:
         out = Path(output_dir)
         key.save(out / "key.json", force=True)
-        models.save(transform_model(model, key), out / "keyed_model", data=data, extra={"keyed": public_params(key)}, force=True)
+        models.save(transform_model(model, key), out / "keyed_model", data=data, extra={"keyed": public.to_dict()}, force=True)
         result.save(out / "evaluation.json")
         (out / "table.md").write_text(markdown(result) + "\n")
         plot_random_keys(result, out / "random_keys.png")

@@ -18,6 +18,11 @@ Both schemes reduce to one piece of linear algebra, :class:`Cipher`, acting on a
   Centring on ½ is our reading: for a permutation it changes nothing, for a signed permutation it
   keeps images in [0, 1], and for every Ea the model's bias absorbs the shift exactly.
 
+Kind of Ea (:func:`ea_kind`, the one place it is derived): the block scheme's Ea is always a
+signed permutation, so block key files carry no ``ea`` parameter; a ViT key file always names its
+kind (every version of :func:`generate_key` has written it), and :func:`generate_key` draws a
+permutation Ea (:data:`DEFAULT_VIT_EA`, the paper's Fig. 2) unless told otherwise.
+
 Key space (ConvMixer paper, Sec. 4.3): O_p = L! pixel shuffles times O_b = C(L, L/2) flip vectors;
 the ViT scheme adds N! block permutations. Computed with log-gamma by :func:`key_space_bits`.
 """
@@ -32,16 +37,81 @@ from typing import Any
 import torch
 
 from veilnet import keys
-from veilnet.errors import ConfigError, KeyFileError, KeyMismatchError
+from veilnet.errors import ConfigError, KeyFileError, KeyMismatchError, ModelFormatError
+from veilnet.report import Result
 
 SCHEMES = ("block", "vit")
 EA_KINDS = ("permutation", "signed-permutation", "orthogonal")
 #: Ea supplied as an explicit matrix through :func:`vit_key` (recorded as this kind).
 EA_MATRIX = "matrix"
+#: The block scheme's Ea: pixel shuffle K1 with negative-positive flip K2 (ConvMixer paper, Eq. 4-6).
+BLOCK_EA = "signed-permutation"
+#: The ViT scheme's Ea when none is asked for: a permutation (the ViT paper's Fig. 2).
+DEFAULT_VIT_EA = "permutation"
 #: Largest condition number accepted for Ea (larger ones lose the exact identity in float32).
 MAX_CONDITION = 1e6
+#: Largest max |EaᵀEa − I| of an Ea recorded as orthogonal.
+ORTHOGONAL_TOLERANCE = 1e-6
 #: Bits the CSPRNG draws per standard normal (one 53-bit uniform each, Box-Muller in pairs).
 BITS_PER_NORMAL = 53
+#: The material each kind of Ea stores (ViT keys add ``block_perm``, Eb).
+MATERIAL = {"permutation": ("shuffle",), "signed-permutation": ("shuffle", "flip"), "orthogonal": ("ea_matrix",), EA_MATRIX: ("ea_matrix",)}
+
+
+def ea_kind(scheme: str, params: Mapping[str, Any]) -> str:
+    """The kind of Ea of a key of ``scheme`` with public ``params``: :data:`BLOCK_EA` for the
+    block scheme, the recorded ``params["ea"]`` for the ViT scheme."""
+    return BLOCK_EA if scheme == "block" else str(params["ea"])
+
+
+@dataclass(frozen=True)
+class KeyParams(Result):
+    """A key's public parameters: what a server may know (a transformed model's card holds them)
+    and what the attacks are given. ``fingerprint`` names the key (None when unknown)."""
+
+    scheme: str
+    block_size: int
+    channels: int
+    image_size: int
+    ea: str
+    fingerprint: str | None = None
+
+    @classmethod
+    def of(cls, key: keys.Key) -> KeyParams:
+        """The public parameters of ``key`` (a loaded key is already validated)."""
+        p = key.params
+        return cls(scheme=key.scheme, block_size=int(p["block_size"]), channels=int(p["channels"]), image_size=int(p["image_size"]), ea=ea_kind(key.scheme, p), fingerprint=key.fingerprint)
+
+    @classmethod
+    def from_card(cls, params: Any, where: str = "model card") -> KeyParams:
+        """Read a transformed model's card entry ``extra.keyed`` (hostile input: every field is
+        checked); raises ModelFormatError naming ``where``."""
+        if not isinstance(params, Mapping):
+            raise ModelFormatError(f"{where}: extra.keyed is not an object")
+        scheme, fingerprint = params.get("scheme"), params.get("fingerprint")
+        if scheme not in SCHEMES:
+            raise ModelFormatError(f"{where}: extra.keyed has scheme {scheme!r}; expected {' or '.join(map(repr, SCHEMES))}")
+        public = {k: params[k] for k in ("block_size", "channels", "image_size", "ea") if k in params}
+        if scheme == "block":
+            if public.pop("ea", BLOCK_EA) != BLOCK_EA:
+                raise ModelFormatError(f"{where}: extra.keyed gives a block key an Ea other than {BLOCK_EA!r}")
+        try:
+            m, c, s, ea = _check_params(scheme, public)
+        except KeyFileError as exc:
+            raise ModelFormatError(f"{where}: extra.keyed {exc}") from None
+        if fingerprint is not None and not isinstance(fingerprint, str):
+            raise ModelFormatError(f"{where}: extra.keyed fingerprint is not a string")
+        return cls(scheme=scheme, block_size=m, channels=c, image_size=s, ea=ea, fingerprint=fingerprint)
+
+    @property
+    def block_len(self) -> int:
+        """L = M·M·C, the pixels in one block."""
+        return self.block_size * self.block_size * self.channels
+
+    @property
+    def num_blocks(self) -> int:
+        """N = (S/M)², the blocks in one image."""
+        return (self.image_size // self.block_size) ** 2
 
 
 @dataclass(frozen=True)
@@ -91,20 +161,28 @@ def generate_key(
     block_size: int,
     channels: int,
     image_size: int,
-    ea: str = "permutation",
+    ea: str | None = None,
     seed: int | None = None,
+    *,
+    rng: keys.KeyRNG | None = None,
 ) -> keys.Key:
     """A fresh key of ``scheme`` ('block' or 'vit') from the OS CSPRNG (or a seed, reproducibly).
 
-    ``ea`` (ViT scheme only) is 'permutation', 'signed-permutation' or 'orthogonal' (Haar, by QR
-    of a Gaussian matrix with the signs of R's diagonal moved into Q).
+    ``ea`` (ViT scheme) is 'permutation' (default), 'signed-permutation' or 'orthogonal' (Haar,
+    by QR of a Gaussian matrix with the signs of R's diagonal moved into Q); the block scheme's
+    Ea is always a signed permutation. ``rng`` (instead of ``seed``) draws from a given
+    :class:`veilnet.keys.KeyRNG`, e.g. a domain-separated stream.
     """
-    params = _params(scheme, block_size, channels, image_size, ea)
-    if ea == EA_MATRIX:
+    if scheme == "block" and ea not in (None, BLOCK_EA):
+        raise ConfigError(f"the block scheme's Ea is always a {BLOCK_EA} (shuffle + flip); --ea {ea} is for the vit scheme")
+    kind = BLOCK_EA if scheme == "block" else ea or DEFAULT_VIT_EA
+    if kind == EA_MATRIX:
         raise ConfigError("an explicit Ea is given with veilnet.keyed.vit_key, not generated")
-    rng = keys.KeyRNG(seed)
+    params = _params(scheme, block_size, channels, image_size, kind)
+    if rng is not None and seed is not None:
+        raise ConfigError("give a seed or a KeyRNG, not both")
+    rng = rng if rng is not None else keys.KeyRNG(seed)
     length = block_size * block_size * channels
-    kind = params.get("ea", "signed-permutation")
     material: dict[str, Any] = {}
     drawn = 0.0
     if kind in ("permutation", "signed-permutation"):
@@ -136,86 +214,114 @@ def vit_key(
 ) -> keys.Key:
     """A ViT-scheme key with an explicit invertible Ea (Eq. 2); Eb is drawn unless given.
 
-    Raises ConfigError when Ea is not L×L or its condition number exceeds 1e6. Only the drawn
-    Eb counts towards ``entropy_bits``: the entropy of a supplied Ea is unknown.
+    Raises ConfigError when Ea is not L×L, not finite, or its condition number exceeds 1e6. Only
+    the drawn Eb counts towards ``entropy_bits``: the entropy of a supplied Ea is unknown.
     """
     params = _params("vit", block_size, channels, image_size, EA_MATRIX)
     length = block_size * block_size * channels
     ea = torch.as_tensor(ea_matrix, dtype=torch.float64)
     if ea.shape != (length, length):
         raise ConfigError(f"Ea must be {length}×{length} for block size {block_size} and {channels} channels; got shape {tuple(ea.shape)}")
-    _check_condition(ea)
+    problem = _matrix_problem(ea, EA_MATRIX)
+    if problem:
+        raise ConfigError(f"{problem}; choose a better conditioned invertible matrix")
     blocks = (image_size // block_size) ** 2
     rng = keys.KeyRNG(seed)
     perm = list(block_perm) if block_perm is not None else rng.permutation(blocks)
     drawn = keys.log2_factorial(blocks) if block_perm is None else 0.0
     key = keys.Key(scheme="vit", params=params, material={"ea_matrix": ea.tolist(), "block_perm": perm}, entropy_bits=rng.entropy_bits(drawn), reproducible=rng.reproducible)
-    cipher(key)  # validates block_perm
+    try:
+        validate(key)
+    except KeyFileError as exc:
+        raise ConfigError(str(exc)) from None
     return key
 
 
-def key_space_bits(key: keys.Key | Mapping[str, Any]) -> float:
+def key_space_bits(key: keys.Key | KeyParams | Mapping[str, Any]) -> float:
     """log2 of the number of keys with these parameters (ConvMixer paper, Sec. 4.3), exactly.
 
-    Takes a Key or a mapping with ``scheme`` and the parameters (e.g. a model card's
-    ``extra["keyed"]``). Block scheme: log2(L!) + log2(C(L, ⌊L/2⌋)) with L = M²C (247.8 bits for
-    M = 4, C = 3). ViT scheme: log2(N!) plus log2(L!) for a permutation Ea, plus the flips for a
-    signed permutation; infinite for a continuous (orthogonal or supplied) Ea.
+    Takes a Key, its :class:`KeyParams`, or a mapping with ``scheme`` and the parameters (e.g. a
+    model card's ``extra["keyed"]``). Block scheme: log2(L!) + log2(C(L, ⌊L/2⌋)) with L = M²C
+    (247.8 bits for M = 4, C = 3). ViT scheme: log2(N!) plus log2(L!) for a permutation Ea, plus
+    the flips for a signed permutation; infinite for a continuous (orthogonal or supplied) Ea.
     """
-    scheme, params = (key.scheme, key.params) if isinstance(key, keys.Key) else (key["scheme"], key)
-    length = int(params["block_size"]) ** 2 * int(params["channels"])
-    shuffle = keys.log2_factorial(length)
-    flips = keys.log2_binomial(length, length // 2)
-    if scheme == "block":
-        return shuffle + flips
-    kind = params["ea"]
-    ea_bits = {"permutation": shuffle, "signed-permutation": shuffle + flips}.get(kind, math.inf)
-    return keys.log2_factorial((int(params["image_size"]) // int(params["block_size"])) ** 2) + ea_bits
+    p = key if isinstance(key, KeyParams) else KeyParams.of(key) if isinstance(key, keys.Key) else KeyParams.from_card(key, "key parameters")
+    shuffle = keys.log2_factorial(p.block_len)
+    flips = keys.log2_binomial(p.block_len, p.block_len // 2)
+    ea_bits = {"permutation": shuffle, "signed-permutation": shuffle + flips}.get(p.ea, math.inf)
+    return ea_bits if p.scheme == "block" else keys.log2_factorial(p.num_blocks) + ea_bits
 
 
 def public_params(key: keys.Key) -> dict[str, Any]:
     """What a server may know about the key (stored in a transformed model's card): the scheme,
     block size, channels, image size, kind of Ea and the fingerprint; never the material."""
-    return {"scheme": key.scheme, **key.params, "ea": key.params.get("ea", "signed-permutation"), "fingerprint": key.fingerprint}
+    return KeyParams.of(key).to_dict()
+
+
+def validate(key: keys.Key) -> None:
+    """Check that ``key``'s params and material are exactly what this module writes: integer
+    (not float, not bool) sizes and indices in range, permutations of the right length, ``flip``
+    ⌊L/2⌋ distinct positions, Ea an L×L matrix of finite numbers that is invertible (condition
+    number ≤ 1e6) and, when recorded as orthogonal, orthogonal. Raises KeyFileError (naming what
+    is wrong, never the material's values). :func:`veilnet.keys.load` calls it for every file.
+    """
+    if key.scheme not in SCHEMES:
+        raise KeyFileError(f"key has scheme {key.scheme!r}; veilnet.keyed takes {' or '.join(map(repr, SCHEMES))}")
+    if not isinstance(key.params, Mapping) or not isinstance(key.material, Mapping):
+        raise KeyFileError("params and material must be JSON objects")
+    m, c, s, kind = _check_params(key.scheme, key.params)
+    length, blocks = m * m * c, (s // m) ** 2
+    expected = MATERIAL[kind] + (("block_perm",) if key.scheme == "vit" else ())
+    if set(key.material) != set(expected):
+        raise KeyFileError(f"a {key.scheme} key with Ea {kind!r} holds the material {', '.join(expected)}; this one holds {', '.join(sorted(map(str, key.material))) or 'nothing'}")
+    mat = key.material
+    if "shuffle" in mat:
+        _check_permutation(mat["shuffle"], length, "shuffle")
+    if "flip" in mat:
+        flip = _int_list(mat["flip"], "flip")
+        if len(flip) != length // 2 or len(set(flip)) != len(flip) or any(not 0 <= v < length for v in flip):
+            raise KeyFileError(f"flip must select {length // 2} distinct positions of 0..{length - 1}")
+    if "block_perm" in mat:
+        _check_permutation(mat["block_perm"], blocks, "block_perm")
+    if "ea_matrix" in mat:
+        rows = mat["ea_matrix"]
+        if not isinstance(rows, list) or len(rows) != length or any(not isinstance(r, list) or len(r) != length for r in rows):
+            raise KeyFileError(f"Ea (ea_matrix) must be a {length}×{length} matrix (a list of {length} rows of {length} numbers)")
+        if any(isinstance(v, bool) or not isinstance(v, (int, float)) for r in rows for v in r):
+            raise KeyFileError("Ea (ea_matrix) must hold numbers only")
+        problem = _matrix_problem(torch.tensor(rows, dtype=torch.float64), kind)
+        if problem:
+            raise KeyFileError(problem)
 
 
 def cipher(key: keys.Key) -> Cipher:
-    """Decode and validate a key's material into a :class:`Cipher` (KeyFileError if malformed)."""
-    if key.scheme not in SCHEMES:
-        raise KeyFileError(f"key has scheme {key.scheme!r}; veilnet.keyed takes {' or '.join(map(repr, SCHEMES))}")
+    """Validate a key (:func:`validate`) and decode its material into a :class:`Cipher`."""
     try:
-        p = key.params
-        params = _params(key.scheme, int(p["block_size"]), int(p["channels"]), int(p["image_size"]), p.get("ea", "permutation"))
-    except (KeyError, TypeError, ValueError, ConfigError) as exc:
-        raise KeyFileError(f"key {key.fingerprint[:19]} has malformed parameters: {exc}") from None
-    m, c, s = params["block_size"], params["channels"], params["image_size"]
-    length = m * m * c
+        validate(key)
+    except KeyFileError as exc:
+        raise KeyFileError(f"key {key.fingerprint[:19]}…: {exc}") from None
+    p = KeyParams.of(key)
     mat = key.material
-    block_perm = _permutation(mat.get("block_perm"), (s // m) ** 2, "block_perm", key) if key.scheme == "vit" else None
-    if key.scheme == "vit" and params["ea"] in ("orthogonal", EA_MATRIX):
-        try:
-            ea = torch.tensor(mat["ea_matrix"], dtype=torch.float64)
-        except (KeyError, TypeError, ValueError, RuntimeError):
-            raise KeyFileError(f"key {key.fingerprint[:19]}: Ea (ea_matrix) is missing or not a matrix of numbers") from None
-        if ea.shape != (length, length):
-            raise KeyFileError(f"key {key.fingerprint[:19]}: Ea is {tuple(ea.shape)}, expected {length}×{length}")
-        _check_condition(ea)
-        return Cipher(block_size=m, channels=c, image_size=s, ea=ea, shuffle=None, flip=None, block_perm=block_perm)
-    shuffle = _permutation(mat.get("shuffle"), length, "shuffle", key)
-    flip = torch.zeros(length, dtype=torch.bool)
-    if key.scheme == "block" or params["ea"] == "signed-permutation":
-        flip[_subset(mat.get("flip"), length, key)] = True
-    return Cipher.signed_permutation(m, c, s, shuffle, flip, block_perm)
+    block_perm = torch.tensor(mat["block_perm"], dtype=torch.long) if key.scheme == "vit" else None
+    if "ea_matrix" in mat:
+        ea = torch.tensor(mat["ea_matrix"], dtype=torch.float64)
+        return Cipher(block_size=p.block_size, channels=p.channels, image_size=p.image_size, ea=ea, shuffle=None, flip=None, block_perm=block_perm)
+    shuffle = torch.tensor(mat["shuffle"], dtype=torch.long)
+    flip = torch.zeros(p.block_len, dtype=torch.bool)
+    if "flip" in mat:
+        flip[torch.tensor(mat["flip"], dtype=torch.long)] = True
+    return Cipher.signed_permutation(p.block_size, p.channels, p.image_size, shuffle, flip, block_perm)
 
 
-def check_fits(key: keys.Key, *, image_shape: tuple[int, ...] | torch.Size | None = None, model: torch.nn.Module | None = None) -> None:
-    """Raise KeyMismatchError when the key does not fit the images or the model, naming both."""
-    p = key.params
-    m, c, s = int(p["block_size"]), int(p["channels"]), int(p["image_size"])
+def check_fits(key: keys.Key | KeyParams, *, image_shape: tuple[int, ...] | torch.Size | None = None, model: torch.nn.Module | None = None) -> None:
+    """Raise KeyMismatchError when the key (or its public parameters) does not fit the images or
+    the model (patch size, channels, image size, position embedding), naming both."""
+    p = key if isinstance(key, KeyParams) else KeyParams.of(key)
+    m, c, s = p.block_size, p.channels, p.image_size
     if image_shape is not None:
         shape = tuple(image_shape)
         if len(shape) != 4 or shape[1] != c or shape[2] != s or shape[3] != s:
-            raise KeyMismatchError(f"key ({key.scheme}, block size {m}) expects images N×{c}×{s}×{s}; got images of shape {shape}")
+            raise KeyMismatchError(f"key ({p.scheme}, block size {m}) expects images N×{c}×{s}×{s}; got images of shape {shape}")
     if model is not None:
         embed = getattr(model, "patch_embed", None)
         name = type(model).__name__
@@ -229,46 +335,89 @@ def check_fits(key: keys.Key, *, image_shape: tuple[int, ...] | torch.Size | Non
         model_size = getattr(model, "image_size", None)
         if model_size is not None and int(model_size) != s:
             raise KeyMismatchError(f"key is for {s}×{s} images but model {name} takes {model_size}×{model_size} images")
-        if key.scheme == "vit" and getattr(model, "pos_embed", None) is None:
+        if p.scheme == "vit" and getattr(model, "pos_embed", None) is None:
             raise KeyMismatchError(f"a vit key permutes blocks, which needs a position embedding (ViT); model {name} has none")
 
 
+def transformed_with(model: torch.nn.Module) -> str | None:
+    """The fingerprint of the key a loaded model's card says it was transformed with (None for
+    a plain model or a card that records none)."""
+    card = getattr(model, "veilnet_card", None)
+    extra = card.get("extra") if isinstance(card, Mapping) else None
+    keyed = extra.get("keyed") if isinstance(extra, Mapping) else None
+    fingerprint = keyed.get("fingerprint") if isinstance(keyed, Mapping) else None
+    return fingerprint if isinstance(fingerprint, str) else None
+
+
+def check_transformed_with(model: torch.nn.Module, key: keys.Key, *, where: str = "the model") -> None:
+    """Raise KeyMismatchError when ``model``'s card says it was transformed with a key other than ``key``."""
+    recorded = transformed_with(model)
+    if recorded is not None and recorded != key.fingerprint:
+        raise KeyMismatchError(f"{where} was transformed with key {recorded[:19]}…, not with key {key.fingerprint[:19]}…")
+
+
 def _params(scheme: str, block_size: int, channels: int, image_size: int, ea: str) -> dict[str, Any]:
-    if scheme not in SCHEMES:
-        raise ConfigError(f"unknown key scheme {scheme!r}; expected {' or '.join(map(repr, SCHEMES))}")
-    if block_size < 1 or channels < 1 or image_size < 1:
-        raise ConfigError(f"block size, channels and image size must be positive; got {block_size}, {channels}, {image_size}")
-    if image_size % block_size:
-        raise ConfigError(f"image size {image_size} is not divisible by block size {block_size}")
+    """The params a new key records (ConfigError for values a user chose badly)."""
     params: dict[str, Any] = {"block_size": block_size, "channels": channels, "image_size": image_size}
     if scheme == "vit":
-        if ea not in (*EA_KINDS, EA_MATRIX):
-            raise ConfigError(f"unknown Ea kind {ea!r}; expected one of {', '.join(EA_KINDS)}")
         params["ea"] = ea
+    try:
+        _check_params(scheme, params)
+    except KeyFileError as exc:
+        raise ConfigError(str(exc)) from None
     return params
 
 
-def _check_condition(ea: torch.Tensor) -> None:
+def _check_params(scheme: str, params: Mapping[str, Any]) -> tuple[int, int, int, str]:
+    """(M, C, S, kind of Ea) from a key's params, which must be exactly the scheme's names with
+    integer sizes ≥ 1, S divisible by M, and (ViT) a known kind of Ea; else KeyFileError."""
+    if scheme not in SCHEMES:
+        raise KeyFileError(f"unknown key scheme {scheme!r}; expected {' or '.join(map(repr, SCHEMES))}")
+    names = ("block_size", "channels", "image_size") + (("ea",) if scheme == "vit" else ())
+    if set(params) != set(names):
+        raise KeyFileError(f"a {scheme} key's params are {', '.join(names)}; got {', '.join(sorted(map(str, params))) or 'none'}")
+    sizes = [params[n] for n in names[:3]]
+    for name, value in zip(names, sizes, strict=False):
+        if type(value) is not int:
+            raise KeyFileError(f"{name} must be an integer, got {type(value).__name__} {_short(value)}")
+    m, c, s = sizes
+    if m < 1 or c < 1 or s < 1:
+        raise KeyFileError(f"block size, channels and image size must be positive; got {m}, {c}, {s}")
+    if s % m:
+        raise KeyFileError(f"image size {s} is not divisible by block size {m}")
+    kind = ea_kind(scheme, params)
+    if kind not in MATERIAL:
+        raise KeyFileError(f"unknown Ea kind {kind!r}; expected one of {', '.join(EA_KINDS)} (or {EA_MATRIX!r} for a supplied Ea)")
+    return m, c, s, kind
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _int_list(values: Any, name: str) -> list[int]:
+    if not isinstance(values, list) or any(type(v) is not int for v in values):
+        raise KeyFileError(f"{name} must be a list of integers")
+    return values
+
+
+def _check_permutation(values: Any, n: int, name: str) -> None:
+    perm = _int_list(values, name)
+    if len(perm) != n or sorted(perm) != list(range(n)):
+        raise KeyFileError(f"{name} is not a permutation of {n} elements (0..{n - 1}, each once)")
+
+
+def _matrix_problem(ea: torch.Tensor, kind: str) -> str | None:
+    """Why ``ea`` cannot be this kind of Ea (None when it can): not finite, ill-conditioned, or
+    recorded as orthogonal but not orthogonal."""
+    if not bool(torch.isfinite(ea).all()):
+        return "Ea holds non-finite numbers (NaN or infinity)"
     cond = float(torch.linalg.cond(ea))
     if not math.isfinite(cond) or cond > MAX_CONDITION:
-        raise ConfigError(f"Ea is ill-conditioned (condition number {cond:.3g} > {MAX_CONDITION:.0e}); choose a better conditioned invertible matrix")
-
-
-def _permutation(values: Any, n: int, name: str, key: keys.Key) -> torch.Tensor:
-    try:
-        perm = torch.tensor(values, dtype=torch.long)
-    except (TypeError, ValueError, RuntimeError):
-        perm = None
-    if perm is None or perm.shape != (n,) or not torch.equal(perm.sort().values, torch.arange(n)):
-        raise KeyFileError(f"key {key.fingerprint[:19]}: {name} is not a permutation of {n} elements")
-    return perm
-
-
-def _subset(values: Any, n: int, key: keys.Key) -> torch.Tensor:
-    try:
-        idx = torch.tensor(values, dtype=torch.long)
-    except (TypeError, ValueError, RuntimeError):
-        idx = None
-    if idx is None or idx.shape != (n // 2,) or idx.unique().numel() != n // 2 or (idx.numel() and (idx.min() < 0 or idx.max() >= n)):
-        raise KeyFileError(f"key {key.fingerprint[:19]}: flip must select {n // 2} distinct positions of {n}")
-    return idx
+        return f"Ea is ill-conditioned (condition number {cond:.3g} > {MAX_CONDITION:.0e})"
+    if kind == "orthogonal":
+        error = float((ea.T @ ea - torch.eye(ea.shape[0], dtype=ea.dtype)).abs().max())
+        if error > ORTHOGONAL_TOLERANCE:
+            return f"Ea is recorded as orthogonal but max |EaᵀEa − I| = {error:.3g}"
+    return None

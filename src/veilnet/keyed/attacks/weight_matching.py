@@ -13,17 +13,16 @@ normalisation, see :func:`veilnet.keyed.transform.fold_normalization`) and
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
 
 from veilnet import keys
-from veilnet.attacks.scoring import KeyScore, assign, match_signed_columns, score
+from veilnet.errors import KeyMismatchError
+from veilnet.keyed.attacks.scoring import KeyScore, assign, match_signed_columns, score
 from veilnet.keyed.images import apply_cipher
-from veilnet.keyed.schemes import Cipher, check_fits, cipher
+from veilnet.keyed.schemes import Cipher, KeyParams, check_fits, check_transformed_with, cipher
 from veilnet.keyed.transform import fold_normalization
 from veilnet.report import Result
 
@@ -34,20 +33,20 @@ class WeightMatchingResult(Result):
     model on plain images and the transformed model on images encrypted with the recovered key
     (relative to the largest logit; ~1e-7 means the recovered key works as well as the true one)."""
 
-    scheme: str
-    ea: str
+    key: KeyParams
     score: KeyScore
     relative_logit_error: float
 
 
-def recover_key(transformed: nn.Module, plain: nn.Module, params: Mapping[str, Any]) -> Cipher:
-    """Estimate the key of ``transformed`` from ``plain`` and the public parameters."""
-    m, c, s = int(params["block_size"]), int(params["channels"]), int(params["image_size"])
-    kind = params.get("ea", "signed-permutation") if params["scheme"] == "vit" else "signed-permutation"
+def recover_key(transformed: nn.Module, plain: nn.Module, params: KeyParams) -> Cipher:
+    """Estimate the key of ``transformed`` from ``plain`` and the public parameters; raises
+    KeyMismatchError when the two models are not the same architecture and shapes."""
+    check_same_shapes(transformed, plain)
+    m, c, s, kind = params.block_size, params.channels, params.image_size, params.ea
     w = _embedding(plain)
     w_hat = _embedding(transformed)
     block_perm = None
-    if params["scheme"] == "vit":
+    if params.scheme == "vit":
         pos, pos_hat = plain.pos_embed.detach()[0, 1:].double(), transformed.pos_embed.detach()[0, 1:].double()
         block_perm = assign(torch.cdist(pos_hat, pos))
     if kind in ("permutation", "signed-permutation"):
@@ -59,15 +58,32 @@ def recover_key(transformed: nn.Module, plain: nn.Module, params: Mapping[str, A
 
 def weight_matching_attack(transformed: nn.Module, plain: nn.Module, key: keys.Key, *, images: torch.Tensor | None = None) -> WeightMatchingResult:
     """Run :func:`recover_key` and score it against ``key``; ``images`` ([0, 1], default 8
-    random ones) check that the recovered key makes the transformed model give the plain logits."""
+    random ones) check that the recovered key makes the transformed model give the plain logits.
+    Raises KeyMismatchError when ``key`` does not fit the models or the transformed model's card
+    names another key, or when ``plain`` is not the same architecture as ``transformed``."""
     check_fits(key, model=transformed)
-    guess = recover_key(transformed, plain, {"scheme": key.scheme, **key.params})
+    check_transformed_with(transformed, key, where="the transformed model")
+    public = KeyParams.of(key)
+    guess = recover_key(transformed, plain, public)
     x = images if images is not None else torch.rand(8, key.params["channels"], key.params["image_size"], key.params["image_size"], generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         want = plain.eval()(x)
         got = transformed.eval()(apply_cipher(x, guess).float())
     err = ((want - got).abs().max() / want.abs().max()).item()
-    return WeightMatchingResult(scheme=key.scheme, ea=str(key.params.get("ea", "signed-permutation")), score=score(guess, cipher(key)), relative_logit_error=err)
+    return WeightMatchingResult(key=public, score=score(guess, cipher(key)), relative_logit_error=err)
+
+
+def check_same_shapes(transformed: nn.Module, plain: nn.Module) -> None:
+    """Raise KeyMismatchError unless ``plain`` has the architecture and parameter shapes of
+    ``transformed`` (a transform changes values, never shapes)."""
+    a, b = type(transformed).__name__, type(plain).__name__
+    if a != b:
+        raise KeyMismatchError(f"the plain model is a {b} but the transformed model a {a}; weight matching compares the same architecture")
+    shapes = {k: tuple(v.shape) for k, v in transformed.state_dict().items()}
+    other = {k: tuple(v.shape) for k, v in plain.state_dict().items()}
+    if shapes != other:
+        name = next((k for k in sorted(shapes.keys() | other.keys()) if shapes.get(k) != other.get(k)), "?")
+        raise KeyMismatchError(f"the plain model does not fit the transformed one: {name} is {other.get(name)} in the plain model, {shapes.get(name)} in the transformed one")
 
 
 def _embedding(model: nn.Module) -> torch.Tensor:

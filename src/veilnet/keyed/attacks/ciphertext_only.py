@@ -31,17 +31,15 @@ measures the decryption up to that mirror. A continuous Ea (orthogonal) is not a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
 from veilnet import keys, metrics
-from veilnet.attacks.scoring import KeyScore, assign, score
+from veilnet.keyed.attacks.scoring import KeyScore, assign, score
 from veilnet.errors import ConfigError
 from veilnet.keyed.images import apply_cipher, encrypt_images, to_blocks
-from veilnet.keyed.schemes import Cipher, check_fits, cipher
+from veilnet.keyed.schemes import Cipher, KeyParams, check_fits, cipher
 from veilnet.report import Result
 
 
@@ -52,10 +50,7 @@ class CiphertextOnlyResult(Result):
     against the true plain images, also up to a left-right mirror (``mirrored_psnr``: the
     better of the decryption and its mirror), and ``swaps`` made by the local search."""
 
-    scheme: str
-    ea: str
-    block_size: int
-    channels: int
+    key: KeyParams
     encrypted_images: int
     reference_images: int
     score: KeyScore
@@ -66,15 +61,14 @@ class CiphertextOnlyResult(Result):
     swaps: int
 
 
-def recover_key(encrypted: torch.Tensor, reference: torch.Tensor, params: Mapping[str, Any], *, max_swaps: int = 500) -> tuple[Cipher, int]:
+def recover_key(encrypted: torch.Tensor, reference: torch.Tensor, params: KeyParams, *, max_swaps: int = 500) -> tuple[Cipher, int]:
     """Estimate a block key (K1, K2), or a ViT key with a (signed) permutation Ea and Eb, from
-    encrypted images and unrelated plain ``reference`` images (both N×C×S×S); returns the
-    cipher and the number of swaps made."""
-    scheme = params["scheme"]
-    kind = params.get("ea", "signed-permutation") if scheme == "vit" else "signed-permutation"
+    encrypted images and unrelated plain ``reference`` images (both N×C×S×S) given the public
+    ``params``; returns the cipher and the number of swaps made."""
+    scheme, kind = params.scheme, params.ea
     if kind not in ("permutation", "signed-permutation"):
         raise ConfigError(f"the ciphertext-only attack takes keys whose Ea is a (signed) permutation; got Ea {kind!r}")
-    m, c, s = int(params["block_size"]), int(params["channels"]), int(params["image_size"])
+    m, c, s = params.block_size, params.channels, params.image_size
     y = metrics.as_float(encrypted)
     ref_means, ref_stats = _statistics(metrics.as_float(reference), m)
     pairs = None
@@ -107,13 +101,11 @@ def ciphertext_only_attack(key: keys.Key, images: torch.Tensor, reference: torch
     check_fits(key, image_shape=reference.shape)
     x = metrics.as_float(images)
     y = encrypt_images(x, key)
-    guess, swaps = recover_key(y, reference, {"scheme": key.scheme, **key.params}, max_swaps=max_swaps)
+    public = KeyParams.of(key)
+    guess, swaps = recover_key(y, reference, public, max_swaps=max_swaps)
     decrypted = apply_cipher(y, guess, inverse=True)
     return CiphertextOnlyResult(
-        scheme=key.scheme,
-        ea=str(key.params.get("ea", "signed-permutation")),
-        block_size=guess.block_size,
-        channels=guess.channels,
+        key=public,
         encrypted_images=x.shape[0],
         reference_images=reference.shape[0],
         score=score(guess, cipher(key)),

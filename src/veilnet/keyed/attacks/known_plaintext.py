@@ -18,17 +18,16 @@ Every scheme is b̂ = (b − ½)·Ea⁻¹ + ½ on blocks that Eb moves (see :mod
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
 from veilnet import keys, metrics
-from veilnet.attacks.scoring import KeyScore, assign, match_signed_columns, score
+from veilnet.keyed.attacks.scoring import KeyScore, assign, match_signed_columns, score
 from veilnet.errors import ConfigError
 from veilnet.keyed.images import apply_cipher, encrypt_images, to_blocks
-from veilnet.keyed.schemes import Cipher, check_fits, cipher
+from veilnet.keyed.schemes import Cipher, KeyParams, check_fits, cipher
 from veilnet.report import Result
 
 
@@ -47,27 +46,21 @@ class KnownPlaintextResult(Result):
     """Known-plaintext attack over increasing numbers of pairs; ``pairs_needed`` is the fewest
     pairs that recovered the whole key (None if none did)."""
 
-    scheme: str
-    ea: str
-    block_size: int
-    channels: int
-    image_size: int
+    key: KeyParams
     holdout_images: int
     trials: list[KnownPlaintextTrial]
     pairs_needed: int | None
     key_fraction: float
 
 
-def recover_key(plain: torch.Tensor, encrypted: torch.Tensor, params: Mapping[str, Any]) -> Cipher:
+def recover_key(plain: torch.Tensor, encrypted: torch.Tensor, params: KeyParams) -> Cipher:
     """Estimate the key from ``plain`` images and their ``encrypted`` versions (N×C×S×S, [0, 1]
-    or uint8) given the public parameters (``scheme``, ``block_size``, ``channels``,
-    ``image_size``, ``ea``)."""
-    m, c, s = int(params["block_size"]), int(params["channels"]), int(params["image_size"])
-    kind = params.get("ea", "signed-permutation") if params["scheme"] == "vit" else "signed-permutation"
+    or uint8) given the public parameters."""
+    m, c, s, kind = params.block_size, params.channels, params.image_size, params.ea
     x = to_blocks(metrics.as_float(plain).double(), m) - 0.5  # n×T×L
     y = to_blocks(metrics.as_float(encrypted).double(), m) - 0.5
     block_perm = None
-    if params["scheme"] == "vit":
+    if params.scheme == "vit":
         block_perm = _match_blocks(x, y, kind)
         x = x[:, block_perm]
     xs, ys = x.reshape(-1, x.shape[-1]), y.reshape(-1, y.shape[-1])
@@ -82,6 +75,8 @@ def known_plaintext_attack(key: keys.Key, images: torch.Tensor, *, pair_counts: 
     """Run :func:`recover_key` with 1, 2, 4, ... of ``images`` (the last ``holdout`` are kept
     to test decryption) until the whole key is recovered; score each try against ``key``."""
     check_fits(key, image_shape=images.shape)
+    if holdout < 1:
+        raise ConfigError(f"known-plaintext attack needs at least 1 held-out image; got holdout {holdout}")
     if images.shape[0] <= holdout:
         raise ConfigError(f"known-plaintext attack needs more than {holdout} images (holdout); got {images.shape[0]}")
     true = cipher(key)
@@ -89,7 +84,7 @@ def known_plaintext_attack(key: keys.Key, images: torch.Tensor, *, pair_counts: 
     y = encrypt_images(x, key)
     available = x.shape[0] - holdout
     counts = [n for n in (pair_counts if pair_counts is not None else [2**i for i in range(12)]) if n <= available]
-    public = {"scheme": key.scheme, **key.params}
+    public = KeyParams.of(key)
     trials: list[KnownPlaintextTrial] = []
     for n in counts:
         guess = recover_key(x[:n], y[:n], public)
@@ -99,11 +94,7 @@ def known_plaintext_attack(key: keys.Key, images: torch.Tensor, *, pair_counts: 
             break
     needed = next((t.pairs for t in trials if t.score.exact), None)
     return KnownPlaintextResult(
-        scheme=key.scheme,
-        ea=str(key.params.get("ea", "signed-permutation")),
-        block_size=true.block_size,
-        channels=true.channels,
-        image_size=true.image_size,
+        key=public,
         holdout_images=holdout,
         trials=trials,
         pairs_needed=needed,

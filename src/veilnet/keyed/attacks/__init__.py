@@ -1,0 +1,27 @@
+"""Key-recovery attacks on keyed models: how much of the secret key, and so of the images, a
+server or an onlooker gets back (beyond the papers, which measure only random wrong keys; that
+measurement, the ConvMixer paper's Fig. 5, is part of :mod:`veilnet.keyed.evaluation`).
+
+One file per attack; each returns a frozen :class:`veilnet.report.Result` dataclass that names
+the attacked key by its public parameters (:class:`veilnet.keyed.schemes.KeyParams`) and scores
+what it recovered with :class:`.scoring.KeyScore`:
+
+* :mod:`.known_plaintext` — the key from a few (plain, encrypted) image pairs.
+* :mod:`.weight_matching` — the key from the transformed model and the plain model it came from.
+* :mod:`.ciphertext_only` — a permutation-type key from encrypted images and unrelated plain images.
+"""
+
+from veilnet.keyed.attacks.ciphertext_only import CiphertextOnlyResult, ciphertext_only_attack
+from veilnet.keyed.attacks.known_plaintext import KnownPlaintextResult, known_plaintext_attack
+from veilnet.keyed.attacks.scoring import KeyScore
+from veilnet.keyed.attacks.weight_matching import WeightMatchingResult, weight_matching_attack
+
+__all__ = [
+    "CiphertextOnlyResult",
+    "KeyScore",
+    "KnownPlaintextResult",
+    "WeightMatchingResult",
+    "ciphertext_only_attack",
+    "known_plaintext_attack",
+    "weight_matching_attack",
+]
