@@ -8,6 +8,7 @@ and the server keeps serving; the server's log holds no key material, token or p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import os
@@ -32,7 +33,7 @@ from veilnet.cli import main
 from veilnet.errors import KeyMismatchError, ModelFormatError
 from veilnet.keyed import generate_key, public_params
 from veilnet.keyed.transform import transform_model
-from veilnet.serve import AuthRefusedError, BatchingConfig, Client, Limits, ServedModel, ServerUnreachableError, ServiceError, create_app
+from veilnet.serve import AuthRefusedError, BatchingConfig, Client, Limits, ServedModel, ServerUnreachableError, ServiceError, create_app, local_server
 from veilnet.serve.batching import DynamicBatcher
 from veilnet.serve.codec import NPY, SAFETENSORS, BodyError, read_tensor, write_tensor
 
@@ -68,7 +69,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict:
     plain = models.create("convmixer", dim=32, depth=2, kernel_size=3, patch_size=4, num_classes=10).eval()
     key = generate_key("block", 4, 3, 32)
     key.save(root / "key.json")
-    models.save(transform_model(plain, key), root / "served", extra={"keyed": public_params(key)})
+    # the card's data is a local path the server must not publish
+    models.save(transform_model(plain, key), root / "served", data=f"folder:{root}/private-photos.zip", metrics={"accuracy": 0.5}, extra={"keyed": public_params(key)})
     (root / "tokens.txt").write_text(f"# clients\n{TOKEN}\n")
     images = data.load("digits", "test").images[:20]
     return {"root": root, "plain": plain, "key": key, "images": images, "plain_logits": metrics.predict(plain, images)}
@@ -145,7 +147,8 @@ def test_info_describes_the_model_without_secrets(setup: dict, server) -> None:
     assert info["num_classes"] == 10 and info["params"]["block_size"] == 4 and info["limits"]["max_batch"] == 64
     assert info["params"]["fingerprint"] == setup["key"].fingerprint
     assert "material" not in json.dumps(info) and TOKEN not in json.dumps(info)
-    schema = httpx.get(f"{url}/openapi.json").json()["paths"]["/v1/predict"]["post"]
+    assert info["card"] == {"architecture": "convmixer"} and str(setup["root"]) not in json.dumps(info)  # allow-list: no local path
+    schema = httpx.get(f"{url}/openapi.json").json()["paths"]["/v1/predict"]["post"]  # public: the protocol, no token
     assert set(schema["requestBody"]["content"]) == {NPY, SAFETENSORS}
 
 
@@ -245,6 +248,19 @@ def test_query_command(setup: dict, server, tmp_path: Path, capsys: pytest.Captu
     assert main([*argv, str(tmp_path / "small.png")]) == 2
     assert "8×8 pixels" in capsys.readouterr().err
     assert main([*argv[:-2], "--token-file", str(tmp_path / "img0.png"), str(files[0])]) == 2  # binary token file: refused
+    capsys.readouterr()
+    # .npy pixel files go through the one image decoder: [0, 1] floats are pixels, 0–255 floats are refused
+    np.save(tmp_path / "img0.npy", setup["images"][0].numpy().astype(np.float32) / 255)
+    np.save(tmp_path / "wrong-range.npy", setup["images"][0].numpy().astype(np.float32))
+    assert main([*argv, str(tmp_path / "img0.npy"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["label"] == rows[0]["label"]
+    assert main([*argv, str(tmp_path / "wrong-range.npy")]) == 2
+    assert "0–255" in capsys.readouterr().err
+    # a key that is not the served model's: one line, exit 2, before any image is read
+    generate_key("block", 4, 3, 32).save(tmp_path / "other-key.json")
+    assert main(["query", "--server", url, "--key", str(tmp_path / "other-key.json"), "--token-file", str(root / "tokens.txt"), str(tmp_path / "small.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not the key the served model" in err
 
 
 def _png(size: int) -> bytes:
@@ -268,15 +284,21 @@ def test_server_log_holds_no_key_material_token_or_pixels(setup: dict, server) -
 def test_no_auth_needs_the_flag_and_warns_and_https_works(setup: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     served = str(setup["root"] / "served")
     monkeypatch.delenv("VEILNET_TOKENS", raising=False)
-    assert main(["serve", served, "--port", "1"]) == 2
+    assert main(["serve", served, "--port", "0"]) == 2
     assert "--no-auth" in capsys.readouterr().err
     (tmp_path / "short").write_text("short\n")
-    assert main(["serve", served, "--token-file", str(tmp_path / "short")]) == 2
+    assert main(["serve", served, "--token-file", str(tmp_path / "short"), "--port", "0"]) == 2
     assert "shorter than 16" in capsys.readouterr().err
-    assert main(["serve", str(tmp_path / "missing"), "--no-auth"]) == 2
+    assert main(["serve", str(tmp_path / "missing"), "--no-auth", "--port", "0"]) == 2
     assert "model card missing" in capsys.readouterr().err
     assert main(["serve", served, "--no-auth", "--tls-cert", served]) == 2
     assert "both --tls-cert and --tls-key" in capsys.readouterr().err
+    with socket.socket() as taken:  # a port in use: one line before the model is loaded, not uvicorn's exit 1
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        assert main(["serve", served, "--no-auth", "--port", str(taken.getsockname()[1])]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "cannot listen on 127.0.0.1" in err
 
     if shutil.which("openssl") is None:
         pytest.skip("openssl is needed to make a test certificate")
@@ -303,6 +325,98 @@ def test_no_auth_needs_the_flag_and_warns_and_https_works(setup: dict, tmp_path:
 
 
 # --- in process ----------------------------------------------------------------------------------
+
+
+def _raw_request(port: int, body: bytes, content_length: int) -> bytes:
+    return (f"POST /v1/predict HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: {NPY}\r\nContent-Length: {content_length}\r\n\r\n").encode() + body
+
+
+def test_a_body_that_does_not_arrive_in_time_gets_408_and_the_connection_closes(setup: dict) -> None:
+    """A body shorter than its Content-Length (the client keeps the connection open) and a body
+    trickled slower than the read timeout: each answer is 408 within a bounded time, then the
+    server closes the connection and keeps serving."""
+    served = ServedModel.load(setup["root"] / "served")
+    app = create_app(served, tokens=[TOKEN], limits=Limits(read_timeout_s=0.5))
+    with local_server(app) as url:
+        port = int(url.rsplit(":", 1)[1])
+        for trickle in (False, True):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                start = time.monotonic()
+                s.sendall(_raw_request(port, NPY_MAGIC_HEADER, 100_000))  # 8 of 100,000 bytes; no shutdown
+                if trickle:
+                    for _ in range(20):  # one byte every 0.1 s: never idle, never complete
+                        time.sleep(0.1)
+                        with contextlib.suppress(OSError):
+                            s.sendall(b"\0")
+                answer = b""
+                while chunk := s.recv(4096):  # ends when the server closes; a hang is a socket timeout
+                    answer += chunk
+                elapsed = time.monotonic() - start
+            assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+            assert b"not received within 0.5 s" in answer and elapsed < 5
+        with Client(url, setup["key"], TOKEN) as client:
+            assert torch.equal(client.classify(setup["images"]).labels, setup["plain_logits"].argmax(1))
+
+
+def test_info_publishes_only_the_allow_listed_card_fields(setup: dict) -> None:
+    card = {
+        "architecture": "convmixer",
+        "kwargs": {"dim": 32},
+        "data": "folder:/home/alice/private/photos.zip",
+        "metrics": {"accuracy": 0.9},
+        "sha256": "0" * 64,
+        "extra": {"keyed": {**public_params(setup["key"]), "note": "/home/alice/notes.txt"}},
+    }
+    served = ServedModel.from_model(transform_model(setup["plain"], setup["key"]), card)
+    info = served.info(Limits())
+    assert info["card"] == {"architecture": "convmixer"}
+    assert "/home/alice" not in json.dumps(info) and "0.9" not in json.dumps(info)
+    assert set(info["params"]) == {"scheme", "block_size", "channels", "image_size", "ea", "fingerprint"}
+
+
+def _tiny_served(width: int) -> ServedModel:
+    from veilnet.serve.kinds import Expectation
+
+    return ServedModel(model=torch.nn.Flatten(), expectation=Expectation("keyed", (1, width, width), "float32", {"block_size": 2}), output_shape=(width * width,), output_dtype="float32", card={"architecture": "flatten"})
+
+
+def test_openapi_is_the_same_for_every_deployment_and_lists_every_status(setup: dict) -> None:
+    """The public schema describes the protocol: no model's shape, dtype or limits in it (those
+    are behind the token on /v1/info), and each operation documents every status it answers."""
+    keyed = ServedModel.load(setup["root"] / "served")
+    one = create_app(keyed, tokens=[TOKEN], limits=Limits(max_body_bytes=1 << 20, max_batch=64)).openapi()
+    other = create_app(_tiny_served(4), tokens=None, limits=Limits(max_body_bytes=12345, max_batch=3, read_timeout_s=1)).openapi()
+    assert one == other
+    text = json.dumps(one)
+    assert "12345" not in text and "32" not in text.replace("float32", "") and "fingerprint\": \"" not in text
+    paths = one["paths"]
+    documented = {path: {m: set(op["responses"]) for m, op in ops.items()} for path, ops in paths.items()}
+    assert documented == {
+        "/healthz": {"get": {"200", "503"}},
+        "/v1/info": {"get": {"200", "401", "503"}},
+        "/v1/predict": {"post": {"200", "400", "401", "408", "413", "415", "422", "500", "503"}},
+    }
+    for ops in paths.values():
+        for op in ops.values():
+            for status, response in op["responses"].items():
+                if status.startswith(("4", "5")) and status != "503":
+                    assert response["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorBody"}
+    assert paths["/v1/info"]["get"]["responses"]["200"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ModelInfo"}
+
+
+@pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
+def test_openapi_and_healthz_are_public_and_everything_else_needs_the_token(setup: dict) -> None:
+    from fastapi.testclient import TestClient
+
+    with TestClient(create_app(_tiny_served(2), tokens=[TOKEN])) as client:
+        assert client.get("/openapi.json").status_code == 200 and client.get("/healthz").status_code == 200
+        assert client.get("/v1/info").status_code == 401 and client.post("/v1/predict").status_code == 401
+        assert client.get("/docs").status_code == 404
+
+
+def test_the_serve_commands_import_nothing_heavy() -> None:
+    code = "import sys, veilnet.serve.cli; print(sorted(m for m in ('torch', 'numpy', 'fastapi', 'uvicorn', 'httpx', 'safetensors', 'PIL') if m in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
 
 
 def test_a_plain_model_is_not_served(setup: dict) -> None:

@@ -1,16 +1,23 @@
-"""The untrusted-server service and its client (keyed models: ConvMixer paper, Sec. 3; ViT
-paper, Sec. 3).
+"""The untrusted-server service and its client (keyed models: the ConvMixer paper's encryption
+with a secret key, Sec. 3, and "Combined Use of Federated Learning and Image Encryption for
+Privacy-Preserving Image Classification with Vision Transformer", Sec. 3; the complex-valued
+networks of "Interpretable Complex-Valued Neural Networks for Privacy Protection", ICLR 2020,
+fit as one more kind).
 
-Threat model: the server is honest-but-curious. It runs a model transformed with a secret key
-(:func:`veilnet.keyed.transform.transform_model`) and sees only what clients send: images
-encrypted with that key. It never holds the key or a plain image; what it publishes about the
-key (``/v1/info``) are the public parameters of :func:`veilnet.keyed.public_params`. The client
-holds the key, encrypts locally and checks its key against the served model before sending.
-How much the encrypted images and the model reveal is measured by :mod:`veilnet.attacks`.
+Threat model: the server is honest-but-curious. It runs a private model (for keyed models, one
+transformed with a secret key, :func:`veilnet.keyed.transform.transform_model`) and sees only
+what clients send: inputs the client encoded with its secret. It never holds the secret or a
+plain image; what it publishes about the model (``/v1/info``) are the kind's public parameters
+(for keyed models those of :func:`veilnet.keyed.public_params`) and the card's architecture name.
+The client holds the secret, encodes locally, checks its secret against the served model before
+sending, and decodes the answers with per-batch state that never leaves it. How much the
+encoded inputs and the model reveal is measured by the attacks (:mod:`veilnet.keyed.attacks`).
 
-* :mod:`.app`: the FastAPI application (:func:`create_app`, :func:`run`; ``veilnet serve``).
+* :mod:`.app`: the FastAPI application (:func:`create_app`, :func:`run`; ``veilnet serve``;
+  :func:`local_server` runs one in a thread of this process).
 * :mod:`.client`: :class:`Client` (``veilnet query``).
-* :mod:`.kinds`: what a served model expects; one :class:`~.kinds.Kind` per family of model.
+* :mod:`.kinds`: what a served model expects and how the client feeds it; one
+  :class:`~.kinds.Kind` per family of model, generic in its secret and per-batch state.
 * :mod:`.codec`: ``.npy`` / safetensors bodies, parsed safely.
 * :mod:`.batching`: dynamic batching of concurrent requests.
 * :mod:`.tokens`: bearer tokens from files or the environment.
@@ -24,20 +31,20 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # what the lazy imports below give, for type checkers
-    from veilnet.serve.app import Limits, ServedModel, create_app, run
+    from veilnet.serve.app import Limits, ServedModel, create_app, local_server, run
     from veilnet.serve.batching import BatchingConfig
     from veilnet.serve.client import AuthRefusedError, Client, Predictions, ServerUnreachableError, ServiceError, read_images
-    from veilnet.serve.kinds import KINDS, Expectation, Kind
+    from veilnet.serve.kinds import KINDS, Expectation, Kind, register
     from veilnet.serve.tokens import client_token, server_tokens
 
 #: Public names and their modules, imported on first use so that ``import veilnet.serve`` (and the
 #: ``veilnet`` command) work without FastAPI installed; only the server needs it.
 _EXPORTS = {
-    **dict.fromkeys(("Limits", "ServedModel", "create_app", "run"), "veilnet.serve.app"),
+    **dict.fromkeys(("Limits", "ServedModel", "create_app", "local_server", "run"), "veilnet.serve.app"),
     **dict.fromkeys(("client_token", "server_tokens"), "veilnet.serve.tokens"),
     "BatchingConfig": "veilnet.serve.batching",
     **dict.fromkeys(("AuthRefusedError", "Client", "Predictions", "ServerUnreachableError", "ServiceError", "read_images"), "veilnet.serve.client"),
-    **dict.fromkeys(("KINDS", "Expectation", "Kind"), "veilnet.serve.kinds"),
+    **dict.fromkeys(("KINDS", "Expectation", "Kind", "register"), "veilnet.serve.kinds"),
 }
 __all__ = sorted(_EXPORTS)
 

@@ -1,9 +1,15 @@
-"""``veilnet serve`` (the untrusted server) and ``veilnet query`` (the client holding the key)."""
+"""``veilnet serve`` (the untrusted server) and ``veilnet query`` (the client holding the secret).
+
+Every option is checked before any work starts (limits and TLS files, tokens, the device, the
+address, then the model), so each mistake is one line and exit 2, never uvicorn's exit 1. torch, FastAPI and the rest are imported inside
+the handlers: registering these commands costs nothing.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import socket
 import sys
 from pathlib import Path
 
@@ -12,11 +18,36 @@ from veilnet.errors import ConfigError
 from veilnet.serve.tokens import client_token, server_tokens
 
 
+def check_listen(host: str, port: int) -> None:
+    """ConfigError when this process cannot listen on ``host:port`` (a port outside 0–65535, an
+    address that is not this machine's, a port in use); checked before the model is loaded."""
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"--port must be in 0–65535, got {port}")
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind((host, port))
+    except OSError as exc:  # gaierror included
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def check_tls(cert: str, key: str) -> None:
+    """ConfigError when ``cert`` and ``key`` are not a PEM certificate and its private key."""
+    import ssl
+
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"--tls-cert {cert} and --tls-key {key} are not a TLS certificate and its key ({getattr(exc, 'reason', None) or type(exc).__name__})") from None
+
+
 def _serve(args: argparse.Namespace) -> int:
     try:
-        from veilnet.serve.app import Limits, run
+        from veilnet.serve.app import Limits, ServedModel, run
     except ModuleNotFoundError as exc:
         raise ConfigError(f"veilnet serve needs {exc.name}: pip install 'veilnet[serve]'") from None
+    from veilnet.devices import resolve_device
     from veilnet.serve.batching import BatchingConfig
 
     if args.no_auth and args.token_file:
@@ -26,16 +57,25 @@ def _serve(args: argparse.Namespace) -> int:
     for path in (args.tls_cert, args.tls_key):
         if path is not None and not Path(path).is_file():
             raise ConfigError(f"TLS file {path} does not exist")
+    if args.tls_cert is not None:
+        check_tls(args.tls_cert, args.tls_key)
     if min(args.max_batch, args.batch_size, args.max_body_mb, args.max_connections) <= 0 or args.batch_wait_ms < 0:
         raise ConfigError("--max-batch, --batch-size, --max-body-mb and --max-connections must be positive and --batch-wait-ms non-negative")
+    if not args.read_timeout > 0:
+        raise ConfigError(f"--read-timeout must be a positive number of seconds, got {args.read_timeout}")
+    if args.threads is not None and args.threads <= 0:
+        raise ConfigError(f"--threads must be positive, got {args.threads}")
     tokens = None if args.no_auth else server_tokens(args.token_file)
+    device = resolve_device(args.device)
+    check_listen(args.host, args.port)
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
-    limits = Limits(max_body_bytes=int(args.max_body_mb * (1 << 20)), max_batch=args.max_batch)
+    served = ServedModel.load(args.model, device=str(device))
+    limits = Limits(max_body_bytes=int(args.max_body_mb * (1 << 20)), max_batch=args.max_batch, read_timeout_s=args.read_timeout)
     batching = BatchingConfig(enabled=not args.no_batching, max_images=args.batch_size, wait_ms=args.batch_wait_ms)
-    run(args.model, host=args.host, port=args.port, tokens=tokens, limits=limits, batching=batching, max_connections=args.max_connections, tls=None if args.tls_cert is None else (args.tls_cert, args.tls_key), device=args.device, log_level=args.log_level)
+    run(served, host=args.host, port=args.port, tokens=tokens, limits=limits, batching=batching, max_connections=args.max_connections, tls=None if args.tls_cert is None else (args.tls_cert, args.tls_key), log_level=args.log_level)
     return 0
 
 
@@ -44,8 +84,11 @@ def _query(args: argparse.Namespace) -> int:
 
     if bool(args.data) == bool(args.images):
         raise ConfigError("give image files or --data SPEC (with --limit), not both or neither")
-    with Client(args.server, args.key, client_token(args.token_file), encoding=args.encoding, ca_file=args.ca_file) as client:
-        client.check_key()  # before reading or sending any image
+    if args.limit <= 0:
+        raise ConfigError(f"--limit must be positive, got {args.limit}")
+    token = client_token(args.token_file)
+    with Client(args.server, args.secret, token, encoding=args.encoding, ca_file=args.ca_file) as client:
+        client.check_secret()  # before reading or sending any image
         labels = classes = None
         if args.data:
             from veilnet import data
@@ -54,7 +97,7 @@ def _query(args: argparse.Namespace) -> int:
             images, labels, classes = split.images[: args.limit], split.labels[: args.limit], split.classes
             names = [f"{args.split}[{i}]" for i in range(images.shape[0])]
         else:
-            images = read_images(args.images, client.expectation.input_shape)
+            images = read_images(args.images, client.image_shape())
             names = list(args.images)
         pred = client.classify(images)
     rows = [{"input": name, "label": int(label), **({"class": classes[int(label)]} if classes else {}), "probability": round(float(p), 6)} for name, label, p in zip(names, pred.labels, pred.confidence, strict=True)]
@@ -84,16 +127,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--batch-size", type=int, default=256, help="most images per merged forward pass (default: 256)")
     serve.add_argument("--batch-wait-ms", type=float, default=0.0, help="how long a forward pass waits for more requests (default: 0: it merges the requests queued while the previous pass ran)")
     serve.add_argument("--no-batching", action="store_true", help="one forward pass per request (no dynamic batching)")
+    serve.add_argument("--read-timeout", type=float, default=30.0, help="seconds a request body may take to arrive; then 408 and the connection is closed (default: 30)")
     serve.add_argument("--max-connections", type=int, default=128, help="open connections beyond which the server answers 503 (default: 128)")
     serve.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"], help="log level (default: info)")
     add_device(serve)
     serve.set_defaults(func=_serve)
 
-    query = sub.add_parser("query", help="classify images with a served model: transform them with the key here, send only the result")
-    query.add_argument("images", nargs="*", help="PNG/JPEG files of the size the model takes")
+    query = sub.add_parser("query", help="classify images with a served model: transform them with the secret here, send only the result")
+    query.add_argument("images", nargs="*", help="image files (PNG, JPEG, ...) or .npy C×H×W pixel arrays of the size the model takes")
     query.add_argument("--server", required=True, help="server URL, e.g. http://127.0.0.1:8000")
-    query.add_argument("--key", required=True, help="key file (stays on this machine)")
+    query.add_argument("--key", "--secret", dest="secret", required=True, help="the client's secret file, for a keyed model the key file (stays on this machine)")
     query.add_argument("--token-file", default=None, help="file with the bearer token (default: $VEILNET_TOKEN)")
     query.add_argument("--ca-file", default=None, help="CA certificate (PEM) to trust for an https server with its own certificate")
     query.add_argument("--data", default=None, help="query a data spec instead of files (e.g. digits); prints the accuracy too")

@@ -1,10 +1,12 @@
-"""The client: holds the key, transforms images locally, sends only the transformed tensors.
+"""The client: holds the secret, transforms images locally, sends only the transformed tensors.
 
-:class:`Client` first fetches ``/v1/info`` and checks that its key fits the served model
-(scheme, block size, channels, image size and, when the card records it, the key's fingerprint)
-before it sends any image; then :meth:`Client.classify` returns labels and probabilities.
-Connection problems, a refused token and a server's 4xx answer are :class:`ServiceError`\\ s
-with one-line messages.
+:class:`Client` first fetches ``/v1/info``, learns the served model's kind
+(:mod:`veilnet.serve.kinds`) and lets the kind check the client's secret against it (for a keyed
+model: scheme, block size, channels, image size and, when the card records it, the key's
+fingerprint) before it sends any image; then :meth:`Client.classify` returns labels and
+probabilities. The client knows no kind's arithmetic itself: it calls the kind's ``encode`` and
+``decode``, and the per-batch state between them never leaves this process. Connection problems,
+a refused token and a server's 4xx answer are :class:`ServiceError`\\ s with one-line messages.
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from veilnet import keys
-from veilnet.errors import AuthRefusedError, ConfigError, DataFormatError, ServerUnreachableError, ServiceError
+from veilnet.errors import AuthRefusedError, ConfigError, ServerUnreachableError, ServiceError, ShapeError
 from veilnet.report import Result
 from veilnet.serve import codec, kinds
+
+
+_UNREAD = object()  # the secret before the kind has read it
 
 
 @dataclass(frozen=True)
@@ -38,8 +41,10 @@ class Predictions(Result):
 
 
 class Client:
-    """A client of ``veilnet serve`` at ``url`` holding ``key`` (a Key or a key file).
+    """A client of ``veilnet serve`` at ``url`` holding ``secret``.
 
+    ``secret`` is what the served model's kind takes (:meth:`veilnet.serve.kinds.Kind.load_secret`;
+    for a keyed model a :class:`~veilnet.keys.Key`), or the path of a file it reads that from.
     ``token`` is the bearer token (None: none sent); ``encoding`` is ``"npy"`` or ``"safetensors"``;
     ``ca_file`` is a CA certificate to trust for an ``https`` server (default: the system's).
 
@@ -50,14 +55,19 @@ class Client:
             print(pred.labels, pred.confidence)
     """
 
-    def __init__(self, url: str, key: keys.Key | str | os.PathLike[str], token: str | None = None, *, encoding: str = "npy", timeout: float = 60.0, ca_file: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, url: str, secret: Any, token: str | None = None, *, encoding: str = "npy", timeout: float = 60.0, ca_file: str | os.PathLike[str] | None = None) -> None:
         try:
             import httpx
         except ModuleNotFoundError:
             raise ConfigError("the veilnet client needs httpx: pip install 'veilnet[serve]'") from None
 
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"server URL must start with http:// or https://, got {url[:80]!r}")
         self.url = url.rstrip("/")
-        self.key = key if isinstance(key, keys.Key) else keys.load(key)
+        if isinstance(secret, (str, os.PathLike)) and not Path(secret).is_file():
+            raise ConfigError(f"secret file {secret} does not exist")
+        self._secret_source = secret
+        self._secret: Any = _UNREAD
         media = {"npy": codec.NPY, "safetensors": codec.SAFETENSORS}
         if encoding not in media:
             raise ConfigError(f"encoding must be 'npy' or 'safetensors', got {encoding!r}")
@@ -100,21 +110,40 @@ class Client:
     def expectation(self) -> kinds.Expectation:
         return kinds.from_info(self.info())
 
-    def check_key(self) -> None:
-        """Raise KeyMismatchError when the key does not fit the served model (nothing is sent but the info request)."""
-        e = self.expectation
-        kinds.kind(e.kind).check_key(self.key, e)
+    @property
+    def kind(self) -> kinds.Kind[Any, Any]:
+        """The served model's :class:`~veilnet.serve.kinds.Kind` (ModelFormatError if this veilnet lacks it)."""
+        return kinds.kind(self.expectation.kind)
+
+    @property
+    def secret(self) -> Any:
+        """The client's secret, read from its file by the served kind the first time it is needed."""
+        if self._secret is _UNREAD:
+            source = self._secret_source
+            self._secret = self.kind.load_secret(source) if isinstance(source, (str, os.PathLike)) else source
+        return self._secret
+
+    def check_secret(self) -> None:
+        """Raise a VeilnetError (KeyMismatchError) when the secret does not fit the served model
+        (nothing is sent but the info request)."""
+        self.kind.check_secret(self.secret, self.expectation)
+
+    def image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of the images the served model classifies."""
+        return self.kind.image_shape(self.expectation, self.secret)
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         """The served model's logits for ``images`` (N×C×H×W, uint8 or [0, 1] float), sent in
-        chunks of the server's ``max_batch`` after transforming them with the key."""
-        self.check_key()
-        e = self.expectation
-        kind = kinds.kind(e.kind)
+        chunks of the server's ``max_batch`` after the kind encoded them with the secret; each
+        chunk's answer is decoded with the state its encoding left on this machine."""
+        self.check_secret()
+        kind, secret = self.kind, self.secret
+        if images.ndim != 4 or tuple(images.shape[1:]) != self.image_shape():
+            raise ShapeError(f"the served model classifies images of shape N×{'×'.join(map(str, self.image_shape()))}, got {'×'.join(map(str, images.shape))}")
         chunk = int(self.info()["limits"]["max_batch"])
         outs = []
         for start in range(0, images.shape[0], chunk):
-            x, state = kind.encode(images[start : start + chunk], self.key)
+            x, state = kind.encode(images[start : start + chunk], secret)
             body = codec.write_tensor(x, self.media_type, "inputs")
             answer = self._request("POST", "/v1/predict", content=body, headers={"Content-Type": self.media_type})
             try:
@@ -123,8 +152,10 @@ class Client:
                 raise ServiceError(f"{self.url}/v1/predict returned an unreadable answer: {exc.message}") from None
             if out.shape[0] != x.shape[0]:
                 raise ServiceError(f"{self.url}/v1/predict returned {out.shape[0]} rows for {x.shape[0]} inputs")
-            outs.append(kind.decode(out, state, self.key))
-        return torch.cat(outs) if outs else torch.empty(0, *self.info()["output"]["shape"][1:])
+            outs.append(kind.decode(out, state, secret))
+        if not outs:
+            raise ShapeError("no images to classify (N = 0)")
+        return torch.cat(outs)
 
     def classify(self, images: torch.Tensor) -> Predictions:
         """Labels and softmax probabilities for ``images``."""
@@ -155,24 +186,14 @@ def _error(answer: Any) -> str:
 
 
 def read_images(paths: Sequence[str | os.PathLike[str]], shape: Sequence[int]) -> torch.Tensor:
-    """PNG/JPEG files -> uint8 N×C×H×W; ``shape`` is (C, H, W) the model expects (C 1 or 3).
+    """Image files (PNG, JPEG, ... or ``.npy`` pixel arrays) -> N×C×H×W pixels of ``shape``
+    = (C, H, W), read by the one image decoder (:func:`veilnet.data.images.read_image_files`).
     DataFormatError naming the file when one cannot be read or has another size."""
-    from PIL import Image, UnidentifiedImageError
+    from veilnet.data.images import read_image_files
+    from veilnet.errors import DataFormatError
 
     c, h, w = shape
-    if c not in (1, 3):
-        raise DataFormatError(f"the served model takes {c}-channel inputs; image files give 1 or 3 channels")
-    arrays = []
-    for item in paths:
-        path = Path(item)
-        try:
-            with Image.open(path) as img:
-                array = np.asarray(img.convert("L" if c == 1 else "RGB"))
-        except FileNotFoundError:
-            raise DataFormatError(f"{path}: no such image file") from None
-        except (OSError, UnidentifiedImageError, ValueError) as exc:
-            raise DataFormatError(f"{path}: cannot read image ({codec.first_line(exc)})") from None
-        if array.shape[:2] != (h, w):
-            raise DataFormatError(f"{path}: image is {array.shape[1]}×{array.shape[0]} pixels, the served model takes {w}×{h}")
-        arrays.append(torch.from_numpy(array.reshape(h, w, c).copy()).permute(2, 0, 1))
-    return torch.stack(arrays) if arrays else torch.empty(0, c, h, w, dtype=torch.uint8)
+    array = read_image_files(paths, channels=c, size=(w, h))
+    if tuple(array.shape[1:]) != (c, h, w):  # a .npy array is taken as it is
+        raise DataFormatError(f"input arrays are {'×'.join(map(str, array.shape[1:]))}, the served model takes {c}×{h}×{w}")
+    return torch.from_numpy(array)

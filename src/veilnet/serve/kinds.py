@@ -3,30 +3,52 @@ per family of private model, in one place.
 
 The server reads the kind and its public parameters from the model card (``extra[KIND]``) and
 publishes an :class:`Expectation` (input shape and dtype of one item, public parameters) on
-``/v1/info``. The client fetches that, checks its key against it (:meth:`Kind.check_key`) before
-it sends anything, turns images into what the model takes (:meth:`Kind.encode`) and the server's
-output into logits (:meth:`Kind.decode`). ``encode`` may return per-batch secret state that only
-``decode`` needs and that never leaves the client.
+``/v1/info``. The client fetches that and then works only through the kind:
 
-* ``keyed`` (:mod:`veilnet.keyed`): the input is a batch of images encrypted with the key
-  (``float32``, ``N×C×S×S`` in [0, 1] for signed-permutation keys); the output is the logits.
+* :meth:`Kind.load_secret` reads the client's secret (its type is the kind's own first type
+  parameter: a :class:`veilnet.keys.Key` for keyed models);
+* :meth:`Kind.check_secret` refuses a secret that cannot belong to the served model, before
+  anything is sent;
+* :meth:`Kind.encode` turns images into what the served model takes and returns, beside it,
+  per-batch state (the kind's second type parameter) that only :meth:`Kind.decode` needs and
+  that never leaves the client;
+* :meth:`Kind.decode` turns the server's output back into logits, using that state and the secret.
 
-A second kind (``complex``: the input a complex feature tensor from the client's encoder, rotated
-by a secret angle θ drawn per batch; the output decoded by the client with the same θ) is one more
-:class:`Kind` in :data:`KINDS` with ``dtype="complex64"`` (both encodings carry complex64);
-server and client do not change.
+The server never calls the last four; it only needs :meth:`Kind.expectation`. So a new family
+of model is one more :class:`Kind` given to :func:`register`, and neither :mod:`.app` nor
+:mod:`.client` changes.
+
+* ``keyed`` (:mod:`veilnet.keyed`; the ConvMixer paper's encryption with a secret key, Sec. 3,
+  and "Combined Use of Federated Learning and Image Encryption for Privacy-Preserving Image
+  Classification with Vision Transformer", Sec. 3): the secret is
+  the block key, the input a batch of images encrypted with it (``float32``, ``N×C×S×S`` in
+  [0, 1] for signed-permutation keys), the output the plain model's logits; no per-batch state.
+
+How the complex-valued networks of "Interpretable Complex-Valued Neural Networks for Privacy
+Protection" (Xiang et al., ICLR 2020, Sec. 3) fit: the secret is the device's encoder and
+decoder; :meth:`~Kind.encode` runs the encoder and draws an angle θ per sample, sends
+``x = e^{iθ}(a + bi)`` (``dtype="complex64"``, which both encodings carry) and keeps θ as the
+per-batch state; the server runs the processing module Φ; :meth:`~Kind.decode` rotates
+``Φ(x)`` back by ``e^{-iθ}`` and runs the decoder. tests/test_serve_kinds.py plugs a toy kind of
+that shape (a random sign per sample, an odd server model) into an unchanged server.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import torch
 
 from veilnet import keys, metrics
 from veilnet.errors import KeyMismatchError, ModelFormatError
+
+#: The client's long-lived secret of a kind (a key, an encoder/decoder pair, ...).
+Secret = TypeVar("Secret")
+#: Per-batch state :meth:`Kind.encode` hands to :meth:`Kind.decode` (None, a tensor of angles, ...).
+State = TypeVar("State")
 
 
 @dataclass(frozen=True)
@@ -40,32 +62,41 @@ class Expectation:
     params: dict[str, Any]
 
 
-class Kind(Protocol):
+class Kind(Protocol[Secret, State]):
     """One family of private model: how the server reads its card, how the client feeds it."""
 
     name: str
 
     def expectation(self, params: Mapping[str, Any]) -> Expectation:
         """The expectation of a model whose card has ``extra[name] = params`` (server side).
-        Raises ModelFormatError when the parameters are incomplete."""
+        Raises ModelFormatError when the parameters are incomplete; keeps only public ones."""
         ...
 
-    def check_key(self, key: keys.Key, expected: Expectation) -> None:
-        """Raise KeyMismatchError when ``key`` cannot be the key of the served model (client side)."""
+    def load_secret(self, path: str | os.PathLike[str]) -> Secret:
+        """The client's secret from a file (a VeilnetError naming the file when it cannot be read)."""
         ...
 
-    def encode(self, images: torch.Tensor, key: keys.Key) -> tuple[torch.Tensor, Any]:
+    def check_secret(self, secret: Secret, expected: Expectation) -> None:
+        """Raise a VeilnetError (KeyMismatchError) when ``secret`` cannot belong to the served model."""
+        ...
+
+    def image_shape(self, expected: Expectation, secret: Secret) -> tuple[int, int, int]:
+        """(C, H, W) of the images the client encodes for the served model."""
+        ...
+
+    def encode(self, images: torch.Tensor, secret: Secret) -> tuple[torch.Tensor, State]:
         """Images (uint8 or [0, 1] float, N×C×H×W) -> (the tensor the server's model takes,
-        secret per-batch state for :meth:`decode`, kept on the client)."""
+        per-batch state for :meth:`decode`, kept on the client)."""
         ...
 
-    def decode(self, outputs: torch.Tensor, state: Any, key: keys.Key) -> torch.Tensor:
+    def decode(self, outputs: torch.Tensor, state: State, secret: Secret) -> torch.Tensor:
         """The server's output for one encoded batch -> logits N×K."""
         ...
 
 
 class KeyedKind:
-    """Models transformed with a block-wise or ViT key (:func:`veilnet.keyed.transform.transform_model`)."""
+    """Models transformed with a block-wise or ViT key (:func:`veilnet.keyed.transform.transform_model`).
+    The secret is the :class:`~veilnet.keys.Key`; there is no per-batch state."""
 
     name = "keyed"
     #: The card fields a server may publish (:func:`veilnet.keyed.public_params`); anything else is dropped.
@@ -82,36 +113,55 @@ class KeyedKind:
         public = {k: params[k] for k in self.PUBLIC if k in params}
         return Expectation(kind=self.name, input_shape=(c, s, s), dtype="float32", params={**public, "scheme": scheme, "block_size": m, "channels": c, "image_size": s})
 
-    def check_key(self, key: keys.Key, expected: Expectation) -> None:
+    def load_secret(self, path: str | os.PathLike[str]) -> keys.Key:
+        return keys.load(path)
+
+    def check_secret(self, secret: keys.Key, expected: Expectation) -> None:
         from veilnet.keyed import cipher, public_params
 
-        cipher(key)  # a malformed key is a KeyFileError before anything is sent
-        mine = public_params(key)
+        cipher(secret)  # a malformed key is a KeyFileError before anything is sent
+        mine = public_params(secret)
         served = expected.params
         for name in ("scheme", "block_size", "channels", "image_size", "ea"):
             if name in served and name in mine and mine[name] != served[name]:
                 raise KeyMismatchError(f"key has {name} {mine[name]!r} but the served model expects {served[name]!r}")
-        if "fingerprint" in served and served["fingerprint"] != key.fingerprint:
-            raise KeyMismatchError(f"key {key.fingerprint[:19]}… is not the key the served model was transformed with ({str(served['fingerprint'])[:19]}…)")
+        if "fingerprint" in served and served["fingerprint"] != secret.fingerprint:
+            raise KeyMismatchError(f"key {secret.fingerprint[:19]}… is not the key the served model was transformed with ({str(served['fingerprint'])[:19]}…)")
 
-    def encode(self, images: torch.Tensor, key: keys.Key) -> tuple[torch.Tensor, None]:
+    def image_shape(self, expected: Expectation, secret: keys.Key) -> tuple[int, int, int]:
+        c, h, w = expected.input_shape
+        return c, h, w
+
+    def encode(self, images: torch.Tensor, secret: keys.Key) -> tuple[torch.Tensor, None]:
         from veilnet.keyed import encrypt_images
 
-        return encrypt_images(metrics.as_float(images), key).float().contiguous(), None
+        return encrypt_images(metrics.as_float(images), secret).float().contiguous(), None
 
-    def decode(self, outputs: torch.Tensor, state: None, key: keys.Key) -> torch.Tensor:
+    def decode(self, outputs: torch.Tensor, state: None, secret: keys.Key) -> torch.Tensor:
         return outputs  # the transformed model's logits are the plain model's
 
 
-KINDS: dict[str, Kind] = {k.name: k for k in (KeyedKind(),)}
+KINDS: dict[str, Kind[Any, Any]] = {}
 
 
-def kind(name: str) -> Kind:
+def register(kind: Kind[Any, Any]) -> Kind[Any, Any]:
+    """Add ``kind`` to :data:`KINDS` under its name (the server then serves models whose card
+    names it, and the client feeds them); returns it."""
+    if not isinstance(getattr(kind, "name", None), str) or not kind.name:
+        raise TypeError("a Kind needs a non-empty string name")
+    KINDS[kind.name] = kind
+    return kind
+
+
+register(KeyedKind())
+
+
+def kind(name: str) -> Kind[Any, Any]:
     """The :class:`Kind` called ``name`` (ModelFormatError if unknown)."""
     try:
         return KINDS[name]
     except KeyError:
-        raise ModelFormatError(f"unknown model kind {name!r}; veilnet serves {', '.join(KINDS)}") from None
+        raise ModelFormatError(f"unknown model kind {name!r}; this veilnet knows {', '.join(KINDS)}") from None
 
 
 def from_card(card: Mapping[str, Any]) -> Expectation:

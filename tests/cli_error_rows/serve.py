@@ -1,0 +1,42 @@
+"""``veilnet serve`` and ``veilnet query``: options, models, addresses, tokens, secrets, servers.
+
+Every ``serve`` row fails before the server would listen (``--port 0`` where the row is not about
+the address, so none can take a real port); every ``query`` row fails before an image is sent
+(``http://127.0.0.1:1`` is a port nothing listens on).
+"""
+
+NO_SERVER = "http://127.0.0.1:1"
+
+ROWS = [
+    # serve: the model
+    ("serve-plain-model", ["serve", "{model}", "--no-auth", "--port", "0"], "must be transformed"),
+    ("serve-keyed-card-without-parameters", ["serve", "{keyed}", "--no-auth", "--port", "0"], "extra.keyed must give"),
+    ("serve-missing-model", ["serve", "{tmp}/missing", "--no-auth", "--port", "0"], "missing"),
+    ("serve-corrupt-card", ["serve", "{corrupt_json}", "--no-auth", "--port", "0"], "corrupt"),
+    # serve: device, address, limits
+    ("serve-device-cuda", ["serve", "{model}", "--no-auth", "--port", "0", "--device", "cuda"], "no CUDA GPU"),
+    ("serve-device-unknown", ["serve", "{model}", "--no-auth", "--port", "0", "--device", "tpu9"], "device"),
+    ("serve-port-out-of-range", ["serve", "{model}", "--no-auth", "--port", "70000"], "--port must be in 0–65535"),
+    ("serve-port-not-a-number", ["serve", "{model}", "--no-auth", "--port", "http"], "invalid int value"),
+    ("serve-host-not-here", ["serve", "{model}", "--no-auth", "--port", "0", "--host", "256.0.0.1"], "cannot listen on 256.0.0.1"),
+    ("serve-max-batch-zero", ["serve", "{model}", "--no-auth", "--port", "0", "--max-batch", "0"], "must be positive"),
+    ("serve-read-timeout-zero", ["serve", "{model}", "--no-auth", "--port", "0", "--read-timeout", "0"], "--read-timeout"),
+    ("serve-threads-zero", ["serve", "{model}", "--no-auth", "--port", "0", "--threads", "0"], "--threads must be positive"),
+    # serve: tokens and TLS
+    ("serve-token-file-missing", ["serve", "{model}", "--port", "0", "--token-file", "{tmp}/tokens.txt"], "cannot be read"),
+    ("serve-token-too-short", ["serve", "{model}", "--port", "0", "--token-file", "{afile}"], "shorter than 16"),
+    ("serve-no-auth-and-token-file", ["serve", "{model}", "--port", "0", "--no-auth", "--token-file", "{afile}"], "contradict"),
+    ("serve-tls-cert-without-key", ["serve", "{model}", "--no-auth", "--port", "0", "--tls-cert", "{afile}"], "both --tls-cert and --tls-key"),
+    ("serve-tls-file-missing", ["serve", "{model}", "--no-auth", "--port", "0", "--tls-cert", "{tmp}/cert.pem", "--tls-key", "{tmp}/key.pem"], "does not exist"),
+    ("serve-tls-not-a-certificate", ["serve", "{model}", "--no-auth", "--port", "0", "--tls-cert", "{afile}", "--tls-key", "{afile}"], "TLS certificate"),
+    # query
+    ("query-no-inputs", ["query", "--server", NO_SERVER, "--key", "{key}"], "give image files or --data"),
+    ("query-files-and-data", ["query", "--server", NO_SERVER, "--key", "{key}", "--data", "digits", "{afile}"], "not both"),
+    ("query-limit-zero", ["query", "--server", NO_SERVER, "--key", "{key}", "--data", "digits", "--limit", "0"], "--limit must be positive"),
+    ("query-url-without-scheme", ["query", "--server", "127.0.0.1:8000", "--key", "{key}", "{afile}"], "must start with http"),
+    ("query-secret-missing", ["query", "--server", NO_SERVER, "--key", "{tmp}/key.json", "{afile}"], "does not exist"),
+    ("query-token-file-missing", ["query", "--server", NO_SERVER, "--key", "{key}", "--token-file", "{tmp}/token.txt", "{afile}"], "cannot be read"),
+    ("query-ca-file-not-a-certificate", ["query", "--server", "https://127.0.0.1:1", "--key", "{key}", "--ca-file", "{afile}", "{afile}"], "CA file"),
+    ("query-server-unreachable", ["query", "--server", NO_SERVER, "--key", "{key}", "{afile}"], "unreachable"),
+    ("query-unknown-encoding", ["query", "--server", NO_SERVER, "--key", "{key}", "--encoding", "json", "{afile}"], "invalid choice"),
+]
