@@ -99,3 +99,56 @@ def test_demo_step_writes_key_model_and_report(tmp_path) -> None:
     x = split.float_images()
     with torch.no_grad():
         assert (keyed(encrypt_images(x, key)) - model(x)).abs().max() <= 1e-4 * model(x).abs().max()
+
+
+def test_one_known_pair_recovers_the_whole_key_only_for_a_colour_pair() -> None:
+    """A grey pair (R = G = B) leaves the shuffle's channels undecided: held-out colour images
+    decrypt only in part. A colour pair recovers the whole key (ConvMixer block key, M = 4)."""
+    gen = torch.Generator().manual_seed(0)
+    key = generate_key("block", 4, 3, 32, seed=3)
+    grey = torch.rand(1, 1, 32, 32, generator=gen).expand(1, 3, 32, 32)
+    colour = torch.rand(1, 3, 32, 32, generator=gen)
+    held_out = torch.rand(8, 3, 32, 32, generator=gen)
+    from veilnet.keyed.attacks.known_plaintext import is_grey
+
+    assert is_grey(grey).tolist() == [True] and is_grey(held_out).tolist() == [False] * 8
+    from_grey = known_plaintext_attack(key, torch.cat([grey, held_out]), pair_counts=[1], holdout=8).trials[0]
+    assert not from_grey.score.exact and from_grey.score.shuffle_fraction < 0.6
+    assert from_grey.holdout_pixel_fraction < 0.6
+    from_colour = known_plaintext_attack(key, torch.cat([colour, held_out]), pair_counts=[1], holdout=8).trials[0]
+    assert from_colour.score.exact and from_colour.holdout_pixel_fraction == 1.0
+
+
+def test_wrong_keys_are_never_the_key_even_in_a_tiny_key_space() -> None:
+    """1×1 blocks of 2 channels: 2! shuffles × 2 flips = 4 keys, so 12 draws meet the true key
+    several times; every such draw is skipped."""
+    key = generate_key("block", 1, 2, 2, seed=0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(8, 3))
+    images, labels = torch.rand(5, 2, 2, 2), torch.tensor([0, 1, 2, 0, 1])
+    result = evaluate_random_keys(model, KeyParams.of(key), images, labels, n_keys=12, seed=0)
+    assert key.fingerprint not in result.fingerprints and len(result.fingerprints) == 12
+    assert result.skipped > 0
+    with pytest.raises(ConfigError, match="key space is too small"):
+        evaluate_random_keys(model, KeyParams.of(generate_key("block", 1, 1, 1)), torch.rand(2, 1, 1, 1), torch.tensor([0, 1]), n_keys=2)
+
+
+def test_the_demo_seed_gives_the_key_and_the_wrong_keys_different_streams() -> None:
+    """`veilnet demo --seed 0` seeded the key and wrong key 0 alike: the wrong key was the key."""
+    split = data.subset(data.load("digits", "test"), 1)
+    model = models.create("convmixer", dim=16, depth=1, kernel_size=3, patch_size=4).eval()
+    result = demo_step(model, split.images, split.labels, random_keys=5, seed=0)
+    assert generate_key("block", 4, 3, 32, seed=0).fingerprint == result.key.fingerprint
+    assert result.key.fingerprint not in result.random_keys.fingerprints
+    assert len(set(result.random_keys.fingerprints)) == 5
+
+
+def test_weight_matching_refuses_a_plain_model_that_does_not_fit() -> None:
+    from veilnet.errors import KeyMismatchError
+
+    key = generate_key("block", 4, 3, 16)
+    plain = models.create("convmixer", dim=32, depth=1, kernel_size=3, patch_size=4).eval()
+    other = models.create("convmixer", dim=16, depth=1, kernel_size=3, patch_size=4).eval()
+    with pytest.raises(KeyMismatchError, match="does not fit"):
+        weight_matching_attack(transform_model(plain, key), other, key)
+    with pytest.raises(KeyMismatchError, match="architecture"):
+        weight_matching_attack(transform_model(plain, key), models.create("vit", image_size=16, patch_size=4, dim=32, depth=1, heads=2, mlp_dim=16), key)

@@ -158,3 +158,27 @@ def test_keyed_and_key_commands_parse_without_torch() -> None:
     code = "import sys\nfrom veilnet import cli\nfor argv in (['key', 'new', '--help'], ['keyed', 'attack', 'known-plaintext', '--help']):\n    try:\n        cli.main(argv)\n    except SystemExit:\n        pass\nprint('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "False"
+
+
+def _one_line(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    code, _, err = run(capsys, *argv)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_keys_and_models_that_do_not_fit_are_one_line(workdir, capsys) -> None:
+    run(capsys, "key", "new", "--scheme", "block", "--block-size", "2", "--channels", "3", "--image-size", "32", "-o", "k2.json")
+    run(capsys, "key", "new", "--scheme", "block", "--block-size", "4", "--channels", "3", "--image-size", "32", "-o", "k4.json")
+    run(capsys, "key", "new", "--scheme", "block", "--block-size", "4", "--channels", "3", "--image-size", "32", "-o", "other.json")
+    assert "patch size 4" in _one_line(capsys, "keyed", "evaluate", "cm", "--key", "k2.json", "--data", "digits", "-o", "ev")
+    assert "patch size 4" in _one_line(capsys, "keyed", "transform-model", "cm", "--key", "k2.json", "-o", "cmk")
+    run(capsys, "key", "new", "--scheme", "block", "--block-size", "4", "--channels", "3", "--image-size", "28", "-o", "k28.json")
+    assert "N×3×28×28" in _one_line(capsys, "keyed", "transform-images", "digits", "--key", "k28.json", "--limit", "1", "-o", "enc")
+    assert run(capsys, "keyed", "transform-model", "cm", "--key", "k4.json", "-o", "cmk")[0] == 0
+    models.save(models.create("convmixer", dim=8, depth=1, kernel_size=3, patch_size=4), "small")
+    assert "does not fit" in _one_line(capsys, "keyed", "attack", "weight-matching", "cmk", "--plain", "small", "--key", "k4.json", "-o", "wm.json")
+    assert "architecture" in _one_line(capsys, "keyed", "attack", "weight-matching", "cmk", "--plain", "vit", "--key", "k4.json", "-o", "wm.json")
+    assert "not with key" in _one_line(capsys, "keyed", "attack", "weight-matching", "cmk", "--plain", "cm", "--key", "other.json", "-o", "wm.json")
+    assert "patch size" in _one_line(capsys, "keyed", "attack", "weight-matching", "cmk", "--plain", "cm", "--key", "k2.json", "-o", "wm.json")
+    assert not (workdir / "wm.json").exists()

@@ -201,7 +201,10 @@ def _weight_matching(args: argparse.Namespace) -> Any:
     from veilnet.keyed.attacks import weight_matching_attack
 
     key = keys.load(args.key)
-    return weight_matching_attack(models.load(args.transformed), models.load(args.plain), key)
+    transformed = models.load(args.transformed)
+    if _keyed_entry(transformed) is None:
+        raise ModelFormatError(f"{args.transformed} has no 'keyed' entry in its card: not a transformed model")
+    return weight_matching_attack(transformed, models.load(args.plain), key)
 
 
 def _ciphertext_only(args: argparse.Namespace) -> Any:

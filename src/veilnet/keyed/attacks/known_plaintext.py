@@ -14,6 +14,11 @@ Every scheme is b̂ = (b − ½)·Ea⁻¹ + ½ on blocks that Eb moves (see :mod
 2. Ea: for a signed permutation each encrypted pixel column equals ± one plain pixel column
    over all blocks (one-to-one assignment); otherwise least squares over all blocks,
    Ea⁻¹ = argmin ‖(X − ½)·Ea⁻¹ − (Y − ½)‖.
+
+One pair recovers a whole permutation-type key only when the pair's pixel columns are all
+different. A grey image (R = G = B) has three equal columns at every pixel position, so the
+shuffle cannot tell its channels apart and the key is recovered only up to channel swaps:
+held-out colour images then decrypt only in part (``holdout_pixel_fraction``).
 """
 
 from __future__ import annotations
@@ -34,11 +39,13 @@ from veilnet.report import Result
 @dataclass(frozen=True)
 class KnownPlaintextTrial(Result):
     """One run with ``pairs`` image pairs: what was recovered, and how well held-out encrypted
-    images decrypt with it (PSNR in dB against the true plain images; inf when exact)."""
+    images decrypt with it: PSNR in dB against the true plain images (inf when exact) and the
+    fraction of held-out pixel values decrypted to within half a grey level (1/510)."""
 
     pairs: int
     score: KeyScore
     holdout_psnr: float
+    holdout_pixel_fraction: float
 
 
 @dataclass(frozen=True)
@@ -73,7 +80,13 @@ def recover_key(plain: torch.Tensor, encrypted: torch.Tensor, params: KeyParams)
 
 def known_plaintext_attack(key: keys.Key, images: torch.Tensor, *, pair_counts: Sequence[int] | None = None, holdout: int = 16) -> KnownPlaintextResult:
     """Run :func:`recover_key` with 1, 2, 4, ... of ``images`` (the last ``holdout`` are kept
-    to test decryption) until the whole key is recovered; score each try against ``key``."""
+    to test decryption) until the whole key is recovered; score each try against ``key``.
+
+    Example (one grey pair, :func:`is_grey`, leaves the channels undecided)::
+
+        result = known_plaintext_attack(key, torch.cat([grey_image, colour_images]), pair_counts=[1])
+        result.trials[0].holdout_pixel_fraction  # < 1
+    """
     check_fits(key, image_shape=images.shape)
     if holdout < 1:
         raise ConfigError(f"known-plaintext attack needs at least 1 held-out image; got holdout {holdout}")
@@ -89,7 +102,8 @@ def known_plaintext_attack(key: keys.Key, images: torch.Tensor, *, pair_counts: 
     for n in counts:
         guess = recover_key(x[:n], y[:n], public)
         decrypted = apply_cipher(y[available:], guess, inverse=True).clamp(0, 1)
-        trials.append(KnownPlaintextTrial(pairs=n, score=score(guess, true), holdout_psnr=metrics.psnr(decrypted, x[available:])))
+        right = (decrypted - x[available:]).abs() < 0.5 / 255
+        trials.append(KnownPlaintextTrial(pairs=n, score=score(guess, true), holdout_psnr=metrics.psnr(decrypted, x[available:]), holdout_pixel_fraction=right.double().mean().item()))
         if trials[-1].score.exact:
             break
     needed = next((t.pairs for t in trials if t.score.exact), None)
@@ -100,6 +114,11 @@ def known_plaintext_attack(key: keys.Key, images: torch.Tensor, *, pair_counts: 
         pairs_needed=needed,
         key_fraction=trials[-1].score.key_fraction if trials else 0.0,
     )
+
+
+def is_grey(images: torch.Tensor) -> torch.Tensor:
+    """Per image (N×C×H×W): True when every channel equals the first (R = G = B)."""
+    return (images == images[:, :1]).flatten(1).all(dim=1)
 
 
 def _match_blocks(x: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
