@@ -13,7 +13,7 @@ import pytest
 
 from cli_error_rows import all_rows
 from veilnet import cli, models
-from veilnet.keyed import generate_key, transform_model
+from veilnet.keyed import generate_key, public_params, transform_model
 
 ROWS = all_rows()
 
@@ -21,19 +21,21 @@ ROWS = all_rows()
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """The files the rows refer to by name: a small plain ConvMixer and a keyed copy, a key that
-    fits it, a key that does not, a regular file to put outputs under, a corrupt file."""
+    fits it (and a keyed copy whose card lacks the key's public parameters), a regular file to put outputs under, a corrupt file."""
     root = tmp_path_factory.mktemp("cli-world")
     model = models.create("convmixer", dim=16, depth=1, kernel_size=3, patch_size=4)
     models.save(model, root / "model")
     key = generate_key("block", 4, 3, 32, seed=1)
     key.save(root / "key.json")
-    models.save(transform_model(model, key), root / "keyed", extra={"keyed": {"fingerprint": key.fingerprint}})
+    models.save(transform_model(model, key), root / "keyed", extra={"keyed": public_params(key)})
+    models.save(transform_model(model, key), root / "keyed_bare", extra={"keyed": {"fingerprint": key.fingerprint}})
     (root / "afile").write_text("not a folder\n")
     (root / "corrupt.json").write_text("{not json")
     (root / "corrupt.safetensors").write_bytes(b"\x00garbage")
     return {
         "model": str(root / "model"),
         "keyed": str(root / "keyed"),
+        "keyed_bare": str(root / "keyed_bare"),
         "key": str(root / "key.json"),
         "afile": str(root / "afile"),
         "corrupt_json": str(root / "corrupt.json"),

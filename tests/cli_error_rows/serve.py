@@ -10,7 +10,7 @@ NO_SERVER = "http://127.0.0.1:1"
 ROWS = [
     # serve: the model
     ("serve-plain-model", ["serve", "{model}", "--no-auth", "--port", "0"], "must be transformed"),
-    ("serve-keyed-card-without-parameters", ["serve", "{keyed}", "--no-auth", "--port", "0"], "extra.keyed must give"),
+    ("serve-keyed-card-without-parameters", ["serve", "{keyed_bare}", "--no-auth", "--port", "0"], "extra.keyed must give"),
     ("serve-missing-model", ["serve", "{tmp}/missing", "--no-auth", "--port", "0"], "missing"),
     ("serve-corrupt-card", ["serve", "{corrupt_json}", "--no-auth", "--port", "0"], "corrupt"),
     # serve: device, address, limits
