@@ -92,10 +92,15 @@ def train_step(out: Path, seed: int | None) -> tuple[DemoContext, str]:
 
 
 def keyed_step(ctx: DemoContext) -> str:
-    """Transform the demo model with a fresh block-wise key and measure Table 1 on digits."""
+    """Transform the demo model with a fresh block-wise key and measure Table 1 on digits.
+
+    With ``--seed`` the key is drawn reproducibly from that seed, and the random wrong keys from
+    their own stream of it (:data:`veilnet.keyed.evaluation.WRONG_KEYS`), so no wrong key is the key.
+    """
     from veilnet import keys
     from veilnet.keyed import encrypt_images
     from veilnet.keyed.evaluation import demo_step, markdown
+    from veilnet.report import save_figure
 
     out = ctx.out / "keyed"
     result = demo_step(ctx.model, ctx.test.images, ctx.test.labels, random_keys=10, seed=ctx.seed, output_dir=out, data="digits")
@@ -107,15 +112,15 @@ def keyed_step(ctx: DemoContext) -> str:
         ax.imshow(image[0].permute(1, 2, 0).numpy(), interpolation="nearest")
         ax.set_title(title)
         ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(out / "image.png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, out / "image.png", dpi=100)
+    source = "fresh from the OS CSPRNG" if ctx.seed is None else f"drawn from seed {ctx.seed} (reproducible, so not secret)"
     return "\n".join(
         [
             "## 2. Keyed model (block-wise encryption, ConvMixer paper)",
             "",
-            "A fresh key from the OS CSPRNG (`keyed/key.json`, mode 0600) transforms the model's patch embedding; "
-            "the server would hold `keyed/keyed_model.*` and see only encrypted images.",
+            f"A key {source} (`keyed/key.json`, mode 0600) transforms the model's patch embedding; "
+            "the server would hold `keyed/keyed_model.*` and see only encrypted images. "
+            "The random wrong keys come from a stream of their own and are never the key.",
             "",
             markdown(result),
             "",
