@@ -136,3 +136,57 @@ def test_create_errors_list_what_is_known() -> None:
         models.create("lenet", mean=torch.zeros(3))
     model = models.create("convmixer", dim=8, depth=1, kernel_size=3, patch_size=2)
     assert model.veilnet_arch == {"name": "convmixer", "kwargs": {"dim": 8, "depth": 1, "kernel_size": 3, "patch_size": 2}}
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "message"),
+    [
+        ("convmixer", {"patch_size": 0}, "patch_size must be a positive integer, got 0"),
+        ("convmixer", {"dim": -8}, "dim must be a positive integer, got -8"),
+        ("convmixer", {"kernel_size": 0}, "kernel_size must be a positive integer"),
+        ("convmixer", {"depth": 2.5}, "depth must be a positive integer"),
+        ("convmixer", {"dim": True}, "dim must be a positive integer"),
+        ("vit", {"heads": 0}, "heads must be a positive integer"),
+        ("vit", {"patch_size": 0}, "patch_size must be a positive integer"),
+        ("vit", {"dropout": 1.0}, r"dropout must be in \[0, 1\)"),
+        ("vit", {"dropout": "x"}, "dropout must be a number"),
+        ("resnet20", {"num_classes": -1}, "num_classes must be a positive integer"),
+        ("lenet", {"mean": float("nan")}, "JSON"),
+        ("unet", {"base_width": 0}, "base_width must be a positive integer"),
+    ],
+)
+def test_create_refuses_arguments_that_build_no_model(name: str, kwargs: dict, message: str) -> None:
+    """Each of these built a broken model or raised a bare RuntimeError/ZeroDivisionError before."""
+    with pytest.raises(ConfigError, match=message):
+        models.create(name, **kwargs)
+
+
+def test_create_turns_any_constructor_failure_into_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(num_classes: int = 10) -> nn.Module:
+        raise RuntimeError("Trying to create tensor with negative dimension")
+
+    monkeypatch.setitem(models.MODELS, "lenet", broken)
+    with pytest.raises(ConfigError, match="cannot build lenet with num_classes=3: Trying to create tensor"):
+        models.create("lenet", num_classes=3)
+
+
+def test_check_input_names_both_shapes_and_leaves_the_model_as_it_was() -> None:
+    model = models.create("convmixer", dim=8, depth=1, kernel_size=3, patch_size=4).train()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    models.check_input(model, (3, 32, 32))
+    models.check_input(model, (3, 24, 24))
+    assert model.training and torch.equal(torch.get_rng_state(), rng)
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+    with pytest.raises(ShapeError, match=r"convmixer takes 3×\?×\? images \(C×H×W\), but gray has 1×32×32"):
+        models.check_input(model, (1, 32, 32), data="gray")
+    with pytest.raises(ShapeError, match=r"cannot run on odd's 3×30×30 images: ConvMixer with patch size 4"):
+        models.check_input(model, (3, 30, 30), data="odd")
+    # A card that records the training images is exact: a size the network could run is refused.
+    model.veilnet_card = {"input_shape": [3, 32, 32]}
+    with pytest.raises(ShapeError, match=r"takes 3×32×32 images .* has 3×24×24"):
+        models.check_input(model, (3, 24, 24))
+    lenet = models.create("lenet", in_channels=1, image_size=16)
+    assert models.input_shape(lenet) == (1, 16, 16)
+    with pytest.raises(ShapeError, match="takes 1×16×16"):
+        models.check_input(lenet, (1, 32, 32))

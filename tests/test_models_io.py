@@ -86,6 +86,24 @@ def test_load_errors(tmp_path: Path) -> None:
     with pytest.raises(ModelFormatError, match="m.json: unknown model 'resnet18'"):
         models.load(weights)
 
+    card.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ModelFormatError, match="m.json: corrupt model card .nested too deeply"):
+        models.load(weights)
+
+    for not_an_object in ("[1, 2]", '"lenet"', "null"):
+        card.write_text(not_an_object)
+        with pytest.raises(ModelFormatError, match="m.json: not a veilnet model card"):
+            models.load(weights)
+
+    # An edited card whose arguments build no model names the card and the argument.
+    card.write_text(json.dumps({**info, "kwargs": {"image_size": 0}}))
+    with pytest.raises(ModelFormatError, match="m.json: lenet argument image_size must be a positive integer"):
+        models.load(weights)
+
+    card.write_text(json.dumps({**info, "input_shape": [3, 32]}))
+    with pytest.raises(ModelFormatError, match="input_shape"):
+        models.load(weights)
+
     card.write_text(json.dumps({**info, "version": 2}))
     with pytest.raises(ModelFormatError, match="version 2 unsupported"):
         models.load(weights)

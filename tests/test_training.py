@@ -1,4 +1,6 @@
-"""The training loop: it learns, it is deterministic, and --resume reaches the same weights."""
+"""The training core and the classifier on it: it learns, it is deterministic, --resume reaches
+the same weights (for a classifier and for a two-optimiser alternating toy GAN), and
+``train_epochs`` trains in memory."""
 
 from __future__ import annotations
 
@@ -6,11 +8,12 @@ import json
 
 import pytest
 import torch
+from torch import nn
 
 from veilnet import data, models
 from veilnet.cli import main
-from veilnet.errors import ConfigError, OutputExistsError
-from veilnet.training import TrainConfig, augment, learning_rate, train
+from veilnet.errors import ConfigError, ModelFormatError, OutputExistsError, ShapeError
+from veilnet.training import CHECKPOINT, StepInfo, TrainConfig, augment, fit, learning_rate, train, train_epochs
 
 CONFIG = TrainConfig(epochs=2, batch_size=64, optimizer="adam", lr=3e-3, weight_decay=0.0, seed=3)
 
@@ -132,3 +135,226 @@ def test_cli_errors_are_one_line(tmp_path, capsys, argv, message):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+# --- the core: a two-model, two-optimiser alternating toy (the shape of a GAN's training) -----
+
+
+class _ToyGAN:
+    """A generator G: z -> x and a discriminator D: x -> logit with dropout, trained in turn
+    (D on real vs G(z) detached, then G to fool D), the non-saturating GAN losses."""
+
+    def __init__(self) -> None:
+        torch.manual_seed(0)
+        self.gen = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 2))
+        self.disc = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Dropout(0.3), nn.Linear(8, 1))
+        self.opt_g = torch.optim.Adam(self.gen.parameters(), lr=1e-2)
+        self.opt_d = torch.optim.SGD(self.disc.parameters(), lr=5e-2, momentum=0.9)
+        self.sched_d = torch.optim.lr_scheduler.StepLR(self.opt_d, step_size=3, gamma=0.5)
+        self.noise = torch.Generator().manual_seed(1)
+        self.order = torch.Generator().manual_seed(2)
+        self.real = torch.randn(40, 2, generator=torch.Generator().manual_seed(3)) * 0.5 + 2.0
+
+    def state(self) -> dict:
+        return {"gen": self.gen, "disc": self.disc, "opt_g": self.opt_g, "opt_d": self.opt_d, "sched_d": self.sched_d, "noise": self.noise, "order": self.order}
+
+    def batches(self, epoch: int) -> list[torch.Tensor]:
+        perm = torch.randperm(len(self.real), generator=self.order)
+        return [self.real[perm[i : i + 8]] for i in range(0, len(self.real), 8)]
+
+    def step(self, real: torch.Tensor, info: StepInfo) -> dict[str, float]:
+        bce = nn.functional.binary_cross_entropy_with_logits
+        z = torch.randn(len(real), 2, generator=self.noise)
+        ones, zeros = torch.ones(len(real), 1), torch.zeros(len(real), 1)
+        d_loss = bce(self.disc(real), ones) + bce(self.disc(self.gen(z).detach()), zeros)
+        self.opt_d.zero_grad()
+        d_loss.backward()
+        self.opt_d.step()
+        g_loss = bce(self.disc(self.gen(z)), ones)
+        self.opt_g.zero_grad()
+        g_loss.backward()
+        self.opt_g.step()
+        self.sched_d.step()
+        return {"d_loss": d_loss.item(), "g_loss": g_loss.item(), "n": len(real)}
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        return {**{f"g.{k}": v for k, v in self.gen.state_dict().items()}, **{f"d.{k}": v for k, v in self.disc.state_dict().items()}}
+
+
+def _fit_toy(toy: _ToyGAN, out, **kwargs) -> list[dict]:
+    return fit(toy.step, toy.batches, epochs=4, state=toy.state(), out_dir=out, config={"toy": 1}, progress=False, **kwargs)
+
+
+def test_fit_resumes_a_two_optimiser_alternating_run_bit_identically(tmp_path):
+    full = _ToyGAN()
+    full_history = _fit_toy(full, tmp_path / "full")
+
+    def stop_after_second(record: dict) -> None:
+        if record["epoch"] == 2:
+            raise _Interrupt
+
+    with pytest.raises(_Interrupt):
+        _fit_toy(_ToyGAN(), tmp_path / "cut", on_epoch_end=stop_after_second)
+    torch.manual_seed(12345)  # a new process: other global RNG state, fresh objects
+    resumed = _ToyGAN()
+    resumed_history = _fit_toy(resumed, tmp_path / "cut", resume=True)
+
+    a, b = full.weights(), resumed.weights()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed.sched_d.state_dict() == full.sched_d.state_dict()
+    assert torch.equal(resumed.noise.get_state(), full.noise.get_state())
+    strip = [{k: v for k, v in r.items() if k != "seconds"} for r in full_history]
+    assert [{k: v for k, v in r.items() if k != "seconds"} for r in resumed_history] == strip
+    assert [r["epoch"] for r in json.loads((tmp_path / "cut" / "metrics.json").read_text())] == [1, 2, 3, 4]
+    # The toy really trains both players and really is random: another noise seed differs.
+    other = _ToyGAN()
+    other.noise.manual_seed(99)
+    _fit_toy(other, tmp_path / "other")
+    assert not all(torch.equal(a[k], other.weights()[k]) for k in a)
+
+
+def test_fit_in_memory_writes_nothing_and_averages_by_weight(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    sizes = [3, 1]
+
+    def step(batch: int, info: StepInfo) -> dict[str, float]:
+        return {"value": float(batch), "n": sizes[info.index]}
+
+    history = fit(step, lambda epoch: [10, 20], epochs=2, state={}, progress=False)
+    assert [r["epoch"] for r in history] == [1, 2]
+    assert history[0]["value"] == pytest.approx((3 * 10 + 1 * 20) / 4)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ConfigError, match="resume needs an output folder"):
+        fit(step, lambda epoch: [1], epochs=1, state={}, resume=True, progress=False)
+    with pytest.raises(ConfigError, match="state 'x' is a int"):
+        fit(step, lambda epoch: [1], epochs=1, state={"x": 3}, progress=False)
+
+
+def test_fit_refuses_a_corrupt_truncated_or_foreign_checkpoint(tmp_path):
+    toy = _ToyGAN()
+    _fit_toy(toy, tmp_path / "run")
+    ckpt = tmp_path / "run" / CHECKPOINT
+    blob = ckpt.read_bytes()
+    ckpt.write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(ModelFormatError, match="corrupt or truncated checkpoint"):
+        _fit_toy(_ToyGAN(), tmp_path / "run", resume=True)
+    ckpt.write_bytes(b"garbage")
+    with pytest.raises(ModelFormatError, match="corrupt or truncated checkpoint"):
+        _fit_toy(_ToyGAN(), tmp_path / "run", resume=True)
+    torch.save({"epoch": 1}, ckpt)
+    with pytest.raises(ModelFormatError, match="not a veilnet training checkpoint"):
+        _fit_toy(_ToyGAN(), tmp_path / "run", resume=True)
+    ckpt.write_bytes(blob)
+    with pytest.raises(ConfigError, match="toy differ"):
+        fit(toy.step, toy.batches, epochs=4, state=toy.state(), out_dir=tmp_path / "run", config={"toy": 2}, resume=True, progress=False)
+    with pytest.raises(ConfigError, match="holds the state of"):
+        fit(toy.step, toy.batches, epochs=4, state={"gen": toy.gen}, out_dir=tmp_path / "run", config={"toy": 1}, resume=True, progress=False)
+
+
+def test_checkpoint_keeps_cpu_rng_on_cpu_and_restores_cuda_rng(tmp_path, monkeypatch):
+    """On a CUDA machine the CUDA RNG states are saved and restored; the CPU state is loaded on
+    the CPU (``torch.set_rng_state`` takes a CPU ByteTensor). CUDA is faked on a CPU machine."""
+    fake = [torch.tensor([7, 8, 9], dtype=torch.uint8)]
+    restored: list = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: [t.clone() for t in fake])
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda states: restored.extend(states))
+    toy = _ToyGAN()
+    fit(toy.step, toy.batches, epochs=1, state=toy.state(), out_dir=tmp_path, config={}, progress=False)
+    saved = torch.load(tmp_path / CHECKPOINT, weights_only=True)
+    assert saved["torch_rng"].device.type == "cpu" and saved["torch_rng"].dtype == torch.uint8
+    assert [t.tolist() for t in saved["cuda_rng"]] == [[7, 8, 9]]
+    fit(toy.step, toy.batches, epochs=1, state=toy.state(), out_dir=tmp_path, config={}, resume=True, progress=False)
+    assert [t.tolist() for t in restored] == [[7, 8, 9]]
+
+
+# --- the classifier on the core ----------------------------------------------------------------
+
+
+def test_train_epochs_trains_in_memory(tmp_path, monkeypatch, digits_small):
+    monkeypatch.chdir(tmp_path)
+    tr, te = digits_small
+    model = _lenet()
+    before = _weights(model)
+    history = train_epochs(model, tr, CONFIG, epochs=2, test_split=te)
+    assert [r["epoch"] for r in history] == [1, 2] and {"train_loss", "train_accuracy", "lr", "test_accuracy"} <= set(history[-1])
+    assert not all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert list(tmp_path.iterdir()) == []
+    # The same as train() into a folder: the in-memory path is the same step on the same core.
+    saved = train(_lenet(), tr, tmp_path / "run", config=CONFIG, test_split=te, progress=False)
+    on_disk = models.load(saved.model_path).state_dict()
+    assert all(torch.equal(on_disk[k], v) for k, v in model.state_dict().items())
+
+
+def test_resume_with_other_model_arguments_is_refused(tmp_path, digits_small):
+    tr, _ = digits_small
+    config = TrainConfig(epochs=1, batch_size=64, seed=0)
+    train(_lenet(), tr, tmp_path, config=config, progress=False)
+    other = models.create("lenet", num_classes=10, mean=0.5, std=0.5)
+    with pytest.raises(ConfigError, match="model differ"):
+        train(other, tr, tmp_path, config=config, resume=True, progress=False)
+
+
+def test_a_model_that_does_not_take_the_data_is_refused_before_training(tmp_path, digits_small):
+    tr, _ = digits_small
+    gray = data.load("digits:channels=1", "train")
+    with pytest.raises(ShapeError, match=r"lenet takes 3×32×32 images.*digits:channels=1 has 1×32×32"):
+        train(_lenet(), gray, tmp_path / "a", config=CONFIG, progress=False)
+    vit = models.create("vit", image_size=16, patch_size=4, dim=8, depth=1, heads=2, mlp_dim=8)
+    with pytest.raises(ShapeError, match=r"takes 3×16×16 images.*has 3×32×32"):
+        train_epochs(vit, tr, CONFIG)
+    assert not (tmp_path / "a").exists()
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [({"epochs": "ten"}, "epochs"), ({"lr": [1]}, "lr"), ({"batch_size": 2.5}, "batch_size"), ({"augment": "yes"}, "augment"), ({"lr": float("nan")}, "lr"), ({"seed": True}, "seed"), ({"grad_clip": -1.0}, "grad_clip"), ({"momentum": -0.1}, "momentum")],
+)
+def test_train_config_checks_types_and_names_the_field(options, field):
+    with pytest.raises(ConfigError, match=field):
+        TrainConfig.from_dict(options)
+
+
+def test_cli_resume_continues_and_refuses_other_model_args(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["train", "--model", "lenet", "--data", "digits", "--subset", "5", "--epochs", "1", "--optimizer", "adam", "--lr", "0.003", "-o", str(out)]
+    assert main(argv) == 0
+    assert main([*argv, "--resume"]) == 0  # a complete run resumes to itself
+    capsys.readouterr()
+    assert main([*argv, "--resume", "--arg", "mean=0.5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "another training configuration" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "message"),
+    [
+        ("model: lenet\ntrain: {epochs: ten}\n", "epochs must be an integer, got 'ten'"),
+        ("model: lenet\ntrain: {lr: [1]}\n", "lr must be a number, got [1]"),
+        ("model: lenet\ntrain: {batch_size: 2.5}\n", "batch_size must be an integer, got 2.5"),
+        ("model: lenet\ntrain: [1, 2]\n", "train must be a mapping of training options"),
+        ("model: lenet\nargs: dim\n", "args must be a mapping of model arguments"),
+        ("model: lenet\nsubset: x\n", "subset must be a positive integer"),
+        ("model: [lenet]\n", "model must be a model name"),
+        ("model: convmixer\nargs: {patch_size: 0}\n", "patch_size must be a positive integer"),
+    ],
+)
+def test_cli_yaml_config_with_wrongly_typed_values_is_one_line(tmp_path, capsys, yaml_text, message):
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml_text)
+    assert main(["train", "--config", str(config), "-o", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_resume_from_a_corrupt_checkpoint_is_one_line(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["train", "--model", "lenet", "--data", "digits", "--subset", "5", "--epochs", "1", "-o", str(out)]
+    assert main(argv) == 0
+    (out / CHECKPOINT).write_bytes((out / CHECKPOINT).read_bytes()[:100])
+    capsys.readouterr()
+    assert main([*argv, "--resume"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "corrupt or truncated checkpoint" in err and len(err.splitlines()) == 1

@@ -26,8 +26,7 @@ from torch import nn
 from veilnet import data, models
 from veilnet.cli import add_seed
 from veilnet.report import markdown_table, plot_backend
-from veilnet.training import TrainConfig, train
-from veilnet.training_cli import evaluate, plot_confusion
+from veilnet.training import TrainConfig, evaluate, plot_confusion, train
 
 DEMO_MODEL = {"dim": 64, "depth": 4, "kernel_size": 5, "patch_size": 4}
 DEMO_TRAINING = TrainConfig(epochs=3, batch_size=64, optimizer="adamw", lr=3e-3, weight_decay=0.05)

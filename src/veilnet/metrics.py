@@ -1,7 +1,10 @@
 """Metrics shared by every method: predictions, accuracy, confusion matrix, reconstruction error.
 
-Images are ``N×C×H×W``; uint8 images are read as pixels/255, float images must already lie in
-[0, 1] (see DESIGN.md, "Pixels").
+Images are ``N×C×H×W``; uint8 images are read as pixels/255, float images are taken as they are.
+Pixels are floats in [0, 1] by convention (docs/architecture.md, "Conventions"); the range is checked
+where images enter from a user's file (:func:`veilnet.data.images.as_pixels`), not here, because
+model inputs legitimately leave it (images encrypted with an orthogonal ViT key, the points
+post-averaging samples around an image).
 """
 
 from __future__ import annotations
@@ -15,7 +18,13 @@ from veilnet.errors import ShapeError
 
 
 def as_float(images: torch.Tensor) -> torch.Tensor:
-    """uint8 pixels -> float32 in [0, 1]; float images are checked and returned as float32."""
+    """uint8 pixels -> float32 in [0, 1]; float images -> float32, values unchanged.
+
+    Checks the shape (``N×C×H×W``) and the dtype (uint8 or floating point), not the range of
+    float values: callers pass model inputs outside [0, 1] on purpose (an orthogonal key's
+    encrypted images). Pixels read from users' files are range-checked when read
+    (:func:`veilnet.data.images.as_pixels`).
+    """
     if images.ndim != 4:
         raise ShapeError(f"expected images of shape N×C×H×W, got shape {tuple(images.shape)}")
     if images.dtype == torch.uint8:

@@ -16,8 +16,10 @@ its forward starts with ``self.normalize``, a :class:`Normalize` layer, so it ta
 ``unet`` (:mod:`.unet`) is the inversion attacker: feature of any shape → image in [0, 1]; it has
 no ``normalize`` layer. Default ``mean``/``std``: ImageNet's for 3 channels, 0.5/0.25 otherwise.
 
-Build with :func:`create`; save with :func:`save` (safetensors + JSON card) and rebuild with
-:func:`load`; read foreign CIFAR ResNet checkpoints with :func:`load_cifar_resnet`.
+Build with :func:`create` (arguments checked for type and range); save with :func:`save`
+(safetensors + JSON card) and rebuild with :func:`load`; read foreign CIFAR ResNet checkpoints
+with :func:`load_cifar_resnet`; :func:`check_input` says, before any work, whether a model takes
+a data set's images.
 
 Example::
 
@@ -28,35 +30,47 @@ Example::
 
 from __future__ import annotations
 
-from veilnet.models.alexnet import AlexNet
-from veilnet.models.convmixer import ConvMixer
-from veilnet.models.io import card, load, load_cifar_resnet, load_strict, save
-from veilnet.models.lenet import LeNet
-from veilnet.models.normalize import IMAGENET_MEAN, IMAGENET_STD, Normalize
-from veilnet.models.registry import MODELS, create, names, signature
-from veilnet.models.resnet_cifar import ResNetCIFAR
-from veilnet.models.unet import UNet
-from veilnet.models.vgg import VGG16
-from veilnet.models.vit import ViT
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = [
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
-    "MODELS",
-    "AlexNet",
-    "ConvMixer",
-    "LeNet",
-    "Normalize",
-    "ResNetCIFAR",
-    "UNet",
-    "VGG16",
-    "ViT",
-    "card",
-    "create",
-    "load",
-    "load_cifar_resnet",
-    "load_strict",
-    "names",
-    "save",
-    "signature",
-]
+if TYPE_CHECKING:
+    from veilnet.models.alexnet import AlexNet
+    from veilnet.models.convmixer import ConvMixer
+    from veilnet.models.inputs import check_input, input_shape
+    from veilnet.models.io import card, load, load_cifar_resnet, load_strict, save
+    from veilnet.models.lenet import LeNet
+    from veilnet.models.normalize import IMAGENET_MEAN, IMAGENET_STD, Normalize
+    from veilnet.models.registry import MODELS, create, names, signature
+    from veilnet.models.resnet_cifar import ResNetCIFAR
+    from veilnet.models.unet import UNet
+    from veilnet.models.vgg import VGG16
+    from veilnet.models.vit import ViT
+
+#: Public name -> the module defining it. Imported on first use (PEP 562), so that the command
+#: line can register ``models`` from :mod:`.cli` without importing torch.
+_WHERE = {
+    "AlexNet": "alexnet",
+    "ConvMixer": "convmixer",
+    "LeNet": "lenet",
+    "ResNetCIFAR": "resnet_cifar",
+    "UNet": "unet",
+    "VGG16": "vgg",
+    "ViT": "vit",
+    **dict.fromkeys(["IMAGENET_MEAN", "IMAGENET_STD", "Normalize"], "normalize"),
+    **dict.fromkeys(["check_input", "input_shape"], "inputs"),
+    **dict.fromkeys(["card", "load", "load_cifar_resnet", "load_strict", "save"], "io"),
+    **dict.fromkeys(["MODELS", "create", "names", "signature"], "registry"),
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))

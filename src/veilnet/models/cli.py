@@ -1,15 +1,19 @@
-"""``veilnet models``: list the zoo, import pretrained CIFAR ResNets, show a saved model's card."""
+"""``veilnet models``: list the zoo, import pretrained CIFAR ResNets, show a saved model's card.
+
+torch is imported inside the handlers, so ``veilnet --help`` stays quick.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 
-from veilnet import models
 from veilnet.cli import add_group, add_output
 
 
 def _list(args: argparse.Namespace) -> int:
+    from veilnet import models
+
     for name in models.names():
         kwargs = ", ".join(f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in models.signature(name).items())
         print(f"{name:<10} {kwargs}")
@@ -17,6 +21,12 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _import_cifar_resnet(args: argparse.Namespace) -> int:
+    from veilnet import models
+    from veilnet.models.io import output_paths
+    from veilnet.paths import prepare_output
+
+    weights, card_path = output_paths(args.output)
+    prepare_output(weights, force=args.force, exists=(weights, card_path))
     model = models.load_cifar_resnet(args.checkpoint, depth=args.depth)
     weights = models.save(model, args.output, metrics=model.veilnet_card["metrics"], extra={k: model.veilnet_card[k] for k in ("source", "source_sha256")}, force=args.force)
     print(f"{model.veilnet_card['architecture']} -> {weights} (+ {weights.with_suffix('.json').name})")
@@ -24,6 +34,8 @@ def _import_cifar_resnet(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
+    from veilnet import models
+
     model = models.load(args.model)
     print(json.dumps(model.veilnet_card, indent=2))
     print(f"parameters: {sum(p.numel() for p in model.parameters()):,}")

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from veilnet.errors import ShapeError
 from veilnet.models.normalize import Normalize
 
 
@@ -61,6 +62,8 @@ class ConvMixer(nn.Module):
         self.head = nn.Linear(dim, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] % self.patch_size or x.shape[-2] % self.patch_size:
+            raise ShapeError(f"ConvMixer with patch size {self.patch_size} takes images whose sides are multiples of it, got {tuple(x.shape[-2:])}")
         z = self.embed_bn(self.embed_act(self.patch_embed(self.normalize(x))))
         z = self.layers(z)
         return self.head(z.mean(dim=(2, 3)))

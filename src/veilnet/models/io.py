@@ -3,7 +3,9 @@
 A saved model is two files side by side: ``STEM.safetensors`` (every tensor of the state dict,
 buffers such as ``normalize.mean`` and BN running statistics included) and ``STEM.json``, the
 card: ``{"format": "veilnet-model", "version": 1, "architecture": name, "kwargs": {...},
-"data": spec, "metrics": {...}, "extra": {...}, "sha256": of the weights file}``.
+"data": spec, "metrics": {...}, "extra": {...}, "sha256": of the weights file}``, and
+optionally ``"input_shape": [C, H, W]``, the images the model was trained on (see
+:func:`veilnet.models.check_input`).
 :func:`load` rebuilds the model from the card with :func:`veilnet.models.create` and loads the
 weights strictly: a file that does not fit is a :class:`ModelFormatError`, never a silent
 partial model. :func:`load_cifar_resnet` reads the public akamaster CIFAR ResNet checkpoints
@@ -15,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +26,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from veilnet.errors import ConfigError, ModelFormatError, OutputExistsError, VeilnetError
+from veilnet.errors import ConfigError, ModelFormatError, VeilnetError
 from veilnet.models.registry import create
 from veilnet.models.resnet_cifar import DEPTHS
+from veilnet.paths import prepare_output
 
 FORMAT = "veilnet-model"
 VERSION = 1
@@ -34,22 +37,20 @@ VERSION = 1
 DIR_STEM = "model"
 
 
-def save(model: nn.Module, path: str | os.PathLike[str], *, data: str | None = None, metrics: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = None, force: bool = False) -> Path:
+def save(model: nn.Module, path: str | os.PathLike[str], *, data: str | None = None, metrics: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = None, input_shape: Sequence[int] | None = None, force: bool = False) -> Path:
     """Write ``model`` as ``STEM.safetensors`` + ``STEM.json`` and return the weights path.
 
     ``path`` is the stem, either file (the suffix is dropped), or an existing directory (then
     ``model.safetensors``/``model.json`` in it). The model must come from
     :func:`veilnet.models.create` (or :func:`load`), which records its architecture.
-    Existing files are kept unless ``force``.
+    ``input_shape`` (``C, H, W``) records the images the model takes. Existing files are
+    kept unless ``force`` (checked with :func:`veilnet.paths.prepare_output`, like every output).
     """
-    weights, card_path = _paths(path)
+    weights, card_path = output_paths(path)
     arch = getattr(model, "veilnet_arch", None)
     if not isinstance(arch, dict):
         raise ModelFormatError(f"cannot save a {type(model).__name__} that was not built by veilnet.models.create (no architecture record)")
-    if not force:
-        for existing in (weights, card_path):
-            if existing.exists():
-                raise OutputExistsError(f"{existing} exists (pass force=True / --force to overwrite)")
+    prepare_output(weights, force=force, exists=(weights, card_path))
     card: dict[str, Any] = {
         "format": FORMAT,
         "version": VERSION,
@@ -59,6 +60,8 @@ def save(model: nn.Module, path: str | os.PathLike[str], *, data: str | None = N
         "metrics": dict(metrics or {}),
         "extra": dict(extra or {}),
     }
+    if input_shape is not None:
+        card["input_shape"] = [int(v) for v in input_shape]
     try:
         json.dumps(card)
     except (TypeError, ValueError) as exc:
@@ -73,7 +76,7 @@ def save(model: nn.Module, path: str | os.PathLike[str], *, data: str | None = N
 
 def card(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The card of a saved model (``path`` as for :func:`load`), checked for format and version."""
-    return _read_card(_paths(path)[1])
+    return _read_card(output_paths(path)[1])
 
 
 def load(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> nn.Module:
@@ -84,7 +87,7 @@ def load(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") ->
     a missing or corrupt file, an unknown architecture, weights whose SHA-256 differs from the
     card's, or weights that do not fit the architecture.
     """
-    weights, card_path = _paths(path)
+    weights, card_path = output_paths(path)
     info = _read_card(card_path)
     if not weights.is_file():
         raise ModelFormatError(f"{weights}: weights file missing (card {card_path.name} expects it beside it)")
@@ -142,8 +145,12 @@ def load_cifar_resnet(path: str | os.PathLike[str], depth: int | None = None) ->
     state = checkpoint.get("state_dict", checkpoint)
     if not isinstance(state, dict):
         raise ModelFormatError(f"{path}: 'state_dict' is a {type(state).__name__}, not a dict")
+    if not all(isinstance(k, str) for k in state):
+        raise ModelFormatError(f"{path}: state_dict keys must be parameter names (strings)")
     state = {k.removeprefix("module."): v for k, v in state.items()}
     blocks = {k.split(".")[1] for k in state if k.startswith("layer1.") and k.count(".") >= 2}
+    if not blocks:
+        raise ModelFormatError(f"{path}: not a CIFAR ResNet checkpoint (its state_dict has no 'layer1.N.…' weights)")
     inferred = 6 * len(blocks) + 2
     if depth is None:
         depth = inferred
@@ -162,7 +169,8 @@ def load_cifar_resnet(path: str | os.PathLike[str], depth: int | None = None) ->
     return model.eval()
 
 
-def _paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
+def output_paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """The weights and card files of ``path`` (a stem, either file, or a folder) for :func:`save` and :func:`load`."""
     p = Path(path)
     if p.is_dir():
         p = p / DIR_STEM
@@ -178,13 +186,20 @@ def _read_card(card_path: Path) -> dict[str, Any]:
         raise ModelFormatError(f"{card_path}: model card missing") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelFormatError(f"{card_path}: corrupt model card ({exc})") from None
-    if not isinstance(info, dict) or info.get("format") != FORMAT:
+    except RecursionError:
+        raise ModelFormatError(f"{card_path}: corrupt model card (nested too deeply to read)") from None
+    if not isinstance(info, dict):
+        raise ModelFormatError(f"{card_path}: not a veilnet model card (a JSON object), but a JSON {type(info).__name__}")
+    if info.get("format") != FORMAT:
         raise ModelFormatError(f"{card_path}: not a veilnet model card (format must be {FORMAT!r})")
     if info.get("version") != VERSION:
         raise ModelFormatError(f"{card_path}: card version {info.get('version')!r} unsupported (this veilnet reads version {VERSION})")
     for field, kind in (("architecture", str), ("kwargs", dict), ("sha256", str)):
         if not isinstance(info.get(field), kind):
             raise ModelFormatError(f"{card_path}: card field {field!r} missing or not a {kind.__name__}")
+    shape = info.get("input_shape")
+    if shape is not None and not (isinstance(shape, list) and len(shape) == 3 and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape)):
+        raise ModelFormatError(f"{card_path}: card field 'input_shape' must be three positive integers [C, H, W], got {shape!r}")
     return info
 
 

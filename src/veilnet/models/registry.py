@@ -49,26 +49,47 @@ def create(name: str, **kwargs: Any) -> nn.Module:
 
     Every classifier takes ``num_classes``, ``in_channels`` and optional ``mean``/``std``
     (numbers or per-channel lists) for its :class:`Normalize` layer; see each class for the rest.
-    Unknown names raise :class:`ModelFormatError`, unknown or non-JSON keyword arguments
-    :class:`ConfigError`; both list what is accepted.
+    Unknown names raise :class:`ModelFormatError`; unknown keyword arguments, non-JSON values,
+    values of the wrong type or range (an integer argument such as ``dim``, ``depth``,
+    ``kernel_size`` or ``patch_size`` must be a positive integer, ``dropout`` a number in
+    [0, 1)) and any other value the constructor refuses raise :class:`ConfigError` naming the
+    argument; the errors list what is accepted.
     """
     constructor = _constructor(name)
     allowed = signature(name)
     unknown = sorted(set(kwargs) - set(allowed))
     if unknown:
-        raise ConfigError(f"{name} does not take {', '.join(unknown)}; it takes {', '.join(allowed)}")
+        raise ConfigError(f"{name} does not take {', '.join(map(str, unknown))}; it takes {', '.join(allowed)}")
     try:
-        json.dumps(kwargs)
+        json.dumps(kwargs, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"keyword arguments of {name} must be JSON values (numbers, strings, lists): {exc}") from None
+    for arg, value in kwargs.items():
+        _check_argument(name, arg, value, allowed[arg])
     try:
         model = constructor(**kwargs)
     except VeilnetError:
         raise
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"cannot build {name} with {kwargs}: {exc}") from None
+    except (TypeError, ValueError, RuntimeError, ArithmeticError, MemoryError) as exc:
+        given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+        raise ConfigError(f"cannot build {name} with {given}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     model.veilnet_arch = {"name": name, "kwargs": dict(kwargs)}
     return model
+
+
+def _check_argument(name: str, arg: str, value: Any, default: Any) -> None:
+    """Type and range of one keyword argument, judged by its default (int -> positive integer)."""
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name} argument {arg} must be true or false, got {value!r}")
+    elif isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name} argument {arg} must be a positive integer, got {value!r}")
+    elif isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{name} argument {arg} must be a number, got {value!r}")
+        if arg == "dropout" and not 0.0 <= value < 1.0:
+            raise ConfigError(f"{name} argument dropout must be in [0, 1), got {value!r}")
 
 
 def _constructor(name: str) -> Callable[..., nn.Module]:

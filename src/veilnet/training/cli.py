@@ -1,19 +1,18 @@
-"""``veilnet train`` and ``veilnet eval``."""
+"""``veilnet train`` and ``veilnet eval``.
+
+Thin: every check a user's mistake can fail (device, output path, options, the YAML file's
+types, whether the model takes the data) runs before any training or prediction, and the work
+is :mod:`veilnet.training`'s. torch is imported inside the handlers, so ``veilnet --help`` stays quick.
+"""
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from veilnet import data, metrics, models
-from veilnet.cli import add_device, add_output, parse_assignments
+from veilnet.cli import add_command, add_device, add_output, parse_assignments, positive_int
 from veilnet.errors import ConfigError
-from veilnet.report import Result, markdown_table, plot_backend
-from veilnet.training import TrainConfig, train
 
 #: CLI option -> TrainConfig field, for the options that map one to one.
 _TRAIN_OPTIONS = {
@@ -27,10 +26,20 @@ _TRAIN_OPTIONS = {
     "label_smoothing": "label_smoothing",
     "seed": "seed",
 }
+#: Keys of a YAML experiment file and the type of each value.
+_CONFIG_KEYS: dict[str, tuple[type, str]] = {
+    "model": (str, "a model name"),
+    "args": (dict, "a mapping of model arguments"),
+    "data": (str, "a data spec"),
+    "train": (dict, "a mapping of training options"),
+    "subset": (int, "a positive integer"),
+    "init": (str, "a saved model's path"),
+}
 
 
-def _read_config(path: str | None) -> dict[str, Any]:
-    """A YAML experiment file: ``model``, ``args`` (model kwargs), ``data``, ``train`` (TrainConfig fields)."""
+def read_config(path: str | None) -> dict[str, Any]:
+    """A YAML experiment file: ``model``, ``args`` (model kwargs), ``data``, ``train`` (TrainConfig
+    fields), ``subset``, ``init``; each key's value is checked for its type."""
     if path is None:
         return {}
     import yaml
@@ -39,104 +48,89 @@ def _read_config(path: str | None) -> dict[str, Any]:
         doc = yaml.safe_load(Path(path).read_text())
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} cannot be read ({type(exc).__name__})") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(doc, dict) or not set(doc) <= {"model", "args", "data", "train", "subset", "init"}:
-        raise ConfigError(f"config file {path} must be a mapping with keys among model, args, data, train, subset, init")
+    except RecursionError:
+        raise ConfigError(f"config file {path} is nested too deeply") from None
+    if not isinstance(doc, dict) or not set(doc) <= set(_CONFIG_KEYS):
+        raise ConfigError(f"config file {path} must be a mapping with keys among {', '.join(_CONFIG_KEYS)}")
+    for key, (kind, what) in _CONFIG_KEYS.items():
+        value = doc.get(key)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < 1)):
+            raise ConfigError(f"config file {path}: {key} must be {what}, got {value!r}")
     return doc
 
 
 def _train(args: argparse.Namespace) -> int:
-    config = _read_config(args.config)
+    from veilnet.devices import resolve_device
+    from veilnet.training import CHECKPOINT, TrainConfig, prepare_run
+
+    device = resolve_device(args.device)
+    config = read_config(args.config)
     model_name = args.model or config.get("model")
     if not model_name:
         raise ConfigError("no model given: pass --model NAME (see `veilnet models list`) or a --config file with `model:`")
-    spec = args.data or config.get("data") or "digits"
     train_options = dict(config.get("train") or {})
     train_options.update({field: getattr(args, opt) for opt, field in _TRAIN_OPTIONS.items() if getattr(args, opt) is not None})
     if args.no_augment:
         train_options["augment"] = False
     train_config = TrainConfig.from_dict(train_options)
+    n_per_class = args.subset or config.get("subset")
+    model_args = {**(config.get("args") or {}), **parse_assignments(args.arg)}
+    prepare_run(args.output, resume=args.resume, force=args.force, exists=(CHECKPOINT, "model.safetensors"), mkdir=False)
 
+    import torch
+
+    from veilnet import data, models
+    from veilnet.training import train
+
+    spec = args.data or config.get("data") or "digits"
     train_split = data.load(spec, "train", download=args.download)
     test_split = data.load(spec, "test")
-    n_per_class = args.subset or config.get("subset")
     if n_per_class:
         train_split = data.subset(train_split, int(n_per_class), seed=train_config.seed)
-    kwargs = {"num_classes": train_split.num_classes, "in_channels": train_split.image_shape[0]}
-    kwargs.update(config.get("args") or {})
-    kwargs.update(parse_assignments(args.arg))
+    kwargs = {"num_classes": train_split.num_classes, "in_channels": train_split.image_shape[0], **model_args}
     torch.manual_seed(train_config.seed)  # initial weights depend on the seed only
     model = models.create(model_name, **kwargs)
     init = args.init or config.get("init")
     if init:
-        _init_from(model, init)
-    result = train(model, train_split, args.output, config=train_config, test_split=test_split, resume=args.resume, force=args.force, device=args.device)
+        _init_from(model, init, train_split)
+    result = train(model, train_split, args.output, config=train_config, test_split=test_split, resume=args.resume, force=args.force, device=device)
     acc = "n/a" if result.test_accuracy is None else f"{result.test_accuracy:.4f}"
     print(f"test accuracy {acc} after {result.epochs} epochs ({result.train_seconds / 60:.1f} min); model: {result.model_path}")
     return 0
 
 
-def _init_from(model: torch.nn.Module, path: str) -> None:
-    """Start from the weights of a saved model that fits ``model`` exactly (fine-tuning)."""
-    models.load_strict(model, models.load(path).state_dict(), path)
+def _init_from(model: Any, path: str, split: Any) -> None:
+    """Start from the weights of a saved model that takes the data and fits ``model`` exactly (fine-tuning)."""
+    from veilnet import models
+
+    saved = models.load(path)
+    models.check_input(saved, split.image_shape, data=split.spec or "the training data")
+    mine, theirs = model.veilnet_arch, saved.veilnet_arch
+    if mine["name"] != theirs["name"] or {**models.signature(mine["name"]), **mine["kwargs"]} != {**models.signature(theirs["name"]), **theirs["kwargs"]}:
+        raise ConfigError(f"--init {path} is {_describe(theirs)}, but this run builds {_describe(mine)}; give the same model arguments")
+    models.load_strict(model, saved.state_dict(), path)
 
 
-@dataclass(frozen=True)
-class Evaluation(Result):
-    """Accuracy of a model on a split, per class, and its confusion matrix."""
-
-    model: str
-    data: str
-    split: str
-    n: int
-    accuracy: float
-    per_class: dict[str, float]
-    confusion: list[list[int]]
-
-
-def evaluate(model_path: str, spec: str, split: str = "test", *, device: str = "cpu") -> Evaluation:
-    """Load a saved model and measure it on ``split`` of data set ``spec``."""
-    model = models.load(model_path, device=device)
-    images = data.load(spec, split)
-    pred = metrics.predict(model, images.images, device=device).argmax(1)
-    confusion = metrics.confusion_matrix(pred, images.labels, images.num_classes)
-    totals = confusion.sum(1).clamp(min=1)
-    per_class = {name: (confusion[i, i] / totals[i]).item() for i, name in enumerate(images.classes)}
-    return Evaluation(
-        model=str(model_path),
-        data=spec,
-        split=split,
-        n=len(images),
-        accuracy=metrics.accuracy(pred, images.labels),
-        per_class=per_class,
-        confusion=confusion.tolist(),
-    )
-
-
-def plot_confusion(evaluation: Evaluation, path: Path) -> Path:
-    """Confusion matrix as a PNG (rows: true class, columns: predicted)."""
-    plt = plot_backend()
-    classes = list(evaluation.per_class)
-    fig, ax = plt.subplots(figsize=(1.2 + 0.45 * len(classes), 1 + 0.45 * len(classes)))
-    ax.imshow(evaluation.confusion, cmap="Blues")
-    ax.set_xticks(range(len(classes)), classes, rotation=90)
-    ax.set_yticks(range(len(classes)), classes)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(f"accuracy {evaluation.accuracy:.3f} (n={evaluation.n})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+def _describe(arch: dict[str, Any]) -> str:
+    return f"{arch['name']}({', '.join(f'{k}={v!r}' for k, v in arch['kwargs'].items())})"
 
 
 def _eval(args: argparse.Namespace) -> int:
-    evaluation = evaluate(args.model, args.data, args.split, device=args.device)
+    from veilnet.devices import resolve_device
+    from veilnet.paths import prepare_output
+    from veilnet.report import markdown_table
+    from veilnet.training import evaluate, plot_confusion
+
+    device = resolve_device(args.device)
+    out = prepare_output(args.output, force=args.force, exists=("eval.json", "confusion.png")) if args.output else None
+    evaluation = evaluate(args.model, args.data, args.split, device=str(device))
     print(f"accuracy {evaluation.accuracy:.4f} on {evaluation.n} images ({args.data}, {args.split})")
     print(markdown_table(["class", "accuracy"], [[name, acc] for name, acc in evaluation.per_class.items()]))
-    if args.output:
-        out = Path(args.output)
+    if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         evaluation.save(out / "eval.json")
         plot_confusion(evaluation, out / "confusion.png")
@@ -145,7 +139,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a zoo model on a data set")
+    p = add_command(sub, "train")
     p.add_argument("--model", help="zoo model name (see `veilnet models list`)")
     p.add_argument("--arg", action="append", metavar="KEY=VALUE", help="model keyword argument (repeatable)")
     p.add_argument("--data", help="data spec (default: digits)")
@@ -160,7 +154,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--label-smoothing", type=float)
     p.add_argument("--no-augment", action="store_true", help="no random crop / flip")
     p.add_argument("--seed", type=int)
-    p.add_argument("--subset", type=int, metavar="N", help="train on N images per class (seeded random choice)")
+    p.add_argument("--subset", type=positive_int, metavar="N", help="train on N images per class (seeded random choice)")
     p.add_argument("--init", metavar="MODEL", help="start from the weights of a saved model (fine-tuning)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in the output directory")
     p.add_argument("--download", action="store_true", help="fetch a missing CIFAR archive")
@@ -168,11 +162,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_device(p)
     p.set_defaults(func=_train)
 
-    e = sub.add_parser("eval", help="accuracy, per-class accuracy and confusion matrix of a saved model")
+    e = add_command(sub, "eval")
     e.add_argument("model", help="saved model (file, stem or directory)")
     e.add_argument("--data", required=True, help="data spec")
     e.add_argument("--split", default="test", choices=["train", "test"])
-    e.add_argument("-o", "--output", help="directory for eval.json and confusion.png")
+    add_output(e, required=False, help="directory for eval.json and confusion.png")
     add_device(e)
     e.set_defaults(func=_eval)
-

@@ -1,0 +1,43 @@
+"""Training: one core that runs any step function, and the classifier's step on it.
+
+* :func:`fit` (:mod:`.core`) runs ``step(batch, info)`` over epochs with a progress bar,
+  per-epoch metrics in ``metrics.json``, a checkpoint per epoch and exact resume for any named
+  set of models, optimisers, schedulers and generators (a GAN's generator and discriminator
+  with their two optimisers as much as one classifier).
+* :func:`train` / :func:`train_epochs` (:mod:`.classifier`) train a zoo classifier with
+  cross-entropy, into an output folder (resumable, the model saved with its card) or in memory.
+* :func:`evaluate` / :func:`plot_confusion` (:mod:`.evaluation`) measure a saved model.
+
+The ``veilnet train`` and ``veilnet eval`` commands are in :mod:`.cli`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from veilnet.training.classifier import ClassifierStep, TrainConfig, TrainResult, augment, learning_rate, make_optimizer, train, train_epochs
+    from veilnet.training.core import CHECKPOINT, METRICS, Stateful, Step, StepInfo, fit, load_checkpoint, prepare_run
+    from veilnet.training.evaluation import Evaluation, evaluate, plot_confusion
+
+#: Public name -> the module defining it. Imported on first use (PEP 562), so that the command
+#: line can register ``train``/``eval`` from :mod:`.cli` without importing torch.
+_WHERE = {
+    **dict.fromkeys(["ClassifierStep", "TrainConfig", "TrainResult", "augment", "learning_rate", "make_optimizer", "train", "train_epochs"], "classifier"),
+    **dict.fromkeys(["CHECKPOINT", "METRICS", "Stateful", "Step", "StepInfo", "fit", "load_checkpoint", "prepare_run"], "core"),
+    **dict.fromkeys(["Evaluation", "evaluate", "plot_confusion"], "evaluation"),
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))
