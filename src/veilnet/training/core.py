@@ -29,7 +29,10 @@ Example (a GAN: two models, two optimisers, alternating updates)::
         opt_g.zero_grad(); g_loss.backward(); opt_g.step()
         return {"d_loss": d_loss.item(), "g_loss": g_loss.item(), "n": len(real)}
 
-    history = fit(gan_step, lambda epoch: shuffled_batches(images, 64, order), epochs=20,
+    def batches(epoch):  # the real images, shuffled by the generator ``order``
+        return images[torch.randperm(len(images), generator=order)].split(64)
+
+    history = fit(gan_step, batches, epochs=20,
                   state={"gen": gen, "disc": disc, "opt_g": opt_g, "opt_d": opt_d,
                          "noise": noise, "order": order},
                   out_dir="runs/gan", config={"latent": latent, "lr": 2e-4}, resume=resume)
