@@ -5,8 +5,8 @@ post-averaging defence and evasion attacks).
 
 1. Defence cost: PostAveraging(K=15) on ResNet-20 over N JPEG CIFAR-10 test images (all their
    6K + 1 = 91 points of many images run back to back in batches of 100), against its floor: the
-   plain model's forward passes over the same 91·N points at batch 100 (the paper's own code
-   takes 1.16× that floor, one image per call). Also the cost per image against one plain forward.
+   plain model's forward passes over the same 91·N points at batch 100. Also the cost per image
+   against one plain forward.
 2. PGD throughput (images·steps per second): ours against ART's ProjectedGradientDescent on the
    same model, images, budget (ε = 8/255, α = 2/255, 10 steps, one random start), in this run.
 

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from veilnet.errors import ConfigError
+from veilnet.errors import ConfigError, ShapeError
 from veilnet.models import Normalize
 from veilnet.robust import PostAveraging
 
@@ -18,7 +18,7 @@ MEAN, STD = [0.4, 0.5, 0.6], [0.2, 0.25, 0.3]
 
 
 class TinyNet(nn.Module):
-    """A small CNN with its normalisation as the first layer (DESIGN.md, "Pixels")."""
+    """A small CNN with its normalisation as the first layer (docs/architecture.md, "Pixels")."""
 
     def __init__(self, normalize: bool = True) -> None:
         super().__init__()
@@ -127,3 +127,32 @@ def test_normalised_space_needs_a_std() -> None:
     for bad in ({"directions": 0}, {"radius": 0.0}, {"space": "latent"}, {"reduce": "max"}, {"std": [0.1, -1.0, 0.2]}):
         with pytest.raises(ConfigError):
             PostAveraging(plain, **bad)  # type: ignore[arg-type]
+
+
+def test_per_sample_generators_make_directions_independent_of_the_batch(net: TinyNet, images: torch.Tensor) -> None:
+    """Inside ``sample_generators`` image i draws from generator i whatever batch it is in, and a
+    batch repeated k times (EOT) draws k times from each generator, copy by copy."""
+    defended = PostAveraging(net, directions=3, radius=6.0, max_points=40)  # two images per chunk
+
+    def gens(seeds: range) -> list[torch.Generator]:
+        return [torch.Generator().manual_seed(s) for s in seeds]
+
+    with torch.no_grad():
+        with defended.sample_generators(gens(range(7))):
+            together = defended(images)
+        alone = []
+        for i in range(7):
+            with defended.sample_generators(gens(range(i, i + 1))):
+                alone.append(defended(images[i : i + 1]))
+        torch.testing.assert_close(together, torch.cat(alone), rtol=1e-5, atol=1e-6)
+        g = gens(range(7))
+        with defended.sample_generators(g):
+            twice = defended(images.repeat(2, 1, 1, 1))
+        g = gens(range(7))
+        with defended.sample_generators(g):
+            first, second = defended(images), defended(images)
+        torch.testing.assert_close(twice, torch.cat([first, second]), rtol=1e-5, atol=1e-6)
+        assert not torch.allclose(first, second)
+        with pytest.raises(ShapeError, match="does not repeat"), defended.sample_generators(gens(range(3))):
+            defended(images)
+    assert defended._row_generators is None, "the context restores the shared generator"

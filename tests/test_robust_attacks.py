@@ -1,6 +1,10 @@
 """Evasion attacks (veilnet.robust.attacks): budgets, success masks, seeds and batching, and the
 Adversarial Robustness Toolbox as the correctness oracle: on the same model, images and budget,
-our success rate must be at least ART's minus 2 points (FGSM, PGD, DeepFool, C&W)."""
+our success rate must be at least ART's minus 2 points (FGSM, PGD, DeepFool, C&W), and within a
+few points of ART's for the randomised ones: Square (ART's SquareAttack) and EOT-PGD (ART's PGD
+whose classifier carries an Expectation-over-Transformation preprocessor that averages the
+gradient over draws of the defence's randomness). EOT-PGD with one draw on a deterministic model
+is PGD exactly."""
 
 from __future__ import annotations
 
@@ -37,6 +41,10 @@ class DigitsNet(nn.Module):
 
 @pytest.fixture(scope="module")
 def digits() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    return trained_digits()
+
+
+def trained_digits() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     """A small CNN trained for two epochs on the digits (about 96% test accuracy), and 60 test images."""
     torch.manual_seed(0)
     torch.set_num_threads(1)
@@ -89,14 +97,63 @@ def test_success_mask_budget_and_range(digits, name: str) -> None:  # type: igno
         assert torch.equal(s, _predict(model, a) != y[:20])
 
 
-def test_seeds_and_batching_do_not_change_results(digits) -> None:  # type: ignore[no-untyped-def]
+#: Short settings for each attack, and whether it attacks the randomised defence (adaptive).
+FAST: dict[str, tuple[dict[str, object], bool]] = {
+    "fgsm": ({}, False),
+    "pgd": ({"steps": 3}, False),
+    "pgd-min": ({"steps": 5, "search_steps": 3}, False),
+    "fgsm-min": ({"search_steps": 3}, False),
+    "deepfool": ({"steps": 10}, False),
+    "cw": ({"binary_search_steps": 2, "steps": 5}, False),
+    "square": ({"queries": 40}, True),
+    "eot-pgd": ({"steps": 3, "eot_samples": 2}, True),
+}
+
+
+@pytest.mark.parametrize("name", list(FAST))
+def test_batch_size_does_not_change_results(digits, name: str) -> None:  # type: ignore[no-untyped-def]
+    """Every attack, also the randomised ones against a randomised defence: the same adversarials
+    and success at batch sizes 4 and 25 (each image draws from its own generators)."""
     model, x, y = digits
-    pgd = [attacks.PGD(model, EPS, steps=3, seed=4, batch_size=b)(x[:12], y[:12])[0] for b in (12, 12)]
-    assert torch.equal(pgd[0], pgd[1])
-    fgsm = [attacks.FGSM(model, EPS, batch_size=b)(x[:12], y[:12])[0] for b in (5, 12)]
-    torch.testing.assert_close(fgsm[0], fgsm[1])
-    deepfool = [attacks.DeepFool(model, None, steps=10, batch_size=b)(x[:12], y[:12])[0] for b in (1, 12)]
-    torch.testing.assert_close(deepfool[0], deepfool[1], atol=1e-4, rtol=0)
+    x, y = x[:25], y[:25]
+    settings, adaptive = FAST[name]
+    target = PostAveraging(model, directions=2, radius=2.0, generator=torch.Generator().manual_seed(0)) if adaptive else model
+    eps = 2 * EPS if adaptive else EPS
+    (small, small_win), (large, large_win) = (attacks.create(name, target, eps, seed=4, batch_size=b, **settings)(x, y) for b in (4, 25))
+    torch.testing.assert_close(small, large, atol=1e-5, rtol=0)
+    assert torch.equal(small_win, large_win)
+    if name in ("pgd", "square", "eot-pgd"):  # the seed matters for the random ones: another seed, other results
+        other = attacks.create(name, target, eps, seed=5, batch_size=25, **settings)(x, y)[0]
+        assert not torch.equal(other, large)
+
+
+def test_eot_pgd_with_one_draw_on_a_deterministic_model_is_pgd(digits) -> None:  # type: ignore[no-untyped-def]
+    model, x, y = digits
+    eot = attacks.EOTPGD(model, EPS, steps=4, eot_samples=1, seed=3)(x, y)
+    pgd = attacks.PGD(model, EPS, steps=4, seed=3)(x, y)
+    assert torch.equal(eot[0], pgd[0]) and torch.equal(eot[1], pgd[1])
+
+
+@pytest.mark.parametrize(
+    ("name", "bad", "message"),
+    [
+        ("pgd", {"steps": 0}, "steps must be >= 1"),
+        ("pgd", {"steps": 2.5}, "steps must be an integer"),
+        ("pgd", {"alpha": "big"}, "alpha must be a number"),
+        ("pgd", {"random_start": 1}, "random_start must be true or false"),
+        ("cw", {"initial_const": 0.0}, "initial_const must be positive"),
+        ("deepfool", {"norm": "l1"}, "norm must be one of l2, linf"),
+        ("square", {"p_init": 1.5}, "at most 1"),
+        ("square", {"quries": 10}, "no setting 'quries'"),
+        ("eot-pgd", {"eot_samples": 0}, "eot_samples must be >= 1"),
+        ("fgsm", {"batch_size": 0}, "batch_size must be >= 1"),
+    ],
+)
+def test_bad_settings_are_config_errors(name: str, bad: dict[str, object], message: str) -> None:
+    from veilnet.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        attacks.create(name, nn.Identity(), EPS, **bad)
 
 
 def test_fgsm_pgd_match_art(digits) -> None:  # type: ignore[no-untyped-def]
@@ -127,6 +184,49 @@ def test_deepfool_cw_match_art(digits) -> None:  # type: ignore[no-untyped-def]
     art_cw = CarliniL2Method(_art(model), binary_search_steps=3, max_iter=10, initial_const=0.1, learning_rate=0.01, verbose=False)
     theirs = _art_success(model, x, y, art_cw.generate(x.numpy(), y.numpy()), eps)
     assert ours >= theirs - 0.02, (ours, theirs)
+
+
+def test_square_matches_art(digits) -> None:  # type: ignore[no-untyped-def]
+    """ART's SquareAttack, same budget, p_init and number of queries (ART's iterations + our
+    initial query), on the undefended model: success rates within a few images of each other."""
+    from art.attacks.evasion import SquareAttack
+
+    model, x, y = digits
+    eps, iterations = 96 / 255, 300  # the digits CNN resists small square perturbations: a large budget
+    adv, success = attacks.Square(model, eps, queries=iterations + 1, p_init=0.05, seed=0)(x, y)
+    ours = success.float().mean().item()
+    np.random.seed(0)
+    art_square = SquareAttack(_art(model), norm=np.inf, max_iter=iterations, eps=eps, p_init=0.05, nb_restarts=1, verbose=False)
+    theirs = _art_success(model, x, y, art_square.generate(x.numpy(), y.numpy()), eps)
+    assert theirs >= 0.3, "the oracle must fool a fair share of the images for the comparison to mean anything"
+    assert theirs - 0.07 <= ours <= theirs + 0.15, (ours, theirs)
+    assert (adv - x).abs().max() <= eps + 1e-6
+
+
+def test_eot_pgd_matches_art_with_expectation_over_the_defences_draws(digits) -> None:  # type: ignore[no-untyped-def]
+    """ART's PGD on a classifier whose EoT preprocessor repeats each image n times, so that the
+    randomised defence inside sees n independent draws and the gradient is their average: the
+    same attack as our EOT-PGD. Both judged by a third, independent draw of the defence."""
+    from art.estimators.classification import PyTorchClassifier
+    from art.preprocessing.expectation_over_transformation.pytorch import EoTPyTorch
+    from art.attacks.evasion import ProjectedGradientDescent
+
+    class DefenceDraws(EoTPyTorch):  # the identity: the randomness is the defence's own
+        def _transform(self, x, y, **kwargs):  # type: ignore[no-untyped-def]
+            return x, y
+
+    model, x, y = digits
+    eps, n = 16 / 255, 4
+    defended = PostAveraging(model, directions=4, radius=6.0, generator=torch.Generator().manual_seed(0))
+    judge = PostAveraging(model, directions=4, radius=6.0, generator=torch.Generator().manual_seed(100))
+    adv, _ = attacks.EOTPGD(defended, eps, alpha=eps / 4, steps=10, eot_samples=n, seed=0)(x, y)
+    ours = (_predict(judge, adv) != y).float().mean().item()
+    torch.manual_seed(0)
+    draws = DefenceDraws(nb_samples=n, clip_values=(0.0, 1.0), apply_predict=True)
+    classifier = PyTorchClassifier(model=defended, loss=nn.CrossEntropyLoss(), input_shape=(3, 32, 32), nb_classes=10, clip_values=(0.0, 1.0), preprocessing_defences=[draws])
+    art_pgd = ProjectedGradientDescent(classifier, norm=np.inf, eps=eps, eps_step=eps / 4, max_iter=10, num_random_init=1, verbose=False)
+    theirs = (_predict(judge, attacks.project(torch.from_numpy(art_pgd.generate(x.numpy(), y.numpy())).float(), x, eps)) != y).float().mean().item()
+    assert theirs >= 0.3 and ours >= theirs - 0.07, (ours, theirs)
 
 
 def test_eot_pgd_and_square_attack_the_defence(digits) -> None:  # type: ignore[no-untyped-def]

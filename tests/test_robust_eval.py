@@ -1,18 +1,24 @@
 """veilnet.robust.evaluation and ``veilnet robust``: the bookkeeping of the paper's Table 1, the
-adaptive protocol, sweeps, reports and the command line."""
+adaptive protocol, the draws of the defence's randomness, one random stream per attack, sweeps,
+reports rebuilt from their JSON, and the command line."""
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
 from veilnet import data, models
 from veilnet.cli import main
-from veilnet.robust import attacks, demo_step
+from veilnet.errors import ConfigError
+from veilnet.robust import Setting, attacks, demo_step
 from veilnet.robust import evaluation as ev
+
+FAST = {"pgd": {"steps": 3}, "pgd-min": {"steps": 5, "search_steps": 2}, "eot-pgd": {"steps": 2}, "square": {"queries": 10}, "cw": {"binary_search_steps": 1, "steps": 3}, "deepfool": {"steps": 5}}
 
 
 @pytest.fixture(autouse=True)
@@ -22,8 +28,19 @@ def _one_thread() -> None:
 
 @pytest.fixture(scope="module")
 def lenet() -> torch.nn.Module:
+    """LeNet after one epoch on the digits: accurate enough that the defence's draws can disagree."""
     torch.manual_seed(0)
-    return models.create("lenet", num_classes=10).eval()
+    torch.set_num_threads(1)
+    model = models.create("lenet", num_classes=10)
+    train = data.load("digits", split="train")
+    x, y = ev.as_float(train.images), train.labels
+    opt = torch.optim.Adam(model.parameters(), 3e-3)
+    for i in range(0, len(y), 32):
+        loss = torch.nn.functional.cross_entropy(model(x[i : i + 32]), y[i : i + 32])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()
 
 
 @pytest.fixture(scope="module")
@@ -31,60 +48,134 @@ def digits() -> data.ImageSplit:
     return data.subset(data.load("digits", split="test"), 3)
 
 
+def _fast(names: list[str]) -> dict[str, dict[str, Any]]:
+    return {name: FAST[name] for name in names if name in FAST}
+
+
+def _without_seconds(row: Any) -> dict[str, Any]:
+    return {k: v for k, v in row.to_dict().items() if k != "seconds"}
+
+
 def test_paper_protocol_bookkeeping(lenet: torch.nn.Module, digits: data.ImageSplit) -> None:
-    # the "defence" being the model itself, the defended columns equal the original ones and no
-    # adversarial example is defended
+    # with a vanishing radius the defended model is the model itself: the defended columns equal
+    # the original ones in every draw and no adversarial example is defended
+    setting = Setting(radius=1e-7, space="pixel", directions=1, draws=2, seed=0)
     attack = attacks.FGSM(lenet, 0.2)
-    row = ev.paper_protocol(lenet, lenet, digits.images, digits.labels, attack)
+    row = ev.paper_protocol(lenet, digits.images, digits.labels, attack, setting)
     pred = ev.predict(lenet, digits.images).argmax(1)
     correct = pred == digits.labels
     adv, success = attack(ev.as_float(digits.images)[correct], digits.labels[correct])
-    assert row.n == 30 and row.num_adversarial == int(success.sum())
+    assert row.n == 30 and row.num_adversarial == int(success.sum()) > 0
     assert row.clean_accuracy == pytest.approx(correct.float().mean().item())
     assert row.attacked_accuracy == pytest.approx((int(correct.sum()) - row.num_adversarial) / 30)
-    assert row.defended_clean_accuracy == pytest.approx(row.clean_accuracy)
-    assert row.defended_attacked_accuracy == pytest.approx(row.attacked_accuracy)
-    assert row.num_adversarial == 0 or row.defence_rate == 0.0
+    assert row.defended_clean_accuracy.values == pytest.approx([row.clean_accuracy] * 2)
+    assert row.defended_attacked_accuracy.values == pytest.approx([row.attacked_accuracy] * 2)
+    assert row.defence_rate.values == [0.0, 0.0]
 
 
-def test_evaluate_sweep_and_report(lenet: torch.nn.Module, digits: data.ImageSplit, tmp_path: Path) -> None:
-    result = ev.evaluate(
-        lenet, digits, attacks=["pgd", "pgd-min", "eot-pgd", "square"], n_per_class=2, slow_n_per_class=1, directions=2, seed=3,
-        overrides={"pgd": {"steps": 3}, "pgd-min": {"steps": 5, "search_steps": 2}, "eot-pgd": {"steps": 2}, "square": {"queries": 10}},
-    )  # fmt: skip
-    assert [r.attack for r in result.paper] == ["pgd", "pgd-min"] and [r.attack for r in result.adaptive] == ["eot-pgd", "square"]
-    assert result.settings["pgd-min"]["early_stop"] is True and result.settings["pgd-min"]["search_steps"] == 2
-    assert "| pgd-min | 20 |" in ev.paper_table(result) and "0.933" in ev.paper_table(result).splitlines()[-1]
-    assert result.paper[0].n == 20 and result.adaptive[0].n == 10 and result.seed == 3
-    assert result.settings["square"]["queries"] == 10 and result.settings["pgd"]["alpha"] == 2 / 255
-    for row in result.adaptive:
-        assert 0 <= row.robust_accuracy <= row.defended_clean_accuracy <= 1
-    (swept,) = ev.sweep(lenet, digits, {"directions": [1, 2]}, attack="pgd", n_per_class=1, seed=0)
-    assert swept.values == [1.0, 2.0] and len(swept.seconds_per_image) == 2 and swept.plain_seconds_per_image > 0
+def test_an_attacks_numbers_do_not_depend_on_the_attacks_run_before_it(lenet: torch.nn.Module, digits: data.ImageSplit) -> None:
+    setting = Setting(directions=2, radius=20.0, draws=2, seed=3)
+    together = ev.evaluate(lenet, digits, setting, attacks=["fgsm", "pgd", "eot-pgd", "square"], n_per_class=2, overrides=_fast(["pgd", "eot-pgd", "square"]))
+    for name in ("pgd", "square"):
+        alone = ev.evaluate(lenet, digits, setting, attacks=[name], n_per_class=2, overrides={name: FAST[name]})
+        (row,) = alone.paper + alone.adaptive
+        assert _without_seconds(row) == _without_seconds(next(r for r in together.paper + together.adaptive if r.attack == name))
+
+
+def test_defended_accuracies_are_averaged_over_draws(lenet: torch.nn.Module, digits: data.ImageSplit) -> None:
+    setting = Setting(directions=1, radius=40.0, draws=4, seed=0)  # a large radius: the draws disagree
+    result = ev.evaluate(lenet, digits, setting, attacks=["fgsm", "square"], n_per_class=3, overrides=_fast(["square"]))
+    (paper,), (adaptive,) = result.paper, result.adaptive
+    for draws in (paper.defended_clean_accuracy, paper.defence_rate, adaptive.robust_accuracy):
+        assert len(draws.values) == 4 and draws.mean == pytest.approx(sum(draws.values) / 4)
+        assert draws.low <= draws.mean <= draws.high
+    assert adaptive.num_attacked <= adaptive.n and 0 <= adaptive.robust_accuracy.mean <= 1
+    report = ev.render_report(result)
+    assert "mean over 4 independent draws" in report and f"{paper.defence_rate.mean:.3f} ({paper.defence_rate.low:.3f}–{paper.defence_rate.high:.3f})" in report
+
+
+def test_draws_are_independent_and_reproducible(digits: data.ImageSplit) -> None:
+    torch.manual_seed(0)
+    mlp = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10)).eval()
+    images = ev.as_float(digits.images)
+    setting = Setting(directions=1, radius=20.0, space="pixel", draws=4, seed=0)  # noisy: the draws disagree
+    first = ev.defended_predictions(mlp, images, setting, "clean")
+    assert len(first) == 4 and len({tuple(p.tolist()) for p in first}) == 4, "each draw has its own directions"
+    assert all(torch.equal(a, b) for a, b in zip(first, ev.defended_predictions(mlp, images, setting, "clean")))
+    assert not torch.equal(first[0], ev.defended_predictions(mlp, images, setting, "fgsm", "defence")[0]), "each stream has its own"
+
+
+def test_bad_overrides_fail_before_any_attack_runs(lenet: torch.nn.Module, digits: data.ImageSplit, monkeypatch: pytest.MonkeyPatch) -> None:
+    def must_not_run(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("an attack ran before the settings were checked")
+
+    monkeypatch.setattr(ev, "paper_protocol", must_not_run)
+    monkeypatch.setattr(ev, "adaptive_protocol", must_not_run)
+    cases = [
+        ({"square": {"queries": 0}}, "queries must be >= 1"),
+        ({"square": {"quries": 5}}, "no setting 'quries'"),
+        ({"square": {"queries": "many"}}, "queries must be an integer"),
+        ({"cw": {"steps": 3}}, "not among the attacks run"),
+        ({"square": {"seed": 1}}, "--seed"),
+    ]
+    for overrides, message in cases:
+        with pytest.raises(ConfigError, match=message):
+            ev.evaluate(lenet, digits, Setting(seed=0), attacks=["fgsm", "square"], n_per_class=1, overrides=overrides)
+    with pytest.raises(ConfigError, match="unknown attack"):
+        ev.evaluate(lenet, digits, Setting(seed=0), attacks=["fgsm", "nope"], n_per_class=1)
+    for bad in ({"draws": 0}, {"radius": -1.0}, {"directions": 2.5}, {"space": "latent"}, {"eps": -0.1}):
+        with pytest.raises(ConfigError):
+            Setting(**bad)  # type: ignore[arg-type]
+
+
+def test_results_round_trip_through_json_and_the_report_rebuilds(lenet: torch.nn.Module, digits: data.ImageSplit, tmp_path: Path) -> None:
+    setting = Setting(directions=2, draws=2, seed=1)
+    result = ev.evaluate(lenet, digits, setting, attacks=["pgd", "pgd-min", "eot-pgd"], n_per_class=2, slow_n_per_class=1, overrides=_fast(["pgd", "pgd-min", "eot-pgd"]))
+    assert [r.attack for r in result.paper] == ["pgd", "pgd-min"] and [r.attack for r in result.adaptive] == ["eot-pgd"]
+    assert result.attack_settings["pgd-min"]["early_stop"] is True and result.attack_settings["pgd-min"]["search_steps"] == 2
+    assert result.paper[0].n == 20 and result.adaptive[0].n == 10 and result.setting.seed == 1
+    # a row with no adversarial example has an undefined defence rate: NaN, written as null
+    empty = ev.PaperRow("none", 20, 0.5, 0.5, ev.Draws([0.5, 0.5]), ev.Draws([0.5, 0.5]), ev.Draws([math.nan, math.nan]), 0, 0.1)
+    result = ev.Evaluation(**{**{k: getattr(result, k) for k in result.__dataclass_fields__}, "paper": [*result.paper, empty]})
+    (swept,) = ev.sweep(lenet, digits, {"directions": [1, 2]}, setting, attack="pgd", n_per_class=1)
+    assert swept.values == [1.0, 2.0] and len(swept.clean_accuracy[0].values) == 2 and swept.plain_seconds_per_image > 0
     report = ev.write_report(tmp_path, result, [swept])
-    text = report.read_text()
-    assert "defence rate" in text and "paper: defence rate" in text and (tmp_path / "sweep-directions.png").stat().st_size > 0
-    assert json.loads((tmp_path / "evaluation.json").read_text())["paper"][0]["attack"] == "pgd"
+    assert json.loads((tmp_path / "evaluation.json").read_text())["paper"][2]["defence_rate"]["values"] == [None, None]
+    loaded = ev.Evaluation.load(tmp_path / "evaluation.json")
+    assert loaded.to_dict() == result.to_dict() and isinstance(loaded.setting, Setting) and isinstance(loaded.paper[2].defence_rate, ev.Draws)
+    assert math.isnan(loaded.paper[2].defence_rate.values[0]) and str(loaded.paper[2].defence_rate) == "nan"
+    assert ev.Sweep.load(tmp_path / "sweep-directions.json") == swept
+    assert ev.rebuild_report(tmp_path) == report.read_text()
+    assert "paper: defence rate" in report.read_text() and (tmp_path / "sweep-directions.png").stat().st_size > 0
 
 
-def test_cli_evaluate_and_errors(lenet: torch.nn.Module, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_evaluate_and_sweep(lenet: torch.nn.Module, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = models.save(lenet, tmp_path / "lenet", data="digits")
     out = tmp_path / "out"
-    argv = ["robust", "evaluate", str(path), "--data", "digits", "--attacks", "fgsm,square", "--n-per-class", "1", "--directions", "2", "--set", "square.queries=5", "--seed", "1", "-o", str(out)]
+    argv = ["robust", "evaluate", str(path), "--data", "digits", "--attacks", "fgsm,square", "--n-per-class", "1", "--directions", "2", "--draws", "2", "--set", "square.queries=5", "--seed", "1", "--eps", "16/255", "-o", str(out)]
     assert main(argv) == 0
     saved = json.loads((out / "evaluation.json").read_text())
-    assert saved["defence"]["directions"] == 2 and saved["settings"]["square"]["queries"] == 5
+    assert saved["setting"]["directions"] == 2 and saved["setting"]["draws"] == 2 and saved["attack_settings"]["square"]["queries"] == 5
+    assert saved["setting"]["eps"] == pytest.approx(16 / 255)
+    capsys.readouterr()
     assert main(argv) == 2 and "exists" in capsys.readouterr().err
-    assert main(argv[:5] + ["--attacks", "fgsm,nope", "-o", str(tmp_path / "x")]) == 2 and "unknown attack" in capsys.readouterr().err
-    assert main(["robust", "sweep", str(path), "--data", "digits", "--n-per-class", "1", "--radii", "1,3", "--directions", "2", "-o", str(tmp_path / "sw")]) == 0
-    assert (tmp_path / "sw" / "sweep-radius.png").exists()
-    sweep_argv = ["robust", "sweep", str(path), "--data", "digits", "--radii", "1", "--sweep-attack", "nope", "-o", str(tmp_path / "sw2")]
-    assert main(sweep_argv) == 2 and "unknown --sweep-attack" in capsys.readouterr().err and not (tmp_path / "sw2").exists()
+    sweep_argv = ["robust", "sweep", str(path), "--data", "digits", "--n-per-class", "1", "--radii", "1,3", "--directions", "2", "--draws", "1", "-o", str(tmp_path / "sw")]
+    assert main(sweep_argv) == 0
+    assert (tmp_path / "sw" / "sweep-radius.png").exists() and not (tmp_path / "sw" / "evaluation.json").exists()
+
+
+def test_cli_module_does_not_import_torch() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, veilnet.cli as c, veilnet.robust.cli; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
 
 
 def test_demo_step(lenet: torch.nn.Module, tmp_path: Path) -> None:
     summary = demo_step(lenet, data.load("digits", split="test"), tmp_path, n_per_class=2)
     assert Path(summary["report"]).exists() and [r["attack"] for r in summary["rows"]] == ["fgsm", "pgd", "fgsm-min"]
+    assert len(summary["rows"][0]["defence_rate"]["values"]) == 5
 
 
 @pytest.mark.shared
@@ -93,7 +184,7 @@ def test_defence_undoes_smallest_budget_examples_but_not_full_budget_ones(cifar_
     ε = 8/255 the defence recovers almost nothing (pretrained ResNet-20, 50 JPEG test images)."""
     model = models.load_cifar_resnet(shared_models / "resnet20-12fca82f.th")
     split = data.load(f"folder:{cifar_jpeg_zip}", split="test")
-    result = ev.evaluate(model, split, attacks=["fgsm", "fgsm-min"], n_per_class=5, seed=0)
+    result = ev.evaluate(model, split, Setting(seed=0, draws=2), attacks=["fgsm", "fgsm-min"], n_per_class=5)
     full, smallest = result.paper
     assert full.num_adversarial >= 20 and smallest.num_adversarial == full.num_adversarial
-    assert full.defence_rate <= 0.15 and smallest.defence_rate >= 0.5, (full.defence_rate, smallest.defence_rate)
+    assert full.defence_rate.high <= 0.15 and smallest.defence_rate.low >= 0.5, (full.defence_rate, smallest.defence_rate)

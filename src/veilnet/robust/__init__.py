@@ -2,12 +2,15 @@
 evaluate it.
 
 * :class:`PostAveraging` wraps any classifier and averages its softmax outputs over 6K + 1 points
-  around the input (Eq. 7–8 of "Bandlimiting Neural Networks Against Adversarial Attacks",
-  ``papers/bandlimiting-post-averaging.txt``).
+  around the input ("Bandlimiting Neural Networks Against Adversarial Attacks", section 3.1,
+  Eq. 7–8).
 * :mod:`veilnet.robust.attacks`: FGSM, PGD, DeepFool, C&W L2, EOT-PGD and the Square attack.
-* :mod:`veilnet.robust.evaluation`: the paper's protocol (Table 1: adversarial examples made on the
-  undefended model), the adaptive protocol (attacks on the defended model itself), and the radius
-  and directions sweeps (Fig. 2, Table 2).
+* :mod:`veilnet.robust.evaluation`: the paper's protocol (section 4, Table 1: adversarial examples
+  made on the undefended model), the adaptive protocol (attacks on the defended model itself),
+  and the radius and directions sweeps (Fig. 2, Table 2); :class:`Setting` holds what they share.
+
+The names below are imported on first use, so ``import veilnet.robust.setting`` (the command
+line) does not import torch.
 
 Example::
 
@@ -17,8 +20,24 @@ Example::
     robust_acc = (defended(adv).argmax(1) == labels).float().mean()
 """
 
-from veilnet.robust import attacks
-from veilnet.robust.evaluation import Evaluation, Sweep, demo_step, evaluate, sweep, write_report
-from veilnet.robust.postavg import PostAveraging
+from __future__ import annotations
 
-__all__ = ["Evaluation", "PostAveraging", "Sweep", "attacks", "demo_step", "evaluate", "sweep", "write_report"]
+import importlib
+from typing import Any
+
+#: The modules whose public names this package exports, imported on the first use of one.
+_MODULES = {
+    "evaluation": ("Evaluation", "Sweep", "demo_step", "evaluate", "rebuild_report", "render_report", "sweep", "write_report"),
+    "postavg": ("PostAveraging",),
+    "setting": ("Setting",),
+}
+__all__ = sorted(["attacks", *(name for names in _MODULES.values() for name in names)])
+
+
+def __getattr__(name: str) -> Any:
+    if name == "attacks":
+        return importlib.import_module("veilnet.robust.attacks")
+    module = next((m for m, names in _MODULES.items() if name in names), None)
+    if module is None:
+        raise AttributeError(f"module 'veilnet.robust' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"veilnet.robust.{module}"), name)

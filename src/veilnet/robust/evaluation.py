@@ -1,5 +1,7 @@
 """Evaluating post-averaging: the paper's protocol, the adaptive protocol, and the sweeps.
 
+Paper: "Bandlimiting Neural Networks Against Adversarial Attacks", section 4.
+
 1. **Paper protocol** (section 4.2, Table 1): adversarial examples are made on the *undefended*
    model. The Attacked set replaces every correctly classified image by its adversarial example
    where the attack found one (#Adv of them) and keeps every other image. Reported: accuracy of
@@ -8,18 +10,30 @@
    correctly.
 2. **Adaptive protocol**: the attacks run against the defended model itself: EOT-PGD through the
    averaging (gradients averaged over draws of its random directions) and the Square attack
-   querying it. Robust accuracy is the defended model's accuracy on the returned images, judged
-   with fresh random directions (what a user of the defence would see).
+   querying it. The images the defended model classifies correctly (in the first draw of the
+   clean pass) are attacked; robust accuracy is the defended model's accuracy on the Attacked set
+   (the returned images where an image was attacked, the clean one elsewhere), judged with fresh
+   directions, as a user of the defence would see it.
 3. **Sweeps**: defence rate and clean accuracy against the radius r (Fig. 2) and against the
    number of directions K with the time per image (Table 2), on adversarials made on the
    undefended model as in (1), by default with ``pgd-min`` (the paper's Foolbox PGD).
 
-The defended model draws fresh directions on every call, from a generator seeded by the run's
-seed, so a run is reproducible and records its seed.
+**Draws.** Post-averaging draws fresh random directions on every call, so one pass over a set of
+images is one draw of a random accuracy. Every accuracy of the defended model is measured over
+``Setting.draws`` independent draws and reported as their mean with the spread (min–max); each
+row keeps the per-draw values (:class:`Draws`).
+
+**Seeds.** Every random stream is named and seeded from the run's seed alone
+(:func:`~veilnet.robust.attacks.derive_seed`): the defence's draws on the clean images by
+``(seed, "clean", d)``, attack A's own randomness by ``(seed, A)`` and the defence's draws on its
+examples by ``(seed, A, "defence", d)``. So an attack's numbers are the same whether it runs alone
+or after other attacks in the same command.
 """
 
 from __future__ import annotations
 
+import math
+import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -32,9 +46,11 @@ from torch import nn
 from veilnet import data as vdata
 from veilnet.errors import ConfigError
 from veilnet.metrics import as_float, predict
-from veilnet.report import Result, markdown_table, plot_backend
+from veilnet.report import Result, markdown_table, plot_backend, save_figure
 from veilnet.robust import attacks as attack_zoo
+from veilnet.robust.attacks import derive_seed
 from veilnet.robust.postavg import PostAveraging
+from veilnet.robust.setting import Setting
 
 #: Attacks made on the undefended model (protocol 1) and on the defended one (protocol 2).
 #: ``fgsm-min``/``pgd-min`` are the paper's own setting (Foolbox 2 defaults: smallest budget).
@@ -42,6 +58,8 @@ PAPER_ATTACKS = ("fgsm", "pgd", "fgsm-min", "pgd-min", "deepfool", "cw")
 ADAPTIVE_ATTACKS = ("eot-pgd", "square")
 #: Attacks expensive enough that evaluations run them on a smaller subset (``slow_n_per_class``).
 SLOW_ATTACKS = ("cw", "eot-pgd", "square")
+#: Settings an evaluation sets itself (from its :class:`Setting` and progress bars), not ``overrides``.
+RESERVED = ("seed", "device", "progress")
 #: The paper's CIFAR-10 row of Table 1 (ResNet-110, r = 6, K = 15, ε = 8/255).
 PAPER_CIFAR10 = {
     "clean_accuracy": 0.9368,
@@ -55,6 +73,31 @@ SQUARE_PAPER_ROBUST_ACCURACY = 0.158
 
 
 @dataclass(frozen=True)
+class Draws(Result):
+    """One accuracy of the defended model over independent draws of its random directions."""
+
+    values: list[float]
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.values) if self.values and not any(math.isnan(v) for v in self.values) else math.nan
+
+    @property
+    def low(self) -> float:
+        return min(self.values) if self.values and not math.isnan(self.mean) else math.nan
+
+    @property
+    def high(self) -> float:
+        return max(self.values) if self.values and not math.isnan(self.mean) else math.nan
+
+    def __str__(self) -> str:
+        """``mean (min–max)`` with 3 decimals; the mean alone for one draw; ``nan`` when undefined."""
+        if math.isnan(self.mean):
+            return "nan"
+        return f"{self.mean:.3f}" if len(self.values) == 1 else f"{self.mean:.3f} ({self.low:.3f}–{self.high:.3f})"
+
+
+@dataclass(frozen=True)
 class PaperRow(Result):
     """One row of the paper's Table 1 for one attack made on the undefended model."""
 
@@ -62,21 +105,22 @@ class PaperRow(Result):
     n: int
     clean_accuracy: float
     attacked_accuracy: float
-    defended_clean_accuracy: float
-    defended_attacked_accuracy: float
-    defence_rate: float
+    defended_clean_accuracy: Draws
+    defended_attacked_accuracy: Draws
+    defence_rate: Draws
     num_adversarial: int
     seconds: float
 
 
 @dataclass(frozen=True)
 class AdaptiveRow(Result):
-    """An attack on the defended model itself: its clean and robust accuracy."""
+    """An attack on the defended model itself: the defended model's clean and robust accuracy."""
 
     attack: str
     n: int
-    defended_clean_accuracy: float
-    robust_accuracy: float
+    num_attacked: int
+    defended_clean_accuracy: Draws
+    robust_accuracy: Draws
     attack_success_rate: float
     seconds: float
 
@@ -89,209 +133,227 @@ class Evaluation(Result):
     data: str
     n_per_class: int
     slow_n_per_class: int
-    eps: float
-    defence: dict[str, Any]
-    seed: int
-    settings: dict[str, dict[str, Any]]
+    setting: Setting
+    attack_settings: dict[str, dict[str, Any]]
     paper: list[PaperRow] = field(default_factory=list)
     adaptive: list[AdaptiveRow] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class Sweep(Result):
-    """Defended clean accuracy, defence rate and time per image against one defence parameter."""
+    """Defended clean accuracy, defence rate and time per image against one defence parameter
+    (the others as in ``setting``)."""
 
     model: str
     parameter: str
     values: list[float]
-    fixed: dict[str, Any]
+    setting: Setting
     attack: str
     n: int
     num_adversarial: int
-    seed: int
-    clean_accuracy: list[float]
-    defence_rate: list[float]
+    clean_accuracy: list[Draws]
+    defence_rate: list[Draws]
     seconds_per_image: list[float]
     plain_seconds_per_image: float
 
 
-def defend(model: nn.Module, *, directions: int = 15, radius: float = 6.0, space: str = "normalized", seed: int | None = None) -> PostAveraging:
-    """Post-averaging with fresh directions on every call, drawn from a generator seeded by ``seed``."""
-    generator = torch.Generator().manual_seed(seed) if seed is not None else None
-    return PostAveraging(model, directions=directions, radius=radius, space=space, generator=generator).eval()
+def defend(model: nn.Module, setting: Setting, seed: int) -> PostAveraging:
+    """Post-averaging with ``setting``'s parameters, fresh directions on every call drawn from a generator seeded ``seed``."""
+    return PostAveraging(model, **setting.defence, generator=torch.Generator().manual_seed(seed)).eval()
 
 
-def paper_protocol(model: nn.Module, defended: nn.Module, images: torch.Tensor, labels: torch.Tensor, attack: attack_zoo.Attack, *, defended_clean: torch.Tensor | None = None, name: str | None = None) -> PaperRow:
+def defended_predictions(model: nn.Module, images: torch.Tensor, setting: Setting, *stream: object) -> list[torch.Tensor]:
+    """The defended model's predicted labels on ``images`` in each of ``setting.draws`` draws;
+    draw d's directions come from the stream ``(setting.seed, *stream, d)``."""
+    assert setting.seed is not None
+    if not len(images):
+        return [torch.zeros(0, dtype=torch.long) for _ in range(setting.draws)]
+    return [predict(defend(model, setting, derive_seed(setting.seed, *stream, d)), images, device=setting.device).argmax(1) for d in range(setting.draws)]
+
+
+def _accuracy(predictions: Sequence[torch.Tensor], labels: torch.Tensor) -> Draws:
+    return Draws([(p == labels).float().mean().item() if len(labels) else math.nan for p in predictions])
+
+
+def paper_protocol(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, attack: attack_zoo.Attack, setting: Setting, *, defended_clean: list[torch.Tensor] | None = None, name: str | None = None) -> PaperRow:
     """Table 1's row for ``attack`` (made on ``model``, the undefended one); see the module docstring.
 
-    ``defended_clean``: the defended model's predictions on ``images`` when already computed;
-    ``name``: the row's attack name (default: the attack's).
+    ``defended_clean``: the defended model's predictions on ``images`` in each draw, when already
+    computed; ``name``: the row's attack name (default: the attack's), which also names its streams.
     """
+    name = name or attack.name
     images = as_float(images)
     start = time.perf_counter()
-    device = attack.device
-    pred = predict(model, images, device=device).argmax(1)
+    pred = predict(model, images, device=setting.device).argmax(1)
     correct = (pred == labels).nonzero()[:, 0]
     adv, success = attack(images[correct], labels[correct])
     made = correct[success]
-    adversarials = adv[success]
     seconds = time.perf_counter() - start
     if defended_clean is None:
-        defended_clean = predict(defended, images, device=device).argmax(1)
-    defended_adv = predict(defended, adversarials, device=device).argmax(1) if len(made) else torch.zeros(0, dtype=torch.long)
-    defended_attacked = defended_clean.clone()
-    defended_attacked[made] = defended_adv
+        defended_clean = defended_predictions(model, images, setting, "clean")
+    defended_adv = defended_predictions(model, adv[success], setting, name, "defence")
+    attacked = []
+    for clean_d, adv_d in zip(defended_clean, defended_adv):
+        attacked_d = clean_d.clone()
+        attacked_d[made] = adv_d
+        attacked.append(attacked_d)
     n = len(labels)
     return PaperRow(
-        attack=name or attack.name,
+        attack=name,
         n=n,
         clean_accuracy=(pred == labels).float().mean().item(),
         attacked_accuracy=(len(correct) - len(made)) / n,
-        defended_clean_accuracy=(defended_clean == labels).float().mean().item(),
-        defended_attacked_accuracy=(defended_attacked == labels).float().mean().item(),
-        defence_rate=(defended_adv == labels[made]).float().mean().item() if len(made) else float("nan"),
+        defended_clean_accuracy=_accuracy(defended_clean, labels),
+        defended_attacked_accuracy=_accuracy(attacked, labels),
+        defence_rate=_accuracy(defended_adv, labels[made]),
         num_adversarial=len(made),
         seconds=seconds,
     )
 
 
-def adaptive_protocol(defended: nn.Module, images: torch.Tensor, labels: torch.Tensor, attack: attack_zoo.Attack, *, defended_clean: torch.Tensor | None = None) -> AdaptiveRow:
-    """``attack`` run on the defended model itself; robust accuracy judged with fresh directions."""
+def adaptive_protocol(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, attack: attack_zoo.Attack, setting: Setting, *, defended_clean: list[torch.Tensor] | None = None, name: str | None = None) -> AdaptiveRow:
+    """``attack`` (built on the defended ``model``) run on the images the defended model gets right
+    in the first clean draw; robust accuracy judged over fresh draws (see the module docstring)."""
+    name = name or attack.name
     images = as_float(images)
-    device = attack.device
     if defended_clean is None:
-        defended_clean = predict(defended, images, device=device).argmax(1)
-    correct = (defended_clean == labels).nonzero()[:, 0]
+        defended_clean = defended_predictions(model, images, setting, "clean")
+    correct = (defended_clean[0] == labels).nonzero()[:, 0]
     start = time.perf_counter()
     adv, success = attack(images[correct], labels[correct])
     seconds = time.perf_counter() - start
-    robust = (predict(defended, adv, device=device).argmax(1) == labels[correct]).sum().item() if len(correct) else 0
+    attacked_set = images.clone()
+    attacked_set[correct] = adv
     n = len(labels)
     return AdaptiveRow(
-        attack=attack.name,
+        attack=name,
         n=n,
-        defended_clean_accuracy=len(correct) / n,
-        robust_accuracy=robust / n,
-        attack_success_rate=success.float().mean().item() if len(correct) else float("nan"),
+        num_attacked=len(correct),
+        defended_clean_accuracy=_accuracy(defended_clean, labels),
+        robust_accuracy=_accuracy(defended_predictions(model, attacked_set, setting, name, "defence"), labels),
+        attack_success_rate=success.float().mean().item() if len(correct) else math.nan,
         seconds=seconds,
     )
+
+
+def check_attacks(names: Sequence[str], overrides: dict[str, dict[str, Any]] | None, setting: Setting) -> dict[str, dict[str, Any]]:
+    """Each attack's settings (:data:`~veilnet.robust.attacks.SETTINGS` with ``overrides``),
+    checked by building every attack once: an unknown attack, an override for an attack not run,
+    an unknown setting name or a bad value is a :class:`ConfigError` before any work starts."""
+    if not names:
+        raise ConfigError("no attack to run: name at least one")
+    overrides = overrides or {}
+    stray = sorted(set(overrides) - set(names))
+    if stray:
+        raise ConfigError(f"settings given for {', '.join(stray)}, which is not among the attacks run ({', '.join(names)})")
+    settings = {}
+    for name in names:
+        given = overrides.get(name, {})
+        reserved = sorted(set(given) & set(RESERVED))
+        if reserved:
+            raise ConfigError(f"{name}.{reserved[0]} is set for every attack by the run's own option (--{reserved[0]})")
+        settings[name] = {**attack_zoo.SETTINGS.get(name, {}), **given}
+        attack_zoo.create(name, nn.Identity(), setting.eps, **given)  # raises on a bad name or value
+    return settings
 
 
 def evaluate(
     model: nn.Module,
     split: vdata.ImageSplit,
+    setting: Setting = Setting(),
     *,
     attacks: Sequence[str] = PAPER_ATTACKS + ADAPTIVE_ATTACKS,
     n_per_class: int = 100,
     slow_n_per_class: int | None = None,
-    eps: float = attack_zoo.EPS,
-    directions: int = 15,
-    radius: float = 6.0,
-    space: str = "normalized",
-    seed: int | None = None,
-    model_name: str = "",
     overrides: dict[str, dict[str, Any]] | None = None,
-    device: str | torch.device = "cpu",
+    model_name: str = "",
 ) -> Evaluation:
     """Both protocols on the first ``n_per_class`` images of each class of ``split``.
 
     The attacks in :data:`SLOW_ATTACKS` use the first ``slow_n_per_class`` images per class
     (default: ``n_per_class``). ``attacks`` in :data:`PAPER_ATTACKS` go to protocol 1, those in
     :data:`ADAPTIVE_ATTACKS` to protocol 2. ``overrides`` changes an attack's settings
-    (:data:`veilnet.robust.attacks.SETTINGS`).
+    (:data:`veilnet.robust.attacks.SETTINGS`); all of them are checked before any attack runs.
     """
-    for name in attacks:
-        attack_zoo.create(name, model)  # validates the name
-    seed = _seed(seed)
+    settings = check_attacks(attacks, overrides, setting)
+    setting = _with_seed(setting)
+    assert setting.seed is not None
     slow_n = n_per_class if slow_n_per_class is None else min(slow_n_per_class, n_per_class)
-    model = model.to(device).eval()
-    defended = defend(model, directions=directions, radius=radius, space=space, seed=seed)
-    settings = {name: {**attack_zoo.SETTINGS[name], **(overrides or {}).get(name, {})} for name in attacks}
+    model = model.to(setting.device).eval()
     subsets = {n: vdata.subset(split, n) for n in {n_per_class, slow_n}}
-    clean: dict[int, torch.Tensor] = {}
+    clean: dict[int, list[torch.Tensor]] = {}
 
-    def defended_clean(n: int) -> torch.Tensor:
+    def defended_clean(n: int) -> list[torch.Tensor]:
         if n not in clean:
-            clean[n] = predict(defended, subsets[n].images, device=device).argmax(1)
+            clean[n] = defended_predictions(model, as_float(subsets[n].images), setting, "clean")
         return clean[n]
 
     paper, adaptive = [], []
     for name in attacks:
         n = slow_n if name in SLOW_ATTACKS else n_per_class
         sub = subsets[n]
+        options = {**(overrides or {}).get(name, {}), "seed": derive_seed(setting.seed, name), "progress": True, "device": setting.device}
         if name in ADAPTIVE_ATTACKS:
-            attack = attack_zoo.create(name, defended, eps, seed=seed, progress=True, device=device, **settings[name])
-            adaptive.append(adaptive_protocol(defended, sub.images, sub.labels, attack, defended_clean=defended_clean(n)))
+            attacked = defend(model, setting, derive_seed(setting.seed, name, "attacked"))
+            attack = attack_zoo.create(name, attacked, setting.eps, **options)
+            adaptive.append(adaptive_protocol(model, sub.images, sub.labels, attack, setting, defended_clean=defended_clean(n), name=name))
         else:
-            attack = attack_zoo.create(name, model, eps, seed=seed, progress=True, device=device, **settings[name])
-            paper.append(paper_protocol(model, defended, sub.images, sub.labels, attack, defended_clean=defended_clean(n), name=name))
-    return Evaluation(
-        model=model_name,
-        data=split.spec,
-        n_per_class=n_per_class,
-        slow_n_per_class=slow_n,
-        eps=eps,
-        defence={"name": "postavg", "directions": directions, "radius": radius, "space": space, "reduce": "softmax"},
-        seed=seed,
-        settings=settings,
-        paper=paper,
-        adaptive=adaptive,
-    )
+            attack = attack_zoo.create(name, model, setting.eps, **options)
+            paper.append(paper_protocol(model, sub.images, sub.labels, attack, setting, defended_clean=defended_clean(n), name=name))
+    return Evaluation(model=model_name, data=split.spec, n_per_class=n_per_class, slow_n_per_class=slow_n, setting=setting, attack_settings=settings, paper=paper, adaptive=adaptive)
 
 
-def sweep(
-    model: nn.Module,
-    split: vdata.ImageSplit,
-    grid: dict[str, Sequence[float]],
-    *,
-    attack: str = "pgd-min",
-    n_per_class: int = 10,
-    eps: float = attack_zoo.EPS,
-    directions: int = 15,
-    radius: float = 6.0,
-    space: str = "normalized",
-    seed: int | None = None,
-    model_name: str = "",
-    device: str | torch.device = "cpu",
-) -> list[Sweep]:
+def sweep(model: nn.Module, split: vdata.ImageSplit, grid: dict[str, Sequence[float]], setting: Setting = Setting(), *, attack: str = "pgd-min", n_per_class: int = 10, model_name: str = "") -> list[Sweep]:
     """Defence against ``attack``'s adversarials (made on ``model`` once) for each value of each
-    parameter in ``grid`` (``radius`` and/or ``directions``), the other held at its argument.
+    parameter in ``grid`` (``radius`` and/or ``directions``), the others as in ``setting``.
 
-    Time per image is that of the defended model's forward passes on the clean images, batched;
-    ``plain_seconds_per_image`` is the undefended model's, measured in the same run.
+    Time per image is that of the defended model's forward passes on the clean images, batched,
+    averaged over the draws; ``plain_seconds_per_image`` is the undefended model's, measured in
+    the same run.
     """
     for parameter in grid:
         if parameter not in ("radius", "directions"):
             raise ConfigError(f"sweep parameter must be radius or directions, got {parameter!r}")
-    seed = _seed(seed)
+    check_attacks([attack], None, setting)
+    points = {parameter: [_swept_value(parameter, v) for v in values] for parameter, values in grid.items()}
+    for parameter, values in points.items():
+        for value in values:
+            setting.replace(**{parameter: value})  # raises on a bad value before any work
+    setting = _with_seed(setting)
+    assert setting.seed is not None
     sub = vdata.subset(split, n_per_class)
     images, labels = as_float(sub.images), sub.labels
-    model = model.to(device).eval()
-    made = attack_zoo.create(attack, model, eps, seed=seed, device=device, progress=True)
-    correct = (predict(model, images, device=device).argmax(1) == labels).nonzero()[:, 0]
+    model = model.to(setting.device).eval()
+    made = attack_zoo.create(attack, model, setting.eps, seed=derive_seed(setting.seed, attack), device=setting.device, progress=True)
+    correct = (predict(model, images, device=setting.device).argmax(1) == labels).nonzero()[:, 0]
     adv, success = made(images[correct], labels[correct])
     adversarials, adv_labels = adv[success], labels[correct[success]]
-    plain = _timed(lambda: predict(model, images, device=device))[1] / len(labels)
+    plain = _timed(lambda: predict(model, images, device=setting.device))[1] / len(labels)
     results = []
-    for parameter, values in grid.items():
+    for parameter, values in points.items():
         clean_acc, rates, times = [], [], []
         for value in values:
-            kwargs = {"directions": directions, "radius": radius, "space": space, parameter: int(value) if parameter == "directions" else float(value)}
-            defended = defend(model, seed=seed, **kwargs)  # type: ignore[arg-type]
-            logits, seconds = _timed(lambda: predict(defended, images, batch_size=100, device=device))
-            clean_acc.append((logits.argmax(1) == labels).float().mean().item())
-            times.append(seconds / len(labels))
-            rates.append((predict(defended, adversarials, device=device).argmax(1) == adv_labels).float().mean().item() if len(adv_labels) else float("nan"))
-        fixed = {"directions": directions, "radius": radius, "space": space, "eps": eps}
-        fixed.pop(parameter)
+            at = setting.replace(**{parameter: value})
+            start = time.perf_counter()
+            clean_pred = defended_predictions(model, images, at, "sweep", parameter, value, "clean")
+            times.append((time.perf_counter() - start) / (len(labels) * at.draws))
+            clean_acc.append(_accuracy(clean_pred, labels))
+            rates.append(_accuracy(defended_predictions(model, adversarials, at, "sweep", parameter, value, "defence"), adv_labels))
         results.append(
             Sweep(
-                model=model_name, parameter=parameter, values=[float(v) for v in values], fixed=fixed, attack=attack, n=len(labels),
-                num_adversarial=len(adv_labels), seed=seed, clean_accuracy=clean_acc, defence_rate=rates, seconds_per_image=times,
-                plain_seconds_per_image=plain,
+                model=model_name, parameter=parameter, values=[float(v) for v in values], setting=setting, attack=attack, n=len(labels),
+                num_adversarial=len(adv_labels), clean_accuracy=clean_acc, defence_rate=rates, seconds_per_image=times, plain_seconds_per_image=plain,
             )  # fmt: skip
         )
     return results
+
+
+def _swept_value(parameter: str, value: float) -> int | float:
+    if parameter == "directions":
+        if float(value) != int(value):
+            raise ConfigError(f"numbers of directions are whole numbers, got {value}")
+        return int(value)
+    return float(value)
 
 
 def _timed(fn: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, float]:
@@ -300,8 +362,9 @@ def _timed(fn: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, float]:
     return out, time.perf_counter() - start
 
 
-def _seed(seed: int | None) -> int:
-    return int(torch.randint(0, 2**31 - 1, ()).item()) if seed is None else seed
+def _with_seed(setting: Setting) -> Setting:
+    """``setting`` with a seed: its own, or one drawn now (and recorded in the result)."""
+    return setting if setting.seed is not None else setting.replace(seed=int(torch.randint(0, 2**31 - 1, ()).item()))
 
 
 # -- reports ------------------------------------------------------------------------------------
@@ -314,7 +377,7 @@ def paper_table(evaluation: Evaluation, *, with_paper: bool = True) -> str:
         headers += ["paper: defended clean", "paper: defence rate", "paper: #Adv/n"]
     rows = []
     for row in evaluation.paper:
-        cells: list[Any] = [row.attack, row.n, row.clean_accuracy, row.attacked_accuracy, row.defended_clean_accuracy, row.defended_attacked_accuracy, row.defence_rate, row.num_adversarial]
+        cells: list[Any] = [row.attack, row.n, row.clean_accuracy, row.attacked_accuracy, str(row.defended_clean_accuracy), str(row.defended_attacked_accuracy), str(row.defence_rate), row.num_adversarial]
         if with_paper:
             ref = PAPER_CIFAR10.get(attack_zoo.VARIANT_OF.get(row.attack, row.attack), {})
             cells += [ref.get("defended_clean_accuracy", "-"), ref.get("defence_rate", "-"), ref["num_adversarial"] / 10000 if ref else "-"]
@@ -323,9 +386,9 @@ def paper_table(evaluation: Evaluation, *, with_paper: bool = True) -> str:
 
 
 def adaptive_table(evaluation: Evaluation) -> str:
-    headers = ["attack (on the defended model)", "n", "defended clean", "robust accuracy", "attack success", "seconds", "paper / attack authors"]
+    headers = ["attack (on the defended model)", "n", "attacked", "defended clean", "robust accuracy", "attack success", "seconds", "paper / attack authors"]
     rows = [
-        [r.attack, r.n, r.defended_clean_accuracy, r.robust_accuracy, r.attack_success_rate, round(r.seconds, 1), SQUARE_PAPER_ROBUST_ACCURACY if r.attack == "square" else "-"]
+        [r.attack, r.n, r.num_attacked, str(r.defended_clean_accuracy), str(r.robust_accuracy), r.attack_success_rate, round(r.seconds, 1), SQUARE_PAPER_ROBUST_ACCURACY if r.attack == "square" else "-"]
         for r in evaluation.adaptive
     ]
     return markdown_table(headers, rows)
@@ -333,47 +396,79 @@ def adaptive_table(evaluation: Evaluation) -> str:
 
 def sweep_table(result: Sweep) -> str:
     headers = [result.parameter, "defended clean", "defence rate", "ms / image", "× plain"]
-    rows = [[v, c, d, round(t * 1e3, 2), round(t / result.plain_seconds_per_image, 1)] for v, c, d, t in zip(result.values, result.clean_accuracy, result.defence_rate, result.seconds_per_image)]
+    rows = [
+        [v, str(c), str(d), round(t * 1e3, 2), round(t / result.plain_seconds_per_image, 1)]
+        for v, c, d, t in zip(result.values, result.clean_accuracy, result.defence_rate, result.seconds_per_image)
+    ]
     return markdown_table(headers, rows)
 
 
-def write_report(out_dir: str | Path, evaluation: Evaluation | None = None, sweeps: Sequence[Sweep] = ()) -> Path:
-    """JSON for every result, ``report.md`` with the tables and a PNG plot per sweep; returns the report path."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+def _draws_note(setting: Setting) -> str:
+    if setting.draws == 1:
+        return "Defended accuracies: one draw of the defence's random directions."
+    return f"Defended accuracies: mean over {setting.draws} independent draws of the defence's random directions, (min–max) over the draws."
+
+
+def render_report(evaluation: Evaluation | None = None, sweeps: Sequence[Sweep] = ()) -> str:
+    """The Markdown report of an evaluation and its sweeps, from the results alone (so it can be
+    rebuilt from their JSON, :func:`rebuild_report`). Sweeps are listed radius first."""
     parts = []
     if evaluation is not None:
-        evaluation.save(out / "evaluation.json")
-        d = evaluation.defence
+        s = evaluation.setting
         parts.append(
             f"# Post-averaging: {evaluation.model} on {evaluation.data}\n\n"
-            f"Defence: K = {d['directions']}, r = {d['radius']} ({d['space']} space); ε = {evaluation.eps:.5g} (L∞); "
-            f"first {evaluation.n_per_class} images per class ({evaluation.slow_n_per_class} for {', '.join(SLOW_ATTACKS)}); seed {evaluation.seed}.\n"
+            f"Defence: K = {s.directions}, r = {s.radius} ({s.space} space); ε = {s.eps:.5g} (L∞); "
+            f"first {evaluation.n_per_class} images per class ({evaluation.slow_n_per_class} for {', '.join(SLOW_ATTACKS)}); seed {s.seed}.\n"
+            f"{_draws_note(s)}\n"
         )
         if evaluation.paper:
             parts.append("## Paper protocol (attacks on the undefended model; Table 1)\n\n" + paper_table(evaluation) + "\n")
         if evaluation.adaptive:
             parts.append("## Adaptive protocol (attacks on the defended model)\n\n" + adaptive_table(evaluation) + "\n")
-        parts.append("Settings: " + ", ".join(f"{k} {v}" for k, v in evaluation.settings.items()) + "\n")
-    for result in sweeps:
-        result.save(out / f"sweep-{result.parameter}.json")
-        plot_sweep(result, out / f"sweep-{result.parameter}.png")
+        parts.append("Settings: " + ", ".join(f"{k} {v}" for k, v in evaluation.attack_settings.items()) + "\n")
+    for result in sorted(sweeps, key=lambda r: ("radius", "directions").index(r.parameter)):
+        fixed = {k: v for k, v in result.setting.defence.items() if k != result.parameter}
         parts.append(
-            f"## Sweep over {result.parameter} ({result.attack} adversarials, n = {result.n}, #Adv = {result.num_adversarial}, {result.fixed})\n\n"
+            f"## Sweep over {result.parameter} ({result.attack} adversarials, n = {result.n}, #Adv = {result.num_adversarial}, {fixed}, ε = {result.setting.eps:.5g}, seed {result.setting.seed})\n\n"
+            + f"{_draws_note(result.setting)}\n\n"
             + sweep_table(result)
             + f"\n\nPlain model: {result.plain_seconds_per_image * 1e3:.3f} ms / image. Plot: sweep-{result.parameter}.png\n"
         )
+    return "\n".join(parts)
+
+
+def write_report(out_dir: str | Path, evaluation: Evaluation | None = None, sweeps: Sequence[Sweep] = ()) -> Path:
+    """JSON for every result (``evaluation.json``, ``sweep-PARAMETER.json``), a PNG plot per sweep
+    and ``report.md`` (:func:`render_report`); returns the report's path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if evaluation is not None:
+        evaluation.save(out / "evaluation.json")
+    for result in sweeps:
+        result.save(out / f"sweep-{result.parameter}.json")
+        plot_sweep(result, out / f"sweep-{result.parameter}.png")
     report = out / "report.md"
-    report.write_text("\n".join(parts))
+    report.write_text(render_report(evaluation, sweeps))
     return report
 
 
+def rebuild_report(out_dir: str | Path) -> str:
+    """The ``report.md`` of ``out_dir``, rebuilt from its JSON results alone (no rerun)."""
+    out = Path(out_dir)
+    evaluation = Evaluation.load(out / "evaluation.json") if (out / "evaluation.json").exists() else None
+    sweeps = [Sweep.load(out / f"sweep-{p}.json") for p in ("radius", "directions") if (out / f"sweep-{p}.json").exists()]
+    return render_report(evaluation, sweeps)
+
+
 def plot_sweep(result: Sweep, path: str | Path) -> Path:
-    """Defence rate and clean accuracy against the swept parameter (and time per image for K)."""
+    """Defence rate and clean accuracy (means over the draws, bars: min–max) against the swept
+    parameter (and time per image for K)."""
     plt = plot_backend()
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.plot(result.values, result.defence_rate, "o-", label=f"defence rate ({result.attack})")
-    ax.plot(result.values, result.clean_accuracy, "s--", label="defended clean accuracy")
+    for series, style, label in ((result.defence_rate, "o-", f"defence rate ({result.attack})"), (result.clean_accuracy, "s--", "defended clean accuracy")):
+        means = [d.mean for d in series]
+        spread = [[m - d.low for m, d in zip(means, series)], [d.high - m for m, d in zip(means, series)]]
+        ax.errorbar(result.values, means, yerr=spread, fmt=style, capsize=3, label=label)
     ax.set_xlabel("radius r" if result.parameter == "radius" else "directions K")
     ax.set_ylim(0, 1)
     ax.legend(loc="lower left")
@@ -382,18 +477,14 @@ def plot_sweep(result: Sweep, path: str | Path) -> Path:
         twin.plot(result.values, [t * 1e3 for t in result.seconds_per_image], "^:", color="gray")
         twin.set_ylabel("ms per image", color="gray")
     ax.set_title(f"post-averaging: {result.model} (n = {result.n})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
-
+    return save_figure(fig, path, dpi=120)
 
 
 def demo_step(model: nn.Module, split: vdata.ImageSplit, out_dir: str | Path, *, n_per_class: int = 10, seed: int = 0) -> dict[str, Any]:
     """The robustness step of ``veilnet demo``: the paper's protocol with FGSM and PGD at the full
     budget and FGSM at the smallest one (the paper's setting) on the first ``n_per_class`` test
-    images per class, K = 15, r = 6; writes ``out_dir/report.md`` and returns the rows as a dict.
-    Takes a few seconds on a small model."""
-    evaluation = evaluate(model, split, attacks=("fgsm", "pgd", "fgsm-min"), n_per_class=n_per_class, seed=seed, model_name="demo")
+    images per class, K = 15, r = 6, defended accuracies over 5 draws; writes
+    ``out_dir/report.md`` and returns the rows as a dict. Takes a few seconds on a small model."""
+    evaluation = evaluate(model, split, Setting(seed=seed), attacks=("fgsm", "pgd", "fgsm-min"), n_per_class=n_per_class, model_name="demo")
     report = write_report(out_dir, evaluation)
     return {"report": str(report), "n": evaluation.paper[0].n, "rows": [row.to_dict() for row in evaluation.paper]}

@@ -1,7 +1,7 @@
 """Post-averaging: the prediction averaged over a small neighbourhood of the input.
 
-Paper: "Bandlimiting Neural Networks Against Adversarial Attacks" (ICLR 2020 submission,
-``papers/bandlimiting-post-averaging.txt``). The defended classifier is the integral of the
+Paper: "Bandlimiting Neural Networks Against Adversarial Attacks" (ICLR 2020 submission),
+section 3 ("The proposed defence approach: post-averaging"). The defended classifier is the integral of the
 network over a ball C of radius r around the input (Eq. 5), which damps the network's
 high-frequency components (Eq. 6). It is approximated by an average over sampled points (Eq. 7)
 taken along K random unit directions v at offsets λ ∈ {±r/3, ±2r/3, ±r} (Eq. 8), plus the input
@@ -27,7 +27,8 @@ also attacks the wrapper itself (EOT-PGD and the Square attack).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -58,6 +59,7 @@ class PostAveraging(nn.Module):
             back in batches of this size; 100 was fastest on the 2-core CPU this was measured on
             (batches of 1,000 took 2.2× longer per point there); raise it on a GPU.
         generator: source of the fresh directions when ``seed`` is None (default: torch's global RNG).
+            Inside :meth:`sample_generators`, each image draws from its own generator instead.
 
     Shape: ``N×C×H×W`` in [0, 1] → ``N×classes``. The output is the log of the averaged softmax
     (``reduce="softmax"``) or the averaged logits (``reduce="logits"``); either acts as logits for
@@ -108,6 +110,7 @@ class PostAveraging(nn.Module):
         self.register_buffer("offsets", torch.tensor([1.0, -1.0, 2.0, -2.0, 3.0, -3.0]) * (self.radius / 3.0), persistent=False)
         self._scale = self._direction_scale(model, space, std)
         self._fixed: torch.Tensor | None = None
+        self._row_generators: list[torch.Generator] | None = None
 
     @staticmethod
     def _direction_scale(model: nn.Module, space: str, std: Sequence[float] | None) -> torch.Tensor | None:
@@ -134,18 +137,34 @@ class PostAveraging(nn.Module):
     def extra_repr(self) -> str:
         return f"directions={self.directions}, radius={self.radius}, space={self.space!r}, reduce={self.reduce!r}, seed={self.seed}"
 
-    def sample_directions(self, n: int, shape: torch.Size, device: torch.device) -> torch.Tensor:
+    @contextmanager
+    def sample_generators(self, generators: Sequence[torch.Generator]) -> Iterator[None]:
+        """Within this context, row r of every batch draws its fresh directions from
+        ``generators[r % len(generators)]`` (CPU generators), so an image's directions do not depend
+        on the batch it is in; a batch repeated k times (EOT) draws k times from each generator, in
+        the order of the copies. Attacks use it through
+        :meth:`~veilnet.robust.attacks.base.Attack.query`. No effect with a fixed ``seed``."""
+        previous, self._row_generators = self._row_generators, list(generators)
+        try:
+            yield
+        finally:
+            self._row_generators = previous
+
+    def sample_directions(self, n: int, shape: torch.Size, device: torch.device, generators: Sequence[torch.Generator] | None = None) -> torch.Tensor:
         """Unit directions, already scaled to pixel-space steps: ``n×K×C×H×W`` (``1×K×...`` when fixed).
 
         Each direction is standard normal over C·H·W values, divided by its L2 norm (so it has unit
         length in the chosen space), then multiplied by the per-channel std when the radius is
-        measured in normalised space.
+        measured in normalised space. ``generators``: one per image (row i draws from the i-th).
         """
         if self.seed is not None:
             if self._fixed is None or self._fixed.shape[2:] != shape:
                 gen = torch.Generator().manual_seed(self.seed)
                 self._fixed = self._unit(torch.randn(1, self.directions, *shape, generator=gen))
             return self._fixed.to(device)
+        if generators is not None:
+            raw = torch.stack([torch.randn(self.directions, *shape, generator=g) for g in generators])
+            return self._unit(raw).to(device)
         gen = self.generator
         cpu = gen is not None and gen.device.type == "cpu"
         raw = torch.randn(n, self.directions, *shape, generator=gen, device="cpu" if cpu else device)
@@ -174,13 +193,20 @@ class PostAveraging(nn.Module):
         if images.ndim != 4:
             raise ShapeError(f"expected images of shape N×C×H×W, got shape {tuple(images.shape)}")
         per_chunk = max(1, self.max_points // self.points_per_image)
-        outs = [self._average(chunk) for chunk in images.split(per_chunk)]
+        rows = self._row_generators
+        if rows is not None and (not rows or images.shape[0] % len(rows)):
+            raise ShapeError(f"a batch of {images.shape[0]} images does not repeat the {len(rows)} per-sample generators")
+        outs = []
+        for start in range(0, images.shape[0], per_chunk):
+            chunk = images[start : start + per_chunk]
+            generators = None if rows is None else [rows[(start + r) % len(rows)] for r in range(chunk.shape[0])]
+            outs.append(self._average(chunk, generators))
         return torch.cat(outs) if outs else images.new_zeros(0)
 
-    def _average(self, images: torch.Tensor) -> torch.Tensor:
+    def _average(self, images: torch.Tensor, generators: Sequence[torch.Generator] | None = None) -> torch.Tensor:
         """Eq. 7 for a chunk of images whose points fit under the memory cap."""
         n, points = images.shape[0], self.points_per_image
-        dirs = self.sample_directions(n, images.shape[1:], images.device)
+        dirs = self.sample_directions(n, images.shape[1:], images.device, generators)
         batches = self.neighbours(images, dirs).flatten(0, 1).split(self.batch_size)
         logits = torch.cat([self.model(batch) for batch in batches]).reshape(n, points, -1)
         if self.reduce == "logits":

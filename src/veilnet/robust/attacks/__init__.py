@@ -14,7 +14,7 @@ from typing import Any
 from torch import nn
 
 from veilnet.errors import ConfigError
-from veilnet.robust.attacks.base import EPS, Attack, project
+from veilnet.robust.attacks.base import EPS, Attack, Streams, derive_seed, project
 from veilnet.robust.attacks.cw import CarliniWagnerL2
 from veilnet.robust.attacks.deepfool import DeepFool
 from veilnet.robust.attacks.eot_pgd import EOTPGD
@@ -46,7 +46,11 @@ def create(name: str, model: nn.Module, eps: float | None = EPS, **kwargs: Any) 
     """The attack ``name`` on ``model`` with the settings of :data:`SETTINGS`, overridden by ``kwargs``."""
     if name not in SETTINGS:
         raise ConfigError(f"unknown attack {name!r}; expected one of {', '.join(SETTINGS)}")
-    return ATTACKS[VARIANT_OF.get(name, name)](model, eps, **{**SETTINGS[name], **kwargs})
+    cls = ATTACKS[VARIANT_OF.get(name, name)]
+    unknown = sorted(set(kwargs) - set(cls.setting_names()))
+    if unknown:
+        raise ConfigError(f"{name} has no setting {', '.join(map(repr, unknown))}; its settings are {', '.join(cls.setting_names())}")
+    return cls(model, eps, **{**SETTINGS[name], **kwargs})
 
 
-__all__ = ["ATTACKS", "EPS", "SETTINGS", "VARIANT_OF", "Attack", "CarliniWagnerL2", "DeepFool", "EOTPGD", "FGSM", "PGD", "Square", "create", "project"]
+__all__ = ["ATTACKS", "EPS", "SETTINGS", "VARIANT_OF", "Attack", "CarliniWagnerL2", "DeepFool", "EOTPGD", "FGSM", "PGD", "Square", "Streams", "create", "derive_seed", "project"]

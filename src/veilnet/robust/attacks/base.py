@@ -1,26 +1,37 @@
 """What every evasion attack shares: eval mode, device, batching, budgets, seeds and success.
 
-An attack is a callable object on a classifier that takes [0, 1] pixels (DESIGN.md, "Pixels").
-Calling it returns the adversarial images and a per-sample success mask (Foolbox 3 style);
-:meth:`Attack.run` takes a list of L∞ budgets. Budget-bound attacks (FGSM, PGD, EOT-PGD, Square)
-run once per budget; minimisation attacks (DeepFool, C&W) run once and their result is projected
-onto each budget's L∞ ball, success being judged on the projected image (as Foolbox does).
-With ``search_steps = S > 0`` a budget-bound attack looks, per image, for the smallest budget
-that fools the model: it attacks at ε, then bisects [0, ε] S times for the images it fooled
-(each probe at the midpoint of the image's own interval), and returns each image's result at
-the smallest successful budget found, within ε/2^S of the smallest one. Foolbox 2, which the
+An attack is a callable object on a classifier that takes [0, 1] pixels (docs/architecture.md,
+"Pixels"). Calling it returns the adversarial images and a per-sample success mask (Foolbox 3
+style); :meth:`Attack.run` takes a list of L∞ budgets. Budget-bound attacks (FGSM, PGD, EOT-PGD,
+Square) run once per budget; minimisation attacks (DeepFool, C&W) run once and their result is
+projected onto each budget's L∞ ball, success being judged on the projected image (as Foolbox
+does). With ``search_steps = S > 0`` a budget-bound attack looks, per image, for the smallest
+budget that fools the model: it attacks at ε, then bisects [0, ε] S times for the images it
+fooled (each probe at the midpoint of the image's own interval), and returns each image's result
+at the smallest successful budget found, within ε/2^S of the smallest one. Foolbox 2, which the
 post-averaging paper used "in their default settings", searched the same way (binary search on
 ε for its iterative attacks, an ascending ε grid for FGSM); with :class:`~.pgd.PGD`'s
 ``early_stop`` the examples lie just past the decision boundary, as the paper's did. S = 0
 attacks at ε only. A sample counts as a success when the model's prediction on the returned
 image differs from its label; an image the model already gets wrong is a success with no change.
+
+**Randomness is per sample.** Image i of a run (its index in the images given to :meth:`run`)
+draws the attack's random numbers (random starts, Square's proposals) from its own generator,
+seeded from ``(seed, i)``, and a model that can take per-sample generators (a randomised defence
+such as :class:`~veilnet.robust.PostAveraging`, see :meth:`Attack.query`) draws its randomness
+for that image from a second one. So an image's adversarial does not depend on the batch size
+or on the other images of the batch, for every attack, against a deterministic model and against
+such a defence alike (up to float rounding, which may differ between batch sizes).
 """
 
 from __future__ import annotations
 
+import hashlib
+import inspect
+import secrets
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from typing import ClassVar
+from contextlib import contextmanager, nullcontext
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -29,9 +40,52 @@ from tqdm.auto import tqdm
 
 from veilnet.errors import ConfigError, ShapeError
 from veilnet.metrics import as_float
+from veilnet.robust.setting import EPS  # the post-averaging paper's L∞ budget, 8/255
 
-#: The paper's L∞ budget (section 4.1 and Table 1): 8/255 in [0, 1] pixel space.
-EPS = 8 / 255
+
+
+def derive_seed(seed: int, *labels: object) -> int:
+    """A 63-bit seed for the stream named ``labels`` of the run seeded ``seed`` (SHA-256 of both):
+    different names give independent streams, the same names the same one."""
+    digest = hashlib.sha256(repr((int(seed), *map(str, labels))).encode()).digest()
+    return int.from_bytes(digest[:8], "big") & (2**63 - 1)
+
+
+class Streams:
+    """One generator per sample for the attack, and one per sample for the model it queries.
+
+    Index it like the batch (a boolean mask, long indices or a slice) to follow a subset of the
+    samples; :meth:`rand` draws each row from its own sample's generator.
+    """
+
+    def __init__(self, attack: list[torch.Generator], model: list[torch.Generator]) -> None:
+        self.attack = attack
+        self.model = model
+
+    @classmethod
+    def for_samples(cls, seed: int, indices: range) -> Streams:
+        """The generators of samples ``indices`` of the run seeded ``seed``."""
+
+        def make(*labels: object) -> torch.Generator:
+            return torch.Generator().manual_seed(derive_seed(seed, *labels))
+
+        return cls([make("attack", i) for i in indices], [make("model", i) for i in indices])
+
+    def __len__(self) -> int:
+        return len(self.attack)
+
+    def __getitem__(self, index: torch.Tensor | slice) -> Streams:
+        if isinstance(index, slice):
+            return Streams(self.attack[index], self.model[index])
+        index = torch.as_tensor(index).cpu()
+        rows = index.nonzero()[:, 0].tolist() if index.dtype == torch.bool else index.flatten().tolist()
+        return Streams([self.attack[i] for i in rows], [self.model[i] for i in rows])
+
+    def rand(self, *shape: int, device: torch.device | str = "cpu") -> torch.Tensor:
+        """Uniform [0, 1) numbers, ``len(self)×shape``, row i from sample i's generator (drawn on the CPU)."""
+        if not self.attack:
+            return torch.empty(0, *shape, device=device)
+        return torch.stack([torch.rand(*shape, generator=g) for g in self.attack]).to(device)
 
 
 class Attack:
@@ -40,9 +94,10 @@ class Attack:
     Arguments:
         model: classifier taking ``N×C×H×W`` pixels in [0, 1] to logits.
         eps: L∞ budget in pixel space (None: unbounded, minimisation attacks only).
-        batch_size: images attacked together.
+        batch_size: images attacked together; does not change the results (see the module docstring).
         device: where to run (default: the model's parameters' device).
-        seed: seed of the attack's own randomness (random starts, Square's proposals); None draws one.
+        seed: seed of the attack's own randomness and of the per-sample randomness it hands to the
+            model (random starts, Square's proposals, a defence's draws); None draws one per run.
         progress: show a tqdm bar over batches.
         search_steps: S > 0 bisects [0, ε] S times for each image's smallest successful budget
             (budget-bound attacks only); 0 (default) attacks at ε.
@@ -56,19 +111,55 @@ class Attack:
     def __init__(self, model: nn.Module, eps: float | None = EPS, *, batch_size: int = 256, device: str | torch.device | None = None, seed: int | None = None, progress: bool = False, search_steps: int = 0) -> None:
         if eps is None and not self.minimization:
             raise ConfigError(f"{self.name} needs an L∞ budget eps")
-        if eps is not None and not eps >= 0:
-            raise ConfigError(f"eps must be non-negative, got {eps}")
-        if batch_size < 1:
-            raise ConfigError(f"batch_size must be positive, got {batch_size}")
-        if search_steps < 0 or (search_steps and self.minimization):
-            raise ConfigError(f"search_steps must be >= 0, and 0 for a minimisation attack, got {search_steps} for {self.name}")
+        if eps is not None and not (isinstance(eps, (int, float)) and not isinstance(eps, bool) and eps >= 0):
+            raise ConfigError(f"eps must be a non-negative number, got {eps!r}")
+        if search_steps and self.minimization:
+            raise ConfigError(f"search_steps must be 0 for a minimisation attack, got {search_steps} for {self.name}")
         self.model = model
         self.eps = eps
-        self.batch_size = batch_size
         self.device = torch.device(device) if device is not None else _model_device(model)
-        self.seed = seed
         self.progress = progress
-        self.search_steps = search_steps
+        self.configure({"batch_size": 1, "search_steps": 0}, batch_size=batch_size, search_steps=search_steps)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ConfigError(f"{self.name}: seed must be an integer, got {seed!r}")
+        self.seed = seed
+
+    def configure(self, minimum: dict[str, float], *, choices: dict[str, Sequence[str]] | None = None, **settings: Any) -> None:
+        """Check the attack's own ``settings`` and keep them as attributes.
+
+        Each setting must have the type of its default in the class's signature (an int where the
+        default is an int, a number where it is a float, a bool, a string), be at least its bound in
+        ``minimum`` (a float bound of 0 means strictly positive) and one of its ``choices``; else a
+        :class:`ConfigError` names the setting.
+        """
+        defaults = _defaults(type(self))
+        for key, value in settings.items():
+            default = defaults.get(key)
+            kind = type(default)
+            if isinstance(default, bool):
+                ok = isinstance(value, bool)
+            elif isinstance(default, int):
+                ok = isinstance(value, int) and not isinstance(value, bool)
+            elif isinstance(default, float):
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+                value = float(value) if ok else value
+            else:
+                ok = default is None or isinstance(value, kind)
+            if not ok:
+                raise ConfigError(f"{self.name}: {key} must be {_kind_name(default)}, got {value!r}")
+            bound = minimum.get(key)
+            if bound is not None and (value <= bound if isinstance(bound, float) else value < bound):
+                relation = "positive" if isinstance(bound, float) and bound == 0 else f"{'>' if isinstance(bound, float) else '>='} {bound}"
+                raise ConfigError(f"{self.name}: {key} must be {relation}, got {value!r}")
+            allowed = (choices or {}).get(key)
+            if allowed is not None and value not in allowed:
+                raise ConfigError(f"{self.name}: {key} must be one of {', '.join(allowed)}, got {value!r}")
+            setattr(self, key, value)
+
+    @classmethod
+    def setting_names(cls) -> list[str]:
+        """Names accepted as keyword settings by this attack (its own and the base class's)."""
+        return [name for name in _defaults(cls) if name not in ("model", "eps")]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(eps={self.eps}, seed={self.seed})"
@@ -87,11 +178,7 @@ class Attack:
             raise ConfigError("run needs at least one budget")
         if any(e is None for e in epsilons) and not self.minimization:
             raise ConfigError(f"{self.name} needs a finite L∞ budget")
-        generator = torch.Generator()
-        if self.seed is None:
-            generator.seed()
-        else:
-            generator.manual_seed(self.seed)
+        seed = secrets.randbits(63) if self.seed is None else self.seed
         advs: list[list[torch.Tensor]] = [[] for _ in epsilons]
         wins: list[list[torch.Tensor]] = [[] for _ in epsilons]
         batches = range(0, images.shape[0], self.batch_size)
@@ -99,38 +186,39 @@ class Attack:
             for start in tqdm(batches, desc=self.name, unit="batch", disable=not self.progress or len(batches) < 2):
                 x = images[start : start + self.batch_size].to(self.device)
                 y = labels[start : start + self.batch_size].to(self.device)
-                raw = self.perturb(x, y, None, generator) if self.minimization else None
+                streams = Streams.for_samples(seed, range(start, start + x.shape[0]))
+                raw = self.perturb(x, y, None, streams) if self.minimization else None
                 for i, eps in enumerate(epsilons):
-                    adv = self._smallest_budget(x, y, float(eps), generator) if raw is None else project(raw, x, eps)
+                    adv = self._smallest_budget(x, y, float(eps), streams) if raw is None else project(raw, x, eps)
                     advs[i].append(adv.detach().cpu())
-                    wins[i].append(self.is_adversarial(adv, y).cpu())
+                    wins[i].append(self.is_adversarial(adv, y, streams).cpu())
         if not images.shape[0]:
             return [(images.clone(), torch.zeros(0, dtype=torch.bool)) for _ in epsilons]
         return [(torch.cat(a), torch.cat(w)) for a, w in zip(advs, wins)]
 
-    def perturb(self, images: torch.Tensor, labels: torch.Tensor, eps: torch.Tensor | None, generator: torch.Generator) -> torch.Tensor:
+    def perturb(self, images: torch.Tensor, labels: torch.Tensor, eps: torch.Tensor | None, streams: Streams) -> torch.Tensor:
         """The attack's own arithmetic on one batch: adversarial images in [0, 1].
 
         ``eps`` holds each image's L∞ budget, shape ``N×1×1×1`` (None for minimisation attacks);
-        random numbers come from ``generator`` (a CPU generator).
+        ``streams`` holds each image's generators (index it with the rows of a subset).
         """
         raise NotImplementedError
 
-    def _smallest_budget(self, images: torch.Tensor, labels: torch.Tensor, eps: float, generator: torch.Generator) -> torch.Tensor:
+    def _smallest_budget(self, images: torch.Tensor, labels: torch.Tensor, eps: float, streams: Streams) -> torch.Tensor:
         """:meth:`perturb` at ε, then ``search_steps`` rounds of per-image bisection of [0, ε]."""
         hi = torch.full((images.shape[0], 1, 1, 1), eps, device=images.device)
-        adv = self.perturb(images, labels, hi, generator)
+        adv = self.perturb(images, labels, hi, streams)
         if not self.search_steps:
             return adv
-        idx = self.is_adversarial(adv, labels).nonzero()[:, 0]
+        idx = self.is_adversarial(adv, labels, streams).nonzero()[:, 0]
         if not len(idx):
             return adv
-        x, y, best = images[idx], labels[idx], adv[idx]
+        x, y, best, sub = images[idx], labels[idx], adv[idx], streams[idx]
         lo, hi = torch.zeros_like(hi[idx]), hi[idx]
         for _ in range(self.search_steps):
             mid = (lo + hi) / 2
-            attempt = self.perturb(x, y, mid, generator)
-            win = self.is_adversarial(attempt, y)
+            attempt = self.perturb(x, y, mid, sub)
+            win = self.is_adversarial(attempt, y, sub)
             best[win] = attempt[win]
             hi = torch.where(win[:, None, None, None], mid, hi)
             lo = torch.where(win[:, None, None, None], lo, mid)
@@ -139,21 +227,30 @@ class Attack:
 
     # -- helpers for the subclasses -------------------------------------------------------------
 
-    def gradient(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def query(self, images: torch.Tensor, streams: Streams) -> torch.Tensor:
+        """The model's logits on ``images``; a model with a ``sample_generators(generators)``
+        context manager (a randomised defence) draws row r's randomness from sample r's model
+        generator (rows beyond ``len(streams)`` cycle through them, for repeated batches)."""
+        hook = getattr(self.model, "sample_generators", None)
+        with hook(streams.model) if callable(hook) else nullcontext():
+            return self.model(images)
+
+    def gradient(self, images: torch.Tensor, labels: torch.Tensor, streams: Streams) -> tuple[torch.Tensor, torch.Tensor]:
         """∇ₓ of the summed cross-entropy loss (each sample's gradient is its own loss's), and the logits."""
         x = images.detach().requires_grad_(True)
-        logits = self.model(x)
+        logits = self.query(x, streams)
         loss = F.cross_entropy(logits, labels, reduction="sum")
         return torch.autograd.grad(loss, x)[0], logits.detach()
 
     @torch.no_grad()
-    def is_adversarial(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def is_adversarial(self, images: torch.Tensor, labels: torch.Tensor, streams: Streams) -> torch.Tensor:
         """True where the model's prediction differs from the label."""
-        return self.model(images).argmax(1) != labels
+        return self.query(images, streams).argmax(1) != labels
 
-    def rand(self, *shape: int, generator: torch.Generator) -> torch.Tensor:
-        """Uniform [0, 1) numbers drawn on the CPU from ``generator``, moved to the device."""
-        return torch.rand(*shape, generator=generator).to(self.device)
+    @torch.no_grad()
+    def margin(self, images: torch.Tensor, labels: torch.Tensor, streams: Streams) -> torch.Tensor:
+        """``Z_y − max_{j≠y} Z_j`` of the model's logits: negative exactly when the image is misclassified."""
+        return label_margin(self.query(images, streams), labels)
 
     @contextmanager
     def _eval_mode(self) -> Iterator[None]:
@@ -165,11 +262,40 @@ class Attack:
             self.model.train(was_training)
 
 
-def project(adversarials: torch.Tensor, images: torch.Tensor, eps: float | None) -> torch.Tensor:
+def label_margin(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``Z_y − max_{j≠y} Z_j`` for each row of ``logits``."""
+    real = logits.gather(1, labels[:, None])[:, 0]
+    return real - logits.scatter(1, labels[:, None], float("-inf")).amax(1)
+
+
+def project(adversarials: torch.Tensor, images: torch.Tensor, eps: float | torch.Tensor | None) -> torch.Tensor:
     """Clip ``adversarials`` into the L∞ ball of radius ``eps`` around ``images`` and into [0, 1]."""
     if eps is None:
         return adversarials.clamp(0.0, 1.0)
     return torch.min(torch.max(adversarials, images - eps), images + eps).clamp(0.0, 1.0)
+
+
+def _defaults(cls: type) -> dict[str, Any]:
+    """Keyword defaults of ``cls.__init__`` and of the ``__init__`` of every base it passes ``**kwargs`` to."""
+    out: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        init = klass.__dict__.get("__init__")
+        if init is None or klass is object:
+            continue
+        for param in inspect.signature(init).parameters.values():
+            if param.name != "self" and param.kind not in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
+                out[param.name] = param.default
+    return out
+
+
+def _kind_name(default: Any) -> str:
+    if isinstance(default, bool):
+        return "true or false"
+    if isinstance(default, int):
+        return "an integer"
+    if isinstance(default, float):
+        return "a number"
+    return f"a {type(default).__name__}"
 
 
 def _model_device(model: nn.Module) -> torch.device:

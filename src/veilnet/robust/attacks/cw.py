@@ -10,8 +10,7 @@ from typing import Any
 
 import torch
 
-from veilnet.errors import ConfigError
-from veilnet.robust.attacks.base import Attack
+from veilnet.robust.attacks.base import Attack, Streams, label_margin
 
 #: Upper end of c's search interval while no success has been seen.
 _C_MAX = 1e10
@@ -42,15 +41,10 @@ class CarliniWagnerL2(Attack):
 
     def __init__(self, model: torch.nn.Module, eps: float | None = 8 / 255, *, binary_search_steps: int = 6, steps: int = 50, lr: float = 0.01, initial_const: float = 0.1, confidence: float = 0.0, **kwargs: Any) -> None:
         super().__init__(model, eps, **kwargs)
-        if binary_search_steps < 1 or steps < 1 or not initial_const > 0:
-            raise ConfigError(f"C&W needs binary_search_steps >= 1, steps >= 1 and initial_const > 0, got {binary_search_steps}, {steps}, {initial_const}")
-        self.binary_search_steps = binary_search_steps
-        self.steps = steps
-        self.lr = lr
-        self.initial_const = initial_const
-        self.confidence = confidence
+        bounds = {"binary_search_steps": 1, "steps": 1, "lr": 0.0, "initial_const": 0.0}
+        self.configure(bounds, binary_search_steps=binary_search_steps, steps=steps, lr=lr, initial_const=initial_const, confidence=confidence)
 
-    def perturb(self, images: torch.Tensor, labels: torch.Tensor, eps: torch.Tensor | None, generator: torch.Generator) -> torch.Tensor:
+    def perturb(self, images: torch.Tensor, labels: torch.Tensor, eps: torch.Tensor | None, streams: Streams) -> torch.Tensor:
         n = images.shape[0]
         w0 = torch.atanh((2 * images - 1).clamp(-1 + 1e-6, 1 - 1e-6))
         const = torch.full((n,), self.initial_const, device=images.device)
@@ -64,16 +58,14 @@ class CarliniWagnerL2(Attack):
             found = torch.zeros(n, dtype=torch.bool, device=images.device)
             for _ in range(self.steps):
                 adv = (torch.tanh(w) + 1) / 2
-                logits = self.model(adv)
-                onehot = torch.nn.functional.one_hot(labels, logits.shape[1]).bool()
-                real = logits[onehot]
-                other = logits.masked_fill(onehot, float("-inf")).amax(1)
+                logits = self.query(adv, streams)
+                margin = label_margin(logits, labels)
                 dist = (adv - images).flatten(1).pow(2).sum(1)
-                loss = dist + const * (real - other + self.confidence).clamp_min(0)
+                loss = dist + const * (margin + self.confidence).clamp_min(0)
                 optimizer.zero_grad()
                 loss.sum().backward()
                 with torch.no_grad():
-                    success = (other - real >= self.confidence) & (logits.argmax(1) != labels)
+                    success = (-margin >= self.confidence) & (logits.argmax(1) != labels)
                     better = success & (dist < best_dist)
                     best_dist = torch.where(better, dist, best_dist)
                     best[better] = adv[better].detach()

@@ -11,8 +11,7 @@ from typing import Any
 
 import torch
 
-from veilnet.errors import ConfigError
-from veilnet.robust.attacks.base import Attack
+from veilnet.robust.attacks.base import Attack, Streams
 
 
 class DeepFool(Attack):
@@ -39,18 +38,11 @@ class DeepFool(Attack):
 
     def __init__(self, model: torch.nn.Module, eps: float | None = 8 / 255, *, steps: int = 50, overshoot: float = 0.02, candidates: int = 10, norm: str = "l2", **kwargs: Any) -> None:
         super().__init__(model, eps, **kwargs)
-        if norm not in ("l2", "linf"):
-            raise ConfigError(f"DeepFool norm must be l2 or linf, got {norm!r}")
-        if steps < 1 or candidates < 2:
-            raise ConfigError(f"DeepFool needs steps >= 1 and candidates >= 2, got {steps} and {candidates}")
-        self.steps = steps
-        self.overshoot = overshoot
-        self.candidates = candidates
-        self.norm = norm
+        self.configure({"steps": 1, "candidates": 2}, choices={"norm": ("l2", "linf")}, steps=steps, overshoot=overshoot, candidates=candidates, norm=norm)
 
-    def perturb(self, images: torch.Tensor, labels: torch.Tensor, eps: torch.Tensor | None, generator: torch.Generator) -> torch.Tensor:
+    def perturb(self, images: torch.Tensor, labels: torch.Tensor, eps: torch.Tensor | None, streams: Streams) -> torch.Tensor:
         with torch.no_grad():
-            logits = self.model(images)
+            logits = self.query(images, streams)
         k = min(self.candidates, logits.shape[1])
         # Candidate classes: the label first, then the other classes with the highest clean logits.
         others = logits.scatter(1, labels[:, None], float("-inf")).topk(k - 1, dim=1).indices
@@ -60,7 +52,7 @@ class DeepFool(Attack):
         active = torch.arange(images.shape[0], device=images.device)
         for _ in range(self.steps):
             x = adv[active].detach().requires_grad_(True)
-            out = self.model(x)
+            out = self.query(x, streams[active])
             still = out.argmax(1) == labels[active]
             if not still.any():
                 break

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from veilnet.errors import ConfigError
+from veilnet.robust.attacks.base import Streams
 from veilnet.robust.attacks.pgd import PGD
 
 
@@ -38,15 +38,14 @@ class EOTPGD(PGD):
 
     def __init__(self, model: torch.nn.Module, eps: float | None = 8 / 255, *, eot_samples: int = 4, batch_size: int = 8, **kwargs: Any) -> None:
         super().__init__(model, eps, batch_size=batch_size, **kwargs)
-        if eot_samples < 1:
-            raise ConfigError(f"eot_samples must be positive, got {eot_samples}")
-        self.eot_samples = eot_samples
+        self.configure({"eot_samples": 1}, eot_samples=eot_samples)
 
-    def gradient(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def gradient(self, images: torch.Tensor, labels: torch.Tensor, streams: Streams) -> tuple[torch.Tensor, torch.Tensor]:
         """(1/n) Σ ∇ₓ L over n draws of the model's randomness, as one batched forward pass, and
-        the logits averaged over the draws."""
+        the logits averaged over the draws. Copy k of sample i draws from sample i's model
+        generator (see :meth:`~veilnet.robust.attacks.base.Attack.query`), after copies 0..k−1."""
         x = images.detach().requires_grad_(True)
         n = self.eot_samples
-        logits = self.model(x.repeat(n, 1, 1, 1))
+        logits = self.query(x.repeat(n, 1, 1, 1), streams)
         loss = F.cross_entropy(logits, labels.repeat(n), reduction="sum") / n
         return torch.autograd.grad(loss, x)[0], logits.detach().view(n, *x.shape[:1], -1).mean(0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from veilnet.robust.attacks.base import Attack
+from veilnet.robust.attacks.base import Attack, Streams
 
 
 class FGSM(Attack):
@@ -25,6 +25,6 @@ class FGSM(Attack):
 
     name = "fgsm"
 
-    def perturb(self, images: torch.Tensor, labels: torch.Tensor, eps: torch.Tensor | None, generator: torch.Generator) -> torch.Tensor:
+    def perturb(self, images: torch.Tensor, labels: torch.Tensor, eps: torch.Tensor | None, streams: Streams) -> torch.Tensor:
         assert eps is not None
-        return (images + eps * self.gradient(images, labels)[0].sign()).clamp(0.0, 1.0)
+        return (images + eps * self.gradient(images, labels, streams)[0].sign()).clamp(0.0, 1.0)

@@ -13,8 +13,7 @@ from typing import Any
 
 import torch
 
-from veilnet.errors import ConfigError
-from veilnet.robust.attacks.base import Attack, project
+from veilnet.robust.attacks.base import Attack, Streams, project
 
 
 class PGD(Attack):
@@ -41,27 +40,21 @@ class PGD(Attack):
 
     def __init__(self, model: torch.nn.Module, eps: float | None = 8 / 255, *, alpha: float = 2 / 255, steps: int = 20, random_start: bool = True, restarts: int = 1, early_stop: bool = False, **kwargs: Any) -> None:
         super().__init__(model, eps, **kwargs)
-        if steps < 1 or restarts < 1:
-            raise ConfigError(f"PGD needs steps >= 1 and restarts >= 1, got steps={steps}, restarts={restarts}")
-        self.alpha = alpha
-        self.steps = steps
-        self.random_start = random_start
-        self.restarts = restarts
-        self.early_stop = early_stop
+        self.configure({"alpha": 0.0, "steps": 1, "restarts": 1}, alpha=alpha, steps=steps, random_start=random_start, restarts=restarts, early_stop=early_stop)
 
-    def perturb(self, images: torch.Tensor, labels: torch.Tensor, eps: torch.Tensor | None, generator: torch.Generator) -> torch.Tensor:
+    def perturb(self, images: torch.Tensor, labels: torch.Tensor, eps: torch.Tensor | None, streams: Streams) -> torch.Tensor:
         assert eps is not None and self.eps is not None
         best = images.clone()
         todo = torch.ones(images.shape[0], dtype=torch.bool, device=images.device)
         for _ in range(self.restarts):
-            x, y, e = images[todo], labels[todo], eps[todo]
+            x, y, e, sub = images[todo], labels[todo], eps[todo], streams[todo]
             alpha = self.alpha * e / self.eps if self.eps > 0 else e
             adv = x.clone()
             if self.random_start:
-                adv = project(x + e * (2 * self.rand(*x.shape, generator=generator) - 1), x, e)
+                adv = project(x + e * (2 * sub.rand(*x.shape[1:], device=x.device) - 1), x, e)
             live = torch.arange(x.shape[0], device=x.device)  # samples still moving
             for _ in range(self.steps):
-                grad, logits = self.gradient(adv[live], y[live])
+                grad, logits = self.gradient(adv[live], y[live], sub[live])
                 if self.early_stop:
                     moving = logits.argmax(1) == y[live]
                     live, grad = live[moving], grad[moving]
@@ -69,7 +62,7 @@ class PGD(Attack):
                         break
                 adv[live] = project(adv[live] + alpha[live] * grad.sign(), x[live], e[live])
             best[todo] = adv.detach()
-            fooled = self.is_adversarial(adv, y)
+            fooled = self.is_adversarial(adv, y, sub)
             todo[todo.clone()] = ~fooled
             if not todo.any():
                 break

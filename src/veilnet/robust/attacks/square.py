@@ -3,7 +3,12 @@ adversarial attack via random search"): a score-based black box that sees only t
 outputs. Start from vertical stripes of ±ε; at every query, propose to set one random square
 window (per image) to a fresh ±ε colour per channel, and keep the proposal when it lowers the
 margin ``Z_y − max_{j≠y} Z_j``. The window covers a fraction p of the image, p shrinking on the
-authors' schedule as queries are spent; an image stops once it is misclassified."""
+authors' schedule as queries are spent; an image stops once it is misclassified.
+
+Every image draws its stripes and proposals from its own generator, and a randomised defence
+that takes per-sample generators (:class:`~veilnet.robust.PostAveraging`) draws its directions
+for that image from another one of its own (:mod:`.base`), so an image's result does not depend
+on the batch size or on the other images of its batch."""
 
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ from typing import Any
 import torch
 
 from veilnet.errors import ConfigError
-from veilnet.robust.attacks.base import Attack, project
+from veilnet.robust.attacks.base import Attack, Streams, project
 
 #: The authors' schedule for 10,000 queries: after query t, p = p_init / divisor.
 _SCHEDULE = ((10, 1), (50, 2), (200, 4), (500, 8), (1000, 16), (2000, 32), (4000, 64), (6000, 128), (8000, 256))
@@ -40,10 +45,9 @@ class Square(Attack):
 
     def __init__(self, model: torch.nn.Module, eps: float | None = 8 / 255, *, queries: int = 1000, p_init: float = 0.05, **kwargs: Any) -> None:
         super().__init__(model, eps, **kwargs)
-        if queries < 1 or not 0 < p_init <= 1:
-            raise ConfigError(f"Square needs queries >= 1 and 0 < p_init <= 1, got {queries} and {p_init}")
-        self.queries = queries
-        self.p_init = p_init
+        self.configure({"queries": 1, "p_init": 0.0}, queries=queries, p_init=p_init)
+        if self.p_init > 1:
+            raise ConfigError(f"square: p_init is a fraction of the image, at most 1, got {p_init!r}")
 
     def fraction(self, query: int) -> float:
         """p after ``query`` queries: the authors' 10,000-query schedule rescaled to ``queries``."""
@@ -56,33 +60,27 @@ class Square(Attack):
         return self.p_init / divisor
 
     @torch.no_grad()
-    def margin(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """``Z_y − max_{j≠y} Z_j``: negative exactly when the image is misclassified."""
-        logits = self.model(images)
-        real = logits.gather(1, labels[:, None])[:, 0]
-        return real - logits.scatter(1, labels[:, None], float("-inf")).amax(1)
-
-    @torch.no_grad()
-    def perturb(self, images: torch.Tensor, labels: torch.Tensor, eps: torch.Tensor | None, generator: torch.Generator) -> torch.Tensor:
+    def perturb(self, images: torch.Tensor, labels: torch.Tensor, eps: torch.Tensor | None, streams: Streams) -> torch.Tensor:
         assert eps is not None
         n, c, h, w = images.shape
-        signs = self.rand(n, c, 1, w, generator=generator).round() * 2 - 1
+        signs = streams.rand(c, 1, w, device=images.device).round() * 2 - 1
         adv = project(images + eps * signs, images, eps)
-        margin = self.margin(adv, labels)
+        margin = self.margin(adv, labels, streams)
         rows = torch.arange(h, device=images.device)[None, :, None]
         cols = torch.arange(w, device=images.device)[None, None, :]
         for query in range(1, self.queries):
             active = (margin > 0).nonzero()[:, 0]
             if active.numel() == 0:
                 break
-            x, y, cur, e = images[active], labels[active], adv[active], eps[active]
+            x, y, cur, e, sub = images[active], labels[active], adv[active], eps[active], streams[active]
             size = max(1, min(h - 1, round(math.sqrt(self.fraction(query) * h * w))))
-            top = (self.rand(active.numel(), generator=generator) * (h - size + 1)).long()[:, None, None]
-            left = (self.rand(active.numel(), generator=generator) * (w - size + 1)).long()[:, None, None]
+            draw = sub.rand(2 + c, device=images.device)  # top, left, then one sign per channel
+            top = (draw[:, 0] * (h - size + 1)).long()[:, None, None]
+            left = (draw[:, 1] * (w - size + 1)).long()[:, None, None]
             window = ((rows >= top) & (rows < top + size) & (cols >= left) & (cols < left + size))[:, None]
-            colour = e * (self.rand(active.numel(), c, 1, 1, generator=generator).round() * 2 - 1)
+            colour = e * (draw[:, 2:, None, None].round() * 2 - 1)
             proposal = project(torch.where(window, x + colour, cur), x, e)
-            new = self.margin(proposal, y)
+            new = self.margin(proposal, y, sub)
             better = new < margin[active]
             adv[active[better]] = proposal[better]
             margin[active[better]] = new[better]

@@ -1,0 +1,82 @@
+"""What ``evaluate`` and ``sweep`` share — the attack budget, the defence, the draws of its
+randomness, the seed and the device — as one dataclass, and the command-line options built from
+it. Importing this module does not import torch (``veilnet --help`` stays fast)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+from veilnet.errors import ConfigError
+
+#: The paper's L∞ budget ("Bandlimiting Neural Networks Against Adversarial Attacks", section 4.1
+#: and Table 1): 8/255 in [0, 1] pixel space.
+EPS = 8 / 255
+SPACES = ("normalized", "pixel")
+
+
+def fraction(text: str) -> float:
+    """argparse ``type``: ``8/255`` or ``0.031``."""
+    try:
+        return float(Fraction(text.strip()))
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"expected a number or a fraction like 8/255, got {text!r}") from None
+
+
+@dataclass(frozen=True)
+class Setting:
+    """The parameters shared by :func:`~veilnet.robust.evaluation.evaluate` and
+    :func:`~veilnet.robust.evaluation.sweep`; each field's ``metadata`` holds its ``--option``'s help.
+
+    A result that holds it (``Evaluation``, ``Sweep``) writes it as a JSON object and reads it
+    back (:mod:`veilnet.report`). ``draws``: every accuracy of the defended model is averaged over this many independent draws
+    of post-averaging's random directions (its spread is reported beside the mean).
+    """
+
+    eps: float = field(default=EPS, metadata={"help": "L∞ budget in pixels, a number or a fraction like 8/255 (default: 8/255)", "type": fraction})
+    directions: int = field(default=15, metadata={"help": "post-averaging directions K (default: 15)"})
+    radius: float = field(default=6.0, metadata={"help": "post-averaging radius r (default: 6)"})
+    space: str = field(default="normalized", metadata={"help": "space the radius is measured in (default: normalized)", "choices": SPACES})
+    draws: int = field(default=5, metadata={"help": "draws of the defence's random directions each defended accuracy is averaged over (default: 5)"})
+    seed: int | None = field(default=None, metadata={"help": "seed of the run: the defence's draws and the attacks' randomness (default: drawn and recorded)"})
+    device: str = field(default="cpu", metadata={"help": "torch device, e.g. cpu or cuda (default: cpu)"})
+
+    def __post_init__(self) -> None:
+        if isinstance(self.eps, bool) or not isinstance(self.eps, (int, float)) or not self.eps >= 0 or self.eps == float("inf"):
+            raise ConfigError(f"eps must be a finite number >= 0, got {self.eps!r}")
+        for name in ("directions", "draws"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+        if isinstance(self.radius, bool) or not isinstance(self.radius, (int, float)) or not 0 < self.radius < float("inf"):
+            raise ConfigError(f"radius must be a positive number, got {self.radius!r}")
+        if self.space not in SPACES:
+            raise ConfigError(f"space must be one of {', '.join(SPACES)}, got {self.space!r}")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
+            raise ConfigError(f"seed must be an integer, got {self.seed!r}")
+
+    def replace(self, **changes: Any) -> Setting:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def defence(self) -> dict[str, Any]:
+        """The post-averaging parameters, as :class:`~veilnet.robust.PostAveraging` takes them."""
+        return {"directions": self.directions, "radius": self.radius, "space": self.space}
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """One ``--option`` per field (``--eps``, ``--directions``, ...), from the field's type and metadata."""
+        for f in dataclasses.fields(cls):
+            kwargs: dict[str, Any] = {"default": f.default, "help": f.metadata["help"], "dest": f.name}
+            if "choices" in f.metadata:
+                kwargs["choices"] = f.metadata["choices"]
+            kwargs["type"] = f.metadata.get("type") or {"int": int, "float": float, "int | None": int, "str": str}[str(f.type)]
+            parser.add_argument("--" + f.name.replace("_", "-"), **kwargs)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Setting:
+        """The setting the options of :meth:`add_arguments` were parsed into."""
+        return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})

@@ -1,0 +1,43 @@
+"""Errors of ``veilnet robust evaluate`` and ``veilnet robust sweep``: every one is caught before
+the model is loaded or any attack runs."""
+
+_EVAL = ["robust", "evaluate", "{model}", "--data", "digits", "--n-per-class", "1"]
+_SWEEP = ["robust", "sweep", "{model}", "--data", "digits", "--n-per-class", "1"]
+_OUT = ["-o", "{tmp}/r"]
+
+ROWS = [
+    ("evaluate-eps-not-a-number", [*_EVAL, "--eps", "eight", *_OUT], "fraction like 8/255"),
+    ("evaluate-eps-divide-by-zero", [*_EVAL, "--eps", "8/0", *_OUT], "fraction like 8/255"),
+    ("evaluate-eps-negative", [*_EVAL, "--eps=-1/255", *_OUT], "eps must be a finite number >= 0"),
+    ("evaluate-directions-zero", [*_EVAL, "--directions", "0", *_OUT], "directions must be an integer >= 1"),
+    ("evaluate-radius-zero", [*_EVAL, "--radius", "0", *_OUT], "radius must be a positive number"),
+    ("evaluate-draws-zero", [*_EVAL, "--draws", "0", *_OUT], "draws must be an integer >= 1"),
+    ("evaluate-space-unknown", [*_EVAL, "--space", "latent", *_OUT], "invalid choice"),
+    ("evaluate-n-per-class-zero", [*_EVAL[:-1], "0", *_OUT], "positive integer"),
+    ("evaluate-unknown-attack", [*_EVAL, "--attacks", "fgsm,nope", *_OUT], "unknown attack 'nope'"),
+    ("evaluate-no-attack", [*_EVAL, "--attacks", ",", *_OUT], "at least one attack"),
+    ("evaluate-set-typo", [*_EVAL, "--attacks", "square", "--set", "square.quries=5", *_OUT], "no setting 'quries'"),
+    ("evaluate-set-bad-value", [*_EVAL, "--attacks", "square", "--set", "square.queries=0", *_OUT], "queries must be >= 1"),
+    ("evaluate-set-bad-type", [*_EVAL, "--attacks", "square", "--set", "square.queries=many", *_OUT], "queries must be an integer"),
+    ("evaluate-set-bad-choice", [*_EVAL, "--attacks", "deepfool", "--set", "deepfool.norm=l1", *_OUT], "norm must be one of l2, linf"),
+    ("evaluate-set-attack-not-run", [*_EVAL, "--attacks", "fgsm", "--set", "cw.steps=3", *_OUT], "--set expects ATTACK.KEY=VALUE"),
+    ("evaluate-set-no-attack-name", [*_EVAL, "--attacks", "square", "--set", "queries=5", *_OUT], "--set expects ATTACK.KEY=VALUE"),
+    ("evaluate-set-no-value", [*_EVAL, "--attacks", "square", "--set", "square.queries", *_OUT], "expected key=value"),
+    ("evaluate-set-reserved", [*_EVAL, "--attacks", "square", "--set", "square.seed=1", *_OUT], "--seed"),
+    ("evaluate-sweep-radii-not-numbers", [*_EVAL, "--attacks", "fgsm", "--sweep-radii", "1,x", *_OUT], "comma-separated numbers"),
+    ("evaluate-sweep-radius-negative", [*_EVAL, "--attacks", "fgsm", "--sweep-radii", "1,-2", *_OUT], "radius must be a positive number"),
+    ("evaluate-sweep-attack-unknown", [*_EVAL, "--attacks", "fgsm", "--sweep-radii", "1", "--sweep-attack", "nope", *_OUT], "unknown attack 'nope'"),
+    ("evaluate-device-cuda", [*_EVAL, "--attacks", "fgsm", "--device", "cuda", *_OUT], "no CUDA GPU"),
+    ("evaluate-device-unknown", [*_EVAL, "--attacks", "fgsm", "--device", "tpu9", *_OUT], "device"),
+    ("evaluate-output-under-a-file", [*_EVAL, "--attacks", "fgsm", "-o", "{afile}/r"], "is a file"),
+    ("evaluate-model-missing", ["robust", "evaluate", "{tmp}/missing.safetensors", "--data", "digits", "--attacks", "fgsm", *_OUT], "missing"),
+    ("sweep-nothing-to-sweep", [*_SWEEP, *_OUT], "needs --radii and/or --directions-list"),
+    ("sweep-radii-empty", [*_SWEEP, "--radii", ",", *_OUT], "finite numbers"),
+    ("sweep-radii-nan", [*_SWEEP, "--radii", "nan", *_OUT], "finite numbers"),
+    ("sweep-directions-fractional", [*_SWEEP, "--directions-list", "6,2.5", *_OUT], "whole numbers"),
+    ("sweep-directions-zero", [*_SWEEP, "--directions-list", "0,6", *_OUT], "directions must be an integer >= 1"),
+    ("sweep-attack-unknown", [*_SWEEP, "--radii", "1", "--sweep-attack", "nope", *_OUT], "unknown attack 'nope'"),
+    ("sweep-eps-bad", [*_SWEEP, "--radii", "1", "--eps", "1/x", *_OUT], "fraction like 8/255"),
+    ("sweep-device-cuda", [*_SWEEP, "--radii", "1", "--device", "cuda", *_OUT], "no CUDA GPU"),
+    ("sweep-output-under-a-file", [*_SWEEP, "--radii", "1", "-o", "{afile}/r"], "is a file"),
+]
