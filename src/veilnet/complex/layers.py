@@ -28,7 +28,8 @@ maps, ``N×2×F`` for vectors; index 0 of the pair axis is the real part, 1 the 
 :func:`to_complex` / :func:`from_complex` convert to and from ``torch.complex64``. A convolution
 with complex weight ``W = W_r + i·W_i`` runs as *one* real convolution of the free view
 ``N×2C×H×W`` with the block weight ``[[W_r, −W_i], [W_i, W_r]]`` (``2C_out×2C_in×k×k``), whose
-output is already ``N×2×C_out×H×W``; the linear layer likewise.
+output is already ``N×2×C_out×H×W``. The linear layer, whose weight is the large tensor, applies
+the weight viewed as ``2·out×in`` (no copy) to ``N×2×in`` and combines the four products.
 
 Chosen by measurement (``python benchmarks/complex_layers.py``, 2 threads, one 16→16 3×3
 convolution on 64×16×32×32, median of 15 interleaved repetitions, ratio to the real convolution of
@@ -44,7 +45,7 @@ the same shape in the same run; Intel Xeon, 2 cores, torch 2.13 CPU)::
 
 The block weight does the 4× arithmetic of a complex product in a single oneDNN call with no
 extra elementwise passes, and the pair-at-dimension-1 layout makes its input a free view; the
-elementwise layers (δ, the norm, the modulus) read the two parts as ``x[:, 0]`` and ``x[:, 1]``.
+elementwise layers (δ, the norm, the max-modulus pool) get ``|f|²`` as one sum over the pair axis.
 The script prints the full table (every layer, forward and backward) and writes it to
 runs/benchmarks/complex_layers.json.
 """
@@ -52,6 +53,7 @@ runs/benchmarks/complex_layers.json.
 from __future__ import annotations
 
 import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -107,7 +109,7 @@ def real_part(x: torch.Tensor) -> torch.Tensor:
 def modulus(x: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
     """``sqrt(|x|² + eps)`` elementwise: ``N×2×…`` → ``N×…``."""
     _check_pair(x, min_dim=2)
-    return (x[:, 0].square() + x[:, 1].square() + eps).sqrt()
+    return x.square().sum(dim=PAIR_DIM).add(eps).sqrt()
 
 
 def _angle(theta: _Angle, x: torch.Tensor) -> torch.Tensor:
@@ -228,8 +230,11 @@ class ComplexLinear(nn.Module):
         _check_pair(x, min_dim=3)
         if x.dim() != 3 or x.shape[2] != self.in_features:
             raise ShapeError(f"ComplexLinear expects N×2×{self.in_features}, got {tuple(x.shape)}")
-        n = x.shape[0]
-        return F.linear(x.reshape(n, 2 * self.in_features), _block_weight(self.weight)).view(n, 2, self.out_features)
+        # F.linear of N×2×F with the weight viewed as (2·out)×F (no copy; the weight is the large
+        # tensor here): y[:, p, q·out + o] = Σ_f x_p W_q, then W_r x_r − W_i x_i and W_i x_r + W_r x_i.
+        o = self.out_features
+        y = F.linear(x, self.weight.view(2 * o, self.in_features))
+        return torch.stack((y[:, 0, :o] - y[:, 1, o:], y[:, 0, o:] + y[:, 1, :o]), dim=PAIR_DIM)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias=False"
@@ -268,13 +273,13 @@ class ComplexNonlinearity(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_pair(x)
-        m = modulus(x, MODULUS_EPS)
+        m = x.square().sum(dim=PAIR_DIM, keepdim=True).add_(MODULUS_EPS).sqrt()  # N×1×…
         if self.c == CHANNEL_MEAN:
-            dims = tuple(range(2, m.dim())) if m.dim() > 2 else (1,)
-            c = m.mean(dim=dims, keepdim=True).clamp_min(torch.finfo(m.dtype).tiny)
+            dims = tuple(range(3, m.dim())) if m.dim() > 3 else (2,)
+            scale = m / m.mean(dim=dims, keepdim=True).clamp_min(torch.finfo(m.dtype).tiny)
         else:
-            c = torch.as_tensor(float(self.c), dtype=m.dtype, device=m.device)
-        return x * (m / torch.maximum(m, c)).unsqueeze(PAIR_DIM)
+            scale = m * (1.0 / float(self.c))
+        return x * scale.clamp(max=1.0)  # |f| / max(|f|, c) = min(|f| / c, 1)
 
     def extra_repr(self) -> str:
         return f"c={self.c!r}"
@@ -308,8 +313,8 @@ class ComplexNorm(nn.Module):
         if x.shape[2] != self.num_features:
             raise ShapeError(f"ComplexNorm expects {self.num_features} channels at dimension 2, got {tuple(x.shape)}")
         if self.training:
-            dims = (0, *range(2, x.dim() - 1))  # batch and positions of |x|² (N×C×…): all but C
-            power = (x[:, 0].square() + x[:, 1].square()).mean(dim=dims)
+            dims = (0, *range(3, x.dim()))  # batch and positions: all but the pair and C
+            power = x.square().mean(dim=dims).sum(dim=0)  # E|f|² = E[Re²] + E[Im²]
             with torch.no_grad():
                 self.running_power.lerp_(power.detach(), self.momentum)
         else:
@@ -342,7 +347,7 @@ class ComplexMaxPool2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_pair(x, min_dim=5)
         n, _, c, h, w = x.shape
-        power = x[:, 0].square() + x[:, 1].square()
+        power = x.square().sum(dim=PAIR_DIM)
         _, index = F.max_pool2d(power, self.kernel_size, self.stride, self.padding, ceil_mode=self.ceil_mode, return_indices=True)
         flat = index.flatten(2).unsqueeze(1).expand(n, 2, c, -1)
         return x.flatten(3).gather(3, flat).view(n, 2, c, *index.shape[-2:])
