@@ -12,7 +12,7 @@ every defended accuracy is the mean over 5 draws of the directions (min–max be
    (not available) on the original PNG CIFAR-10 with 10,000 images and Foolbox's defaults.
 Also the radius sweep (Fig. 2) and the directions sweep with time per image (Table 2) on
 ResNet-20. One thread (torch.set_num_threads(1)): on the shared 2-core machine two threads ran
-five times slower. The full plan takes hours on that CPU; --quick takes a few minutes.
+five times slower. The full plan takes hours on that CPU; --quick is a small smoke run.
 """
 
 from __future__ import annotations
