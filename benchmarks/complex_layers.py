@@ -137,20 +137,7 @@ def networks(quick: bool) -> dict[str, tuple[nn.Module, nn.Module]]:
     return nets
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="batch 32, 5 repetitions, fewer networks (about a minute)")
-    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2, the machine's cores)")
-    parser.add_argument("--batch", type=int, default=None, help="batch size N (default 64; quick 32)")
-    parser.add_argument("--repeats", type=int, default=None, help="timed repetitions (default 15; quick 5)")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    n = args.batch or (32 if args.quick else 64)
-    reps = args.repeats or (5 if args.quick else 15)
-    torch.manual_seed(0)
-    result: dict[str, Any] = {"batch": n, "repeats": reps, "threads": torch.get_num_threads(), "quick": args.quick, "representations": {}, "layers": {}, "networks": {}}
-    print(f"torch.set_num_threads({torch.get_num_threads()}); batch {n}; median (min–max) of {reps} interleaved repetitions after one warm-up; ms\n")
-
+def section_representations(n: int, reps: int, result: dict[str, Any]) -> None:
     print(f"## 1. One complex 3×3 16→16 convolution on {n}×16×32×32, by representation\n")
     reps_variants = conv_representations(n)
     fwd = interleaved({k: forward(fn) for k, (fn, _) in reps_variants.items()}, reps)
@@ -160,6 +147,8 @@ def main() -> None:
     result["representations"] = {k: {"forward": fwd[k], "forward_backward": bwd[k], "forward_ratio": fwd[k]["median"] / fwd[ref]["median"], "forward_backward_ratio": bwd[k]["median"] / bwd[ref]["median"]} for k in reps_variants}
     print(markdown_table(["variant", "forward ms", "× real", "forward+backward ms", "× real"], rows))
 
+
+def section_layers(n: int, reps: int, result: dict[str, Any]) -> None:
     print(f"\n## 2. Each complex layer against the real layer it replaces (batch {n})\n")
     rows = []
     for name, (real, comp, shape) in layer_pairs(n).items():
@@ -173,12 +162,14 @@ def main() -> None:
         rows.append([name, f"{f['real']['median'] * 1e3:.2f}", f"{f['complex']['median'] * 1e3:.2f} ({f['complex']['min'] * 1e3:.2f}–{f['complex']['max'] * 1e3:.2f})", f"{f['complex']['median'] / f['real']['median']:.2f}×", f"{b['real']['median'] * 1e3:.2f}", f"{b['complex']['median'] * 1e3:.2f} ({b['complex']['min'] * 1e3:.2f}–{b['complex']['max'] * 1e3:.2f})", f"{b['complex']['median'] / b['real']['median']:.2f}×"])
     print(markdown_table(["layer", "real fwd ms", "complex fwd ms", "× real", "real fwd+bwd ms", "complex fwd+bwd ms", "× real"], rows))
 
+
+def section_networks(n: int, reps: int, quick: bool, result: dict[str, Any]) -> None:
     print(f"\n## 3. Whole networks at batch {n}: complex (encode → Φ → decode, fresh θ and b) against the original cut the same way\n")
     rows = []
     images = torch.rand(n, 3, 32, 32)
     labels = torch.randint(0, 10, (n,))
     theta = torch.rand(n) * 6.283185307179586
-    for name, (real, comp) in networks(args.quick).items():
+    for name, (real, comp) in networks(quick).items():
         with torch.no_grad():
             b = comp.encoder(images.roll(1, 0))
 
@@ -194,6 +185,36 @@ def main() -> None:
         rows.append([name, f"{per(f['real']) * 1e3:.3f}", f"{per(f['complex']) * 1e3:.3f}", f"{f['complex']['median'] / f['real']['median']:.2f}×", f"{per(bw['real']) * 1e3:.3f}", f"{per(bw['complex']) * 1e3:.3f}", f"{bw['complex']['median'] / bw['real']['median']:.2f}×"])
     print(markdown_table(["network", "real ms/image (eval)", "complex ms/image (eval)", "× real", "real ms/image (train fwd+bwd)", "complex ms/image (train fwd+bwd)", "× real"], rows))
     print("\npaper (Table 5, GPU, CIFAR-100 ResNet-56-α): 0.0004 s vs 0.0007 s per image, 1.75×")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="batch 32, 5 repetitions, fewer networks (about a minute)")
+    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2, the machine's cores)")
+    parser.add_argument("--batch", type=int, default=None, help="batch size N (default 64; quick 32)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repetitions (default 15; quick 5)")
+    parser.add_argument("--sections", default="1,2,3", help="which sections to run, e.g. 1 or 1,2 (default all)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    n = args.batch or (32 if args.quick else 64)
+    reps = args.repeats or (5 if args.quick else 15)
+    torch.manual_seed(0)
+    result: dict[str, Any] = {"batch": n, "repeats": reps, "threads": torch.get_num_threads(), "quick": args.quick, "representations": {}, "layers": {}, "networks": {}}
+    print(f"torch.set_num_threads({torch.get_num_threads()}); batch {n}; median (min–max) of {reps} interleaved repetitions after one warm-up; ms\n")
+
+    try:
+        sections = {int(v) for v in args.sections.split(",")}
+    except ValueError:
+        sections = set()
+    if not sections or not sections <= {1, 2, 3}:
+        parser.error(f"--sections takes numbers from 1, 2, 3 separated by commas, got {args.sections!r}")
+    result["sections"] = sorted(sections)
+    if 1 in sections:
+        section_representations(n, reps, result)
+    if 2 in sections:
+        section_layers(n, reps, result)
+    if 3 in sections:
+        section_networks(n, reps, args.quick, result)
     print(f"-> {write_result('complex_layers' + ('_quick' if args.quick else ''), result)}")
 
 

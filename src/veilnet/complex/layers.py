@@ -31,17 +31,27 @@ with complex weight ``W = W_r + i·W_i`` runs as *one* real convolution of the f
 output is already ``N×2×C_out×H×W``. The linear layer, whose weight is the large tensor, applies
 the weight viewed as ``2·out×in`` (no copy) to ``N×2×in`` and combines the four products.
 
-Chosen by measurement (``python benchmarks/complex_layers.py``, 2 threads, one 16→16 3×3
-convolution on 64×16×32×32, median of 15 interleaved repetitions, ratio to the real convolution of
-the same shape in the same run; Intel Xeon, 2 cores, torch 2.13 CPU)::
+Chosen by measurement: ``python benchmarks/complex_layers.py`` section 1 — one 16→16 3×3
+convolution on 64×16×32×32, each variant's median over interleaved repetitions, as a ratio to the
+real convolution of the same shape in the same run (Intel Xeon, 2 cores, torch 2.13 CPU)::
 
-    variant                               forward    forward+backward
-    real convolution (reference)          1.00×      1.00×
-    native torch.complex64                5.5×       5.9×
-    four real convolutions                4.1×       4.1×
-    Gauss's three real convolutions       3.5×       3.4×
-    doubled batch (2N×C, weights [W_r;W_i]) 3.6×     6.1×
-    block weight on N×2C view (chosen)    2.6×       3.1×
+                                              2 threads, idle machine    1 thread, both cores busy
+    variant                                   forward  forward+backward  forward  forward+backward
+    real convolution (reference)              1.00×    1.00×             1.00×    1.00×
+    native torch.complex64                    5.5×     5.9×              10.1×    4.5×
+    four real convolutions                    4.1×     4.1×              7.6×     3.5×
+    Gauss's three real convolutions           3.5×     3.4×              6.7×     3.0×
+    doubled batch 2N×C, weights [W_r; W_i]    3.6×     6.1×              6.1×     6.1×
+    block weight on the N×2C view (chosen)    2.6×     3.1×              4.0×     2.8×
+
+(first pair: the same variants timed the same way, 15 repetitions, with the machine idle (load
+average 0.9), in a scratch script before this one existed — rerun section 1 on an idle machine to
+refresh it; second pair: ``--sections 1,2 --threads 1 --repeats 25``
+while two other jobs kept both cores busy — with 2 threads under such load oneDNN's threads wait
+on each other and even the real convolution runs 15× slower, so use ``--threads 1`` on a shared
+machine.) The same run, section 2: δ costs 11–22× a ReLU forward and 17–21× forward+backward
+(several elementwise passes against one), the norm 1.1× / 2.1× a BN, the max-modulus pool 1.5× /
+1.8×, and a whole residual block 2.9× / 4.9× the real block.
 
 The block weight does the 4× arithmetic of a complex product in a single oneDNN call with no
 extra elementwise passes, and the pair-at-dimension-1 layout makes its input a free view; the
