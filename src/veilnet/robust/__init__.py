@@ -22,22 +22,14 @@ Example::
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from veilnet._lazy import exports
 
-#: The modules whose public names this package exports, imported on the first use of one.
-_MODULES = {
-    "evaluation": ("Evaluation", "Sweep", "demo_step", "evaluate", "rebuild_report", "render_report", "sweep", "write_report"),
-    "postavg": ("PostAveraging",),
-    "setting": ("Setting",),
+#: Public name -> the module defining it, imported on the first use of one.
+_WHERE = {
+    "attacks": "attacks",
+    **dict.fromkeys(["Evaluation", "Sweep", "demo_step", "evaluate", "rebuild_report", "render_report", "sweep", "write_report"], "evaluation"),
+    "PostAveraging": "postavg",
+    "Setting": "setting",
 }
-__all__ = sorted(["attacks", *(name for names in _MODULES.values() for name in names)])
-
-
-def __getattr__(name: str) -> Any:
-    if name == "attacks":
-        return importlib.import_module("veilnet.robust.attacks")
-    module = next((m for m, names in _MODULES.items() if name in names), None)
-    if module is None:
-        raise AttributeError(f"module 'veilnet.robust' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"veilnet.robust.{module}"), name)
+__all__ = sorted(_WHERE)
+__getattr__, __dir__ = exports(__name__, _WHERE)
