@@ -26,7 +26,9 @@ SMALL = {
 
 
 def test_every_name_is_covered() -> None:
-    assert set(models.names()) == set(SMALL) | {"unet"}
+    from veilnet.complex.models import MODELS as COMPLEX  # covered by tests/test_complex_models.py
+
+    assert set(models.names()) == set(SMALL) | {"unet"} | set(COMPLEX)
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))

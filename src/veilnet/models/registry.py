@@ -10,6 +10,7 @@ from typing import Any
 
 from torch import nn
 
+from veilnet.complex.models import MODELS as COMPLEX_MODELS
 from veilnet.errors import ConfigError, ModelFormatError, VeilnetError
 from veilnet.models.alexnet import AlexNet
 from veilnet.models.convmixer import ConvMixer
@@ -29,6 +30,8 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "vit": ViT,
     "unet": UNet,
 }
+#: Other packages' models, registered under their own names (complex-*, split-*).
+MODELS.update(COMPLEX_MODELS)
 
 
 def names() -> list[str]:
