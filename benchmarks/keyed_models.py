@@ -6,6 +6,8 @@ For each trained model (default: the lead's runs/train/convmixer and runs/train/
 ``veilnet train``): accuracy of plain model / plain images, transformed model / encrypted images,
 transformed model / plain images, plain model / encrypted images, and the transformed model on
 images encrypted with random wrong keys (box plot PNG beside the JSON), with the exact key space.
+The key is drawn from ``--key-seed`` (default 0) so that a rerun gives the same numbers; the
+random wrong keys come from their own stream of seed 0 and are never the key.
 ConvMixer uses the block key (paper); ViT the ViT key with a permutation Ea (paper's Fig. 2) and
 with an orthogonal Ea. Test subset: the first ``--n-per-class`` test images of every class.
 ``--quick``: 20 per class and 10 random keys. ``--train-if-missing``: when a trained model is
@@ -64,6 +66,7 @@ def main() -> None:
     parser.add_argument("--train-if-missing", action="store_true", help="train a small model here when a trained one is missing")
     parser.add_argument("--train-per-class", type=int, default=1000, help="train images per class for --train-if-missing (default 1000)")
     parser.add_argument("--train-epochs", type=int, default=4, help="epochs for --train-if-missing (default 4)")
+    parser.add_argument("--key-seed", type=int, default=0, help="seed of the key (default 0; reproducible numbers, not a secret key)")
     args = parser.parse_args()
     torch.set_num_threads(2)
     n_per_class = args.n_per_class or (20 if args.quick else 100)
@@ -84,13 +87,13 @@ def main() -> None:
         model = models.load(path)
         card = models.card(path)
         for scheme, ea in kinds:
-            key = generate_key(scheme, int(model.patch_size), model.patch_embed.in_channels, split.images.shape[-1], ea=ea)  # OS CSPRNG
+            key = generate_key(scheme, int(model.patch_size), model.patch_embed.in_channels, split.images.shape[-1], ea=None if scheme == "block" else ea, seed=args.key_seed)
             tic = time.perf_counter()
             res = evaluate(model, key, split.images, split.labels, random_keys=n_keys, seed=0, data=subset)
             label = f"{arch}/{scheme}/{ea}"
-            result["evaluations"][label] = {**res.to_dict(), "model": str(path), "kwargs": card["kwargs"], "train_metrics": card.get("metrics", {}), "seconds": time.perf_counter() - tic}
+            result["evaluations"][label] = {**res.to_dict(), "model": str(path), "kwargs": card["kwargs"], "train_metrics": card.get("metrics", {}), "key_seed": args.key_seed, "seconds": time.perf_counter() - tic}
             plot_random_keys(res, plots / f"{label.replace('/', '_')}.png")
-            print(f"\n{label} ({path}, {card['kwargs']}; {len(split)} images; key from the OS CSPRNG, wrong keys seeded 0)")
+            print(f"\n{label} ({path}, {card['kwargs']}; {len(split)} images; key seeded {args.key_seed}, wrong keys from their own stream of seed 0)")
             print(markdown(res))
             print(f"logits: max |Δ| / max |logit| = {res.max_relative_logit_difference:.2e}; labels identical: {res.labels_identical}")
     print(f"-> {write_result(name, result)}")
