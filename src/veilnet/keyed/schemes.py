@@ -44,6 +44,8 @@ SCHEMES = ("block", "vit")
 EA_KINDS = ("permutation", "signed-permutation", "orthogonal")
 #: Ea supplied as an explicit matrix through :func:`vit_key` (recorded as this kind).
 EA_MATRIX = "matrix"
+#: Kinds of Ea that are signed permutations (encrypted images stay images; the key is discrete).
+PERMUTATION_KINDS = ("permutation", "signed-permutation")
 #: The block scheme's Ea: pixel shuffle K1 with negative-positive flip K2 (ConvMixer paper, Eq. 4-6).
 BLOCK_EA = "signed-permutation"
 #: The ViT scheme's Ea when none is asked for: a permutation (the ViT paper's Fig. 2).
@@ -185,7 +187,7 @@ def generate_key(
     length = block_size * block_size * channels
     material: dict[str, Any] = {}
     drawn = 0.0
-    if kind in ("permutation", "signed-permutation"):
+    if kind in PERMUTATION_KINDS:
         material["shuffle"] = rng.permutation(length)
         drawn += keys.log2_factorial(length)
         if kind == "signed-permutation":

@@ -36,10 +36,10 @@ from dataclasses import dataclass
 import torch
 
 from veilnet import keys, metrics
-from veilnet.keyed.attacks.scoring import KeyScore, assign, score
 from veilnet.errors import ConfigError
+from veilnet.keyed.attacks.scoring import KeyScore, assign, score
 from veilnet.keyed.images import apply_cipher, encrypt_images, to_blocks
-from veilnet.keyed.schemes import Cipher, KeyParams, check_fits, cipher
+from veilnet.keyed.schemes import PERMUTATION_KINDS, Cipher, KeyParams, check_fits, cipher
 from veilnet.report import Result
 
 
@@ -66,7 +66,7 @@ def recover_key(encrypted: torch.Tensor, reference: torch.Tensor, params: KeyPar
     encrypted images and unrelated plain ``reference`` images (both N×C×S×S) given the public
     ``params``; returns the cipher and the number of swaps made."""
     scheme, kind = params.scheme, params.ea
-    if kind not in ("permutation", "signed-permutation"):
+    if kind not in PERMUTATION_KINDS:
         raise ConfigError(f"the ciphertext-only attack takes keys whose Ea is a (signed) permutation; got Ea {kind!r}")
     m, c, s = params.block_size, params.channels, params.image_size
     y = metrics.as_float(encrypted)

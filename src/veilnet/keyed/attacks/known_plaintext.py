@@ -29,10 +29,10 @@ from dataclasses import dataclass
 import torch
 
 from veilnet import keys, metrics
-from veilnet.keyed.attacks.scoring import KeyScore, assign, match_signed_columns, score
 from veilnet.errors import ConfigError
+from veilnet.keyed.attacks.scoring import KeyScore, assign, match_signed_columns, score
 from veilnet.keyed.images import apply_cipher, encrypt_images, to_blocks
-from veilnet.keyed.schemes import Cipher, KeyParams, check_fits, cipher
+from veilnet.keyed.schemes import PERMUTATION_KINDS, Cipher, KeyParams, check_fits, cipher
 from veilnet.report import Result
 
 
@@ -71,7 +71,7 @@ def recover_key(plain: torch.Tensor, encrypted: torch.Tensor, params: KeyParams)
         block_perm = _match_blocks(x, y, kind)
         x = x[:, block_perm]
     xs, ys = x.reshape(-1, x.shape[-1]), y.reshape(-1, y.shape[-1])
-    if kind in ("permutation", "signed-permutation"):
+    if kind in PERMUTATION_KINDS:
         shuffle, flip = match_signed_columns(ys, xs, signed=kind == "signed-permutation")
         return Cipher.signed_permutation(m, c, s, shuffle, flip, block_perm)
     ea_inv = torch.linalg.lstsq(xs, ys).solution

@@ -22,7 +22,7 @@ from veilnet import keys
 from veilnet.errors import KeyMismatchError
 from veilnet.keyed.attacks.scoring import KeyScore, assign, match_signed_columns, score
 from veilnet.keyed.images import apply_cipher
-from veilnet.keyed.schemes import Cipher, KeyParams, check_fits, check_transformed_with, cipher
+from veilnet.keyed.schemes import PERMUTATION_KINDS, Cipher, KeyParams, check_fits, check_transformed_with, cipher
 from veilnet.keyed.transform import fold_normalization
 from veilnet.report import Result
 
@@ -49,7 +49,7 @@ def recover_key(transformed: nn.Module, plain: nn.Module, params: KeyParams) -> 
     if params.scheme == "vit":
         pos, pos_hat = plain.pos_embed.detach()[0, 1:].double(), transformed.pos_embed.detach()[0, 1:].double()
         block_perm = assign(torch.cdist(pos_hat, pos))
-    if kind in ("permutation", "signed-permutation"):
+    if kind in PERMUTATION_KINDS:
         shuffle, flip = match_signed_columns(w_hat, w, signed=kind == "signed-permutation")
         return Cipher.signed_permutation(m, c, s, shuffle, flip, block_perm)
     ea_t = torch.linalg.lstsq(w, w_hat).solution
