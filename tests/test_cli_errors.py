@@ -10,9 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from cli_error_rows import all_rows
 from veilnet import cli, models
+from veilnet.complex.protocol import split_model
 from veilnet.keyed import generate_key, public_params, transform_model
 
 ROWS = all_rows()
@@ -21,7 +23,8 @@ ROWS = all_rows()
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """The files the rows refer to by name: a small plain ConvMixer and a keyed copy, a key that
-    fits it (and a keyed copy whose card lacks the key's public parameters), a regular file to put outputs under, a corrupt file."""
+    fits it (and a keyed copy whose card lacks the key's public parameters), a complex-valued network and its
+    server and device parts, a regular file to put outputs under, a corrupt file."""
     root = tmp_path_factory.mktemp("cli-world")
     model = models.create("convmixer", dim=16, depth=1, kernel_size=3, patch_size=4)
     models.save(model, root / "model")
@@ -29,6 +32,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     key.save(root / "key.json")
     models.save(transform_model(model, key), root / "keyed", extra={"keyed": public_params(key)})
     models.save(transform_model(model, key), root / "keyed_bare", extra={"keyed": {"fingerprint": key.fingerprint}})
+    complex_net = models.create("complex-lenet", width=0.25)  # a complex-valued network and its split (veilnet split)
+    models.save(complex_net, root / "complex", input_shape=(3, 32, 32))
+    split_model(complex_net, root / "split", pool=torch.zeros(2, 3, 32, 32, dtype=torch.uint8))
     (root / "afile").write_text("not a folder\n")
     (root / "corrupt.json").write_text("{not json")
     (root / "corrupt.safetensors").write_bytes(b"\x00garbage")
@@ -41,6 +47,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "corrupt_json": str(root / "corrupt.json"),
         "corrupt_weights": str(root / "corrupt.safetensors"),
         "root": str(root),
+        "complex": str(root / "complex"),
+        "complex_server": str(root / "split" / "server.json"),
+        "complex_device": str(root / "split" / "device.json"),
     }
 
 

@@ -27,8 +27,9 @@ SMALL = {
 
 def test_every_name_is_covered() -> None:
     from veilnet.complex.models import MODELS as COMPLEX  # covered by tests/test_complex_models.py
+    from veilnet.complex.protocol import PARTS  # covered by tests/test_complex_protocol.py
 
-    assert set(models.names()) == set(SMALL) | {"unet"} | set(COMPLEX)
+    assert set(models.names()) == set(SMALL) | {"unet"} | set(COMPLEX) | set(PARTS)
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))

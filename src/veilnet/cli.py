@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "keyed": ("veilnet.keyed.cli", "keyed models: encrypt images, transform models (ConvMixer, ViT), evaluate, attack"),
     "serve": ("veilnet.serve.cli", "serve a transformed model over HTTP (the untrusted server: no key, no plain images)"),
     "query": ("veilnet.serve.cli", "classify images with a served model: transform them with the key here, send only the result"),
+    "split": ("veilnet.serve.cli", "split a complex-valued network into the server's part (processor only) and the device's part (encoder, decoder, counterpart pool)"),
     "robust": ("veilnet.robust.cli", "post-averaging defence and evasion attacks"),
 }
 

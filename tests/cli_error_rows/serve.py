@@ -40,3 +40,25 @@ ROWS = [
     ("query-server-unreachable", ["query", "--server", NO_SERVER, "--key", "{key}", "{afile}"], "unreachable"),
     ("query-unknown-encoding", ["query", "--server", NO_SERVER, "--key", "{key}", "--encoding", "json", "{afile}"], "invalid choice"),
 ]
+
+# complex-valued networks: split (the model owner), serve (the server's part only), query (the device's part)
+ROWS += [
+    ("split-plain-model", ["split", "{model}", "-o", "{tmp}/d"], "not a complex-valued network"),
+    ("split-a-part-again", ["split", "{complex_server}", "-o", "{tmp}/d"], "already a part"),
+    ("split-missing-model", ["split", "{tmp}/missing", "-o", "{tmp}/d"], "missing"),
+    ("split-output-exists", ["split", "{complex}", "-o", "{root}/split"], "exists; pass --force"),
+    ("split-output-under-file", ["split", "{complex}", "-o", "{afile}/d"], "is a file"),
+    ("split-pool-size-zero", ["split", "{complex}", "-o", "{tmp}/d", "--pool-data", "digits", "--pool-size", "0"], "expected a positive integer"),
+    ("split-pool-of-other-images", ["split", "{complex}", "-o", "{tmp}/d", "--pool-data", "digits:channels=1", "--pool-size", "4"], "image shapes disagree"),
+    ("split-pool-larger-than-data", ["split", "{complex}", "-o", "{tmp}/d", "--pool-data", "digits", "--pool-size", "100000"], "a pool of 100000 images"),
+    ("split-pool-unknown-data", ["split", "{complex}", "-o", "{tmp}/d", "--pool-data", "nosuchdata"], "nosuchdata"),
+    ("serve-whole-complex-network", ["serve", "{complex}", "--no-auth", "--port", "0"], "serve only its processor"),
+    ("serve-complex-device-part", ["serve", "{complex_device}", "--no-auth", "--port", "0"], "the device part"),
+    ("query-pool-with-a-key", ["query", "--server", NO_SERVER, "--secret", "{key}", "--pool", "digits", "{afile}"], "--secret must be a device part"),
+    ("query-seed-with-a-plain-model", ["query", "--server", NO_SERVER, "--secret", "{model}", "--seed", "1", "{afile}"], "not a complex-valued network's device part"),
+    ("query-seed-with-a-server-part", ["query", "--server", NO_SERVER, "--secret", "{complex_server}", "--seed", "1", "{afile}"], "holds complex-processor"),
+    ("query-pool-of-other-images", ["query", "--server", NO_SERVER, "--secret", "{complex_device}", "--pool", "digits:channels=1", "{afile}"], "takes 3×32×32"),
+    ("query-pool-size-zero", ["query", "--server", NO_SERVER, "--secret", "{complex_device}", "--pool", "digits", "--pool-size", "0", "{afile}"], "expected a positive integer"),
+    ("query-device-missing", ["query", "--server", NO_SERVER, "--secret", "{tmp}/device.json", "--seed", "1", "{afile}"], "does not exist"),
+    ("query-complex-device-unreachable", ["query", "--server", NO_SERVER, "--secret", "{complex_device}", "{afile}"], "unreachable"),
+]

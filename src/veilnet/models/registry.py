@@ -11,6 +11,7 @@ from typing import Any
 from torch import nn
 
 from veilnet.complex.models import MODELS as COMPLEX_MODELS
+from veilnet.complex.protocol import PARTS as COMPLEX_PARTS
 from veilnet.errors import ConfigError, ModelFormatError, VeilnetError
 from veilnet.models.alexnet import AlexNet
 from veilnet.models.convmixer import ConvMixer
@@ -32,6 +33,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 }
 #: Other packages' models, registered under their own names (complex-*, split-*).
 MODELS.update(COMPLEX_MODELS)
+MODELS.update(COMPLEX_PARTS)  # the two parts of a split complex-valued network (complex-processor, complex-device)
 
 
 def names() -> list[str]:

@@ -1,6 +1,8 @@
 """The untrusted server: a FastAPI application around one transformed model.
 
-It holds the transformed model and its card, never a key or a plain image. Endpoints:
+It holds the transformed model and its card, never a key or a plain image: a keyed model, or the
+processing module Φ of a complex-valued network (without its encoder and decoder; it never sees
+θ or a counterpart either, :mod:`veilnet.complex.protocol`). Endpoints:
 
 * ``GET /healthz``: liveness, no authentication.
 * ``GET /v1/info``: what the model expects (:func:`veilnet.serve.kinds.from_card`): kind, input
@@ -105,11 +107,11 @@ class LimitsInfo(BaseModel):
 class ModelInfo(BaseModel):
     """The ``/v1/info`` document: everything a client needs to feed the served model."""
 
-    kind: str = Field(description="the model's kind (veilnet.serve.kinds), e.g. keyed")
+    kind: str = Field(description="the model's kind (veilnet.serve.kinds): keyed or complex")
     input: TensorSpec
     output: TensorSpec
     num_classes: int | None = Field(description="K of a classifier's N×K output, else null")
-    params: dict[str, Any] = Field(description="the kind's public parameters (for keyed: scheme, block_size, channels, image_size, ea, fingerprint)")
+    params: dict[str, Any] = Field(description="the kind's public parameters (for keyed: scheme, block_size, channels, image_size, ea, fingerprint; for complex: architecture, processor_sha256)")
     limits: LimitsInfo
     encodings: list[str] = Field(description="accepted request content types")
     card: dict[str, str] = Field(description="the public part of the model card (architecture)")

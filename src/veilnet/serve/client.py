@@ -44,7 +44,8 @@ class Client:
     """A client of ``veilnet serve`` at ``url`` holding ``secret``.
 
     ``secret`` is what the served model's kind takes (:meth:`veilnet.serve.kinds.Kind.load_secret`;
-    for a keyed model a :class:`~veilnet.keys.Key`), or the path of a file it reads that from.
+    for a keyed model a :class:`~veilnet.keys.Key`, for a complex-valued network's processor a
+    :class:`~veilnet.complex.protocol.Device`), or the path of a file it reads that from.
     ``token`` is the bearer token (None: none sent); ``encoding`` is ``"npy"`` or ``"safetensors"``;
     ``ca_file`` is a CA certificate to trust for an ``https`` server (default: the system's).
 
@@ -64,8 +65,8 @@ class Client:
         if not url.startswith(("http://", "https://")):
             raise ConfigError(f"server URL must start with http:// or https://, got {url[:80]!r}")
         self.url = url.rstrip("/")
-        if isinstance(secret, (str, os.PathLike)) and not Path(secret).is_file():
-            raise ConfigError(f"secret file {secret} does not exist")
+        if isinstance(secret, (str, os.PathLike)) and not (Path(secret).is_file() or Path(f"{secret}.json").is_file() or (Path(secret) / "model.json").is_file()):
+            raise ConfigError(f"secret file {secret} does not exist")  # a model's stem or folder names its .json
         self._secret_source = secret
         self._secret: Any = _UNREAD
         media = {"npy": codec.NPY, "safetensors": codec.SAFETENSORS}

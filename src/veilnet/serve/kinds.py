@@ -24,13 +24,17 @@ of model is one more :class:`Kind` given to :func:`register`, and neither :mod:`
   the block key, the input a batch of images encrypted with it (``float32``, ``N×C×S×S`` in
   [0, 1] for signed-permutation keys), the output the plain model's logits; no per-batch state.
 
-How the complex-valued networks of "Interpretable Complex-Valued Neural Networks for Privacy
-Protection" (Xiang et al., ICLR 2020, Sec. 3) fit: the secret is the device's encoder and
-decoder; :meth:`~Kind.encode` runs the encoder and draws an angle θ per sample, sends
-``x = e^{iθ}(a + bi)`` (``dtype="complex64"``, which both encodings carry) and keeps θ as the
-per-batch state; the server runs the processing module Φ; :meth:`~Kind.decode` rotates
-``Φ(x)`` back by ``e^{-iθ}`` and runs the decoder. tests/test_serve_kinds.py plugs a toy kind of
-that shape (a random sign per sample, an odd server model) into an unchanged server.
+* ``complex`` (:mod:`veilnet.complex.protocol`; the complex-valued networks of "Interpretable
+  Complex-Valued Neural Networks for Privacy Protection", Xiang et al., ICLR 2020, Sec. 3 and
+  4.1, Eq. 1–3): the served model is the processing module Φ alone (architecture
+  ``complex-processor``, written by ``veilnet split``); the secret is the device part (encoder,
+  decoder and counterpart pool: a :class:`~veilnet.complex.protocol.Device`). :meth:`~Kind.encode`
+  runs the encoder, draws an angle θ and a counterpart per sample and sends
+  ``x = e^{iθ}(a + b·i)`` as a float32 pair tensor ``N×2×K×h×w`` (the shape the server publishes);
+  θ and the counterparts' indices are the per-batch state, kept on the client; the server answers
+  ``h = Φ(x)`` (``N×2×…``); :meth:`~Kind.decode` computes ``d(Re[h·e^{−iθ}])``. The public
+  parameters are the network's architecture name and the SHA-256 of Φ's tensors, against which the
+  client checks its device part before any image is sent.
 """
 
 from __future__ import annotations
@@ -38,12 +42,15 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import torch
 
 from veilnet import keys, metrics
 from veilnet.errors import KeyMismatchError, ModelFormatError
+
+if TYPE_CHECKING:
+    from veilnet.complex.protocol import BatchSecret, Device
 
 #: The client's long-lived secret of a kind (a key, an encoder/decoder pair, ...).
 Secret = TypeVar("Secret")
@@ -119,6 +126,8 @@ class KeyedKind:
     def check_secret(self, secret: keys.Key, expected: Expectation) -> None:
         from veilnet.keyed import cipher, public_params
 
+        if not isinstance(secret, keys.Key):
+            raise KeyMismatchError(f"the served model is keyed: its secret is a key file (veilnet key new), not a {type(secret).__name__}")
         cipher(secret)  # a malformed key is a KeyFileError before anything is sent
         mine = public_params(secret)
         served = expected.params
@@ -141,6 +150,56 @@ class KeyedKind:
         return outputs  # the transformed model's logits are the plain model's
 
 
+class ComplexKind:
+    """The processing module Φ of a complex-valued network (:mod:`veilnet.complex.protocol`).
+    The secret is a :class:`~veilnet.complex.protocol.Device`; the per-batch state its
+    :class:`~veilnet.complex.protocol.BatchSecret` (θ and the counterparts' indices)."""
+
+    name = "complex"
+    #: The card fields a server may publish; anything else is dropped.
+    PUBLIC = ("architecture", "processor_sha256")
+    #: The only architecture a complex server serves (the encoder and decoder stay on the device).
+    SERVED = "complex-processor"
+
+    def check_card(self, card: Mapping[str, Any]) -> None:
+        """A card whose ``extra.complex`` is set must be a processor part's (server side)."""
+        if card.get("architecture") != self.SERVED:
+            raise ModelFormatError(f"a complex-valued network is served as its processor alone ({self.SERVED}, written by veilnet split), not as {card.get('architecture')!r}")
+
+    def expectation(self, params: Mapping[str, Any]) -> Expectation:
+        shape = params.get("input_shape")
+        if not (isinstance(shape, list) and len(shape) >= 2 and shape[0] == 2 and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape)):
+            raise ModelFormatError(f"card's extra.complex must give input_shape [2, K, …] (the pair tensor x), got {shape!r}")
+        if not isinstance(params.get("processor_sha256"), str) or not isinstance(params.get("architecture"), str):
+            raise ModelFormatError("card's extra.complex must give architecture and processor_sha256")
+        return Expectation(kind=self.name, input_shape=tuple(shape), dtype="float32", params={k: params[k] for k in self.PUBLIC})
+
+    def load_secret(self, path: str | os.PathLike[str]) -> Device:
+        from veilnet.complex.protocol import Device
+
+        return Device(path)
+
+    def check_secret(self, secret: Device, expected: Expectation) -> None:
+        from veilnet.complex.protocol import Device
+
+        if not isinstance(secret, Device):
+            raise KeyMismatchError(f"the served model is a complex-valued network's processor: its secret is the device part (device.json from veilnet split), not a {type(secret).__name__}")
+        served = str(expected.params.get("processor_sha256", ""))
+        if secret.fingerprint is not None and secret.fingerprint != served:
+            raise KeyMismatchError(f"the device part was split from processor {secret.fingerprint[:12]}…, the server serves {served[:12]}… (another network or another split)")
+        if tuple(secret.input_shape) != tuple(expected.input_shape):
+            raise KeyMismatchError(f"the device's encoder makes x of shape {'×'.join(map(str, secret.input_shape))}, the served processor takes {'×'.join(map(str, expected.input_shape))}")
+
+    def image_shape(self, expected: Expectation, secret: Device) -> tuple[int, int, int]:
+        return secret.image_shape
+
+    def encode(self, images: torch.Tensor, secret: Device) -> tuple[torch.Tensor, BatchSecret]:
+        return secret.encode(images)
+
+    def decode(self, outputs: torch.Tensor, state: BatchSecret, secret: Device) -> torch.Tensor:
+        return secret.decode(outputs, state)
+
+
 KINDS: dict[str, Kind[Any, Any]] = {}
 
 
@@ -154,6 +213,7 @@ def register(kind: Kind[Any, Any]) -> Kind[Any, Any]:
 
 
 register(KeyedKind())
+register(ComplexKind())
 
 
 def kind(name: str) -> Kind[Any, Any]:
@@ -171,12 +231,22 @@ def from_card(card: Mapping[str, Any]) -> Expectation:
     found = [name for name in KINDS if isinstance(extra, Mapping) and name in extra]
     if len(found) != 1:
         what = "none" if not found else " and ".join(found)
+        arch = str(card.get("architecture", ""))
+        if not found and arch.startswith("complex-"):
+            if arch == "complex-processor":
+                raise ModelFormatError("a complex-processor card must name its public parameters in extra.complex (write the parts with veilnet split)")
+            whole = "the device part (encoder, decoder, counterpart pool: the client's secret)" if arch == "complex-device" else f"a whole complex-valued network ({arch}: its encoder and decoder would see plain images)"
+            raise ModelFormatError(f"this is {whole}; serve only its processor: veilnet split MODEL -o DIR, then veilnet serve DIR/server.json")
         raise ModelFormatError(f"a served model must be transformed (its card's extra names one of {', '.join(KINDS)}; found {what}); a plain model would see plain images")
     name = found[0]
     params = extra[name]
     if not isinstance(params, Mapping):
         raise ModelFormatError(f"card's extra.{name} must be an object of public parameters")
-    return kind(name).expectation(params)
+    served = kind(name)
+    check_card = getattr(served, "check_card", None)  # optional: a kind may restrict the models it serves
+    if check_card is not None:
+        check_card(card)
+    return served.expectation(params)
 
 
 def from_info(info: Mapping[str, Any]) -> Expectation:
