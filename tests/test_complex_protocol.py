@@ -354,3 +354,17 @@ def test_cli_split_serve_query(deployment: dict, tmp_path: Path, capsys: pytest.
         assert len(capsys.readouterr().out.strip().splitlines()) == 5
         assert main(["query", "--server", url, "--secret", str(tmp_path / "d/device.json"), "--data", "digits", "--limit", "5", "--pool", "digits:size=16"]) == 2
         assert "16×16" in capsys.readouterr().err
+
+
+def test_a_device_part_is_refused_by_a_keyed_server_and_a_key_by_a_complex_one(deployment: dict) -> None:
+    from veilnet.keyed import generate_key, public_params, transform_model
+
+    key = generate_key("block", 4, 3, 32, seed=0)
+    plain = models.create("convmixer", dim=8, depth=1, kernel_size=3, patch_size=4)
+    keyed = ServedModel.from_model(transform_model(plain, key), {"architecture": "convmixer", "extra": {"keyed": public_params(key)}})
+    with local_server(create_app(keyed, tokens=None)) as url, Client(url, Device(deployment["files"].device)) as client:
+        with pytest.raises(KeyMismatchError, match="served model is keyed"):
+            client.check_secret()
+    with local_server(create_app(ServedModel.load(deployment["files"].server), tokens=None)) as url, Client(url, key) as client:
+        with pytest.raises(KeyMismatchError, match="not a Key"):
+            client.check_secret()
