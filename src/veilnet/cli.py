@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "query": ("veilnet.serve.cli", "classify images with a served model: transform them with the key here, send only the result"),
     "split": ("veilnet.serve.cli", "split a complex-valued network into the server's part (processor only) and the device's part (encoder, decoder, counterpart pool)"),
     "robust": ("veilnet.robust.cli", "post-averaging defence and evasion attacks"),
+    "complex": ("veilnet.complex.cli", "complex-valued privacy networks: train, evaluate"),
 }
 
 
