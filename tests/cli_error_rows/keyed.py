@@ -43,7 +43,7 @@ ROWS = [
     ("attack-weight-matching-plain-as-transformed", ["keyed", "attack", "weight-matching", "{model}", "--plain", "{model}", *KEY, "-o", "{tmp}/a.json"], "not a transformed model"),
     ("attack-weight-matching-corrupt-plain", ["keyed", "attack", "weight-matching", "{keyed}", "--plain", "{corrupt_weights}", *KEY, "-o", "{tmp}/a.json"], "corrupt"),
     ("attack-random-keys-plain-model", ["keyed", "attack", "random-keys", "{model}", "--data", "digits", "-o", "{tmp}/a.json"], "not a transformed model"),
-    ("attack-random-keys-card-without-parameters", ["keyed", "attack", "random-keys", "{keyed}", "--data", "digits", "-o", "{tmp}/a.json"], "extra.keyed"),
+    ("attack-random-keys-card-without-parameters", ["keyed", "attack", "random-keys", "{keyed_bare}", "--data", "digits", "-o", "{tmp}/a.json"], "extra.keyed"),
     ("attack-random-keys-zero", ["keyed", "attack", "random-keys", "{keyed}", "--data", "digits", "--random-keys", "0", "-o", "{tmp}/a.json"], "positive integer"),
     ("attack-random-keys-device-unknown", ["keyed", "attack", "random-keys", "{keyed}", "--data", "digits", "--device", "tpu9", "-o", "{tmp}/a.json"], "device"),
 ]
