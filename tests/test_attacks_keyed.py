@@ -85,6 +85,9 @@ def test_random_keys_and_the_evaluation() -> None:
     assert result.key_space_bits == pytest.approx(247.82, abs=0.01) and result.paper["key_space_bits"] == 543.8
     assert "90.46" in markdown(result)
     assert result.to_dict()["random_keys"]["n_keys"] == 3
+    from veilnet.keyed import KeyedEvaluation
+
+    assert KeyedEvaluation.from_dict(result.to_dict()) == result  # a report can be rebuilt from the JSON
 
 
 def test_demo_step_writes_key_model_and_report(tmp_path) -> None:
