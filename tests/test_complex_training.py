@@ -120,6 +120,13 @@ def test_decoys_are_what_a_wrong_angle_decodes():
         torch.testing.assert_close(fake[j], wrong, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(cl.decode(x, theta), a, rtol=1e-5, atol=1e-5)  # the right angle gives a
     torch.testing.assert_close(decoys(a, b, decoy_angles(2))[0], -b, rtol=1e-6, atol=1e-6)  # Δθ = π/2
+    # decoys="one": sample i against its own angle.
+    pick = angles[torch.tensor([0, 3, 3, 1])]
+    one = decoys(a, b, pick, per_sample=True)
+    assert one.shape == (1, 4, 6, 5, 5)
+    torch.testing.assert_close(one[0], cl.decode(x, theta - pick), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ShapeError, match="per-sample"):
+        decoys(a, b, decoy_angles(3), per_sample=True)
 
 
 def test_gradient_penalty_measures_the_critics_slope():
@@ -159,6 +166,8 @@ def test_config_checks_names_and_types():
         ComplexTrainConfig(n_critic=0)
     with pytest.raises(ConfigError, match="lr must be a number"):  # the classifier's checks apply
         ComplexTrainConfig.from_dict({"lr": "fast"})
+    with pytest.raises(ConfigError, match="decoys must be all or one"):
+        ComplexTrainConfig(decoys="some")
 
 
 def test_real_networks_are_refused_in_one_line(tiny):
@@ -193,6 +202,23 @@ def test_counterpart_in_training_is_never_the_sample_itself(tiny, monkeypatch):
         same = (a.flatten(1)[:, None, :] == b.flatten(1)[None, :, :]).all(-1)
         assert same.sum(0).tolist() == [1] * len(a)
         assert not bool(same.diagonal().any())
+
+
+def test_one_decoy_per_sample_trains_and_resumes_like_all(tmp_path, tiny):
+    tr, te = tiny
+    config = ComplexTrainConfig(epochs=2, batch_size=32, augment=False, decoys="one", seed=2)
+    full = train_complex(_net(), tr, tmp_path / "full", config=config, progress=False)
+
+    def stop_after_first(record):
+        if record["epoch"] == 1:
+            raise _Interrupt
+
+    with pytest.raises(_Interrupt):
+        train_complex(_net(), tr, tmp_path / "cut", config=config, on_epoch_end=stop_after_first, progress=False)
+    resumed = train_complex(_net(), tr, tmp_path / "cut", config=config, resume=True, progress=False)
+    a, b = models.load(full.model_path).state_dict(), models.load(resumed.model_path).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert all(math.isfinite(r["wasserstein"]) for r in full.history)
 
 
 def test_complex_lenet_learns_the_digits(digits):
@@ -292,6 +318,18 @@ def test_cli_trains_evaluates_and_refuses_another_config_on_resume(tmp_path, cap
     assert main([*base[:-2], "--k", "4", "--resume", "-o", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "another training configuration" in err[0]
+
+
+def test_cli_init_from_a_real_network(tmp_path, tiny, capsys):
+    real = models.create("split-lenet", num_classes=10)
+    models.save(real, tmp_path / "real")
+    out = tmp_path / "run"
+    argv = ["complex", "train", "--model", "complex-lenet", "--data", "digits", "--subset", "2", "--epochs", "1", "--lr", "1e-12", "--init", str(tmp_path / "real"), "-o", str(out)]
+    assert main(argv) == 0
+    net = models.load(out)
+    # Encoder copied exactly (lr 1e-12 leaves it in place), Φ's first convolution's real part = the real one's.
+    torch.testing.assert_close(net.encoder.features[0].weight, real.encoder.features[0].weight)
+    torch.testing.assert_close(net.processor[0].weight[0], real.processor[0].weight)
 
 
 def test_cli_config_file_types_are_checked(tmp_path, capsys):

@@ -3,7 +3,7 @@ with a fresh secret angle and fooling counterpart per image.
 
 * ``veilnet complex train --model complex-lenet --data SPEC -o DIR`` — :func:`veilnet.complex.training.train_complex`
   (options as ``veilnet train``, plus the adversarial ones: ``--k``, ``--adversarial-weight``,
-  ``--d-lr``, ``--gp-weight``, ``--n-critic``); a YAML ``--config`` (``model``, ``args``, ``data``,
+  ``--d-lr``, ``--gp-weight``, ``--n-critic``, ``--decoys``); a YAML ``--config`` (``model``, ``args``, ``data``,
   ``train``, ``subset``, ``init``) as in configs/complex-*.yaml; ``--resume`` continues exactly.
 * ``veilnet complex evaluate MODEL --data SPEC`` — :func:`veilnet.complex.training.evaluate_complex`.
 
@@ -36,6 +36,7 @@ _TRAIN_OPTIONS = {
     "d_lr": "d_lr",
     "gp_weight": "gp_weight",
     "n_critic": "n_critic",
+    "decoys": "decoys",
 }
 
 
@@ -163,6 +164,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--d-lr", type=float, help="the discriminator's Adam learning rate (default 1e-4)")
     p.add_argument("--gp-weight", type=float, help="gradient-penalty weight (default 10)")
     p.add_argument("--n-critic", type=int, help="discriminator updates per network update (default 1)")
+    p.add_argument("--decoys", choices=["all", "one"], help="each feature against all k − 1 decoys per step (default), or one drawn from them (k − 1 times cheaper for D)")
     p.add_argument("--subset", type=positive_int, metavar="N", help="train on N images per class (seeded random choice)")
     p.add_argument("--init", metavar="MODEL", help="start from a saved model: a complex one of the same architecture, or a real one (its weights initialise Φ's real parts)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in the output directory")

@@ -21,10 +21,13 @@ Choices the paper leaves open (each a reading of section 4.2, said here once):
 
 * **The k − 1 angles.** "We pick k − 1 such Δθ's uniformly over (0, π) and iterate through these
   k − 1 values as negative samples": the evenly spaced grid ``Δθ_j = jπ/k``, j = 1 … k − 1
-  (:func:`decoy_angles`), all of them in every step, so the inner expectation of Eq. 8 is the
-  mean over the grid. A grid is the reading of "uniformly … iterate through these values"
-  (fixed values, not draws); it excludes 0 (the real feature) and π (−a, its mirror image),
-  and it covers (0, π) evenly for every k. Default k = 8 (the paper gives no value).
+  (:func:`decoy_angles`), all of them in every step (``decoys="all"``), so the inner expectation
+  of Eq. 8 is the mean over the grid. A grid is the reading of "uniformly … iterate through these
+  values" (fixed values, not draws); it excludes 0 (the real feature) and π (−a, its mirror
+  image), and it covers (0, π) evenly for every k. Default k = 8 (the paper gives no value).
+  ``decoys="one"`` pairs each real feature with one of the k − 1 decoys, its angle drawn
+  uniformly from the grid each step: an unbiased estimate of the same mean with k − 1 times
+  fewer D evaluations (measured below), for budgets where D's cost matters.
 * **The fooling counterpart.** b = g(I′) with I′ another image of the same batch, I′ ≠ I
   *guaranteed*: the batch is matched by :func:`derangement` (a random permutation followed by a
   cyclic shift by s ∈ [1, n − 1]), so no sample is its own counterpart — unlike a plain random
@@ -47,7 +50,7 @@ Choices the paper leaves open (each a reading of section 4.2, said here once):
 * **Alternation.** Each step (one batch) first takes ``n_critic`` updates of D on the batch's
   features (detached: D's updates need no extra encoder pass), then one update of g, Φ, d on
   ``L_task + λ·L`` with D fixed (``λ = adversarial_weight``). Default n_critic = 1 (1:1): the
-  task, not the GAN, sets the budget on this CPU; raise it if D lags (its loss near 0).
+  task, not the GAN, sets the budget on this CPU; raise it for a stronger D.
   D's optimiser is Adam(β = (0.5, 0.9)) at the constant ``d_lr`` (Gulrajani et al.); the
   network's optimiser, learning-rate schedule and augmentation are the classifier's
   (:mod:`veilnet.training.classifier`).
@@ -59,6 +62,22 @@ sees it), ``d_loss`` (D's loss, −L plus the penalty), ``gradient_penalty``, ``
 (D's estimate of L, the distance between real features and decoys), ``train_accuracy``,
 ``lr`` and, with a test split, ``test_accuracy`` (:func:`evaluate_complex`: a fresh θ and a
 counterpart per test sample, from a fixed seed, so the epochs are comparable).
+
+Cost, measured (seconds per training epoch, Adam, 1 intra-op thread, Intel Xeon 2 cores shared
+with other jobs, load ≈ 3; each complex run interleaved with its real baseline ``split-*``
+trained by :func:`veilnet.training.train` on the same data and options)::
+
+    data (images, batch)          split-lenet   complex-lenet, decoys=all   decoys=one
+    digits (1,438, 64)            0.20–0.33     1.03–1.62 (≈ 4.5–5×)         0.68–0.71 (≈ 3×)
+    CIFAR-10 JPEG (5,000, 128)    0.76–1.14     3.32–4.98 (≈ 4.4×)           2.21 (≈ 2.9×)
+
+    ResNet-20-α, 640 digits, batch 128: split 2.1–2.4 s, complex decoys=all 9.1–9.6 s (4.0–4.4×),
+    decoys=one 4.9–5.0 s (2.0–2.4×); the complex network alone (no D) is ≈ 2.1× the real one.
+
+(``veilnet train --model split-lenet …`` against ``veilnet complex train --model complex-lenet …``
+with ``OMP_NUM_THREADS=1``, 2 epochs, the epoch's ``seconds`` from ``metrics.json``.) For LeNet,
+whose whole network is small, D and its gradient penalty on k·N features are most of the step
+with ``decoys="all"``; ``"one"`` halves the epoch.
 
 Example::
 
@@ -109,8 +128,9 @@ class ComplexTrainConfig(TrainConfig):
       (≥ 0; 0 trains the complex network on the task alone while D still measures L);
     * ``d_lr`` — D's Adam learning rate (constant); ``gp_weight`` — the gradient penalty's weight
       (> 0, it keeps D 1-Lipschitz); ``n_critic`` — D's updates per network update;
-    * ``d_channels`` — the channels of D's convolution (32: on complex LeNet's 6×14×14
-      features, D's updates cost about as much as the network's at 32 channels and 3× more at 64).
+    * ``d_channels`` — the channels of D's convolution;
+    * ``decoys`` — ``"all"``: every feature against all k − 1 decoys each step; ``"one"``:
+      against one decoy, its angle drawn from the grid (see the module docstring).
 
     Defaults: the classifier's, with Adam at 1e-3 (the complex layers train with it from
     scratch without tuning), k = 8, λ = 0.1, d_lr = 1e-4, gp_weight = 10, n_critic = 1,
@@ -126,6 +146,7 @@ class ComplexTrainConfig(TrainConfig):
     gp_weight: float = 10.0
     n_critic: int = 1
     d_channels: int = 32
+    decoys: str = "all"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -137,6 +158,8 @@ class ComplexTrainConfig(TrainConfig):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ConfigError(f"training option {name} must be a number, got {value!r}")
+        if not isinstance(self.decoys, str) or self.decoys not in ("all", "one"):
+            raise ConfigError(f"decoys must be all or one, got {self.decoys!r}")
         if self.k < 2:
             raise ConfigError(f"k must be at least 2 (k − 1 decoy angles in (0, π)), got {self.k}")
         if self.n_critic < 1 or self.d_channels < 1:
@@ -199,12 +222,19 @@ def decoy_angles(k: int) -> torch.Tensor:
     return torch.arange(1, k, dtype=torch.float64) * (math.pi / k)
 
 
-def decoys(a: torch.Tensor, b: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+def decoys(a: torch.Tensor, b: torch.Tensor, angles: torch.Tensor, *, per_sample: bool = False) -> torch.Tensor:
     """The features an adversary decodes with wrong angles (Eq. 8): ``a′_j = Re[(a + b·i)·e^{iΔθ_j}]
-    = a·cos Δθ_j − b·sin Δθ_j``. Shape: ``a``, ``b`` ``N×…``, ``angles`` ``J`` → ``J×N×…``."""
+    = a·cos Δθ_j − b·sin Δθ_j``. Shape: ``a``, ``b`` ``N×…``, ``angles`` ``J`` → ``J×N×…`` (every
+    angle for every sample); with ``per_sample``, ``angles`` ``N`` (sample i's angle) → ``1×N×…``."""
     if a.shape != b.shape:
         raise ShapeError(f"the fooling counterpart b must have the shape of the feature a {tuple(a.shape)}, got {tuple(b.shape)}")
-    t = angles.to(dtype=a.dtype, device=a.device).view(-1, *([1] * a.dim()))
+    t = angles.to(dtype=a.dtype, device=a.device)
+    if per_sample:
+        if t.shape != a.shape[:1]:
+            raise ShapeError(f"per-sample decoy angles must have shape ({a.shape[0]},), got {tuple(t.shape)}")
+        t = t.view(1, -1, *([1] * (a.dim() - 1)))
+    else:
+        t = t.view(-1, *([1] * a.dim()))
     return torch.cos(t) * a.unsqueeze(0) - torch.sin(t) * b.unsqueeze(0)
 
 
@@ -287,11 +317,13 @@ class ComplexStep:
 
         a = net.encoder(x)  # Eq. 1
         b = a[other]  # b = g(I′), I′ ≠ I
+        per_sample = config.decoys == "one"
+        delta = self.angles[torch.randint(0, len(self.angles), (n,), generator=gen)] if per_sample else self.angles
 
         # D: n_critic updates of max_D L(g, D) (Eq. 8) with the gradient penalty.
         critic.requires_grad_(True)
         scale = _critic_scale(a.detach())
-        real, fake = a.detach() / scale, decoys(a.detach(), b.detach(), self.angles) / scale
+        real, fake = a.detach() / scale, decoys(a.detach(), b.detach(), delta, per_sample=per_sample) / scale
         for _ in range(config.n_critic):
             w = wasserstein(critic, real, fake)
             gp = gradient_penalty(critic, real, fake, gen)
@@ -308,7 +340,7 @@ class ComplexStep:
         logits = net.decode(net.process(cl.encode(a, b, theta)), theta)  # Eq. 2, Φ, Eq. 3
         task = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
         scale = _critic_scale(a)
-        adversarial = wasserstein(critic, a / scale, decoys(a, b, self.angles) / scale)
+        adversarial = wasserstein(critic, a / scale, decoys(a, b, delta, per_sample=per_sample) / scale)
         loss = task + config.adversarial_weight * adversarial if config.adversarial_weight else task
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
