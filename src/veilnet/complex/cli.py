@@ -17,20 +17,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from veilnet.cli import add_device, add_group, add_output, parse_assignments, positive_int
+from veilnet.cli import add_device, add_group, add_output, positive_int
 from veilnet.errors import ConfigError
+from veilnet.training.cli import add_training_options
 
-#: CLI option -> ComplexTrainConfig field, for the options that map one to one.
-_TRAIN_OPTIONS = {
-    "epochs": "epochs",
-    "batch_size": "batch_size",
-    "optimizer": "optimizer",
-    "lr": "lr",
-    "weight_decay": "weight_decay",
-    "schedule": "schedule",
-    "warmup": "warmup_epochs",
-    "label_smoothing": "label_smoothing",
-    "seed": "seed",
+#: CLI option -> ComplexTrainConfig field, beyond ``veilnet train``'s options.
+_ADVERSARIAL_OPTIONS = {
     "k": "k",
     "adversarial_weight": "adversarial_weight",
     "d_lr": "d_lr",
@@ -40,56 +32,21 @@ _TRAIN_OPTIONS = {
 }
 
 
-def _complex_or_refuse(model: Any, name: str, what: str) -> None:
+def _complex_or_refuse(model: Any, name: str, what: str | None = None) -> None:
     from veilnet.complex.models import ComplexNet
 
     if not isinstance(model, ComplexNet):
-        raise ConfigError(f"{name} is a real network, not a complex-valued one (complex-*); {what}")
+        raise ConfigError(f"{name} is a real network, not a complex-valued one (complex-*); {what or f'train it with `veilnet train --model {name}`'}")
 
 
 def _train(args: argparse.Namespace) -> int:
-    from veilnet.devices import resolve_device
-    from veilnet.training.cli import read_config
+    from veilnet.complex.training import ComplexTrainConfig, train_complex
+    from veilnet.training.cli import TRAIN_OPTIONS, setup_run
 
-    device = resolve_device(args.device)
-    config = read_config(args.config)
-    model_name = args.model or config.get("model")
-    if not model_name:
-        raise ConfigError("no model given: pass --model NAME (complex-lenet, complex-resnet20-alpha, ...; see `veilnet models list`) or a --config file with `model:`")
-
-    from veilnet.complex.training import ComplexTrainConfig
-    from veilnet.training import CHECKPOINT, prepare_run
-
-    options = dict(config.get("train") or {})
-    options.update({field: getattr(args, opt) for opt, field in _TRAIN_OPTIONS.items() if getattr(args, opt) is not None})
-    if args.no_augment:
-        options["augment"] = False
-    train_config = ComplexTrainConfig.from_dict(options)
-    n_per_class = args.subset or config.get("subset")
-    model_args = {**(config.get("args") or {}), **parse_assignments(args.arg)}
-    prepare_run(args.output, resume=args.resume, force=args.force, exists=(CHECKPOINT, "model.safetensors"), mkdir=False)
-
-    import torch
-
-    from veilnet import data, models
-    from veilnet.complex.training import train_complex
-
-    models.signature(model_name)  # an unknown name fails before the data is read
-    spec = args.data or config.get("data") or "digits"
-    train_split = data.load(spec, "train", download=args.download)
-    test_split = data.load(spec, "test")
-    if n_per_class:
-        train_split = data.subset(train_split, int(n_per_class), seed=train_config.seed)
-    kwargs = {"num_classes": train_split.num_classes, "in_channels": train_split.image_shape[0], **model_args}
-    torch.manual_seed(train_config.seed)  # initial weights depend on the seed only
-    net = models.create(model_name, **kwargs)
-    _complex_or_refuse(net, model_name, f"train it with `veilnet train --model {model_name}`")
-    init = args.init or config.get("init")
-    if init:
-        _init_from(net, init, train_split)
-    result = train_complex(net, train_split, args.output, config=train_config, test_split=test_split, resume=args.resume, force=args.force, device=device)
+    run = setup_run(args, ComplexTrainConfig, {**TRAIN_OPTIONS, **_ADVERSARIAL_OPTIONS}, init=_init_from, check=_complex_or_refuse)
+    result = train_complex(run.model, run.train_split, args.output, config=run.config, test_split=run.test_split, resume=args.resume, force=args.force, device=run.device)
     acc = "n/a" if result.test_accuracy is None else f"{result.test_accuracy:.4f}"
-    print(f"test accuracy {acc} (fresh θ and counterpart per image, seed {train_config.seed}) after {result.epochs} epochs ({result.train_seconds / 60:.1f} min); model: {result.model_path}")
+    print(f"test accuracy {acc} (fresh θ and counterpart per image, seed {run.config.seed}) after {result.epochs} epochs ({result.train_seconds / 60:.1f} min); model: {result.model_path}")
     return 0
 
 
@@ -99,22 +56,14 @@ def _init_from(net: Any, path: str, split: Any) -> None:
     ResNet from ``veilnet models import-cifar-resnet``) or a ``split-*`` original — whose weights
     initialise the encoder, the decoder and the real parts of Φ
     (:func:`veilnet.complex.models.load_real_weights`)."""
-    from veilnet import models
     from veilnet.complex.models import ComplexNet, load_real_weights
+    from veilnet.training.cli import init_exactly, load_init
 
-    saved = models.load(path)
-    models.check_input(saved, split.image_shape, data=split.spec or "the training data")
+    saved = load_init(path, split)
     if isinstance(saved, ComplexNet):
-        mine, theirs = net.veilnet_arch, saved.veilnet_arch
-        if mine["name"] != theirs["name"] or {**models.signature(mine["name"]), **mine["kwargs"]} != {**models.signature(theirs["name"]), **theirs["kwargs"]}:
-            raise ConfigError(f"--init {path} is {_describe(theirs)}, but this run builds {_describe(mine)}; give the same model arguments")
-        models.load_strict(net, saved.state_dict(), path)
+        init_exactly(net, saved, path)
     else:
         load_real_weights(net, saved)
-
-
-def _describe(arch: dict[str, Any]) -> str:
-    return f"{arch['name']}({', '.join(f'{k}={v!r}' for k, v in arch['kwargs'].items())})"
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -145,32 +94,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     group = add_group(sub, "complex")
 
     p = group.add_parser("train", help="train a complex-valued network: task loss + λ·WGAN loss against a discriminator (Eq. 8–9)", description="Train a complex-valued network [g, Φ, d] on the joint objective of Eq. 9 (Xiang et al., ICLR 2020).")
-    p.add_argument("--model", help="complex-* zoo model (complex-lenet, complex-resnet20-alpha, ...)")
-    p.add_argument("--arg", action="append", metavar="KEY=VALUE", help="model keyword argument (repeatable)")
-    p.add_argument("--data", help="data spec (default: digits)")
-    p.add_argument("--config", help="YAML experiment file (model, args, data, train, subset, init); options override it")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"])
-    p.add_argument("--lr", type=float, help="peak learning rate of the network")
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--schedule", choices=["cosine", "step", "constant"])
-    p.add_argument("--warmup", type=float, help="warm-up epochs")
-    p.add_argument("--label-smoothing", type=float)
-    p.add_argument("--no-augment", action="store_true", help="no random crop / flip")
-    p.add_argument("--seed", type=int)
+    add_training_options(p, init_help="start from a saved model: a complex one of the same architecture, or a real one (its weights initialise Φ's real parts)", output_help="output directory (model.safetensors, model.json, discriminator.safetensors, metrics.json, checkpoint.pt)")
     p.add_argument("--k", type=int, help="k-anonymity: k − 1 decoy angles jπ/k per feature (default 8)")
     p.add_argument("--adversarial-weight", type=float, metavar="LAMBDA", help="λ, the weight of the WGAN loss (default 0.1)")
     p.add_argument("--d-lr", type=float, help="the discriminator's Adam learning rate (default 1e-4)")
     p.add_argument("--gp-weight", type=float, help="gradient-penalty weight (default 10)")
     p.add_argument("--n-critic", type=int, help="discriminator updates per network update (default 1)")
     p.add_argument("--decoys", choices=["all", "one"], help="each feature against all k − 1 decoys per step (default), or one drawn from them (k − 1 times cheaper for D)")
-    p.add_argument("--subset", type=positive_int, metavar="N", help="train on N images per class (seeded random choice)")
-    p.add_argument("--init", metavar="MODEL", help="start from a saved model: a complex one of the same architecture, or a real one (its weights initialise Φ's real parts)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run in the output directory")
-    p.add_argument("--download", action="store_true", help="fetch a missing CIFAR archive")
-    add_output(p, help="output directory (model.safetensors, model.json, discriminator.safetensors, metrics.json, checkpoint.pt)")
-    add_device(p)
     p.set_defaults(func=_train)
 
     e = group.add_parser("evaluate", help="accuracy with a fresh secret angle and fooling counterpart per image", description="Accuracy of a saved complex-valued network with θ ~ U[0, 2π) and a counterpart from another image per sample, reproducible with --seed.")

@@ -8,6 +8,8 @@ is :mod:`veilnet.training`'s. torch is imported inside the handlers, so ``veilne
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ from veilnet.cli import add_command, add_device, add_output, parse_assignments, 
 from veilnet.errors import ConfigError
 
 #: CLI option -> TrainConfig field, for the options that map one to one.
-_TRAIN_OPTIONS = {
+TRAIN_OPTIONS = {
     "epochs": "epochs",
     "batch_size": "batch_size",
     "optimizer": "optimizer",
@@ -63,9 +65,24 @@ def read_config(path: str | None) -> dict[str, Any]:
     return doc
 
 
-def _train(args: argparse.Namespace) -> int:
+@dataclass
+class Run:
+    """A training run as the command line set it up: every user error already checked."""
+
+    device: Any
+    config: Any
+    model: Any
+    train_split: Any
+    test_split: Any
+
+
+def setup_run(args: argparse.Namespace, config_type: Any, options: dict[str, str], *, init: Callable[[Any, str, Any], None], check: Callable[[Any, str], None] | None = None) -> Run:
+    """What ``veilnet train`` and ``veilnet complex train`` share: the device, the YAML file and
+    the options merged into ``config_type`` (CLI option -> field in ``options``), the output
+    folder checked, the data loaded (and subset), the model built (seeded) and checked by
+    ``check(model, name)``, and started from ``--init`` by ``init(model, path, split)``."""
     from veilnet.devices import resolve_device
-    from veilnet.training import CHECKPOINT, TrainConfig, prepare_run
+    from veilnet.training import CHECKPOINT, prepare_run
 
     device = resolve_device(args.device)
     config = read_config(args.config)
@@ -73,10 +90,10 @@ def _train(args: argparse.Namespace) -> int:
     if not model_name:
         raise ConfigError("no model given: pass --model NAME (see `veilnet models list`) or a --config file with `model:`")
     train_options = dict(config.get("train") or {})
-    train_options.update({field: getattr(args, opt) for opt, field in _TRAIN_OPTIONS.items() if getattr(args, opt) is not None})
+    train_options.update({field: getattr(args, opt) for opt, field in options.items() if getattr(args, opt) is not None})
     if args.no_augment:
         train_options["augment"] = False
-    train_config = TrainConfig.from_dict(train_options)
+    train_config = config_type.from_dict(train_options)
     n_per_class = args.subset or config.get("subset")
     model_args = {**(config.get("args") or {}), **parse_assignments(args.arg)}
     prepare_run(args.output, resume=args.resume, force=args.force, exists=(CHECKPOINT, "model.safetensors"), mkdir=False)
@@ -84,8 +101,8 @@ def _train(args: argparse.Namespace) -> int:
     import torch
 
     from veilnet import data, models
-    from veilnet.training import train
 
+    models.signature(model_name)  # an unknown name fails before the data is read
     spec = args.data or config.get("data") or "digits"
     train_split = data.load(spec, "train", download=args.download)
     test_split = data.load(spec, "test")
@@ -94,29 +111,75 @@ def _train(args: argparse.Namespace) -> int:
     kwargs = {"num_classes": train_split.num_classes, "in_channels": train_split.image_shape[0], **model_args}
     torch.manual_seed(train_config.seed)  # initial weights depend on the seed only
     model = models.create(model_name, **kwargs)
-    init = args.init or config.get("init")
-    if init:
-        _init_from(model, init, train_split)
-    result = train(model, train_split, args.output, config=train_config, test_split=test_split, resume=args.resume, force=args.force, device=device)
+    if check is not None:
+        check(model, model_name)
+    init_path = args.init or config.get("init")
+    if init_path:
+        init(model, init_path, train_split)
+    return Run(device=device, config=train_config, model=model, train_split=train_split, test_split=test_split)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from veilnet.training import TrainConfig, train
+
+    run = setup_run(args, TrainConfig, TRAIN_OPTIONS, init=init_from)
+    result = train(run.model, run.train_split, args.output, config=run.config, test_split=run.test_split, resume=args.resume, force=args.force, device=run.device)
     acc = "n/a" if result.test_accuracy is None else f"{result.test_accuracy:.4f}"
     print(f"test accuracy {acc} after {result.epochs} epochs ({result.train_seconds / 60:.1f} min); model: {result.model_path}")
     return 0
 
 
-def _init_from(model: Any, path: str, split: Any) -> None:
-    """Start from the weights of a saved model that takes the data and fits ``model`` exactly (fine-tuning)."""
+def load_init(path: str, split: Any) -> Any:
+    """The saved model ``--init`` names, checked to take the training data."""
     from veilnet import models
 
     saved = models.load(path)
     models.check_input(saved, split.image_shape, data=split.spec or "the training data")
+    return saved
+
+
+def init_exactly(model: Any, saved: Any, path: str) -> None:
+    """Copy ``saved``'s weights into ``model``: the same architecture and arguments, or a one-line error."""
+    from veilnet import models
+
     mine, theirs = model.veilnet_arch, saved.veilnet_arch
     if mine["name"] != theirs["name"] or {**models.signature(mine["name"]), **mine["kwargs"]} != {**models.signature(theirs["name"]), **theirs["kwargs"]}:
         raise ConfigError(f"--init {path} is {_describe(theirs)}, but this run builds {_describe(mine)}; give the same model arguments")
     models.load_strict(model, saved.state_dict(), path)
 
 
+def init_from(model: Any, path: str, split: Any) -> None:
+    """Start from the weights of a saved model that takes the data and fits ``model`` exactly (fine-tuning)."""
+    init_exactly(model, load_init(path, split), path)
+
+
 def _describe(arch: dict[str, Any]) -> str:
     return f"{arch['name']}({', '.join(f'{k}={v!r}' for k, v in arch['kwargs'].items())})"
+
+
+def add_training_options(p: argparse.ArgumentParser, *, init_help: str, output_help: str) -> None:
+    """The options of ``veilnet train`` that every training command shares (model, data, YAML
+    config, :class:`~veilnet.training.TrainConfig` fields, subset, init, resume, output, device)."""
+    p.add_argument("--model", help="zoo model name (see `veilnet models list`)")
+    p.add_argument("--arg", action="append", metavar="KEY=VALUE", help="model keyword argument (repeatable)")
+    p.add_argument("--data", help="data spec (default: digits)")
+    p.add_argument("--config", help="YAML experiment file (model, args, data, train, subset, init); options override it")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"])
+    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--schedule", choices=["cosine", "step", "constant"])
+    p.add_argument("--warmup", type=float, help="warm-up epochs")
+    p.add_argument("--label-smoothing", type=float)
+    p.add_argument("--no-augment", action="store_true", help="no random crop / flip")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--subset", type=positive_int, metavar="N", help="train on N images per class (seeded random choice)")
+    p.add_argument("--init", metavar="MODEL", help=init_help)
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in the output directory")
+    p.add_argument("--download", action="store_true", help="fetch a missing CIFAR archive")
+    add_output(p, help=output_help)
+    add_device(p)
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -140,26 +203,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = add_command(sub, "train")
-    p.add_argument("--model", help="zoo model name (see `veilnet models list`)")
-    p.add_argument("--arg", action="append", metavar="KEY=VALUE", help="model keyword argument (repeatable)")
-    p.add_argument("--data", help="data spec (default: digits)")
-    p.add_argument("--config", help="YAML experiment file (model, args, data, train, subset, init); options override it")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"])
-    p.add_argument("--lr", type=float, help="peak learning rate")
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--schedule", choices=["cosine", "step", "constant"])
-    p.add_argument("--warmup", type=float, help="warm-up epochs")
-    p.add_argument("--label-smoothing", type=float)
-    p.add_argument("--no-augment", action="store_true", help="no random crop / flip")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--subset", type=positive_int, metavar="N", help="train on N images per class (seeded random choice)")
-    p.add_argument("--init", metavar="MODEL", help="start from the weights of a saved model (fine-tuning)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run in the output directory")
-    p.add_argument("--download", action="store_true", help="fetch a missing CIFAR archive")
-    add_output(p, help="output directory (model.safetensors, model.json, metrics.json, checkpoint.pt)")
-    add_device(p)
+    add_training_options(p, init_help="start from the weights of a saved model (fine-tuning)", output_help="output directory (model.safetensors, model.json, metrics.json, checkpoint.pt)")
     p.set_defaults(func=_train)
 
     e = add_command(sub, "eval")
