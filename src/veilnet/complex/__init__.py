@@ -11,76 +11,34 @@ counterpart ``b`` stay on the device; only the device can decode ``Re[Φ(x)·e^{
 * :mod:`veilnet.complex.models` — LeNet, ResNet-20…110 (α, β), VGG-16 and AlexNet split into
   encoder / processing module / decoder (section 5.1), as :class:`ComplexNet`, and the real
   baselines from the same splits as :class:`SplitNet`.
+* :mod:`veilnet.complex.training` — the joint objective of Eq. 9 (task loss + λ·WGAN loss of
+  Eq. 8 against a discriminator) on :func:`veilnet.training.fit`; :func:`evaluate_complex`.
+* :mod:`veilnet.complex.protocol` — the split deployment: :class:`Device` (encoder, decoder, θ
+  and the counterpart pool), :class:`Server` (the processor only), :func:`split_model`.
+
+The names below are imported on first use (``veilnet complex --help`` imports no torch).
 """
 
 from __future__ import annotations
 
-from veilnet.complex.layers import (
-    ComplexAdaptiveAvgPool2d,
-    ComplexAvgPool2d,
-    ComplexBasicBlock,
-    ComplexConv2d,
-    ComplexDropout,
-    ComplexFlatten,
-    ComplexLinear,
-    ComplexMaxPool2d,
-    ComplexNonlinearity,
-    ComplexNorm,
-    ComplexResidual,
-    as_pair,
-    decode,
-    encode,
-    equivariance_error,
-    from_complex,
-    rotate,
-    to_complex,
-)
-from veilnet.complex.models import (
-    ComplexNet,
-    Encoder,
-    FeatureNoise,
-    SplitNet,
-    complex_alexnet,
-    complex_lenet,
-    complex_resnet,
-    complex_vgg16,
-    load_real_weights,
-    split_alexnet,
-    split_lenet,
-    split_resnet,
-    split_vgg16,
-)
+from veilnet._lazy import exports
 
-__all__ = [
-    "ComplexAdaptiveAvgPool2d",
-    "ComplexAvgPool2d",
-    "ComplexBasicBlock",
-    "ComplexConv2d",
-    "ComplexDropout",
-    "ComplexFlatten",
-    "ComplexLinear",
-    "ComplexMaxPool2d",
-    "ComplexNet",
-    "ComplexNonlinearity",
-    "ComplexNorm",
-    "ComplexResidual",
-    "Encoder",
-    "FeatureNoise",
-    "SplitNet",
-    "as_pair",
-    "complex_alexnet",
-    "complex_lenet",
-    "complex_resnet",
-    "complex_vgg16",
-    "decode",
-    "encode",
-    "equivariance_error",
-    "from_complex",
-    "load_real_weights",
-    "rotate",
-    "split_alexnet",
-    "split_lenet",
-    "split_resnet",
-    "split_vgg16",
-    "to_complex",
-]
+_SUBMODULES = ("layers", "models", "training", "protocol")
+
+
+def _public(module: str) -> list[str]:
+    """The ``__all__`` of a submodule, read without importing it (so without torch)."""
+    import ast
+    from pathlib import Path
+
+    tree = ast.parse((Path(__file__).parent / f"{module}.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
+            return list(ast.literal_eval(node.value))
+    return []
+
+
+#: Public name -> the submodule defining it (the submodules' own ``__all__``).
+_WHERE = {name: module for module in _SUBMODULES for name in _public(module)}
+__all__ = sorted(_WHERE)
+__getattr__, __dir__ = exports(__name__, _WHERE)
