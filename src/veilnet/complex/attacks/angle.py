@@ -14,7 +14,13 @@ the measurement is reproducible.
 
 The angle is only defined up to what x reveals: ``x = e^{i(θ+π)}(−a − b·i)``, so
 ``Re[x·e^{−i(θ+π)}] = −a``. An attacker that cannot tell a feature from its negative confuses θ
-with θ + π; :func:`mirror_fraction` counts how often it lands there.
+with θ + π; :func:`mirror_fraction` counts how often it lands there. Worse for the paper's
+attack: ``x = e^{i(θ+π/2)}(b − a·i)``, so ``Re[x·e^{−i(θ+π/2)}] = b`` — the counterpart, a *real*
+feature of another image, which no discriminator of real features can tell from a. A D′ that
+scores only the real part therefore cannot separate θ from θ + π/2; picking either half the time
+gives a mean error of π/4 ≈ 0.785 rad, the paper's own Table 4 figure (0.78–0.84 on CIFAR-10).
+:func:`counterpart_fraction` counts θ̂ near θ + π/2. The regression sees the imaginary part as
+well (−a at θ + π/2, which is not distributed like a feature) and has no such ambiguity.
 
 The attacks
 -----------
