@@ -1,4 +1,4 @@
-"""What every benchmark shares (see ../shared/BENCHMARKS.md): timing with warm-up and medians,
+"""What every benchmark shares (the conventions at the top of docs/benchmarks.md): timing with warm-up and medians,
 the machine description, and writing the JSON result under runs/benchmarks/."""
 
 from __future__ import annotations
