@@ -2,7 +2,43 @@
 whichever privacy method produced them — feature inversion (reconstruct the input from what the
 server computes) and property inference. They come with the complex-valued networks.
 
+* :mod:`veilnet.attacks.inversion` — feature inversion: a U-Net trained on the attacker's own
+  (feature, image) pairs (Xiang et al., ICLR 2020, section 4.3: dec(a*), dec(x), and the
+  baselines' features), optimisation-based inversion through the released encoder, and the
+  reconstruction metrics (the paper's E‖Î − I‖, MSE, PSNR, SSIM).
+
 Attacks that break one method live beside it: the key-recovery attacks on keyed models in
 :mod:`veilnet.keyed.attacks`, the evasion attacks that test post-averaging in
-:mod:`veilnet.robust.attacks`.
+:mod:`veilnet.robust.attacks`, angle recovery in :mod:`veilnet.complex.attacks`.
+
+The names below are imported on first use (importing the package imports no torch).
 """
+
+from __future__ import annotations
+
+from veilnet._lazy import exports
+
+_INVERSION = (
+    "InversionConfig",
+    "InversionResult",
+    "ReconstructionMetrics",
+    "as_unet_input",
+    "complex_features",
+    "evaluate_reconstruction",
+    "inversion_attack_1",
+    "inversion_attack_2",
+    "mean_image_baseline",
+    "optimisation_inversion",
+    "reconstruct",
+    "reconstruction_metrics",
+    "rotate_back",
+    "save_inversion_grid",
+    "split_inversion",
+    "ssim",
+    "total_variation",
+    "train_inverter",
+)
+
+_WHERE = {"inversion": "inversion", **{name: "inversion" for name in _INVERSION}}
+__all__ = sorted(_WHERE)
+__getattr__, __dir__ = exports(__name__, _WHERE)

@@ -1,0 +1,626 @@
+"""Feature inversion: reconstruct the input image from what a server sees — Xiang et al.,
+"Interpretable Complex-Valued Neural Networks for Privacy Protection" (ICLR 2020), section 4.3
+("Feature inversion attacks"), section 5.1 ("Attacks"), Tables 1–2 and Fig. 2; plus the
+optimisation-based inversion ("input optimisation") of split-inference privacy benchmarks.
+
+Threat model (issue 11, the paper's section 3): the adversary is the server or an eavesdropper.
+It sees the features ``f(I)`` of the victim's images — a split network's activations, a complex
+network's ``x = e^{iθ}(a + b·i)`` (Eq. 2), or keyed images —, knows the released encoder's
+architecture and weights, and trains its attack models on *its own* images (by convention the
+data set's ``train`` split), disjoint from the victim's images it is tested on (the ``test``
+split). It never sees θ, the counterpart ``b`` or ``I′``.
+
+The learned attack is generic over "features of images": any callable ``features(images) ->
+tensor`` (``N×C×H×W`` pixels in [0, 1] → a feature of any shape) gives the attacker's training
+pairs ``(features(I), I)``; :func:`train_inverter` fits the zoo's U-Net
+(:class:`veilnet.models.unet.UNet`, the paper's attacker, section 5.1) on them and
+:func:`reconstruct` applies it to the victim's features. A pair tensor ``N×2×K×h×w`` is fed with
+its real/imaginary pair folded into the channels (``N×2K×h×w``, :func:`as_unet_input`).
+
+The paper's attacks on a :class:`~veilnet.complex.models.ComplexNet` (section 4.3):
+
+* **inversion attack 1** (:func:`inversion_attack_1`): ``Î = dec(a*)``, ``a* = Re[x·e^{−iθ̂}]``
+  with an angle estimate θ̂ (the angle-recovery attacks of :mod:`veilnet.complex.attacks`, or the
+  true θ for an upper bound). The inverter is trained on the attacker's own ``(g(I), I)`` — the
+  attacker runs the public encoder, so its own features need no angle estimate.
+* **inversion attack 2** (:func:`inversion_attack_2`): ``Î = dec(x)`` directly; the attacker
+  simulates the device on its own images (θ ~ U[0, 2π) and a counterpart from another of its
+  images, fresh draws every epoch) and trains on ``(x, I)``.
+* the same inverter against the baselines' features (:func:`split_inversion`:
+  :meth:`SplitNet.features <veilnet.complex.models.SplitNet.features>` of the original network,
+  the one with additional layers and the noisy ones γ).
+* the stronger, training-free **optimisation inversion** (:func:`optimisation_inversion`):
+  ``Î = argmin ‖g(Î) − a*‖² / ‖a*‖² + λ_TV·TV(Î)`` by Adam through the released encoder g.
+
+Each attack returns an :class:`InversionResult` (metrics of :func:`reconstruction_metrics`, the
+trivial baseline's metrics — every victim image predicted as the attacker's mean image —, the
+splits and the seeds) and the reconstructions; :func:`save_inversion_grid` draws them like Fig. 2.
+An attack is worth reporting only where it beats that trivial baseline.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from veilnet.errors import ConfigError, ShapeError
+from veilnet.metrics import as_float
+from veilnet.report import Result
+
+__all__ = [
+    "InversionConfig",
+    "InversionResult",
+    "ReconstructionMetrics",
+    "as_unet_input",
+    "complex_features",
+    "evaluate_reconstruction",
+    "inversion_attack_1",
+    "inversion_attack_2",
+    "mean_image_baseline",
+    "optimisation_inversion",
+    "reconstruct",
+    "reconstruction_metrics",
+    "rotate_back",
+    "save_inversion_grid",
+    "split_inversion",
+    "ssim",
+    "total_variation",
+    "train_inverter",
+]
+
+Features = Callable[[torch.Tensor], torch.Tensor]
+
+#: Losses :func:`train_inverter` minimises between Î and I: mean squared error (the default: it
+#: fits the paper's error, a root mean square, directly) or mean absolute error.
+LOSSES = ("mse", "l1")
+
+
+# --------------------------------------------------------------------------------------------
+# Metrics
+
+
+def _gaussian_window(size: int, sigma: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    coords = torch.arange(size, device=device, dtype=dtype) - (size - 1) / 2
+    g = torch.exp(-(coords**2) / (2 * sigma**2))
+    g = g / g.sum()
+    return g[:, None] * g[None, :]
+
+
+def ssim(x: torch.Tensor, y: torch.Tensor, *, window_size: int = 11, sigma: float = 1.5, data_range: float = 1.0) -> torch.Tensor:
+    """Structural similarity (Wang et al., 2004, Eq. 13) of each image pair, ``N×C×H×W`` → ``N``.
+
+    A Gaussian window (``window_size``, σ = 1.5) per channel, no padding (only the window's valid
+    positions), constants ``C1 = (0.01·L)²``, ``C2 = (0.03·L)²`` with ``L = data_range``; the map
+    is averaged over channels and positions. 1 for identical images, lower the less alike; a
+    window larger than the image shrinks to the image's smaller side.
+    """
+    x, y = as_float(x), as_float(y)
+    if x.shape != y.shape:
+        raise ShapeError(f"SSIM compares images of the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
+    n, c, h, w = x.shape
+    size = min(window_size, h, w)
+    win = _gaussian_window(size, sigma, x.device, x.dtype).expand(c, 1, size, size)
+
+    def blur(t: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(t, win, groups=c)
+
+    mu_x, mu_y = blur(x), blur(y)
+    var_x = blur(x * x) - mu_x**2
+    var_y = blur(y * y) - mu_y**2
+    cov = blur(x * y) - mu_x * mu_y
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    s = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    return s.flatten(1).mean(1)
+
+
+@dataclass(frozen=True)
+class ReconstructionMetrics(Result):
+    """How close reconstructions Î are to the images I (pixels in [0, 1]).
+
+    * ``error`` — the paper's ``E‖Î − I‖`` (section 5.1, Tables 1–2): per image the root mean
+      square of ``Î − I`` over its pixels and channels (the L2 norm divided by the square root of
+      the number of values), averaged over the images. Why this norm: the paper's dec(x) errors
+      sit at 0.24–0.25 for every model and data set — the level of an attacker that learns
+      nothing, whose best guess is the mean image, and whose RMS error on CIFAR-10 is the pixel
+      standard deviation, ≈ 0.25 (measured: 0.249 on 2,000 JPEG CIFAR-10 test images); the
+      per-pixel mean absolute error of that guess is ≈ 0.20, so an MAE reading would put the
+      paper's dec(x) *worse* than guessing. Its original-network figures (0.07–0.10) are then the
+      RMS error of a good U-Net reconstruction.
+    * ``mae`` — per-pixel mean absolute error; ``mse`` — mean squared error over all values;
+      ``psnr`` — ``10·log10(1/mse)`` dB (:func:`veilnet.metrics.psnr`); ``ssim`` — mean
+      :func:`ssim`; ``n`` — images.
+    """
+
+    error: float
+    mae: float
+    mse: float
+    psnr: float
+    ssim: float
+    n: int
+
+
+def reconstruction_metrics(reconstructed: torch.Tensor, images: torch.Tensor) -> ReconstructionMetrics:
+    """:class:`ReconstructionMetrics` of ``reconstructed`` against ``images`` (both ``N×C×H×W``,
+    uint8 or float in [0, 1], the same shape)."""
+    rec, img = as_float(reconstructed), as_float(images)
+    if rec.shape != img.shape:
+        raise ShapeError(f"reconstructions of shape {tuple(rec.shape)} do not match images of shape {tuple(img.shape)}")
+    if rec.shape[0] == 0:
+        raise ShapeError("no images to compare (N = 0)")
+    rec, img = rec.to(torch.float64), img.to(torch.float64)
+    diff = (rec - img).flatten(1)
+    mse = float(diff.square().mean())
+    return ReconstructionMetrics(
+        error=float(diff.square().mean(1).sqrt().mean()),
+        mae=float(diff.abs().mean()),
+        mse=mse,
+        psnr=math.inf if mse == 0 else 10.0 * math.log10(1.0 / mse),
+        ssim=float(ssim(rec, img).mean()),
+        n=int(rec.shape[0]),
+    )
+
+
+def mean_image_baseline(attacker_images: torch.Tensor, victim_images: torch.Tensor) -> ReconstructionMetrics:
+    """The trivial attack: every victim image "reconstructed" as the attacker's mean image. An
+    attack that does not beat it has learnt nothing about the victim's images from the features."""
+    mean = as_float(attacker_images).mean(0, keepdim=True)
+    victims = as_float(victim_images)
+    if mean.shape[1:] != victims.shape[1:]:
+        raise ShapeError(f"attacker images {tuple(mean.shape[1:])} and victim images {tuple(victims.shape[1:])} differ in shape")
+    return reconstruction_metrics(mean.expand_as(victims), victims)
+
+
+# --------------------------------------------------------------------------------------------
+# The learned inverter (U-Net)
+
+
+@dataclass(frozen=True)
+class InversionConfig(Result):
+    """How the attacker trains its U-Net: ``epochs``, ``batch_size``, Adam's ``lr``, the
+    ``loss`` between Î and I (``"mse"`` or ``"l1"``), the U-Net's ``base_width`` (32 in the zoo;
+    smaller for quick runs) and the ``seed`` of its initial weights, its batch order and of the
+    draws of its simulated device (θ, counterparts)."""
+
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 1e-3
+    loss: str = "mse"
+    base_width: int = 32
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "base_width", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or (value < 1 and name != "seed") or value < 0:
+                raise ConfigError(f"inverter option {name} must be a {'non-negative' if name == 'seed' else 'positive'} integer, got {value!r}")
+        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"inverter option lr must be a positive number, got {self.lr!r}")
+        if self.loss not in LOSSES:
+            raise ConfigError(f"inverter loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+
+
+def as_unet_input(features: torch.Tensor) -> torch.Tensor:
+    """A feature of any shape as the U-Net's input: ``N×C×H×W`` and ``N×C`` unchanged, a pair
+    tensor ``N×2×K×h×w`` (or any ``N×…×h×w`` of more dimensions) with its leading axes folded
+    into the channels (``N×2K×h×w``), ``N×A×B`` flattened to ``N×AB``."""
+    if features.ndim in (2, 4):
+        return features
+    if features.ndim > 4:
+        return features.flatten(1, features.ndim - 3)
+    if features.ndim == 3:
+        return features.flatten(1)
+    raise ShapeError(f"features must have a batch axis and at least one more, got shape {tuple(features.shape)}")
+
+
+def _features_in_batches(features_fn: Features, images: torch.Tensor, batch_size: int, device: torch.device) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.cat([features_fn(as_float(images[i : i + batch_size]).to(device)).detach() for i in range(0, images.shape[0], batch_size)])
+
+
+def train_inverter(
+    features_fn: Features,
+    attacker_images: torch.Tensor,
+    *,
+    epochs: int = 20,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    loss: str = "mse",
+    base_width: int = 32,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> nn.Module:
+    """Train the zoo's U-Net (``veilnet.models.create("unet", ...)``) to map
+    ``features_fn(I)`` back to ``I`` over the attacker's own images (section 5.1, "Attacks").
+
+    ``features_fn`` is called on every batch of every epoch (under ``torch.no_grad``), so a
+    randomised feature — a complex ``x`` with fresh θ and counterparts, a noisy baseline's
+    ``a + γ·ε`` — gives fresh draws each epoch (the attacker's own augmentation). Loss: ``"mse"``
+    (mean squared error, the default) or ``"l1"``; Adam at ``lr``; the batch order and the
+    initial weights come from ``seed``. The loop is :func:`veilnet.training.fit` in memory.
+    Returns the U-Net in eval mode; it takes :func:`as_unet_input` of a feature.
+    """
+    from veilnet import models
+    from veilnet.devices import resolve_device
+    from veilnet.training import fit
+
+    config = InversionConfig(epochs=epochs, batch_size=batch_size, lr=lr, loss=loss, base_width=base_width, seed=seed)
+    images = as_float(attacker_images)
+    if images.shape[0] < 1:
+        raise ConfigError("the attacker needs at least one training image")
+    c, h, w = images.shape[1:]
+    if h != w:
+        raise ShapeError(f"the U-Net inverter reconstructs square images, got {h}×{w}")
+    dev = resolve_device(device)
+    torch.manual_seed(seed)  # the U-Net's initial weights and features_fn's global draws
+    probe = as_unet_input(_features_in_batches(features_fn, images[:2], 2, dev))
+    unet = models.create("unet", in_channels=int(probe.shape[1]), out_channels=int(c), image_size=int(h), base_width=base_width).to(dev)
+    optimizer = torch.optim.Adam(unet.parameters(), lr=lr)
+    order = torch.Generator().manual_seed(seed)
+    criterion = F.mse_loss if loss == "mse" else F.l1_loss
+
+    def batches(epoch: int) -> list[torch.Tensor]:
+        return list(torch.randperm(images.shape[0], generator=order).split(batch_size))
+
+    def step(idx: torch.Tensor, info: Any) -> dict[str, float]:
+        unet.train()
+        target = images[idx].to(dev)
+        with torch.no_grad():
+            feature = as_unet_input(features_fn(target))
+        out = unet(feature)
+        value = criterion(out, target)
+        optimizer.zero_grad(set_to_none=True)
+        value.backward()
+        optimizer.step()
+        return {"loss": value.item(), "n": len(idx)}
+
+    fit(step, batches, epochs=epochs, state={"unet": unet, "optimizer": optimizer, "order": order}, config=config.to_dict(), progress=progress, desc="inverter")
+    return unet.eval()
+
+
+@torch.no_grad()
+def reconstruct(inverter: nn.Module, features: torch.Tensor, *, batch_size: int = 256, device: str | torch.device = "cpu") -> torch.Tensor:
+    """``Î = dec(features)``: the inverter applied to a batch of features (any shape, see
+    :func:`as_unet_input`), in batches, in eval mode. Returns float images on the CPU."""
+    inverter.eval()
+    dev = torch.device(device)
+    outs = [inverter(as_unet_input(features[i : i + batch_size]).to(dev)).float().cpu() for i in range(0, features.shape[0], batch_size)]
+    if not outs:
+        raise ShapeError("no features to invert (N = 0)")
+    return torch.cat(outs)
+
+
+# --------------------------------------------------------------------------------------------
+# Results
+
+
+@dataclass(frozen=True)
+class InversionResult(Result):
+    """One inversion attack on one model's features.
+
+    ``attack`` names it (``"original"``, ``"dec(a*)"``, ``"dec(x)"``, ``"optimisation"``, …),
+    ``features`` says what the attacker saw; ``metrics`` scores the reconstructions of the
+    victim's images, ``baseline`` the trivial attack on the same images (the attacker's mean
+    image, :func:`mean_image_baseline`). ``attacker_split`` / ``victim_split`` name the disjoint
+    image sets (e.g. ``digits:train`` / ``digits:test``), ``n_attacker`` / ``n`` their sizes;
+    ``seed`` seeds the attack, ``victim_seed`` the victim's secret draws (None: from the OS's
+    CSPRNG); ``config`` the attack's settings and ``extra`` further numbers (e.g. the angle
+    estimate's error, the final feature distance)."""
+
+    attack: str
+    features: str
+    metrics: ReconstructionMetrics
+    baseline: ReconstructionMetrics
+    attacker_split: str
+    victim_split: str
+    n_attacker: int
+    n: int
+    seed: int
+    victim_seed: int | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def beats_baseline(self) -> bool:
+        """The reconstructions are closer to the victim's images than the mean image is."""
+        return self.metrics.error < self.baseline.error
+
+
+def evaluate_reconstruction(
+    attack: str,
+    features: str,
+    reconstructed: torch.Tensor,
+    victim_images: torch.Tensor,
+    attacker_images: torch.Tensor,
+    *,
+    attacker_split: str = "train",
+    victim_split: str = "test",
+    seed: int = 0,
+    victim_seed: int | None = None,
+    config: Mapping[str, Any] | None = None,
+    extra: Mapping[str, float] | None = None,
+) -> InversionResult:
+    """Score reconstructions of ``victim_images`` and the mean-image baseline: an :class:`InversionResult`."""
+    return InversionResult(
+        attack=attack,
+        features=features,
+        metrics=reconstruction_metrics(reconstructed, victim_images),
+        baseline=mean_image_baseline(attacker_images, victim_images),
+        attacker_split=attacker_split,
+        victim_split=victim_split,
+        n_attacker=int(attacker_images.shape[0]),
+        n=int(victim_images.shape[0]),
+        seed=seed,
+        victim_seed=victim_seed,
+        config=dict(config or {}),
+        extra={k: float(v) for k, v in (extra or {}).items()},
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The paper's attacks
+
+
+def rotate_back(x: torch.Tensor, theta_hat: float | torch.Tensor) -> torch.Tensor:
+    """``a* = Re[x·e^{−iθ̂}]`` (section 4.3): the feature the adversary recovers from the pair
+    tensor ``x`` (``N×2×…``) with its angle estimate θ̂ (a number or one per sample)."""
+    from veilnet.complex import layers as cl
+
+    return cl.decode(x, theta_hat)
+
+
+def complex_features(net: nn.Module, *, generator: torch.Generator) -> Features:
+    """The attacker's simulation of the device (Eq. 1–2) on its own images: ``images → x =
+    e^{iθ}(g(I) + g(I′)·i)`` with θ ~ U[0, 2π) per sample and ``I′`` another image of the same
+    batch (a random derangement), drawn from ``generator``. A batch of one image gets b = 0."""
+    from veilnet.complex import layers as cl
+    from veilnet.complex.training import derangement
+
+    def features(images: torch.Tensor) -> torch.Tensor:
+        a = net.encoder(images)
+        n = a.shape[0]
+        theta = torch.rand(n, generator=generator, dtype=torch.float64) * (2 * math.pi)
+        b = a[derangement(n, generator).to(a.device)] if n >= 2 else torch.zeros_like(a)
+        return cl.encode(a, b, theta.to(device=a.device, dtype=a.dtype))
+
+    return features
+
+
+def _check_split(attacker_images: torch.Tensor, victim_images: torch.Tensor) -> None:
+    if attacker_images.ndim != 4 or victim_images.ndim != 4 or attacker_images.shape[1:] != victim_images.shape[1:]:
+        raise ShapeError(f"attacker and victim images must be N×C×H×W of one shape, got {tuple(attacker_images.shape)} and {tuple(victim_images.shape)}")
+
+
+def _inverter_kwargs(config: InversionConfig, device: str | torch.device, progress: bool) -> dict[str, Any]:
+    return {**config.to_dict(), "device": device, "progress": progress}
+
+
+def inversion_attack_1(
+    net: nn.Module,
+    attacker_images: torch.Tensor,
+    victim_images: torch.Tensor,
+    x: torch.Tensor,
+    theta_hat: torch.Tensor,
+    *,
+    config: InversionConfig | None = None,
+    attacker_split: str = "train",
+    victim_split: str = "test",
+    victim_seed: int | None = None,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+    inverter: nn.Module | None = None,
+    estimate_angle: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> tuple[InversionResult, torch.Tensor]:
+    """Inversion attack 1 (section 4.3): ``Î = dec(a*)``, ``a* = Re[x·e^{−iθ̂}]``.
+
+    ``x`` (``N×2×K×h×w``) is what the server received for ``victim_images``; ``theta_hat`` (N
+    angles) the attacker's estimate of each sample's θ (from an angle-recovery attack; the true θ
+    gives the attack's upper bound, since then a* = g(I) exactly). The inverter ``dec`` is trained
+    on the attacker's own images, unless a trained ``inverter`` is given: on ``(g(I), I)`` — it
+    runs the released encoder g — or, with ``estimate_angle`` (``x′ → θ̂``, the same angle attack
+    run on the attacker's own simulated ``x′``, :func:`complex_features`), on ``(Re[x′·e^{−iθ̂}],
+    I)`` as the paper's adversary does, so that dec also learns the angle attack's mistakes.
+    Returns the result and Î.
+    """
+    config = config or InversionConfig()
+    _check_split(attacker_images, victim_images)
+    net.eval()
+    if inverter is None:
+        features_fn: Features = net.encoder
+        if estimate_angle is not None:
+            simulate = complex_features(net, generator=torch.Generator().manual_seed(config.seed + 1))
+
+            def features_fn(images: torch.Tensor) -> torch.Tensor:
+                x_own = simulate(images)
+                return rotate_back(x_own, estimate_angle(x_own))
+
+        inverter = train_inverter(features_fn, attacker_images, **_inverter_kwargs(config, device, progress))
+    a_star = rotate_back(x.to(torch.device(device)), torch.as_tensor(theta_hat).to(torch.device(device)))
+    rec = reconstruct(inverter, a_star, device=device)
+    return evaluate_reconstruction("dec(a*)", "Re[x·e^{−iθ̂}] of a complex network", rec, victim_images, attacker_images, attacker_split=attacker_split, victim_split=victim_split, seed=config.seed, victim_seed=victim_seed, config=config.to_dict()), rec
+
+
+def inversion_attack_2(
+    net: nn.Module,
+    attacker_images: torch.Tensor,
+    victim_images: torch.Tensor,
+    x: torch.Tensor,
+    *,
+    config: InversionConfig | None = None,
+    attacker_split: str = "train",
+    victim_split: str = "test",
+    victim_seed: int | None = None,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> tuple[InversionResult, torch.Tensor]:
+    """Inversion attack 2 (section 4.3): ``Î = dec(x)`` straight from the pair tensor ``x`` the
+    server received for ``victim_images``. The attacker trains ``dec`` on ``(x′, I)`` for its own
+    images, ``x′`` from :func:`complex_features` (its own θ and counterparts, seeded by
+    ``config.seed``, fresh every epoch). Returns the result and Î."""
+    config = config or InversionConfig()
+    _check_split(attacker_images, victim_images)
+    net.eval()
+    draws = torch.Generator().manual_seed(config.seed + 1)
+    inverter = train_inverter(complex_features(net, generator=draws), attacker_images, **_inverter_kwargs(config, device, progress))
+    rec = reconstruct(inverter, x, device=device)
+    return evaluate_reconstruction("dec(x)", "x = e^{iθ}(a + b·i) of a complex network", rec, victim_images, attacker_images, attacker_split=attacker_split, victim_split=victim_split, seed=config.seed, victim_seed=victim_seed, config=config.to_dict()), rec
+
+
+def split_inversion(
+    net: nn.Module,
+    attacker_images: torch.Tensor,
+    victim_images: torch.Tensor,
+    *,
+    name: str = "original",
+    config: InversionConfig | None = None,
+    attacker_split: str = "train",
+    victim_split: str = "test",
+    victim_seed: int | None = None,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> tuple[InversionResult, torch.Tensor]:
+    """The same inverter against a real baseline (section 5.1): ``Î = dec(net.features(I))`` for
+    a :class:`~veilnet.complex.models.SplitNet` — the original network's encoder output, the
+    network with additional layers, or the noisy network's ``a + γ·ε`` (its noise is drawn from
+    ``net.noise.generator``, seeded with ``victim_seed`` for the victim when given, and the
+    global RNG for the attacker's pairs). Trained on the attacker's ``(features(I), I)``."""
+    config = config or InversionConfig()
+    _check_split(attacker_images, victim_images)
+    net.eval()
+    dev = torch.device(device)
+    inverter = train_inverter(net.features, attacker_images, **_inverter_kwargs(config, device, progress))
+    noise = getattr(net, "noise", None)
+    if victim_seed is not None and hasattr(noise, "generator"):
+        noise.generator = torch.Generator(device=dev).manual_seed(victim_seed)
+    try:
+        victim_features = _features_in_batches(net.features, victim_images, 256, dev)
+    finally:
+        if hasattr(noise, "generator"):
+            noise.generator = None
+    rec = reconstruct(inverter, victim_features, device=device)
+    return evaluate_reconstruction(name, "SplitNet.features (the encoder's output the server receives)", rec, victim_images, attacker_images, attacker_split=attacker_split, victim_split=victim_split, seed=config.seed, victim_seed=victim_seed, config=config.to_dict()), rec
+
+
+# --------------------------------------------------------------------------------------------
+# Optimisation-based inversion
+
+
+def total_variation(images: torch.Tensor) -> torch.Tensor:
+    """Anisotropic total variation per image, ``N×C×H×W`` → ``N``: the mean absolute difference
+    of vertically and of horizontally neighbouring pixels, summed."""
+    dh = (images[..., 1:, :] - images[..., :-1, :]).abs().flatten(1).mean(1)
+    dw = (images[..., :, 1:] - images[..., :, :-1]).abs().flatten(1).mean(1)
+    return dh + dw
+
+
+def optimisation_inversion(
+    encoder: nn.Module,
+    target: torch.Tensor,
+    image_shape: Sequence[int],
+    *,
+    steps: int = 300,
+    lr: float = 0.05,
+    tv_weight: float = 0.05,
+    init: torch.Tensor | None = None,
+    batch_size: int = 256,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Optimisation-based inversion ("input optimisation"): for each target feature ``a*``,
+    ``Î = argmin_I ‖g(I) − a*‖² / ‖a*‖² + λ_TV·TV(I)`` (:func:`total_variation`) by Adam through
+    the released encoder ``g``, pixels kept in [0, 1] by the parametrisation ``I = sigmoid(z)``.
+
+    Arguments:
+        encoder: g, in eval mode; its weights are not changed.
+        target: ``N×…`` features a* (an encoder output, or ``Re[x·e^{−iθ̂}]`` of a complex net).
+        image_shape: ``(C, H, W)`` of the images to find.
+        steps, lr, tv_weight: Adam's steps and step size, λ_TV.
+        init: ``N×C×H×W`` or ``1×C×H×W`` starting images in [0, 1] (e.g. the attacker's mean
+            image); None: ``0.5`` plus a little noise drawn from ``seed``.
+        batch_size: images optimised together (each image's loss is its own: the objective is
+            a sum over images, Adam's updates are per pixel).
+
+    Returns ``(Î, distance)``: images ``N×C×H×W`` on the CPU and each image's final relative
+    feature distance ``‖g(Î) − a*‖² / ‖a*‖²`` (``N``).
+    """
+    from tqdm.auto import tqdm
+
+    if steps < 1 or not (lr > 0) or not (tv_weight >= 0):
+        raise ConfigError(f"optimisation inversion needs steps >= 1, lr > 0 and tv_weight >= 0, got {steps}, {lr}, {tv_weight}")
+    image_shape = tuple(int(v) for v in image_shape)
+    if init is not None:
+        start_images = as_float(init).cpu()
+        if start_images.shape[1:] != image_shape or start_images.shape[0] not in (1, target.shape[0]):
+            raise ShapeError(f"init must be 1×{'×'.join(map(str, image_shape))} or one image per target ({target.shape[0]}), got {tuple(start_images.shape)}")
+    dev = torch.device(device)
+    encoder = encoder.eval()
+    params = [p.requires_grad for p in encoder.parameters()]
+    for p in encoder.parameters():
+        p.requires_grad_(False)
+    gen = torch.Generator().manual_seed(seed)
+    n = target.shape[0]
+    images, distances = [], []
+    try:
+        for start in tqdm(range(0, n, batch_size), desc="optimisation inversion", disable=None if progress else True, leave=False):
+            a = target[start : start + batch_size].to(dev).float()
+            m = a.shape[0]
+            if init is None:
+                x0 = 0.5 + 0.05 * torch.randn((m, *image_shape), generator=gen)
+            else:
+                x0 = start_images[start : start + m] if start_images.shape[0] == n else start_images.expand(m, *image_shape)
+            z = torch.logit(x0.clamp(1e-3, 1 - 1e-3)).to(dev).clone().requires_grad_(True)
+            opt = torch.optim.Adam([z], lr=lr)
+            scale = a.flatten(1).square().sum(1).clamp_min(1e-12)
+            for _ in range(steps):
+                img = torch.sigmoid(z)
+                dist = (encoder(img) - a).flatten(1).square().sum(1) / scale
+                loss = (dist + tv_weight * total_variation(img)).sum()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            with torch.no_grad():
+                img = torch.sigmoid(z)
+                distances.append(((encoder(img) - a).flatten(1).square().sum(1) / scale).cpu())
+                images.append(img.cpu())
+    finally:
+        for p, flag in zip(encoder.parameters(), params, strict=True):
+            p.requires_grad_(flag)
+    return torch.cat(images), torch.cat(distances)
+
+
+# --------------------------------------------------------------------------------------------
+# Figure
+
+
+def save_inversion_grid(path: str | os.PathLike[str], images: torch.Tensor, rows: Mapping[str, torch.Tensor], *, n: int = 8, title: str | None = None) -> Path:
+    """A PNG grid like the paper's Fig. 2: the first row the input images, then one row per
+    attack (``rows``: label → reconstructions of the same images), ``n`` columns; written with
+    :func:`veilnet.report.save_figure`. Returns the path."""
+    from veilnet.report import plot_backend, save_figure
+
+    plt = plot_backend()
+    inputs = as_float(images)[:n]
+    cols = inputs.shape[0]
+    all_rows = {"input": inputs, **{k: as_float(v)[:cols] for k, v in rows.items()}}
+    fig, axes = plt.subplots(len(all_rows), cols, figsize=(1.1 * cols + 1.2, 1.15 * len(all_rows)), squeeze=False)
+    for r, (label, batch) in enumerate(all_rows.items()):
+        for j in range(cols):
+            ax = axes[r][j]
+            img = batch[j].clamp(0, 1).permute(1, 2, 0).numpy()
+            ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None, vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j == 0:
+                ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return save_figure(fig, path)

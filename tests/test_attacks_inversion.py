@@ -1,0 +1,235 @@
+"""Feature inversion (veilnet.attacks.inversion): the metrics, and every attack measured against
+the trivial attack (the attacker's mean image) — an attack that cannot succeed shows nothing, so
+each is first shown to beat it on an unprotected network's features.
+
+Attacker images: digits (16×16) train split; victim images: digits test split (disjoint).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from veilnet import data, models
+from veilnet.attacks import inversion as inv
+from veilnet.errors import ConfigError, ShapeError
+
+# A tiny U-Net (base width 4) trained 8 epochs on 480 attacker images: a few seconds per attack.
+CONFIG = inv.InversionConfig(epochs=8, batch_size=32, lr=5e-3, base_width=4, seed=0)
+
+
+@pytest.fixture(scope="module")
+def splits() -> tuple[torch.Tensor, torch.Tensor]:
+    attacker = data.load("digits:size=16", "train").float_images()[:480]
+    victim = data.load("digits:size=16", "test").float_images()[:96]
+    return attacker, victim
+
+
+@pytest.fixture(scope="module")
+def split_net() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return models.create("split-lenet", num_classes=10, image_size=16).eval()
+
+
+@pytest.fixture(scope="module")
+def complex_net() -> torch.nn.Module:
+    torch.manual_seed(1)
+    return models.create("complex-lenet", num_classes=10, image_size=16).eval()
+
+
+@pytest.fixture(scope="module")
+def encoded(complex_net, splits) -> tuple[torch.Tensor, torch.Tensor]:
+    """The victim's x = e^{iθ}(a + b·i), b the feature of the previous victim image."""
+    _, victim = splits
+    theta = torch.rand(len(victim), generator=torch.Generator().manual_seed(7)) * (2 * math.pi)
+    with torch.no_grad():
+        a = complex_net.encoder(victim)
+        return complex_net.encode(victim, theta, a.roll(1, 0)), theta
+
+
+@pytest.fixture(scope="module")
+def true_angle_inverter(complex_net, splits) -> torch.nn.Module:
+    """dec trained on the attacker's own (g(I), I): what inversion attack 1 trains."""
+    return inv.train_inverter(complex_net.encoder, splits[0], **CONFIG.to_dict(), progress=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Metrics
+
+
+def test_ssim_is_one_for_equal_images_and_drops_with_noise() -> None:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(4, 3, 32, 32, generator=gen)
+    assert torch.allclose(inv.ssim(x, x), torch.ones(4), atol=1e-6)
+    values = [inv.ssim((x + s * torch.randn(x.shape, generator=gen)).clamp(0, 1), x).mean().item() for s in (0.02, 0.1, 0.3)]
+    assert 1 > values[0] > values[1] > values[2]
+    assert inv.ssim(x, 1 - x).mean() < 0.1  # structure inverted
+    with pytest.raises(ShapeError):
+        inv.ssim(x, x[:, :1])
+
+
+def test_ssim_on_images_smaller_than_the_window() -> None:
+    x = torch.rand(2, 1, 8, 8)
+    assert torch.allclose(inv.ssim(x, x), torch.ones(2), atol=1e-6)
+
+
+def test_reconstruction_metrics_on_known_differences() -> None:
+    images = torch.full((2, 3, 16, 16), 0.5)
+    rec = images.clone()
+    rec[0] += 0.1  # RMS 0.1
+    rec[1] += 0.3  # RMS 0.3
+    m = inv.reconstruction_metrics(rec, images)
+    assert m.error == pytest.approx(0.2)  # the mean of the per-image RMS errors
+    assert m.mae == pytest.approx(0.2)
+    assert m.mse == pytest.approx((0.01 + 0.09) / 2)
+    assert m.psnr == pytest.approx(10 * math.log10(1 / 0.05))
+    assert m.n == 2
+    # per-image RMS, not MAE: half the pixels off by 0.2 gives RMS 0.2/√2, MAE 0.1
+    rec = images.clone()
+    rec[:, :, :8] += 0.2
+    m = inv.reconstruction_metrics(rec, images)
+    assert m.error == pytest.approx(0.2 / math.sqrt(2)) and m.mae == pytest.approx(0.1)
+    assert inv.reconstruction_metrics(images, images).psnr == math.inf
+    assert inv.reconstruction_metrics((images * 255).to(torch.uint8), images).error < 3e-3
+    with pytest.raises(ShapeError):
+        inv.reconstruction_metrics(images[:1], images)
+
+
+def test_mean_image_baseline_is_the_pixel_spread(splits) -> None:
+    attacker, victim = splits
+    base = inv.mean_image_baseline(attacker, victim)
+    assert 0.1 < base.error < 0.4 and base.n == len(victim)
+    assert inv.mean_image_baseline(victim, victim).error <= base.error + 1e-9  # the victim's own mean is the best constant
+
+
+def test_as_unet_input_folds_the_pair_axis() -> None:
+    assert inv.as_unet_input(torch.zeros(2, 2, 6, 5, 5)).shape == (2, 12, 5, 5)
+    assert inv.as_unet_input(torch.zeros(2, 6, 5, 5)).shape == (2, 6, 5, 5)
+    assert inv.as_unet_input(torch.zeros(2, 2, 10)).shape == (2, 20)
+    assert inv.as_unet_input(torch.zeros(2, 10)).shape == (2, 10)
+    with pytest.raises(ShapeError):
+        inv.as_unet_input(torch.zeros(3))
+
+
+def test_inversion_config_is_checked() -> None:
+    for bad in ({"epochs": 0}, {"loss": "huber"}, {"lr": -1.0}, {"base_width": True}, {"seed": -1}):
+        with pytest.raises(ConfigError):
+            inv.InversionConfig(**bad)
+
+
+# --------------------------------------------------------------------------------------------
+# Learned inversion
+
+
+def test_inverter_beats_the_mean_image_on_an_unprotected_network(split_net, splits, tmp_path) -> None:
+    attacker, victim = splits
+    result, rec = inv.split_inversion(split_net, attacker, victim, config=CONFIG, attacker_split="digits:train", victim_split="digits:test")
+    assert rec.shape == victim.shape and 0 <= rec.min() and rec.max() <= 1
+    assert result.beats_baseline
+    assert result.metrics.error < 0.75 * result.baseline.error
+    assert result.metrics.ssim > result.baseline.ssim + 0.3
+    assert (result.attacker_split, result.victim_split, result.n_attacker, result.n) == ("digits:train", "digits:test", 480, 96)
+    assert inv.InversionResult.load(result.save(tmp_path / "r.json")) == result
+
+
+def test_noisy_baseline_victim_noise_is_reproducible(splits) -> None:
+    attacker, victim = splits
+    torch.manual_seed(0)
+    net = models.create("split-lenet", num_classes=10, image_size=16, noise=1.0).eval()
+    config = inv.InversionConfig(epochs=1, batch_size=64, base_width=4)
+    r1, rec1 = inv.split_inversion(net, attacker[:64], victim[:16], name="noisy", config=config, victim_seed=3)
+    r2, rec2 = inv.split_inversion(net, attacker[:64], victim[:16], name="noisy", config=config, victim_seed=3)
+    assert torch.equal(rec1, rec2) and r1 == r2 and r1.victim_seed == 3
+    assert net.noise.generator is None  # the victim's generator does not stay on the model
+
+
+def test_inversion_attack_1_with_the_true_angle_and_a_wrong_one(complex_net, splits, encoded, true_angle_inverter) -> None:
+    """dec(a*) with θ̂ = θ is the attack's upper bound (a* = a); θ̂ = θ + π/2 gives
+    a* = Re[(a + b·i)·e^{−iπ/2}] = b, the counterpart's feature: the reconstruction is then the
+    previous victim image (the counterpart), not the victim's own."""
+    attacker, victim = splits
+    x, theta = encoded
+    dec = true_angle_inverter
+    right, rec = inv.inversion_attack_1(complex_net, attacker, victim, x, theta, inverter=dec, config=CONFIG)
+    assert right.attack == "dec(a*)" and right.beats_baseline
+    assert right.metrics.ssim > right.baseline.ssim + 0.3
+    wrong, rec_wrong = inv.inversion_attack_1(complex_net, attacker, victim, x, theta + math.pi / 2, inverter=dec, config=CONFIG)
+    assert not wrong.beats_baseline
+    assert inv.reconstruction_metrics(rec_wrong, victim.roll(1, 0)).error == pytest.approx(right.metrics.error, rel=0.05)
+
+
+def test_inversion_attack_1_can_train_on_estimated_angles(complex_net, splits, encoded) -> None:
+    attacker, victim = splits
+    x, theta = encoded
+    seen = []
+
+    def estimate(x_own: torch.Tensor) -> torch.Tensor:
+        seen.append(tuple(x_own.shape))
+        return torch.zeros(x_own.shape[0])
+
+    config = inv.InversionConfig(epochs=1, batch_size=64, base_width=4)
+    result, _ = inv.inversion_attack_1(complex_net, attacker[:128], victim, x, theta, config=config, estimate_angle=estimate)
+    assert seen and all(s[1] == 2 for s in seen)  # the attacker's own pair tensors x′
+    assert math.isfinite(result.metrics.error)
+
+
+def test_inversion_attack_2_on_an_untrained_complex_network(complex_net, splits, encoded, true_angle_inverter) -> None:
+    """dec(x): measured, not required to fail — an untrained complex network was not trained
+    against it. It must do worse than knowing θ (dec(a*) with the true angle)."""
+    attacker, victim = splits
+    x, theta = encoded
+    result, rec = inv.inversion_attack_2(complex_net, attacker, victim, x, config=CONFIG)
+    assert result.attack == "dec(x)" and rec.shape == victim.shape
+    upper, _ = inv.inversion_attack_1(complex_net, attacker, victim, x, theta, inverter=true_angle_inverter, config=CONFIG)
+    assert result.metrics.error > upper.metrics.error
+
+
+def test_complex_features_simulate_the_device(complex_net, splits) -> None:
+    attacker, _ = splits
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        x = inv.complex_features(complex_net, generator=gen)(attacker[:8])
+        a = complex_net.encoder(attacker[:8])
+    assert x.shape == (8, 2, *a.shape[1:])
+    # |x|² = a² + b² with b another image's feature: never the sample's own (b ≠ a)
+    b2 = x.square().sum(1) - a.square()
+    assert not torch.allclose(b2, a.square(), atol=1e-5)
+    assert torch.allclose(inv.rotate_back(x, torch.zeros(8)), x[:, 0])
+
+
+# --------------------------------------------------------------------------------------------
+# Optimisation inversion
+
+
+def test_optimisation_inversion_reduces_the_feature_distance_and_beats_the_mean(split_net, splits) -> None:
+    attacker, victim = splits
+    with torch.no_grad():
+        target = split_net.features(victim)
+    mean = attacker.mean(0, keepdim=True)
+    with torch.no_grad():
+        start = (split_net.encoder(mean.expand_as(victim)) - target).flatten(1).square().sum(1) / target.flatten(1).square().sum(1)
+    params = [p.clone() for p in split_net.parameters()]
+    images, distance = inv.optimisation_inversion(split_net.encoder, target, victim.shape[1:], steps=100, lr=0.1, init=mean)
+    assert images.shape == victim.shape and 0 <= images.min() and images.max() <= 1
+    assert distance.mean() < 0.1 * start.mean()
+    m, base = inv.reconstruction_metrics(images, victim), inv.mean_image_baseline(attacker, victim)
+    assert m.error < base.error and m.ssim > base.ssim
+    assert all(torch.equal(p, q) for p, q in zip(params, split_net.parameters(), strict=True))  # g unchanged
+    assert all(p.requires_grad for p in split_net.parameters())
+    with pytest.raises(ShapeError):
+        inv.optimisation_inversion(split_net.encoder, target, victim.shape[1:], steps=1, init=attacker[:3])
+
+
+def test_total_variation_is_zero_for_flat_images() -> None:
+    assert torch.equal(inv.total_variation(torch.full((2, 3, 8, 8), 0.3)), torch.zeros(2))
+    stripes = torch.zeros(1, 1, 4, 4)
+    stripes[..., ::2] = 1.0
+    assert inv.total_variation(stripes).item() == pytest.approx(1.0)
+
+
+def test_grid_png(splits, tmp_path) -> None:
+    _, victim = splits
+    path = inv.save_inversion_grid(tmp_path / "fig" / "grid.png", victim, {"original": victim.flip(-1), "dec(x)": victim * 0.5}, n=4)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
