@@ -22,6 +22,9 @@ noisy-γ        ``split-ARCH noise=γ``, γ ∈ {0.2, 0.5, 1.0}: ``a + γ·ε`` 
                original network, ε of the average magnitude of ``a`` (baseline 2)
 complex        ``complex-ARCH`` trained with the joint objective of Eq. 9 (task loss plus the
                WGAN loss of Eq. 8) by :func:`veilnet.complex.training.train_complex`
+complex-task   (on request, not in the paper) the same with λ = ``adversarial_weight`` = 0:
+               the task loss alone, to tell the cost of the complex layers and the counterpart
+               from the cost of the adversarial loss
 =============  ===========================================================================
 
 The real rows train with :func:`veilnet.training.train`, the complex row with
@@ -67,12 +70,15 @@ from complex_layers import interleaved
 
 from veilnet import data, metrics, models
 from veilnet.complex import layers as cl
+from veilnet.cli import parse_assignments
 from veilnet.training import TrainConfig, train
 
 ARCHS = ("lenet", "resnet20-alpha", "resnet20-beta", "resnet56-alpha")
 GAMMAS = (0.2, 0.5, 1.0)
 ROWS = ("original", "additional", *(f"noisy-{g}" for g in GAMMAS), "complex")
-LABELS = {"original": "original", "additional": "with additional layers", **{f"noisy-{g}": f"noisy, γ = {g}" for g in GAMMAS}, "complex": "complex-valued"}
+#: Optional rows (not in the paper): the complex network trained on the task loss alone (λ = 0).
+EXTRA_ROWS = ("complex-task",)
+LABELS = {"original": "original", "additional": "with additional layers", **{f"noisy-{g}": f"noisy, γ = {g}" for g in GAMMAS}, "complex": "complex-valued", "complex-task": "complex-valued, λ = 0 (task loss only; ablation, not in the paper)"}
 
 #: Classification error (%) on CIFAR-10 in the paper (Table 1: ResNets; Table 2: LeNet); None: not reported.
 PAPER: dict[str, dict[str, float | None]] = {
@@ -89,7 +95,7 @@ EVAL_SEEDS = (0, 1, 2)
 
 def model_spec(arch: str, row: str) -> tuple[str, dict[str, Any]]:
     """The zoo name and keyword arguments of ``row`` for ``arch``."""
-    if row == "complex":
+    if row.startswith("complex"):
         return f"complex-{arch}", {}
     if row == "original":
         return f"split-{arch}", {}
@@ -106,7 +112,7 @@ def budget(args: argparse.Namespace) -> dict[str, Any]:
 def evaluate(net: torch.nn.Module, row: str, test: data.ImageSplit, seed: int) -> float:
     """Accuracy on ``test``; the noise of a noisy row and the complex row's θ and counterparts
     are drawn from generators seeded with ``seed``."""
-    if row == "complex":
+    if row.startswith("complex"):
         from veilnet.complex.training import evaluate_complex
 
         return evaluate_complex(net, test, seed=seed)
@@ -128,7 +134,7 @@ def train_row(arch: str, row: str, train_split: data.ImageSplit, monitor: data.I
     resume = args.resume and (out / "checkpoint.pt").is_file()
     progress = not args.no_progress
     tic = time.perf_counter()
-    if row == "complex":
+    if row.startswith("complex"):
         from veilnet.complex.training import ComplexTrainConfig, train_complex
 
         fields = {f.name for f in dataclasses.fields(ComplexTrainConfig)}
@@ -136,7 +142,11 @@ def train_row(arch: str, row: str, train_split: data.ImageSplit, monitor: data.I
         missing = sorted(set(shared) - fields)
         if missing:
             raise SystemExit(f"ComplexTrainConfig lacks the shared budget option(s) {', '.join(missing)}")
-        config: Any = ComplexTrainConfig(**shared)
+        adversarial = {**args.complex_options, **({"adversarial_weight": 0.0} if row == "complex-task" else {})}
+        clash = sorted(set(adversarial) & set(shared))
+        if clash:
+            raise SystemExit(f"--complex-arg may not change the shared budget ({', '.join(clash)}); use the budget options")
+        config: Any = ComplexTrainConfig(**shared, **adversarial)
         result = train_complex(net, train_split, out, config=config, test_split=monitor, resume=resume, force=not resume, progress=progress)
     else:
         config = TrainConfig(**budget(args))
@@ -214,7 +224,7 @@ def _fmt_err(rec: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", choices=ARCHS, default="lenet")
-    parser.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS), help="rows to train and evaluate (default all)")
+    parser.add_argument("--rows", nargs="+", choices=ROWS + EXTRA_ROWS, default=list(ROWS), help="rows to train and evaluate (default: the paper's; complex-task, the complex network with λ = 0, on request)")
     parser.add_argument("--data", default="folder:cifar10-jpeg.zip", help="data spec (relative paths under $VEILNET_DATA, default ../shared/data)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs of every row (default 5; quick 2)")
     parser.add_argument("--train-per-class", type=int, default=None, help="train on N images per class, a seeded random choice (default all; quick 50)")
@@ -225,6 +235,7 @@ def main() -> None:
     parser.add_argument("--weight-decay", type=float, default=5e-4)
     parser.add_argument("--warmup-epochs", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=0, help="training seed of every row (initialisation, batches, augmentation)")
+    parser.add_argument("--complex-arg", action="append", default=[], metavar="KEY=VALUE", help="an option of ComplexTrainConfig's adversarial part for the complex rows (k, adversarial_weight, decoys, d_lr, gp_weight, n_critic, d_channels); default: its defaults")
     parser.add_argument("--resume", action="store_true", help="continue each row from its checkpoint (a finished row replays nothing)")
     parser.add_argument("--sections", nargs="+", choices=("error", "time"), default=["error", "time"])
     parser.add_argument("--time-batch", type=int, default=100, help="batch size of the timing (default 100, the paper's for CIFAR-100)")
@@ -234,6 +245,7 @@ def main() -> None:
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--quick", action="store_true", help="LeNet, 50 images per class, 2 epochs, 20 test images per class")
     args = parser.parse_args()
+    args.complex_options = parse_assignments(args.complex_arg)
     if args.quick:
         args.epochs = args.epochs or 2
         args.train_per_class = args.train_per_class or 50
@@ -244,7 +256,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     os.environ.setdefault("VEILNET_DATA", str(REPO.parent / "shared" / "data"))
     command = "python benchmarks/complex_reproduce.py " + " ".join(a for a in sys.argv[1:] if a not in ("--resume", "--no-progress"))
-    result: dict[str, Any] = {"command": command.strip(), "arch": args.arch, "threads": torch.get_num_threads(), "quick": args.quick, "budget": budget(args), "data": args.data, "train_per_class": args.train_per_class, "test_per_class": args.test_per_class, "eval_seeds": list(EVAL_SEEDS), "rows": {}}
+    result: dict[str, Any] = {"command": command.strip(), "arch": args.arch, "threads": torch.get_num_threads(), "quick": args.quick, "budget": budget(args), "complex_options": args.complex_options, "data": args.data, "train_per_class": args.train_per_class, "test_per_class": args.test_per_class, "eval_seeds": list(EVAL_SEEDS), "rows": {}}
     root = REPO / "runs" / "benchmarks" / ("complex_reproduce-quick" if args.quick else "complex_reproduce") / args.arch
     name = f"complex_reproduce_{args.arch}" + ("_quick" if args.quick else "")
     print(f"torch.set_num_threads({torch.get_num_threads()}); {args.arch}; budget {budget(args)}", flush=True)
@@ -269,7 +281,7 @@ def main() -> None:
                 print(f"not run: {exc}", flush=True)
                 continue
             net.eval()
-            seeds = EVAL_SEEDS if (row == "complex" or row.startswith("noisy")) else EVAL_SEEDS[:1]
+            seeds = EVAL_SEEDS if (row.startswith("complex") or row.startswith("noisy")) else EVAL_SEEDS[:1]
             by_seed = {s: 100.0 * (1.0 - evaluate(net, row, test, s)) for s in seeds}
             record.update(error=by_seed[0], error_by_seed={str(s): e for s, e in by_seed.items()})
             result["rows"][row] = record
