@@ -22,13 +22,13 @@ from veilnet.errors import ConfigError, VeilnetError
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("veilnet.training.cli", "train a zoo model on a data set"),
     "eval": ("veilnet.training.cli", "accuracy, per-class accuracy and confusion matrix of a saved model"),
-    "demo": ("veilnet.demo", "train, protect, attack and report on the embedded digits data (about 2 minutes on 2 CPU cores)"),
+    "demo": ("veilnet.demo", "train, protect, attack and report on the embedded digits data (about 1.5 minutes on 2 CPU cores)"),
     "data": ("veilnet.data.cli", "data sets"),
     "models": ("veilnet.models.cli", "the model zoo and model files"),
     "key": ("veilnet.keys.cli", "secret keys"),
     "keyed": ("veilnet.keyed.cli", "keyed models: encrypt images, transform models (ConvMixer, ViT), evaluate, attack"),
-    "serve": ("veilnet.serve.cli", "serve a transformed model over HTTP (the untrusted server: no key, no plain images)"),
-    "query": ("veilnet.serve.cli", "classify images with a served model: transform them with the key here, send only the result"),
+    "serve": ("veilnet.serve.cli", "serve a transformed model or a complex network's processor over HTTP (the untrusted server: no secret, no plain images)"),
+    "query": ("veilnet.serve.cli", "classify images with a served model: encrypt or encode them with the secret here, send only the result"),
     "split": ("veilnet.serve.cli", "split a complex-valued network into the server's part (processor only) and the device's part (encoder, decoder, counterpart pool)"),
     "robust": ("veilnet.robust.cli", "post-averaging defence and evasion attacks"),
     "complex": ("veilnet.complex.cli", "complex-valued privacy networks: train, evaluate"),
@@ -47,7 +47,7 @@ def add_command(sub: argparse._SubParsersAction, name: str, **kwargs: Any) -> ar
     return sub.add_parser(name, help=COMMANDS[name][1], description=COMMANDS[name][1], **kwargs)
 
 
-def add_group(sub: argparse._SubParsersAction, name: str, help: str | None = None) -> argparse._SubParsersAction:
+def add_group(sub: argparse._SubParsersAction, name: str) -> argparse._SubParsersAction:
     """A command with sub-commands (``veilnet NAME SUBCOMMAND``); returns the sub-command set."""
     parser = add_command(sub, name)
     return parser.add_subparsers(dest=f"{name}_command", required=True, metavar=f"{name.upper()}_COMMAND", parser_class=_Parser)

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from veilnet import data, models
-from veilnet.cli import add_seed
+from veilnet.cli import add_command, add_seed
 from veilnet.report import markdown_table, plot_backend
 from veilnet.training import TrainConfig, evaluate, plot_confusion, train
 
@@ -207,8 +207,9 @@ STEPS: list[Callable[[DemoContext], str]] = [keyed_step, complex_step, robust_st
 
 def run(out_dir: str | Path = "runs/demo", *, seed: int | None = None) -> Path:
     """Run every step and write ``report.md`` (and ``summary.json``) into ``out_dir``."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    from veilnet.paths import prepare_output
+
+    out = prepare_output(out_dir, force=True, mkdir=True)  # the demo rewrites its own folder
     tic = time.perf_counter()
     ctx, section = train_step(out, seed)
     sections = [section]
@@ -229,7 +230,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="train, protect, attack and report on the embedded digits data (about 2 minutes)")
+    p = add_command(sub, "demo")
     p.add_argument("-o", "--output", default="runs/demo", help="output folder (default: runs/demo)")
     add_seed(p)
     p.set_defaults(func=_demo)

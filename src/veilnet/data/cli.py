@@ -30,7 +30,7 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    data_sub = add_group(sub, "data", "data sets")
+    data_sub = add_group(sub, "data")
     info = data_sub.add_parser("info", help="images per split and per class, image shape, cache location")
     info.add_argument("spec", help=f"data set: {', '.join(SPECS)}")
     info.add_argument("--download", action="store_true", help="fetch a missing CIFAR archive (MD5-checked)")

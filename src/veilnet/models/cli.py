@@ -43,7 +43,7 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    models_sub = add_group(sub, "models", "the model zoo and model files")
+    models_sub = add_group(sub, "models")
 
     listing = models_sub.add_parser("list", help="model names and their keyword arguments with defaults")
     listing.set_defaults(func=_list)

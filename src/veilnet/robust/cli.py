@@ -145,7 +145,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    robust_sub = add_group(sub, "robust", "post-averaging defence and evasion attacks")
+    robust_sub = add_group(sub, "robust")
     evaluate = robust_sub.add_parser("evaluate", help="the paper's protocol (attacks on the undefended model) and the adaptive one (attacks on the defence)")
     _common(evaluate)
     evaluate.add_argument("--attacks", default="fgsm,pgd,fgsm-min,pgd-min,deepfool,cw,eot-pgd,square", help="comma-separated: fgsm,pgd,fgsm-min,pgd-min,deepfool,cw (paper protocol; -min: smallest budget, Foolbox 2 defaults), eot-pgd,square (adaptive)")

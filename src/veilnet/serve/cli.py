@@ -15,7 +15,7 @@ import socket
 import sys
 from pathlib import Path
 
-from veilnet.cli import add_device, add_output, add_seed, positive_int
+from veilnet.cli import add_command, add_device, add_output, add_seed, positive_int
 from veilnet.errors import ConfigError
 from veilnet.serve.tokens import client_token, server_tokens
 
@@ -151,11 +151,8 @@ def _split(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from veilnet.cli import COMMANDS
-
-    if "split" in COMMANDS:
-        register_split(sub)
-    serve = sub.add_parser("serve", help="serve a transformed model over HTTP (the untrusted server: no key, no plain images)")
+    register_split(sub)
+    serve = add_command(sub, "serve")
     serve.add_argument("model", help="transformed model (.safetensors, .json, stem or directory) from 'veilnet keyed transform-model', or a complex-valued network's server part from 'veilnet split'")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
@@ -175,7 +172,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_device(serve)
     serve.set_defaults(func=_serve)
 
-    query = sub.add_parser("query", help="classify images with a served model: transform them with the secret here, send only the result")
+    query = add_command(sub, "query")
     query.add_argument("images", nargs="*", help="image files (PNG, JPEG, ...) or .npy C×H×W pixel arrays of the size the model takes")
     query.add_argument("--server", required=True, help="server URL, e.g. http://127.0.0.1:8000")
     query.add_argument("--key", "--secret", dest="secret", required=True, help="the client's secret file (stays on this machine): a keyed model's key file, or a complex-valued network's device part (device.json from 'veilnet split')")
@@ -193,10 +190,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     query.set_defaults(func=_query)
 
 
-def register_split(sub: argparse._SubParsersAction, name: str = "split") -> None:
-    """Add the ``split`` command (or ``name``) to ``sub``: a saved complex-valued network into the
-    server's part and the device's part (:func:`veilnet.complex.protocol.split_model`)."""
-    split = sub.add_parser(name, help="split a complex-valued network into the server's part (processor only) and the device's part (encoder, decoder, counterpart pool)")
+def register_split(sub: argparse._SubParsersAction) -> None:
+    """Add the ``split`` command: a saved complex-valued network into the server's part and the
+    device's part (:func:`veilnet.complex.protocol.split_model`)."""
+    split = add_command(sub, "split")
     split.add_argument("model", help="saved complex-valued network (complex-*; .safetensors, .json, stem or directory)")
     add_output(split, help="folder for server.* and device.*")
     split.add_argument("--pool-data", default=None, help="data spec to draw the counterpart pool from, stored in the device part (use the person's own images: an attacker who could list the pool and knew the encoder could solve for θ)")
