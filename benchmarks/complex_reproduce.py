@@ -258,7 +258,8 @@ def main() -> None:
     command = "python benchmarks/complex_reproduce.py " + " ".join(a for a in sys.argv[1:] if a not in ("--resume", "--no-progress"))
     result: dict[str, Any] = {"command": command.strip(), "arch": args.arch, "threads": torch.get_num_threads(), "quick": args.quick, "budget": budget(args), "complex_options": args.complex_options, "data": args.data, "train_per_class": args.train_per_class, "test_per_class": args.test_per_class, "eval_seeds": list(EVAL_SEEDS), "rows": {}}
     root = REPO / "runs" / "benchmarks" / ("complex_reproduce-quick" if args.quick else "complex_reproduce") / args.arch
-    name = f"complex_reproduce_{args.arch}" + ("_quick" if args.quick else "")
+    only = "" if set(args.sections) == {"error", "time"} else "_" + args.sections[0]  # a partial run keeps the full one's JSON
+    name = f"complex_reproduce_{args.arch}{only}" + ("_quick" if args.quick else "")
     print(f"torch.set_num_threads({torch.get_num_threads()}); {args.arch}; budget {budget(args)}", flush=True)
 
     if "error" in args.sections:
