@@ -1,4 +1,4 @@
-"""``veilnet demo``: the whole system in about two minutes on the embedded digits data.
+"""``veilnet demo``: the whole system in under a minute on the embedded digits data.
 
 Steps, each adding a section to ``runs/demo/report.md``:
 
