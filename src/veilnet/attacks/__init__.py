@@ -16,29 +16,9 @@ The names below are imported on first use (importing the package imports no torc
 
 from __future__ import annotations
 
-from veilnet._lazy import exports
+from veilnet._lazy import exports, public_names
 
-_INVERSION = (
-    "InversionConfig",
-    "InversionResult",
-    "ReconstructionMetrics",
-    "as_unet_input",
-    "complex_features",
-    "evaluate_reconstruction",
-    "inversion_attack_1",
-    "inversion_attack_2",
-    "mean_image_baseline",
-    "optimisation_inversion",
-    "reconstruct",
-    "reconstruction_metrics",
-    "rotate_back",
-    "save_inversion_grid",
-    "split_inversion",
-    "ssim",
-    "total_variation",
-    "train_inverter",
-)
-
-_WHERE = {"inversion": "inversion", **{name: "inversion" for name in _INVERSION}}
+#: Public name -> the submodule defining it (its own ``__all__``); the submodule itself too.
+_WHERE = {"inversion": "inversion", **public_names(__file__, ("inversion",))}
 __all__ = sorted(_WHERE)
 __getattr__, __dir__ = exports(__name__, _WHERE)

@@ -21,24 +21,9 @@ The names below are imported on first use (``veilnet complex --help`` imports no
 
 from __future__ import annotations
 
-from veilnet._lazy import exports
-
-_SUBMODULES = ("layers", "models", "training", "protocol")
-
-
-def _public(module: str) -> list[str]:
-    """The ``__all__`` of a submodule, read without importing it (so without torch)."""
-    import ast
-    from pathlib import Path
-
-    tree = ast.parse((Path(__file__).parent / f"{module}.py").read_text())
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
-            return list(ast.literal_eval(node.value))
-    return []
-
+from veilnet._lazy import exports, public_names
 
 #: Public name -> the submodule defining it (the submodules' own ``__all__``).
-_WHERE = {name: module for module in _SUBMODULES for name in _public(module)}
+_WHERE = public_names(__file__, ("layers", "models", "training", "protocol"))
 __all__ = sorted(_WHERE)
 __getattr__, __dir__ = exports(__name__, _WHERE)

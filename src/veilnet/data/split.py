@@ -62,7 +62,7 @@ class ImageSplit:
         return c, h, w
 
     def float_images(self) -> torch.Tensor:
-        """The images as float32 in [0, 1] (DESIGN.md, "Pixels")."""
+        """The images as float32 in [0, 1] (docs/architecture.md, "Pixels")."""
         return as_float(self.images)
 
     def class_counts(self) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Saving and loading models (DESIGN.md, "Weights").
+"""Saving and loading models (docs/architecture.md, "Weights").
 
 A saved model is two files side by side: ``STEM.safetensors`` (every tensor of the state dict,
 buffers such as ``normalize.mean`` and BN running statistics included) and ``STEM.json``, the

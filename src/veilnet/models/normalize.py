@@ -1,4 +1,4 @@
-"""Input normalisation as the first layer of every classifier (DESIGN.md, "Pixels")."""
+"""Input normalisation as the first layer of every classifier (docs/architecture.md, "Pixels")."""
 
 from __future__ import annotations
 

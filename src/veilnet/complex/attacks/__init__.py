@@ -15,29 +15,9 @@ Feature inversion and property inference work on any features and live in
 
 from __future__ import annotations
 
-from veilnet._lazy import exports
+from veilnet._lazy import exports, public_names
 
-_WHERE = {
-    name: "angle"
-    for name in (
-        "CHANCE_ERROR",
-        "TOLERANCE",
-        "AngleAttackResult",
-        "AngleCritic",
-        "AngleRegressor",
-        "angle_error",
-        "angle_grid",
-        "counterpart_fraction",
-        "discriminator_angles",
-        "encoder_features",
-        "mirror_fraction",
-        "paper_angle_attack",
-        "regression_angle_attack",
-        "train_angle_discriminator",
-        "train_angle_regressor",
-        "victim_features",
-        "within_fraction",
-    )
-}
+#: Public name -> the submodule defining it (its own ``__all__``); the submodule itself too.
+_WHERE = {"angle": "angle", **public_names(__file__, ("angle",))}
 __all__ = sorted(_WHERE)
 __getattr__, __dir__ = exports(__name__, _WHERE)
