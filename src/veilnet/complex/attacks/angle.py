@@ -260,6 +260,18 @@ class AngleCritic(nn.Module):
         return self.critic(features / self.scale)
 
 
+def _attacker_features(net: Any, attacker: Any, device: Any, who: str) -> tuple[Any, torch.Tensor, torch.device]:
+    """The checks every attack's training shares, then the attacker's own features a = g(I)."""
+    net = _check_net(net)
+    if len(attacker) < 2:
+        raise ConfigError(f"the attacker needs at least 2 images, got {len(attacker)}")
+    device = resolve_device(device)
+    a = encoder_features(net, attacker.images, device=device)
+    if a.dim() != 4:
+        raise ShapeError(f"{who} takes feature maps K×h×w, but this encoder outputs shape {tuple(a.shape[1:])}")
+    return net, a, device
+
+
 def train_angle_discriminator(
     net: ComplexNet,
     attacker: ImageSplit,
@@ -278,16 +290,10 @@ def train_angle_discriminator(
     image, Δ ~ U[π/36, 2π − π/36] drawn fresh every step; binary cross-entropy on D′'s score
     with the positives weighted ``decoys_per_image`` times; Adam at ``lr``. Everything is drawn
     from generators seeded with ``seed``. Returns D′ (eval mode) and the per-epoch history."""
-    net = _check_net(net)
     _check_int("epochs", epochs, 1)
     _check_int("batch_size", batch_size, 1)
     _check_int("decoys_per_image", decoys_per_image, 1)
-    if len(attacker) < 2:
-        raise ConfigError(f"the attacker needs at least 2 images, got {len(attacker)}")
-    device = resolve_device(device)
-    a = encoder_features(net, attacker.images, device=device)
-    if a.dim() != 4:
-        raise ShapeError(f"D′ takes feature maps K×h×w, but this encoder outputs shape {tuple(a.shape[1:])}")
+    net, a, device = _attacker_features(net, attacker, device, "D′")
     n = a.shape[0]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(_check_int("seed", seed, 0))
@@ -394,16 +400,10 @@ def train_angle_regressor(
     drawn fresh, ``x = e^{iθ}(g(I) + g(I′)·i)`` (Eq. 2), loss ``‖ŷ − (cos θ, sin θ)‖²``; Adam at
     ``lr`` with cosine decay. Draws from generators seeded with ``seed``. Returns the regressor
     (eval mode) and the per-epoch history (``loss``, ``train_error`` — mean angle error, rad)."""
-    net = _check_net(net)
     _check_int("epochs", epochs, 1)
     _check_int("batch_size", batch_size, 2)
     _check_int("width", width, 1)
-    if len(attacker) < 2:
-        raise ConfigError(f"the attacker needs at least 2 images, got {len(attacker)}")
-    device = resolve_device(device)
-    a = encoder_features(net, attacker.images, device=device)
-    if a.dim() != 4:
-        raise ShapeError(f"the regressor takes feature maps K×h×w, but this encoder outputs shape {tuple(a.shape[1:])}")
+    net, a, device = _attacker_features(net, attacker, device, "the regressor")
     n = a.shape[0]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(_check_int("seed", seed, 0))
