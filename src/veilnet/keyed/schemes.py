@@ -66,8 +66,26 @@ def ea_kind(scheme: str, params: Mapping[str, Any]) -> str:
     return BLOCK_EA if scheme == "block" else str(params["ea"])
 
 
+class BlockGeometry:
+    """The block sizes of a key's images, from its ``block_size`` M, ``channels`` C, ``image_size`` S."""
+
+    block_size: int
+    channels: int
+    image_size: int
+
+    @property
+    def block_len(self) -> int:
+        """L = M·M·C, the pixels in one block."""
+        return self.block_size * self.block_size * self.channels
+
+    @property
+    def num_blocks(self) -> int:
+        """N = (S/M)², the blocks in one image."""
+        return (self.image_size // self.block_size) ** 2
+
+
 @dataclass(frozen=True)
-class KeyParams(Result):
+class KeyParams(BlockGeometry, Result):
     """A key's public parameters: what a server may know (a transformed model's card holds them)
     and what the attacks are given. ``fingerprint`` names the key (None when unknown)."""
 
@@ -105,19 +123,9 @@ class KeyParams(Result):
             raise ModelFormatError(f"{where}: extra.keyed fingerprint is not a string")
         return cls(scheme=scheme, block_size=m, channels=c, image_size=s, ea=ea, fingerprint=fingerprint)
 
-    @property
-    def block_len(self) -> int:
-        """L = M·M·C, the pixels in one block."""
-        return self.block_size * self.block_size * self.channels
-
-    @property
-    def num_blocks(self) -> int:
-        """N = (S/M)², the blocks in one image."""
-        return (self.image_size // self.block_size) ** 2
-
 
 @dataclass(frozen=True)
-class Cipher:
+class Cipher(BlockGeometry):
     """The linear algebra of a key, ready to apply to images and models.
 
     ``ea`` is Ea (float64, L×L; the model side multiplies the patch embedding by it, Eq. 3/8).
@@ -133,16 +141,6 @@ class Cipher:
     shuffle: torch.Tensor | None
     flip: torch.Tensor | None
     block_perm: torch.Tensor | None
-
-    @property
-    def block_len(self) -> int:
-        """L = M·M·C, the pixels in one block."""
-        return self.block_size * self.block_size * self.channels
-
-    @property
-    def num_blocks(self) -> int:
-        """N = (S/M)², the blocks in one image."""
-        return (self.image_size // self.block_size) ** 2
 
     @classmethod
     def signed_permutation(cls, block_size: int, channels: int, image_size: int, shuffle: torch.Tensor, flip: torch.Tensor, block_perm: torch.Tensor | None = None) -> Cipher:
