@@ -233,3 +233,43 @@ def test_grid_png(splits, tmp_path) -> None:
     _, victim = splits
     path = inv.save_inversion_grid(tmp_path / "fig" / "grid.png", victim, {"original": victim.flip(-1), "dec(x)": victim * 0.5}, n=4)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_phase_invariant_features_do_not_depend_on_the_angle(complex_net, splits) -> None:
+    attacker, _ = splits
+    with torch.no_grad():
+        a = complex_net.encoder(attacker[:6])
+    b = a.roll(1, 0)
+    theta = torch.rand(6, generator=torch.Generator().manual_seed(3)) * (2 * math.pi)
+    from veilnet.complex import layers as cl
+
+    p0 = inv.phase_invariant(cl.encode(a, b, torch.zeros(6)))
+    p1 = inv.phase_invariant(cl.encode(a, b, theta))
+    k = a.shape[1]
+    assert p0.shape == (6, 3 * k - 2, *a.shape[2:])
+    assert torch.allclose(p0, p1, atol=1e-4)
+    # ... but they do depend on the features: another counterpart changes them
+    assert not torch.allclose(p0, inv.phase_invariant(cl.encode(a, b.roll(1, 0), theta)), atol=1e-3)
+
+
+def test_phase_invariant_inversion_beats_the_mean_image_on_an_untrained_network(complex_net, splits, encoded) -> None:
+    """An untrained complex network was not trained against it, so the invariants still carry
+    the image: the attack must beat the attacker's mean image (it can fail: random invariants
+    would not)."""
+    attacker, victim = splits
+    x, _ = encoded
+    result, rec = inv.phase_invariant_inversion(complex_net, attacker, victim, x, config=CONFIG)
+    assert result.attack == "phase-invariant" and rec.shape == victim.shape
+    assert result.beats_baseline
+
+
+def test_train_inverter_takes_precomputed_features(split_net, splits) -> None:
+    attacker, victim = splits
+    with torch.no_grad():
+        table = split_net.features(attacker)
+    dec = inv.train_inverter(table, attacker, **CONFIG.to_dict(), progress=False)
+    with torch.no_grad():
+        rec = inv.reconstruct(dec, split_net.features(victim))
+    assert inv.reconstruction_metrics(rec, victim).error < inv.mean_image_baseline(attacker, victim).error
+    with pytest.raises(ShapeError, match="precomputed features"):
+        inv.train_inverter(table[:5], attacker, epochs=1, progress=False)

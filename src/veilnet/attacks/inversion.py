@@ -29,6 +29,8 @@ The paper's attacks on a :class:`~veilnet.complex.models.ComplexNet` (section 4.
 * the same inverter against the baselines' features (:func:`split_inversion`:
   :meth:`SplitNet.features <veilnet.complex.models.SplitNet.features>` of the original network,
   the one with additional layers and the noisy ones γ).
+* the stronger **phase-invariant inversion** (:func:`phase_invariant_inversion`): ``Î =
+  dec(P(x))`` from rotation-invariant functions of x (|x_k|, x_k·conj(x_{k+1})), no angle needed;
 * the stronger, training-free **optimisation inversion** (:func:`optimisation_inversion`):
   ``Î = argmin ‖g(Î) − a*‖² / ‖a*‖² + λ_TV·TV(Î)`` by Adam through the released encoder g.
 
@@ -66,6 +68,8 @@ __all__ = [
     "inversion_attack_2",
     "mean_image_baseline",
     "optimisation_inversion",
+    "phase_invariant",
+    "phase_invariant_inversion",
     "reconstruct",
     "reconstruction_metrics",
     "rotate_back",
@@ -227,7 +231,7 @@ def _features_in_batches(features_fn: Features, images: torch.Tensor, batch_size
 
 
 def train_inverter(
-    features_fn: Features,
+    features_fn: Features | torch.Tensor,
     attacker_images: torch.Tensor,
     *,
     epochs: int = 20,
@@ -244,7 +248,9 @@ def train_inverter(
 
     ``features_fn`` is called on every batch of every epoch (under ``torch.no_grad``), so a
     randomised feature — a complex ``x`` with fresh θ and counterparts, a noisy baseline's
-    ``a + γ·ε`` — gives fresh draws each epoch (the attacker's own augmentation). Loss: ``"mse"``
+    ``a + γ·ε`` — gives fresh draws each epoch (the attacker's own augmentation). It may also be
+    a tensor of features computed once, one per attacker image (e.g. ``a* = Re[x′·e^{−iθ̂}]``
+    whose angle estimates are too costly to redraw every epoch). Loss: ``"mse"``
     (mean squared error, the default) or ``"l1"``; Adam at ``lr``; the batch order and the
     initial weights come from ``seed``. The loop is :func:`veilnet.training.fit` in memory.
     Returns the U-Net in eval mode; it takes :func:`as_unet_input` of a feature.
@@ -261,8 +267,18 @@ def train_inverter(
     if h != w:
         raise ShapeError(f"the U-Net inverter reconstructs square images, got {h}×{w}")
     dev = resolve_device(device)
+    table = features_fn if isinstance(features_fn, torch.Tensor) else None
+    if table is not None and table.shape[0] != images.shape[0]:
+        raise ShapeError(f"{table.shape[0]} precomputed features for {images.shape[0]} attacker images")
+
+    def features_of(idx: torch.Tensor) -> torch.Tensor:
+        if table is not None:
+            return table[idx].to(dev)
+        with torch.no_grad():
+            return features_fn(images[idx].to(dev))
+
     torch.manual_seed(seed)  # the U-Net's initial weights and features_fn's global draws
-    probe = as_unet_input(_features_in_batches(features_fn, images[:2], 2, dev))
+    probe = as_unet_input(features_of(torch.arange(min(2, images.shape[0]))))
     unet = models.create("unet", in_channels=int(probe.shape[1]), out_channels=int(c), image_size=int(h), base_width=base_width).to(dev)
     optimizer = torch.optim.Adam(unet.parameters(), lr=lr)
     order = torch.Generator().manual_seed(seed)
@@ -274,9 +290,7 @@ def train_inverter(
     def step(idx: torch.Tensor, info: Any) -> dict[str, float]:
         unet.train()
         target = images[idx].to(dev)
-        with torch.no_grad():
-            feature = as_unet_input(features_fn(target))
-        out = unet(feature)
+        out = unet(as_unet_input(features_of(idx)))
         value = criterion(out, target)
         optimizer.zero_grad(set_to_none=True)
         value.backward()
@@ -473,6 +487,53 @@ def inversion_attack_2(
     inverter = train_inverter(complex_features(net, generator=draws), attacker_images, **_inverter_kwargs(config, device, progress))
     rec = reconstruct(inverter, x, device=device)
     return evaluate_reconstruction("dec(x)", "x = e^{iθ}(a + b·i) of a complex network", rec, victim_images, attacker_images, attacker_split=attacker_split, victim_split=victim_split, seed=config.seed, victim_seed=victim_seed, config=config.to_dict()), rec
+
+
+def phase_invariant(x: torch.Tensor) -> torch.Tensor:
+    """Rotation-invariant functions of a pair tensor ``x`` (``N×2×K×…``), which need no angle:
+
+        |x_k|,   Re[x_k·conj(x_{k+1})],   Im[x_k·conj(x_{k+1})]      (k = 1 … K)
+
+    per position, for each channel k and its neighbouring channel k + 1 — unchanged by
+    ``x → e^{iθ}x`` because ``e^{iθ}x_k·conj(e^{iθ}x_{k+1}) = x_k·conj(x_{k+1})``. Returns
+    ``N×(3K − 2)×…`` real features. A stronger attack than the paper's (issue 11): the attacker
+    inverts these directly, with no angle estimate at all."""
+    from veilnet.complex import layers as cl
+
+    cl._check_pair(x, "x", min_dim=3)
+    re, im = x[:, 0], x[:, 1]
+    modulus = torch.sqrt(re.square() + im.square() + 1e-12)
+    # x_k·conj(x_{k+1}) = (re_k·re_{k+1} + im_k·im_{k+1}) + i(im_k·re_{k+1} − re_k·im_{k+1})
+    cross_re = re[:, :-1] * re[:, 1:] + im[:, :-1] * im[:, 1:]
+    cross_im = im[:, :-1] * re[:, 1:] - re[:, :-1] * im[:, 1:]
+    return torch.cat((modulus, cross_re, cross_im), 1)
+
+
+def phase_invariant_inversion(
+    net: nn.Module,
+    attacker_images: torch.Tensor,
+    victim_images: torch.Tensor,
+    x: torch.Tensor,
+    *,
+    config: InversionConfig | None = None,
+    attacker_split: str = "train",
+    victim_split: str = "test",
+    victim_seed: int | None = None,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> tuple[InversionResult, torch.Tensor]:
+    """Phase-invariant inversion (not in the paper): ``Î = dec(P(x))`` with ``P`` =
+    :func:`phase_invariant`, which does not depend on θ. The attacker trains ``dec`` on
+    ``(P(x′), I)`` for its own images, ``x′`` from :func:`complex_features` (its own θ and
+    counterparts, fresh every epoch — θ drops out, the counterpart stays as the noise the
+    device adds). Returns the result and Î."""
+    config = config or InversionConfig()
+    _check_split(attacker_images, victim_images)
+    net.eval()
+    simulate = complex_features(net, generator=torch.Generator().manual_seed(config.seed + 2))
+    inverter = train_inverter(lambda images: phase_invariant(simulate(images)), attacker_images, **_inverter_kwargs(config, device, progress))
+    rec = reconstruct(inverter, phase_invariant(x.to(torch.device(device))), device=device)
+    return evaluate_reconstruction("phase-invariant", "|x_k|, x_k·conj(x_{k+1}) of a complex network (no angle needed)", rec, victim_images, attacker_images, attacker_split=attacker_split, victim_split=victim_split, seed=config.seed, victim_seed=victim_seed, config=config.to_dict()), rec
 
 
 def split_inversion(
