@@ -6,6 +6,12 @@ server computes) and property inference. They come with the complex-valued netwo
   (feature, image) pairs (Xiang et al., ICLR 2020, section 4.3: dec(a*), dec(x), and the
   baselines' features), optimisation-based inversion through the released encoder, and the
   reconstruction metrics (the paper's E‖Î − I‖, MSE, PSNR, SSIM).
+* :mod:`veilnet.attacks.keyed_inversion` — the same U-Net against the keyed schemes: trained on
+  (encrypted, plain) pairs under keys the attacker draws itself, applied to images encrypted
+  under an unseen key, beside the ciphertext itself and the mean image as guesses.
+* :mod:`veilnet.attacks.property` — property inference: the paper's inference attacks 1–4
+  (section 4.3: a classifier of a hidden property trained on raw images, on a*, on dec(a*), and
+  k nearest neighbours of a*), scored by the error rate on the hidden property against chance.
 
 Attacks that break one method live beside it: the key-recovery attacks on keyed models in
 :mod:`veilnet.keyed.attacks`, the evasion attacks that test post-averaging in
@@ -19,6 +25,6 @@ from __future__ import annotations
 from veilnet._lazy import exports, public_names
 
 #: Public name -> the submodule defining it (its own ``__all__``); the submodule itself too.
-_WHERE = {"inversion": "inversion", **public_names(__file__, ("inversion",))}
+_WHERE = {"inversion": "inversion", "keyed_inversion": "keyed_inversion", "property": "property", **public_names(__file__, ("inversion", "keyed_inversion", "property"))}
 __all__ = sorted(_WHERE)
 __getattr__, __dir__ = exports(__name__, _WHERE)
