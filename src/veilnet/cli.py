@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "split": ("veilnet.serve.cli", "split a complex-valued network into the server's part (processor only) and the device's part (encoder, decoder, counterpart pool)"),
     "robust": ("veilnet.robust.cli", "post-averaging defence and evasion attacks"),
     "complex": ("veilnet.complex.cli", "complex-valued privacy networks: train, evaluate"),
+    "fl": ("veilnet.federated.cli", "federated training with Flower (FedAvg), then a key per client: run (simulation), server, client"),
 }
 
 

@@ -1,0 +1,43 @@
+"""Federated training with Flower, then a key per client.
+
+Paper: Nagamori & Kiya, "Combined Use of Federated Learning and Image Encryption for
+Privacy-Preserving Image Classification with Vision Transformer" (the federated ViT paper),
+Sec. 3-4. K clients train one model with FedAvg without pooling their images,
+
+    w_{t+1} = Σ_k (n_k / n) · w_{t+1}^k                      (FedAvg, McMahan et al., 2017)
+
+and after the last round each client transforms its copy of the integrated model with its own
+secret key (Ê = Ea·E, Eq. 3; Ê_pos = Eb·E_pos, Eq. 8) and encrypts its own test images
+(Eq. 9-13); the keyed model on encrypted images computes the integrated model's logits on plain
+images (Eq. 14), so each client's accuracy equals the plain model's (Table 1).
+
+Threat model: the clients do not share images; the server sees every client's model update
+(or, with SecAgg+, only their sum) and, after training, a client's transformed model and its
+encrypted queries when it serves them — never a key or a plain test image.
+
+Layout (after Flower's app template: the apps are thin, the ML is in one task module):
+
+* :mod:`.task` — config, partitions, local training, evaluation, the keyed step, the baseline;
+* :mod:`.apps` — the Flower ClientApp and the server's main loop (:class:`Federation`);
+* :mod:`.simulation` — ``veilnet fl run`` on Flower's simulation engine;
+* :mod:`.deployment` — ``veilnet fl server`` / ``veilnet fl client`` as separate processes;
+* :mod:`.results` — :class:`FederatedResult`, its Markdown report and plot.
+
+Flower is imported only by :mod:`.apps` and what runs it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from veilnet._lazy import exports, public_names
+
+if TYPE_CHECKING:
+    from veilnet.federated.results import FederatedResult
+    from veilnet.federated.simulation import FederationError, run
+    from veilnet.federated.task import FederatedConfig, KeyedReport
+
+_WHERE = public_names(__file__, ["task", "results", "simulation"])
+__all__ = sorted(_WHERE)
+
+__getattr__, __dir__ = exports(__name__, _WHERE)

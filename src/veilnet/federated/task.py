@@ -1,0 +1,276 @@
+"""The machine learning of a federation, without Flower: what a client and the server compute.
+
+Nagamori & Kiya, "Combined Use of Federated Learning and Image Encryption for Privacy-Preserving
+Image Classification with Vision Transformer" (the federated ViT paper), Sec. 4.1: K clients each
+hold one part of the training set and train locally; FedAvg (McMahan et al., 2017) integrates
+the models every round,
+
+    w_{t+1} = Σ_k (n_k / n) · w_{t+1}^k,    n = Σ_k n_k,                         (FedAvg)
+
+with n_k the number of training images of client k; after the last round each client transforms
+its copy of the integrated model with its own key (Ê = Ea·E, Eq. 3; Ê_pos = Eb·E_pos, Eq. 8)
+and encrypts its own test images (Eq. 9-13), so the transformed model on encrypted images
+computes the plain model's logits on plain images (Eq. 14).
+
+The Flower apps (:mod:`veilnet.federated.apps`) are thin: they move weights and the run's
+:class:`FederatedConfig` (sent to the clients as JSON in every message) and call this module.
+Every client builds the same partition of the data from the spec and the seed (a real client
+would hold only its own part; here the parts are cut from one data set, deterministically).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from veilnet import data, metrics, models
+from veilnet.data import ImageSplit
+from veilnet.errors import ConfigError, ModelFormatError
+from veilnet.report import Result
+from veilnet.training.classifier import TrainConfig, train_epochs
+
+__all__ = [
+    "PAPER_TRAIN",
+    "FederatedConfig",
+    "KeyedReport",
+    "build_model",
+    "central_test",
+    "client_data",
+    "cross_key_accuracy",
+    "evaluate",
+    "get_weights",
+    "key_scheme",
+    "keyed_report",
+    "local_train",
+    "set_weights",
+    "train_baseline",
+]
+
+#: The paper's local training (Sec. 4.1): SGD, learning rate 1e-3, momentum 0.9, batch size 8,
+#: cross-entropy, integration every epoch. No weight decay, schedule or augmentation is named.
+PAPER_TRAIN = TrainConfig(optimizer="sgd", lr=1e-3, momentum=0.9, batch_size=8, weight_decay=0.0, schedule="constant", augment=False, epochs=1)
+
+#: Model name -> the key scheme its patch embedding takes (veilnet.keyed): the ViT scheme (Ea
+#: and the block permutation Eb, federated ViT paper Sec. 3.2) or the block scheme (ConvMixer).
+_SCHEMES = {"vit": "vit", "convmixer": "block"}
+
+
+@dataclass(frozen=True)
+class FederatedConfig(Result):
+    """One federation: model, data and its partition, rounds, local training, FedAvg's clients.
+
+    ``partition`` is ``iid`` or ``dirichlet`` (label skew with concentration ``alpha``);
+    ``local_epochs`` epochs of ``train`` per round on each client; ``min_clients`` (default all)
+    is the fewest clients a round needs (a round goes on when others fail); ``subset`` and
+    ``test_subset`` take that many images per class of the train and test splits first.
+    ``secure`` runs the rounds with SecAgg+ (:mod:`veilnet.federated.apps`).
+    """
+
+    model: str
+    data: str = "digits"
+    clients: int = 10
+    rounds: int = 10
+    local_epochs: int = 1
+    model_args: dict[str, Any] = field(default_factory=dict)
+    partition: str = "iid"
+    alpha: float = 0.5
+    train: TrainConfig = PAPER_TRAIN
+    seed: int = 0
+    min_clients: int | None = None
+    subset: int | None = None
+    test_subset: int | None = None
+    secure: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("clients", "rounds", "local_epochs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name.replace('_', ' ')} must be a positive integer, got {value!r}")
+        if self.partition not in ("iid", "dirichlet"):
+            raise ConfigError(f"partition must be iid or dirichlet, got {self.partition!r}")
+        if not self.alpha > 0:
+            raise ConfigError(f"the Dirichlet concentration alpha must be positive, got {self.alpha}")
+        if self.min_clients is not None and not 1 <= self.min_clients <= self.clients:
+            raise ConfigError(f"min clients must be between 1 and the {self.clients} clients, got {self.min_clients}")
+        if isinstance(self.train, dict):  # from JSON
+            object.__setattr__(self, "train", TrainConfig.from_dict(self.train))
+
+    @property
+    def needed(self) -> int:
+        """The fewest clients a round waits for."""
+        return self.clients if self.min_clients is None else self.min_clients
+
+    @property
+    def total_epochs(self) -> int:
+        """Epochs each image is seen in the federation, the centralised baseline's budget."""
+        return self.rounds * self.local_epochs
+
+    def dumps(self) -> str:
+        """The canonical JSON the server sends to its clients in every message."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def loads(cls, text: str) -> FederatedConfig:
+        return cls.from_dict(json.loads(text))
+
+
+def key_scheme(model_name: str) -> str:
+    """The key scheme for ``model_name``; ConfigError for a model no key scheme transforms."""
+    if model_name not in _SCHEMES:
+        raise ConfigError(f"model {model_name!r} cannot take a key; the federation's keyed step needs {' or '.join(_SCHEMES)}")
+    return _SCHEMES[model_name]
+
+
+@functools.lru_cache(maxsize=4)
+def _splits(spec: str, subset: int | None, test_subset: int | None, seed: int) -> tuple[ImageSplit, ImageSplit]:
+    train, test = data.load(spec, "train"), data.load(spec, "test")
+    if subset:
+        train = data.subset(train, subset, seed=seed)
+    if test_subset:
+        test = data.subset(test, test_subset, seed=seed)
+    return train, test
+
+
+def central_test(config: FederatedConfig) -> ImageSplit:
+    """The whole test split (after ``test_subset``): the server's central evaluation set."""
+    return _splits(config.data, config.subset, config.test_subset, config.seed)[1]
+
+
+def client_data(config: FederatedConfig, partition: int) -> tuple[ImageSplit, ImageSplit]:
+    """Client ``partition``'s training and test images.
+
+    Training images: IID (:func:`veilnet.data.partition_iid`) or Dirichlet(α) label skew
+    (:func:`veilnet.data.partition_dirichlet`); test images: always IID (the paper's 1,000 test
+    images per client). Both seeded by ``config.seed``, so every process cuts the same parts.
+    """
+    if not 0 <= partition < config.clients:
+        raise ConfigError(f"partition {partition} is not one of the {config.clients} clients' (0..{config.clients - 1})")
+    return _parts(config.data, config.subset, config.test_subset, config.seed, config.clients, config.partition, config.alpha)[partition]
+
+
+@functools.lru_cache(maxsize=4)
+def _parts(spec: str, subset: int | None, test_subset: int | None, seed: int, k: int, partition: str, alpha: float) -> list[tuple[ImageSplit, ImageSplit]]:
+    train, test = _splits(spec, subset, test_subset, seed)
+    train_parts = data.partition_iid(train, k, seed=seed) if partition == "iid" else data.partition_dirichlet(train, k, alpha, seed=seed)
+    return list(zip(train_parts, data.partition_iid(test, k, seed=seed + 1), strict=True))
+
+
+def build_model(config: FederatedConfig) -> nn.Module:
+    """The initial global model: the zoo model for the data's classes and channels, seeded by
+    ``config.seed`` and checked to take the data's images (ShapeError otherwise)."""
+    test = central_test(config)
+    kwargs = {"num_classes": test.num_classes, "in_channels": test.image_shape[0], **config.model_args}
+    torch.manual_seed(config.seed)
+    model = models.create(config.model, **kwargs)
+    models.check_input(model, test.image_shape, data=config.data)
+    return model
+
+
+def get_weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's state as CPU tensors (what a client sends; what FedAvg averages)."""
+    return {name: value.detach().cpu() for name, value in model.state_dict().items()}
+
+
+def set_weights(model: nn.Module, state: dict[str, Any]) -> nn.Module:
+    """Load ``state`` (tensors or arrays; an averaged integer buffer is cast back) strictly."""
+    own = model.state_dict()
+    if set(state) != set(own):
+        raise ModelFormatError(f"the weights received do not fit the model: {len(set(own) ^ set(state))} names differ")
+    model.load_state_dict({name: torch.as_tensor(state[name]).to(own[name].dtype) for name in own}, strict=True)
+    return model
+
+
+def local_train(config: FederatedConfig, model: nn.Module, split: ImageSplit, *, server_round: int, partition: int, device: str = "cpu") -> dict[str, float]:
+    """``config.local_epochs`` epochs of ``config.train`` on the client's ``split``, in place.
+
+    A fresh optimiser per round (the paper's clients keep no state between integrations) and a
+    shuffling seed per round and client. Returns ``train_loss`` (last epoch), ``num-examples``
+    (n_k, FedAvg's weight), ``train_seconds`` and torch's ``threads``. A client with no images (possible with a small
+    Dirichlet α) trains nothing and weighs 0.
+    """
+    start = time.perf_counter()
+    if len(split) == 0:
+        return {"train_loss": float("nan"), "num-examples": 0, "train_seconds": 0.0, "threads": torch.get_num_threads()}
+    train = dataclasses.replace(config.train, seed=config.seed * 7919 + 1000 * server_round + partition)
+    history = train_epochs(model, split, train, epochs=config.local_epochs, device=device)
+    return {"train_loss": float(history[-1]["train_loss"]), "num-examples": len(split), "train_seconds": time.perf_counter() - start, "threads": torch.get_num_threads()}
+
+
+def evaluate(model: nn.Module, split: ImageSplit, *, device: str = "cpu") -> dict[str, float]:
+    """Accuracy and mean cross-entropy of ``model`` on ``split`` (NaN for an empty split)."""
+    if len(split) == 0:
+        return {"accuracy": float("nan"), "loss": float("nan"), "num-examples": 0}
+    logits = metrics.predict(model, split.images, device=device)
+    loss = torch.nn.functional.cross_entropy(logits, split.labels).item()
+    return {"accuracy": metrics.accuracy(logits, split.labels), "loss": loss, "num-examples": len(split)}
+
+
+@dataclass(frozen=True)
+class KeyedReport(Result):
+    """One client's keyed step (federated ViT paper, Table 1 per client): the fingerprint of its
+    key (never the key), its plain and keyed accuracies on its own test images and the largest
+    logit difference relative to the largest logit (Eq. 14 says 0 up to rounding)."""
+
+    partition: int
+    fingerprint: str
+    n_images: int
+    plain_accuracy: float
+    keyed_accuracy: float
+    max_relative_logit_difference: float
+    labels_identical: bool
+
+
+def keyed_report(config: FederatedConfig, model: nn.Module, split: ImageSplit, partition: int, *, device: str = "cpu") -> tuple[KeyedReport, nn.Module, torch.Tensor]:
+    """Client ``partition``'s keyed step on the global ``model``: a fresh key from the OS CSPRNG
+    (:func:`veilnet.keyed.generate_key`; the scheme of the model, its patch size as block size),
+    the model transformed with it (:func:`veilnet.keyed.transform_model`), its test images
+    encrypted with it (:func:`veilnet.keyed.encrypt_images`), both accuracies measured
+    (:func:`veilnet.keyed.evaluate`). Returns the report, the transformed model and the encrypted
+    images: what a provider running the model would see. The key itself is dropped.
+    """
+    from veilnet import keyed
+
+    c, s, _ = split.image_shape
+    key = keyed.generate_key(key_scheme(config.model), int(model.patch_size), c, s)
+    result = keyed.evaluate(model, key, split.images, split.labels, random_keys=0, device=device)
+    report = KeyedReport(
+        partition=partition,
+        fingerprint=key.fingerprint,
+        n_images=len(split),
+        plain_accuracy=result.plain_model_plain_images,
+        keyed_accuracy=result.transformed_model_encrypted_images,
+        max_relative_logit_difference=result.max_relative_logit_difference,
+        labels_identical=result.labels_identical,
+    )
+    return report, keyed.transform_model(model, key), keyed.encrypt_images(split.images, key)
+
+
+def cross_key_accuracy(transformed: list[nn.Module], encrypted: list[torch.Tensor], labels: list[torch.Tensor], *, device: str = "cpu") -> list[list[float]]:
+    """``A[i][j]``: accuracy of client j's transformed model on client i's encrypted test images
+    (the diagonal is each client's keyed accuracy; off the diagonal the keys differ)."""
+    return [[metrics.accuracy(metrics.predict(m, x, device=device), y) for m in transformed] for x, y in zip(encrypted, labels, strict=True)]
+
+
+def train_baseline(config: FederatedConfig, *, device: str = "cpu", progress: bool = True) -> dict[str, Any]:
+    """The centralised baseline: the same initial model trained on the union of the clients'
+    training images for the same number of epochs (``rounds × local_epochs``) with the same local
+    optimiser settings, evaluated on the central test set after every epoch."""
+    model = build_model(config)
+    train = _splits(config.data, config.subset, config.test_subset, config.seed)[0]
+    test = central_test(config)
+    start = time.perf_counter()
+    history = train_epochs(model, train, dataclasses.replace(config.train, seed=config.seed), epochs=config.total_epochs, test_split=test, device=device, progress=progress)
+    return {
+        "epochs": config.total_epochs,
+        "accuracy": [float(r["test_accuracy"]) for r in history],
+        "train_loss": [float(r["train_loss"]) for r in history],
+        "final_accuracy": float(history[-1]["test_accuracy"]),
+        "seconds": time.perf_counter() - start,
+    }

@@ -1,0 +1,24 @@
+"""Rows for ``veilnet fl run | server | client``: options, models, data and outputs, all checked
+before Flower or Ray starts."""
+
+_RUN = ["fl", "run", "--clients", "2", "--rounds", "1"]
+
+ROWS = [
+    ("run-no-model", ["fl", "run", "-o", "{tmp}/f"], "--model"),
+    ("run-unknown-model", [*_RUN, "--model", "resnet18", "-o", "{tmp}/f"], "unknown model 'resnet18'"),
+    ("run-bad-model-arg", [*_RUN, "--model", "vit", "--arg", "heads=0", "-o", "{tmp}/f"], "heads must be a positive integer"),
+    ("run-unknown-model-arg", [*_RUN, "--model", "vit", "--arg", "bogus=1", "-o", "{tmp}/f"], "bogus"),
+    ("run-model-does-not-take-data", [*_RUN, "--model", "vit", "--arg", "image_size=16", "--arg", "dim=8", "--arg", "heads=2", "-o", "{tmp}/f"], "takes 3×16×16 images"),
+    ("run-clients-0", ["fl", "run", "--model", "vit", "--clients", "0", "-o", "{tmp}/f"], "positive integer"),
+    ("run-rounds-not-int", ["fl", "run", "--model", "vit", "--rounds", "two", "-o", "{tmp}/f"], "positive integer"),
+    ("run-local-epochs-0", [*_RUN, "--model", "vit", "--local-epochs", "0", "-o", "{tmp}/f"], "positive integer"),
+    ("run-alpha-0", [*_RUN, "--model", "vit", "--alpha", "0", "-o", "{tmp}/f"], "positive number"),
+    ("run-alpha-nan", [*_RUN, "--model", "vit", "--alpha", "nan", "-o", "{tmp}/f"], "positive number"),
+    ("run-lr-negative", [*_RUN, "--model", "vit", "--lr", "-1", "-o", "{tmp}/f"], "positive number"),
+    ("run-min-clients-above-clients", [*_RUN, "--model", "vit", "--min-clients", "3", "-o", "{tmp}/f"], "min clients must be between 1 and the 2 clients"),
+    ("run-more-clients-than-images", ["fl", "run", "--model", "vit", "--clients", "100000", "-o", "{tmp}/f"], "cannot partition"),
+    ("run-unknown-data", [*_RUN, "--model", "vit", "--data", "mnist", "-o", "{tmp}/f"], "mnist"),
+    ("run-exists", [*_RUN, "--model", "vit", "-o", "{root}"], "exists; pass --force"),
+    ("run-output-under-file", [*_RUN, "--model", "vit", "-o", "{afile}/f"], "is a file"),
+    ("run-client-cpus-0", [*_RUN, "--model", "vit", "--client-cpus", "0", "-o", "{tmp}/f"], "positive number"),
+]
