@@ -34,6 +34,7 @@ from veilnet.keyed import generate_key, public_params
 from veilnet.keyed.transform import transform_model
 from veilnet.serve import Limits, ServedModel, create_app, local_server
 from veilnet.serve.codec import NPY, SAFETENSORS
+from veilnet.serve.server import ConnectionLimits
 
 TOKEN = "schema-token-0123456789abcdef"
 ITEM = (3, 32, 32)
@@ -101,8 +102,8 @@ def service(tmp_path_factory: pytest.TempPathFactory):
     plain = models.create("convmixer", dim=16, depth=1, kernel_size=3, patch_size=4, num_classes=10).eval()
     key = generate_key("block", 4, 3, 32)
     models.save(transform_model(plain, key), root / "served", extra={"keyed": public_params(key)})
-    app = create_app(ServedModel.load(root / "served"), tokens=[TOKEN], limits=Limits(max_body_bytes=64 << 10, max_batch=MAX_BATCH, read_timeout_s=5))
-    with local_server(app) as url:
+    app = create_app(ServedModel.load(root / "served"), tokens=[TOKEN], limits=Limits(max_body_bytes=64 << 10, max_batch=MAX_BATCH))
+    with local_server(app, connections=ConnectionLimits(read_timeout_s=5)) as url:
         yield url
 
 

@@ -22,6 +22,12 @@ ROWS = [
     ("serve-max-batch-zero", ["serve", "{model}", "--no-auth", "--port", "0", "--max-batch", "0"], "must be positive"),
     ("serve-read-timeout-zero", ["serve", "{model}", "--no-auth", "--port", "0", "--read-timeout", "0"], "--read-timeout"),
     ("serve-threads-zero", ["serve", "{model}", "--no-auth", "--port", "0", "--threads", "0"], "--threads must be positive"),
+    ("serve-idle-timeout-zero", ["serve", "{model}", "--no-auth", "--port", "0", "--idle-timeout", "0"], "--idle-timeout must be a positive"),
+    ("serve-shutdown-timeout-negative", ["serve", "{model}", "--no-auth", "--port", "0", "--shutdown-timeout", "-1"], "--shutdown-timeout must be a positive"),
+    ("serve-per-client-cap-zero", ["serve", "{model}", "--no-auth", "--port", "0", "--max-connections-per-client", "0"], "must be positive"),
+    ("serve-workers-zero", ["serve", "{model}", "--no-auth", "--port", "0", "--workers", "0"], "must be positive"),
+    ("serve-workers-not-a-number", ["serve", "{model}", "--no-auth", "--port", "0", "--workers", "two"], "invalid int value"),
+    ("serve-max-body-zero", ["serve", "{model}", "--no-auth", "--port", "0", "--max-body-mb", "0"], "must be positive"),
     # serve: tokens and TLS
     ("serve-token-file-missing", ["serve", "{model}", "--port", "0", "--token-file", "{tmp}/tokens.txt"], "cannot be read"),
     ("serve-token-too-short", ["serve", "{model}", "--port", "0", "--token-file", "{afile}"], "shorter than 16"),

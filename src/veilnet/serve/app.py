@@ -4,7 +4,9 @@ It holds the transformed model and its card, never a key or a plain image: a key
 processing module Φ of a complex-valued network (without its encoder and decoder; it never sees
 θ or a counterpart either, :mod:`veilnet.complex.protocol`). Endpoints:
 
-* ``GET /healthz``: liveness, no authentication.
+* ``GET /healthz``: readiness, no authentication: ``{"status": "ready"}`` once the model is
+  loaded and warmed (one forward pass of the largest merged batch), 503 ``{"status": "starting"}``
+  before.
 * ``GET /v1/info``: what the model expects (:func:`veilnet.serve.kinds.from_card`): kind, input
   shape and dtype, the kind's public parameters (for keyed models: scheme, block size, channels,
   image size, Ea kind, key fingerprint), number of classes, limits, and the card's architecture
@@ -28,14 +30,15 @@ unauthenticated caller learns nothing from it that it would not learn from the s
 Each operation lists every status it can answer (:data:`WHY`) with the error model
 (:class:`ErrorBody`); the 503 of the connection limit is uvicorn's plain text.
 
-A body must arrive within :attr:`Limits.read_timeout_s` of the start of its reading (a client
-whose body is shorter than its Content-Length, or that trickles it, would otherwise hold a
-connection and its buffer forever): the answer is 408 and the connection is closed.
+Bodies are bounded by the served model: the largest valid request is ``max_batch`` inputs plus
+the encoding's header (:func:`body_limit`), so a larger Content-Length is refused (413, the
+connection closed) before any of the body is read, and a chunked body as soon as it passes the
+limit. Deadlines on receiving requests, connection caps and the shutdown bound are enforced below
+the application, in the server's protocol (:mod:`veilnet.serve.server`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import hmac
@@ -52,12 +55,12 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import ClientDisconnect
 from torch import nn
 
 from veilnet import __version__
 from veilnet.serve import codec, kinds
 from veilnet.serve.batching import BatchingConfig, DynamicBatcher
+from veilnet.serve.server import ConnectionLimits
 
 log = logging.getLogger("veilnet.serve")
 #: Card fields published on /v1/info (an allow-list; only string values): what a client may show.
@@ -69,12 +72,23 @@ API_VERSION = "1"
 
 @dataclass(frozen=True)
 class Limits:
-    """``max_body_bytes`` of a request body, ``max_batch`` items per request, ``read_timeout_s``
-    seconds to receive a body (408 after that)."""
+    """``max_batch`` items per request; ``max_body_bytes`` a lower cap on the body (None: the
+    largest valid request for ``max_batch`` items, :func:`body_limit`; a larger value is lowered to it)."""
 
-    max_body_bytes: int = 64 << 20
     max_batch: int = 256
-    read_timeout_s: float = 30.0
+    max_body_bytes: int | None = None
+
+
+def body_limit(expectation: kinds.Expectation, limits: Limits) -> int:
+    """The largest body a request may have: ``max_batch`` inputs of the served shape and dtype,
+    plus the largest header either encoding may carry (:data:`veilnet.serve.codec.MAX_HEADER`
+    and its fixed prefix), lowered to ``limits.max_body_bytes`` when that is given."""
+    import math
+
+    import numpy as np
+
+    largest = limits.max_batch * math.prod(expectation.input_shape) * np.dtype(expectation.dtype).itemsize + codec.MAX_HEADER + codec.HEADER_PREFIX
+    return largest if limits.max_body_bytes is None else min(largest, limits.max_body_bytes)
 
 
 class ApiError(Exception):
@@ -122,12 +136,12 @@ class ModelInfo(BaseModel):
 WHY = {
     400: "malformed or truncated body, or an invalid Content-Length",
     401: "missing or invalid bearer token",
-    408: "the body did not arrive within the server's read timeout; the connection is closed",
-    413: "body or batch over the server's limits (see /v1/info)",
+    408: "the request did not arrive within the server's read timeout; the connection is closed",
+    413: "body or batch over the server's limits (see /v1/info); the connection is closed",
     415: f"content type other than {' or '.join(codec.MEDIA_TYPES)}",
     422: "wrong dtype or shape, empty batch, NaN or infinite values",
     500: "internal error (no details)",
-    503: "the server is at its connection limit (plain text, from uvicorn)",
+    503: "the server is at its connection limit (plain text, from uvicorn), or (/healthz) not ready yet",
 }
 
 
@@ -183,13 +197,14 @@ class ServedModel:
     def info(self, limits: Limits) -> dict[str, Any]:
         """The ``/v1/info`` document (:class:`ModelInfo`)."""
         e = self.expectation
+        max_body = body_limit(e, limits)
         return ModelInfo(
             kind=e.kind,
             input=TensorSpec(shape=[None, *e.input_shape], dtype=e.dtype),
             output=TensorSpec(shape=[None, *self.output_shape], dtype=self.output_dtype),
             num_classes=self.num_classes,
             params=e.params,
-            limits=LimitsInfo(max_batch=limits.max_batch, max_body_bytes=limits.max_body_bytes),
+            limits=LimitsInfo(max_batch=limits.max_batch, max_body_bytes=max_body),
             encodings=list(codec.MEDIA_TYPES),
             card=self.card,
             veilnet=__version__,
@@ -206,12 +221,19 @@ def create_app(served: ServedModel, *, tokens: Sequence[str] | None, limits: Lim
     digests = None if tokens is None else [hashlib.sha256(t.encode()).digest() for t in tokens]
     batcher = DynamicBatcher(served.forward, batching)
     info = served.info(limits)
+    max_body = info["limits"]["max_body_bytes"]
     e = served.expectation
+    ready = False
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        nonlocal ready
         batcher.start()
+        warm = min(limits.max_batch, batching.max_images) if batching.enabled else limits.max_batch
+        await batcher(torch.zeros((warm, *e.input_shape), dtype=getattr(torch, e.dtype)))  # the largest pass, once: allocations and kernels ready
+        ready = True
         yield
+        ready = False
         await batcher.stop()
 
     app = FastAPI(title="veilnet", version=API_VERSION, summary="An untrusted server running a transformed model; it never sees a key or a plain image. What the served model takes: GET /v1/info.", lifespan=lifespan, docs_url=None, redoc_url=None)
@@ -239,9 +261,9 @@ def create_app(served: ServedModel, *, tokens: Sequence[str] | None, limits: Lim
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"error": "invalid request parameters"}, status_code=422)
 
-    @app.get("/healthz", summary="liveness (no token needed)", responses=_responses(503))
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    @app.get("/healthz", summary="readiness (no token needed): ready once the model is loaded and warmed", responses=_responses(503))
+    async def healthz() -> JSONResponse:
+        return JSONResponse({"status": "ready"}) if ready else JSONResponse({"status": "starting"}, status_code=503)
 
     @app.get("/v1/info", summary="what the served model takes and answers", dependencies=[Depends(authorize)], response_model=ModelInfo, responses=_responses(401, 503))
     async def get_info() -> dict[str, Any]:
@@ -250,7 +272,7 @@ def create_app(served: ServedModel, *, tokens: Sequence[str] | None, limits: Lim
     @app.post("/v1/predict", summary="outputs for a batch of transformed inputs", dependencies=[Depends(authorize)], response_class=Response, responses=_responses(400, 401, 408, 413, 415, 422, 500, 503), openapi_extra=_PREDICT_OPENAPI)
     async def predict(request: Request) -> Response:
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        body = await _read_body(request, limits)
+        body = await _read_body(request, max_body)
         try:
             x = codec.read_tensor(body, media, dtype=e.dtype, item_shape=e.input_shape, max_items=limits.max_batch)
         except codec.BodyError as exc:
@@ -281,32 +303,48 @@ _PREDICT_OPENAPI: dict[str, Any] = {
 }
 
 
-async def _read_body(request: Request, limits: Limits) -> bytes:
-    """The body, refused with 413 as soon as it (or its declared length) exceeds the limit, and
-    with 408 (closing the connection) when it has not arrived within ``limits.read_timeout_s``."""
-    limit = limits.max_body_bytes
+async def _read_body(request: Request, limit: int) -> bytes | bytearray:
+    """The body, refused with 413 (closing the connection) from its declared Content-Length before
+    any of it is read, or, for a chunked body, as soon as it passes ``limit``. A declared length
+    is read into one buffer of that size (no list of chunks joined at the end). The deadline on
+    receiving it is the server's (:class:`veilnet.serve.server.GuardedH11Protocol`)."""
+    close = {"Connection": "close"}
     declared = request.headers.get("content-length")
     if declared is not None and not declared.isdigit():
-        raise ApiError(400, "invalid Content-Length header")
+        raise ApiError(400, "invalid Content-Length header", close)
     if declared is not None and int(declared) > limit:
-        raise ApiError(413, f"request body of {int(declared)} bytes exceeds the limit of {limit}")
-    chunks: list[bytes] = []
-
-    async def receive() -> None:
+        raise ApiError(413, f"request body of {int(declared)} bytes exceeds the limit of {limit}", close)
+    receive = request.receive
+    if declared is not None:
+        body = bytearray(int(declared))
         size = 0
-        async for chunk in request.stream():
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ApiError(400, "request body incomplete (client disconnected)", close)
+            chunk = message.get("body", b"")
+            if size + len(chunk) > len(body):  # more than declared: h11 refuses this before us
+                raise ApiError(400, "request body longer than its Content-Length", close)
+            body[size : size + len(chunk)] = chunk
             size += len(chunk)
-            if size > limit:
-                raise ApiError(413, f"request body exceeds the limit of {limit} bytes")
-            chunks.append(chunk)
-
-    try:
-        await asyncio.wait_for(receive(), limits.read_timeout_s)
-    except ClientDisconnect:
-        raise ApiError(400, "request body incomplete (client disconnected)") from None
-    except asyncio.TimeoutError:
-        raise ApiError(408, f"request body not received within {limits.read_timeout_s:g} s", {"Connection": "close"}) from None
-    return b"".join(chunks)
+            if not message.get("more_body", False):
+                break
+        if size != len(body):
+            raise ApiError(400, "request body incomplete", close)
+        return body
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ApiError(400, "request body incomplete (client disconnected)", close)
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, f"request body exceeds the limit of {limit} bytes", close)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 def run(
@@ -317,62 +355,80 @@ def run(
     tokens: Sequence[str] | None,
     limits: Limits = Limits(),
     batching: BatchingConfig = BatchingConfig(),
-    max_connections: int = 128,
+    connections: ConnectionLimits = ConnectionLimits(),
+    workers: int = 1,
+    threads: int | None = None,
     tls: tuple[str, str] | None = None,
     device: str = "cpu",
     log_level: str = "info",
 ) -> None:
     """Serve ``model`` (a :class:`ServedModel`, or a path :meth:`ServedModel.load` reads on
-    ``device``) with uvicorn until interrupted.
+    ``device``) until SIGTERM or SIGINT, with the deadlines, connection caps and shutdown bound of
+    ``connections`` (:mod:`veilnet.serve.server`).
 
-    ``tokens=None`` serves without authentication, with a warning. Beyond ``max_connections``
-    open connections uvicorn answers 503, which bounds the memory bodies can take. ``tls`` is
-    (certificate file, private key file) for HTTPS; without it a non-loopback address gets a
-    warning, since tokens would cross the network in clear.
+    ``tokens=None`` serves without authentication, with a warning. ``workers > 1`` runs that many
+    processes sharing the port (``SO_REUSEPORT``), each loading ``model`` (then a path) with its
+    own batcher and ``threads`` torch threads. ``tls`` is (certificate file, private key file) for
+    HTTPS; without it a non-loopback address gets a warning, since tokens would cross the network
+    in clear.
     """
-    import uvicorn
+    import functools
+
+    from veilnet.serve import server
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if workers > 1 and isinstance(model, ServedModel):
+        raise TypeError("workers > 1 load the model in each process: pass its path")
     served = model if isinstance(model, ServedModel) else ServedModel.load(model, device=device)
-    app = create_app(served, tokens=tokens, limits=limits, batching=batching)
     e = served.expectation
-    log.info("serving %s (kind %s, input N×%s %s, output N×%s) on %s://%s:%d", served.card.get("architecture", "a model"), e.kind, "×".join(map(str, e.input_shape)), e.dtype, "×".join(map(str, served.output_shape)), "https" if tls else "http", host, port)
-    log.info("limits: %d items per request, %d bytes per body, %g s to receive a body; batching: %s", limits.max_batch, limits.max_body_bytes, limits.read_timeout_s, f"up to {batching.max_images} items, wait {batching.wait_ms} ms" if batching.enabled else "off")
+    log.info("serving %s (kind %s, input N×%s %s, output N×%s) on %s://%s:%d, %d worker process(es)", served.card.get("architecture", "a model"), e.kind, "×".join(map(str, e.input_shape)), e.dtype, "×".join(map(str, served.output_shape)), "https" if tls else "http", host, port, workers)
+    c = connections
+    log.info("limits: %d items and %d bytes per request, %g s to receive a request, %g s idle, %d connections (%d per address), %g s to shut down; batching: %s", limits.max_batch, body_limit(e, limits), c.read_timeout_s, c.idle_timeout_s, c.max_connections, c.max_per_client, c.shutdown_timeout_s, f"up to {batching.max_images} items, wait {batching.wait_ms} ms" if batching.enabled else "off")
     if tls is None and host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("serving plain HTTP on %s: bearer tokens and inputs cross the network in clear; pass --tls-cert/--tls-key or put a TLS proxy in front", host)
     if tokens is None:
         log.warning("authentication is OFF (--no-auth): anyone who can reach %s:%d can use the model", host, port)
     else:
         log.info("authentication: bearer token (%d configured)", len(tokens))
-    cert, key = tls if tls is not None else (None, None)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, log_config=None, server_header=False, limit_concurrency=max_connections, ssl_certfile=cert, ssl_keyfile=key)
+    if workers == 1:
+        app = create_app(served, tokens=tokens, limits=limits, batching=batching)
+        server.serve(lambda: app, host=host, port=port, limits=connections, tls=tls, log_level=log_level)
+    else:
+        del served  # each worker loads its own
+        make_app = functools.partial(_worker_app, os.fspath(model), device, threads, tuple(tokens) if tokens is not None else None, limits, batching)  # type: ignore[arg-type]
+        server.serve(make_app, host=host, port=port, limits=connections, workers=workers, tls=tls, log_level=log_level)
+
+
+def _worker_app(path: str, device: str, threads: int | None, tokens: Sequence[str] | None, limits: Limits, batching: BatchingConfig) -> FastAPI:
+    """The application of one worker process of :func:`run` (loads its own model)."""
+    if threads:
+        torch.set_num_threads(threads)
+    return create_app(ServedModel.load(path, device=device), tokens=tokens, limits=limits, batching=batching)
 
 
 @contextlib.contextmanager
-def local_server(app: FastAPI, *, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning") -> Iterator[str]:
-    """Serve ``app`` with uvicorn in a background thread of this process and yield its URL
-    (``port=0``: a free port); the server stops when the block ends. For tests, notebooks and
-    benchmarks; ``veilnet serve`` (:func:`run`) is the deployment."""
-    import socket
+def local_server(app: FastAPI, *, host: str = "127.0.0.1", port: int = 0, connections: ConnectionLimits = ConnectionLimits(), log_level: str = "warning") -> Iterator[str]:
+    """Serve ``app`` in a background thread of this process, with the protocol and limits of
+    ``veilnet serve`` (:mod:`veilnet.serve.server`), and yield its URL (``port=0``: a free port);
+    the server stops when the block ends. For tests, notebooks and benchmarks; ``veilnet serve``
+    (:func:`run`) is the deployment."""
     import threading
     import time
 
-    import uvicorn
+    from veilnet.serve import server
 
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, log_config=None, server_header=False))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="veilnet-local-server", daemon=True)
+    sock = server.bind(host, port)
+    uv = server.GuardedServer(server.config(app, connections, log_level=log_level), connections)
+    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, name="veilnet-local-server", daemon=True)
     thread.start()
     try:
-        deadline = time.monotonic() + 30
-        while not server.started:
+        deadline = time.monotonic() + 60
+        while not uv.started:
             if not thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError("the local server did not start")
             time.sleep(0.01)
         yield f"http://{host if ':' not in host else f'[{host}]'}:{sock.getsockname()[1]}"
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+        uv.should_exit = True
+        thread.join(timeout=10 + connections.shutdown_timeout_s)
         sock.close()

@@ -47,6 +47,7 @@ def check_tls(cert: str, key: str) -> None:
 def _serve(args: argparse.Namespace) -> int:
     try:
         from veilnet.serve.app import Limits, ServedModel, run
+        from veilnet.serve.server import ConnectionLimits
     except ModuleNotFoundError as exc:
         raise ConfigError(f"veilnet serve needs {exc.name}: pip install 'veilnet[serve]'") from None
     from veilnet.devices import resolve_device
@@ -61,10 +62,11 @@ def _serve(args: argparse.Namespace) -> int:
             raise ConfigError(f"TLS file {path} does not exist")
     if args.tls_cert is not None:
         check_tls(args.tls_cert, args.tls_key)
-    if min(args.max_batch, args.batch_size, args.max_body_mb, args.max_connections) <= 0 or args.batch_wait_ms < 0:
-        raise ConfigError("--max-batch, --batch-size, --max-body-mb and --max-connections must be positive and --batch-wait-ms non-negative")
-    if not args.read_timeout > 0:
-        raise ConfigError(f"--read-timeout must be a positive number of seconds, got {args.read_timeout}")
+    if min(args.max_batch, args.batch_size, 1 if args.max_body_mb is None else args.max_body_mb, args.max_connections, args.max_connections_per_client, args.workers) <= 0 or args.batch_wait_ms < 0:
+        raise ConfigError("--max-batch, --batch-size, --max-body-mb, --max-connections, --max-connections-per-client and --workers must be positive and --batch-wait-ms non-negative")
+    for name in ("read_timeout", "idle_timeout", "shutdown_timeout"):
+        if not getattr(args, name) > 0:
+            raise ConfigError(f"--{name.replace('_', '-')} must be a positive number of seconds, got {getattr(args, name)}")
     if args.threads is not None and args.threads <= 0:
         raise ConfigError(f"--threads must be positive, got {args.threads}")
     tokens = None if args.no_auth else server_tokens(args.token_file)
@@ -75,9 +77,15 @@ def _serve(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     served = ServedModel.load(args.model, device=str(device))
-    limits = Limits(max_body_bytes=int(args.max_body_mb * (1 << 20)), max_batch=args.max_batch, read_timeout_s=args.read_timeout)
+    limits = Limits(max_batch=args.max_batch, max_body_bytes=None if args.max_body_mb is None else int(args.max_body_mb * (1 << 20)))
     batching = BatchingConfig(enabled=not args.no_batching, max_images=args.batch_size, wait_ms=args.batch_wait_ms)
-    run(served, host=args.host, port=args.port, tokens=tokens, limits=limits, batching=batching, max_connections=args.max_connections, tls=None if args.tls_cert is None else (args.tls_cert, args.tls_key), log_level=args.log_level)
+    connections = ConnectionLimits(read_timeout_s=args.read_timeout, idle_timeout_s=args.idle_timeout, max_connections=args.max_connections, max_per_client=args.max_connections_per_client, shutdown_timeout_s=args.shutdown_timeout)
+    tls = None if args.tls_cert is None else (args.tls_cert, args.tls_key)
+    if args.workers > 1:
+        del served  # checked here; each worker loads its own
+        run(args.model, host=args.host, port=args.port, tokens=tokens, limits=limits, batching=batching, connections=connections, workers=args.workers, threads=args.threads, tls=tls, device=str(device), log_level=args.log_level)
+    else:
+        run(served, host=args.host, port=args.port, tokens=tokens, limits=limits, batching=batching, connections=connections, tls=tls, log_level=args.log_level)
     return 0
 
 
@@ -160,13 +168,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--no-auth", action="store_true", help="serve WITHOUT authentication (prints a warning)")
     serve.add_argument("--tls-cert", default=None, help="certificate file (PEM) for HTTPS; with --tls-key")
     serve.add_argument("--tls-key", default=None, help="private key file (PEM) for HTTPS")
-    serve.add_argument("--max-body-mb", type=float, default=64.0, help="largest request body in MiB (default: 64)")
+    serve.add_argument("--max-body-mb", type=float, default=None, help="a lower cap on request bodies in MiB (default: the largest valid request, --max-batch inputs plus the encoding's header)")
     serve.add_argument("--max-batch", type=int, default=256, help="most images per request (default: 256)")
     serve.add_argument("--batch-size", type=int, default=256, help="most images per merged forward pass (default: 256)")
     serve.add_argument("--batch-wait-ms", type=float, default=0.0, help="how long a forward pass waits for more requests (default: 0: it merges the requests queued while the previous pass ran)")
     serve.add_argument("--no-batching", action="store_true", help="one forward pass per request (no dynamic batching)")
-    serve.add_argument("--read-timeout", type=float, default=30.0, help="seconds a request body may take to arrive; then 408 and the connection is closed (default: 30)")
+    serve.add_argument("--read-timeout", type=float, default=30.0, help="seconds a whole request (headers and body) may take to arrive, counted from when the connection is ready for it; then 408 and the connection is closed (default: 30)")
+    serve.add_argument("--idle-timeout", type=float, default=5.0, help="seconds a keep-alive connection may wait for its next request (default: 5)")
     serve.add_argument("--max-connections", type=int, default=128, help="open connections beyond which the server answers 503 (default: 128)")
+    serve.add_argument("--max-connections-per-client", type=int, default=32, help="open connections one client address may hold (per worker); further ones are closed at once (default: 32)")
+    serve.add_argument("--shutdown-timeout", type=float, default=5.0, help="seconds requests in flight get after SIGTERM before their connections are cut (default: 5)")
+    serve.add_argument("--workers", type=int, default=1, help="server processes sharing the port (SO_REUSEPORT), each with its own model and batcher (default: 1)")
     serve.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"], help="log level (default: info)")
     add_device(serve)

@@ -7,6 +7,8 @@ fingerprint) before it sends any image; then :meth:`Client.classify` returns lab
 probabilities. The client knows no kind's arithmetic itself: it calls the kind's ``encode`` and
 ``decode``, and the per-batch state between them never leaves this process. Connection problems,
 a refused token and a server's 4xx answer are :class:`ServiceError`\\ s with one-line messages.
+A request whose connection closes before any answer (a keep-alive connection the server was
+closing) is sent once more, on a new connection.
 """
 
 from __future__ import annotations
@@ -167,7 +169,13 @@ class Client:
         import httpx
 
         try:
-            answer = self._http.request(method, path, **kwargs)
+            try:
+                answer = self._http.request(method, path, **kwargs)
+            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
+                # the connection closed under the request (a keep-alive connection the server was
+                # closing as it was sent): once more, on a new connection. Every veilnet request
+                # is idempotent (predict computes and keeps nothing), so a repeat is harmless.
+                answer = self._http.request(method, path, **kwargs)
         except httpx.TimeoutException:
             raise ServerUnreachableError(f"{self.url}: no answer within {self._http.timeout.read} s") from None
         except httpx.TransportError as exc:
