@@ -36,6 +36,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     models.save(complex_net, root / "complex", input_shape=(3, 32, 32))
     split_model(complex_net, root / "split", pool=torch.zeros(2, 3, 32, 32, dtype=torch.uint8))
     (root / "afile").write_text("not a folder\n")
+    (root / "report").mkdir()  # a finished `veilnet complex attack` run
+    (root / "report" / "report.json").write_text("{}")
     (root / "corrupt.json").write_text("{not json")
     (root / "corrupt.safetensors").write_bytes(b"\x00garbage")
     return {
@@ -50,6 +52,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "complex": str(root / "complex"),
         "complex_server": str(root / "split" / "server.json"),
         "complex_device": str(root / "split" / "device.json"),
+        "existing_report": str(root / "report"),
     }
 
 

@@ -1,4 +1,4 @@
-"""Rows for ``veilnet complex train`` and ``veilnet complex evaluate``: models that are not
+"""Rows for ``veilnet complex train``, ``veilnet complex evaluate`` and ``veilnet complex attack``: models that are not
 complex-valued, arguments that build no model, adversarial options out of range, config files,
 resume, devices, output paths and files that are not models (all checked before any training).
 Resuming with another configuration needs a run first: tests/test_complex_training.py."""
@@ -52,4 +52,23 @@ ROWS = [
     ("evaluate-device-cuda", ["complex", "evaluate", "{model}", "--data", "digits", "--device", "cuda"], "no CUDA GPU"),
     ("evaluate-batch-size-0", ["complex", "evaluate", "{model}", "--data", "digits", "--batch-size", "0"], "positive integer"),
     ("evaluate-no-data", ["complex", "evaluate", "{model}"], "--data"),
+    # attack: the model, the baselines, the data, the settings (all before any training), outputs.
+    ("attack-real-model", ["complex", "attack", "{model}", "--data", "digits", "-o", "{tmp}/a"], "is a real network"),
+    ("attack-missing-model", ["complex", "attack", "{tmp}/nowhere", "--data", "digits", "-o", "{tmp}/a"], "model card missing"),
+    ("attack-corrupt-model", ["complex", "attack", "{corrupt_json}", "--data", "digits", "-o", "{tmp}/a"], "corrupt model card"),
+    ("attack-baseline-not-split", ["complex", "attack", "{complex}", "--baseline", "{model}", "--data", "digits", "-o", "{tmp}/a"], "is not a real split network"),
+    ("attack-baseline-complex", ["complex", "attack", "{complex}", "--baseline", "{complex}", "--data", "digits", "-o", "{tmp}/a"], "is not a real split network"),
+    ("attack-other-image-size", ["complex", "attack", "{complex}", "--data", "digits:size=16", "-o", "{tmp}/a"], "takes 3×32×32 images"),
+    ("attack-unknown-data", ["complex", "attack", "{complex}", "--data", "mnist", "-o", "{tmp}/a"], "unknown data set"),
+    ("attack-no-data", ["complex", "attack", "{complex}", "-o", "{tmp}/a"], "--data"),
+    ("attack-unknown-attack", ["complex", "attack", "{complex}", "--data", "digits", "--attacks", "angle,psychic", "-o", "{tmp}/a"], "unknown attack psychic"),
+    ("attack-no-attack", ["complex", "attack", "{complex}", "--data", "digits", "--attacks", ",", "-o", "{tmp}/a"], "unknown attack (none given)"),
+    ("attack-epochs-0", ["complex", "attack", "{complex}", "--data", "digits", "--epochs", "0", "-o", "{tmp}/a"], "positive integer"),
+    ("attack-max-images-1", ["complex", "attack", "{complex}", "--data", "digits", "--max-images", "1", "-o", "{tmp}/a"], "max-images must be an integer >= 2"),
+    ("attack-negative-seed", ["complex", "attack", "{complex}", "--data", "digits", "--seed", "-1", "-o", "{tmp}/a"], "seed must be an integer >= 0"),
+    ("attack-keyed-bad-spec", ["complex", "attack", "{complex}", "--data", "digits", "--keyed", "block", "-o", "{tmp}/a"], "keyed scheme must be block:M or vit:M"),
+    ("attack-keyed-block-not-dividing", ["complex", "attack", "{complex}", "--data", "digits", "--keyed", "block:5", "-o", "{tmp}/a"], "not divisible by block size 5"),
+    ("attack-output-exists", ["complex", "attack", "{complex}", "--data", "digits", "-o", "{existing_report}"], "exists; pass --force"),
+    ("attack-output-under-file", ["complex", "attack", "{complex}", "--data", "digits", "-o", "{afile}/a"], "is a file"),
+    ("attack-device-cuda", ["complex", "attack", "{complex}", "--data", "digits", "--device", "cuda", "-o", "{tmp}/a"], "no CUDA GPU"),
 ]

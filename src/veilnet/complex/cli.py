@@ -6,6 +6,9 @@ with a fresh secret angle and fooling counterpart per image.
   ``--d-lr``, ``--gp-weight``, ``--n-critic``, ``--decoys``); a YAML ``--config`` (``model``, ``args``, ``data``,
   ``train``, ``subset``, ``init``) as in configs/complex-*.yaml; ``--resume`` continues exactly.
 * ``veilnet complex evaluate MODEL --data SPEC`` — :func:`veilnet.complex.training.evaluate_complex`.
+* ``veilnet complex attack MODEL --data SPEC [--baseline MODEL …] -o DIR`` —
+  :func:`veilnet.complex.attacks.suite.run_attacks`: every attack of issue 11 on the model and
+  its real baselines, written as report.json, report.md and reconstructions.png.
 
 Thin: every check a user's mistake can fail (device, output path, options, the YAML file's
 types, a real model where a complex one is needed, whether the model takes the data) runs
@@ -90,6 +93,57 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _attack(args: argparse.Namespace) -> int:
+    from veilnet.devices import resolve_device
+    from veilnet.paths import prepare_output
+
+    device = resolve_device(args.device)
+    out = prepare_output(args.output, force=args.force, exists=["report.json", "report.md", "reconstructions.png"])
+
+    from veilnet import data, models
+    from veilnet.complex.attacks import suite
+
+    settings = suite.AttackSettings(
+        attacks=list(suite.ATTACKS) if args.attacks is None else args.attacks,
+        attacker_images=args.attacker_images,
+        max_images=args.max_images,
+        epochs=args.epochs,
+        angle_epochs=args.angle_epochs,
+        grid=args.grid,
+        unet_width=args.unet_width,
+        optimisation_steps=args.optimisation_steps,
+        keyed=args.keyed or ["block:4"],
+        seed=args.seed,
+    )
+    net = models.load(args.model)
+    _complex_or_refuse(net, f"{args.model} ({net.veilnet_arch['name']})", "pass it with --baseline beside a complex one")
+    baselines = {}
+    for path in args.baseline or []:
+        base = models.load(path)
+        if not isinstance(base, suite.SplitNet):
+            raise ConfigError(f"--baseline {path} ({base.veilnet_arch['name']}) is not a real split network (split-*)")
+        label = suite.baseline_label(base)
+        if label in baselines:
+            raise ConfigError(f"two baselines are both '{label}': {path} and an earlier --baseline")
+        baselines[label] = base
+    attacker, victim = data.load(args.data, "train"), data.load(args.data, "test")
+    for model in (net, *baselines.values()):
+        models.check_input(model, victim.image_shape, data=args.data)
+    suite.check_inputs(net, attacker, victim, baselines, settings)
+    out.mkdir(parents=True, exist_ok=True)
+    report, reconstructions = suite.run_attacks(net, attacker, victim, baselines=baselines, settings=settings, model_label=str(args.model), device=device, progress=True)
+    report.save(out / "report.json")
+    (out / "report.md").write_text(suite.markdown(report))
+    if reconstructions:
+        suite.save_grid(out / "reconstructions.png", report, victim.float_images()[: settings.max_images], reconstructions)
+    for angle in report.angle:
+        print(f"angle {angle.attack}: mean error {angle.mean_error:.3f} rad (chance {angle.chance_error:.3f})")
+    for row in report.inversion:
+        print(f"inversion {row.attack}: error {row.metrics.error:.4f} (mean image {row.baseline.error:.4f})")
+    print(f"wrote {out / 'report.json'}, report.md" + (", reconstructions.png" if reconstructions else ""))
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     group = add_group(sub, "complex")
 
@@ -112,3 +166,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_output(e, required=False, help="result JSON file")
     add_device(e)
     e.set_defaults(func=_evaluate)
+
+    a = group.add_parser(
+        "attack",
+        help="every privacy attack on a complex network beside its real baselines: angle recovery, inversion, property inference",
+        description="Attack a complex-valued network as the server would (Xiang et al., ICLR 2020, sections 4.3 and 5): the paper's angle, inversion and property inference attacks and stronger ones, "
+        "trained on the data's train split (the attacker's own images) and measured on its test split (the victim's). Writes report.json, report.md (tables like the paper's Tables 1–5) and reconstructions.png (like Fig. 2).",
+    )
+    a.add_argument("model", help="saved complex model (file, stem or directory)")
+    a.add_argument("--data", required=True, help="data spec: the attacker uses its train split, the victim its test split")
+    a.add_argument("--baseline", action="append", metavar="MODEL", help="a saved real baseline (split-*: original, with additional layers, noisy); repeat for several")
+    a.add_argument("--attacks", type=lambda v: [n.strip() for n in v.split(",") if n.strip()], help="comma-separated subset of angle,inversion,property,dec-x,phase-invariant,optimisation,keyed (default: all)")
+    a.add_argument("--attacker-images", type=positive_int, default=5000, help="the attacker's training images: the first N of the train split (default 5000)")
+    a.add_argument("--max-images", type=positive_int, default=1000, help="the victim's images: the first N of the test split (default 1000)")
+    a.add_argument("--epochs", type=positive_int, default=10, help="epochs of every inverter and property classifier (default 10)")
+    a.add_argument("--angle-epochs", type=positive_int, default=10, help="epochs of the angle attacks' models (default 10)")
+    a.add_argument("--grid", type=positive_int, default=360, help="candidate angles of the paper's angle attack (default 360)")
+    a.add_argument("--unet-width", type=positive_int, default=32, help="the U-Net inverter's base width (default 32)")
+    a.add_argument("--optimisation-steps", type=positive_int, default=200, help="Adam steps of the optimisation inversion (default 200)")
+    a.add_argument("--keyed", action="append", metavar="SCHEME:M", help="keyed scheme and block size for the keyed-image inverter, e.g. block:4 or vit:4 (default block:4; repeat for several)")
+    a.add_argument("--seed", type=int, default=0, help="seed of the victim's θ and counterparts and of every attack (default 0)")
+    add_output(a, help="output directory (report.json, report.md, reconstructions.png)")
+    add_device(a)
+    a.set_defaults(func=_attack)

@@ -9,6 +9,10 @@ fooling counterpart b or its image I′.
   (θ̂ = argmax_θ D′(Re[x·e^{−iθ}])) and a supervised angle regression, with the wrapped angle
   metric and how often θ̂ lands on θ + π (which decodes −a).
 
+* :mod:`veilnet.complex.attacks.suite` — every attack (angle, inversion, property inference,
+  the stronger ones) on a complex network beside its real baselines, on the same victim images:
+  what ``veilnet complex attack`` runs and reports.
+
 Feature inversion and property inference work on any features and live in
 :mod:`veilnet.attacks`. The names below are imported on first use.
 """
@@ -18,6 +22,6 @@ from __future__ import annotations
 from veilnet._lazy import exports, public_names
 
 #: Public name -> the submodule defining it (its own ``__all__``); the submodule itself too.
-_WHERE = {"angle": "angle", **public_names(__file__, ("angle",))}
+_WHERE = {"angle": "angle", "suite": "suite", **public_names(__file__, ("angle", "suite"))}
 __all__ = sorted(_WHERE)
 __getattr__, __dir__ = exports(__name__, _WHERE)

@@ -93,7 +93,7 @@ TOLERANCE = math.pi / 8
 #: The decoy angles of D′ avoid this margin around the true angle (radians).
 DECOY_MARGIN = math.pi / 36
 #: Offset of the attacker's generator from the victim's (each side draws from its own).
-_ATTACKER_SEED_OFFSET = 1_000_003
+ATTACKER_SEED_OFFSET = 1_000_003
 
 TWO_PI = 2 * math.pi
 
@@ -441,7 +441,8 @@ def _label(split: ImageSplit) -> str:
     return f"{split.spec or '(in memory)'} [{split.split or '?'}] ({len(split)} images)"
 
 
-def _result(attack: str, net: ComplexNet, attacker: ImageSplit, victim: ImageSplit, theta_hat: torch.Tensor, theta: torch.Tensor, *, epochs: int, grid: int | None, seed: int, tolerance: float, train_seconds: float, attack_seconds: float, history: list[dict[str, Any]]) -> AngleAttackResult:
+def angle_result(attack: str, net: ComplexNet, attacker: ImageSplit, victim: ImageSplit, theta_hat: torch.Tensor, theta: torch.Tensor, *, epochs: int, grid: int | None, seed: int, tolerance: float, train_seconds: float, attack_seconds: float, history: list[dict[str, Any]]) -> AngleAttackResult:
+    """Score the estimates θ̂ of one attack against the victim's true θ: an :class:`AngleAttackResult`."""
     err = angle_error(theta_hat, theta)
     return AngleAttackResult(
         attack=attack,
@@ -459,7 +460,7 @@ def _result(attack: str, net: ComplexNet, attacker: ImageSplit, victim: ImageSpl
         chance_error=CHANCE_ERROR,
         epochs=epochs,
         grid=grid,
-        attacker_seed=seed + _ATTACKER_SEED_OFFSET,
+        attacker_seed=seed + ATTACKER_SEED_OFFSET,
         victim_seed=seed,
         train_seconds=train_seconds,
         attack_seconds=attack_seconds,
@@ -497,12 +498,12 @@ def paper_angle_attack(
     angle_grid(grid)
     device = resolve_device(device)
     start = time.perf_counter()
-    critic, history = train_angle_discriminator(net, attacker_split, epochs=epochs, seed=seed + _ATTACKER_SEED_OFFSET, batch_size=batch_size, device=device, progress=progress)
+    critic, history = train_angle_discriminator(net, attacker_split, epochs=epochs, seed=seed + ATTACKER_SEED_OFFSET, batch_size=batch_size, device=device, progress=progress)
     trained = time.perf_counter()
     x, theta = victim_features(net, victim_split, seed=seed, device=device)
     theta_hat = discriminator_angles(critic, x, grid=grid, progress=progress)
     done = time.perf_counter()
-    return _result("paper-discriminator", net, attacker_split, victim_split, theta_hat, theta, epochs=epochs, grid=grid, seed=seed, tolerance=tolerance, train_seconds=trained - start, attack_seconds=done - trained, history=history)
+    return angle_result("paper-discriminator", net, attacker_split, victim_split, theta_hat, theta, epochs=epochs, grid=grid, seed=seed, tolerance=tolerance, train_seconds=trained - start, attack_seconds=done - trained, history=history)
 
 
 def regression_angle_attack(
@@ -526,15 +527,16 @@ def regression_angle_attack(
     _check_int("seed", seed, 0)
     device = resolve_device(device)
     start = time.perf_counter()
-    model, history = train_angle_regressor(net, attacker_split, epochs=epochs, seed=seed + _ATTACKER_SEED_OFFSET, batch_size=batch_size, width=width, device=device, progress=progress)
+    model, history = train_angle_regressor(net, attacker_split, epochs=epochs, seed=seed + ATTACKER_SEED_OFFSET, batch_size=batch_size, width=width, device=device, progress=progress)
     trained = time.perf_counter()
     x, theta = victim_features(net, victim_split, seed=seed, device=device)
     theta_hat = model.angles(x)
     done = time.perf_counter()
-    return _result("regression", net, attacker_split, victim_split, theta_hat, theta, epochs=epochs, grid=None, seed=seed, tolerance=tolerance, train_seconds=trained - start, attack_seconds=done - trained, history=history)
+    return angle_result("regression", net, attacker_split, victim_split, theta_hat, theta, epochs=epochs, grid=None, seed=seed, tolerance=tolerance, train_seconds=trained - start, attack_seconds=done - trained, history=history)
 
 
 __all__ = [
+    "ATTACKER_SEED_OFFSET",
     "CHANCE_ERROR",
     "TOLERANCE",
     "AngleAttackResult",
@@ -542,6 +544,7 @@ __all__ = [
     "AngleRegressor",
     "angle_error",
     "angle_grid",
+    "angle_result",
     "counterpart_fraction",
     "discriminator_angles",
     "encoder_features",
