@@ -1,19 +1,22 @@
 """Load on ``veilnet serve``: throughput, latency, errors and memory under concurrent clients.
 
 Question: what does serving a transformed model over HTTP cost against calling it in-process,
-and what does dynamic batching buy? A transformed ConvMixer (random weights: speed only) is
-served by ``veilnet serve`` as a subprocess on 127.0.0.1; 1, 8 and 32 concurrent clients (asyncio
-+ httpx in this process) each send batches of CIFAR-sized encrypted images (.npy bodies) for a
-fixed time (1 and 8 images per request), first with dynamic batching on, then off (one forward
-pass per request). Reported: images/s, p50/p99 latency per request, error count (must be 0),
-server RSS (/proc), and the ratio to the in-process ceiling measured in the same run (the model
-called directly in a loop on the same batch size, and the best over batch sizes 1-256; measured
-for a fixed time before the server starts and after it stops, the larger kept). Clients and server
-share the machine's cores; the CPU time per request of each (from /proc and process_time) shows
-where the time goes even when other jobs make wall-clock figures noisy.
+and what do dynamic batching and more worker processes buy? A transformed ConvMixer (random
+weights: speed only) is served by ``veilnet serve`` as a subprocess on 127.0.0.1 with
+``--workers 1`` and ``--workers 2``; 1, 8 and 32 concurrent clients (asyncio + httpx in this
+process) each send batches of CIFAR-sized encrypted images (.npy bodies) for a fixed time (1 and
+8 images per request). ``--no-batching`` adds rows with one forward pass per request. Reported:
+images/s, p50/p95/p99 latency per request, error count (must be 0), server RSS (/proc, summed
+over the worker processes), and the ratio to the in-process ceiling measured in the same run
+(the model called directly in a loop on the same batch size, and the best over batch sizes
+1-256; measured for a fixed time before the servers start and after they stop, the larger
+kept). Clients and server share the machine's cores; the CPU time per request of each (from
+/proc and process_time) shows where the time goes even when other jobs make wall-clock figures
+noisy, and the server's CPU time per request less the model's time per call (in-process, same
+batch) is the serving overhead (meaningful at 1 client, where no requests are merged).
 
-    python benchmarks/serve_load.py           # 1, 8, 32 clients × 10 s, batching on and off (~3.5 min)
-    python benchmarks/serve_load.py --quick   # 1, 8 clients × 3 s (~1 min)
+    python benchmarks/serve_load.py           # workers 1, 2 × 1, 8, 32 clients × 1, 8 images × 8 s (~4 min)
+    python benchmarks/serve_load.py --quick   # workers 1, 2 × 1, 8 clients × 1, 8 images × 3 s (~1.5 min)
 """
 
 from __future__ import annotations
@@ -54,16 +57,24 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _start(model: Path, port: int, *, batching: bool, threads: int) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "veilnet.cli", "serve", str(model), "--port", str(port), "--threads", str(threads), "--log-level", "warning", "--max-batch", "64", "--batch-size", "256"]
+def _server_pids(proc: subprocess.Popen[bytes]) -> list[int]:
+    """The server process and its worker processes (``--workers N``: spawned children)."""
+    children = [int(c) for c in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()]
+    return [proc.pid, *(c for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes())]
+
+
+def _start(model: Path, port: int, *, batching: bool, threads: int, workers: int) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", "veilnet.cli", "serve", str(model), "--port", str(port), "--threads", str(threads), "--log-level", "warning", "--max-batch", "64", "--batch-size", "256", "--workers", str(workers), "--max-connections-per-client", "64"]
     proc = subprocess.Popen([*cmd, *([] if batching else ["--no-batching"])], env={**os.environ, "VEILNET_TOKENS": TOKEN}, cwd=REPO)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+        try:  # every worker answers once it is warmed; wait until all have started
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200 and len(_server_pids(proc)) == 1 + (workers > 1) * workers:
+                time.sleep(0.5 if workers > 1 else 0)
                 return proc
         except httpx.TransportError:
-            time.sleep(0.2)
+            pass
+        time.sleep(0.2)
     proc.kill()
     raise RuntimeError("server did not start")
 
@@ -112,11 +123,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1 and 8 clients, 3 s per row")
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 8], help="images per request (default: 1 8)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the server and of the in-process reference (default 1: on a 2-core machine the clients get the other core, and 2-thread torch stalls when the cores are shared)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="server processes (default: 1 2)")
+    parser.add_argument("--no-batching", action="store_true", help="also rows with batching off (one worker)")
+    parser.add_argument("--seconds", type=float, default=None, help="seconds per row (default 8; --quick 3)")
     parser.add_argument("--port", type=int, default=18765)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     concurrency = [1, 8] if args.quick else [1, 8, 32]
-    seconds = 3.0 if args.quick else 10.0
+    seconds = args.seconds or (3.0 if args.quick else 8.0)
 
     torch.manual_seed(0)
     key = generate_key("block", ARCH["patch_size"], 3, 32, seed=0)
@@ -133,19 +147,22 @@ def main() -> None:
     rows, runs = [], []
     with tempfile.TemporaryDirectory() as tmp:
         path = models.save(served, Path(tmp) / "served", extra={"keyed": public_params(key)})
-        for batching in (True, False):
-            proc = _start(path, args.port, batching=batching, threads=args.threads)
+        configs = [(True, w) for w in args.workers] + ([(False, 1)] if args.no_batching else [])
+        for batching, workers in configs:
+            proc = _start(path, args.port, batching=batching, threads=args.threads, workers=workers)
             try:
-                idle_rss = _rss_mib(proc.pid)[0]
-                asyncio.run(_load(f"http://127.0.0.1:{args.port}", bodies[args.batch[0]], 1, 1.0))  # warm-up
+                pids = _server_pids(proc)
+                idle_rss = sum(_rss_mib(p)[0] for p in pids)
+                asyncio.run(_load(f"http://127.0.0.1:{args.port}", bodies[args.batch[0]], 8, 1.0))  # warm-up (every worker)
                 for n in args.batch:
                     for clients in concurrency:
-                        start, server_cpu, client_cpu = time.perf_counter(), _cpu_seconds(proc.pid), time.process_time()
+                        start, server_cpu, client_cpu = time.perf_counter(), sum(map(_cpu_seconds, pids)), time.process_time()
                         latencies, ok, errors = asyncio.run(_load(f"http://127.0.0.1:{args.port}", bodies[n], clients, seconds))
                         wall = time.perf_counter() - start
-                        server_cpu, client_cpu = _cpu_seconds(proc.pid) - server_cpu, time.process_time() - client_cpu
-                        rss, peak = _rss_mib(proc.pid)
-                        runs.append({"batching": batching, "batch": n, "clients": clients, "requests": ok, "errors": errors, "images_per_s": ok * n / wall, "p50_ms": 1000 * statistics.median(latencies), "p99_ms": 1000 * float(np.percentile(latencies, 99)), "server_cpu_ms_per_request": 1000 * server_cpu / max(ok, 1), "client_cpu_ms_per_request": 1000 * client_cpu / max(ok, 1), "rss_mib": rss, "peak_rss_mib": peak, "idle_rss_mib": idle_rss, "seconds": wall})
+                        server_cpu, client_cpu = sum(map(_cpu_seconds, pids)) - server_cpu, time.process_time() - client_cpu
+                        rss = sum(_rss_mib(p)[0] for p in pids)
+                        peak = sum(_rss_mib(p)[1] for p in pids)
+                        runs.append({"batching": batching, "workers": workers, "batch": n, "clients": clients, "requests": ok, "errors": errors, "images_per_s": ok * n / wall, "p50_ms": 1000 * statistics.median(latencies), "p95_ms": 1000 * float(np.percentile(latencies, 95)), "p99_ms": 1000 * float(np.percentile(latencies, 99)), "server_cpu_ms_per_request": 1000 * server_cpu / max(ok, 1), "client_cpu_ms_per_request": 1000 * client_cpu / max(ok, 1), "rss_mib": rss, "peak_rss_mib": peak, "idle_rss_mib": idle_rss, "seconds": wall})
             finally:
                 proc.terminate()
                 proc.wait(timeout=30)
@@ -153,11 +170,13 @@ def main() -> None:
     ceiling = {n: max(r[n] for r in ceiling_runs) for n in sizes}
     best = max(ceiling.values())
     for r in runs:
-        rows.append(["on" if r["batching"] else "off", r["batch"], r["clients"], r["requests"], r["errors"], f"{r['images_per_s']:,.0f}", f"{r['images_per_s'] / ceiling[r['batch']]:.2f}", f"{r['images_per_s'] / best:.2f}", f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}", f"{r['server_cpu_ms_per_request']:.1f} / {r['client_cpu_ms_per_request']:.1f}", f"{r['rss_mib']:.0f} (peak {r['peak_rss_mib']:.0f})"])
+        model_ms = 1000 * r["batch"] / ceiling[r["batch"]]  # the model's time per call of this batch, in-process
+        r["overhead_ms_per_request"] = r["server_cpu_ms_per_request"] - model_ms
+        rows.append([r["workers"], "on" if r["batching"] else "off", r["batch"], r["clients"], r["requests"], r["errors"], f"{r['images_per_s']:,.0f}", f"{r['images_per_s'] / ceiling[r['batch']]:.2f}", f"{r['images_per_s'] / best:.2f}", f"{r['p50_ms']:.1f} / {r['p95_ms']:.1f} / {r['p99_ms']:.1f}", f"{r['server_cpu_ms_per_request']:.2f} / {r['client_cpu_ms_per_request']:.2f}", f"{r['overhead_ms_per_request']:.2f}" if r["clients"] == 1 else "", f"{r['rss_mib']:.0f} (peak {r['peak_rss_mib']:.0f})"])
 
     print(f"veilnet serve under load: transformed ConvMixer-{ARCH['dim']}/{ARCH['depth']} (kernel {ARCH['kernel_size']}, patch {ARCH['patch_size']}), CIFAR-sized images (3×32×32 float32, .npy bodies), {seconds:.0f} s per row, loopback, {args.threads} torch threads, clients in the same machine\n")
     print("In-process ceiling (same run; before / after the server runs): " + "; ".join(f"batch {n}: {ceiling_runs[0][n]:,.0f} / {ceiling_runs[1][n]:,.0f} images/s ({1000 * n / ceiling[n]:.1f} ms per call)" for n in sizes) + "\n")
-    print(markdown_table(["batching", "images/request", "clients", "requests", "errors", "images/s", "× in-process (same batch)", "× best in-process", "p50 ms", "p99 ms", "CPU ms/request server / client", "server RSS MiB"], rows))
+    print(markdown_table(["workers", "batching", "images/request", "clients", "requests", "errors", "images/s", "× in-process (same batch)", "× best in-process", "p50 / p95 / p99 ms", "CPU ms/request server / client", "server CPU − model ms (1 client)", "server RSS MiB"], rows))
     out = write_result("serve_load", {"quick": args.quick, "model": {"architecture": "convmixer", **ARCH}, "seconds_per_run": seconds, "in_process_images_per_s": [{str(k): v for k, v in r.items()} for r in ceiling_runs], "runs": runs})
     print(f"\n-> {out.relative_to(REPO)}")
 

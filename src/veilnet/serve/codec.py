@@ -10,6 +10,7 @@ an HTTP status and a one-line message that names the problem (never the body's b
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import math
@@ -72,12 +73,18 @@ def write_tensor(tensor: torch.Tensor, media_type: str, name: str = "tensor") ->
     """Encode ``tensor`` as a ``media_type`` body (safetensors stores it under ``name``)."""
     array = tensor.detach().cpu().contiguous().numpy()
     if media_type == NPY:
-        buf = io.BytesIO()
-        np.save(buf, array, allow_pickle=False)
-        return buf.getvalue()
+        return _npy_prefix(array.shape, array.dtype.str) + array.tobytes()
     if media_type == SAFETENSORS:
         return safetensors.numpy.save({name: array})
     raise BodyError(415, f"unsupported content type {media_type!r}; use {' or '.join(MEDIA_TYPES)}")
+
+
+@functools.lru_cache(maxsize=64)
+def _npy_prefix(shape: tuple[int, ...], descr: str) -> bytes:
+    """The .npy magic and header of a C-ordered array (what ``np.save`` writes before the data)."""
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": descr, "fortran_order": False, "shape": shape})
+    return buf.getvalue()
 
 
 def _check(shape: tuple[int, ...], got: np.dtype, dtype: str | None, item_shape: Sequence[int] | None, max_items: int | None) -> None:
@@ -93,20 +100,33 @@ def _check(shape: tuple[int, ...], got: np.dtype, dtype: str | None, item_shape:
 
 
 def _npy_header(body: bytes | bytearray) -> tuple[tuple[int, ...], np.dtype, int, bool]:
-    f = io.BytesIO(body)
+    """(shape, dtype, data offset, Fortran order) of an .npy body; the header's text is parsed
+    once per distinct header (:func:`_parse_npy_header`), not per request."""
+    if bytes(body[:6]) != b"\x93NUMPY" or len(body) < 10:
+        raise BodyError(400, "not a valid .npy body: the magic string is missing")
+    width = {1: 2, 2: 4}.get(body[6])
+    if width is None or body[7] != 0:
+        raise BodyError(400, f"not a valid .npy body: unsupported .npy version {body[6]}.{body[7]}")
+    length = int.from_bytes(body[8 : 8 + width], "little")
+    if length > MAX_HEADER:
+        raise BodyError(400, f"not a valid .npy body: header of {length} bytes exceeds {MAX_HEADER}")
+    offset = 8 + width + length
+    shape, dtype, fortran = _parse_npy_header(bytes(body[:offset]))
+    return shape, dtype, offset, fortran
+
+
+@functools.lru_cache(maxsize=64)
+def _parse_npy_header(header: bytes) -> tuple[tuple[int, ...], np.dtype, bool]:
+    f = io.BytesIO(header)
     try:
         version = np.lib.format.read_magic(f)
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f, max_header_size=MAX_HEADER)
-        elif version == (2, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f, max_header_size=MAX_HEADER)
-        else:
-            raise ValueError(f"unsupported .npy version {version[0]}.{version[1]}")
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read(f, max_header_size=MAX_HEADER)
     except Exception as exc:  # numpy raises ValueError, EOFError, SyntaxError, ... for bad headers
         raise BodyError(400, f"not a valid .npy body: {first_line(exc)}") from None
     if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None:
         raise BodyError(422, f"expected a plain numeric dtype, got {dtype.str if not dtype.hasobject else 'object'}")
-    return tuple(int(d) for d in shape), dtype, f.tell(), bool(fortran)
+    return tuple(int(d) for d in shape), dtype, bool(fortran)
 
 
 def _safetensors_header(body: bytes | bytearray) -> tuple[tuple[int, ...], np.dtype, int]:
