@@ -22,3 +22,16 @@ ROWS = [
     ("run-output-under-file", [*_RUN, "--model", "vit", "-o", "{afile}/f"], "is a file"),
     ("run-client-cpus-0", [*_RUN, "--model", "vit", "--client-cpus", "0", "-o", "{tmp}/f"], "positive number"),
 ]
+
+_SERVER = ["fl", "server", "--model", "vit", "--clients", "2", "--rounds", "1"]
+
+ROWS += [
+    ("server-port-0", [*_SERVER, "--port", "0", "-o", "{tmp}/f"], "port is between 1 and 65535"),
+    ("server-port-not-number", [*_SERVER, "--port", "http", "-o", "{tmp}/f"], "expected a port number"),
+    ("server-exists", [*_SERVER, "--port", "19990", "-o", "{root}"], "exists; pass --force"),
+    ("server-unknown-model", ["fl", "server", "--model", "resnet18", "--port", "19990", "-o", "{tmp}/f"], "unknown model"),
+    ("server-wait-0", [*_SERVER, "--wait", "0", "-o", "{tmp}/f"], "positive number"),
+    ("client-no-partition", ["fl", "client"], "--partition"),
+    ("client-negative-partition", ["fl", "client", "--partition", "-1", "--port", "19991"], "--partition must be 0 or more"),
+    ("client-port-too-large", ["fl", "client", "--partition", "0", "--port", "70000"], "port is between 1 and 65535"),
+]

@@ -16,12 +16,10 @@ in ``config["veilnet"]``; a client's partition is its node config's ``partition-
   client's transformed model sees anyway (plus the labels, for measuring only). The server uses
   them for the cross-key matrix: client i's encrypted images on client j's model.
 
-With ``secure`` the training rounds run under SecAgg+ (Bell et al., 2020): Flower 1.41 has it
-only as a workflow of its legacy strategy API (``SecAggPlusWorkflow`` inside a
-``DefaultWorkflow`` on a ``LegacyContext``, with the ``secaggplus_mod`` on the client, which
-reads the legacy ``fitins``/``fitres`` record layout), not for the Message-API strategies; so
-the secure rounds use :class:`flwr.server.strategy.FedAvg` (the same weighted average) and the
-client's ``train`` handler answers in that layout when the message is in it.
+Secure aggregation is not here yet: Flower 1.41 has SecAgg+ only as a workflow of its legacy
+strategy API (``SecAggPlusWorkflow`` inside a ``DefaultWorkflow`` on a ``LegacyContext``, with
+the client's ``secaggplus_mod``, which reads every ``train`` message's ``secaggplus`` config and
+the legacy ``fitres`` layout), not for the Message-API strategies used here.
 """
 
 from __future__ import annotations
@@ -138,13 +136,10 @@ class Federation:
         self._bar = tqdm(total=config.rounds, desc="federated rounds", unit="round", disable=not self.progress)
         try:
             initial = ArrayRecord(task.get_weights(model))
-            if config.secure:
-                final = self._secure_rounds(grid, context, initial)
-            else:
-                strategy = _FedAvg(self, fraction_train=1.0, fraction_evaluate=1.0, min_train_nodes=config.needed, min_evaluate_nodes=config.needed, min_available_nodes=config.needed, train_metrics_aggr_fn=self._train_metrics, evaluate_metrics_aggr_fn=self._client_metrics)
-                record = ConfigRecord({CONFIG: config.dumps()})
-                result = strategy.start(grid=grid, initial_arrays=initial, num_rounds=config.rounds, timeout=self.timeout, train_config=record, evaluate_config=ConfigRecord(dict(record)), evaluate_fn=self._central)
-                final = result.arrays
+            strategy = _FedAvg(self, fraction_train=1.0, fraction_evaluate=1.0, min_train_nodes=config.needed, min_evaluate_nodes=config.needed, min_available_nodes=config.needed, train_metrics_aggr_fn=self._train_metrics, evaluate_metrics_aggr_fn=self._client_metrics)
+            record = ConfigRecord({CONFIG: config.dumps()})
+            result = strategy.start(grid=grid, initial_arrays=initial, num_rounds=config.rounds, timeout=self.timeout, train_config=record, evaluate_config=ConfigRecord(dict(record)), evaluate_fn=self._central)
+            final = result.arrays
         finally:
             self._bar.close()
         self.weights = final.to_torch_state_dict()
@@ -213,13 +208,6 @@ class Federation:
             images.append(torch.from_numpy(np.array(queries["images"].numpy(), copy=True)))
             labels.append(torch.from_numpy(np.array(queries["labels"].numpy(), copy=True)))
         self.cross_key = task.cross_key_accuracy(models, images, labels)
-
-    # ---- SecAgg+ rounds (legacy strategy API) -------------------------------------------------
-
-    def _secure_rounds(self, grid: Grid, context: Context, initial: ArrayRecord) -> ArrayRecord:
-        from veilnet.federated import secure
-
-        return secure.run_rounds(self, grid, context, initial)
 
 
 class _FedAvg(FedAvg):

@@ -59,7 +59,6 @@ def config_from(args: argparse.Namespace) -> Any:
         min_clients=args.min_clients,
         subset=args.subset,
         test_subset=args.test_subset,
-        secure=args.secure,
     )
     try:
         build_model(config)
@@ -96,10 +95,10 @@ def _server(args: argparse.Namespace) -> int:
     from veilnet.federated.simulation import OUTPUTS
     from veilnet.paths import prepare_output
 
-    prepare_output(args.output, force=args.force, exists=OUTPUTS)
-    deployment.check_ports(args.host, [args.port, args.control_port, args.serverappio_port])
+    prepare_output(args.output, force=args.force, exists=(*OUTPUTS, deployment.ROUNDS_LOG))
+    deployment.check_ports(args.host, [args.port])
     config = config_from(args)
-    result = deployment.run_server(config, args.output, host=args.host, fleet_port=args.port, control_port=args.control_port, serverappio_port=args.serverappio_port, force=args.force, baseline=not args.no_baseline, wait_seconds=args.wait, verbose=args.verbose)
+    result = deployment.run_server(config, args.output, host=args.host, port=args.port, force=args.force, baseline=not args.no_baseline, wait_seconds=args.wait, round_timeout=args.round_timeout, verbose=args.verbose)
     _summary(result, args.output)
     return 0
 
@@ -110,7 +109,7 @@ def _client(args: argparse.Namespace) -> int:
     if args.partition < 0:
         raise ConfigError(f"--partition must be 0 or more, got {args.partition}")
     deployment.check_ports(args.host, [args.port])
-    return deployment.run_client(partition=args.partition, server=args.server, host=args.host, clientappio_port=args.port, verbose=args.verbose)
+    return deployment.run_client(partition=args.partition, server=args.server, host=args.host, port=args.port, verbose=args.verbose)
 
 
 def _federation_options(p: argparse.ArgumentParser) -> None:
@@ -130,7 +129,6 @@ def _federation_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--augment", action="store_true", help="random crop and flip in local training")
     p.add_argument("--subset", type=positive_int, metavar="N", help="use N training images per class")
     p.add_argument("--test-subset", type=positive_int, metavar="N", help="use N test images per class")
-    p.add_argument("--secure", action="store_true", help="aggregate with SecAgg+: the server sees only the sum of the updates")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial model, partitions and local shuffling (keys always come from the OS CSPRNG)")
     p.add_argument("--no-baseline", action="store_true", help="skip the centralised baseline")
     p.add_argument("-v", "--verbose", action="store_true", help="show Flower's and Ray's logs")
@@ -148,16 +146,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     s = group.add_parser("server", help="the federation's server: a Flower SuperLink running veilnet's server app")
     _federation_options(s)
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    s.add_argument("--port", type=_port, default=9092, help="port the clients connect to (Fleet API, default 9092)")
-    s.add_argument("--control-port", type=_port, default=9093, help="port of the SuperLink's Control API (default 9093)")
-    s.add_argument("--serverappio-port", type=_port, default=9091, help="port of the SuperLink's ServerAppIo API (default 9091)")
+    s.add_argument("--port", type=_port, default=9091, help="the SuperLink's one HTTP port (the clients connect to it; default 9091)")
     s.add_argument("--wait", type=_positive_float, default=300.0, help="seconds to wait for all clients to connect (default 300)")
+    s.add_argument("--round-timeout", type=_positive_float, default=600.0, help="seconds a round waits for a client's answer before counting it as failed (default 600)")
     s.set_defaults(func=_server)
 
     c = group.add_parser("client", help="one client: a Flower SuperNode holding partition i")
     c.add_argument("--partition", type=int, required=True, help="this client's partition (0 ≤ i < the server's --clients)")
-    c.add_argument("--server", default="127.0.0.1:9092", help="the server's HOST:PORT (default 127.0.0.1:9092)")
+    c.add_argument("--server", default="127.0.0.1:9091", help="the server's HOST:PORT (default 127.0.0.1:9091)")
     c.add_argument("--host", default="127.0.0.1", help="address of this client's ClientAppIo API (default 127.0.0.1)")
-    c.add_argument("--port", type=_port, default=9094, help="port of this client's ClientAppIo API (default 9094; one per client on a machine)")
+    c.add_argument("--port", type=_port, default=9094, help="port of this client's own HTTP API, where its client app processes connect (default 9094; one per client on a machine)")
     c.add_argument("-v", "--verbose", action="store_true", help="show Flower's logs")
     c.set_defaults(func=_client)

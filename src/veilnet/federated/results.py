@@ -62,7 +62,7 @@ def markdown(result: FederatedResult) -> str:
         f"# Federated training: {c.model} on {c.data}",
         "",
         f"{c.clients} clients ({c.partition}{f', α = {c.alpha}' if c.partition == 'dirichlet' else ''}), {c.rounds} rounds of {c.local_epochs} local epoch(s), FedAvg weighted by examples"
-        f"{' under SecAgg+' if c.secure else ''}; Flower {result.flower} ({result.mode}); {result.seconds:.1f} s in all.",
+        f"; Flower {result.flower} ({result.mode}); {result.seconds:.1f} s in all.",
         "",
         "## Rounds",
         "",

@@ -70,7 +70,6 @@ class FederatedConfig(Result):
     ``local_epochs`` epochs of ``train`` per round on each client; ``min_clients`` (default all)
     is the fewest clients a round needs (a round goes on when others fail); ``subset`` and
     ``test_subset`` take that many images per class of the train and test splits first.
-    ``secure`` runs the rounds with SecAgg+ (:mod:`veilnet.federated.apps`).
     """
 
     model: str
@@ -86,7 +85,6 @@ class FederatedConfig(Result):
     min_clients: int | None = None
     subset: int | None = None
     test_subset: int | None = None
-    secure: bool = False
 
     def __post_init__(self) -> None:
         for name in ("clients", "rounds", "local_epochs"):
