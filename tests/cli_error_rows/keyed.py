@@ -46,4 +46,17 @@ ROWS = [
     ("attack-random-keys-card-without-parameters", ["keyed", "attack", "random-keys", "{keyed_bare}", "--data", "digits", "-o", "{tmp}/a.json"], "extra.keyed"),
     ("attack-random-keys-zero", ["keyed", "attack", "random-keys", "{keyed}", "--data", "digits", "--random-keys", "0", "-o", "{tmp}/a.json"], "positive integer"),
     ("attack-random-keys-device-unknown", ["keyed", "attack", "random-keys", "{keyed}", "--data", "digits", "--device", "tpu9", "-o", "{tmp}/a.json"], "device"),
+    # attack learned-inversion
+    ("attack-learned-inversion-bad-scheme", ["keyed", "attack", "learned-inversion", "--data", "digits", "--scheme", "blocks", "-o", "{tmp}/li"], "invalid choice"),
+    ("attack-learned-inversion-block-size-not-dividing", ["keyed", "attack", "learned-inversion", "--data", "digits", "--block-size", "5", "-o", "{tmp}/li"], "not divisible by block size 5"),
+    ("attack-learned-inversion-ea-for-block", ["keyed", "attack", "learned-inversion", "--data", "digits", "--ea", "orthogonal", "-o", "{tmp}/li"], "vit scheme"),
+    ("attack-learned-inversion-epochs-zero", ["keyed", "attack", "learned-inversion", "--data", "digits", "--epochs", "0", "-o", "{tmp}/li"], "positive integer"),
+    ("attack-learned-inversion-epochs-not-a-number", ["keyed", "attack", "learned-inversion", "--data", "digits", "--epochs", "many", "-o", "{tmp}/li"], "positive integer"),
+    ("attack-learned-inversion-attacker-images-zero", ["keyed", "attack", "learned-inversion", "--data", "digits", "--attacker-images", "0", "-o", "{tmp}/li"], "positive integer"),
+    ("attack-learned-inversion-seed-negative", ["keyed", "attack", "learned-inversion", "--data", "digits", "--seed", "-1", "-o", "{tmp}/li"], "non-negative"),
+    ("attack-learned-inversion-device-unknown", ["keyed", "attack", "learned-inversion", "--data", "digits", "--device", "tpu9", "-o", "{tmp}/li"], "device"),
+    ("attack-learned-inversion-missing-data", ["keyed", "attack", "learned-inversion", "--data", "folder:{tmp}/none.zip", "-o", "{tmp}/li"], "does not exist"),
+    ("attack-learned-inversion-unknown-data", ["keyed", "attack", "learned-inversion", "--data", "nosuchdata", "-o", "{tmp}/li"], "nosuchdata"),
+    ("attack-learned-inversion-output-is-a-file", ["keyed", "attack", "learned-inversion", "--data", "digits", "-o", "{afile}"], "is a file"),
+    ("attack-learned-inversion-output-under-file", ["keyed", "attack", "learned-inversion", "--data", "digits", "-o", "{afile}/li"], "is a file"),
 ]

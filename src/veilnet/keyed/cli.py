@@ -237,6 +237,36 @@ def _random_keys(args: argparse.Namespace) -> Any:
     return evaluate_random_keys(model, params, split.images, split.labels, n_keys=args.random_keys, seed=args.seed, device=device)
 
 
+def _learned_inversion(args: argparse.Namespace) -> int:
+    """``keyed attack learned-inversion``: a U-Net trained under the attacker's own keys
+    (:func:`veilnet.attacks.keyed_inversion.keyed_inversion`) against a fresh CSPRNG key."""
+    from veilnet.attacks.inversion import InversionConfig, save_inversion_grid
+    from veilnet.attacks.keyed_inversion import keyed_inversion, keyed_inversion_table
+    from veilnet.devices import resolve_device
+    from veilnet.keyed import encrypt_images, generate_key
+
+    device = resolve_device(args.device)
+    config = InversionConfig(epochs=args.epochs, batch_size=args.batch_size, base_width=args.base_width, seed=args.seed)
+    outdir = prepare_output(args.output, force=args.force, exists=["result.json", "result.md", "reconstructions.png"])
+    if outdir.exists() and not outdir.is_dir():
+        raise ConfigError(f"cannot write {outdir}: it is a file, not a folder")
+    attacker = _split(args.data, "train", None, None).images[: args.attacker_images]
+    victim = _split(args.data, "test", None, None).images[: args.max_images]
+    _, channels, height, _ = victim.shape
+    victim_key = generate_key(args.scheme, args.block_size, channels, height, args.ea)  # the victim's secret: OS CSPRNG, never written
+    result, rec = keyed_inversion(
+        attacker, victim, scheme=args.scheme, block_size=args.block_size, ea=args.ea, victim_key=victim_key, config=config,
+        attacker_split=f"{args.data}:train", victim_split=f"{args.data}:test", seed=args.seed, device=device, progress=True, fresh_key=args.fresh_key,
+    )  # fmt: skip
+    outdir.mkdir(parents=True, exist_ok=True)
+    result.save(outdir / "result.json")
+    (outdir / "result.md").write_text(keyed_inversion_table(result) + "\n")
+    save_inversion_grid(outdir / "reconstructions.png", victim, {"encrypted": encrypt_images(victim[:8], victim_key), "reconstructed": rec}, title=result.attack)
+    m, b = result.metrics, result.baseline
+    print(f"{result.attack}: error {m.error:.4f} (ciphertext {result.extra['ciphertext_error']:.4f}, mean image {b.error:.4f}), PSNR {m.psnr:.2f} dB, SSIM {m.ssim:.3f} on {result.n} test images -> {outdir}/result.json, result.md, reconstructions.png")
+    return 0
+
+
 def _data_options(parser: argparse.ArgumentParser, *, split: bool = True, subset: bool = True) -> None:
     parser.add_argument("--data", required=True, help="data spec, e.g. digits or folder:PATH.zip")
     if split:
@@ -293,7 +323,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_output(ev, help="output directory (evaluation.json, table.md, random_keys.png)")
     ev.set_defaults(func=_evaluate)
 
-    at = keyed_sub.add_parser("attack", help="attacks on a keyed model: known-plaintext, weight-matching, ciphertext-only, random-keys")
+    at = keyed_sub.add_parser("attack", help="attacks on a keyed model: known-plaintext, weight-matching, ciphertext-only, random-keys, learned-inversion")
     at_sub = at.add_subparsers(dest="attack_kind", required=True, metavar="KIND", parser_class=type(at))
     kp = at_sub.add_parser("known-plaintext", help="recover the key from (plain, encrypted) pairs (the key file scores the result)")
     kp.add_argument("--key", required=True, help="the true key (used to encrypt the pairs and to score)")
@@ -323,3 +353,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     for p in (kp, wm, co, rn):
         add_output(p, help="output JSON file")
         p.set_defaults(func=_attack)
+    li = at_sub.add_parser(
+        "learned-inversion",
+        help="a U-Net trained under keys the attacker draws itself, against images encrypted with an unseen key",
+        description="Learned inversion: the attacker trains a U-Net on (encrypted, plain) pairs of the data's train split under "
+        "fresh keys of its own, then reconstructs the test split encrypted with a fresh key from the OS CSPRNG (never written). "
+        "Writes result.json, result.md (inverter vs ciphertext vs mean image) and reconstructions.png.",
+    )
+    _data_options(li, split=False, subset=False)
+    li.add_argument("--scheme", default="block", choices=["block", "vit"], help="key scheme (default: block)")
+    li.add_argument("--block-size", type=positive_int, default=4, help="block size M (default: 4)")
+    li.add_argument("--ea", default=None, choices=["permutation", "signed-permutation", "orthogonal"], help="kind of Ea for the vit scheme (default: permutation)")
+    li.add_argument("--attacker-images", type=positive_int, default=None, help="first N train images the attacker owns (default: all)")
+    li.add_argument("--max-images", type=positive_int, default=None, help="first N test images of the victim (default: all)")
+    li.add_argument("--epochs", type=positive_int, default=20, help="U-Net training epochs (default: 20)")
+    li.add_argument("--batch-size", type=positive_int, default=64, help="U-Net batch size (default: 64)")
+    li.add_argument("--base-width", type=positive_int, default=32, help="U-Net base width (default: 32)")
+    li.add_argument("--fresh-key", default="image", choices=["image", "batch"], help="the attacker draws a fresh key per image (default) or per batch")
+    li.add_argument("--seed", type=int, default=0, help="seed of the attacker's keys and U-Net (default: 0); the victim's key is never seeded")
+    add_device(li)
+    add_output(li, help="output directory (result.json, result.md, reconstructions.png)")
+    li.set_defaults(func=_learned_inversion)
