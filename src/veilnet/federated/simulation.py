@@ -4,6 +4,10 @@ The server app runs in this process (a thread of :func:`flwr.simulation.run_simu
 client's messages are handled by the same :data:`~veilnet.federated.apps.client_app` in Ray
 actors. The output folder gets ``federated.json`` (:class:`FederatedResult`), ``report.md``,
 ``rounds.png`` and the integrated model (``model.safetensors`` + card).
+
+Flower 1.41 marks :func:`flwr.simulation.run_simulation` deprecated in favour of ``flwr run``
+against a local simulation federation (it logs one warning); it is used here because it runs the
+server app in this process, where the measurements stay without a round trip through files.
 """
 
 from __future__ import annotations
