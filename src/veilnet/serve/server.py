@@ -84,6 +84,7 @@ class GuardedH11Protocol(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        _set_nodelay(transport)
         address = self.client[0] if self.client else "?"
         if self._per_client[address] >= self._limits.max_per_client:
             transport.abort()  # nothing read, nothing answered: the address has enough connections
@@ -134,6 +135,18 @@ class GuardedH11Protocol(H11Protocol):
         self.transport.close()
 
 
+def _set_nodelay(transport: asyncio.BaseTransport) -> None:
+    """Turn Nagle's algorithm off on ``transport``'s socket. An answer leaves in two writes (head,
+    then body); with Nagle on, the body waits for the client's ACK of the head, which a client
+    that delays its ACKs sends only after its delayed-ACK timer (40 ms on Linux): 48 ms per
+    request instead of about 2 at 1 client × 1 image. asyncio sets it only on sockets created with
+    ``proto=IPPROTO_TCP``, uvloop always; set here, it does not depend on either."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 class GuardedServer(uvicorn.Server):
     """uvicorn's server whose graceful shutdown ends within ``shutdown_timeout_s``: connections
     still open then (a stalled upload) are closed, so SIGTERM always finishes."""
@@ -180,8 +193,8 @@ def config(app: Any, limits: ConnectionLimits, *, log_level: str = "warning", tl
 def bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
     """A TCP socket bound to ``host:port`` (not yet listening: it listens once the application
     has started, so no connection waits on a model still loading)."""
-    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    family, kind, proto, _, _ = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)[0]
+    sock = socket.socket(family, kind, proto)  # proto TCP: asyncio sets TCP_NODELAY on its connections
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if reuse_port:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
@@ -247,6 +260,7 @@ def _serve_one(make_app: Callable[[], Any], host: str, port: int, limits: Connec
         await task
 
     try:
-        asyncio.run(main())
+        with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:  # uvloop where installed, as uvicorn.run
+            runner.run(main())
     finally:
         sock.close()
