@@ -10,11 +10,19 @@ import pytest
 from veilnet import data, demo
 
 
-def test_complex_step_reports_accuracy_and_a_processor_only_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(demo, "DEMO_COMPLEX_EPOCHS", 2)
-    train, test = data.load("digits", "train"), data.load("digits", "test")
-    ctx = demo.DemoContext(out=tmp_path, train=train, test=test, model=None, model_path=tmp_path / "unused", seed=0)  # type: ignore[arg-type]
-    section = demo.complex_step(ctx)
+@pytest.fixture(scope="module")
+def complex_section(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """The demo's complex step with a LeNet trained 2 epochs: its report section and folder."""
+    tmp_path = tmp_path_factory.mktemp("demo")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(demo, "DEMO_COMPLEX_EPOCHS", 2)
+        train, test = data.load("digits", "train"), data.load("digits", "test")
+        ctx = demo.DemoContext(out=tmp_path, train=train, test=test, model=None, model_path=tmp_path / "unused", seed=0)  # type: ignore[arg-type]
+        return demo.complex_step(ctx), tmp_path
+
+
+def test_complex_step_reports_accuracy_and_a_processor_only_server(complex_section: tuple[str, Path]) -> None:
+    section, tmp_path = complex_section
     rows = dict(re.findall(r"^\| (.+?) \| ([0-9.]+) \|$", section, flags=re.M))
     clean = float(rows["end to end, fresh θ and counterpart per image"])
     split = float(rows["through the split parts (device ⇄ server)"])
@@ -24,3 +32,21 @@ def test_complex_step_reports_accuracy_and_a_processor_only_server(tmp_path: Pat
     assert "named `processor.*`)" in section
     assert (tmp_path / "complex" / "split" / "device.safetensors").stat().st_mode & 0o777 == 0o600
     assert "2×6×14×14" in section
+
+
+def test_complex_step_shows_a_reconstruction_that_beats_the_mean_image(complex_section: tuple[str, Path]) -> None:
+    """The demo's reconstruction row (angle regression, then a U-Net on a*): on a complex LeNet
+    trained 2 epochs it must beat the attacker's mean image — an attack that cannot, shows nothing."""
+    section, tmp_path = complex_section
+    rows = dict(re.findall(r"^\| (.+?) \| ([0-9.]+) \| [0-9.]+ \|$", section, flags=re.M))
+    attack = float(rows["dec(a*), θ̂ from the angle regression"])
+    mean = float(rows["the attacker's mean image (learns nothing)"])
+    assert attack < mean, section
+    assert (tmp_path / "complex" / "reconstructions.png").exists()
+
+
+def test_the_demo_federation_command_parses() -> None:
+    from veilnet.cli import build_parser
+
+    args = build_parser("fl").parse_args(demo.FEDERATION.split()[1:])
+    assert args.clients == 3 and args.rounds == 2
