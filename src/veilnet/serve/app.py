@@ -14,6 +14,8 @@ processing module Φ of a complex-valued network (without its encoder and decode
   card's ``data`` may be a local path, its metrics and arguments are the model owner's business.
 * ``POST /v1/predict``: a batch as an ``.npy`` or safetensors body (:mod:`veilnet.serve.codec`);
   answers the model's output (for a keyed classifier: float32 logits N×K) in the same encoding.
+* ``GET /`` and ``/static/…``: the browser client (:func:`mount_ui`; off with ``--no-ui``), no
+  token, outside the OpenAPI document: a page that encrypts images with the key in the browser.
 
 Every request except ``/healthz`` and ``/openapi.json`` needs ``Authorization: Bearer TOKEN``
 with one of the configured tokens (compared in constant time) unless the app is built with
@@ -219,8 +221,9 @@ def public_card(card: dict[str, Any]) -> dict[str, str]:
     return {k: card[k] for k in PUBLIC_CARD_FIELDS if isinstance(card.get(k), str)}
 
 
-def create_app(served: ServedModel, *, tokens: Sequence[str] | None, limits: Limits = Limits(), batching: BatchingConfig = BatchingConfig()) -> FastAPI:
-    """The FastAPI application serving ``served``; ``tokens=None`` disables authentication."""
+def create_app(served: ServedModel, *, tokens: Sequence[str] | None, limits: Limits = Limits(), batching: BatchingConfig = BatchingConfig(), ui: bool = True) -> FastAPI:
+    """The FastAPI application serving ``served``; ``tokens=None`` disables authentication;
+    ``ui`` serves the browser client at ``/`` (:func:`mount_ui`)."""
     digests = None if tokens is None else [hashlib.sha256(t.encode()).digest() for t in tokens]
     batcher = DynamicBatcher(served.forward, batching)
     info = served.info(limits)
@@ -308,6 +311,8 @@ def create_app(served: ServedModel, *, tokens: Sequence[str] | None, limits: Lim
         body, media = await handle_predict(request.headers, request.receive)
         return Response(body, media_type=media)
 
+    if ui:
+        mount_ui(app)
     return app
 
 
@@ -403,6 +408,7 @@ def run(
     tls: tuple[str, str] | None = None,
     device: str = "cpu",
     log_level: str = "info",
+    ui: bool = True,
 ) -> None:
     """Serve ``model`` (a :class:`ServedModel`, or a path :meth:`ServedModel.load` reads on
     ``device``) until SIGTERM or SIGINT, with the deadlines, connection caps and shutdown bound of
@@ -412,7 +418,7 @@ def run(
     processes sharing the port (``SO_REUSEPORT``), each loading ``model`` (then a path) with its
     own batcher and ``threads`` torch threads. ``tls`` is (certificate file, private key file) for
     HTTPS; without it a non-loopback address gets a warning, since tokens would cross the network
-    in clear.
+    in clear. ``ui`` serves the browser client at ``/`` (:func:`mount_ui`).
     """
     import functools
 
@@ -433,19 +439,19 @@ def run(
     else:
         log.info("authentication: bearer token (%d configured)", len(tokens))
     if workers == 1:
-        app = create_app(served, tokens=tokens, limits=limits, batching=batching)
+        app = create_app(served, tokens=tokens, limits=limits, batching=batching, ui=ui)
         server.serve(lambda: app, host=host, port=port, limits=connections, tls=tls, log_level=log_level)
     else:
         del served  # each worker loads its own
-        make_app = functools.partial(_worker_app, os.fspath(model), device, threads, tuple(tokens) if tokens is not None else None, limits, batching)  # type: ignore[arg-type]
+        make_app = functools.partial(_worker_app, os.fspath(model), device, threads, tuple(tokens) if tokens is not None else None, limits, batching, ui=ui)  # type: ignore[arg-type]
         server.serve(make_app, host=host, port=port, limits=connections, workers=workers, tls=tls, log_level=log_level)
 
 
-def _worker_app(path: str, device: str, threads: int | None, tokens: Sequence[str] | None, limits: Limits, batching: BatchingConfig) -> FastAPI:
+def _worker_app(path: str, device: str, threads: int | None, tokens: Sequence[str] | None, limits: Limits, batching: BatchingConfig, *, ui: bool = True) -> FastAPI:
     """The application of one worker process of :func:`run` (loads its own model)."""
     if threads:
         torch.set_num_threads(threads)
-    return create_app(ServedModel.load(path, device=device), tokens=tokens, limits=limits, batching=batching)
+    return create_app(ServedModel.load(path, device=device), tokens=tokens, limits=limits, batching=batching, ui=ui)
 
 
 @contextlib.contextmanager
@@ -474,3 +480,30 @@ def local_server(app: FastAPI, *, host: str = "127.0.0.1", port: int = 0, connec
         uv.should_exit = True
         thread.join(timeout=10 + connections.shutdown_timeout_s)
         sock.close()
+
+
+#: The browser client's files (index.html, veilnet.js, style.css), served by :func:`mount_ui`.
+STATIC = os.path.join(os.path.dirname(__file__), "static")
+#: Headers of the page: its script may talk to this origin only (the key cannot be sent
+#: elsewhere), no inline code, no framing, no referrer; the page is never cached.
+UI_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; connect-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+}
+
+
+def mount_ui(app: FastAPI) -> None:
+    """Serve the browser client (:data:`STATIC`): the page at ``/`` and its files under
+    ``/static/``, with no token (they are public like the source code) and outside the OpenAPI
+    document. The page reads the key and the images locally, encrypts in the browser and posts
+    only the ciphertext to ``/v1/predict`` (``veilnet serve --no-ui`` leaves it out)."""
+    from fastapi.responses import FileResponse
+    from fastapi.staticfiles import StaticFiles
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(os.path.join(STATIC, "index.html"), media_type="text/html", headers=UI_HEADERS)
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -83,9 +83,9 @@ def _serve(args: argparse.Namespace) -> int:
     tls = None if args.tls_cert is None else (args.tls_cert, args.tls_key)
     if args.workers > 1:
         del served  # checked here; each worker loads its own
-        run(args.model, host=args.host, port=args.port, tokens=tokens, limits=limits, batching=batching, connections=connections, workers=args.workers, threads=args.threads, tls=tls, device=str(device), log_level=args.log_level)
+        run(args.model, host=args.host, port=args.port, tokens=tokens, limits=limits, batching=batching, connections=connections, workers=args.workers, threads=args.threads, tls=tls, device=str(device), log_level=args.log_level, ui=not args.no_ui)
     else:
-        run(served, host=args.host, port=args.port, tokens=tokens, limits=limits, batching=batching, connections=connections, tls=tls, log_level=args.log_level)
+        run(served, host=args.host, port=args.port, tokens=tokens, limits=limits, batching=batching, connections=connections, tls=tls, log_level=args.log_level, ui=not args.no_ui)
     return 0
 
 
@@ -180,6 +180,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--shutdown-timeout", type=float, default=5.0, help="seconds requests in flight get after SIGTERM before their connections are cut (default: 5)")
     serve.add_argument("--workers", type=int, default=1, help="server processes sharing the port (SO_REUSEPORT), each with its own model and batcher (default: 1)")
     serve.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    serve.add_argument("--no-ui", action="store_true", help="do not serve the browser client (the page at / that encrypts images in the browser)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"], help="log level (default: info)")
     add_device(serve)
     serve.set_defaults(func=_serve)
