@@ -17,6 +17,15 @@ batch) is the serving overhead (meaningful at 1 client, where no requests are me
 
     python benchmarks/serve_load.py           # workers 1, 2 × 1, 8, 32 clients × 1, 8 images × 8 s (~4 min)
     python benchmarks/serve_load.py --quick   # workers 1, 2 × 1, 8 clients × 1, 8 images × 3 s (~1.5 min)
+
+``--ab SRC [SRC ...]`` compares source trees instead (each a ``src`` folder, e.g. an older commit
+unpacked with ``git archive COMMIT src | tar -x -C /tmp/old``): each serves a ConvMixer-64/4 with
+1 torch thread to 1 client sending 1 image per request over one keep-alive connection,
+``--ab-requests`` requests per run, 3 runs per tree interleaved; reported per tree: the server's
+CPU time per request (median, min-max), that less the model's in-process CPU time per call, and
+the client's wall time per request. CPU time is what the other jobs on a shared machine disturb least.
+
+    python benchmarks/serve_load.py --ab /tmp/old/src src   # ~1 min
 """
 
 from __future__ import annotations
@@ -63,8 +72,8 @@ def _server_pids(proc: subprocess.Popen[bytes]) -> list[int]:
     return [proc.pid, *(c for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes())]
 
 
-def _start(model: Path, port: int, *, batching: bool, threads: int, workers: int) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "veilnet.cli", "serve", str(model), "--port", str(port), "--threads", str(threads), "--log-level", "warning", "--max-batch", "64", "--batch-size", "256", "--workers", str(workers), "--max-connections-per-client", "64"]
+def _start(model: Path, port: int, *, batching: bool, threads: int, workers: int, merge: str) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", "veilnet.cli", "serve", str(model), "--port", str(port), "--threads", str(threads), "--log-level", "warning", "--max-batch", "64", "--batch-size", merge, "--workers", str(workers), "--max-connections-per-client", "64"]
     proc = subprocess.Popen([*cmd, *([] if batching else ["--no-batching"])], env={**os.environ, "VEILNET_TOKENS": TOKEN}, cwd=REPO)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -118,6 +127,66 @@ def _in_process(model: torch.nn.Module, n: int, seconds: float) -> float:
     return done / (time.perf_counter() - start)
 
 
+AB_ARCH = {"dim": 64, "depth": 4, "kernel_size": 5, "patch_size": 4, "num_classes": 10}
+
+
+def _ab(trees: list[str], requests: int, port: int) -> None:
+    """Server CPU and client wall time per 1-image request for each source tree in ``trees`` (3
+    interleaved runs each, the same saved model), beside the model's in-process CPU per call."""
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    key = generate_key("block", AB_ARCH["patch_size"], 3, 32, seed=0)
+    served = transform_model(models.create("convmixer", **AB_ARCH), key).eval()
+    buf = io.BytesIO()
+    np.save(buf, encrypt_images(torch.rand(1, 3, 32, 32), key).numpy(), allow_pickle=False)
+    body = buf.getvalue()
+    x = torch.rand(1, 3, 32, 32)
+    with torch.inference_mode():
+        for _ in range(20):
+            served(x)
+        start = time.process_time()
+        for _ in range(300):
+            served(x)
+        model_ms = 1000 * (time.process_time() - start) / 300
+    results: dict[str, list[tuple[float, float]]] = {tree: [] for tree in trees}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = models.save(served, Path(tmp) / "served", extra={"keyed": public_params(key)})
+        for _ in range(3):
+            for tree in trees:
+                cmd = [sys.executable, "-m", "veilnet.cli", "serve", str(path), "--port", str(port), "--threads", "1", "--log-level", "warning"]
+                proc = subprocess.Popen(cmd, env={**os.environ, "VEILNET_TOKENS": TOKEN, "PYTHONPATH": str(Path(tree).resolve())}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                try:
+                    deadline = time.monotonic() + 120
+                    while True:
+                        try:
+                            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                                break
+                        except httpx.TransportError:
+                            pass
+                        if proc.poll() is not None or time.monotonic() > deadline:
+                            raise RuntimeError(f"the server of {tree} did not start")
+                        time.sleep(0.1)
+                    with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/x-npy"}) as http:
+                        for _ in range(100):
+                            assert http.post("/v1/predict", content=body).status_code == 200
+                        cpu, wall = _cpu_seconds(proc.pid), time.perf_counter()
+                        for _ in range(requests):
+                            assert http.post("/v1/predict", content=body).status_code == 200
+                        results[tree].append((1000 * (_cpu_seconds(proc.pid) - cpu) / requests, 1000 * (time.perf_counter() - wall) / requests))
+                finally:
+                    proc.terminate()
+                    proc.wait(timeout=30)
+    print(f"A/B: transformed ConvMixer-{AB_ARCH['dim']}/{AB_ARCH['depth']}, 1 torch thread, 1 client × 1 image on one keep-alive connection, {requests} requests per run, 3 runs per tree interleaved\n")
+    print(f"Model in-process CPU per call: {model_ms:.2f} ms\n")
+    rows = []
+    for tree, r in results.items():
+        cpu = [c for c, _ in r]
+        rows.append([tree, f"{statistics.median(cpu):.2f} ({min(cpu):.2f}–{max(cpu):.2f})", f"{statistics.median(cpu) - model_ms:.2f}", f"{statistics.median(w for _, w in r):.2f}"])
+    print(markdown_table(["tree", "server CPU ms/request (median, min–max)", "− model ms", "client wall ms/request (median)"], rows))
+    out = write_result("serve_load_ab", {"model": {"architecture": "convmixer", **AB_ARCH}, "requests_per_run": requests, "model_cpu_ms_per_call": model_ms, "runs": {tree: [{"server_cpu_ms_per_request": c, "client_wall_ms_per_request": w} for c, w in r] for tree, r in results.items()}})
+    print(f"\n-> {out.relative_to(REPO)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 and 8 clients, 3 s per row")
@@ -127,7 +196,13 @@ def main() -> None:
     parser.add_argument("--no-batching", action="store_true", help="also rows with batching off (one worker)")
     parser.add_argument("--seconds", type=float, default=None, help="seconds per row (default 8; --quick 3)")
     parser.add_argument("--port", type=int, default=18765)
+    parser.add_argument("--batch-size", default="256", help="the server's --batch-size, most images per merged forward pass (default 256)")
+    parser.add_argument("--ab", nargs="+", metavar="SRC", help="compare these source trees (src folders) at 1 client × 1 image instead (see the module's docstring)")
+    parser.add_argument("--ab-requests", type=int, default=1000, help="requests per run with --ab (default 1000)")
     args = parser.parse_args()
+    if args.ab:
+        _ab(args.ab, args.ab_requests, args.port)
+        return
     torch.set_num_threads(args.threads)
     concurrency = [1, 8] if args.quick else [1, 8, 32]
     seconds = args.seconds or (3.0 if args.quick else 8.0)
@@ -149,7 +224,7 @@ def main() -> None:
         path = models.save(served, Path(tmp) / "served", extra={"keyed": public_params(key)})
         configs = [(True, w) for w in args.workers] + ([(False, 1)] if args.no_batching else [])
         for batching, workers in configs:
-            proc = _start(path, args.port, batching=batching, threads=args.threads, workers=workers)
+            proc = _start(path, args.port, batching=batching, threads=args.threads, workers=workers, merge=args.batch_size)
             try:
                 pids = _server_pids(proc)
                 idle_rss = sum(_rss_mib(p)[0] for p in pids)
