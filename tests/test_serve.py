@@ -152,6 +152,43 @@ def test_sequential_requests_on_a_keep_alive_connection_are_not_held_by_delayed_
         assert median_ms(lambda: client.post(f"{url}/v1/predict", content=body)) < 20
 
 
+def test_the_guarded_protocol_turns_nagle_off_whatever_the_loop_and_socket() -> None:
+    """On asyncio's own loop and a listening socket made without proto=IPPROTO_TCP (where asyncio
+    leaves Nagle on), every accepted connection still gets TCP_NODELAY from the protocol."""
+    import threading
+
+    import uvicorn
+
+    from veilnet.serve import server as guarded
+
+    async def app(scope, receive, send) -> None:  # lifespan and plain answers only
+        if scope["type"] == "http":
+            await send({"type": "http.response.start", "status": 204, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)  # proto 0
+    sock.bind(("127.0.0.1", 0))
+    limits = ConnectionLimits()
+    config = guarded.config(app, limits, log_level="warning")
+    config.lifespan = "off"
+    uv = guarded.GuardedServer(config, limits)
+    thread = threading.Thread(target=lambda: asyncio.run(uv.serve(sockets=[sock])), daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not uv.started and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with httpx.Client() as client:
+            assert client.get(f"http://127.0.0.1:{sock.getsockname()[1]}/").status_code == 204
+            (connection,) = uv.server_state.connections
+            accepted = connection.transport.get_extra_info("socket")
+            assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    finally:
+        uv.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
 def test_requests_without_or_with_a_wrong_token_are_refused(setup: dict, server) -> None:
     url, _, _ = server
     body = _npy(np.zeros((1, 3, 32, 32), np.float32))
