@@ -1,6 +1,6 @@
 """``veilnet robust``: evaluate post-averaging under both protocols, and sweep its parameters.
 
-    veilnet robust evaluate MODEL --data SPEC --attacks fgsm,pgd,deepfool,cw,eot-pgd,square \\
+    veilnet robust evaluate MODEL --data SPEC --attacks fgsm,pgd,deepfool,cw,eot-pgd,square,apgd-ce,apgd-dlr \\
         --defense postavg --radius 6 --directions 15 --draws 5 --n-per-class 100 --seed 0 -o DIR
     veilnet robust sweep MODEL --data SPEC --radii 1,2,4,6,8,12 --directions-list 6,15,30,60 -o DIR
 
@@ -148,8 +148,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     robust_sub = add_group(sub, "robust")
     evaluate = robust_sub.add_parser("evaluate", help="the paper's protocol (attacks on the undefended model) and the adaptive one (attacks on the defence)")
     _common(evaluate)
-    evaluate.add_argument("--attacks", default="fgsm,pgd,fgsm-min,pgd-min,deepfool,cw,eot-pgd,square", help="comma-separated: fgsm,pgd,fgsm-min,pgd-min,deepfool,cw (paper protocol; -min: smallest budget, Foolbox 2 defaults), eot-pgd,square (adaptive)")
-    evaluate.add_argument("--slow-n-per-class", type=positive_int, default=None, help="images per class for cw, eot-pgd and square (default: --n-per-class)")
+    evaluate.add_argument("--attacks", default="fgsm,pgd,fgsm-min,pgd-min,deepfool,cw,eot-pgd,square", help="comma-separated: fgsm,pgd,fgsm-min,pgd-min,deepfool,cw (paper protocol; -min: smallest budget, Foolbox 2 defaults), eot-pgd,square,apgd-ce,apgd-dlr (adaptive; the report heads with the per-image worst case over them)")
+    evaluate.add_argument("--slow-n-per-class", type=positive_int, default=None, help="images per class for cw, eot-pgd, square, apgd-ce and apgd-dlr (default: --n-per-class)")
     evaluate.add_argument("--set", nargs="*", metavar="ATTACK.KEY=VALUE", help="change an attack's settings, e.g. square.queries=100 cw.steps=30")
     evaluate.add_argument("--sweep-radii", type=_numbers, default=None, help="also sweep the radius over these values (paper Fig. 2)")
     evaluate.add_argument("--sweep-directions", type=_numbers, default=None, help="also sweep K over these values, with time per image (paper Table 2)")

@@ -13,7 +13,11 @@ Paper: "Bandlimiting Neural Networks Against Adversarial Attacks", section 4.
    querying it. The images the defended model classifies correctly (in the first draw of the
    clean pass) are attacked; robust accuracy is the defended model's accuracy on the Attacked set
    (the returned images where an image was attacked, the clean one elsewhere), judged with fresh
-   directions, as a user of the defence would see it.
+   directions, as a user of the defence would see it. The headline is the per-image worst case
+   over all the adaptive attacks run (:func:`worst_case`): an image counts as robust only if the
+   defended model classifies it correctly after every attack (AutoAttack's way of combining
+   attacks, Croce and Hein 2020, "Reliable evaluation of adversarial robustness with an ensemble
+   of diverse parameter-free attacks", section 5).
 3. **Sweeps**: defence rate and clean accuracy against the radius r (Fig. 2) and against the
    number of directions K with the time per image (Table 2), on adversarials made on the
    undefended model as in (1), by default with ``pgd-min`` (the paper's Foolbox PGD).
@@ -55,9 +59,9 @@ from veilnet.robust.setting import Setting
 #: Attacks made on the undefended model (protocol 1) and on the defended one (protocol 2).
 #: ``fgsm-min``/``pgd-min`` are the paper's own setting (Foolbox 2 defaults: smallest budget).
 PAPER_ATTACKS = ("fgsm", "pgd", "fgsm-min", "pgd-min", "deepfool", "cw")
-ADAPTIVE_ATTACKS = ("eot-pgd", "square")
+ADAPTIVE_ATTACKS = ("eot-pgd", "square", "apgd-ce", "apgd-dlr")
 #: Attacks expensive enough that evaluations run them on a smaller subset (``slow_n_per_class``).
-SLOW_ATTACKS = ("cw", "eot-pgd", "square")
+SLOW_ATTACKS = ("cw", "eot-pgd", "square", "apgd-ce", "apgd-dlr")
 #: Settings an evaluation sets itself (from its :class:`Setting` and progress bars), not ``overrides``.
 RESERVED = ("seed", "device", "progress")
 #: The paper's CIFAR-10 row of Table 1 (ResNet-110, r = 6, K = 15, ε = 8/255).
@@ -114,7 +118,11 @@ class PaperRow(Result):
 
 @dataclass(frozen=True)
 class AdaptiveRow(Result):
-    """An attack on the defended model itself: the defended model's clean and robust accuracy."""
+    """An attack on the defended model itself: the defended model's clean and robust accuracy.
+
+    ``robust_images[d][i]``: whether, in draw d of the defence, image i of the ``n`` was classified
+    correctly on the Attacked set (empty in results written before it was kept).
+    """
 
     attack: str
     n: int
@@ -123,6 +131,7 @@ class AdaptiveRow(Result):
     robust_accuracy: Draws
     attack_success_rate: float
     seconds: float
+    robust_images: list[list[bool]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -225,15 +234,28 @@ def adaptive_protocol(model: nn.Module, images: torch.Tensor, labels: torch.Tens
     attacked_set = images.clone()
     attacked_set[correct] = adv
     n = len(labels)
+    robust = [p == labels for p in defended_predictions(model, attacked_set, setting, name, "defence")]
     return AdaptiveRow(
         attack=name,
         n=n,
         num_attacked=len(correct),
         defended_clean_accuracy=_accuracy(defended_clean, labels),
-        robust_accuracy=_accuracy(defended_predictions(model, attacked_set, setting, name, "defence"), labels),
+        robust_accuracy=Draws([r.float().mean().item() if n else math.nan for r in robust]),
         attack_success_rate=success.float().mean().item() if len(correct) else math.nan,
         seconds=seconds,
+        robust_images=[r.tolist() for r in robust],
     )
+
+
+def worst_case(rows: Sequence[AdaptiveRow]) -> Draws | None:
+    """Robust accuracy under the per-image worst case over ``rows`` (attacks on the same images):
+    in draw d, image i counts as robust only if it was classified correctly in draw d of every
+    attack's Attacked set. None when a row lacks per-image results or the rows' images differ."""
+    if not rows or any(not r.robust_images for r in rows) or len({r.n for r in rows}) > 1:
+        return None
+    draws = min(len(r.robust_images) for r in rows)
+    every = [torch.tensor([r.robust_images[d] for r in rows], dtype=torch.bool).all(0) for d in range(draws)]
+    return Draws([e.float().mean().item() if len(e) else math.nan for e in every])
 
 
 def check_attacks(names: Sequence[str], overrides: dict[str, dict[str, Any]] | None, setting: Setting) -> dict[str, dict[str, Any]]:
@@ -424,7 +446,12 @@ def render_report(evaluation: Evaluation | None = None, sweeps: Sequence[Sweep] 
         if evaluation.paper:
             parts.append("## Paper protocol (attacks on the undefended model; Table 1)\n\n" + paper_table(evaluation) + "\n")
         if evaluation.adaptive:
-            parts.append("## Adaptive protocol (attacks on the defended model)\n\n" + adaptive_table(evaluation) + "\n")
+            worst = worst_case(evaluation.adaptive)
+            headline = "" if worst is None else (
+                f"**Robust accuracy, worst case over {', '.join(r.attack for r in evaluation.adaptive)}: {worst}** "
+                f"(an image counts as robust only if every attack failed on it; n = {evaluation.adaptive[0].n}).\n\n"
+            )
+            parts.append("## Adaptive protocol (attacks on the defended model)\n\n" + headline + adaptive_table(evaluation) + "\n")
         parts.append("Settings: " + ", ".join(f"{k} {v}" for k, v in evaluation.attack_settings.items()) + "\n")
     for result in sorted(sweeps, key=lambda r: ("radius", "directions").index(r.parameter)):
         fixed = {k: v for k, v in result.setting.defence.items() if k != result.parameter}

@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from typing import Any, ClassVar
 
@@ -227,6 +227,20 @@ class Attack:
 
     # -- helpers for the subclasses -------------------------------------------------------------
 
+    def restarted(self, attempt: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, Streams], torch.Tensor], images: torch.Tensor, labels: torch.Tensor, eps: torch.Tensor, streams: Streams, restarts: int) -> torch.Tensor:
+        """``attempt(images, labels, eps, streams)`` up to ``restarts`` times, each later one only on
+        the samples not fooled yet; each sample keeps its last attempt's result."""
+        best = images.clone()
+        todo = torch.ones(images.shape[0], dtype=torch.bool, device=images.device)
+        for _ in range(restarts):
+            x, y, sub = images[todo], labels[todo], streams[todo]
+            adv = attempt(x, y, eps[todo], sub)
+            best[todo] = adv.detach()
+            todo[todo.clone()] = ~self.is_adversarial(adv, y, sub)
+            if not todo.any():
+                break
+        return best
+
     def query(self, images: torch.Tensor, streams: Streams) -> torch.Tensor:
         """The model's logits on ``images``; a model with a ``sample_generators(generators)``
         context manager (a randomised defence) draws row r's randomness from sample r's model
@@ -241,6 +255,19 @@ class Attack:
         logits = self.query(x, streams)
         loss = F.cross_entropy(logits, labels, reduction="sum")
         return torch.autograd.grad(loss, x)[0], logits.detach()
+
+    def expected_gradient(self, images: torch.Tensor, labels: torch.Tensor, streams: Streams, loss: LossFn, draws: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Expectation over Transformation (Athalye, Carlini and Wagner 2018, "Obfuscated gradients
+        give a false sense of security", section 4.3): each sample's loss averaged over ``draws``
+        draws of the model's randomness, ``L̄(x) = (1/n) Σ_k loss(f_k(x), y)``, and ``∇ₓ L̄``, as one
+        batched forward pass (copy k of sample i draws from sample i's model generator after copies
+        0..k−1, see :meth:`query`). Returns the gradient, ``L̄`` per sample and the logits averaged
+        over the draws. ``loss`` maps ``(logits, labels)`` to one value per row."""
+        x = images.detach().requires_grad_(True)
+        logits = self.query(x.repeat(draws, 1, 1, 1), streams)
+        per_sample = loss(logits, labels.repeat(draws)).view(draws, -1).mean(0)
+        grad = torch.autograd.grad(per_sample.sum(), x)[0]
+        return grad, per_sample.detach(), logits.detach().view(draws, x.shape[0], -1).mean(0)
 
     @torch.no_grad()
     def is_adversarial(self, images: torch.Tensor, labels: torch.Tensor, streams: Streams) -> torch.Tensor:
@@ -260,6 +287,15 @@ class Attack:
             yield
         finally:
             self.model.train(was_training)
+
+
+#: A loss with one value per sample: ``(logits N×K, labels N) -> N``.
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Each sample's cross-entropy loss."""
+    return F.cross_entropy(logits, labels, reduction="none")
 
 
 def label_margin(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -8,9 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-from veilnet.robust.attacks.base import Streams
+from veilnet.robust.attacks.base import Streams, cross_entropy
 from veilnet.robust.attacks.pgd import PGD
 
 
@@ -44,8 +43,5 @@ class EOTPGD(PGD):
         """(1/n) Σ ∇ₓ L over n draws of the model's randomness, as one batched forward pass, and
         the logits averaged over the draws. Copy k of sample i draws from sample i's model
         generator (see :meth:`~veilnet.robust.attacks.base.Attack.query`), after copies 0..k−1."""
-        x = images.detach().requires_grad_(True)
-        n = self.eot_samples
-        logits = self.query(x.repeat(n, 1, 1, 1), streams)
-        loss = F.cross_entropy(logits, labels.repeat(n), reduction="sum") / n
-        return torch.autograd.grad(loss, x)[0], logits.detach().view(n, *x.shape[:1], -1).mean(0)
+        grad, _, logits = self.expected_gradient(images, labels, streams, cross_entropy, self.eot_samples)
+        return grad, logits

@@ -43,27 +43,23 @@ class PGD(Attack):
         self.configure({"alpha": 0.0, "steps": 1, "restarts": 1}, alpha=alpha, steps=steps, random_start=random_start, restarts=restarts, early_stop=early_stop)
 
     def perturb(self, images: torch.Tensor, labels: torch.Tensor, eps: torch.Tensor | None, streams: Streams) -> torch.Tensor:
-        assert eps is not None and self.eps is not None
-        best = images.clone()
-        todo = torch.ones(images.shape[0], dtype=torch.bool, device=images.device)
-        for _ in range(self.restarts):
-            x, y, e, sub = images[todo], labels[todo], eps[todo], streams[todo]
-            alpha = self.alpha * e / self.eps if self.eps > 0 else e
-            adv = x.clone()
-            if self.random_start:
-                adv = project(x + e * (2 * sub.rand(*x.shape[1:], device=x.device) - 1), x, e)
-            live = torch.arange(x.shape[0], device=x.device)  # samples still moving
-            for _ in range(self.steps):
-                grad, logits = self.gradient(adv[live], y[live], sub[live])
-                if self.early_stop:
-                    moving = logits.argmax(1) == y[live]
-                    live, grad = live[moving], grad[moving]
-                    if not len(live):
-                        break
-                adv[live] = project(adv[live] + alpha[live] * grad.sign(), x[live], e[live])
-            best[todo] = adv.detach()
-            fooled = self.is_adversarial(adv, y, sub)
-            todo[todo.clone()] = ~fooled
-            if not todo.any():
-                break
-        return best
+        assert eps is not None
+        return self.restarted(self._ascend, images, labels, eps, streams, self.restarts)
+
+    def _ascend(self, x: torch.Tensor, y: torch.Tensor, e: torch.Tensor, sub: Streams) -> torch.Tensor:
+        """One attempt: ``steps`` signed-gradient steps from the start, projected after each."""
+        assert self.eps is not None
+        alpha = self.alpha * e / self.eps if self.eps > 0 else e
+        adv = x.clone()
+        if self.random_start:
+            adv = project(x + e * (2 * sub.rand(*x.shape[1:], device=x.device) - 1), x, e)
+        live = torch.arange(x.shape[0], device=x.device)  # samples still moving
+        for _ in range(self.steps):
+            grad, logits = self.gradient(adv[live], y[live], sub[live])
+            if self.early_stop:
+                moving = logits.argmax(1) == y[live]
+                live, grad = live[moving], grad[moving]
+                if not len(live):
+                    break
+            adv[live] = project(adv[live] + alpha[live] * grad.sign(), x[live], e[live])
+        return adv
