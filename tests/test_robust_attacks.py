@@ -105,6 +105,7 @@ FAST: dict[str, tuple[dict[str, object], bool]] = {
     "fgsm-min": ({"search_steps": 3}, False),
     "deepfool": ({"steps": 10}, False),
     "cw": ({"binary_search_steps": 2, "steps": 5}, False),
+    "cw-abort": ({"binary_search_steps": 2, "steps": 20, "abort_early": True}, False),
     "square": ({"queries": 40}, True),
     "eot-pgd": ({"steps": 3, "eot_samples": 2}, True),
     "apgd-ce": ({"steps": 3, "eot_samples": 2}, True),
@@ -119,6 +120,7 @@ def test_batch_size_does_not_change_results(digits, name: str) -> None:  # type:
     model, x, y = digits
     x, y = x[:25], y[:25]
     settings, adaptive = FAST[name]
+    name = name.removesuffix("-abort")
     target = PostAveraging(model, directions=2, radius=2.0, generator=torch.Generator().manual_seed(0)) if adaptive else model
     eps = 2 * EPS if adaptive else EPS
     (small, small_win), (large, large_win) = (attacks.create(name, target, eps, seed=4, batch_size=b, **settings)(x, y) for b in (4, 25))
@@ -278,6 +280,25 @@ def test_cw_keeps_each_images_closest_example_over_all_rounds(digits) -> None:  
     assert one_win.sum() >= 5 and (four_win | ~one_win).all()
     d1, d4 = ((a - x).flatten(1).norm(dim=1)[one_win] for a in (one, four))
     assert (d4 <= d1 + 1e-6).all() and (d4 < d1 - 1e-3).any()
+
+
+def test_cw_abort_early_stops_images_whose_loss_stalls(digits) -> None:  # type: ignore[no-untyped-def]
+    model, x, y = digits
+    x, y = x[:20], y[:20]
+    rows = []
+
+    class Counting(nn.Module):
+        def forward(self, images: torch.Tensor) -> torch.Tensor:
+            rows.append(images.shape[0])
+            return model(images)
+
+    runs = {}
+    for abort in (False, True):
+        rows.clear()
+        runs[abort] = attacks.CarliniWagnerL2(Counting(), None, binary_search_steps=2, steps=40, abort_early=abort)(x, y)
+        runs[abort] = (*runs[abort], sum(rows))
+    assert runs[True][2] <= 0.9 * runs[False][2], "some images must stop early"  # measured 0.81
+    assert runs[True][1].sum() >= runs[False][1].sum() - 2
 
 
 @pytest.mark.shared

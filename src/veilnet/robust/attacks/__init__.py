@@ -31,7 +31,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "fgsm": {},
     "pgd": {"alpha": 2 / 255, "steps": 20, "random_start": True, "restarts": 1},
     "deepfool": {"steps": 50, "overshoot": 0.02, "candidates": 10, "norm": "l2"},
-    "cw": {"binary_search_steps": 6, "steps": 50, "lr": 0.01, "initial_const": 0.1, "confidence": 0.0},
+    "cw": {"binary_search_steps": 9, "steps": 50, "lr": 0.01, "initial_const": 0.1, "confidence": 0.0, "abort_early": False},
     "eot-pgd": {"alpha": 2 / 255, "steps": 10, "random_start": True, "restarts": 1, "eot_samples": 2},
     "square": {"queries": 500, "p_init": 0.05},
     # Croce and Hein's 100 iterations would cost 100 × n gradients of the defence per image: on a CPU

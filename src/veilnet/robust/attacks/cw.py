@@ -33,27 +33,31 @@ class CarliniWagnerL2(Attack):
     Arguments:
         model: classifier on [0, 1] pixels.
         eps: L∞ budget the result is projected onto (None: unbounded).
-        binary_search_steps: rounds of the search over c (default 6).
+        binary_search_steps: rounds of the search over c (default 9, the authors').
         steps: Adam steps per round (default 50).
         lr: Adam's learning rate (default 0.01).
         initial_const: c of the first round (default 0.1).
         confidence: κ, the logit margin required of a success (default 0).
+        abort_early: end an image's round when its loss has not fallen by 0.01% over the last tenth
+            of the steps (the authors' ``ABORT_EARLY``, per image here; default False: made for
+            their 10,000 steps, at 9 × 50 it stops Adam's oscillating loss too soon — median L2
+            0.085 against 0.029 without it, in 17.5 s against 29.4 s, on the 20 images above).
         (and the keyword arguments of :class:`~veilnet.robust.attacks.base.Attack`).
 
     Shape: images ``N×C×H×W`` in [0, 1], labels ``N`` → adversarials ``N×C×H×W``, success ``N``.
 
     Example::
 
-        adv, success = CarliniWagnerL2(model, eps=None, binary_search_steps=6)(images, labels)
+        adv, success = CarliniWagnerL2(model, eps=None, binary_search_steps=9)(images, labels)
     """
 
     name = "cw"
     minimization = True
 
-    def __init__(self, model: torch.nn.Module, eps: float | None = 8 / 255, *, binary_search_steps: int = 6, steps: int = 50, lr: float = 0.01, initial_const: float = 0.1, confidence: float = 0.0, **kwargs: Any) -> None:
+    def __init__(self, model: torch.nn.Module, eps: float | None = 8 / 255, *, binary_search_steps: int = 9, steps: int = 50, lr: float = 0.01, initial_const: float = 0.1, confidence: float = 0.0, abort_early: bool = False, **kwargs: Any) -> None:
         super().__init__(model, eps, **kwargs)
         bounds = {"binary_search_steps": 1, "steps": 1, "lr": 0.0, "initial_const": 0.0}
-        self.configure(bounds, binary_search_steps=binary_search_steps, steps=steps, lr=lr, initial_const=initial_const, confidence=confidence)
+        self.configure(bounds, binary_search_steps=binary_search_steps, steps=steps, lr=lr, initial_const=initial_const, confidence=confidence, abort_early=abort_early)
 
     def perturb(self, images: torch.Tensor, labels: torch.Tensor, eps: torch.Tensor | None, streams: Streams) -> torch.Tensor:
         n = images.shape[0]
@@ -63,25 +67,39 @@ class CarliniWagnerL2(Attack):
         upper = torch.full_like(const, _C_MAX)
         best_dist = torch.full_like(const, float("inf"))
         best = images.clone()
+        every = max(self.steps // 10, 1)  # the authors' check for a stalled loss, every tenth of the steps
         for _ in range(self.binary_search_steps):
             w = w0.clone().requires_grad_(True)
             optimizer = torch.optim.Adam([w], lr=self.lr)
             found = torch.zeros(n, dtype=torch.bool, device=images.device)
-            for _ in range(self.steps):
-                adv = (torch.tanh(w) + 1) / 2
-                logits = self.query(adv, streams)
-                margin = label_margin(logits, labels)
-                dist = (adv - images).flatten(1).pow(2).sum(1)
-                loss = dist + const * (margin + self.confidence).clamp_min(0)
+            live = torch.arange(n, device=images.device)  # images still optimised in this round
+            previous = torch.full_like(const, float("inf"))
+            for step in range(self.steps):
+                adv = (torch.tanh(w[live]) + 1) / 2
+                logits = self.query(adv, streams[live])
+                margin = label_margin(logits, labels[live])
+                dist = (adv - images[live]).flatten(1).pow(2).sum(1)
+                loss = dist + const[live] * (margin + self.confidence).clamp_min(0)
                 optimizer.zero_grad()
                 loss.sum().backward()
                 with torch.no_grad():
-                    success = (-margin >= self.confidence) & (logits.argmax(1) != labels)
-                    better = success & (dist < best_dist)
-                    best_dist = torch.where(better, dist, best_dist)
-                    best[better] = adv[better].detach()
-                    found |= success
-                optimizer.step()
+                    success = (-margin >= self.confidence) & (logits.argmax(1) != labels[live])
+                    better = success & (dist < best_dist[live])
+                    best_dist[live[better]] = dist[better]
+                    best[live[better]] = adv[better]
+                    found[live[success]] = True
+                    if self.abort_early and step % every == 0:
+                        going = loss <= 0.9999 * previous[live]
+                        previous[live] = loss
+                        if not going.all():
+                            live = live[going]
+                            if not len(live):
+                                break
+                    kept = w.detach().clone()
+                    optimizer.step()
+                    stopped = torch.ones(n, dtype=torch.bool, device=images.device)
+                    stopped[live] = False
+                    w[stopped] = kept[stopped]  # Adam's momentum must not move the stopped images
             const, lower, upper = next_const(const, lower, upper, found)
         return best
 
