@@ -41,3 +41,8 @@ ROWS = [
     ("sweep-device-cuda", [*_SWEEP, "--radii", "1", "--device", "cuda", *_OUT], "no CUDA GPU"),
     ("sweep-output-under-a-file", [*_SWEEP, "--radii", "1", "-o", "{afile}/r"], "is a file"),
 ]
+ROWS += [
+    ("evaluate-apgd-eot-samples-zero", [*_EVAL, "--attacks", "apgd-ce", "--set", "apgd-ce.eot_samples=0", *_OUT], "eot_samples must be >= 1"),
+    ("evaluate-apgd-dlr-typo", [*_EVAL, "--attacks", "apgd-dlr", "--set", "apgd-dlr.step=5", *_OUT], "no setting 'step'"),
+    ("evaluate-cw-abort-early-not-a-bool", [*_EVAL, "--attacks", "cw", "--set", "cw.abort_early=maybe", *_OUT], "abort_early must be true or false"),
+]
