@@ -9,7 +9,7 @@
 For one architecture it runs ``veilnet complex attack`` on the models that
 ``benchmarks/complex_reproduce.py`` trained into ``runs/benchmarks/complex_reproduce/ARCH/`` —
 the complex network (row ``complex``) with every real baseline found beside it (``original``,
-``additional``, ``noisy-γ``) — on the JPEG CIFAR-10: the attacker trains on the first N images
+``additional``, ``noisy-γ``) — on the JPEG CIFAR-10: the attacker trains on N images
 of the train split, the victim's images are the first M of the test split. The report
 (report.json, report.md, reconstructions.png) goes to ``runs/benchmarks/complex_attacks/ARCH``;
 the tables in docs/benchmarks.md are copied from report.md, with this command line.
@@ -57,8 +57,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--arch", required=True, choices=["lenet", "resnet20-alpha", "resnet20-beta", "resnet56-alpha"])
     parser.add_argument("--data", default="folder:cifar10-jpeg.zip", help="data spec (relative paths under $VEILNET_DATA, default ../shared/data)")
-    parser.add_argument("--attacker-images", type=int, default=4000)
-    parser.add_argument("--max-images", type=int, default=1000)
+    parser.add_argument("--attacker-images", type=int, default=2000)
+    parser.add_argument("--max-images", type=int, default=500)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--angle-epochs", type=int, default=5)
     parser.add_argument("--grid", type=int, default=180)

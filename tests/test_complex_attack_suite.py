@@ -96,3 +96,15 @@ def test_command_writes_the_report(nets, tmp_path) -> None:
     assert "block" in doc["inversion"][1]["attack"] and doc["angle"] == [] and doc["properties"] == []
     assert (out / "report.md").read_text().startswith("# Attacks on complex-lenet")
     assert (out / "reconstructions.png").exists()
+
+
+def test_balanced_head_gives_every_class_its_share_of_a_class_sorted_split() -> None:
+    """The JPEG CIFAR-10's splits are stored sorted by class: its first 1,000 test images are all
+    airplanes. Attacker and victim images are taken class by class in turn instead."""
+    split = data.load("digits:size=16", "test")
+    ordered = split.select(torch.argsort(split.labels, stable=True))
+    head = suite.balanced_head(ordered, 25)
+    counts = torch.bincount(head.labels, minlength=10)
+    assert counts.max() - counts.min() <= 1 and int(counts.sum()) == 25
+    first_of_class = {int(c): int(torch.nonzero(ordered.labels == c)[0]) for c in range(10)}
+    assert all(any(torch.equal(ordered.images[i], img) for img in head.images) for i in first_of_class.values())

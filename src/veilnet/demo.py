@@ -207,9 +207,10 @@ def _reconstruction_rows(net: nn.Module, ctx: DemoContext, out: Path, seed: int)
     attacker's mean image (an attacker that learns nothing)."""
     from veilnet.attacks import inversion as inv
     from veilnet.complex.attacks import angle
+    from veilnet.complex.attacks.suite import balanced_head
 
     n_own, n_victim, epochs, width = (DEMO_ATTACK[k] for k in ("attacker_images", "victim_images", "epochs", "unet_width"))
-    attacker, victim = ctx.train.select(torch.arange(n_own)), ctx.test.select(torch.arange(n_victim))
+    attacker, victim = balanced_head(ctx.train, n_own), balanced_head(ctx.test, n_victim)
     regressor, _ = angle.train_angle_regressor(net, attacker, epochs=epochs, seed=seed + angle.ATTACKER_SEED_OFFSET, progress=False)
     x, theta = angle.victim_features(net, victim, seed=seed)
     theta_hat = regressor.angles(x)

@@ -6,9 +6,9 @@ Tables 1–2 (reconstruction), Table 4 (angle), Fig. 3 and Table 5 (property inf
 
 Who sees what (the paper's section 3): the attacker is the server or an eavesdropper. It knows
 the released encoder g, processor Φ and decoder d, trains every attack model on **its own
-images** — the first ``attacker_images`` of the data's ``train`` split, with their labels — and
-is tested on the **victim's images** — the first ``max_images`` of the ``test`` split, disjoint
-from its own. For each victim image it sees only ``x = e^{iθ}(g(I) + g(I′)·i)``; θ ~ U[0, 2π)
+images** — ``attacker_images`` of the data's ``train`` split, with their labels — and is tested
+on the **victim's images** — ``max_images`` of the ``test`` split, disjoint from its own; both
+the first images of each class in turn (:func:`balanced_head`), so every class has its share. For each victim image it sees only ``x = e^{iθ}(g(I) + g(I′)·i)``; θ ~ U[0, 2π)
 and the counterpart I′ (another victim image) are drawn from ``seed``
 (:func:`~veilnet.complex.attacks.angle.victim_features`), never shown to the attacker.
 
@@ -85,8 +85,8 @@ PAPER_KNN = {"with additional layers": (0.7338, 0.6837, 0.7116), "complex (a*)":
 class AttackSettings(Result):
     """What ``veilnet complex attack`` runs and how long it trains.
 
-    ``attacks``: names from :data:`ATTACKS`; ``attacker_images`` / ``max_images``: the first so
-    many images of the train (attacker) and test (victim) splits; ``epochs``: every inverter and
+    ``attacks``: names from :data:`ATTACKS`; ``attacker_images`` / ``max_images``: so many images
+    of the train (attacker) and test (victim) splits, balanced over the classes (:func:`balanced_head`); ``epochs``: every inverter and
     property classifier; ``angle_epochs``: D′ and the regressor; ``grid``: D′'s candidate angles;
     ``unet_width``: the U-Net's base width; ``optimisation_steps``: Adam steps of the
     optimisation inversion; ``keyed``: keyed schemes for the keyed-image inverter, each
@@ -217,6 +217,19 @@ class _Run:
         return inv.evaluate_reconstruction(attack, described, rec, self.victim_images, self.attacker_images, attacker_split=_label(self.attacker), victim_split=_label(self.victim), seed=self.settings.seed, victim_seed=self.settings.seed, config=config or self.inverter_config().to_dict(), extra=extra)
 
 
+def balanced_head(split: ImageSplit, n: int) -> ImageSplit:
+    """The first ``n`` images of ``split`` taken class by class in turn — the first image of every
+    class, then the second of every class, … — so that a split stored sorted by class (as the
+    JPEG CIFAR-10's folders are) still gives every class its share; kept in the split's order."""
+    labels = split.labels
+    rank = torch.empty_like(labels)
+    for c in labels.unique():
+        idx = torch.nonzero(labels == c).flatten()
+        rank[idx] = torch.arange(idx.numel())
+    order = sorted(range(len(split)), key=lambda i: (int(rank[i]), int(labels[i])))[:n]
+    return split.select(torch.sort(torch.tensor(order, dtype=torch.long)).values)
+
+
 def _label(split: ImageSplit) -> str:
     return f"{split.spec or '(in memory)'}:{split.split or '?'}[:{len(split)}]"
 
@@ -262,8 +275,7 @@ def run_attacks(
     baselines = dict(baselines or {})
     check_inputs(net, attacker, victim, baselines, settings)
     dev = resolve_device(device)
-    attacker = attacker.select(torch.arange(min(len(attacker), settings.attacker_images)))
-    victim = victim.select(torch.arange(min(len(victim), settings.max_images)))
+    attacker, victim = balanced_head(attacker, settings.attacker_images), balanced_head(victim, settings.max_images)
     net = net.to(dev).eval()
     for base in baselines.values():
         base.to(dev).eval()
@@ -459,4 +471,4 @@ def save_grid(path: str | Path, report: AttackReport, victim_images: torch.Tenso
     return inv.save_inversion_grid(path, victim_images, rows, n=n, title=f"{report.architecture}: reconstructions of the victim's images")
 
 
-__all__ = ["ATTACKS", "PAPER", "AttackReport", "AttackSettings", "baseline_label", "check_inputs", "keyed_scheme", "markdown", "run_attacks", "save_grid"]
+__all__ = ["ATTACKS", "PAPER", "AttackReport", "AttackSettings", "balanced_head", "baseline_label", "check_inputs", "keyed_scheme", "markdown", "run_attacks", "save_grid"]
