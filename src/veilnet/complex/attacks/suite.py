@@ -72,7 +72,7 @@ ATTACKS = ("angle", "inversion", "property", "dec-x", "phase-invariant", "optimi
 #: The paper's figures (Tables 1, 2, 4) by architecture and row: reconstruction error E‖Î − I‖
 #: on CIFAR-10 and the angle attack's mean error (rad).
 PAPER = {
-    "lenet": {"original": 0.0769, "additional layers": 0.1208, "noisy γ=0.2": 0.0948, "noisy γ=0.5": 0.1076, "noisy γ=1.0": 0.1274, "dec(a*) paper θ̂": 0.2405, "dec(x)": 0.2353, "paper-discriminator": 0.7884},
+    "lenet": {"original": 0.0769, "additional layers": 0.1208, "noisy γ=0.2": 0.0948, "noisy γ=0.5": 0.1076, "noisy γ=1": 0.1274, "dec(a*) paper θ̂": 0.2405, "dec(x)": 0.2353, "paper-discriminator": 0.7884},
     "resnet20-alpha": {"original": 0.0906, "additional layers": 0.1225, "dec(a*) paper θ̂": 0.2664, "dec(x)": 0.2420, "paper-discriminator": 0.7890},
 }
 #: The public reproduction's figures (its README; ResNets and LeNet on CIFAR-10, ranges over models).
