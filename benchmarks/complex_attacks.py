@@ -10,7 +10,7 @@ For one architecture it runs ``veilnet complex attack`` on the models that
 ``benchmarks/complex_reproduce.py`` trained into ``runs/benchmarks/complex_reproduce/ARCH/`` —
 the complex network (row ``complex``) with every real baseline found beside it (``original``,
 ``additional``, ``noisy-γ``) — on the JPEG CIFAR-10: the attacker trains on N images
-of the train split, the victim's images are the first M of the test split. The report
+of the train split and the victim's images are M of the test split, both balanced over the classes. The report
 (report.json, report.md, reconstructions.png) goes to ``runs/benchmarks/complex_attacks/ARCH``;
 the tables in docs/benchmarks.md are copied from report.md, with this command line.
 
