@@ -463,6 +463,20 @@ def inversion_attack_1(
     return evaluate_reconstruction("dec(a*)", "Re[x·e^{−iθ̂}] of a complex network", rec, victim_images, attacker_images, attacker_split=attacker_split, victim_split=victim_split, seed=config.seed, victim_seed=victim_seed, config=config.to_dict()), rec
 
 
+def _inversion_of_x(attack: str, described: str, transform: Callable[[torch.Tensor], torch.Tensor], seed_offset: int, net: nn.Module, attacker_images: torch.Tensor, victim_images: torch.Tensor, x: torch.Tensor, *, config: InversionConfig | None = None, **kwargs: Any) -> tuple[InversionResult, torch.Tensor]:
+    """What inversion attack 2 and the phase-invariant inversion share: ``Î = dec(T(x))``, dec
+    trained on ``(T(x′), I)`` for the attacker's own images, ``x′`` from :func:`complex_features`
+    (its own θ and counterparts drawn from ``config.seed + seed_offset``, fresh every epoch)."""
+    config = config or InversionConfig()
+    _check_split(attacker_images, victim_images)
+    net.eval()
+    device, progress = kwargs.pop("device", "cpu"), kwargs.pop("progress", False)
+    simulate = complex_features(net, generator=torch.Generator().manual_seed(config.seed + seed_offset))
+    inverter = train_inverter(lambda images: transform(simulate(images)), attacker_images, **_inverter_kwargs(config, device, progress))
+    rec = reconstruct(inverter, transform(x.to(torch.device(device))), device=device)
+    return evaluate_reconstruction(attack, described, rec, victim_images, attacker_images, seed=config.seed, config=config.to_dict(), **kwargs), rec
+
+
 def inversion_attack_2(
     net: nn.Module,
     attacker_images: torch.Tensor,
@@ -480,13 +494,7 @@ def inversion_attack_2(
     server received for ``victim_images``. The attacker trains ``dec`` on ``(x′, I)`` for its own
     images, ``x′`` from :func:`complex_features` (its own θ and counterparts, seeded by
     ``config.seed``, fresh every epoch). Returns the result and Î."""
-    config = config or InversionConfig()
-    _check_split(attacker_images, victim_images)
-    net.eval()
-    draws = torch.Generator().manual_seed(config.seed + 1)
-    inverter = train_inverter(complex_features(net, generator=draws), attacker_images, **_inverter_kwargs(config, device, progress))
-    rec = reconstruct(inverter, x, device=device)
-    return evaluate_reconstruction("dec(x)", "x = e^{iθ}(a + b·i) of a complex network", rec, victim_images, attacker_images, attacker_split=attacker_split, victim_split=victim_split, seed=config.seed, victim_seed=victim_seed, config=config.to_dict()), rec
+    return _inversion_of_x("dec(x)", "x = e^{iθ}(a + b·i) of a complex network", lambda t: t, 1, net, attacker_images, victim_images, x, config=config, attacker_split=attacker_split, victim_split=victim_split, victim_seed=victim_seed, device=device, progress=progress)
 
 
 def phase_invariant(x: torch.Tensor) -> torch.Tensor:
@@ -527,13 +535,7 @@ def phase_invariant_inversion(
     ``(P(x′), I)`` for its own images, ``x′`` from :func:`complex_features` (its own θ and
     counterparts, fresh every epoch — θ drops out, the counterpart stays as the noise the
     device adds). Returns the result and Î."""
-    config = config or InversionConfig()
-    _check_split(attacker_images, victim_images)
-    net.eval()
-    simulate = complex_features(net, generator=torch.Generator().manual_seed(config.seed + 2))
-    inverter = train_inverter(lambda images: phase_invariant(simulate(images)), attacker_images, **_inverter_kwargs(config, device, progress))
-    rec = reconstruct(inverter, phase_invariant(x.to(torch.device(device))), device=device)
-    return evaluate_reconstruction("phase-invariant", "|x_k|, x_k·conj(x_{k+1}) of a complex network (no angle needed)", rec, victim_images, attacker_images, attacker_split=attacker_split, victim_split=victim_split, seed=config.seed, victim_seed=victim_seed, config=config.to_dict()), rec
+    return _inversion_of_x("phase-invariant", "|x_k|, x_k·conj(x_{k+1}) of a complex network (no angle needed)", phase_invariant, 2, net, attacker_images, victim_images, x, config=config, attacker_split=attacker_split, victim_split=victim_split, victim_seed=victim_seed, device=device, progress=progress)
 
 
 def split_inversion(
