@@ -24,12 +24,9 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 import torch
@@ -41,6 +38,7 @@ from veilnet.keyed.transform import transform_model
 from veilnet.serve import ServedModel, create_app
 from veilnet.serve.app import STATIC
 from veilnet.serve.codec import NPY, read_tensor
+from serving import free_port, serving
 
 SCRIPT = Path(STATIC) / "veilnet.js"
 TOKEN = "browser-token-0123456789abcdef"
@@ -224,12 +222,6 @@ class RecordingProxy:
                     pass
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory, browser):
     """A small ConvMixer trained a little on digits, its block-keyed transform served by
@@ -251,28 +243,12 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, browser):
     for i, img in enumerate(images):
         pngs.append(root / f"photo-{i}.png")
         Image.fromarray(img.permute(1, 2, 0).numpy()).save(pngs[-1])
-    port = _free_port()
-    log = root / "server.log"
-    cmd = [sys.executable, "-m", "veilnet.cli", "serve", str(root / "served"), "--port", str(port), "--token-file", str(root / "tokens.txt")]
-    with log.open("w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"server did not start:\n{log.read_text()}")
-        time.sleep(0.2)
-    proxy = RecordingProxy(("127.0.0.1", port))
-    probs = torch.softmax(metrics.predict(plain, images).double(), dim=1)
-    yield {"root": root, "key": key, "images": images, "pngs": pngs, "proxy": proxy, "probs": probs, "browser": browser}
-    proxy.stop()
-    proc.terminate()
-    proc.wait(timeout=20)
+    port = free_port()
+    with serving([str(root / "served"), "--token-file", str(root / "tokens.txt")], port=port, log=root / "server.log"):
+        proxy = RecordingProxy(("127.0.0.1", port))
+        probs = torch.softmax(metrics.predict(plain, images).double(), dim=1)
+        yield {"root": root, "key": key, "images": images, "pngs": pngs, "proxy": proxy, "probs": probs, "browser": browser}
+        proxy.stop()
 
 
 def _submit(deployment: dict, key: Path, images: list[Path], token: str):

@@ -37,6 +37,7 @@ from veilnet.serve import AuthRefusedError, BatchingConfig, Client, Limits, Serv
 from veilnet.serve.batching import DynamicBatcher
 from veilnet.serve.codec import NPY, SAFETENSORS, BodyError, read_tensor, write_tensor
 from veilnet.serve.server import ConnectionLimits
+from serving import free_port, serving
 
 TOKEN = "test-token-0123456789abcdef"
 NPY_MAGIC_HEADER = b"\x93NUMPY\x01\x00"
@@ -53,12 +54,6 @@ def _npy_header_only(shape: tuple[int, ...], descr: str = "<f4") -> bytes:
     header = repr({"descr": descr, "fortran_order": False, "shape": shape}).encode()
     header += b" " * (63 - (len(header) + 10) % 64) + b"\n"
     return NPY_MAGIC_HEADER + len(header).to_bytes(2, "little") + header + b"\0" * 16
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -79,27 +74,11 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 @pytest.fixture(scope="module")
 def server(setup: dict):
-    """``veilnet serve`` as a subprocess on a free port of 127.0.0.1; yields (url, log path)."""
-    port = _free_port()
+    """``veilnet serve`` as a subprocess on a free port of 127.0.0.1; yields (url, log path, process)."""
     log = setup["root"] / "server.log"
-    cmd = [sys.executable, "-m", "veilnet.cli", "serve", str(setup["root"] / "served"), "--port", str(port), "--token-file", str(setup["root"] / "tokens.txt"), "--max-batch", "64", "--max-body-mb", "1", "--batch-wait-ms", "5"]
-    with log.open("w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"server did not start:\n{log.read_text()}")
-        time.sleep(0.2)
-    yield url, log, proc
-    proc.terminate()
-    proc.wait(timeout=20)
+    args = [str(setup["root"] / "served"), "--token-file", str(setup["root"] / "tokens.txt"), "--max-batch", "64", "--max-body-mb", "1", "--batch-wait-ms", "5"]
+    with serving(args, log=log) as (url, proc):
+        yield url, log, proc
 
 
 def _post(url: str, body: bytes, media: str = NPY, token: str | None = TOKEN) -> httpx.Response:
@@ -284,7 +263,7 @@ def test_client_errors_are_clear(setup: dict, server) -> None:
         client.classify(setup["images"])
     time.sleep(0.2)
     assert log.read_text().count("POST /v1/predict") == posts  # nothing was sent
-    with pytest.raises(ServerUnreachableError, match="unreachable"), Client(f"http://127.0.0.1:{_free_port()}", setup["key"], TOKEN) as client:
+    with pytest.raises(ServerUnreachableError, match="unreachable"), Client(f"http://127.0.0.1:{free_port()}", setup["key"], TOKEN) as client:
         client.classify(setup["images"])
     # "/v1/info" lands in the query string of /healthz: a JSON answer that is no model description
     with pytest.raises(ServiceError, match="not a veilnet model description"), Client(f"{url}/healthz?", setup["key"], TOKEN) as client:
@@ -365,7 +344,7 @@ def test_no_auth_needs_the_flag_and_warns_and_https_works(setup: dict, tmp_path:
         pytest.skip("openssl is needed to make a test certificate")
     cert, tls_key = tmp_path / "cert.pem", tmp_path / "tls-key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(tls_key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
-    port = _free_port()
+    port = free_port()
     cmd = [sys.executable, "-m", "veilnet.cli", "serve", served, "--port", str(port), "--no-auth", "--tls-cert", str(cert), "--tls-key", str(tls_key)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -32,6 +30,7 @@ from veilnet.serve import Client, Limits, ServedModel, ServerUnreachableError, c
 from veilnet.serve.app import body_limit
 from veilnet.serve.codec import NPY
 from veilnet.serve.server import ConnectionLimits
+from serving import serving
 
 TOKEN = "guard-token-0123456789abcdef"
 DEADLINE = 1.0  # --read-timeout of every server here
@@ -235,27 +234,9 @@ def _workers(pid: int) -> list[int]:
 
 @contextlib.contextmanager
 def _serve(model_dir: Path, *extra: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "veilnet.cli", "serve", str(model_dir / "served"), "--port", str(port), "--read-timeout", str(DEADLINE), "--shutdown-timeout", "1", "--max-batch", "8", "--log-level", "warning", *extra]
-    proc = subprocess.Popen(cmd, env={**os.environ, "VEILNET_TOKENS": TOKEN, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"server did not start: {proc.communicate()[0]}")
-            time.sleep(0.1)
+    args = [str(model_dir / "served"), "--read-timeout", str(DEADLINE), "--shutdown-timeout", "1", "--max-batch", "8", "--log-level", "warning", *extra]
+    with serving(args, env={"VEILNET_TOKENS": TOKEN}) as (url, proc):
         yield url, proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def _stall_and_terminate(url: str, proc: subprocess.Popen[str]) -> None:
