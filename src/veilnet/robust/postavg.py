@@ -26,14 +26,21 @@ also attacks the wrapper itself (EOT-PGD and the Square attack).
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import platform
+import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from veilnet.data.cache import cache_dir
 from veilnet.errors import ConfigError, ShapeError
 
 SPACES = ("normalized", "pixel")
@@ -54,10 +61,14 @@ class PostAveraging(nn.Module):
             K directions, drawn once from it and shared by every image and call.
         std: per-channel std of the normalisation, for a model without ``normalize``.
         max_points: memory cap: the most points built at once; the points of many images are
-            built together up to this size (at least one image's 6K + 1).
+            built together up to this size (at least one image's 6K + 1). None: 4,096 points on a
+            CPU, 65,536 CIFAR-sized points on a GPU (fewer for larger images, never below 4,096);
+            it depends only on the device, so a seeded run draws the same directions on any
+            machine of that kind.
         batch_size: points per forward pass of the model. The points of many images run back to
-            back in batches of this size; 100 was fastest on the 2-core CPU this was measured on
-            (batches of 1,000 took 2.2× longer per point there); raise it on a GPU.
+            back in batches of this size. None (the default) measures it on the running machine
+            with :func:`tuned_batch_size`, once per device and model signature; the result does
+            not depend on it beyond float rounding.
         generator: source of the fresh directions when ``seed`` is None (default: torch's global RNG).
             Inside :meth:`sample_generators`, each image draws from its own generator instead.
 
@@ -83,8 +94,8 @@ class PostAveraging(nn.Module):
         seed: int | None = None,
         *,
         std: Sequence[float] | None = None,
-        max_points: int = 4096,
-        batch_size: int = 100,
+        max_points: int | None = None,
+        batch_size: int | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
@@ -96,7 +107,7 @@ class PostAveraging(nn.Module):
             raise ConfigError(f"space must be one of {', '.join(SPACES)}, got {space!r}")
         if reduce not in REDUCTIONS:
             raise ConfigError(f"reduce must be one of {', '.join(REDUCTIONS)}, got {reduce!r}")
-        if max_points < 1 or batch_size < 1:
+        if (max_points is not None and max_points < 1) or (batch_size is not None and batch_size < 1):
             raise ConfigError(f"max_points and batch_size must be positive, got {max_points} and {batch_size}")
         self.model = model
         self.directions = int(directions)
@@ -104,8 +115,8 @@ class PostAveraging(nn.Module):
         self.space = space
         self.reduce = reduce
         self.seed = seed
-        self.max_points = int(max_points)
-        self.batch_size = int(batch_size)
+        self.max_points = max_points
+        self.batch_size = batch_size
         self.generator = generator
         self.register_buffer("offsets", torch.tensor([1.0, -1.0, 2.0, -2.0, 3.0, -3.0]) * (self.radius / 3.0), persistent=False)
         self._scale = self._direction_scale(model, space, std)
@@ -192,7 +203,8 @@ class PostAveraging(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if images.ndim != 4:
             raise ShapeError(f"expected images of shape N×C×H×W, got shape {tuple(images.shape)}")
-        per_chunk = max(1, self.max_points // self.points_per_image)
+        max_points = self.max_points or default_max_points(images.device, images.shape[1:])
+        per_chunk = max(1, max_points // self.points_per_image)
         rows = self._row_generators
         if rows is not None and (not rows or images.shape[0] % len(rows)):
             raise ShapeError(f"a batch of {images.shape[0]} images does not repeat the {len(rows)} per-sample generators")
@@ -207,8 +219,126 @@ class PostAveraging(nn.Module):
         """Eq. 7 for a chunk of images whose points fit under the memory cap."""
         n, points = images.shape[0], self.points_per_image
         dirs = self.sample_directions(n, images.shape[1:], images.device, generators)
-        batches = self.neighbours(images, dirs).flatten(0, 1).split(self.batch_size)
+        batch_size = self.batch_size or tuned_batch_size(self.model, images)
+        batches = self.neighbours(images, dirs).flatten(0, 1).split(batch_size)
         logits = torch.cat([self.model(batch) for batch in batches]).reshape(n, points, -1)
         if self.reduce == "logits":
             return logits.mean(1)
         return torch.logsumexp(F.log_softmax(logits, dim=2), dim=1) - math.log(points)
+
+
+#: Points of a 3×32×32 image that a GPU's candidate batches and memory cap are sized for; larger
+#: images get proportionally fewer (see :func:`batch_candidates`).
+_CIFAR_VALUES = 3 * 32 * 32
+_tuned: dict[str, int] = {}
+
+
+def default_max_points(device: torch.device, shape: Sequence[int]) -> int:
+    """The memory cap on points built at once when ``max_points`` is None: 4,096 on a CPU; on a GPU
+    65,536 CIFAR-sized points' worth of values, never fewer than 4,096 points."""
+    if device.type == "cpu":
+        return 4096
+    return max(4096, 65536 * _CIFAR_VALUES // math.prod(shape))
+
+
+def batch_candidates(device: torch.device, shape: Sequence[int]) -> list[int]:
+    """Batch sizes tried by :func:`tuned_batch_size`: powers of two from 16 up to 512 points on a CPU
+    and 16,384 on a GPU for 3×32×32 images, scaled down for larger images (at least 16)."""
+    top = (512 if device.type == "cpu" else 16384) * _CIFAR_VALUES // math.prod(shape)
+    sizes = [16]
+    while sizes[-1] * 2 <= top:
+        sizes.append(sizes[-1] * 2)
+    return sizes
+
+
+def _signature(model: nn.Module, images: torch.Tensor) -> str:
+    """What the best batch size depends on: the device (its model name), threads, grad mode, the
+    network (class, parameter shapes) and the input's shape and dtype."""
+    device = images.device
+    if device.type == "cuda":
+        where = torch.cuda.get_device_name(device)
+    else:
+        where = f"{device.type}:{platform.machine()}:{os.cpu_count()}cores:{torch.get_num_threads()}threads"
+    params = ",".join("x".join(map(str, p.shape)) for p in model.parameters())
+    return f"{where}|grad={torch.is_grad_enabled()}|{type(model).__qualname__}({params})|{tuple(images.shape[1:])}|{images.dtype}"
+
+
+def _cache_file() -> Path:
+    return cache_dir() / "postavg_batch_size.json"
+
+
+def _read_disk_cache() -> dict[str, int]:
+    try:
+        with open(_cache_file()) as f:
+            table = json.load(f)
+        return {k: int(v) for k, v in table.items()} if isinstance(table, dict) else {}
+    except (OSError, ValueError, TypeError):
+        return {}
+
+
+def _write_disk_cache(key: str, value: int) -> None:
+    """Add one entry, written to a temporary file and renamed into place (a reader never sees half a file)."""
+    path = _cache_file()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        table = {**_read_disk_cache(), key: value}
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
+            json.dump(table, f, indent=1, sort_keys=True)
+        os.replace(f.name, path)
+    except OSError:
+        pass  # the in-memory table still holds it; an unwritable cache only costs a re-measurement
+
+
+def _seconds_per_point(model: nn.Module, batch: torch.Tensor) -> float:
+    """Best of two timed forward passes over ``batch`` (after one untimed), per point."""
+    sync = torch.cuda.synchronize if batch.device.type == "cuda" else (lambda: None)
+    best = math.inf
+    for i in range(3):
+        sync()
+        start = time.perf_counter()
+        model(batch)
+        sync()
+        if i:
+            best = min(best, time.perf_counter() - start)
+    return best / batch.shape[0]
+
+
+def tuned_batch_size(model: nn.Module, images: torch.Tensor) -> int:
+    """The points-per-forward batch size that is fastest per point for ``model`` on ``images``'
+    device, measured on this machine over :func:`batch_candidates` (stopping once two sizes in a row
+    are slower than the best), in the current grad mode.
+
+    Measured once per device and model signature (:func:`_signature`), then kept in memory and in
+    ``$XDG_CACHE_HOME/veilnet/postavg_batch_size.json``. A model in training mode is not measured
+    (its normalisation statistics would move): it gets 100. On a GPU a size that runs out of
+    memory ends the search.
+    """
+    if model.training:
+        return 100
+    key = _signature(model, images)
+    if key not in _tuned:
+        disk = _read_disk_cache()
+        if key not in disk:
+            disk[key] = _measure(model, images)
+            _write_disk_cache(key, disk[key])
+        _tuned[key] = disk[key]
+    return _tuned[key]
+
+
+def _measure(model: nn.Module, images: torch.Tensor) -> int:
+    sizes = batch_candidates(images.device, images.shape[1:])
+    probe = images[:1].detach().expand(sizes[-1], *images.shape[1:]).contiguous()
+    best, best_time, worse = sizes[0], math.inf, 0
+    for size in sizes:
+        try:
+            per_point = _seconds_per_point(model, probe[:size])
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            break
+        if per_point < best_time:
+            best, best_time, worse = size, per_point, 0
+        else:
+            worse += 1
+            if worse == 2:
+                break
+    return best
