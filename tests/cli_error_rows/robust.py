@@ -46,3 +46,24 @@ ROWS += [
     ("evaluate-apgd-dlr-typo", [*_EVAL, "--attacks", "apgd-dlr", "--set", "apgd-dlr.step=5", *_OUT], "no setting 'step'"),
     ("evaluate-cw-abort-early-not-a-bool", [*_EVAL, "--attacks", "cw", "--set", "cw.abort_early=maybe", *_OUT], "abort_early must be true or false"),
 ]
+
+_CERT = ["robust", "certify", "{model}", "--data", "digits", "--n-per-class", "1", "--sigma", "0.25"]
+ROWS += [
+    ("certify-sigma-missing", ["robust", "certify", "{model}", *_OUT], "--sigma"),
+    ("certify-sigma-zero", [*_CERT[:-1], "0", *_OUT], "sigma must be a positive number"),
+    ("certify-sigma-not-a-number", [*_CERT[:-1], "wide", *_OUT], "fraction like 8/255"),
+    ("certify-n-zero", [*_CERT, "--n", "0", *_OUT], "positive integer"),
+    ("certify-n0-not-an-integer", [*_CERT, "--n0", "1.5", *_OUT], "positive integer"),
+    ("certify-alpha-one", [*_CERT, "--alpha", "1", *_OUT], "number in (0, 1)"),
+    ("certify-alpha-not-a-number", [*_CERT, "--alpha", "small", *_OUT], "number in (0, 1)"),
+    ("certify-batch-zero", [*_CERT, "--batch", "0", *_OUT], "positive integer"),
+    ("certify-radii-negative", [*_CERT, "--radii", "0.5,-1", *_OUT], "radii must be positive"),
+    ("certify-radii-not-numbers", [*_CERT, "--radii", "0.5,big", *_OUT], "comma-separated numbers"),
+    ("certify-directions-zero", [*_CERT, "--directions", "0", *_OUT], "directions must be an integer >= 1"),
+    ("certify-postavg-radius-zero", [*_CERT, "--postavg-radius", "0", *_OUT], "radius must be a positive number"),
+    ("certify-draws-zero", [*_CERT, "--draws", "0", *_OUT], "draws must be an integer >= 1"),
+    ("certify-attack-batch-zero", [*_CERT, "--attack-batch", "0", *_OUT], "positive integer"),
+    ("certify-device-cuda", [*_CERT, "--device", "cuda", *_OUT], "no CUDA GPU"),
+    ("certify-output-under-a-file", [*_CERT, "-o", "{afile}/r"], "is a file"),
+    ("certify-model-missing", ["robust", "certify", "{tmp}/missing.safetensors", "--sigma", "0.25", *_OUT], "missing"),
+]

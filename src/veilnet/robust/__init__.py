@@ -4,6 +4,8 @@ evaluate it.
 * :class:`PostAveraging` wraps any classifier and averages its softmax outputs over 6K + 1 points
   around the input ("Bandlimiting Neural Networks Against Adversarial Attacks", section 3.1,
   Eq. 7–8).
+* :class:`Smoothing`: Gaussian randomised smoothing with PREDICT and CERTIFY, a certified L2
+  baseline ("Certified Adversarial Robustness via Randomized Smoothing", section 3.2).
 * :mod:`veilnet.robust.attacks`: FGSM, PGD, DeepFool, C&W L2, EOT-PGD and the Square attack.
 * :mod:`veilnet.robust.evaluation`: the paper's protocol (section 4, Table 1: adversarial examples
   made on the undefended model), the adaptive protocol (attacks on the defended model itself),
@@ -30,6 +32,7 @@ _WHERE = {
     **dict.fromkeys(["Evaluation", "Sweep", "demo_step", "evaluate", "rebuild_report", "render_report", "sweep", "write_report"], "evaluation"),
     "PostAveraging": "postavg",
     "Setting": "setting",
+    **dict.fromkeys(["ABSTAIN", "Certificate", "Smoothing"], "smoothing"),
 }
 __all__ = sorted(_WHERE)
 __getattr__, __dir__ = exports(__name__, _WHERE)

@@ -3,6 +3,7 @@
     veilnet robust evaluate MODEL --data SPEC --attacks fgsm,pgd,deepfool,cw,eot-pgd,square,apgd-ce,apgd-dlr \\
         --defense postavg --radius 6 --directions 15 --draws 5 --n-per-class 100 --seed 0 -o DIR
     veilnet robust sweep MODEL --data SPEC --radii 1,2,4,6,8,12 --directions-list 6,15,30,60 -o DIR
+    veilnet robust certify MODEL --data SPEC --sigma 0.25 --n 10000 --radii 0.25,0.5,0.75,1 -o DIR
 
 MODEL is a veilnet model (``.safetensors``/``.json``/stem/directory) or a pretrained CIFAR ResNet
 checkpoint (``.th``, read by :func:`veilnet.models.load_cifar_resnet`). The options both commands
@@ -17,9 +18,9 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from veilnet.cli import add_group, add_output, parse_assignments, positive_int
+from veilnet.cli import add_device, add_group, add_output, add_seed, parse_assignments, positive_int
 from veilnet.errors import ConfigError
-from veilnet.robust.setting import Setting
+from veilnet.robust.setting import Setting, fraction
 
 if TYPE_CHECKING:
     from torch import nn
@@ -144,6 +145,38 @@ def _sweep(args: argparse.Namespace) -> int:
     return _report(out, None, _sweeps(args, model, split, grid, args.n_per_class, setting))
 
 
+def _probability(text: str) -> float:
+    """argparse ``type``: a number strictly between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}")
+    return value
+
+
+def _certify(args: argparse.Namespace) -> int:
+    """``veilnet robust certify``: every option checked, then the model loaded and certified."""
+    from veilnet import data
+    from veilnet.devices import resolve_device
+    from veilnet.paths import prepare_output
+    from veilnet.robust import certification
+
+    setting = Setting(directions=args.directions, radius=args.postavg_radius, draws=args.draws, seed=args.seed, device=args.device)
+    resolve_device(setting.device)
+    options = {"sigma": args.sigma, "n0": args.n0, "n": args.n, "alpha": args.alpha, "batch": args.batch, "radii": args.radii}
+    certification.check(**options, setting=setting)
+    out = prepare_output(args.output, force=args.force, exists=["report.md"], mkdir=False)
+    model = load_model(args.model)
+    split = data.load(args.data, split=args.split)
+    result = certification.certify(model, split, **options, n_per_class=args.n_per_class, setting=setting, attack_batch=args.attack_batch, model_name=Path(args.model).name)
+    report = certification.write_report(out, result)
+    print(report.read_text())
+    print(f"wrote {report}")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     robust_sub = add_group(sub, "robust")
     evaluate = robust_sub.add_parser("evaluate", help="the paper's protocol (attacks on the undefended model) and the adaptive one (attacks on the defence)")
@@ -161,3 +194,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     sweep.add_argument("--radii", type=_numbers, default=None, help="radii to try, e.g. 1,2,4,6,8,12")
     sweep.add_argument("--directions-list", type=_numbers, default=None, help="numbers of directions to try, e.g. 6,15,30,60")
     sweep.set_defaults(func=_sweep)
+    certify = robust_sub.add_parser("certify", help="randomised smoothing's certified accuracy against L2 radius, beside post-averaging's under L2 EOT-PGD on the same images")
+    certify.add_argument("model", help="model file (veilnet .safetensors/.json/dir) or CIFAR ResNet checkpoint (.th)")
+    certify.add_argument("--sigma", type=fraction, required=True, help="σ of the smoothing noise in [0, 1] pixel space (that the model was trained with, e.g. 0.25)")
+    certify.add_argument("--n", type=positive_int, default=10_000, help="noise samples estimating p_A per image (default: 10000)")
+    certify.add_argument("--n0", type=positive_int, default=100, help="noise samples selecting the top class per image (default: 100)")
+    certify.add_argument("--alpha", type=_probability, default=0.001, help="failure probability of each certificate (default: 0.001)")
+    certify.add_argument("--batch", type=positive_int, default=1000, help="noisy copies per forward pass (default: 1000)")
+    certify.add_argument("--radii", type=_numbers, default=[0.25, 0.5, 0.75, 1.0], help="L2 radii in [0, 1] pixels to compare at (default: 0.25,0.5,0.75,1)")
+    certify.add_argument("--data", default="digits", help="data spec, e.g. folder:/path/cifar10-jpeg.zip (default: digits)")
+    certify.add_argument("--split", default="test", help="split to certify (default: test)")
+    certify.add_argument("--n-per-class", type=positive_int, default=10, help="first N images of each class (default: 10)")
+    certify.add_argument("--directions", type=int, default=15, help="post-averaging directions K (default: 15)")
+    certify.add_argument("--postavg-radius", type=float, default=6.0, help="post-averaging radius r, normalised space (default: 6)")
+    certify.add_argument("--draws", type=int, default=5, help="draws of post-averaging's directions each of its accuracies is averaged over (default: 5)")
+    certify.add_argument("--attack-batch", type=positive_int, default=8, help="images per batch of the attack on post-averaging (default: 8; raise it on a GPU)")
+    add_seed(certify)
+    add_device(certify)
+    add_output(certify, help="output directory (certification.json, report.md, certify.png)")
+    certify.set_defaults(func=_certify)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import math
 import secrets
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -86,6 +87,12 @@ class Streams:
         if not self.attack:
             return torch.empty(0, *shape, device=device)
         return torch.stack([torch.rand(*shape, generator=g) for g in self.attack]).to(device)
+
+    def randn(self, *shape: int, device: torch.device | str = "cpu") -> torch.Tensor:
+        """Standard normal numbers, ``len(self)×shape``, row i from sample i's generator
+        (:func:`standard_normal` of its uniform numbers)."""
+        size = math.prod(shape)
+        return standard_normal(self.rand(2, (size + 1) // 2, device=device), size).view(len(self), *shape)
 
 
 class Attack:
@@ -304,11 +311,28 @@ def label_margin(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return real - logits.scatter(1, labels[:, None], float("-inf")).amax(1)
 
 
-def project(adversarials: torch.Tensor, images: torch.Tensor, eps: float | torch.Tensor | None) -> torch.Tensor:
-    """Clip ``adversarials`` into the L∞ ball of radius ``eps`` around ``images`` and into [0, 1]."""
+def project(adversarials: torch.Tensor, images: torch.Tensor, eps: float | torch.Tensor | None, norm: str = "linf") -> torch.Tensor:
+    """Project ``adversarials`` onto the ball of radius ``eps`` around ``images`` — L∞: clip each
+    pixel; L2 (``norm="l2"``): scale each perturbation δ by min(1, ε/‖δ‖₂) — then clip into [0, 1]
+    (which only shortens δ, as the images lie in [0, 1])."""
     if eps is None:
         return adversarials.clamp(0.0, 1.0)
+    if norm == "l2":
+        delta = adversarials - images
+        length = delta.flatten(1).norm(dim=1).view(-1, *[1] * (delta.ndim - 1))
+        return (images + delta * torch.clamp(eps / length.clamp_min(1e-12), max=1.0)).clamp(0.0, 1.0)
     return torch.min(torch.max(adversarials, images - eps), images + eps).clamp(0.0, 1.0)
+
+
+def standard_normal(uniform: torch.Tensor, size: int) -> torch.Tensor:
+    """The Box–Muller transform (Box and Muller 1958, "A note on the generation of random normal
+    deviates"): ``uniform`` of shape ``N×2×⌈size/2⌉`` in [0, 1) -> ``N×size`` independent N(0, 1)
+    numbers ``√(−2 ln(1 − u₁)) · cos(2π u₂)`` and ``√(−2 ln(1 − u₁)) · sin(2π u₂)``. Built on
+    uniform numbers because torch's CPU uniform stream, unlike its normal one, does not depend on
+    how it is cut into draws."""
+    r = torch.sqrt(-2.0 * torch.log1p(-uniform[:, 0]))
+    angle = 2.0 * math.pi * uniform[:, 1]
+    return torch.cat([r * torch.cos(angle), r * torch.sin(angle)], dim=1)[:, :size]
 
 
 def _defaults(cls: type) -> dict[str, Any]:

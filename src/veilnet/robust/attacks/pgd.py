@@ -1,6 +1,9 @@
 """PGD, projected gradient descent in the L∞ ball (Kurakin et al. 2016; Madry et al. 2017):
 from a uniform random start in the ball, repeat ``x ← Π(x + α·sign(∇ₓ L(x, y)))`` where Π clips
-to the ε-ball around the image and to [0, 1]; restarts retry the samples not yet fooled. The
+to the ε-ball around the image and to [0, 1]; restarts retry the samples not yet fooled. With
+``norm="l2"`` ε is an L2 budget and the step is the normalised gradient, ``x ← Π(x + α·g/‖g‖₂)``,
+Π scaling the perturbation back onto the L2 ball (Madry et al. 2017, section 5, L2 attacks); the
+random start is a Gaussian direction at a uniform radius in [0, ε]. The
 step α is given for the budget ε the attack was built with and scales with the budget,
 α' = α·ε'/ε, when it runs at others (other budgets of :meth:`run`, the budget search), as
 Foolbox does. ``early_stop`` freezes each sample at its first adversarial iterate (Foolbox 2's
@@ -27,6 +30,7 @@ class PGD(Attack):
         random_start: start from a uniform point of the ε-ball (default True).
         restarts: attempts; each later one runs only on the samples not fooled yet (default 1).
         early_stop: stop moving a sample once it is misclassified (default False).
+        norm: ``"linf"`` (default) or ``"l2"``: the ball ε and α are measured in.
         (and the keyword arguments of :class:`Attack`).
 
     Shape: images ``N×C×H×W`` in [0, 1], labels ``N`` → adversarials ``N×C×H×W``, success ``N``.
@@ -38,9 +42,9 @@ class PGD(Attack):
 
     name = "pgd"
 
-    def __init__(self, model: torch.nn.Module, eps: float | None = 8 / 255, *, alpha: float = 2 / 255, steps: int = 20, random_start: bool = True, restarts: int = 1, early_stop: bool = False, **kwargs: Any) -> None:
+    def __init__(self, model: torch.nn.Module, eps: float | None = 8 / 255, *, alpha: float = 2 / 255, steps: int = 20, random_start: bool = True, restarts: int = 1, early_stop: bool = False, norm: str = "linf", **kwargs: Any) -> None:
         super().__init__(model, eps, **kwargs)
-        self.configure({"alpha": 0.0, "steps": 1, "restarts": 1}, alpha=alpha, steps=steps, random_start=random_start, restarts=restarts, early_stop=early_stop)
+        self.configure({"alpha": 0.0, "steps": 1, "restarts": 1}, choices={"norm": ("linf", "l2")}, alpha=alpha, steps=steps, random_start=random_start, restarts=restarts, early_stop=early_stop, norm=norm)
 
     def perturb(self, images: torch.Tensor, labels: torch.Tensor, eps: torch.Tensor | None, streams: Streams) -> torch.Tensor:
         assert eps is not None
@@ -52,7 +56,7 @@ class PGD(Attack):
         alpha = self.alpha * e / self.eps if self.eps > 0 else e
         adv = x.clone()
         if self.random_start:
-            adv = project(x + e * (2 * sub.rand(*x.shape[1:], device=x.device) - 1), x, e)
+            adv = project(x + self._random_step(x, e, sub), x, e, self.norm)
         live = torch.arange(x.shape[0], device=x.device)  # samples still moving
         for _ in range(self.steps):
             grad, logits = self.gradient(adv[live], y[live], sub[live])
@@ -61,5 +65,19 @@ class PGD(Attack):
                 live, grad = live[moving], grad[moving]
                 if not len(live):
                     break
-            adv[live] = project(adv[live] + alpha[live] * grad.sign(), x[live], e[live])
+            adv[live] = project(adv[live] + alpha[live] * self._ascent(grad), x[live], e[live], self.norm)
         return adv
+
+    def _ascent(self, grad: torch.Tensor) -> torch.Tensor:
+        """The steepest ascent direction of unit norm: sign(g) for L∞, g/‖g‖₂ for L2."""
+        if self.norm == "l2":
+            return grad / grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+        return grad.sign()
+
+    def _random_step(self, x: torch.Tensor, e: torch.Tensor, sub: Streams) -> torch.Tensor:
+        """The random start's offset: uniform in the L∞ ball; for L2, a Gaussian direction scaled
+        to a radius uniform in [0, ε] (drawn from each sample's attack generator)."""
+        if self.norm == "l2":
+            direction = self._ascent(sub.randn(*x.shape[1:], device=x.device))
+            return direction * e * sub.rand(1, 1, 1, device=x.device)
+        return e * (2 * sub.rand(*x.shape[1:], device=x.device) - 1)
