@@ -46,3 +46,7 @@ ROWS += [
     ("evaluate-apgd-dlr-typo", [*_EVAL, "--attacks", "apgd-dlr", "--set", "apgd-dlr.step=5", *_OUT], "no setting 'step'"),
     ("evaluate-cw-abort-early-not-a-bool", [*_EVAL, "--attacks", "cw", "--set", "cw.abort_early=maybe", *_OUT], "abort_early must be true or false"),
 ]
+ROWS += [
+    ("evaluate-randomness-unknown", [*_EVAL, "--attacks", "square", "--randomness", "sometimes", *_OUT], "invalid choice"),
+    ("sweep-randomness-fixed", [*_SWEEP, "--radii", "1", "--randomness", "fixed", *_OUT], "--randomness applies to the adaptive attacks"),
+]
