@@ -67,3 +67,7 @@ ROWS += [
     ("certify-output-under-a-file", [*_CERT, "-o", "{afile}/r"], "is a file"),
     ("certify-model-missing", ["robust", "certify", "{tmp}/missing.safetensors", "--sigma", "0.25", *_OUT], "missing"),
 ]
+ROWS += [
+    ("evaluate-randomness-unknown", [*_EVAL, "--attacks", "square", "--randomness", "sometimes", *_OUT], "invalid choice"),
+    ("sweep-randomness-fixed", [*_SWEEP, "--radii", "1", "--randomness", "fixed", *_OUT], "--randomness applies to the adaptive attacks"),
+]

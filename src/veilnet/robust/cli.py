@@ -139,6 +139,8 @@ def _sweep(args: argparse.Namespace) -> int:
     grid = _grid(args.radii, args.directions_list)
     if not grid:
         raise ConfigError("sweep needs --radii and/or --directions-list")
+    if args.randomness != "fresh":
+        raise ConfigError("--randomness applies to the adaptive attacks of evaluate; the sweeps' defence always draws fresh directions")
     setting, out = _prepare(args, [args.sweep_attack], {}, grid)
     model = load_model(args.model)
     split = data.load(args.data, split=args.split)

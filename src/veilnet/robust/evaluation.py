@@ -13,7 +13,10 @@ Paper: "Bandlimiting Neural Networks Against Adversarial Attacks", section 4.
    querying it. The images the defended model classifies correctly (in the first draw of the
    clean pass) are attacked; robust accuracy is the defended model's accuracy on the Attacked set
    (the returned images where an image was attacked, the clean one elsewhere), judged with fresh
-   directions, as a user of the defence would see it. The headline is the per-image worst case
+   directions, as a user of the defence would see it. With ``Setting.randomness = "fixed"`` each
+   draw of the defence is deterministic instead (one seeded set of directions): the attack runs
+   once per draw against that draw, on the images it classifies correctly, and is judged by it.
+   The headline is the per-image worst case
    over all the adaptive attacks run (:func:`worst_case`): an image counts as robust only if the
    defended model classifies it correctly after every attack (AutoAttack's way of combining
    attacks, Croce and Hein 2020, "Reliable evaluation of adversarial robustness with an ensemble
@@ -30,8 +33,10 @@ row keeps the per-draw values (:class:`Draws`).
 **Seeds.** Every random stream is named and seeded from the run's seed alone
 (:func:`~veilnet.robust.attacks.derive_seed`): the defence's draws on the clean images by
 ``(seed, "clean", d)``, attack A's own randomness by ``(seed, A)`` and the defence's draws on its
-examples by ``(seed, A, "defence", d)``. So an attack's numbers are the same whether it runs alone
-or after other attacks in the same command.
+examples by ``(seed, A, "defence", d)``. With fixed directions, draw d of the defence is seeded
+``(seed, "fixed", d)`` (the same for every attack, so the worst case of draw d is over attacks on
+one and the same defence) and attack A's randomness in draw d ``(seed, A, "fixed", d)``. So an
+attack's numbers are the same whether it runs alone or after other attacks in the same command.
 """
 
 from __future__ import annotations
@@ -121,7 +126,10 @@ class AdaptiveRow(Result):
     """An attack on the defended model itself: the defended model's clean and robust accuracy.
 
     ``robust_images[d][i]``: whether, in draw d of the defence, image i of the ``n`` was classified
-    correctly on the Attacked set (empty in results written before it was kept).
+    correctly on the Attacked set (empty in results written before it was kept). ``randomness``:
+    the defence's directions during the attack (:class:`~veilnet.robust.setting.Setting`); with
+    ``"fixed"`` the attack ran once per draw, and ``num_attacked``, ``attack_success_rate`` and
+    ``seconds`` are over all the draws' runs.
     """
 
     attack: str
@@ -132,6 +140,7 @@ class AdaptiveRow(Result):
     attack_success_rate: float
     seconds: float
     robust_images: list[list[bool]] = field(default_factory=list)
+    randomness: str = "fresh"
 
 
 @dataclass(frozen=True)
@@ -166,9 +175,28 @@ class Sweep(Result):
     plain_seconds_per_image: float
 
 
+#: Post-averaging's chunk sizes off the CPU. Its default of 100 points per forward pass (the
+#: fastest on a 2-core CPU) would spend a query of 200 images in 182 small forward passes on a
+#: GPU, bound by kernel launches; 4,096 points per pass (at most 16,384 built at once) take 5.
+#: Not yet timed on a GPU.
+ACCELERATOR_CHUNKS = {"batch_size": 4096, "max_points": 16384}
+
+
+def _post_averaging(model: nn.Module, setting: Setting, **randomness: Any) -> PostAveraging:
+    chunks = {} if torch.device(setting.device).type == "cpu" else ACCELERATOR_CHUNKS
+    return PostAveraging(model, **setting.defence, **chunks, **randomness).eval()
+
+
 def defend(model: nn.Module, setting: Setting, seed: int) -> PostAveraging:
     """Post-averaging with ``setting``'s parameters, fresh directions on every call drawn from a generator seeded ``seed``."""
-    return PostAveraging(model, **setting.defence, generator=torch.Generator().manual_seed(seed)).eval()
+    return _post_averaging(model, setting, generator=torch.Generator().manual_seed(seed))
+
+
+def fixed_defence(model: nn.Module, setting: Setting, draw: int) -> PostAveraging:
+    """Draw ``draw`` of post-averaging with fixed directions: K directions drawn once from the
+    stream ``(setting.seed, "fixed", draw)`` and shared by every image and call (deterministic)."""
+    assert setting.seed is not None
+    return _post_averaging(model, setting, seed=derive_seed(setting.seed, "fixed", draw))
 
 
 def defended_predictions(model: nn.Module, images: torch.Tensor, setting: Setting, *stream: object) -> list[torch.Tensor]:
@@ -220,38 +248,70 @@ def paper_protocol(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     )
 
 
-def adaptive_protocol(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, attack: attack_zoo.Attack, setting: Setting, *, defended_clean: list[torch.Tensor] | None = None, name: str | None = None) -> AdaptiveRow:
-    """``attack`` (built on the defended ``model``) run on the images the defended model gets right
-    in the first clean draw; robust accuracy judged over fresh draws (see the module docstring)."""
-    name = name or attack.name
+#: Builds an attack on a (defended) model with its own randomness seeded by the given seed.
+AttackOn = Callable[[nn.Module, int], attack_zoo.Attack]
+
+
+def adaptive_protocol(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, attack_on: AttackOn, setting: Setting, *, name: str, defended_clean: list[torch.Tensor] | None = None) -> AdaptiveRow:
+    """The attack ``attack_on(defence, seed)`` run against post-averaging on ``model`` (see the
+    module docstring), its row named ``name``.
+
+    Fresh directions (``setting.randomness``): one run, against the defence drawing anew at every
+    query, on the images the defended model gets right in the first clean draw
+    (``defended_clean``, the defended predictions per draw when already computed); judged by
+    ``setting.draws`` fresh draws. Fixed: one run per draw d against :func:`fixed_defence` d, on
+    the images that draw gets right, judged by that draw.
+    """
     images = as_float(images)
-    if defended_clean is None:
-        defended_clean = defended_predictions(model, images, setting, "clean")
-    correct = (defended_clean[0] == labels).nonzero()[:, 0]
+    assert setting.seed is not None
+    clean, judged, successes, seconds = [], [], [], 0.0
+    if setting.randomness == "fresh":
+        clean = defended_clean if defended_clean is not None else defended_predictions(model, images, setting, "clean")
+        attack = attack_on(defend(model, setting, derive_seed(setting.seed, name, "attacked")), derive_seed(setting.seed, name))
+        attacked_set, success, seconds = _attacked_set(attack, images, labels, clean[0])
+        judged, successes = defended_predictions(model, attacked_set, setting, name, "defence"), [success]
+    else:
+        for d in range(setting.draws):
+            defence = fixed_defence(model, setting, d)
+            clean.append(predict(defence, images, device=setting.device).argmax(1))
+            attacked_set, success, took = _attacked_set(attack_on(defence, derive_seed(setting.seed, name, "fixed", d)), images, labels, clean[-1])
+            judged.append(predict(defence, attacked_set, device=setting.device).argmax(1))
+            successes.append(success)
+            seconds += took
+    success = torch.cat(successes)
+    n = len(labels)
+    robust = [p == labels for p in judged]
+    return AdaptiveRow(
+        attack=name,
+        n=n,
+        num_attacked=len(success),
+        defended_clean_accuracy=_accuracy(clean, labels),
+        robust_accuracy=Draws([r.float().mean().item() if n else math.nan for r in robust]),
+        attack_success_rate=success.float().mean().item() if len(success) else math.nan,
+        seconds=seconds,
+        robust_images=[r.tolist() for r in robust],
+        randomness=setting.randomness,
+    )
+
+
+def _attacked_set(attack: attack_zoo.Attack, images: torch.Tensor, labels: torch.Tensor, predicted: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """``images`` with those ``predicted`` correctly replaced by ``attack``'s examples, the
+    attack's success on them, and its seconds."""
+    correct = (predicted == labels).nonzero()[:, 0]
     start = time.perf_counter()
     adv, success = attack(images[correct], labels[correct])
     seconds = time.perf_counter() - start
     attacked_set = images.clone()
     attacked_set[correct] = adv
-    n = len(labels)
-    robust = [p == labels for p in defended_predictions(model, attacked_set, setting, name, "defence")]
-    return AdaptiveRow(
-        attack=name,
-        n=n,
-        num_attacked=len(correct),
-        defended_clean_accuracy=_accuracy(defended_clean, labels),
-        robust_accuracy=Draws([r.float().mean().item() if n else math.nan for r in robust]),
-        attack_success_rate=success.float().mean().item() if len(correct) else math.nan,
-        seconds=seconds,
-        robust_images=[r.tolist() for r in robust],
-    )
+    return attacked_set, success, seconds
 
 
 def worst_case(rows: Sequence[AdaptiveRow]) -> Draws | None:
     """Robust accuracy under the per-image worst case over ``rows`` (attacks on the same images):
     in draw d, image i counts as robust only if it was classified correctly in draw d of every
-    attack's Attacked set. None when a row lacks per-image results or the rows' images differ."""
-    if not rows or any(not r.robust_images for r in rows) or len({r.n for r in rows}) > 1:
+    attack's Attacked set. None when a row lacks per-image results, the rows' images differ or
+    their defences' randomness does (fresh and fixed draws are different defences)."""
+    if not rows or any(not r.robust_images for r in rows) or len({r.n for r in rows}) > 1 or len({r.randomness for r in rows}) > 1:
         return None
     draws = min(len(r.robust_images) for r in rows)
     every = [torch.tensor([r.robust_images[d] for r in rows], dtype=torch.bool).all(0) for d in range(draws)]
@@ -314,13 +374,16 @@ def evaluate(
     for name in attacks:
         n = slow_n if name in SLOW_ATTACKS else n_per_class
         sub = subsets[n]
-        options = {**(overrides or {}).get(name, {}), "seed": derive_seed(setting.seed, name), "progress": True, "device": setting.device}
+        options = {**(overrides or {}).get(name, {}), "progress": True, "device": setting.device}
         if name in ADAPTIVE_ATTACKS:
-            attacked = defend(model, setting, derive_seed(setting.seed, name, "attacked"))
-            attack = attack_zoo.create(name, attacked, setting.eps, **options)
-            adaptive.append(adaptive_protocol(model, sub.images, sub.labels, attack, setting, defended_clean=defended_clean(n), name=name))
+
+            def attack_on(defence: nn.Module, seed: int, name: str = name, options: dict[str, Any] = options) -> attack_zoo.Attack:
+                return attack_zoo.create(name, defence, setting.eps, **options, seed=seed)
+
+            clean_draws = defended_clean(n) if setting.randomness == "fresh" else None
+            adaptive.append(adaptive_protocol(model, sub.images, sub.labels, attack_on, setting, name=name, defended_clean=clean_draws))
         else:
-            attack = attack_zoo.create(name, model, setting.eps, **options)
+            attack = attack_zoo.create(name, model, setting.eps, **options, seed=derive_seed(setting.seed, name))
             paper.append(paper_protocol(model, sub.images, sub.labels, attack, setting, defended_clean=defended_clean(n), name=name))
     return Evaluation(model=model_name, data=split.spec, n_per_class=n_per_class, slow_n_per_class=slow_n, setting=setting, attack_settings=settings, paper=paper, adaptive=adaptive)
 
@@ -407,10 +470,18 @@ def paper_table(evaluation: Evaluation, *, with_paper: bool = True) -> str:
     return markdown_table(headers, rows)
 
 
+#: How the adaptive table names each setting of the defence's randomness.
+RANDOMNESS_NAMES = {"fresh": "fresh per query", "fixed": "fixed per draw (seeded)"}
+
+
 def adaptive_table(evaluation: Evaluation) -> str:
-    headers = ["attack (on the defended model)", "n", "attacked", "defended clean", "robust accuracy", "attack success", "seconds", "paper / attack authors"]
+    """One row per adaptive attack; with fixed directions "attacked" counts the images of every draw's run."""
+    headers = ["attack (on the defended model)", "directions", "n", "attacked", "defended clean", "robust accuracy", "attack success", "seconds", "paper / attack authors"]
     rows = [
-        [r.attack, r.n, r.num_attacked, str(r.defended_clean_accuracy), str(r.robust_accuracy), r.attack_success_rate, round(r.seconds, 1), SQUARE_PAPER_ROBUST_ACCURACY if r.attack == "square" else "-"]
+        [
+            r.attack, RANDOMNESS_NAMES[r.randomness], r.n, r.num_attacked if r.randomness == "fresh" else f"{r.num_attacked} in {len(r.robust_images)} runs", str(r.defended_clean_accuracy),
+            str(r.robust_accuracy), r.attack_success_rate, round(r.seconds, 1), SQUARE_PAPER_ROBUST_ACCURACY if r.attack == "square" else "-",
+        ]  # fmt: skip
         for r in evaluation.adaptive
     ]
     return markdown_table(headers, rows)
@@ -429,6 +500,15 @@ def _draws_note(setting: Setting) -> str:
     if setting.draws == 1:
         return "Defended accuracies: one draw of the defence's random directions."
     return f"Defended accuracies: mean over {setting.draws} independent draws of the defence's random directions, (min–max) over the draws."
+
+
+def _randomness_note(setting: Setting) -> str:
+    if setting.randomness == "fresh":
+        return "Directions fresh at every query of the attack (the Square attack authors' setting); robust accuracy judged by fresh draws."
+    return (
+        f"Directions fixed: each of the {setting.draws} draws of the defence is one seeded set of K directions shared by every image and query; "
+        "each attack ran once per draw against it, on the images that draw classifies correctly, and was judged by the same draw."
+    )
 
 
 def render_report(evaluation: Evaluation | None = None, sweeps: Sequence[Sweep] = ()) -> str:
@@ -451,7 +531,7 @@ def render_report(evaluation: Evaluation | None = None, sweeps: Sequence[Sweep] 
                 f"**Robust accuracy, worst case over {', '.join(r.attack for r in evaluation.adaptive)}: {worst}** "
                 f"(an image counts as robust only if every attack failed on it; n = {evaluation.adaptive[0].n}).\n\n"
             )
-            parts.append("## Adaptive protocol (attacks on the defended model)\n\n" + headline + adaptive_table(evaluation) + "\n")
+            parts.append("## Adaptive protocol (attacks on the defended model)\n\n" + _randomness_note(s) + "\n\n" + headline + adaptive_table(evaluation) + "\n")
         parts.append("Settings: " + ", ".join(f"{k} {v}" for k, v in evaluation.attack_settings.items()) + "\n")
     for result in sorted(sweeps, key=lambda r: ("radius", "directions").index(r.parameter)):
         fixed = {k: v for k, v in result.setting.defence.items() if k != result.parameter}

@@ -16,6 +16,8 @@ from veilnet.errors import ConfigError
 #: and Table 1): 8/255 in [0, 1] pixel space.
 EPS = 8 / 255
 SPACES = ("normalized", "pixel")
+#: How the defence's random directions behave while an adaptive attack runs (see :class:`Setting`).
+RANDOMNESS = ("fresh", "fixed")
 
 
 def fraction(text: str) -> float:
@@ -34,6 +36,14 @@ class Setting:
     A result that holds it (``Evaluation``, ``Sweep``) writes it as a JSON object and reads it
     back (:mod:`veilnet.report`). ``draws``: every accuracy of the defended model is averaged over this many independent draws
     of post-averaging's random directions (its spread is reported beside the mean).
+
+    ``randomness`` (adaptive attacks only): ``"fresh"`` redraws the directions at every query of
+    the attack and judges its examples with further fresh draws (the setting of the Square
+    attack's authors, and of a deployment that draws anew per request); ``"fixed"`` makes each
+    draw of the defence deterministic, one seeded set of K directions shared by every image and
+    query, and runs the attack once per draw against that draw's directions, judged by the same
+    ones (a deployment with a fixed seed). The paper protocol and the sweeps always use fresh
+    directions.
     """
 
     eps: float = field(default=EPS, metadata={"help": "L∞ budget in pixels, a number or a fraction like 8/255 (default: 8/255)", "type": fraction})
@@ -41,6 +51,7 @@ class Setting:
     radius: float = field(default=6.0, metadata={"help": "post-averaging radius r (default: 6)"})
     space: str = field(default="normalized", metadata={"help": "space the radius is measured in (default: normalized)", "choices": SPACES})
     draws: int = field(default=5, metadata={"help": "draws of the defence's random directions each defended accuracy is averaged over (default: 5)"})
+    randomness: str = field(default="fresh", metadata={"help": "the defence's directions while an adaptive attack runs: fresh at every query, or fixed (one seeded set per draw, the attack run once per draw against it) (default: fresh)", "choices": RANDOMNESS})
     seed: int | None = field(default=None, metadata={"help": "seed of the run: the defence's draws and the attacks' randomness (default: drawn and recorded)"})
     device: str = field(default="cpu", metadata={"help": "torch device, e.g. cpu or cuda (default: cpu)"})
 
@@ -55,6 +66,8 @@ class Setting:
             raise ConfigError(f"radius must be a positive number, got {self.radius!r}")
         if self.space not in SPACES:
             raise ConfigError(f"space must be one of {', '.join(SPACES)}, got {self.space!r}")
+        if self.randomness not in RANDOMNESS:
+            raise ConfigError(f"randomness must be one of {', '.join(RANDOMNESS)}, got {self.randomness!r}")
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
             raise ConfigError(f"seed must be an integer, got {self.seed!r}")
 
