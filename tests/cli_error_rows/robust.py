@@ -67,3 +67,4 @@ ROWS += [
     ("certify-output-under-a-file", [*_CERT, "-o", "{afile}/r"], "is a file"),
     ("certify-model-missing", ["robust", "certify", "{tmp}/missing.safetensors", "--sigma", "0.25", *_OUT], "missing"),
 ]
+ROWS += [("certify-points-batch-zero", [*_CERT, "--points-batch", "0", *_OUT], "positive integer")]
