@@ -37,7 +37,7 @@ from veilnet.metrics import as_float, predict
 from veilnet.report import Result, markdown_table, plot_backend, save_figure
 from veilnet.robust import attacks as attack_zoo
 from veilnet.robust.attacks import derive_seed
-from veilnet.robust.evaluation import AdaptiveRow, Draws, adaptive_protocol, defend, defended_predictions
+from veilnet.robust.evaluation import AdaptiveRow, Draws, adaptive_protocol, defended_predictions
 from veilnet.robust.setting import EPS, Setting
 from veilnet.robust.smoothing import Smoothing
 
@@ -137,7 +137,7 @@ def certify(
 
     ``setting``: post-averaging's parameters, its draws, the seed and the device; ``batch``: noisy
     copies per forward pass of CERTIFY; ``attack_batch``: images per batch of the attack on the
-    defence (each holds 2 × (6K + 1) points in the backward pass).
+    defence (each holds 2 × (6K + 1) points in the backward pass). Neither changes the results.
     """
     radii = sorted(float(r) for r in radii)
     check(sigma=sigma, n0=n0, n=n, alpha=alpha, batch=batch, radii=radii, setting=setting)
@@ -166,10 +166,12 @@ def certify(
     rows = []
     for radius in radii:
         name = f"{DEFENCE_ATTACK}-l2@{radius:g}"
-        attacked = defend(model, setting, derive_seed(seed, name, "attacked"))
-        settings = attack_settings(radius)[DEFENCE_ATTACK]
-        attack = attack_zoo.create(DEFENCE_ATTACK, attacked, radius, **settings, batch_size=attack_batch, seed=derive_seed(seed, name), device=setting.device, progress=True)
-        rows.append(adaptive_protocol(model, images, labels, attack, setting, defended_clean=defended_clean, name=name))
+
+        def attack_on(defence: nn.Module, attack_seed: int, radius: float = radius) -> attack_zoo.Attack:
+            settings = attack_settings(radius)[DEFENCE_ATTACK]
+            return attack_zoo.create(DEFENCE_ATTACK, defence, radius, **settings, batch_size=attack_batch, seed=attack_seed, device=setting.device, progress=True)
+
+        rows.append(adaptive_protocol(model, images, labels, attack_on, setting, defended_clean=defended_clean, name=name))
     seconds["post-averaging attack"] = time.perf_counter() - start
 
     return Certification(

@@ -175,16 +175,8 @@ class Sweep(Result):
     plain_seconds_per_image: float
 
 
-#: Post-averaging's chunk sizes off the CPU. Its default of 100 points per forward pass (the
-#: fastest on a 2-core CPU) would spend a query of 200 images in 182 small forward passes on a
-#: GPU, bound by kernel launches; 4,096 points per pass (at most 16,384 built at once) take 5.
-#: Not yet timed on a GPU.
-ACCELERATOR_CHUNKS = {"batch_size": 4096, "max_points": 16384}
-
-
 def _post_averaging(model: nn.Module, setting: Setting, **randomness: Any) -> PostAveraging:
-    chunks = {} if torch.device(setting.device).type == "cpu" else ACCELERATOR_CHUNKS
-    return PostAveraging(model, **setting.defence, **chunks, **randomness).eval()
+    return PostAveraging(model, **setting.defence, **randomness).eval()
 
 
 def defend(model: nn.Module, setting: Setting, seed: int) -> PostAveraging:
