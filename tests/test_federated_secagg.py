@@ -44,14 +44,18 @@ def test_secagg_config_needs_two_clients_and_a_majority_per_round() -> None:
 
 
 def test_update_round_trip_and_range_check() -> None:
-    config = secure()
-    model = task.build_model(config)
-    before = {k: v.clone() for k, v in task.get_weights(model).items()}
-    task.local_train(config, model, task.client_data(config, 0)[0], server_round=1, partition=0)
-    update = task.model_update(before, task.get_weights(model))
-    after = task.apply_update(before, update)
-    for name, value in task.get_weights(model).items():
-        torch.testing.assert_close(after[name], value, rtol=0, atol=1e-6, msg=name)
+    """w + Δ gives the trained weights back; an update beyond the clipping range is refused.
+    A model with BatchNorm: its integer batch counter is not sent and keeps the global value."""
+    config = secure(model="convmixer", model_args={"dim": 8, "depth": 1, "kernel_size": 3, "patch_size": 4})
+    before = task.get_weights(task.build_model(config))
+    torch.manual_seed(0)
+    after = {k: v + 0.1 * torch.randn_like(v) if v.is_floating_point() else v + 7 for k, v in before.items()}
+    update = task.model_update(before, after)
+    assert len(update) == sum(v.is_floating_point() for v in before.values()) < len(before)
+    restored = task.apply_update(before, update)
+    for name, value in after.items():
+        expected = value if value.is_floating_point() else before[name]
+        torch.testing.assert_close(restored[name], expected, rtol=0, atol=1e-6, msg=name)
     n = len(task.client_data(config, 0)[0])
     task.check_secagg_range(config, update, n)
     with pytest.raises(ConfigError, match="exceeds the SecAgg\\+ clipping range ±0.001"):
