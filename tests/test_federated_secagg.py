@@ -1,7 +1,8 @@
 """Secure aggregation (Flower's SecAgg+) in the simulation engine: the aggregate equals FedAvg's.
 
 One simulated federation (3 clients with Dirichlet-skewed partitions, 1 round of a tiny ViT,
-no baseline; about 30 s on 2 busy cores, most of it Ray starting) with a coarse quantisation
+no baseline; this file takes 45–60 s on the shared 2-core machine at load 3–7, most of it Ray
+starting and the three clients retrained) with a coarse quantisation
 (2^16 levels, clipping range ±2), so that the quantisation error is well above the float noise
 of retraining the clients here and the bound of :func:`veilnet.federated.task.model_update`
 is what is checked.

@@ -234,7 +234,8 @@ class Federation:
             fit_metrics_aggregation_fn=lambda pairs: self._train_metrics([dict(metrics) for _, metrics in pairs], WEIGHT),
             evaluate_fn=evaluate,
         )
-        secaggplus = SecAggPlusWorkflow(
+        secaggplus = _SecAggPlus(
+            self,
             num_shares=1.0,  # every client shares its secrets with all the others
             reconstruction_threshold=config.secagg_threshold,
             max_weight=float(task.secagg_max_weight(config)),
@@ -323,30 +324,58 @@ class _FedAvg(FedAvg):
 
     def aggregate_train(self, server_round: int, replies: Any) -> Any:
         replies = list(replies)
-        self.federation._current["failures"] = [m.error.reason for m in replies if m.has_error()]
+        self.federation._current["failures"] = [_reason(m.error.reason) for m in replies if m.has_error()]
         self.federation._current.setdefault("clients", 0)
         return super().aggregate_train(server_round, replies)
+
+
+class _SecAggPlus(SecAggPlusWorkflow):
+    """Flower's SecAgg+ workflow, recording the clients that failed a stage: when too few are
+    left the workflow stops the round before the strategy sees any result, and the round's
+    record still says why (a client refusing an update beyond the clipping range, say)."""
+
+    def __init__(self, federation: Federation, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.federation = federation
+
+    def _failed(self, going_on: bool, state: Any) -> bool:
+        self.federation._current["failures"] = [_reason(str(getattr(f.args[0], "reason", f)) if f.args else str(f)) for f in state.failures]
+        return going_on
+
+    def setup_stage(self, grid: Grid, context: Any, state: Any) -> bool:
+        return self._failed(super().setup_stage(grid, context, state), state)
+
+    def share_keys_stage(self, grid: Grid, context: Any, state: Any) -> bool:
+        return self._failed(super().share_keys_stage(grid, context, state), state)
+
+    def collect_masked_vectors_stage(self, grid: Grid, context: Any, state: Any) -> bool:
+        return self._failed(super().collect_masked_vectors_stage(grid, context, state), state)
 
 
 class _SecureFedAvg(legacy.FedAvg):
     """Flower's legacy FedAvg behind SecAgg+: every result it gets carries the same unmasked
     aggregate, the clients' mean update Σ_k q_k·Δ_k / Σ_k q_k (:func:`task.model_update`), so
     its average is that aggregate; this adds it to the global model (w_{t+1} = w_t + Δ̄, which
-    is FedAvg's Σ_k (n_k / n)·w_k) and records the round's failures. ``state`` is the global
-    model after the last round."""
+    is FedAvg's Σ_k (n_k / n)·w_k). ``state`` is the global model after the last round."""
 
     def __init__(self, federation: Federation, initial: dict[str, torch.Tensor], **kwargs: Any) -> None:
         super().__init__(initial_parameters=ndarrays_to_parameters([v.numpy() for v in initial.values()]), **kwargs)
         self.federation, self.state = federation, dict(initial)
 
     def aggregate_fit(self, server_round: int, results: Any, failures: Any) -> Any:
-        self.federation._current["failures"] = [str(f) if isinstance(f, BaseException) else str(f[1].status.message) for f in failures]
         self.federation._current.setdefault("clients", 0)
         aggregated, metrics = super().aggregate_fit(server_round, results, failures)
         if aggregated is None:
             return None, metrics
         self.state = task.apply_update(self.state, parameters_to_ndarrays(aggregated))
         return ndarrays_to_parameters([v.numpy() for v in self.state.values()]), metrics
+
+
+def _reason(text: str) -> str:
+    """The last line of a failed client's error (Flower prefixes the ClientApp's exception with
+    the Ray actor's traceback in simulation)."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else text
 
 
 def _weighted(clients: list[dict[str, Any]], name: str, weight_key: str) -> float:
