@@ -68,7 +68,7 @@ PAPER_TRAIN = TrainConfig(optimizer="sgd", lr=1e-3, momentum=0.9, batch_size=8, 
 #: and the block permutation Eb, federated ViT paper Sec. 3.2) or the block scheme (ConvMixer).
 _SCHEMES = {"vit": "vit", "convmixer": "block"}
 
-#: SecAgg+'s masks are drawn modulo 2^32 (Flower's default and largest modulus): the sum of the
+#: SecAgg+'s masks are drawn modulo 2^32 (Flower's default modulus): the sum of the
 #: N clients' quantised updates, each in [0, T], must stay below it (N·T < 2^32).
 SECAGG_MODULUS = 2**32
 
@@ -136,9 +136,9 @@ class FederatedConfig(Result):
 
     @property
     def secagg_threshold(self) -> int:
-        """SecAgg+'s reconstruction threshold t = ⌊N/2⌋ + 1 (at least 2): the clients whose
-        shares the server needs to remove the masks, so a round survives N − t dropouts and no
-        minority of the clients can unmask another's update for the server."""
+        """SecAgg+'s reconstruction threshold t = ⌊N/2⌋ + 1 (at least 2): the server needs
+        the secret shares of t clients to remove a client's masks, so a round survives N − t
+        dropouts, and fewer than t clients colluding with the server cannot remove them."""
         return max(2, self.clients // 2 + 1)
 
     @property
