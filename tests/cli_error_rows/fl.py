@@ -20,6 +20,11 @@ ROWS = [
     ("run-unknown-data", [*_RUN, "--model", "vit", "--data", "mnist", "-o", "{tmp}/f"], "mnist"),
     ("run-exists", [*_RUN, "--model", "vit", "-o", "{root}"], "exists; pass --force"),
     ("run-output-under-file", [*_RUN, "--model", "vit", "-o", "{afile}/f"], "is a file"),
+    ("run-secagg-one-client", ["fl", "run", "--model", "vit", "--clients", "1", "--rounds", "1", "--secagg", "-o", "{tmp}/f"], "secure aggregation needs at least 2 clients"),
+    ("run-secagg-minority", ["fl", "run", "--model", "vit", "--clients", "4", "--rounds", "1", "--min-clients", "2", "--secagg", "-o", "{tmp}/f"], "min clients must be at least 3 of 4"),
+    ("run-secagg-clip-without-secagg", [*_RUN, "--model", "vit", "--secagg-clip", "2", "-o", "{tmp}/f"], "needs --secagg"),
+    ("run-secagg-clip-0", [*_RUN, "--model", "vit", "--secagg", "--secagg-clip", "0", "-o", "{tmp}/f"], "positive number"),
+    ("run-secagg-clip-inf", [*_RUN, "--model", "vit", "--secagg", "--secagg-clip", "inf", "-o", "{tmp}/f"], "positive number"),
     ("run-client-cpus-0", [*_RUN, "--model", "vit", "--client-cpus", "0", "-o", "{tmp}/f"], "positive number"),
 ]
 
@@ -30,6 +35,7 @@ ROWS += [
     ("server-port-not-number", [*_SERVER, "--port", "http", "-o", "{tmp}/f"], "expected a port number"),
     ("server-exists", [*_SERVER, "--port", "19990", "-o", "{root}"], "exists; pass --force"),
     ("server-unknown-model", ["fl", "server", "--model", "resnet18", "--port", "19990", "-o", "{tmp}/f"], "unknown model"),
+    ("server-secagg-minority", [*_SERVER, "--port", "19990", "--min-clients", "1", "--secagg", "-o", "{tmp}/f"], "min clients must be at least 2 of 2"),
     ("server-wait-0", [*_SERVER, "--wait", "0", "-o", "{tmp}/f"], "positive number"),
     ("client-no-partition", ["fl", "client"], "--partition"),
     ("client-negative-partition", ["fl", "client", "--partition", "-1", "--port", "19991"], "--partition must be 0 or more"),

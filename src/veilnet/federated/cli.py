@@ -43,6 +43,8 @@ def config_from(args: argparse.Namespace) -> Any:
     from veilnet.training import TrainConfig
 
     models.signature(args.model)
+    if args.secagg_clip is not None and not args.secagg:
+        raise ConfigError("--secagg-clip is SecAgg+'s clipping range; it needs --secagg")
     train = {"optimizer": args.optimizer, "lr": args.lr, "momentum": args.momentum, "batch_size": args.batch_size, "weight_decay": args.weight_decay}
     train = TrainConfig.from_dict({**dataclasses.asdict(PAPER_TRAIN), **{k: v for k, v in train.items() if v is not None}, "augment": args.augment})
     config = FederatedConfig(
@@ -59,6 +61,8 @@ def config_from(args: argparse.Namespace) -> Any:
         min_clients=args.min_clients,
         subset=args.subset,
         test_subset=args.test_subset,
+        secagg=args.secagg,
+        **({"secagg_clip": args.secagg_clip} if args.secagg_clip is not None else {}),
     )
     try:
         build_model(config)
@@ -130,6 +134,8 @@ def _federation_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--subset", type=positive_int, metavar="N", help="use N training images per class")
     p.add_argument("--test-subset", type=positive_int, metavar="N", help="use N test images per class")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial model, partitions and local shuffling (keys always come from the OS CSPRNG)")
+    p.add_argument("--secagg", action="store_true", help="secure aggregation (Flower's SecAgg+): the server sees only the sum of the clients' updates; a round needs a majority of the clients")
+    p.add_argument("--secagg-clip", type=_positive_float, metavar="C", help="SecAgg+ clipping range: each update, scaled by n_k / max n_k, must lie within ±C (default 8); the quantisation step is 2C / 2^22")
     p.add_argument("--no-baseline", action="store_true", help="skip the centralised baseline")
     p.add_argument("-v", "--verbose", action="store_true", help="show Flower's and Ray's logs")
     add_output(p, help="output folder (federated.json, report.md, rounds.png, model.safetensors)")

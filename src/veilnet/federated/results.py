@@ -62,7 +62,8 @@ def markdown(result: FederatedResult) -> str:
         f"# Federated training: {c.model} on {c.data}",
         "",
         f"{c.clients} clients ({c.partition}{f', α = {c.alpha}' if c.partition == 'dirichlet' else ''}), {c.rounds} rounds of {c.local_epochs} local epoch(s), FedAvg weighted by examples"
-        f"; Flower {result.flower} ({result.mode}); {result.seconds:.1f} s in all.",
+        + (f", the updates summed with SecAgg+ (threshold {c.secagg_threshold} of {c.clients}, clipping range ±{c.secagg_clip:g}, {c.secagg_quantization} levels)" if c.secagg else "")
+        + f"; Flower {result.flower} ({result.mode}); {result.seconds:.1f} s in all.",
         "",
         "## Rounds",
         "",

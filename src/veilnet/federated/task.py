@@ -23,10 +23,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -40,8 +42,11 @@ __all__ = [
     "PAPER_TRAIN",
     "FederatedConfig",
     "KeyedReport",
+    "SECAGG_MODULUS",
+    "apply_update",
     "build_model",
     "central_test",
+    "check_secagg_range",
     "client_data",
     "cross_key_accuracy",
     "evaluate",
@@ -49,6 +54,8 @@ __all__ = [
     "key_scheme",
     "keyed_report",
     "local_train",
+    "model_update",
+    "secagg_max_weight",
     "set_weights",
     "train_baseline",
 ]
@@ -61,6 +68,10 @@ PAPER_TRAIN = TrainConfig(optimizer="sgd", lr=1e-3, momentum=0.9, batch_size=8, 
 #: and the block permutation Eb, federated ViT paper Sec. 3.2) or the block scheme (ConvMixer).
 _SCHEMES = {"vit": "vit", "convmixer": "block"}
 
+#: SecAgg+'s masks are drawn modulo 2^32 (Flower's default modulus): the sum of the
+#: N clients' quantised updates, each in [0, T], must stay below it (N·T < 2^32).
+SECAGG_MODULUS = 2**32
+
 
 @dataclass(frozen=True)
 class FederatedConfig(Result):
@@ -70,6 +81,12 @@ class FederatedConfig(Result):
     ``local_epochs`` epochs of ``train`` per round on each client; ``min_clients`` (default all)
     is the fewest clients a round needs (a round goes on when others fail); ``subset`` and
     ``test_subset`` take that many images per class of the train and test splits first.
+
+    ``secagg`` runs the rounds with SecAgg+ (Bell et al., "Secure Single-Server Aggregation with
+    (Poly)Logarithmic Overhead", CCS 2020; after Bonawitz et al., "Practical Secure Aggregation
+    for Privacy-Preserving Machine Learning", CCS 2017): each client's update, scaled by
+    n_k / max_j n_j, is clipped to ±``secagg_clip``, quantised to ``secagg_quantization`` levels
+    and masked, so the server recovers only the weighted sum (bound in :func:`model_update`).
     """
 
     model: str
@@ -85,6 +102,9 @@ class FederatedConfig(Result):
     min_clients: int | None = None
     subset: int | None = None
     test_subset: int | None = None
+    secagg: bool = False
+    secagg_clip: float = 8.0
+    secagg_quantization: int = 2**22
 
     def __post_init__(self) -> None:
         for name in ("clients", "rounds", "local_epochs"):
@@ -99,11 +119,27 @@ class FederatedConfig(Result):
             raise ConfigError(f"min clients must be between 1 and the {self.clients} clients, got {self.min_clients}")
         if isinstance(self.train, dict):  # from JSON
             object.__setattr__(self, "train", TrainConfig.from_dict(self.train))
+        if not (isinstance(self.secagg_clip, int | float) and 0 < self.secagg_clip < math.inf):
+            raise ConfigError(f"the SecAgg+ clipping range must be a positive number, got {self.secagg_clip!r}")
+        q = self.secagg_quantization
+        if isinstance(q, bool) or not isinstance(q, int) or q < 2 or (self.secagg and self.clients * q >= SECAGG_MODULUS):
+            raise ConfigError(f"the SecAgg+ quantisation range must be an integer from 2 to below 2^32 / clients, got {q!r}")
+        if self.secagg and self.clients < 2:
+            raise ConfigError(f"secure aggregation needs at least 2 clients, got {self.clients}")
+        if self.secagg and self.needed < self.secagg_threshold:
+            raise ConfigError(f"with secure aggregation a round needs a majority of the clients: min clients must be at least {self.secagg_threshold} of {self.clients}, got {self.needed}")
 
     @property
     def needed(self) -> int:
         """The fewest clients a round waits for."""
         return self.clients if self.min_clients is None else self.min_clients
+
+    @property
+    def secagg_threshold(self) -> int:
+        """SecAgg+'s reconstruction threshold t = ⌊N/2⌋ + 1 (at least 2): the server needs
+        the secret shares of t clients to remove a client's masks, so a round survives N − t
+        dropouts, and fewer than t clients colluding with the server cannot remove them."""
+        return max(2, self.clients // 2 + 1)
 
     @property
     def total_epochs(self) -> int:
@@ -199,6 +235,54 @@ def local_train(config: FederatedConfig, model: nn.Module, split: ImageSplit, *,
     train = dataclasses.replace(config.train, seed=config.seed * 7919 + 1000 * server_round + partition)
     history = train_epochs(model, split, train, epochs=config.local_epochs, device=device)
     return {"train_loss": float(history[-1]["train_loss"]), "num-examples": len(split), "train_seconds": time.perf_counter() - start, "threads": torch.get_num_threads()}
+
+
+def secagg_max_weight(config: FederatedConfig) -> int:
+    """W = max_k n_k, SecAgg+'s bound on a client's weight: every client scales its update by
+    n_k / W ≤ 1 before clipping, so no weight overflows and the largest client keeps the full
+    clipping range. Every process cuts the same partitions (:func:`client_data`), so the server
+    and each client compute the same W."""
+    return max(1, max(len(client_data(config, k)[0]) for k in range(config.clients)))
+
+
+def model_update(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> list[np.ndarray]:
+    """The update Δ_k = w_k − w_t of every floating-point tensor, in state order: what a client
+    sends through SecAgg+.
+
+    Flower's SecAgg+ workflow returns Σ_k q_k·Δ̃_k / Σ_k q_k with q_k = round(n_k·T / W)
+    (T = quantisation levels, W = :func:`secagg_max_weight`) and each coordinate of
+    (q_k / T)·Δ_k clipped to ±c and stochastically rounded to a grid of step 2c / T. Without
+    clipping (:func:`check_secagg_range`) it differs from FedAvg's Σ_k (n_k / n)·Δ_k by at most
+
+        N·(2c + max_k |Δ_k|) / Σ_k q_k                                   per coordinate,
+
+    N·2c / Σ q from the N roundings and N·max|Δ| / Σ q from rounding the weights. Integer
+    tensors (BatchNorm's batch counters, unused with a momentum) are not sent: they count a
+    client's batches, so they would give its n_k away, and they keep the global value.
+    """
+    return [(after[name] - value).numpy().astype(np.float32) for name, value in before.items() if value.is_floating_point()]
+
+
+def apply_update(state: dict[str, torch.Tensor], update: list[np.ndarray]) -> dict[str, torch.Tensor]:
+    """w_{t+1} = w_t + Δ̄ for the floating-point tensors (the order of :func:`model_update`);
+    the integer tensors keep ``state``'s values."""
+    floating = [name for name, value in state.items() if value.is_floating_point()]
+    if len(floating) != len(update):
+        raise ModelFormatError(f"the aggregated update has {len(update)} tensors, the model {len(floating)} floating-point ones")
+    new = dict(state)
+    for name, delta in zip(floating, update, strict=True):
+        new[name] = (state[name].double() + torch.from_numpy(np.asarray(delta, dtype=np.float64))).to(state[name].dtype)
+    return new
+
+
+def check_secagg_range(config: FederatedConfig, update: list[np.ndarray], n_k: int) -> None:
+    """ConfigError when SecAgg+ would clip this client's update: a coordinate of
+    (n_k / W)·Δ_k beyond ±``secagg_clip``. Refusing beats a silently wrong aggregate; the message
+    says which option to raise and gives no value of the update."""
+    scale = n_k / secagg_max_weight(config)
+    largest = max((float(np.abs(u).max()) for u in update if u.size), default=0.0) * scale
+    if largest > config.secagg_clip:
+        raise ConfigError(f"this client's update exceeds the SecAgg+ clipping range ±{config.secagg_clip:g} (after scaling by n_k / max n_k); rerun with a larger --secagg-clip")
 
 
 def evaluate(model: nn.Module, split: ImageSplit, *, device: str = "cpu") -> dict[str, float]:
