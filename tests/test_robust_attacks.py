@@ -190,21 +190,38 @@ def test_deepfool_cw_match_art(digits) -> None:  # type: ignore[no-untyped-def]
     assert ours >= theirs - 0.02, (ours, theirs)
 
 
-def test_square_matches_art(digits) -> None:  # type: ignore[no-untyped-def]
+def test_square_matches_art() -> None:
     """ART's SquareAttack, same budget, p_init and number of queries (ART's iterations + our
-    initial query), on the undefended model: success rates within a few images of each other."""
+    initial query), on the undefended digits CNN and all of its correctly classified test images
+    up to 34 per class: our success rate at least ART's minus 2 points. ART draws one window for
+    all the images it is given at each iteration, so its success on one call moves by several
+    points from seed to seed; it is given 20 images per call, each call drawing its own windows."""
     from art.attacks.evasion import SquareAttack
 
-    model, x, y = digits
-    eps, iterations = 96 / 255, 300  # the digits CNN resists small square perturbations: a large budget
-    adv, success = attacks.Square(model, eps, queries=iterations + 1, p_init=0.05, seed=0)(x, y)
+    model = trained_digits()[0]
+    test = data.subset(data.load("digits", split="test"), 34)
+    x, y = as_float(test.images), test.labels
+    x, y = x[_predict(model, x) == y], y[_predict(model, x) == y]
+    eps, iterations = 96 / 255, 100  # the digits CNN resists small square perturbations: a large budget
+    adv, success = attacks.Square(model, eps, queries=iterations + 1, p_init=0.05, seed=0, batch_size=len(y))(x, y)
     ours = success.float().mean().item()
     np.random.seed(0)
     art_square = SquareAttack(_art(model), norm=np.inf, max_iter=iterations, eps=eps, p_init=0.05, nb_restarts=1, verbose=False)
-    theirs = _art_success(model, x, y, art_square.generate(x.numpy(), y.numpy()), eps)
-    assert theirs >= 0.3, "the oracle must fool a fair share of the images for the comparison to mean anything"
-    assert theirs - 0.07 <= ours <= theirs + 0.15, (ours, theirs)
+    theirs = _art_success(model, x, y, np.concatenate([art_square.generate(x[i : i + 20].numpy(), y[i : i + 20].numpy()) for i in range(0, len(y), 20)]), eps)
+    assert len(y) >= 300 and theirs >= 0.15, "the oracle must fool a fair share of many images for the comparison to mean anything"
+    assert theirs - 0.02 <= ours <= theirs + 0.10, (ours, theirs)
     assert (adv - x).abs().max() <= eps + 1e-6
+
+
+def test_square_schedule_starts_at_p_init_and_ends_at_its_last_value() -> None:
+    """p for the first proposal is p_init at every budget, and the schedule ends at p_init/512."""
+    for queries in (11, 101, 1001, 10001):
+        square = attacks.Square(nn.Identity(), EPS, queries=queries, p_init=0.08)
+        p = [square.fraction(i) for i in range(queries - 1)]
+        assert p[0] == 0.08 and all(a >= b for a, b in zip(p, p[1:]))
+        assert p[-1] == 0.08 / 512
+    square = attacks.Square(nn.Identity(), EPS, queries=10001)
+    assert square.fraction(10) == 0.05 and square.fraction(11) == 0.025 and square.fraction(9999) == 0.05 / 512
 
 
 def test_eot_pgd_matches_art_with_expectation_over_the_defences_draws(digits) -> None:  # type: ignore[no-untyped-def]
