@@ -222,17 +222,18 @@ def _draws_note(draws: int) -> str:
 
 def plot(result: Certification, path: str | Path) -> Path:
     """Certified accuracy against radius (a step curve over every certified radius) with
-    post-averaging's and the undefended model's accuracies at the compared radii."""
+    post-averaging's and the undefended model's accuracies at the compared radii (and clean, at 0)."""
     plt = plot_backend()
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     top = max([*result.radii, *result.certified_radii]) * 1.05
     grid = torch.linspace(0, top, 200)
     labels, predicted, radii = torch.tensor(result.labels), torch.tensor(result.smoothed_labels), torch.tensor(result.certified_radii)
     ax.plot(grid.tolist(), [certified_accuracy(labels, predicted, radii, float(r)) for r in grid], "-", label=f"smoothing σ = {result.sigma:g} (certified)")
-    robust: list[Draws] = [row.robust_accuracy for row in result.postavg]
+    at = [0.0, *result.radii]  # radius 0: the clean accuracies
+    robust: list[Draws] = [result.postavg[0].defended_clean_accuracy, *(row.robust_accuracy for row in result.postavg)] if result.postavg else []
     means = [d.mean for d in robust]
-    ax.errorbar(result.radii, means, yerr=[[m - d.low for m, d in zip(means, robust)], [d.high - m for m, d in zip(means, robust)]], fmt="o--", capsize=3, label="post-averaging (EOT-PGD L2)")
-    ax.plot(result.radii, result.undefended_accuracy, "s:", color="gray", label="undefended (PGD L2)")
+    ax.errorbar(at[: len(robust)], means, yerr=[[m - d.low for m, d in zip(means, robust)], [d.high - m for m, d in zip(means, robust)]], fmt="o--", capsize=3, label="post-averaging (EOT-PGD L2)")
+    ax.plot(at, [result.clean_accuracy, *result.undefended_accuracy], "s:", color="gray", label="undefended (PGD L2)")
     ax.set_xlabel("L2 radius ([0, 1] pixels)")
     ax.set_ylabel("accuracy")
     ax.set_ylim(0, 1)
