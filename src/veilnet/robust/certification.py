@@ -40,7 +40,7 @@ from veilnet.robust.attacks import derive_seed
 from veilnet.robust.evaluation import AdaptiveRow, Draws, adaptive_protocol, defended_predictions
 from veilnet.robust.postavg import PostAveraging
 from veilnet.robust.setting import EPS, Setting
-from veilnet.robust.smoothing import Smoothing
+from veilnet.robust.smoothing import Smoothing, check_alpha, check_counts
 
 #: The L2 radii (pixel space) the command reports by default.
 RADII = (0.25, 0.5, 0.75, 1.0)
@@ -103,15 +103,12 @@ def attack_settings(radius: float) -> dict[str, dict[str, Any]]:
     return settings
 
 
-def check(*, sigma: float, n0: int, n: int, alpha: float, batch: int, radii: Sequence[float], setting: Setting) -> None:
+def check(*, sigma: float, n0: int, n: int, alpha: float, batch: int, radii: Sequence[float]) -> None:
     """Every argument of :func:`certify` that can be checked without a model: a
     :class:`ConfigError` naming the first bad one."""
     Smoothing(nn.Identity(), sigma, batch=batch)
-    for name, value in (("n0", n0), ("n", n)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
-        raise ConfigError(f"alpha must be in (0, 1), got {alpha!r}")
+    check_counts(n0=n0, n=n)
+    check_alpha(alpha)
     if not radii or any(not 0 < r < float("inf") for r in radii):
         raise ConfigError(f"radii must be positive finite L2 radii, got {list(radii)}")
     for name, options in attack_settings(max(radii)).items():
@@ -144,7 +141,7 @@ def certify(
     100 suits a CPU, a GPU wants thousands). None of the three changes the results.
     """
     radii = sorted(float(r) for r in radii)
-    check(sigma=sigma, n0=n0, n=n, alpha=alpha, batch=batch, radii=radii, setting=setting)
+    check(sigma=sigma, n0=n0, n=n, alpha=alpha, batch=batch, radii=radii)
     if setting.seed is None:
         setting = setting.replace(seed=int(torch.randint(0, 2**31 - 1, ()).item()))
     seed = setting.seed
