@@ -138,7 +138,8 @@ def certify(
     copies per forward pass of CERTIFY; ``attack_batch``: images per batch of the attack on the
     defence (each holds 2 × (6K + 1) points in the backward pass); ``points_batch``: points per
     forward pass of the attacked defence (:class:`~veilnet.robust.PostAveraging`'s ``batch_size``;
-    100 suits a CPU, a GPU wants thousands). None of the three changes the results.
+    100 suits a CPU, a GPU wants thousands). None of the three changes the results (beyond float
+    rounding in the model).
     """
     radii = sorted(float(r) for r in radii)
     check(sigma=sigma, n0=n0, n=n, alpha=alpha, batch=batch, radii=radii)
