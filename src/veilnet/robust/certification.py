@@ -39,7 +39,7 @@ from veilnet.robust import attacks as attack_zoo
 from veilnet.robust.attacks import derive_seed
 from veilnet.robust.evaluation import AdaptiveRow, Draws, adaptive_protocol, defended_predictions
 from veilnet.robust.setting import EPS, Setting
-from veilnet.robust.smoothing import Smoothing
+from veilnet.robust.smoothing import Smoothing, check_alpha, check_counts
 
 #: The L2 radii (pixel space) the command reports by default.
 RADII = (0.25, 0.5, 0.75, 1.0)
@@ -102,15 +102,12 @@ def attack_settings(radius: float) -> dict[str, dict[str, Any]]:
     return settings
 
 
-def check(*, sigma: float, n0: int, n: int, alpha: float, batch: int, radii: Sequence[float], setting: Setting) -> None:
+def check(*, sigma: float, n0: int, n: int, alpha: float, batch: int, radii: Sequence[float]) -> None:
     """Every argument of :func:`certify` that can be checked without a model: a
     :class:`ConfigError` naming the first bad one."""
     Smoothing(nn.Identity(), sigma, batch=batch)
-    for name, value in (("n0", n0), ("n", n)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
-        raise ConfigError(f"alpha must be in (0, 1), got {alpha!r}")
+    check_counts(n0=n0, n=n)
+    check_alpha(alpha)
     if not radii or any(not 0 < r < float("inf") for r in radii):
         raise ConfigError(f"radii must be positive finite L2 radii, got {list(radii)}")
     for name, options in attack_settings(max(radii)).items():
@@ -140,7 +137,7 @@ def certify(
     defence (each holds 2 × (6K + 1) points in the backward pass). Neither changes the results.
     """
     radii = sorted(float(r) for r in radii)
-    check(sigma=sigma, n0=n0, n=n, alpha=alpha, batch=batch, radii=radii, setting=setting)
+    check(sigma=sigma, n0=n0, n=n, alpha=alpha, batch=batch, radii=radii)
     if setting.seed is None:
         setting = setting.replace(seed=int(torch.randint(0, 2**31 - 1, ()).item()))
     seed = setting.seed
@@ -219,17 +216,18 @@ def _draws_note(draws: int) -> str:
 
 def plot(result: Certification, path: str | Path) -> Path:
     """Certified accuracy against radius (a step curve over every certified radius) with
-    post-averaging's and the undefended model's accuracies at the compared radii."""
+    post-averaging's and the undefended model's accuracies at the compared radii (and clean, at 0)."""
     plt = plot_backend()
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     top = max([*result.radii, *result.certified_radii]) * 1.05
     grid = torch.linspace(0, top, 200)
     labels, predicted, radii = torch.tensor(result.labels), torch.tensor(result.smoothed_labels), torch.tensor(result.certified_radii)
     ax.plot(grid.tolist(), [certified_accuracy(labels, predicted, radii, float(r)) for r in grid], "-", label=f"smoothing σ = {result.sigma:g} (certified)")
-    robust: list[Draws] = [row.robust_accuracy for row in result.postavg]
+    at = [0.0, *result.radii]  # radius 0: the clean accuracies
+    robust: list[Draws] = [result.postavg[0].defended_clean_accuracy, *(row.robust_accuracy for row in result.postavg)] if result.postavg else []
     means = [d.mean for d in robust]
-    ax.errorbar(result.radii, means, yerr=[[m - d.low for m, d in zip(means, robust)], [d.high - m for m, d in zip(means, robust)]], fmt="o--", capsize=3, label="post-averaging (EOT-PGD L2)")
-    ax.plot(result.radii, result.undefended_accuracy, "s:", color="gray", label="undefended (PGD L2)")
+    ax.errorbar(at[: len(robust)], means, yerr=[[m - d.low for m, d in zip(means, robust)], [d.high - m for m, d in zip(means, robust)]], fmt="o--", capsize=3, label="post-averaging (EOT-PGD L2)")
+    ax.plot(at, [result.clean_accuracy, *result.undefended_accuracy], "s:", color="gray", label="undefended (PGD L2)")
     ax.set_xlabel("L2 radius ([0, 1] pixels)")
     ax.set_ylabel("accuracy")
     ax.set_ylim(0, 1)

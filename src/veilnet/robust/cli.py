@@ -168,7 +168,7 @@ def _certify(args: argparse.Namespace) -> int:
     setting = Setting(directions=args.directions, radius=args.postavg_radius, draws=args.draws, seed=args.seed, device=args.device)
     resolve_device(setting.device)
     options = {"sigma": args.sigma, "n0": args.n0, "n": args.n, "alpha": args.alpha, "batch": args.batch, "radii": args.radii}
-    certification.check(**options, setting=setting)
+    certification.check(**options)
     out = prepare_output(args.output, force=args.force, exists=["report.md"], mkdir=False)
     model = load_model(args.model)
     split = data.load(args.data, split=args.split)

@@ -112,8 +112,8 @@ class Smoothing:
         """PREDICT for each image of ``images`` (``N×C×H×W``): its label, or :data:`ABSTAIN`."""
         from scipy.stats import binomtest
 
-        _check_counts(n=n)
-        _check_alpha(alpha)
+        check_counts(n=n)
+        check_alpha(alpha)
         labels = []
         with self._eval_mode():
             for i, image in self._images(images, "predict"):
@@ -127,8 +127,8 @@ class Smoothing:
         """CERTIFY for each image of ``images`` (``N×C×H×W``); see the module docstring."""
         from scipy.stats import norm
 
-        _check_counts(n0=n0, n=n)
-        _check_alpha(alpha)
+        check_counts(n0=n0, n=n)
+        check_alpha(alpha)
         labels, radii, bounds, hits = [], [], [], []
         with self._eval_mode():
             for i, image in self._images(images, "certify"):
@@ -187,13 +187,15 @@ def _chunks(total: int, size: int) -> Iterator[int]:
         total -= size
 
 
-def _check_counts(**counts: int) -> None:
+def check_counts(**counts: int) -> None:
+    """A :class:`ConfigError` naming the first of ``counts`` (name=value) that is not a positive integer."""
     for name, value in counts.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"{name} must be a positive integer, got {value!r}")
 
 
-def _check_alpha(alpha: float) -> None:
+def check_alpha(alpha: float) -> None:
+    """A :class:`ConfigError` unless 0 < ``alpha`` < 1."""
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
         raise ConfigError(f"alpha must be in (0, 1), got {alpha!r}")
 
