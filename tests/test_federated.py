@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -116,24 +117,29 @@ def test_config_round_trips_through_the_json_sent_to_clients() -> None:
 # ---- one simulated federation (Flower's simulation engine, Ray) -----------------------------
 
 
-@pytest.fixture(scope="module")
-def simulated(tmp_path_factory: pytest.TempPathFactory) -> tuple[FederatedConfig, object, Path]:
+def simulate(tmp_path_factory: pytest.TempPathFactory, name: str, config: FederatedConfig, **options: Any) -> tuple[FederatedConfig, object, Path]:
+    """``config`` run in Flower's simulation engine under :func:`flower_environment` (restored
+    afterwards), its outputs in a fresh temporary folder: ``(config, result, output folder)``."""
     from veilnet.federated import simulation
 
-    root = tmp_path_factory.mktemp("fl-sim")
+    root = tmp_path_factory.mktemp(name)
     env = flower_environment(root / "flwr-home")
-    saved = {name: os.environ.get(name) for name in env}
+    saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)
     try:
-        config = tiny()
-        result = simulation.run(config, root / "out", progress=False)
+        result = simulation.run(config, root / "out", progress=False, **options)
     finally:
-        for name, value in saved.items():
+        for key, value in saved.items():
             if value is None:
-                os.environ.pop(name, None)
+                os.environ.pop(key, None)
             else:
-                os.environ[name] = value
+                os.environ[key] = value
     return config, result, root / "out"
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory: pytest.TempPathFactory) -> tuple[FederatedConfig, object, Path]:
+    return simulate(tmp_path_factory, "fl-sim", tiny())
 
 
 def test_simulation_averages_the_clients_models_weighted_by_examples(simulated: tuple[FederatedConfig, object, Path]) -> None:

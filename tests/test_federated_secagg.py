@@ -10,13 +10,12 @@ is what is checked.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 import torch
 
-from test_federated import flower_environment, tiny
+from test_federated import simulate, tiny
 from veilnet.errors import ConfigError
 from veilnet.federated import task
 from veilnet.federated.task import FederatedConfig
@@ -65,22 +64,7 @@ def test_update_round_trip_and_range_check() -> None:
 
 @pytest.fixture(scope="module")
 def simulated(tmp_path_factory: pytest.TempPathFactory) -> tuple[FederatedConfig, object, Path]:
-    from veilnet.federated import simulation
-
-    root = tmp_path_factory.mktemp("fl-secagg")
-    env = flower_environment(root / "flwr-home")
-    saved = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
-    try:
-        config = secure()
-        result = simulation.run(config, root / "out", progress=False, baseline=False)
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-    return config, result, root / "out"
+    return simulate(tmp_path_factory, "fl-secagg", secure(), baseline=False)
 
 
 def test_secagg_aggregate_equals_fedavg_within_the_quantisation_error(simulated: tuple[FederatedConfig, object, Path]) -> None:

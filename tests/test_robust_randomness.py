@@ -16,34 +16,9 @@ from veilnet.errors import ConfigError
 from veilnet.robust import Setting
 from veilnet.robust import evaluation as ev
 
+from test_robust_eval import _one_thread, digits, lenet  # noqa: F401  (fixtures: LeNet after one epoch on the digits)
+
 OVERRIDES = {"square": {"queries": 15}, "eot-pgd": {"steps": 2}}
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def lenet() -> torch.nn.Module:
-    """LeNet after one epoch on the digits."""
-    torch.manual_seed(0)
-    torch.set_num_threads(1)
-    model = models.create("lenet", num_classes=10)
-    train = data.load("digits", split="train")
-    x, y = ev.as_float(train.images), train.labels
-    opt = torch.optim.Adam(model.parameters(), 3e-3)
-    for i in range(0, len(y), 32):
-        loss = torch.nn.functional.cross_entropy(model(x[i : i + 32]), y[i : i + 32])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return model.eval()
-
-
-@pytest.fixture(scope="module")
-def digits() -> data.ImageSplit:
-    return data.subset(data.load("digits", split="test"), 3)
 
 
 def test_fixed_directions_attack_each_draw_and_judge_by_it(lenet: torch.nn.Module, digits: data.ImageSplit) -> None:
