@@ -13,19 +13,11 @@ import pytest
 import torch
 from torch import nn
 
-from veilnet.models import Normalize, Prepared, prepare
+from test_robust import TinyNet
+
+from veilnet.models import Prepared, prepare
 from veilnet.models import prepared as prepared_module
 from veilnet.robust import attacks
-
-
-class TinyNet(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.normalize = Normalize([0.4, 0.5, 0.6], [0.2, 0.25, 0.3])
-        self.body = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(24, 5))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(self.normalize(x))
 
 
 @pytest.fixture()
@@ -80,10 +72,11 @@ def test_one_compile_per_mode_whatever_the_batch_sizes(net: TinyNet) -> None:
         for n in (8, 3, 20, 8, 1):
             torch.testing.assert_close(fast(torch.rand(n, 3, 8, 8)).shape, torch.Size([n, 5]))
     assert fast.chunk == 8 and backend.compiles == 1
-    fast.train()
+    with_bn = nn.Sequential(nn.BatchNorm2d(3), net)
+    training = prepare(with_bn, backend=backend, chunk=8).train()
     x = torch.rand(8, 3, 8, 8)
-    torch.testing.assert_close(fast(x), net(x))  # training mode: batch statistics, the same batch
-    fast(torch.rand(3, 3, 8, 8))  # another size runs eagerly, not padded (batch norm sees the batch)
+    torch.testing.assert_close(training(x), with_bn(x))  # training mode: batch statistics of the same batch
+    training(torch.rand(3, 3, 8, 8))  # another size runs eagerly, not padded (batch norm sees the whole batch)
     assert backend.compiles == 2 and net.training
 
 

@@ -63,6 +63,14 @@ def add_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
 
 
+def add_compile(parser: argparse.ArgumentParser, *, default: bool, why: str) -> None:
+    """``--compile`` / ``--no-compile``: run the model through ``veilnet.models.prepare``
+    (torch.compile where it can, eager where not); ``default`` is what measurement on the 2-core
+    CPU found faster for the command's typical run, warm-up included (``why`` says so)."""
+    state = "on" if default else "off"
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=default, help=f"compile the model with torch.compile (inductor) where it can be (default: {state}; {why})")
+
+
 def add_seed(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=None, help="seed for a reproducible run")
 
