@@ -50,13 +50,12 @@ class CountingBackend:
 def test_inductor_logits_and_attack_success_equal_eager(net: TinyNet, caplog: pytest.LogCaptureFixture) -> None:
     x = torch.rand(13, 3, 8, 8, generator=torch.Generator().manual_seed(1))
     y = torch.randint(0, 5, (13,), generator=torch.Generator().manual_seed(2))
-    with caplog.at_level(logging.INFO, logger="veilnet.models.prepared"):
-        fast = prepare(net, chunk=5)
-    assert fast.compiled and messages(caplog) == [("INFO", fast.status)] and "compiled" in fast.status
-    with torch.no_grad():
+    fast = prepare(net, chunk=5)
+    with torch.no_grad(), caplog.at_level(logging.INFO, logger="veilnet.models.prepared"):
         expected = net(x)
         for n in (5, 13, 2):  # one chunk; two chunks and a padded one; a padded one
             torch.testing.assert_close(fast(x[:n]), expected[:n], rtol=1e-5, atol=1e-6)
+    assert fast.compiled and messages(caplog) == [("INFO", fast.status)] and "compiled" in fast.status  # once, at the first call
     eager_adv, eager_win = attacks.PGD(net, 8 / 255, steps=3, seed=0, batch_size=5)(x, y)
     fast_adv, fast_win = attacks.PGD(fast, 8 / 255, steps=3, seed=0, batch_size=5)(x, y)
     assert torch.equal(fast_win, eager_win)
@@ -88,11 +87,12 @@ def test_eager_with_one_log_line_when_compiling_is_off_or_impossible(net: TinyNe
         no_flag = prepare(net, compile=False)
         monkeypatch.setattr(prepared_module.shutil, "which", lambda name: None)  # no C++ compiler on this machine
         no_compiler = prepare(net)
+        assert not messages(caplog)  # nothing before the first call
+        for eager in (off, no_flag, no_compiler):
+            assert torch.equal(eager(x), net(x)) and torch.equal(eager(x), net(x))
+            assert not eager.compiled and "running eagerly" in eager.status
     assert messages(caplog) == [("INFO", off.status), ("INFO", no_flag.status), ("INFO", no_compiler.status)]
     assert "VEILNET_COMPILE=0" in off.status and "no C++ compiler" in no_compiler.status
-    for eager in (off, no_flag, no_compiler):
-        assert not eager.compiled and "running eagerly" in eager.status
-        assert torch.equal(eager(x), net(x))
 
 
 @pytest.mark.usefixtures("compiling")

@@ -5,7 +5,8 @@
 variable ``VEILNET_COMPILE=0``, which the test suite sets), or cannot work here (no C++ compiler
 for a CPU model, no Triton for a GPU model), or fails on the first call (an unsupported operation);
 in each of those cases the model runs eagerly. Either way one log line (logger
-``veilnet.models.prepared``) says which, and :attr:`Prepared.status` holds it.
+``veilnet.models.prepared``, at the model's first call, so a run that stops on a user's mistake
+before any work prints none) says which, and :attr:`Prepared.status` holds it.
 
 Varying batch sizes. inductor specialises on the input's shape: a new batch size costs a
 recompile of seconds to a minute. A :class:`Prepared` model therefore runs one batch size only,
@@ -69,6 +70,7 @@ class Prepared(nn.Module):
         self.chunk = chunk
         object.__setattr__(self, "_compiled", compiled)  # not a submodule: its parameters are the model's
         self._warm: set[bool] = set()  # the modes (training or not) whose first compiled call succeeded
+        self._announced = False
 
     @property
     def eager(self) -> nn.Module:
@@ -86,6 +88,7 @@ class Prepared(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._compiled is None or x.shape[0] == 0:
+            self._announce()
             return self.model(x)
         if self.chunk is None:
             self.chunk = x.shape[0]
@@ -117,22 +120,30 @@ class Prepared(nn.Module):
             object.__setattr__(self, "_compiled", None)
             self.status = f"{type(self.model).__name__}: compiling failed ({type(root).__name__}: {reason}); running eagerly"
             log.warning(self.status)
+            self._announced = True
             return self.model(x)
         self._warm.add(mode)
+        self._announce()
         return out
 
+    def _announce(self) -> None:
+        if not self._announced:
+            log.info(self.status)
+            self._announced = True
 
-def prepare(model: nn.Module, compile: bool | None = True, *, chunk: int | None = None, backend: str | Callable[..., Any] = "inductor") -> Prepared:
+
+def prepare(model: nn.Module, compile: bool = True, *, chunk: int | None = None, backend: str | Callable[..., Any] = "inductor") -> Prepared:
     """``model`` ready for repeated calls: compiled where it can be, else eager (see the module docstring).
 
     Arguments:
         model: any ``nn.Module`` taking one batched tensor (its parameters' device decides the target).
-        compile: False runs eagerly; True (or None) compiles unless ``VEILNET_COMPILE=0`` or
+        compile: False runs eagerly; True compiles unless ``VEILNET_COMPILE=0`` or
             :func:`compile_problem` says it cannot work here.
         chunk: the one batch size the compiled model runs (None: the first batch's size).
         backend: ``torch.compile`` backend (``"inductor"``; tests use lighter ones).
 
-    An already prepared model is returned as it is. Logs one line saying whether it compiled.
+    An already prepared model is returned as it is. Its first call logs one line saying whether
+    it runs compiled.
     """
     if isinstance(model, Prepared):
         return model
@@ -146,12 +157,9 @@ def prepare(model: nn.Module, compile: bool | None = True, *, chunk: int | None 
     elif backend == "inductor":
         problem = compile_problem(device)
     if problem is not None:
-        status = f"{name}: {problem}; running eagerly"
-        log.info(status)
-        return Prepared(model, None, status, chunk)
+        return Prepared(model, None, f"{name}: {problem}; running eagerly", chunk)
     if backend == "inductor":
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "inductor"))
     compiled = torch.compile(model, backend=backend, dynamic=False)
-    status = f"{name}: compiled with torch.compile ({getattr(backend, '__name__', type(backend).__name__)}, {device.type}, one batch size: {chunk or 'the first batch'})"
-    log.info(status)
-    return Prepared(model, compiled, status, chunk)
+    how = backend if isinstance(backend, str) else getattr(backend, "__name__", type(backend).__name__)
+    return Prepared(model, compiled, f"{name}: compiled with torch.compile ({how}, {device.type}, one batch size: {chunk or 'the first batch'})", chunk)

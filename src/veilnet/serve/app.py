@@ -443,7 +443,6 @@ def run(
     log.info("serving %s (kind %s, input N×%s %s, output N×%s) on %s://%s:%d, %d worker process(es)", served.card.get("architecture", "a model"), e.kind, "×".join(map(str, e.input_shape)), e.dtype, "×".join(map(str, served.output_shape)), "https" if tls else "http", host, port, workers)
     c = connections
     log.info("limits: %d items and %d bytes per request, %g s to receive a request, %g s idle, %d connections (%d per address), %g s to shut down; batching: %s", limits.max_batch, body_limit(e, limits), c.read_timeout_s, c.idle_timeout_s, c.max_connections, c.max_per_client, c.shutdown_timeout_s, f"up to {batching.max_images} items, wait {batching.wait_ms} ms" if batching.enabled else "off")
-    log.info("model: %s", getattr(served.model, "status", "eager"))
     if tls is None and host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("serving plain HTTP on %s: bearer tokens and inputs cross the network in clear; pass --tls-cert/--tls-key or put a TLS proxy in front", host)
     if tokens is None:
