@@ -37,11 +37,11 @@ SHARED = REPO.parent / "shared"
 REPS = 5
 
 
-def interleaved(*fns: Callable[[], object]) -> list[list[float]]:
-    """Seconds of each of ``fns`` timed in turn (one of each per round), REPS rounds after one
+def interleaved(*fns: Callable[[], object], reps: int = REPS) -> list[list[float]]:
+    """Seconds of each of ``fns`` timed in turn (one of each per round), ``reps`` rounds after one
     warm-up of each, so that all see the same load on a shared machine."""
     times: list[list[float]] = [[] for _ in fns]
-    for i in range(REPS):
+    for i in range(reps):
         for fn, out in zip(fns, times):
             out.append(timeit(fn, repeats=1, warmup=int(i == 0))["median"])
     return times

@@ -1,13 +1,23 @@
 """Shared fixtures. Tests that read ../shared (real CIFAR-10 JPEGs, pretrained ResNets) skip with
-a reason when it is absent, except when CI=true, where its absence fails them."""
+a reason when it is absent, except when CI=true, where its absence fails them.
+
+Compiling is off in tests (``VEILNET_COMPILE=0``, unless set otherwise in the environment):
+``veilnet.models.prepare()`` runs every model eagerly, because inductor's warm-up (seconds to a
+minute per model, mode and batch size) would hit every test. tests/test_prepare.py turns it on
+for its own tests; their compiled artefacts are kept between test runs in the system's temporary
+folder (``veilnet-tests-inductor``) so that only the first run pays the cold compile."""
 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 import torch
+
+os.environ.setdefault("VEILNET_COMPILE", "0")
+os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(tempfile.gettempdir()) / "veilnet-tests-inductor"))
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("VEILNET_SHARED", REPO.parent / "shared"))

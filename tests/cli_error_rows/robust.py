@@ -7,6 +7,7 @@ _OUT = ["-o", "{tmp}/r"]
 
 ROWS = [
     ("evaluate-eps-not-a-number", [*_EVAL, "--eps", "eight", *_OUT], "fraction like 8/255"),
+    ("evaluate-compile-with-a-value", [*_EVAL, "--no-compile=0", *_OUT], "ignored explicit argument '0'"),
     ("evaluate-eps-divide-by-zero", [*_EVAL, "--eps", "8/0", *_OUT], "fraction like 8/255"),
     ("evaluate-eps-negative", [*_EVAL, "--eps=-1/255", *_OUT], "eps must be a finite number >= 0"),
     ("evaluate-directions-zero", [*_EVAL, "--directions", "0", *_OUT], "directions must be an integer >= 1"),

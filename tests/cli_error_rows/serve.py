@@ -12,6 +12,7 @@ ROWS = [
     ("serve-plain-model", ["serve", "{model}", "--no-auth", "--port", "0"], "must be transformed"),
     ("serve-keyed-card-without-parameters", ["serve", "{keyed_bare}", "--no-auth", "--port", "0"], "extra.keyed must give"),
     ("serve-missing-model", ["serve", "{tmp}/missing", "--no-auth", "--port", "0"], "missing"),
+    ("serve-compile-with-a-value", ["serve", "{model}", "--no-auth", "--port", "0", "--compile=on"], "ignored explicit argument 'on'"),
     ("serve-corrupt-card", ["serve", "{corrupt_json}", "--no-auth", "--port", "0"], "corrupt"),
     # serve: device, address, limits
     ("serve-device-cuda", ["serve", "{model}", "--no-auth", "--port", "0", "--device", "cuda"], "no CUDA GPU"),

@@ -19,7 +19,8 @@ no ``normalize`` layer. Default ``mean``/``std``: ImageNet's for 3 channels, 0.5
 Build with :func:`create` (arguments checked for type and range); save with :func:`save`
 (safetensors + JSON card) and rebuild with :func:`load`; read foreign CIFAR ResNet checkpoints
 with :func:`load_cifar_resnet`; :func:`check_input` says, before any work, whether a model takes
-a data set's images.
+a data set's images; :func:`prepare` readies a model for repeated calls (compiled with
+``torch.compile`` where it can be, eager where not, :mod:`.prepared`).
 
 Example::
 
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from veilnet.models.io import card, load, load_cifar_resnet, load_strict, save
     from veilnet.models.lenet import LeNet
     from veilnet.models.normalize import IMAGENET_MEAN, IMAGENET_STD, Normalize
+    from veilnet.models.prepared import Prepared, compile_problem, prepare
     from veilnet.models.registry import MODELS, create, names, signature
     from veilnet.models.resnet_cifar import ResNetCIFAR
     from veilnet.models.unet import UNet
@@ -59,6 +61,7 @@ _WHERE = {
     "ViT": "vit",
     **dict.fromkeys(["IMAGENET_MEAN", "IMAGENET_STD", "Normalize"], "normalize"),
     **dict.fromkeys(["check_input", "input_shape"], "inputs"),
+    **dict.fromkeys(["Prepared", "compile_problem", "prepare"], "prepared"),
     **dict.fromkeys(["card", "load", "load_cifar_resnet", "load_strict", "save"], "io"),
     **dict.fromkeys(["MODELS", "create", "names", "signature"], "registry"),
 }

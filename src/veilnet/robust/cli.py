@@ -18,7 +18,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from veilnet.cli import add_device, add_group, add_output, add_seed, parse_assignments, positive_int
+from veilnet.cli import add_compile, add_device, add_group, add_output, add_seed, parse_assignments, positive_int
 from veilnet.errors import ConfigError
 from veilnet.robust.setting import Setting, fraction
 
@@ -110,7 +110,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     setting, out = _prepare(args, names, overrides, grid)
     model = load_model(args.model)
     split = data.load(args.data, split=args.split)
-    evaluation = ev.evaluate(model, split, setting, attacks=names, overrides=overrides, n_per_class=args.n_per_class, slow_n_per_class=args.slow_n_per_class, model_name=Path(args.model).name)
+    evaluation = ev.evaluate(model, split, setting, attacks=names, overrides=overrides, n_per_class=args.n_per_class, slow_n_per_class=args.slow_n_per_class, model_name=Path(args.model).name, compile=args.compile)
     sweeps = _sweeps(args, model, split, grid, args.sweep_n_per_class, evaluation.setting)
     return _report(out, evaluation, sweeps)
 
@@ -185,6 +185,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _common(evaluate)
     evaluate.add_argument("--attacks", default="fgsm,pgd,fgsm-min,pgd-min,deepfool,cw,eot-pgd,square", help="comma-separated: fgsm,pgd,fgsm-min,pgd-min,deepfool,cw (paper protocol; -min: smallest budget, Foolbox 2 defaults), eot-pgd,square,apgd-ce,apgd-dlr (adaptive; the report heads with the per-image worst case over them)")
     evaluate.add_argument("--slow-n-per-class", type=positive_int, default=None, help="images per class for cw, eot-pgd, square, apgd-ce and apgd-dlr (default: --n-per-class)")
+    add_compile(evaluate, default=True, why="post-averaging ran 0.67-0.73x eager here and an evaluation runs it on thousands of images (docs/benchmarks.md, Compiled execution)")
     evaluate.add_argument("--set", nargs="*", metavar="ATTACK.KEY=VALUE", help="change an attack's settings, e.g. square.queries=100 cw.steps=30")
     evaluate.add_argument("--sweep-radii", type=_numbers, default=None, help="also sweep the radius over these values (paper Fig. 2)")
     evaluate.add_argument("--sweep-directions", type=_numbers, default=None, help="also sweep K over these values, with time per image (paper Table 2)")

@@ -54,6 +54,7 @@ from torch import nn
 
 from veilnet import data as vdata
 from veilnet.errors import ConfigError
+from veilnet.models.prepared import prepare
 from veilnet.metrics import as_float, predict
 from veilnet.report import Result, markdown_table, plot_backend, save_figure
 from veilnet.robust import attacks as attack_zoo
@@ -341,6 +342,7 @@ def evaluate(
     slow_n_per_class: int | None = None,
     overrides: dict[str, dict[str, Any]] | None = None,
     model_name: str = "",
+    compile: bool = False,
 ) -> Evaluation:
     """Both protocols on the first ``n_per_class`` images of each class of ``split``.
 
@@ -348,12 +350,13 @@ def evaluate(
     (default: ``n_per_class``). ``attacks`` in :data:`PAPER_ATTACKS` go to protocol 1, those in
     :data:`ADAPTIVE_ATTACKS` to protocol 2. ``overrides`` changes an attack's settings
     (:data:`veilnet.robust.attacks.SETTINGS`); all of them are checked before any attack runs.
+    ``compile`` runs the model through :func:`veilnet.models.prepare` (defence and attacks alike).
     """
     settings = check_attacks(attacks, overrides, setting)
     setting = _with_seed(setting)
     assert setting.seed is not None
     slow_n = n_per_class if slow_n_per_class is None else min(slow_n_per_class, n_per_class)
-    model = model.to(setting.device).eval()
+    model = prepare(model.to(setting.device).eval(), compile=compile)
     subsets = {n: vdata.subset(split, n) for n in {n_per_class, slow_n}}
     clean: dict[int, list[torch.Tensor]] = {}
 

@@ -42,6 +42,7 @@ from torch import nn
 
 from veilnet.data.cache import cache_dir
 from veilnet.errors import ConfigError, ShapeError
+from veilnet.models.prepared import Prepared, prepare
 
 SPACES = ("normalized", "pixel")
 REDUCTIONS = ("softmax", "logits")
@@ -69,6 +70,10 @@ class PostAveraging(nn.Module):
             back in batches of this size. None (the default) measures it on the running machine
             with :func:`tuned_batch_size`, once per device and model signature; the result does
             not depend on it beyond float rounding.
+        compile: run ``model`` compiled (:func:`veilnet.models.prepare`: inductor, one batch size,
+            the first batch's, so every batch of points after it runs at that size, the last one
+            padded), eagerly where compiling is off or impossible. A model already prepared is
+            used as it is.
         generator: source of the fresh directions when ``seed`` is None (default: torch's global RNG).
             Inside :meth:`sample_generators`, each image draws from its own generator instead.
 
@@ -97,6 +102,7 @@ class PostAveraging(nn.Module):
         max_points: int | None = None,
         batch_size: int | None = None,
         generator: torch.Generator | None = None,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         if directions < 1:
@@ -109,7 +115,7 @@ class PostAveraging(nn.Module):
             raise ConfigError(f"reduce must be one of {', '.join(REDUCTIONS)}, got {reduce!r}")
         if (max_points is not None and max_points < 1) or (batch_size is not None and batch_size < 1):
             raise ConfigError(f"max_points and batch_size must be positive, got {max_points} and {batch_size}")
-        self.model = model
+        self.model = prepare(model) if compile else model
         self.directions = int(directions)
         self.radius = float(radius)
         self.space = space
@@ -311,8 +317,11 @@ def tuned_batch_size(model: nn.Module, images: torch.Tensor) -> int:
     Measured once per device and model signature (:func:`_signature`), then kept in memory and in
     ``$XDG_CACHE_HOME/veilnet/postavg_batch_size.json``. A model in training mode is not measured
     (its normalisation statistics would move): it gets 100. On a GPU a size that runs out of
-    memory ends the search.
+    memory ends the search. A :class:`~veilnet.models.Prepared` model is measured eagerly (a
+    compiled one would compile once per candidate size).
     """
+    if isinstance(model, Prepared):
+        model = model.eager
     if model.training:
         return 100
     key = _signature(model, images)

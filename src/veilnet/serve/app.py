@@ -156,6 +156,10 @@ def _responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {s: {"description": WHY[s], **({"content": plain} if s == 503 else {"model": ErrorBody})} for s in statuses}
 
 
+#: Items per compiled forward pass of a served model (``--compile``): the typical request's 8 images.
+COMPILED_CHUNK = 8
+
+
 @dataclass(frozen=True)
 class ServedModel:
     """A transformed model ready to serve: the module, its :class:`~veilnet.serve.kinds.Expectation`,
@@ -169,17 +173,21 @@ class ServedModel:
     device: str = "cpu"
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], *, device: str = "cpu") -> ServedModel:
+    def load(cls, path: str | os.PathLike[str], *, device: str = "cpu", compile: bool = False) -> ServedModel:
         """Load a model saved by :func:`veilnet.models.save` whose card names its kind
         (ModelFormatError otherwise), and run it once on zeros to learn its output's shape."""
         from veilnet import models
 
         model = models.load(path, device=device)
-        return cls.from_model(model, model.veilnet_card, device=device)
+        return cls.from_model(model, model.veilnet_card, device=device, compile=compile)
 
     @classmethod
-    def from_model(cls, model: nn.Module, card: dict[str, Any], *, device: str = "cpu") -> ServedModel:
+    def from_model(cls, model: nn.Module, card: dict[str, Any], *, device: str = "cpu", compile: bool = False) -> ServedModel:
+        """``compile`` prepares the model with :func:`veilnet.models.prepare` in chunks of
+        :data:`COMPILED_CHUNK` items (a request of 8 images is one chunk; a merged pass runs as
+        several); it compiles on the start-up pass, before ``/healthz`` reports ready."""
         from veilnet.errors import ModelFormatError
+        from veilnet.models import prepare
 
         expectation = kinds.from_card(card)
         probe = torch.zeros((1, *expectation.input_shape), dtype=getattr(torch, expectation.dtype), device=device)
@@ -188,6 +196,7 @@ class ServedModel:
                 out = model.eval()(probe)
         except Exception as exc:  # the card's parameters do not fit the weights
             raise ModelFormatError(f"model {card.get('architecture')!r} does not take its card's input {expectation.input_shape}: {codec.first_line(exc)}") from None
+        model = prepare(model, compile=compile, chunk=COMPILED_CHUNK)
         return cls(model=model, expectation=expectation, output_shape=tuple(out.shape[1:]), output_dtype=str(out.dtype).removeprefix("torch."), card=public_card(card), device=device)
 
     @property
@@ -409,6 +418,7 @@ def run(
     device: str = "cpu",
     log_level: str = "info",
     ui: bool = True,
+    compile: bool = False,
 ) -> None:
     """Serve ``model`` (a :class:`ServedModel`, or a path :meth:`ServedModel.load` reads on
     ``device``) until SIGTERM or SIGINT, with the deadlines, connection caps and shutdown bound of
@@ -418,7 +428,8 @@ def run(
     processes sharing the port (``SO_REUSEPORT``), each loading ``model`` (then a path) with its
     own batcher and ``threads`` torch threads. ``tls`` is (certificate file, private key file) for
     HTTPS; without it a non-loopback address gets a warning, since tokens would cross the network
-    in clear. ``ui`` serves the browser client at ``/`` (:func:`mount_ui`).
+    in clear. ``ui`` serves the browser client at ``/`` (:func:`mount_ui`). ``compile``: see
+    :meth:`ServedModel.from_model` (for a model given as a path).
     """
     import functools
 
@@ -427,7 +438,7 @@ def run(
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if workers > 1 and isinstance(model, ServedModel):
         raise TypeError("workers > 1 load the model in each process: pass its path")
-    served = model if isinstance(model, ServedModel) else ServedModel.load(model, device=device)
+    served = model if isinstance(model, ServedModel) else ServedModel.load(model, device=device, compile=compile)
     e = served.expectation
     log.info("serving %s (kind %s, input N×%s %s, output N×%s) on %s://%s:%d, %d worker process(es)", served.card.get("architecture", "a model"), e.kind, "×".join(map(str, e.input_shape)), e.dtype, "×".join(map(str, served.output_shape)), "https" if tls else "http", host, port, workers)
     c = connections
@@ -443,15 +454,15 @@ def run(
         server.serve(lambda: app, host=host, port=port, limits=connections, tls=tls, log_level=log_level)
     else:
         del served  # each worker loads its own
-        make_app = functools.partial(_worker_app, os.fspath(model), device, threads, tuple(tokens) if tokens is not None else None, limits, batching, ui=ui)  # type: ignore[arg-type]
+        make_app = functools.partial(_worker_app, os.fspath(model), device, threads, tuple(tokens) if tokens is not None else None, limits, batching, ui=ui, compile=compile)  # type: ignore[arg-type]
         server.serve(make_app, host=host, port=port, limits=connections, workers=workers, tls=tls, log_level=log_level)
 
 
-def _worker_app(path: str, device: str, threads: int | None, tokens: Sequence[str] | None, limits: Limits, batching: BatchingConfig, *, ui: bool = True) -> FastAPI:
+def _worker_app(path: str, device: str, threads: int | None, tokens: Sequence[str] | None, limits: Limits, batching: BatchingConfig, *, ui: bool = True, compile: bool = False) -> FastAPI:
     """The application of one worker process of :func:`run` (loads its own model)."""
     if threads:
         torch.set_num_threads(threads)
-    return create_app(ServedModel.load(path, device=device), tokens=tokens, limits=limits, batching=batching, ui=ui)
+    return create_app(ServedModel.load(path, device=device, compile=compile), tokens=tokens, limits=limits, batching=batching, ui=ui)
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ import socket
 import sys
 from pathlib import Path
 
-from veilnet.cli import add_command, add_device, add_output, add_seed, positive_int
+from veilnet.cli import add_command, add_compile, add_device, add_output, add_seed, positive_int
 from veilnet.errors import ConfigError
 from veilnet.serve.tokens import client_token, server_tokens
 
@@ -76,14 +76,14 @@ def _serve(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    served = ServedModel.load(args.model, device=str(device))
+    served = ServedModel.load(args.model, device=str(device), compile=args.compile)
     limits = Limits(max_batch=args.max_batch, max_body_bytes=None if args.max_body_mb is None else int(args.max_body_mb * (1 << 20)))
     batching = BatchingConfig(enabled=not args.no_batching, max_images=args.batch_size, wait_ms=args.batch_wait_ms)
     connections = ConnectionLimits(read_timeout_s=args.read_timeout, idle_timeout_s=args.idle_timeout, max_connections=args.max_connections, max_per_client=args.max_connections_per_client, shutdown_timeout_s=args.shutdown_timeout)
     tls = None if args.tls_cert is None else (args.tls_cert, args.tls_key)
     if args.workers > 1:
         del served  # checked here; each worker loads its own
-        run(args.model, host=args.host, port=args.port, tokens=tokens, limits=limits, batching=batching, connections=connections, workers=args.workers, threads=args.threads, tls=tls, device=str(device), log_level=args.log_level, ui=not args.no_ui)
+        run(args.model, host=args.host, port=args.port, tokens=tokens, limits=limits, batching=batching, connections=connections, workers=args.workers, threads=args.threads, tls=tls, device=str(device), log_level=args.log_level, ui=not args.no_ui, compile=args.compile)
     else:
         run(served, host=args.host, port=args.port, tokens=tokens, limits=limits, batching=batching, connections=connections, tls=tls, log_level=args.log_level, ui=not args.no_ui)
     return 0
@@ -183,6 +183,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--no-ui", action="store_true", help="do not serve the browser client (the page at / that encrypts images in the browser)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"], help="log level (default: info)")
     add_device(serve)
+    add_compile(serve, default=True, why="the transformed ConvMixer's pass at 8 images per request ran 0.76-0.99x eager here, and a service runs long enough to repay a start-up compile of 1-7 s (docs/benchmarks.md, Compiled execution)")
     serve.set_defaults(func=_serve)
 
     query = add_command(sub, "query")

@@ -183,11 +183,14 @@ class ClassifierStep:
     calling the step on a batch of indices augments the images and adds their noise (same generator), sets the
     scheduled learning rate, and takes one optimiser step on the cross-entropy
     ``-Σ_k q_k log softmax(f(x))_k`` with ``q`` the one-hot label smoothed by ``label_smoothing``.
-    It returns ``train_loss`` and ``train_accuracy`` weighted by the batch size.
+    It returns ``train_loss`` and ``train_accuracy`` weighted by the batch size. ``compile`` runs
+    the forward (and so the backward) pass compiled (:func:`veilnet.models.prepare`; an epoch's
+    last, smaller batch runs eagerly).
     """
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, split: ImageSplit, config: TrainConfig, generator: torch.Generator, device: torch.device) -> None:
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, split: ImageSplit, config: TrainConfig, generator: torch.Generator, device: torch.device, compile: bool = False) -> None:
         self.model, self.optimizer, self.split, self.config = model, optimizer, split, config
+        self.forward = models.prepare(model, compile=compile, chunk=config.batch_size)
         self.generator, self.device = generator, device
         self.steps_per_epoch = math.ceil(len(split) / config.batch_size)
         self.lr = config.lr
@@ -210,7 +213,7 @@ class ClassifierStep:
         self.lr = learning_rate(config, info.epoch * self.steps_per_epoch + info.index, self.steps_per_epoch)
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr
-        logits = self.model(x)
+        logits = self.forward(x)
         loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -232,6 +235,7 @@ def train(
     device: str | torch.device = "cpu",
     on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
     progress: bool = True,
+    compile: bool = False,
 ) -> TrainResult:
     """Train ``model`` on ``train_split`` and save it (``model.safetensors`` + card) in ``out_dir``.
 
@@ -241,11 +245,11 @@ def train(
     without it an existing run in ``out_dir`` is an error unless ``force``. ``on_epoch_end`` is
     called with each epoch's record. The card records the data spec, the input shape ``C×H×W``
     and the metrics. A model that does not take the split's images is a
-    :class:`~veilnet.errors.ShapeError` before any step.
+    :class:`~veilnet.errors.ShapeError` before any step. ``compile``: see :class:`ClassifierStep`.
     """
     device = resolve_device(device)
     prepare_run(out_dir, resume=resume, force=force, exists=(CHECKPOINT, f"{DIR_STEM}.safetensors"), mkdir=False)
-    step, evaluate, state, run_config = _classifier(model, train_split, config, test_split=test_split, device=device)
+    step, evaluate, state, run_config = _classifier(model, train_split, config, test_split=test_split, device=device, compile=compile)
     history = fit(step, step.batches, epochs=config.epochs, state=state, out_dir=out_dir, config=run_config, resume=resume, force=force, evaluate=evaluate, on_epoch_end=on_epoch_end, progress=progress)
     test_acc = history[-1].get("test_accuracy") if history else None
     seconds = sum(r["seconds"] for r in history)
@@ -280,7 +284,7 @@ def train_epochs(
     return fit(step, step.batches, epochs=config.epochs, state=state, evaluate=evaluate, progress=progress)
 
 
-def _classifier(model: nn.Module, split: ImageSplit, config: TrainConfig, *, test_split: ImageSplit | None, device: torch.device) -> tuple[ClassifierStep, Callable[[int], dict[str, Any]], dict[str, Any], dict[str, Any]]:
+def _classifier(model: nn.Module, split: ImageSplit, config: TrainConfig, *, test_split: ImageSplit | None, device: torch.device, compile: bool = False) -> tuple[ClassifierStep, Callable[[int], dict[str, Any]], dict[str, Any], dict[str, Any]]:
     """The classifier's step, its evaluation hook, the state a resume restores and the run's identity."""
     if len(split) == 0:
         raise ConfigError(f"no training images in {split.spec or 'the split'}")
@@ -289,7 +293,7 @@ def _classifier(model: nn.Module, split: ImageSplit, config: TrainConfig, *, tes
     optimizer = make_optimizer(model, config)
     generator = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
-    step = ClassifierStep(model, optimizer, split, config, generator, device)
+    step = ClassifierStep(model, optimizer, split, config, generator, device, compile)
 
     def evaluate(epoch: int) -> dict[str, Any]:
         record: dict[str, Any] = {"lr": step.lr}

@@ -15,6 +15,10 @@ from veilnet.devices import resolve_device
 from veilnet.report import Result, plot_backend, save_figure
 
 
+#: Images per forward pass of ``veilnet eval``.
+BATCH = 500
+
+
 @dataclass(frozen=True)
 class Evaluation(Result):
     """Accuracy of a model on a split, per class, and its confusion matrix."""
@@ -28,8 +32,9 @@ class Evaluation(Result):
     confusion: list[list[int]]
 
 
-def evaluate(model_path: str | os.PathLike[str], spec: str, split: str = "test", *, device: str = "cpu") -> Evaluation:
-    """Load a saved model and measure it on ``split`` of data set ``spec``.
+def evaluate(model_path: str | os.PathLike[str], spec: str, split: str = "test", *, device: str = "cpu", compile: bool = False) -> Evaluation:
+    """Load a saved model and measure it on ``split`` of data set ``spec``; ``compile`` runs it
+    through :func:`veilnet.models.prepare` (in chunks of :data:`BATCH`, the last one padded).
 
     A model that does not take the data's images (channels, size) is a
     :class:`~veilnet.errors.ShapeError` naming both shapes, before any prediction.
@@ -38,7 +43,8 @@ def evaluate(model_path: str | os.PathLike[str], spec: str, split: str = "test",
     model = models.load(model_path, device=torch_device)
     images = data.load(spec, split)
     models.check_input(model, images.image_shape, data=spec)
-    pred = metrics.predict(model, images.images, device=torch_device).argmax(1)
+    prepared = models.prepare(model, compile=compile, chunk=BATCH)
+    pred = metrics.predict(prepared, images.images, batch_size=BATCH, device=torch_device).argmax(1)
     confusion = metrics.confusion_matrix(pred, images.labels, images.num_classes)
     totals = confusion.sum(1).clamp(min=1)
     per_class = {name: (confusion[i, i] / totals[i]).item() for i, name in enumerate(images.classes)}

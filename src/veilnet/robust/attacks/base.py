@@ -99,7 +99,10 @@ class Attack:
     """Base class: subclasses implement :meth:`perturb` on one batch on the model's device.
 
     Arguments:
-        model: classifier taking ``N×C×H×W`` pixels in [0, 1] to logits.
+        model: classifier taking ``N×C×H×W`` pixels in [0, 1] to logits. A model readied by
+            :func:`veilnet.models.prepare` runs compiled in the gradient loop (its forward and
+            backward passes; batches of other sizes, such as the images not fooled yet, in
+            chunks padded to its one batch size), as ``veilnet robust evaluate`` does by default.
         eps: L∞ budget in pixel space (None: unbounded, minimisation attacks only).
         batch_size: images attacked together; does not change the results (see the module docstring).
         device: where to run (default: the model's parameters' device).
