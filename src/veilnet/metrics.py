@@ -10,6 +10,8 @@ post-averaging samples around an image).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -35,6 +37,18 @@ def as_float(images: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` in evaluation mode for the block, then back in the mode it was in (attacks and
+    certificates query a model without changing what its owner left it doing)."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
 def predict(model: nn.Module, images: torch.Tensor, *, batch_size: int = 500, device: str | torch.device = "cpu") -> torch.Tensor:
     """Logits of ``model`` on ``images`` (uint8 or [0,1] float), computed in batches, on the CPU."""
     model.eval()

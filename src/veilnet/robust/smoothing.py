@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -41,7 +40,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from veilnet.errors import ConfigError, ShapeError
-from veilnet.metrics import as_float
+from veilnet.metrics import as_float, eval_mode
 from veilnet.robust.attacks.base import derive_seed, standard_normal
 
 #: The label returned where PREDICT or CERTIFY abstains.
@@ -115,7 +114,7 @@ class Smoothing:
         check_counts(n=n)
         check_alpha(alpha)
         labels = []
-        with self._eval_mode():
+        with eval_mode(self.model):
             for i, image in self._images(images, "predict"):
                 counts = self.sample_counts(image, n, _generator(seed, "prediction", i))
                 top = counts.topk(2)
@@ -130,7 +129,7 @@ class Smoothing:
         check_counts(n0=n0, n=n)
         check_alpha(alpha)
         labels, radii, bounds, hits = [], [], [], []
-        with self._eval_mode():
+        with eval_mode(self.model):
             for i, image in self._images(images, "certify"):
                 guess = int(self.sample_counts(image, n0, _generator(seed, "selection", i)).argmax())
                 n_a = int(self.sample_counts(image, n, _generator(seed, "estimation", i))[guess])
@@ -146,15 +145,6 @@ class Smoothing:
         if images.ndim != 4:
             raise ShapeError(f"expected images of shape N×C×H×W, got shape {tuple(images.shape)}")
         return enumerate(tqdm(images, desc=f"smoothing {what}", unit="image", disable=not self.progress))
-
-    @contextmanager
-    def _eval_mode(self) -> Iterator[None]:
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            yield
-        finally:
-            self.model.train(was_training)
 
 
 def clopper_pearson_lower(successes: int, trials: int, alpha: float) -> float:

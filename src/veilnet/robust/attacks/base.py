@@ -30,8 +30,8 @@ import hashlib
 import inspect
 import math
 import secrets
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from typing import Any, ClassVar
 
 import torch
@@ -40,7 +40,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from veilnet.errors import ConfigError, ShapeError
-from veilnet.metrics import as_float
+from veilnet.metrics import as_float, eval_mode
 from veilnet.robust.setting import EPS  # the post-averaging paper's L∞ budget, 8/255
 
 
@@ -192,7 +192,7 @@ class Attack:
         advs: list[list[torch.Tensor]] = [[] for _ in epsilons]
         wins: list[list[torch.Tensor]] = [[] for _ in epsilons]
         batches = range(0, images.shape[0], self.batch_size)
-        with self._eval_mode():
+        with eval_mode(self.model):
             for start in tqdm(batches, desc=self.name, unit="batch", disable=not self.progress or len(batches) < 2):
                 x = images[start : start + self.batch_size].to(self.device)
                 y = labels[start : start + self.batch_size].to(self.device)
@@ -288,15 +288,6 @@ class Attack:
     def margin(self, images: torch.Tensor, labels: torch.Tensor, streams: Streams) -> torch.Tensor:
         """``Z_y − max_{j≠y} Z_j`` of the model's logits: negative exactly when the image is misclassified."""
         return label_margin(self.query(images, streams), labels)
-
-    @contextmanager
-    def _eval_mode(self) -> Iterator[None]:
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            yield
-        finally:
-            self.model.train(was_training)
 
 
 #: A loss with one value per sample: ``(logits N×K, labels N) -> N``.
