@@ -6,7 +6,7 @@ and pay? (issue 15; the CPU rows are benchmarks/compile_speed.py.)
 On the pretrained ResNet-20: the largest relative difference of compiled against eager logits,
 the compile warm-up, and the median time of a forward pass at batch 256 and of post-averaging
 (K = 15, r = 6, fixed directions) on 200 images, eager against compiled, alternating, after one
-warm-up call each. Prints one JSON object.
+warm-up call each. Prints a JSON line per stage.
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ def main() -> None:
             "post_averaging_same_prediction": bool((eager_pa(images).argmax(1) == compiled_pa(images).argmax(1)).all()),
             "warm_up_s": {"forward": warm_up, "post-averaging": pa_warm_up},
         }
+        print(json.dumps(result), flush=True)
         for name, (eager, fast) in rows.items():
             times: dict[str, list[float]] = {"eager": [], "compiled": []}
             for _ in range(args.reps):
@@ -69,7 +70,7 @@ def main() -> None:
                 times["compiled"].append(timed(fast, device))
             e, c = statistics.median(times["eager"]), statistics.median(times["compiled"])
             result[name] = {"eager_ms": 1000 * e, "compiled_ms": 1000 * c, "compiled_over_eager": c / e}
-    print(json.dumps(result, indent=1))
+            print(json.dumps({name: result[name]}), flush=True)
 
 
 if __name__ == "__main__":
