@@ -5,11 +5,12 @@
 #
 #   bash benchmarks/robust_gpu.sh OUTDIR [CIFAR10_JPEG_ZIP] [RESNET20_TH]
 #
-# Jobs run in order of priority, each under its own time limit (seconds, the third column of
-# JOBS below, scaled by LIMIT_SCALE), each writing its veilnet output folder under
-# OUTDIR/runs/NAME and a line "NAME rc=… seconds" to OUTDIR/summary.txt; OUTDIR/results-LANE.tar.gz
-# (one per lane, below) is refreshed after every job, so a run cut short keeps what finished. SCALE=smoke runs every
-# job at a tiny size (to check the commands, on any device: DEVICE=cpu).
+# The jobs run in two lanes that share the GPU (below), each job under its own time limit in
+# seconds (the second argument of `job`, scaled by LIMIT_SCALE), writing its veilnet output folder
+# under RUNS (default OUTDIR/runs) and a line "NAME rc=… seconds" to OUTDIR/summary.txt;
+# OUTDIR/results-LANE.tar.gz is refreshed after every job, so a run cut short keeps what finished.
+# Eager PyTorch (--no-compile), as the runs in docs/benchmarks.md were made. SCALE=smoke runs every
+# job at a tiny size, to check the commands on any device (DEVICE=cpu PYTHON=.venv/bin/python).
 set -uo pipefail
 OUTDIR=${1:?usage: robust_gpu.sh OUTDIR [CIFAR10_JPEG_ZIP] [RESNET20_TH]}
 ZIP=${2:-../shared/data/cifar10-jpeg.zip}
@@ -47,7 +48,7 @@ job() {  # job NAME LIMIT_SECONDS COMMAND...
 
 "$PYTHON" -c 'import torch; print("torch", torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else "no cuda")' | tee "$OUTDIR/summary.txt"
 
-evaluate() { veilnet robust evaluate "$TH" --data "$DATA" --seed 0 --device "$DEVICE" "$@"; }
+evaluate() { veilnet robust evaluate "$TH" --data "$DATA" --seed 0 --device "$DEVICE" --no-compile "$@"; }
 square() {  # square QUERIES RANDOMNESS DRAWS
   evaluate --attacks square --n-per-class "$N200" --randomness "$2" --draws "$3" \
     --set square.queries="$1" square.batch_size=$B -o "$RUNS/square-$1-$2"
@@ -55,7 +56,7 @@ square() {  # square QUERIES RANDOMNESS DRAWS
 noise_model() {
   veilnet models import-cifar-resnet "$TH" -o "$RUNS/pretrained-resnet20" &&
   veilnet train --config configs/resnet20-noise-finetune.yaml --data "$DATA" --init "$RUNS/pretrained-resnet20" \
-    --epochs "$EPOCHS" $SUBSET --device "$DEVICE" -o "$RUNS/resnet20-noise"
+    --epochs "$EPOCHS" $SUBSET --device "$DEVICE" --no-compile -o "$RUNS/resnet20-noise"
 }
 certify() {  # certify MODEL NAME
   veilnet robust certify "$1" --data "$DATA" --sigma 0.25 --n "$CERT_N" --batch 10000 --n-per-class "$N200" \
