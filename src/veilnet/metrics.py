@@ -36,7 +36,6 @@ def as_float(images: torch.Tensor) -> torch.Tensor:
     return images.float()
 
 
-@torch.no_grad()
 @contextmanager
 def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     """``model`` in evaluation mode for the block, then back in the mode it was in (attacks and
@@ -49,6 +48,7 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
         model.train(was_training)
 
 
+@torch.no_grad()
 def predict(model: nn.Module, images: torch.Tensor, *, batch_size: int = 500, device: str | torch.device = "cpu") -> torch.Tensor:
     """Logits of ``model`` on ``images`` (uint8 or [0,1] float), computed in batches, on the CPU."""
     model.eval()
