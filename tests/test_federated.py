@@ -137,6 +137,20 @@ def simulate(tmp_path_factory: pytest.TempPathFactory, name: str, config: Federa
     return config, result, root / "out"
 
 
+def retrain_clients(config: FederatedConfig) -> tuple[list, list[list], list[int]]:
+    """Round 1 redone here: the initial global weights, each client's weights after its local
+    training from them (same seeds as the federation), and each client's number of images."""
+    initial = task.get_weights(task.build_model(config))
+    local, sizes = [], []
+    for i in range(config.clients):
+        model = task.set_weights(task.build_model(config), initial)
+        split = task.client_data(config, i)[0]
+        task.local_train(config, model, split, server_round=1, partition=i)
+        local.append(task.get_weights(model))
+        sizes.append(len(split))
+    return initial, local, sizes
+
+
 @pytest.fixture(scope="module")
 def simulated(tmp_path_factory: pytest.TempPathFactory) -> tuple[FederatedConfig, object, Path]:
     return simulate(tmp_path_factory, "fl-sim", tiny())
@@ -148,14 +162,7 @@ def test_simulation_averages_the_clients_models_weighted_by_examples(simulated: 
     from veilnet import models
 
     config, result, out = simulated
-    initial = task.get_weights(task.build_model(config))
-    local, sizes = [], []
-    for i in range(config.clients):
-        model = task.set_weights(task.build_model(config), initial)
-        split = task.client_data(config, i)[0]
-        task.local_train(config, model, split, server_round=1, partition=i)
-        local.append(task.get_weights(model))
-        sizes.append(len(split))
+    initial, local, sizes = retrain_clients(config)
     assert len(set(sizes)) > 1 or config.clients == 1  # digits' 1437 images do not split evenly in 3
     total = sum(sizes)
     saved = models.load(out / "model").state_dict()

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_federated import simulate, tiny
+from test_federated import retrain_clients, simulate, tiny
 from veilnet.errors import ConfigError
 from veilnet.federated import task
 from veilnet.federated.task import FederatedConfig
@@ -75,14 +75,8 @@ def test_secagg_aggregate_equals_fedavg_within_the_quantisation_error(simulated:
     from veilnet import models
 
     config, result, out = simulated
-    initial = task.get_weights(task.build_model(config))
-    updates, sizes = [], []
-    for k in range(config.clients):
-        model = task.set_weights(task.build_model(config), initial)
-        split = task.client_data(config, k)[0]
-        task.local_train(config, model, split, server_round=1, partition=k)
-        updates.append(task.model_update(initial, task.get_weights(model)))
-        sizes.append(len(split))
+    initial, local, sizes = retrain_clients(config)
+    updates = [task.model_update(initial, weights) for weights in local]
     n, w = sum(sizes), task.secagg_max_weight(config)
     q = [round(n_k * LEVELS / w) for n_k in sizes]
     largest = max(float(abs(u).max()) for update in updates for u in update)

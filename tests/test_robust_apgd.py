@@ -13,23 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from test_robust_attacks import _art, _art_success, _predict, trained_digits
+from test_robust_attacks import _art, _art_success, _one_thread, _predict, digits  # noqa: F401  (fixtures)
 from veilnet import data
 from veilnet.cli import main
 from veilnet.metrics import as_float
 from veilnet.robust import PostAveraging, attacks
 from veilnet.robust import evaluation as ev
 from veilnet.robust.attacks.apgd import checkpoints, dlr_loss
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def digits():  # type: ignore[no-untyped-def]
-    return trained_digits()
 
 
 def test_checkpoints_follow_the_papers_schedule() -> None:

@@ -15,7 +15,7 @@ import torch
 from scipy.stats import binomtest, norm
 from torch import nn
 
-from test_robust_attacks import trained_digits
+from test_robust_attacks import _one_thread, digits  # noqa: F401  (fixtures: one thread; the digits CNN)
 from veilnet import data
 from veilnet.cli import main
 from veilnet.errors import ConfigError
@@ -25,16 +25,6 @@ from veilnet.robust.smoothing import clopper_pearson_lower, gaussian
 from veilnet.training.classifier import ClassifierStep, TrainConfig
 
 SIGMA = 0.25
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def digits():  # type: ignore[no-untyped-def]
-    return trained_digits()
 
 
 class HalfPlane(nn.Module):
