@@ -5,9 +5,11 @@ and Flower's overhead per round.
     nice -n 10 python benchmarks/federated.py --data folder:../shared/data/cifar10-jpeg.zip \\
         --model vit --clients 10 --rounds 10 [--alpha 0.5] [--subset N] [--test-subset N] [--secagg]
 
-One row per partition (IID, and Dirichlet(α) for each ``--alpha``): the final central accuracy
-of the integrated model and of the baseline (same model, same initial weights, trained on the
-union of the partitions for rounds × local epochs epochs with the same optimiser), the gap,
+One row per partition (IID unless ``--no-iid``, and Dirichlet(α) for each ``--alpha``): the final
+central accuracy of the integrated model and of the baseline (same model, same initial weights,
+trained on the union of the partitions — the whole training split, whatever the partition — for
+rounds × local epochs epochs with the same optimiser; trained once per run, or not at all with
+``--no-baseline``), the gap,
 how many clients' keyed accuracy equals the plain model's on the same images, the mean
 cross-key accuracy (client i's encrypted images on client j's model), the mean wall time per
 round and Flower's overhead per round: (round wall time − the clients' summed local training
@@ -31,10 +33,10 @@ from veilnet.federated import simulation
 from veilnet.federated.task import PAPER_TRAIN, FederatedConfig
 
 
-def row(result: Any, label: str) -> dict[str, Any]:
+def row(result: Any, label: str, base: dict[str, Any] | None) -> dict[str, Any]:
     rounds = result.rounds
     overhead = [(r["seconds"] - r["local_train_seconds"]) / r["local_train_seconds"] for r in rounds if r.get("local_train_seconds")]
-    baseline = result.baseline["final_accuracy"] if result.baseline else float("nan")
+    baseline = base["final_accuracy"] if base else float("nan")
     return {
         "partition": label,
         "federated_accuracy": result.final_accuracy,
@@ -50,7 +52,7 @@ def row(result: Any, label: str) -> dict[str, Any]:
         "round_seconds_median_after_first": statistics.median(r["seconds"] for r in rounds[1:]) if len(rounds) > 1 else float("nan"),
         "overhead_median": statistics.median(overhead) if overhead else float("nan"),
         "overhead_after_first": statistics.median(overhead[1:]) if len(overhead) > 1 else float("nan"),
-        "baseline_seconds": result.baseline["seconds"] if result.baseline else float("nan"),
+        "baseline_seconds": base["seconds"] if base else float("nan"),
         "federation_seconds": result.seconds,
     }
 
@@ -70,19 +72,25 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=PAPER_TRAIN.lr)
     p.add_argument("--batch-size", type=int, default=PAPER_TRAIN.batch_size)
     p.add_argument("--augment", action="store_true")
+    p.add_argument("--no-iid", action="store_true", help="only the Dirichlet rows of --alpha")
+    p.add_argument("--no-baseline", action="store_true", help="skip the centralised baseline (it does not depend on the partition: an IID run's serves)")
     p.add_argument("--secagg", action="store_true", help="also run each partition with SecAgg+ (a second row, no baseline)")
     p.add_argument("--name", default="federated", help="JSON name under runs/benchmarks/")
     args = p.parse_args()
     train = PAPER_TRAIN.from_dict({**PAPER_TRAIN.__dict__, "optimizer": args.optimizer, "lr": args.lr, "batch_size": args.batch_size, "augment": args.augment})
+    if args.no_iid and not args.alpha:
+        p.error("--no-iid needs at least one --alpha")
     rows = []
-    for alpha in [None, *args.alpha]:
+    base = None
+    for alpha in [*([] if args.no_iid else [None]), *args.alpha]:
         label = "iid" if alpha is None else f"dirichlet α={alpha}"
         for secagg in [False, True] if args.secagg else [False]:
             config = FederatedConfig(model=args.model, data=args.data, clients=args.clients, rounds=args.rounds, local_epochs=args.local_epochs, model_args=parse_assignments(args.arg), partition="iid" if alpha is None else "dirichlet", alpha=alpha or 0.5, train=train, subset=args.subset, test_subset=args.test_subset, secagg=secagg)
             name = label + (" secagg+" if secagg else "")
             out = REPO / "runs" / "benchmarks" / args.name / name.replace(" ", "-").replace("α=", "alpha")
-            result = simulation.run(config, out, force=True, baseline=not secagg)
-            rows.append({**row(result, name), "output": str(out.relative_to(REPO))})
+            result = simulation.run(config, out, force=True, baseline=not (secagg or args.no_baseline or base))
+            base = base or result.baseline
+            rows.append({**row(result, name, base), "output": str(out.relative_to(REPO))})
             print(markdown_table(list(rows[-1]), [list(rows[-1].values())]))
     path = write_result(args.name, {"args": vars(args), "rows": rows})
     headers = ["partition", "federated", "baseline", "gap (points)", "keyed = plain", "cross-key", "s / round", "s / round (median, after the first)", "overhead"]
