@@ -2,7 +2,7 @@
 
 A SuperLink with the veilnet server app and three SuperNodes, each a ``veilnet fl client``
 process; every client message starts a fresh client-app process (about 2.5 s of imports in
-Flower 1.41), so the runs are 2 rounds of a tiny ViT without the baseline.
+Flower 1.41), so the runs are 1–2 rounds of a tiny ViT without the baseline.
 """
 
 from __future__ import annotations
@@ -51,14 +51,14 @@ def stop(processes: list[subprocess.Popen[bytes]]) -> None:
             p.wait()
 
 
-def federation(tmp_path: Path, extra: list[str], *, kill_after_round: int | None = None) -> dict:
-    """Start 3 clients and a server for 2 rounds; optionally SIGTERM client 2 once round
+def federation(tmp_path: Path, extra: list[str], *, rounds: int = 2, kill_after_round: int | None = None) -> dict:
+    """Start 3 clients and a server for ``rounds`` rounds; optionally SIGTERM client 2 once round
     ``kill_after_round`` is logged. Returns the saved federated.json."""
     env = {**os.environ, **flower_environment(tmp_path / "flwr-home")}
     server_port, *client_ports = free_ports(4)
     out = tmp_path / "out"
     clients = [veilnet(["fl", "client", "--partition", str(i), "--server", f"127.0.0.1:{server_port}", "--port", str(port)], env, tmp_path / f"client{i}.log") for i, port in enumerate(client_ports)]
-    server = veilnet(["fl", "server", *MODEL, "--clients", "3", "--rounds", "2", "--no-baseline", "--port", str(server_port), "--wait", "120", *extra, "-o", str(out)], env, tmp_path / "server.log")
+    server = veilnet(["fl", "server", *MODEL, "--clients", "3", "--rounds", str(rounds), "--no-baseline", "--port", str(server_port), "--wait", "120", *extra, "-o", str(out)], env, tmp_path / "server.log")
     try:
         deadline = time.monotonic() + 400
         killed = False
@@ -89,3 +89,14 @@ def test_server_and_three_clients_run_two_rounds_and_finish_when_one_is_killed(t
     assert all(k["keyed_accuracy"] == k["plain_accuracy"] and k["max_relative_logit_difference"] <= 1e-4 for k in result["keyed"])
     assert sorted(k["partition"] for k in result["keyed"]) == [0, 1]
     assert (tmp_path / "out" / "model.safetensors").is_file() and (tmp_path / "out" / "report.md").is_file()
+
+
+def test_secagg_deployment_sums_the_updates_of_three_supernodes(tmp_path: Path) -> None:
+    """``fl server --secagg`` runs the round through SecAgg+'s workflow and the clients answer
+    through its mod (the aggregate itself is checked against FedAvg in test_federated_secagg)."""
+    result = federation(tmp_path, ["--secagg"], rounds=1)
+    assert result["config"]["secagg"] is True
+    assert [r["clients"] for r in result["rounds"]] == [3]
+    assert "SecAgg+" in (tmp_path / "out" / "report.md").read_text()
+    assert all(k["keyed_accuracy"] == k["plain_accuracy"] for k in result["keyed"])
+    assert sorted(k["partition"] for k in result["keyed"]) == [0, 1, 2]
