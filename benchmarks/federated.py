@@ -77,9 +77,9 @@ def main() -> None:
     p.add_argument("--secagg", action="store_true", help="also run each partition with SecAgg+ (a second row, no baseline)")
     p.add_argument("--name", default="federated", help="JSON name under runs/benchmarks/")
     args = p.parse_args()
-    train = PAPER_TRAIN.from_dict({**PAPER_TRAIN.__dict__, "optimizer": args.optimizer, "lr": args.lr, "batch_size": args.batch_size, "augment": args.augment})
     if args.no_iid and not args.alpha:
         p.error("--no-iid needs at least one --alpha")
+    train = PAPER_TRAIN.from_dict({**PAPER_TRAIN.__dict__, "optimizer": args.optimizer, "lr": args.lr, "batch_size": args.batch_size, "augment": args.augment})
     rows = []
     base = None
     for alpha in [*([] if args.no_iid else [None]), *args.alpha]:

@@ -54,8 +54,8 @@ from torch import nn
 
 from veilnet import data as vdata
 from veilnet.errors import ConfigError
-from veilnet.models.prepared import prepare
 from veilnet.metrics import as_float, predict
+from veilnet.models.prepared import prepare
 from veilnet.report import Result, markdown_table, plot_backend, save_figure
 from veilnet.robust import attacks as attack_zoo
 from veilnet.robust.attacks import derive_seed
