@@ -1,7 +1,8 @@
 """The ``veilnet`` command.
 
 Each subpackage contributes its commands through a ``register(subparsers)`` function in its
-own ``cli`` module; :data:`COMMANDS` names the module and the one-line help of every command.
+own ``cli`` module; :data:`COMMANDS` names the module and the one-line help of the core's commands,
+and each method's :class:`veilnet.plugins.Method` names its own (:func:`commands`).
 Only the module of the command being run is imported, so ``veilnet --help`` and every command's
 parsing start without importing torch. A user's mistake (any
 :class:`~veilnet.errors.VeilnetError`, or a bad option) prints one line on stderr and exits 2.
@@ -19,22 +20,24 @@ from typing import Any, NoReturn
 from veilnet import __version__
 from veilnet.errors import ConfigError, VeilnetError
 
-#: command -> (module whose ``register(subparsers)`` adds it, one-line help), in listing order.
+#: The core's commands -> (module whose ``register(subparsers)`` adds it, one-line help), in listing order.
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("veilnet.training.cli", "train a zoo model on a data set"),
     "eval": ("veilnet.training.cli", "accuracy, per-class accuracy and confusion matrix of a saved model"),
     "demo": ("veilnet.demo", "train, protect, attack and report on the embedded digits data (under a minute on 2 CPU cores)"),
     "data": ("veilnet.data.cli", "data sets"),
     "models": ("veilnet.models.cli", "the model zoo and model files"),
-    "key": ("veilnet.keys.cli", "secret keys"),
-    "keyed": ("veilnet.keyed.cli", "keyed models: encrypt images, transform models (ConvMixer, ViT), evaluate, attack"),
     "serve": ("veilnet.serve.cli", "serve a transformed model or a complex network's processor over HTTP (the untrusted server: no secret, no plain images)"),
     "query": ("veilnet.serve.cli", "classify images with a served model: encrypt or encode them with the secret here, send only the result"),
-    "split": ("veilnet.serve.cli", "split a complex-valued network into the server's part (processor only) and the device's part (encoder, decoder, counterpart pool)"),
-    "robust": ("veilnet.robust.cli", "post-averaging defence and evasion attacks"),
-    "complex": ("veilnet.complex.cli", "complex-valued privacy networks: train, evaluate"),
     "fl": ("veilnet.federated.cli", "federated training with Flower (FedAvg), then a key per client: run (simulation), server, client"),
 }
+
+
+def commands() -> dict[str, tuple[str, str]]:
+    """Every command: the core's (:data:`COMMANDS`), then the registered methods' (:mod:`veilnet.plugins`)."""
+    from veilnet import plugins
+
+    return {**COMMANDS, **plugins.commands()}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -46,7 +49,8 @@ class _Parser(argparse.ArgumentParser):
 
 def add_command(sub: argparse._SubParsersAction, name: str, **kwargs: Any) -> argparse.ArgumentParser:
     """The parser of top-level command ``name``, with its help from :data:`COMMANDS`."""
-    return sub.add_parser(name, help=COMMANDS[name][1], description=COMMANDS[name][1], **kwargs)
+    help = commands()[name][1]
+    return sub.add_parser(name, help=help, description=help, **kwargs)
 
 
 def add_group(sub: argparse._SubParsersAction, name: str) -> argparse._SubParsersAction:
@@ -109,13 +113,14 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = _Parser(prog="veilnet", description="veilnet: private and robust image classification, with the attacks that test it.")
     parser.add_argument("--version", action="version", version=f"veilnet {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
-    modules = [module for name, (module, _) in COMMANDS.items() if command is None or name == command]
+    every = commands()
+    modules = [module for name, (module, _) in every.items() if command is None or name == command]
     for module in dict.fromkeys(modules):
         importlib.import_module(module).register(sub)
-    for name, (_, help) in COMMANDS.items():
+    for name, (_, help) in every.items():
         if name not in sub.choices:
             sub.add_parser(name, help=help)
-    order = list(COMMANDS)
+    order = list(every)
     sub._choices_actions.sort(key=lambda action: order.index(action.dest))
     return parser
 
@@ -134,7 +139,7 @@ def _show_log(name: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), "")
-    args = build_parser(command if command in COMMANDS else "").parse_args(argv)
+    args = build_parser(command if command in commands() else "").parse_args(argv)
     if hasattr(args, "compile"):
         _show_log("veilnet.models.prepared")  # its one line: whether the model runs compiled
     try:

@@ -22,9 +22,13 @@ The names below are imported on first use (importing the package imports no torc
 
 from __future__ import annotations
 
-from veilnet._lazy import exports, public_names
+from veilnet._lazy import exports
 
-#: Public name -> the submodule defining it (its own ``__all__``); the submodule itself too.
-_WHERE = {"inversion": "inversion", "keyed_inversion": "keyed_inversion", "property": "property", **public_names(__file__, ("inversion", "keyed_inversion", "property"))}
+#: Public name -> the submodule defining it, imported on first use (PEP 562).
+_WHERE = {
+    **dict.fromkeys(["InversionConfig", "InversionResult", "ReconstructionMetrics", "as_unet_input", "complex_features", "evaluate_reconstruction", "inversion", "inversion_attack_1", "inversion_attack_2", "mean_image_baseline", "optimisation_inversion", "phase_invariant", "phase_invariant_inversion", "reconstruct", "reconstruction_metrics", "rotate_back", "save_inversion_grid", "split_inversion", "ssim", "total_variation", "train_inverter"], "inversion"),
+    **dict.fromkeys(["ATTACKER_STREAM", "AttackerKeys", "FRESH_KEY", "ciphertext_metrics", "keyed_inversion", "keyed_inversion_table"], "keyed_inversion"),
+    **dict.fromkeys(["PropertyClassifier", "PropertyResult", "animal_vs_vehicle", "chance_error", "classifier_attack", "knn_attack", "knn_predict", "predict_property", "property", "train_property_classifier"], "property"),
+}
 __all__ = sorted(_WHERE)
 __getattr__, __dir__ = exports(__name__, _WHERE)

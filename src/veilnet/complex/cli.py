@@ -18,9 +18,10 @@ before any training. The real baselines (``split-*``) train with ``veilnet train
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
-from veilnet.cli import add_device, add_group, add_output, positive_int
+from veilnet.cli import add_command, add_device, add_group, add_output, add_seed, positive_int
 from veilnet.errors import ConfigError
 from veilnet.training.cli import add_training_options
 
@@ -144,6 +145,22 @@ def _attack(args: argparse.Namespace) -> int:
     return 0
 
 
+def _split(args: argparse.Namespace) -> int:
+    from veilnet.complex.protocol import load_complex_net, pool_from_data, split_model
+    from veilnet.paths import prepare_output
+
+    prepare_output(args.output, force=args.force, exists=("server.safetensors", "server.json", "device.safetensors", "device.json"), mkdir=True)
+    net = load_complex_net(args.model)
+    pool = pool_from_data(args.pool_data, args.pool_size, split=args.pool_split, seed=args.seed) if args.pool_data else None
+    files = split_model(net, args.output, pool=pool, force=args.force)
+    card = json.loads(files.server.with_suffix(".json").read_text())["extra"]["complex"]
+    print(f"server: {files.server} (+ .json): the processing module only, for 'veilnet serve'; processor {card['processor_sha256'][:16]}…, input N×{'×'.join(map(str, card['input_shape']))}")
+    print(f"device: {files.device} (+ .json, mode 0600): encoder, decoder and {0 if pool is None else pool.shape[0]} counterpart images; keep it on the device, for 'veilnet query --secret'")
+    if pool is None:
+        print("no counterpart pool stored: give 'veilnet query --pool SPEC' (the person's own images)")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     group = add_group(sub, "complex")
 
@@ -189,3 +206,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_output(a, help="output directory (report.json, report.md, reconstructions.png)")
     add_device(a)
     a.set_defaults(func=_attack)
+    _register_split(sub)
+
+
+def _register_split(sub: argparse._SubParsersAction) -> None:
+    """Add the ``split`` command: a saved complex-valued network into the server's part and the
+    device's part (:func:`veilnet.complex.protocol.split_model`)."""
+    split = add_command(sub, "split")
+    split.add_argument("model", help="saved complex-valued network (complex-*; .safetensors, .json, stem or directory)")
+    add_output(split, help="folder for server.* and device.*")
+    split.add_argument("--pool-data", default=None, help="data spec to draw the counterpart pool from, stored in the device part (use the person's own images: an attacker who could list the pool and knew the encoder could solve for θ)")
+    split.add_argument("--pool-size", type=positive_int, default=64, help="images in the pool (default: 64)")
+    split.add_argument("--pool-split", default="train", choices=["train", "test"], help="split of --pool-data (default: train)")
+    add_seed(split)
+    split.set_defaults(func=_split)

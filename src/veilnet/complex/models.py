@@ -61,6 +61,7 @@ from torch import nn
 from veilnet.complex import layers as cl
 from veilnet.errors import ConfigError, ModelFormatError, ShapeError
 from veilnet.models.normalize import Normalize
+from veilnet.models import registry
 from veilnet.models.resnet_cifar import DEPTHS, BasicBlock
 
 #: The ResNet variants of section 5.1.
@@ -454,6 +455,9 @@ def load_real_weights(net: SplitNet | ComplexNet, real: nn.Module) -> SplitNet |
                 generator.bias.zero_()
     return net
 
+
+for _name, _constructor in MODELS.items():
+    registry.register(_name, _constructor)
 
 __all__ = [
     "MODELS",

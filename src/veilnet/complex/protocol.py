@@ -61,6 +61,7 @@ from veilnet import metrics
 from veilnet.complex import layers as cl
 from veilnet.complex.models import ComplexNet, Encoder
 from veilnet.errors import ConfigError, ModelFormatError, ShapeError, VeilnetError
+from veilnet.models import registry
 
 #: Registry names of the two parts (:data:`veilnet.models.registry.MODELS`).
 PROCESSOR = "complex-processor"
@@ -331,8 +332,10 @@ def complex_device(model: str | None = None, kwargs: dict[str, Any] | None = Non
     return DevicePart(net.encoder, net.decoder, pool_shape)
 
 
-#: Registry names → constructors, added to :data:`veilnet.models.registry.MODELS`.
+#: Registry names → constructors, added to :data:`veilnet.models.registry.MODELS` (:func:`veilnet.models.register`).
 PARTS = {PROCESSOR: complex_processor, DEVICE: complex_device}
+for _name, _constructor in PARTS.items():
+    registry.register(_name, _constructor)
 
 
 def processor_fingerprint(processor: nn.Module) -> str:

@@ -13,9 +13,16 @@ path, size and modification time and the split, written atomically and replaced 
 changes; a cached load of all of CIFAR-10 takes a fraction of a second.
 """
 
-from veilnet.data.cache import cache_dir
-from veilnet.data.cifar import download
-from veilnet.data.specs import SPECS, load, source
-from veilnet.data.split import ImageSplit, partition_dirichlet, partition_iid, subset
+from __future__ import annotations
 
-__all__ = ["SPECS", "ImageSplit", "cache_dir", "download", "load", "partition_dirichlet", "partition_iid", "source", "subset"]
+from veilnet._lazy import exports
+
+#: Public name -> the submodule defining it, imported on first use (PEP 562).
+_WHERE = {
+    "cache_dir": "cache",
+    "download": "cifar",
+    **dict.fromkeys(["SPECS", "load", "source"], "specs"),
+    **dict.fromkeys(["ImageSplit", "partition_dirichlet", "partition_iid", "subset"], "split"),
+}
+__all__ = sorted(_WHERE)
+__getattr__, __dir__ = exports(__name__, _WHERE)

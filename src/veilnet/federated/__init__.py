@@ -28,16 +28,13 @@ Flower is imported only by :mod:`.apps` and what runs it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from veilnet._lazy import exports
 
-from veilnet._lazy import exports, public_names
-
-if TYPE_CHECKING:
-    from veilnet.federated.results import FederatedResult
-    from veilnet.federated.simulation import FederationError, run
-    from veilnet.federated.task import FederatedConfig, KeyedReport
-
-_WHERE = public_names(__file__, ["task", "results", "simulation"])
+#: Public name -> the submodule defining it, imported on first use (PEP 562).
+_WHERE = {
+    **dict.fromkeys(["FederatedResult", "PLOT", "REPORT", "RESULT", "markdown", "plot_rounds"], "results"),
+    **dict.fromkeys(["FederationError", "OUTPUTS", "finish", "quiet_environment", "run"], "simulation"),
+    **dict.fromkeys(["FederatedConfig", "KeyedReport", "PAPER_TRAIN", "SECAGG_MODULUS", "apply_update", "build_model", "central_test", "check_secagg_range", "client_data", "cross_key_accuracy", "evaluate", "get_weights", "key_scheme", "keyed_report", "local_train", "model_update", "secagg_max_weight", "set_weights", "train_baseline"], "task"),
+}
 __all__ = sorted(_WHERE)
-
 __getattr__, __dir__ = exports(__name__, _WHERE)

@@ -17,53 +17,14 @@ The names below are imported on first use, so ``veilnet keyed --help`` does not 
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from veilnet._lazy import exports
 
-#: public name -> submodule that defines it
-_EXPORTS = {
-    "KeyedEvaluation": "evaluation",
-    "RandomKeysResult": "evaluation",
-    "demo_step": "evaluation",
-    "evaluate": "evaluation",
-    "evaluate_random_keys": "evaluation",
-    "apply_cipher": "images",
-    "decrypt_images": "images",
-    "encrypt_images": "images",
-    "from_blocks": "images",
-    "to_blocks": "images",
-    "Cipher": "schemes",
-    "KeyParams": "schemes",
-    "check_fits": "schemes",
-    "cipher": "schemes",
-    "ea_kind": "schemes",
-    "generate_key": "schemes",
-    "key_space_bits": "schemes",
-    "public_params": "schemes",
-    "vit_key": "schemes",
-    "fold_normalization": "transform",
-    "rekey": "transform",
-    "transform_model": "transform",
-    "untransform_model": "transform",
+#: Public name -> the submodule defining it, imported on first use (PEP 562).
+_WHERE = {
+    **dict.fromkeys(["KeyedEvaluation", "RandomKeysResult", "demo_step", "evaluate", "evaluate_random_keys"], "evaluation"),
+    **dict.fromkeys(["apply_cipher", "decrypt_images", "encrypt_images", "from_blocks", "to_blocks"], "images"),
+    **dict.fromkeys(["Cipher", "KeyParams", "check_fits", "cipher", "ea_kind", "generate_key", "key_space_bits", "public_params", "vit_key"], "schemes"),
+    **dict.fromkeys(["fold_normalization", "rekey", "transform_model", "untransform_model"], "transform"),
 }
-
-__all__ = sorted(_EXPORTS)
-
-if TYPE_CHECKING:
-    from veilnet.keyed.evaluation import KeyedEvaluation, RandomKeysResult, demo_step, evaluate, evaluate_random_keys
-    from veilnet.keyed.images import apply_cipher, decrypt_images, encrypt_images, from_blocks, to_blocks
-    from veilnet.keyed.schemes import Cipher, KeyParams, check_fits, cipher, ea_kind, generate_key, key_space_bits, public_params, vit_key
-    from veilnet.keyed.transform import fold_normalization, rekey, transform_model, untransform_model
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__all__ = sorted(_WHERE)
+__getattr__, __dir__ = exports(__name__, _WHERE)

@@ -1,6 +1,6 @@
 """``veilnet keyed``: transform models and images with a key, re-key, evaluate, attack.
 
-Keys come from ``veilnet key new --scheme block|vit ...`` (see :mod:`veilnet.keys.cli`). Every
+Keys come from ``veilnet key new --scheme block|vit ...`` (see :mod:`veilnet.keyed.keys_cli`). Every
 output is checked with :func:`veilnet.paths.prepare_output` before any work starts; torch and the
 library modules are imported inside the handlers, so parsing these commands does not import torch.
 """

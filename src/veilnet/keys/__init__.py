@@ -19,7 +19,7 @@ machinery they share.
   :class:`~veilnet.errors.KeyFileError`.
 * Keys are never printed or logged: ``repr(key)`` shows the scheme, parameters and fingerprint only.
 
-The ``veilnet key`` command group (:mod:`veilnet.keys.cli`) lives here too.
+The ``veilnet key`` command group lives with the method that uses the keys (:mod:`veilnet.keyed.keys_cli`).
 """
 
 from __future__ import annotations

@@ -31,40 +31,22 @@ Example::
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from veilnet._lazy import exports
 
-if TYPE_CHECKING:
-    from veilnet.models.alexnet import AlexNet
-    from veilnet.models.convmixer import ConvMixer
-    from veilnet.models.inputs import check_input, input_shape
-    from veilnet.models.io import card, load, load_cifar_resnet, load_strict, save
-    from veilnet.models.lenet import LeNet
-    from veilnet.models.normalize import IMAGENET_MEAN, IMAGENET_STD, Normalize
-    from veilnet.models.prepared import Prepared, compile_problem, prepare
-    from veilnet.models.registry import MODELS, create, names, signature
-    from veilnet.models.resnet_cifar import ResNetCIFAR
-    from veilnet.models.unet import UNet
-    from veilnet.models.vgg import VGG16
-    from veilnet.models.vit import ViT
-
-#: Public name -> the module defining it. Imported on first use (PEP 562), so that the command
-#: line can register ``models`` from :mod:`.cli` without importing torch.
+#: Public name -> the submodule defining it, imported on first use (PEP 562).
 _WHERE = {
     "AlexNet": "alexnet",
     "ConvMixer": "convmixer",
+    **dict.fromkeys(["check_input", "input_shape"], "inputs"),
+    **dict.fromkeys(["card", "load", "load_cifar_resnet", "load_strict", "save"], "io"),
     "LeNet": "lenet",
+    **dict.fromkeys(["IMAGENET_MEAN", "IMAGENET_STD", "Normalize"], "normalize"),
+    **dict.fromkeys(["Prepared", "compile_problem", "prepare"], "prepared"),
+    **dict.fromkeys(["MODELS", "create", "known", "names", "register", "signature"], "registry"),
     "ResNetCIFAR": "resnet_cifar",
     "UNet": "unet",
     "VGG16": "vgg",
     "ViT": "vit",
-    **dict.fromkeys(["IMAGENET_MEAN", "IMAGENET_STD", "Normalize"], "normalize"),
-    **dict.fromkeys(["check_input", "input_shape"], "inputs"),
-    **dict.fromkeys(["Prepared", "compile_problem", "prepare"], "prepared"),
-    **dict.fromkeys(["card", "load", "load_cifar_resnet", "load_strict", "save"], "io"),
-    **dict.fromkeys(["MODELS", "create", "names", "signature"], "registry"),
 }
 __all__ = sorted(_WHERE)
-
 __getattr__, __dir__ = exports(__name__, _WHERE)

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from veilnet.errors import ShapeError, VeilnetError
-from veilnet.models.registry import MODELS, signature
+from veilnet.models.registry import known, signature
 
 
 def input_shape(model: nn.Module) -> tuple[int | None, int | None, int | None]:
@@ -23,7 +23,7 @@ def input_shape(model: nn.Module) -> tuple[int | None, int | None, int | None]:
     if isinstance(shape, list) and len(shape) == 3:
         return int(shape[0]), int(shape[1]), int(shape[2])
     arch = getattr(model, "veilnet_arch", None)
-    if not isinstance(arch, dict) or arch.get("name") not in MODELS:
+    if not isinstance(arch, dict) or not known(str(arch.get("name"))):
         return None, None, None
     kwargs: dict[str, Any] = {**signature(arch["name"]), **arch.get("kwargs", {})}
     size = None if arch["name"] == "unet" else kwargs.get("image_size")  # the U-Net resizes its input

@@ -1,4 +1,9 @@
-"""Names of the zoo's models and :func:`create`, which builds one by name and records how."""
+"""Names of the zoo's models and :func:`create`, which builds one by name and records how.
+
+The zoo's own models are listed here; a method's models are added by its package with
+:func:`register` (the method's :class:`veilnet.plugins.Method` names the module that does it by the
+models' name prefix, so this module never imports a method).
+"""
 
 from __future__ import annotations
 
@@ -10,8 +15,7 @@ from typing import Any
 
 from torch import nn
 
-from veilnet.complex.models import MODELS as COMPLEX_MODELS
-from veilnet.complex.protocol import PARTS as COMPLEX_PARTS
+from veilnet import plugins
 from veilnet.errors import ConfigError, ModelFormatError, VeilnetError
 from veilnet.models.alexnet import AlexNet
 from veilnet.models.convmixer import ConvMixer
@@ -31,13 +35,27 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "vit": ViT,
     "unet": UNet,
 }
-#: Other packages' models, registered under their own names (complex-*, split-*).
-MODELS.update(COMPLEX_MODELS)
-MODELS.update(COMPLEX_PARTS)  # the two parts of a split complex-valued network (complex-processor, complex-device)
+
+
+def register(name: str, constructor: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    """Add model ``name`` (a method's model: its package calls this when imported); returns the
+    constructor. Another constructor under a registered name is a RegistrationError."""
+    if MODELS.get(name, constructor) is not constructor:
+        raise plugins.RegistrationError(f"model {name!r} is already registered (by {getattr(MODELS[name], '__module__', '?')})")
+    MODELS[name] = constructor
+    return constructor
+
+
+def known(name: str) -> bool:
+    """Whether :func:`create` can build model ``name`` (a method's models are imported to tell)."""
+    if name not in MODELS:
+        plugins.load_models(name)
+    return name in MODELS
 
 
 def names() -> list[str]:
-    """The model names :func:`create` knows, in the zoo's order."""
+    """The model names :func:`create` knows: the zoo's, then every registered method's."""
+    plugins.load_models()
     return list(MODELS)
 
 
@@ -98,7 +116,6 @@ def _check_argument(name: str, arg: str, value: Any, default: Any) -> None:
 
 
 def _constructor(name: str) -> Callable[..., nn.Module]:
-    try:
-        return MODELS[name]
-    except KeyError:
-        raise ModelFormatError(f"unknown model {name!r}; known models: {', '.join(MODELS)}") from None
+    if not known(name):
+        raise ModelFormatError(f"unknown model {name!r}; known models: {', '.join(names())}")
+    return MODELS[name]

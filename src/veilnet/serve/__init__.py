@@ -27,29 +27,15 @@ Server and client need the ``serve`` extra (FastAPI, uvicorn, httpx).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from veilnet._lazy import exports
 
-if TYPE_CHECKING:  # what the lazy imports below give, for type checkers
-    from veilnet.serve.app import Limits, ServedModel, create_app, local_server, run
-    from veilnet.serve.batching import BatchingConfig
-    from veilnet.serve.client import AuthRefusedError, Client, Predictions, ServerUnreachableError, ServiceError, read_images
-    from veilnet.serve.kinds import KINDS, Expectation, Kind, register
-    from veilnet.serve.tokens import client_token, server_tokens
-
-#: Public names and their modules, imported on first use so that ``import veilnet.serve`` (and the
-#: ``veilnet`` command) work without FastAPI installed; only the server needs it.
-_EXPORTS = {
-    **dict.fromkeys(("Limits", "ServedModel", "create_app", "local_server", "run"), "veilnet.serve.app"),
-    **dict.fromkeys(("client_token", "server_tokens"), "veilnet.serve.tokens"),
-    "BatchingConfig": "veilnet.serve.batching",
-    **dict.fromkeys(("AuthRefusedError", "Client", "Predictions", "ServerUnreachableError", "ServiceError", "read_images"), "veilnet.serve.client"),
-    **dict.fromkeys(("KINDS", "Expectation", "Kind", "register"), "veilnet.serve.kinds"),
+#: Public name -> the submodule defining it, imported on first use (PEP 562).
+_WHERE = {
+    **dict.fromkeys(["Limits", "ServedModel", "create_app", "local_server", "run"], "app"),
+    "BatchingConfig": "batching",
+    **dict.fromkeys(["AuthRefusedError", "Client", "Predictions", "ServerUnreachableError", "ServiceError", "read_images"], "client"),
+    **dict.fromkeys(["Expectation", "KINDS", "Kind", "register"], "kinds"),
+    **dict.fromkeys(["client_token", "server_tokens"], "tokens"),
 }
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'veilnet.serve' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__all__ = sorted(_WHERE)
+__getattr__, __dir__ = exports(__name__, _WHERE)

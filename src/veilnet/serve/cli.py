@@ -1,6 +1,8 @@
-"""``veilnet serve`` (the untrusted server), ``veilnet query`` (the client holding the secret) and
-``veilnet split`` (a complex-valued network's files by role: the server's processor, the device's
-encoder, decoder and counterpart pool; :func:`veilnet.complex.protocol.split_model`).
+"""``veilnet serve`` (the untrusted server) and ``veilnet query`` (the client holding the secret).
+
+A serving kind may add options of its own to ``query`` (``add_query_options(parser)``) and build the
+client's secret from them (``secret_from_options(args) -> secret | None``); the complex kind's
+``--pool`` is one. The kinds are imported when ``query`` is registered, never by ``veilnet --help``.
 
 Every option is checked before any work starts (limits and TLS files, tokens, the device, the
 address, then the model), so each mistake is one line and exit 2, never uvicorn's exit 1. torch, FastAPI and the rest are imported inside
@@ -15,7 +17,7 @@ import socket
 import sys
 from pathlib import Path
 
-from veilnet.cli import add_command, add_compile, add_device, add_output, add_seed, positive_int
+from veilnet.cli import add_command, add_compile, add_device
 from veilnet.errors import ConfigError
 from veilnet.serve.tokens import client_token, server_tokens
 
@@ -89,20 +91,6 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _device_secret(args: argparse.Namespace) -> object:
-    """The complex device part of ``--secret`` with ``--pool``/``--seed`` applied (checked before
-    anything is sent; a key file or another model is refused in one line)."""
-    from veilnet.complex.protocol import Device, load_device_part, pool_from_data
-    from veilnet.errors import VeilnetError
-
-    try:
-        part = load_device_part(args.secret)
-    except VeilnetError as exc:
-        raise ConfigError(f"--pool and --seed are for complex-valued networks; --secret must be a device part: {exc}") from None
-    pool = pool_from_data(args.pool, args.pool_size, split=args.pool_split, seed=args.seed) if args.pool else None
-    return Device(part, pool, seed=args.seed)
-
-
 def _query(args: argparse.Namespace) -> int:
     from veilnet.serve.client import Client, read_images
 
@@ -112,10 +100,11 @@ def _query(args: argparse.Namespace) -> int:
         raise ConfigError(f"--limit must be positive, got {args.limit}")
     token = client_token(args.token_file)
     secret = args.secret
-    if args.pool or args.seed is not None:
-        if not (Path(secret).is_file() or Path(f"{secret}.json").is_file() or (Path(secret) / "model.json").is_file()):
-            raise ConfigError(f"secret file {secret} does not exist")
-        secret = _device_secret(args)
+    for kind in _kinds():
+        from_options = getattr(kind, "secret_from_options", None)
+        built = None if from_options is None else from_options(args)
+        if built is not None:
+            secret = built
     with Client(args.server, secret, token, encoding=args.encoding, ca_file=args.ca_file) as client:
         client.check_secret()  # before reading or sending any image
         labels = classes = None
@@ -142,24 +131,16 @@ def _query(args: argparse.Namespace) -> int:
     return 0
 
 
-def _split(args: argparse.Namespace) -> int:
-    from veilnet.complex.protocol import load_complex_net, pool_from_data, split_model
-    from veilnet.paths import prepare_output
+def _kinds() -> list:
+    """Every registered serving kind (their methods' modules imported)."""
+    from veilnet import plugins
+    from veilnet.serve.kinds import KINDS
 
-    prepare_output(args.output, force=args.force, exists=("server.safetensors", "server.json", "device.safetensors", "device.json"), mkdir=True)
-    net = load_complex_net(args.model)
-    pool = pool_from_data(args.pool_data, args.pool_size, split=args.pool_split, seed=args.seed) if args.pool_data else None
-    files = split_model(net, args.output, pool=pool, force=args.force)
-    card = json.loads(files.server.with_suffix(".json").read_text())["extra"]["complex"]
-    print(f"server: {files.server} (+ .json): the processing module only, for 'veilnet serve'; processor {card['processor_sha256'][:16]}…, input N×{'×'.join(map(str, card['input_shape']))}")
-    print(f"device: {files.device} (+ .json, mode 0600): encoder, decoder and {0 if pool is None else pool.shape[0]} counterpart images; keep it on the device, for 'veilnet query --secret'")
-    if pool is None:
-        print("no counterpart pool stored: give 'veilnet query --pool SPEC' (the person's own images)")
-    return 0
+    plugins.load_kinds()
+    return list(KINDS.values())
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    register_split(sub)
     serve = add_command(sub, "serve")
     serve.add_argument("model", help="transformed model (.safetensors, .json, stem or directory) from 'veilnet keyed transform-model', or a complex-valued network's server part from 'veilnet split'")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
@@ -197,21 +178,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     query.add_argument("--limit", type=int, default=100, help="first N images of --data (default: 100)")
     query.add_argument("--encoding", default="npy", choices=["npy", "safetensors"], help="tensor encoding on the wire (default: npy)")
     query.add_argument("--json", action="store_true", help="print JSON instead of tab-separated lines")
-    query.add_argument("--pool", default=None, help="complex networks: draw the counterpart pool from this data spec (the person's own images) instead of the device part's")
-    query.add_argument("--pool-size", type=positive_int, default=64, help="images in the --pool (default: 64)")
-    query.add_argument("--pool-split", default="train", choices=["train", "test"], help="split of --pool (default: train)")
-    add_seed(query)
+    for kind in _kinds():
+        add_options = getattr(kind, "add_query_options", None)
+        if add_options is not None:
+            add_options(query)
     query.set_defaults(func=_query)
-
-
-def register_split(sub: argparse._SubParsersAction) -> None:
-    """Add the ``split`` command: a saved complex-valued network into the server's part and the
-    device's part (:func:`veilnet.complex.protocol.split_model`)."""
-    split = add_command(sub, "split")
-    split.add_argument("model", help="saved complex-valued network (complex-*; .safetensors, .json, stem or directory)")
-    add_output(split, help="folder for server.* and device.*")
-    split.add_argument("--pool-data", default=None, help="data spec to draw the counterpart pool from, stored in the device part (use the person's own images: an attacker who could list the pool and knew the encoder could solve for θ)")
-    split.add_argument("--pool-size", type=positive_int, default=64, help="images in the pool (default: 64)")
-    split.add_argument("--pool-split", default="train", choices=["train", "test"], help="split of --pool-data (default: train)")
-    add_seed(split)
-    split.set_defaults(func=_split)

@@ -13,22 +13,13 @@ The ``veilnet train`` and ``veilnet eval`` commands are in :mod:`.cli`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from veilnet._lazy import exports
 
-if TYPE_CHECKING:
-    from veilnet.training.classifier import ClassifierStep, TrainConfig, TrainResult, augment, learning_rate, make_optimizer, train, train_epochs
-    from veilnet.training.core import CHECKPOINT, METRICS, Stateful, Step, StepInfo, fit, load_checkpoint, prepare_run
-    from veilnet.training.evaluation import Evaluation, evaluate, plot_confusion
-
-#: Public name -> the module defining it. Imported on first use (PEP 562), so that the command
-#: line can register ``train``/``eval`` from :mod:`.cli` without importing torch.
+#: Public name -> the submodule defining it, imported on first use (PEP 562).
 _WHERE = {
     **dict.fromkeys(["ClassifierStep", "TrainConfig", "TrainResult", "augment", "learning_rate", "make_optimizer", "train", "train_epochs"], "classifier"),
     **dict.fromkeys(["CHECKPOINT", "METRICS", "Stateful", "Step", "StepInfo", "fit", "load_checkpoint", "prepare_run"], "core"),
     **dict.fromkeys(["Evaluation", "evaluate", "plot_confusion"], "evaluation"),
 }
 __all__ = sorted(_WHERE)
-
 __getattr__, __dir__ = exports(__name__, _WHERE)

@@ -19,9 +19,12 @@ Feature inversion and property inference work on any features and live in
 
 from __future__ import annotations
 
-from veilnet._lazy import exports, public_names
+from veilnet._lazy import exports
 
-#: Public name -> the submodule defining it (its own ``__all__``); the submodule itself too.
-_WHERE = {"angle": "angle", "suite": "suite", **public_names(__file__, ("angle", "suite"))}
+#: Public name -> the submodule defining it, imported on first use (PEP 562).
+_WHERE = {
+    **dict.fromkeys(["ATTACKER_SEED_OFFSET", "AngleAttackResult", "AngleCritic", "AngleRegressor", "CHANCE_ERROR", "TOLERANCE", "angle", "angle_error", "angle_grid", "angle_result", "counterpart_fraction", "discriminator_angles", "encoder_features", "mirror_fraction", "paper_angle_attack", "regression_angle_attack", "train_angle_discriminator", "train_angle_regressor", "victim_features", "within_fraction"], "angle"),
+    **dict.fromkeys(["ATTACKS", "AttackReport", "AttackSettings", "PAPER", "balanced_head", "baseline_label", "check_inputs", "keyed_scheme", "markdown", "run_attacks", "save_grid", "suite"], "suite"),
+}
 __all__ = sorted(_WHERE)
 __getattr__, __dir__ = exports(__name__, _WHERE)

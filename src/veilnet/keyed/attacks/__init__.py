@@ -11,17 +11,16 @@ what it recovered with :class:`.scoring.KeyScore`:
 * :mod:`.ciphertext_only` — a permutation-type key from encrypted images and unrelated plain images.
 """
 
-from veilnet.keyed.attacks.ciphertext_only import CiphertextOnlyResult, ciphertext_only_attack
-from veilnet.keyed.attacks.known_plaintext import KnownPlaintextResult, known_plaintext_attack
-from veilnet.keyed.attacks.scoring import KeyScore
-from veilnet.keyed.attacks.weight_matching import WeightMatchingResult, weight_matching_attack
+from __future__ import annotations
 
-__all__ = [
-    "CiphertextOnlyResult",
-    "KeyScore",
-    "KnownPlaintextResult",
-    "WeightMatchingResult",
-    "ciphertext_only_attack",
-    "known_plaintext_attack",
-    "weight_matching_attack",
-]
+from veilnet._lazy import exports
+
+#: Public name -> the submodule defining it, imported on first use (PEP 562).
+_WHERE = {
+    **dict.fromkeys(["CiphertextOnlyResult", "ciphertext_only_attack"], "ciphertext_only"),
+    **dict.fromkeys(["KnownPlaintextResult", "known_plaintext_attack"], "known_plaintext"),
+    "KeyScore": "scoring",
+    **dict.fromkeys(["WeightMatchingResult", "weight_matching_attack"], "weight_matching"),
+}
+__all__ = sorted(_WHERE)
+__getattr__, __dir__ = exports(__name__, _WHERE)

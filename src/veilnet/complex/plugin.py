@@ -1,0 +1,16 @@
+"""The complex-valued networks' contributions to veilnet (:class:`veilnet.plugins.Method`): the
+``complex`` and ``split`` commands, the ``complex-*`` and ``split-*`` models (``complex-processor``
+and ``complex-device`` are the parts :mod:`.protocol` registers) and the ``complex`` serving kind.
+Imports nothing heavy."""
+
+from veilnet.plugins import Method
+
+METHOD = Method(
+    "complex",
+    commands={
+        "complex": ("veilnet.complex.cli", "complex-valued privacy networks: train, evaluate, attack"),
+        "split": ("veilnet.complex.cli", "split a complex-valued network into the server's part (processor only) and the device's part (encoder, decoder, counterpart pool)"),
+    },
+    models={"complex-": "veilnet.complex.protocol", "split-": "veilnet.complex.models"},
+    kinds={"complex": "veilnet.complex.serving"},
+)
