@@ -6,15 +6,12 @@ server computes) and property inference. They come with the complex-valued netwo
   (feature, image) pairs (Xiang et al., ICLR 2020, section 4.3: dec(a*), dec(x), and the
   baselines' features), optimisation-based inversion through the released encoder, and the
   reconstruction metrics (the paper's E‖Î − I‖, MSE, PSNR, SSIM).
-* :mod:`veilnet.attacks.keyed_inversion` — the same U-Net against the keyed schemes: trained on
-  (encrypted, plain) pairs under keys the attacker draws itself, applied to images encrypted
-  under an unseen key, beside the ciphertext itself and the mean image as guesses.
 * :mod:`veilnet.attacks.property` — property inference: the paper's inference attacks 1–4
   (section 4.3: a classifier of a hidden property trained on raw images, on a*, on dec(a*), and
   k nearest neighbours of a*), scored by the error rate on the hidden property against chance.
 
-Attacks that break one method live beside it: the key-recovery attacks on keyed models in
-:mod:`veilnet.keyed.attacks`, the evasion attacks that test post-averaging in
+Attacks that break one method live beside it: the key-recovery attacks and the learned inversion
+of keyed images in :mod:`veilnet.keyed.attacks`, the evasion attacks that test post-averaging in
 :mod:`veilnet.robust.attacks`, angle recovery in :mod:`veilnet.complex.attacks`.
 
 The names below are imported on first use (importing the package imports no torch).
@@ -27,7 +24,6 @@ from veilnet._lazy import exports
 #: Public name -> the submodule defining it, imported on first use (PEP 562).
 _WHERE = {
     **dict.fromkeys(["InversionConfig", "InversionResult", "ReconstructionMetrics", "as_unet_input", "complex_features", "evaluate_reconstruction", "inversion", "inversion_attack_1", "inversion_attack_2", "mean_image_baseline", "optimisation_inversion", "phase_invariant", "phase_invariant_inversion", "reconstruct", "reconstruction_metrics", "rotate_back", "save_inversion_grid", "split_inversion", "ssim", "total_variation", "train_inverter"], "inversion"),
-    **dict.fromkeys(["ATTACKER_STREAM", "AttackerKeys", "FRESH_KEY", "ciphertext_metrics", "keyed_inversion", "keyed_inversion_table"], "keyed_inversion"),
     **dict.fromkeys(["PropertyClassifier", "PropertyResult", "animal_vs_vehicle", "chance_error", "classifier_attack", "knn_attack", "knn_predict", "predict_property", "property", "train_property_classifier"], "property"),
 }
 __all__ = sorted(_WHERE)

@@ -239,9 +239,9 @@ def _random_keys(args: argparse.Namespace) -> Any:
 
 def _learned_inversion(args: argparse.Namespace) -> int:
     """``keyed attack learned-inversion``: a U-Net trained under the attacker's own keys
-    (:func:`veilnet.attacks.keyed_inversion.keyed_inversion`) against a fresh CSPRNG key."""
+    (:func:`veilnet.keyed.attacks.learned_inversion.keyed_inversion`) against a fresh CSPRNG key."""
     from veilnet.attacks.inversion import InversionConfig, save_inversion_grid
-    from veilnet.attacks.keyed_inversion import keyed_inversion, keyed_inversion_table
+    from veilnet.keyed.attacks.learned_inversion import keyed_inversion, keyed_inversion_table
     from veilnet.devices import resolve_device
     from veilnet.keyed import encrypt_images, generate_key
 

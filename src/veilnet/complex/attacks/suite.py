@@ -37,7 +37,7 @@ complex network only: **dec(x)** (attack 2, :func:`~veilnet.attacks.inversion.in
 **optimisation inversion** through g (:func:`~veilnet.attacks.inversion.optimisation_inversion`,
 on a* from the regression, started at the attacker's mean image); and, for comparison with the
 keyed models, the **learned inversion of keyed images**
-(:func:`veilnet.attacks.keyed_inversion.keyed_inversion`) on the same victim images.
+(:func:`veilnet.keyed.attacks.learned_inversion.keyed_inversion`) on the same victim images.
 
 Every figure is reported beside its trivial counterpart (the attacker's mean image for
 reconstructions, the majority class for properties, π/2 for angles) and the paper's number.
@@ -372,7 +372,7 @@ def _complex_only(run: _Run, estimates: Mapping[str, tuple[torch.Tensor, torch.T
     if s.runs("optimisation"):
         results.append(run.timed("optimisation", lambda: _optimisation(run, estimates)))
     if s.runs("keyed"):
-        from veilnet.attacks.keyed_inversion import keyed_inversion
+        from veilnet.keyed.attacks.learned_inversion import keyed_inversion
 
         for spec in s.keyed:
             scheme, block = keyed_scheme(spec)

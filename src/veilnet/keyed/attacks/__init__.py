@@ -9,6 +9,9 @@ what it recovered with :class:`.scoring.KeyScore`:
 * :mod:`.known_plaintext` — the key from a few (plain, encrypted) image pairs.
 * :mod:`.weight_matching` — the key from the transformed model and the plain model it came from.
 * :mod:`.ciphertext_only` — a permutation-type key from encrypted images and unrelated plain images.
+* :mod:`.learned_inversion` — no key at all: a U-Net (:mod:`veilnet.attacks.inversion`) trained on
+  (encrypted, plain) pairs under keys the attacker draws itself, applied to images encrypted under
+  an unseen key, beside the ciphertext itself and the mean image as guesses.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from veilnet._lazy import exports
 
 #: Public name -> the submodule defining it, imported on first use (PEP 562).
 _WHERE = {
+    **dict.fromkeys(["ATTACKER_STREAM", "AttackerKeys", "FRESH_KEY", "ciphertext_metrics", "keyed_inversion", "keyed_inversion_table"], "learned_inversion"),
     **dict.fromkeys(["CiphertextOnlyResult", "ciphertext_only_attack"], "ciphertext_only"),
     **dict.fromkeys(["KnownPlaintextResult", "known_plaintext_attack"], "known_plaintext"),
     "KeyScore": "scoring",

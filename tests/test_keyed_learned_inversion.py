@@ -1,4 +1,4 @@
-"""Learned inversion of keyed images (veilnet.attacks.keyed_inversion): a U-Net trained under the
+"""Learned inversion of keyed images (veilnet.keyed.attacks.learned_inversion): a U-Net trained under the
 attacker's own keys beats both trivial guesses (the mean image, the ciphertext itself) on images
 encrypted under a key it never drew; the victim's key stays out of the attacker's keys and out of
 the result; runs reproduce; the command writes its three files.
@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from veilnet import cli, data, keys
-from veilnet.attacks import keyed_inversion as ki
+from veilnet.keyed.attacks import learned_inversion as ki
 from veilnet.attacks.inversion import InversionConfig, InversionResult, reconstruction_metrics
 from veilnet.errors import ConfigError, KeyMismatchError, ShapeError
 from veilnet.keyed import KeyParams, apply_cipher, cipher, encrypt_images, generate_key
