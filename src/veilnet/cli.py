@@ -125,11 +125,19 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+class _Stderr(logging.Handler):
+    """Writes each record to the ``sys.stderr`` of the moment (a handler bound to the stream of its
+    first use would write to a closed one once that stream is replaced, as under pytest)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(self.format(record), file=sys.stderr)
+
+
 def _show_log(name: str) -> None:
     """Print the INFO lines of logger ``name`` on stderr as ``veilnet: MESSAGE`` (once per process)."""
     logger = logging.getLogger(name)
     if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _Stderr()
         handler.setFormatter(logging.Formatter("veilnet: %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)

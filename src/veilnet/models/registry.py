@@ -39,10 +39,12 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 
 def register(name: str, constructor: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
     """Add model ``name`` (a method's model: its package calls this when imported); returns the
-    constructor. Another constructor under a registered name is a RegistrationError."""
-    if MODELS.get(name, constructor) is not constructor:
+    constructor. Another constructor under a name registered already, or claimed by a method whose
+    module registers it, is a RegistrationError."""
+    if not known(name):
+        MODELS[name] = constructor
+    if MODELS[name] is not constructor:
         raise plugins.RegistrationError(f"model {name!r} is already registered (by {getattr(MODELS[name], '__module__', '?')})")
-    MODELS[name] = constructor
     return constructor
 
 
