@@ -11,10 +11,13 @@ in ``config["veilnet"]``; a client's partition is its node config's ``partition-
 * ``train``: the global weights in, the client's weights and ``num-examples`` out.
 * ``evaluate``: the global weights in, the client's accuracy on its own test images out.
 * ``query.keyed``: the final weights in; the client draws its key, transforms its copy, encrypts
-  its test images and answers with its :class:`~veilnet.federated.task.KeyedReport`, the
-  transformed model and the encrypted images with their labels — what a provider serving that
-  client's transformed model sees anyway (plus the labels, for measuring only). The server uses
-  them for the cross-key matrix: client i's encrypted images on client j's model.
+  its test images and measures (:func:`~veilnet.federated.task.keyed_step`), and answers with
+  numbers only: its :class:`~veilnet.federated.task.KeyedReport` without the fingerprint and its
+  row of the cross-key matrix in ``metrics``, the key's fingerprint in ``key``. The key, the
+  transformed model and the encrypted images stay on the client (the ViT paper's Sec. 3: each
+  client keeps its transformed copy): the server holds the plain integrated model, and with a
+  transformed model it would recover the key by weight matching, with encrypted images of its
+  central test set by a known-plaintext attack (:mod:`veilnet.keyed.attacks`).
 
 With ``config.secagg`` the rounds run Flower's SecAgg+ instead (the server sees only the sum of
 the clients' updates). Flower 1.41 offers SecAgg+ only in its legacy strategy API, so that path
@@ -40,6 +43,7 @@ is legacy on both sides of ``train`` while everything else stays as above:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -48,7 +52,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.client.mod import secaggplus_mod
 from flwr.clientapp import ClientApp
 from flwr.common import Code, FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays
@@ -71,6 +75,8 @@ __all__ = ["Federation", "client_app", "server_app"]
 CONFIG = "veilnet"
 #: Message type of the final keyed step.
 KEYED = "query.keyed"
+#: Metric entry of a keyed answer with the client's row of the cross-key matrix.
+CROSS_KEY = "cross_key"
 #: Config entry with the round number (the Message-API FedAvg's name for it).
 ROUND = "server-round"
 #: Metric entry with a client's n_k, FedAvg's weight.
@@ -144,18 +150,23 @@ def _evaluate(msg: Message, context: Context) -> Message:
 @client_app.query("keyed")
 def _keyed(msg: Message, context: Context) -> Message:
     config, partition, model = _client(msg, context)
-    split = task.client_data(config, partition)[1]
-    report, transformed, encrypted = task.keyed_report(config, model, split, partition)
-    numbers = {k: float(v) if isinstance(v, float) else int(v) for k, v in report.to_dict().items() if k != "fingerprint" and v is not None}
-    content = RecordDict(
-        {
-            "metrics": MetricRecord(numbers),
-            "key": ConfigRecord({"fingerprint": report.fingerprint}),
-            "model": ArrayRecord(task.get_weights(transformed)),
-            "queries": ArrayRecord({"images": Array(encrypted.numpy()), "labels": Array(split.labels.numpy())}),
-        }
-    )
-    return Message(content, reply_to=msg)
+    report, row = task.keyed_step(config, model, task.client_data(config, partition)[1], partition)
+    return Message(keyed_record(report, row), reply_to=msg)
+
+
+def keyed_record(report: KeyedReport, cross_key: list[float]) -> RecordDict:
+    """A client's answer to the keyed step, numbers only: the report's fields (NaN kept, the
+    bool as 0/1) and its cross-key row in ``metrics``, the key's fingerprint in ``key``."""
+    numbers = {name: float(value) if isinstance(value, float) else int(value) for name, value in dataclasses.asdict(report).items() if name != "fingerprint"}
+    return RecordDict({"metrics": MetricRecord({**numbers, CROSS_KEY: [float(a) for a in cross_key]}), "key": ConfigRecord({"fingerprint": report.fingerprint})})
+
+
+def read_keyed_record(content: RecordDict) -> tuple[KeyedReport, list[float]]:
+    """The report and cross-key row of :func:`keyed_record`."""
+    numbers = dict(content.metric_records["metrics"])
+    row = [float(a) for a in numbers.pop(CROSS_KEY)]
+    fields = {**numbers, "fingerprint": str(content.config_records["key"]["fingerprint"]), "partition": int(numbers["partition"]), "n_images": int(numbers["n_images"]), "labels_identical": bool(numbers["labels_identical"])}
+    return KeyedReport.from_dict(fields), row
 
 
 # ------------------------------------------------------------------------------------------
@@ -198,7 +209,7 @@ class Federation:
             self.weights = rounds(grid, context, strategy, task.get_weights(model))
         finally:
             self._bar.close()
-        if config.model in ("vit", "convmixer"):
+        if config.model in ("vit", "convmixer") and task.is_finite(self.weights):  # a diverged model is reported by check_complete
             self._keyed_step(grid, ArrayRecord(self.weights))
 
     def _plain_rounds(self, grid: Grid, context: Context, strategy: FedAvg, initial: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -298,21 +309,14 @@ class Federation:
     # ---- after the last round: a key per client -----------------------------------------------
 
     def _keyed_step(self, grid: Grid, final: ArrayRecord) -> None:
+        """Every client keys its own copy of the final model and answers with numbers only
+        (:func:`keyed_record`); the cross-key matrix is their rows, cut to the clients that
+        answered."""
         content = RecordDict({"arrays": final, "config": ConfigRecord({CONFIG: self.config.dumps()})})
         messages = [Message(content=content, message_type=KEYED, dst_node_id=node) for node in grid.get_node_ids()]
-        replies = [m for m in grid.send_and_receive(messages, timeout=self.timeout) if not m.has_error()]
-        replies.sort(key=lambda m: int(m.content.metric_records["metrics"]["partition"]))
-        models, images, labels = [], [], []
-        for reply in replies:
-            numbers = dict(reply.content.metric_records["metrics"])
-            fingerprint = str(reply.content.config_records["key"]["fingerprint"])
-            self.keyed.append(KeyedReport.from_dict({**numbers, "fingerprint": fingerprint, "partition": int(numbers["partition"]), "n_images": int(numbers["n_images"]), "labels_identical": bool(numbers["labels_identical"])}))
-            transformed = task.build_model(self.config)
-            models.append(task.set_weights(transformed, reply.content.array_records["model"].to_torch_state_dict()))
-            queries = reply.content.array_records["queries"]
-            images.append(torch.from_numpy(np.array(queries["images"].numpy(), copy=True)))
-            labels.append(torch.from_numpy(np.array(queries["labels"].numpy(), copy=True)))
-        self.cross_key = task.cross_key_accuracy(models, images, labels)
+        answers = sorted((read_keyed_record(m.content) for m in grid.send_and_receive(messages, timeout=self.timeout) if not m.has_error()), key=lambda answer: answer[0].partition)
+        self.keyed = [report for report, _ in answers]
+        self.cross_key = [[row[k.partition] for k in self.keyed] for _, row in answers]
 
 
 class _FedAvg(FedAvg):

@@ -12,6 +12,7 @@ server app in this process, where the measurements stay without a round trip thr
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from pathlib import Path
@@ -124,10 +125,16 @@ def finish(config: FederatedConfig, federation: Any, out: Path, *, mode: str, se
 
 
 def check_complete(config: FederatedConfig, rounds: list[dict[str, Any]], keyed: list[Any], weights: Any) -> None:
-    """Raise :class:`FederationError` unless every round had ``config.needed`` clients' updates
-    and, for a keyable model, at least ``config.needed`` clients answered the keyed step."""
+    """Raise :class:`FederationError` unless every round had ``config.needed`` clients' updates,
+    the global model is finite (it was not keyed otherwise) and, for a keyable model, at least
+    ``config.needed`` clients answered the keyed step."""
+    from veilnet.federated import task
+
     if weights is None or len(rounds) < config.rounds:
         raise FederationError(f"the federation stopped after {len(rounds)} of {config.rounds} rounds")
+    if not task.is_finite(weights):
+        diverged = next((r["round"] for r in rounds if not math.isfinite(float(r.get("central_loss", math.nan)))), rounds[-1]["round"])
+        raise FederationError(f"the training diverged: the global model's weights are not finite after round {diverged}; lower --lr")
     for record in rounds:
         got = int(record.get("clients", 0))
         if got < config.needed:
