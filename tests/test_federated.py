@@ -171,7 +171,7 @@ class RecordingGrid:
 def simulated_and_received(tmp_path_factory: pytest.TempPathFactory) -> tuple[FederatedConfig, object, Path, list[Any]]:
     """The simulated federation, and every reply its server app received (through a
     :class:`RecordingGrid`; the server app runs in this process)."""
-    from veilnet.federated.apps import Federation
+    from veilnet.federated.server_app import Federation
 
     received: list[Any] = []
     main = Federation.main
@@ -263,7 +263,8 @@ def client_reply(message_type: str, config: FederatedConfig, weights: dict[str, 
 
     from flwr.app import ArrayRecord, ConfigRecord, Context, Message, Metadata, RecordDict
 
-    from veilnet.federated.apps import CONFIG, ROUND, client_app
+    from veilnet.federated.client_app import app as client_app
+    from veilnet.federated.messages import CONFIG, ROUND
 
     content = RecordDict({"arrays": ArrayRecord(weights), "config": ConfigRecord({CONFIG: config.dumps(), ROUND: 1})})
     metadata = Metadata(run_id=1, message_id=f"{message_type}-{partition}", src_node_id=0, dst_node_id=partition + 1, reply_to_message_id="", group_id="", created_at=time.time(), ttl=3600.0, message_type=message_type)
@@ -278,7 +279,7 @@ def one_client() -> dict[str, Any]:
     that the key it draws can be caught (a spy on :func:`veilnet.keyed.generate_key`), and the
     payload the keyed step used to send: the transformed model and the encrypted test images."""
     from veilnet import keyed
-    from veilnet.federated.apps import KEYED
+    from veilnet.federated.messages import KEYED
 
     config, partition = tiny(), 1
     plain = task.build_model(config)
@@ -302,7 +303,7 @@ def test_the_keyed_answer_holds_numbers_only_and_the_servers_attacks_get_nothing
     matching and known-plaintext attacks nothing that was keyed; the round's local model (sent
     before any key existed) matched against the plain model decrypts almost no pixel."""
     from veilnet import keyed
-    from veilnet.federated.apps import read_keyed_record
+    from veilnet.federated.messages import read_keyed_record
 
     c = one_client
     answer, key, params = c["answer"], c["key"], keyed.KeyParams.of(c["key"])
@@ -337,7 +338,7 @@ def test_in_the_simulation_the_server_receives_no_keyed_tensor(simulated_and_rec
     """Every reply the simulated server app received: the keyed step's carry numbers and a
     fingerprint only (no array for the attacks above to run on); the rounds' carry the local
     models (plain, FedAvg's input, sent before any key is drawn) and metrics, no image."""
-    from veilnet.federated.apps import KEYED
+    from veilnet.federated.messages import KEYED
 
     config, result, out, received = simulated_and_received
     kinds = [m.metadata.message_type for m in received]
@@ -358,7 +359,7 @@ def test_in_the_simulation_the_server_receives_no_keyed_tensor(simulated_and_rec
 def test_a_keyed_answer_keeps_a_nan() -> None:
     """A NaN in a client's keyed answer reaches the server as a NaN (it used to be dropped, and
     the server's KeyedReport missed the field)."""
-    from veilnet.federated.apps import keyed_record, read_keyed_record
+    from veilnet.federated.messages import keyed_record, read_keyed_record
 
     report = task.KeyedReport(partition=2, fingerprint="sha256:0", n_images=3, plain_accuracy=0.5, keyed_accuracy=0.5, max_relative_logit_difference=math.nan, labels_identical=False)
     back, row = read_keyed_record(keyed_record(report, [0.5, math.nan]))

@@ -21,12 +21,15 @@ model must not be the federation's server.
 Layout (after Flower's app template: the apps are thin, the ML is in one task module):
 
 * :mod:`.task` — config, partitions, local training, evaluation, the keyed step, the baseline;
-* :mod:`.apps` — the Flower ClientApp and the server's main loop (:class:`Federation`);
+* :mod:`.client_app` — the Flower ClientApp (``app``);
+* :mod:`.server_app` — the server's side of a run (:class:`Federation`) and the deployment's
+  ServerApp (``app``, a straight-line main);
+* :mod:`.messages` — what the two apps send each other (record names, the keyed answer);
 * :mod:`.simulation` — ``veilnet fl run`` on Flower's simulation engine;
 * :mod:`.deployment` — ``veilnet fl server`` / ``veilnet fl client`` as separate processes;
 * :mod:`.results` — :class:`FederatedResult`, its Markdown report and plot.
 
-Flower is imported only by :mod:`.apps` and what runs it.
+Flower is imported only by the apps, :mod:`.messages` and what runs them.
 """
 
 from __future__ import annotations

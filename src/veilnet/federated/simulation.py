@@ -1,7 +1,7 @@
 """``veilnet fl run``: a whole federation on one machine with Flower's simulation engine (Ray).
 
 The server app runs in this process (a thread of :func:`flwr.simulation.run_simulation`); each
-client's messages are handled by the same :data:`~veilnet.federated.apps.client_app` in Ray
+client's messages are handled by the same :data:`~veilnet.federated.client_app.app` in Ray
 actors. The output folder gets ``federated.json`` (:class:`FederatedResult`), ``report.md``,
 ``rounds.png`` and the integrated model (``model.safetensors`` + card).
 
@@ -71,7 +71,8 @@ def run(config: FederatedConfig, out_dir: str | os.PathLike[str], *, force: bool
     from flwr.serverapp import ServerApp
     from flwr.simulation import run_simulation
 
-    from veilnet.federated.apps import Federation, client_app
+    from veilnet.federated.client_app import app as client_app
+    from veilnet.federated.server_app import Federation
 
     federation = Federation(config, progress=progress)
     server_app = ServerApp()

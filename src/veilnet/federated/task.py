@@ -12,7 +12,7 @@ its copy of the integrated model with its own key (Ê = Ea·E, Eq. 3; Ê_pos = E
 and encrypts its own test images (Eq. 9-13), so the transformed model on encrypted images
 computes the plain model's logits on plain images (Eq. 14).
 
-The Flower apps (:mod:`veilnet.federated.apps`) are thin: they move weights and the run's
+The Flower apps (:mod:`veilnet.federated.client_app`, :mod:`veilnet.federated.server_app`) are thin: they move weights and the run's
 :class:`FederatedConfig` (sent to the clients as JSON in every message) and call this module.
 Every client builds the same partition of the data from the spec and the seed (a real client
 would hold only its own part; here the parts are cut from one data set, deterministically).
@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from veilnet import data, metrics, models
+from veilnet.checks import is_int, is_number
 from veilnet.data import ImageSplit
 from veilnet.errors import ConfigError, ModelFormatError
 from veilnet.report import Result
@@ -111,20 +112,20 @@ class FederatedConfig(Result):
     def __post_init__(self) -> None:
         for name in ("clients", "rounds", "local_epochs"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if not is_int(value) or value < 1:
                 raise ConfigError(f"{name.replace('_', ' ')} must be a positive integer, got {value!r}")
         if self.partition not in ("iid", "dirichlet"):
             raise ConfigError(f"partition must be iid or dirichlet, got {self.partition!r}")
         if not self.alpha > 0:
             raise ConfigError(f"the Dirichlet concentration alpha must be positive, got {self.alpha}")
-        if self.min_clients is not None and not 1 <= self.min_clients <= self.clients:
+        if self.min_clients is not None and not (is_int(self.min_clients) and 1 <= self.min_clients <= self.clients):
             raise ConfigError(f"min clients must be between 1 and the {self.clients} clients, got {self.min_clients}")
         if isinstance(self.train, dict):  # from JSON
             object.__setattr__(self, "train", TrainConfig.from_dict(self.train))
-        if not (isinstance(self.secagg_clip, int | float) and 0 < self.secagg_clip < math.inf):
+        if not (is_number(self.secagg_clip) and 0 < self.secagg_clip < math.inf):
             raise ConfigError(f"the SecAgg+ clipping range must be a positive number, got {self.secagg_clip!r}")
         q = self.secagg_quantization
-        if isinstance(q, bool) or not isinstance(q, int) or q < 2 or (self.secagg and self.clients * q >= SECAGG_MODULUS):
+        if not is_int(q) or q < 2 or (self.secagg and self.clients * q >= SECAGG_MODULUS):
             raise ConfigError(f"the SecAgg+ quantisation range must be an integer from 2 to below 2^32 / clients, got {q!r}")
         if self.secagg and self.clients < 2:
             raise ConfigError(f"secure aggregation needs at least 2 clients, got {self.clients}")
