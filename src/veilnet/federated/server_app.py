@@ -195,8 +195,8 @@ class Federation:
 
     def _keyed_step(self, grid: Grid, final: ArrayRecord) -> None:
         """Every client keys its own copy of the final model and answers with numbers only
-        (:func:`keyed_record`); the cross-key matrix is their rows, cut to the clients that
-        answered."""
+        (:func:`~veilnet.federated.messages.keyed_record`); the cross-key matrix is their rows,
+        cut to the clients that answered."""
         content = RecordDict({"arrays": final, "config": ConfigRecord({CONFIG: self.config.dumps()})})
         messages = [Message(content=content, message_type=KEYED, dst_node_id=node) for node in grid.get_node_ids()]
         answers = sorted((read_keyed_record(m.content) for m in grid.send_and_receive(messages, timeout=self.timeout) if not m.has_error()), key=lambda answer: answer[0].partition)
