@@ -2,7 +2,7 @@
 centralised baseline at the same epoch budget, the keyed accuracy per client, cross-key accuracy,
 and Flower's overhead per round.
 
-    nice -n 10 python benchmarks/federated.py --data folder:../shared/data/cifar10-jpeg.zip \\
+    nice -n 10 python benchmarks/federated.py --data folder:cifar10-jpeg.zip \\
         --model vit --clients 10 --rounds 10 [--alpha 0.5] [--subset N] [--test-subset N] [--secagg]
 
 One row per partition (IID unless ``--no-iid``, and Dirichlet(α) for each ``--alpha``): the final
@@ -11,7 +11,8 @@ trained on the union of the partitions — the whole training split, whatever th
 rounds × local epochs epochs with the same optimiser; trained once per run, or not at all with
 ``--no-baseline``), the gap,
 how many clients' keyed accuracy equals the plain model's on the same images, the mean
-cross-key accuracy (client i's encrypted images on client j's model), the mean wall time per
+cross-key accuracy (client i's encrypted images on its copy of the model keyed with a fresh
+key standing for client j's; measured on client i, which sends only the numbers), the mean wall time per
 round and Flower's overhead per round: (round wall time − the clients' summed local training
 time) / that training time. Clients train one after another (each simulated client gets all
 the CPUs), so that sum is the round's training time; the overhead includes Ray, the messages,

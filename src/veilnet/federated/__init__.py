@@ -12,18 +12,24 @@ secret key (Ê = Ea·E, Eq. 3; Ê_pos = Eb·E_pos, Eq. 8) and encrypts its own t
 images (Eq. 14), so each client's accuracy equals the plain model's (Table 1).
 
 Threat model: the clients do not share images; the server sees every client's model update
-(or, with SecAgg+, only their sum) and, after training, a client's transformed model and its
-encrypted queries when it serves them — never a key or a plain test image.
+(or, with SecAgg+, only their sum) and, from the keyed step, numbers only (accuracies, the
+cross-key row, the key's fingerprint) — never a key, a transformed model or a test image, plain
+or encrypted. It holds the plain integrated model, so a transformed model would give it the key
+(:mod:`veilnet.keyed.attacks.weight_matching`): whoever later serves a client's transformed
+model must not be the federation's server.
 
 Layout (after Flower's app template: the apps are thin, the ML is in one task module):
 
 * :mod:`.task` — config, partitions, local training, evaluation, the keyed step, the baseline;
-* :mod:`.apps` — the Flower ClientApp and the server's main loop (:class:`Federation`);
+* :mod:`.client_app` — the Flower ClientApp (``app``);
+* :mod:`.server_app` — the server's side of a run (:class:`Federation`) and the deployment's
+  ServerApp (``app``, a straight-line main);
+* :mod:`.messages` — what the two apps send each other (record names, the keyed answer);
 * :mod:`.simulation` — ``veilnet fl run`` on Flower's simulation engine;
 * :mod:`.deployment` — ``veilnet fl server`` / ``veilnet fl client`` as separate processes;
 * :mod:`.results` — :class:`FederatedResult`, its Markdown report and plot.
 
-Flower is imported only by :mod:`.apps` and what runs it.
+Flower is imported only by the apps, :mod:`.messages` and what runs them.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from veilnet._lazy import exports
 _WHERE = {
     **dict.fromkeys(["FederatedResult", "PLOT", "REPORT", "RESULT", "markdown", "plot_rounds"], "results"),
     **dict.fromkeys(["FederationError", "OUTPUTS", "finish", "quiet_environment", "run"], "simulation"),
-    **dict.fromkeys(["FederatedConfig", "KeyedReport", "PAPER_TRAIN", "SECAGG_MODULUS", "apply_update", "build_model", "central_test", "check_secagg_range", "client_data", "cross_key_accuracy", "evaluate", "get_weights", "key_scheme", "keyed_report", "local_train", "model_update", "secagg_max_weight", "set_weights", "train_baseline"], "task"),
+    **dict.fromkeys(["FederatedConfig", "KeyedReport", "PAPER_TRAIN", "SECAGG_MODULUS", "apply_update", "build_model", "central_test", "check_secagg_range", "client_data", "cross_key_accuracy", "evaluate", "get_weights", "is_finite", "key_scheme", "keyed_report", "keyed_step", "local_train", "model_update", "secagg_max_weight", "set_weights", "train_baseline"], "task"),
 }
 __all__ = sorted(_WHERE)
 __getattr__, __dir__ = exports(__name__, _WHERE)

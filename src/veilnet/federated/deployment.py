@@ -2,9 +2,9 @@
 
 The server is a Flower SuperLink (``flower-superlink``; in Flower 1.41 its Fleet, Control and
 runtime APIs share one HTTP port) to which the veilnet app is submitted with ``flwr run``; the
-SuperLink starts the server app (:data:`veilnet.federated.apps.server_app`) in its own process.
+SuperLink starts the server app (:func:`veilnet.federated.server_app.main`) in its own process.
 Each client is a SuperNode (``flower-supernode``) whose node config names its partition; it
-starts :data:`veilnet.federated.apps.client_app` for every message. Nothing is installed at run
+starts :data:`veilnet.federated.client_app.app` for every message. Nothing is installed at run
 time (``--disable-runtime-dependency-installation``): every process uses this environment.
 
 The server app writes each round to ``rounds.jsonl`` in the output folder as it finishes (the
@@ -29,14 +29,11 @@ from types import SimpleNamespace
 from typing import Any
 
 from veilnet.errors import ConfigError
+from veilnet.federated.server_app import ROUNDS_LOG, STATE, WEIGHTS
 from veilnet.federated.simulation import QUIET, FederationError, finish
 from veilnet.federated.task import FederatedConfig
 
-__all__ = ["ROUNDS_LOG", "check_ports", "run_client", "run_server", "serve"]
-
-#: One JSON record per finished round, appended by the server app.
-ROUNDS_LOG = "rounds.jsonl"
-_STATE, _WEIGHTS = "state.json", "weights.safetensors"
+__all__ = ["ROUNDS_LOG", "check_ports", "run_client", "run_server"]
 
 _APP_TOML = """[build-system]
 requires = ["hatchling"]
@@ -56,8 +53,8 @@ packages = ["."]
 publisher = "veilnet"
 
 [tool.flwr.app.components]
-serverapp = "veilnet.federated.apps:server_app"
-clientapp = "veilnet.federated.apps:client_app"
+serverapp = "veilnet.federated.server_app:app"
+clientapp = "veilnet.federated.client_app:app"
 
 [tool.flwr.app.config]
 config = {config}
@@ -195,34 +192,11 @@ def _load_state(config: FederatedConfig, state: Path) -> Any:
     from veilnet.federated.task import KeyedReport
 
     try:
-        doc = json.loads((state / _STATE).read_text())
-        weights = load_file(str(state / _WEIGHTS))
+        doc = json.loads((state / STATE).read_text())
+        weights = load_file(str(state / WEIGHTS))
     except (OSError, ValueError) as exc:
         raise FederationError(f"the server app left no result ({type(exc).__name__})") from None
     return SimpleNamespace(rounds=doc["rounds"], keyed=[KeyedReport.from_dict(k) for k in doc["keyed"]], cross_key=doc["cross_key"], initial_accuracy=doc["initial_accuracy"], weights=weights)
-
-
-def serve(grid: Any, context: Any) -> None:
-    """The deployment's server app: the run config's FederatedConfig, each round appended to
-    ``output/rounds.jsonl``, the final state written to the run config's ``state`` folder."""
-    from safetensors.torch import save_file
-
-    from veilnet.federated.apps import Federation
-
-    run_config = context.run_config
-    config = FederatedConfig.loads(str(run_config["config"]))
-    rounds_log = Path(str(run_config["output"])) / ROUNDS_LOG
-
-    def on_round(record: dict[str, Any]) -> None:
-        with rounds_log.open("a") as f:
-            f.write(json.dumps(record) + "\n")
-
-    federation = Federation(config, progress=False, wait_seconds=float(run_config["wait"]), timeout=float(run_config["timeout"]), on_round=on_round)
-    federation.main(grid, context)
-    state = Path(str(run_config["state"]))
-    save_file({k: v.contiguous() for k, v in (federation.weights or {}).items()}, str(state / _WEIGHTS))
-    doc = {"rounds": federation.rounds, "keyed": [k.to_dict() for k in federation.keyed], "cross_key": federation.cross_key, "initial_accuracy": federation.initial_accuracy}
-    (state / _STATE).write_text(json.dumps(doc))
 
 
 def run_client(*, partition: int, server: str, host: str = "127.0.0.1", port: int = 9094, verbose: bool = False) -> int:

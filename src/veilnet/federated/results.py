@@ -29,7 +29,8 @@ class FederatedResult(Result):
     test set, ``client_accuracy`` per partition on its own test images, ``clients`` that
     answered, ``seconds`` of wall time, ``local_train_seconds`` summed over the clients).
     ``keyed``: each client's key step; ``cross_key[i][j]``: client i's encrypted images on
-    client j's transformed model; ``baseline``: the centralised run (None when skipped)."""
+    its copy of the model transformed with a key standing for client j's (measured by client i,
+    :func:`~veilnet.federated.task.keyed_step`); ``baseline``: the centralised run (None when skipped)."""
 
     config: FederatedConfig
     mode: str
@@ -82,7 +83,7 @@ def markdown(result: FederatedResult) -> str:
                 [[k.partition, k.fingerprint[:19] + "…", k.n_images, k.plain_accuracy, k.keyed_accuracy, f"{k.max_relative_logit_difference:.1e}"] for k in result.keyed],
             ),
             "",
-            f"Cross-key: client i's encrypted images on client j's model (i ≠ j), mean accuracy {result.cross_key_mean:.4f} (chance {result.chance:.4f}).",
+            f"Cross-key: client i's encrypted images on its copy of the model keyed for client j (a fresh key standing for client j's, i ≠ j; measured on client i, which keeps its keyed artefacts), mean accuracy {result.cross_key_mean:.4f} (chance {result.chance:.4f}).",
         ]
     if result.baseline is not None:
         b = result.baseline

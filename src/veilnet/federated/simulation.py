@@ -1,7 +1,7 @@
 """``veilnet fl run``: a whole federation on one machine with Flower's simulation engine (Ray).
 
 The server app runs in this process (a thread of :func:`flwr.simulation.run_simulation`); each
-client's messages are handled by the same :data:`~veilnet.federated.apps.client_app` in Ray
+client's messages are handled by the same :data:`~veilnet.federated.client_app.app` in Ray
 actors. The output folder gets ``federated.json`` (:class:`FederatedResult`), ``report.md``,
 ``rounds.png`` and the integrated model (``model.safetensors`` + card).
 
@@ -12,6 +12,7 @@ server app in this process, where the measurements stay without a round trip thr
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from pathlib import Path
@@ -70,7 +71,8 @@ def run(config: FederatedConfig, out_dir: str | os.PathLike[str], *, force: bool
     from flwr.serverapp import ServerApp
     from flwr.simulation import run_simulation
 
-    from veilnet.federated.apps import Federation, client_app
+    from veilnet.federated.client_app import app as client_app
+    from veilnet.federated.server_app import Federation
 
     federation = Federation(config, progress=progress)
     server_app = ServerApp()
@@ -124,10 +126,16 @@ def finish(config: FederatedConfig, federation: Any, out: Path, *, mode: str, se
 
 
 def check_complete(config: FederatedConfig, rounds: list[dict[str, Any]], keyed: list[Any], weights: Any) -> None:
-    """Raise :class:`FederationError` unless every round had ``config.needed`` clients' updates
-    and, for a keyable model, at least ``config.needed`` clients answered the keyed step."""
+    """Raise :class:`FederationError` unless every round had ``config.needed`` clients' updates,
+    the global model is finite (it was not keyed otherwise) and, for a keyable model, at least
+    ``config.needed`` clients answered the keyed step."""
+    from veilnet.federated import task
+
     if weights is None or len(rounds) < config.rounds:
         raise FederationError(f"the federation stopped after {len(rounds)} of {config.rounds} rounds")
+    if not task.is_finite(weights):
+        diverged = next((r["round"] for r in rounds if not math.isfinite(float(r.get("central_loss", math.nan)))), rounds[-1]["round"])
+        raise FederationError(f"the training diverged: the global model's weights are not finite after round {diverged}; lower --lr")
     for record in rounds:
         got = int(record.get("clients", 0))
         if got < config.needed:

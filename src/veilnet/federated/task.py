@@ -12,7 +12,7 @@ its copy of the integrated model with its own key (Ê = Ea·E, Eq. 3; Ê_pos = E
 and encrypts its own test images (Eq. 9-13), so the transformed model on encrypted images
 computes the plain model's logits on plain images (Eq. 14).
 
-The Flower apps (:mod:`veilnet.federated.apps`) are thin: they move weights and the run's
+The Flower apps (:mod:`veilnet.federated.client_app`, :mod:`veilnet.federated.server_app`) are thin: they move weights and the run's
 :class:`FederatedConfig` (sent to the clients as JSON in every message) and call this module.
 Every client builds the same partition of the data from the spec and the seed (a real client
 would hold only its own part; here the parts are cut from one data set, deterministically).
@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from veilnet import data, metrics, models
+from veilnet.checks import is_int, is_number
 from veilnet.data import ImageSplit
 from veilnet.errors import ConfigError, ModelFormatError
 from veilnet.report import Result
@@ -51,8 +52,10 @@ __all__ = [
     "cross_key_accuracy",
     "evaluate",
     "get_weights",
+    "is_finite",
     "key_scheme",
     "keyed_report",
+    "keyed_step",
     "local_train",
     "model_update",
     "secagg_max_weight",
@@ -109,20 +112,20 @@ class FederatedConfig(Result):
     def __post_init__(self) -> None:
         for name in ("clients", "rounds", "local_epochs"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if not is_int(value) or value < 1:
                 raise ConfigError(f"{name.replace('_', ' ')} must be a positive integer, got {value!r}")
         if self.partition not in ("iid", "dirichlet"):
             raise ConfigError(f"partition must be iid or dirichlet, got {self.partition!r}")
         if not self.alpha > 0:
             raise ConfigError(f"the Dirichlet concentration alpha must be positive, got {self.alpha}")
-        if self.min_clients is not None and not 1 <= self.min_clients <= self.clients:
+        if self.min_clients is not None and not (is_int(self.min_clients) and 1 <= self.min_clients <= self.clients):
             raise ConfigError(f"min clients must be between 1 and the {self.clients} clients, got {self.min_clients}")
         if isinstance(self.train, dict):  # from JSON
             object.__setattr__(self, "train", TrainConfig.from_dict(self.train))
-        if not (isinstance(self.secagg_clip, int | float) and 0 < self.secagg_clip < math.inf):
+        if not (is_number(self.secagg_clip) and 0 < self.secagg_clip < math.inf):
             raise ConfigError(f"the SecAgg+ clipping range must be a positive number, got {self.secagg_clip!r}")
         q = self.secagg_quantization
-        if isinstance(q, bool) or not isinstance(q, int) or q < 2 or (self.secagg and self.clients * q >= SECAGG_MODULUS):
+        if not is_int(q) or q < 2 or (self.secagg and self.clients * q >= SECAGG_MODULUS):
             raise ConfigError(f"the SecAgg+ quantisation range must be an integer from 2 to below 2^32 / clients, got {q!r}")
         if self.secagg and self.clients < 2:
             raise ConfigError(f"secure aggregation needs at least 2 clients, got {self.clients}")
@@ -311,16 +314,16 @@ class KeyedReport(Result):
 
 def keyed_report(config: FederatedConfig, model: nn.Module, split: ImageSplit, partition: int, *, device: str = "cpu") -> tuple[KeyedReport, nn.Module, torch.Tensor]:
     """Client ``partition``'s keyed step on the global ``model``: a fresh key from the OS CSPRNG
-    (:func:`veilnet.keyed.generate_key`; the scheme of the model, its patch size as block size),
-    the model transformed with it (:func:`veilnet.keyed.transform_model`), its test images
-    encrypted with it (:func:`veilnet.keyed.encrypt_images`), both accuracies measured
-    (:func:`veilnet.keyed.evaluate`). Returns the report, the transformed model and the encrypted
-    images: what a provider running the model would see. The key itself is dropped.
+    (:func:`_fresh_key`), the model transformed with it (:func:`veilnet.keyed.transform_model`),
+    its test images encrypted with it (:func:`veilnet.keyed.encrypt_images`), both accuracies
+    measured (:func:`veilnet.keyed.evaluate`). Returns the report, the transformed model and the
+    encrypted images; the key itself is dropped. The two tensors are the client's own (with the
+    plain integrated model, the transformed one gives the key away): :func:`keyed_step` keeps
+    them on the client.
     """
     from veilnet import keyed
 
-    c, s, _ = split.image_shape
-    key = keyed.generate_key(key_scheme(config.model), int(model.patch_size), c, s)
+    key = _fresh_key(config, model, split)
     result = keyed.evaluate(model, key, split.images, split.labels, random_keys=0, device=device)
     report = KeyedReport(
         partition=partition,
@@ -334,10 +337,47 @@ def keyed_report(config: FederatedConfig, model: nn.Module, split: ImageSplit, p
     return report, keyed.transform_model(model, key), keyed.encrypt_images(split.images, key)
 
 
+def keyed_step(config: FederatedConfig, model: nn.Module, split: ImageSplit, partition: int, *, device: str = "cpu") -> tuple[KeyedReport, list[float]]:
+    """What client ``partition`` measures after the last round and may tell the server: its
+    :class:`KeyedReport` and its row of the cross-key matrix.
+
+    Federated ViT paper, Sec. 3: each client transforms its own copy of the integrated model with
+    its own key and keeps it. The key, the transformed model and the encrypted images stay here:
+    the server holds the plain integrated model, so a transformed model would give it the key
+    (:mod:`veilnet.keyed.attacks.weight_matching`), and encrypted images of its own central test
+    set would too (:mod:`veilnet.keyed.attacks.known_plaintext`).
+
+    Row entry j is the accuracy of this client's encrypted test images on its copy of the model
+    transformed with client j's key: its own key for j = ``partition`` (the keyed accuracy), and
+    for every other j a fresh key from the OS CSPRNG standing for client j's, which no other
+    party may see; the clients' keys are independent draws of the same scheme, so the entry is
+    distributed as the one with client j's own model.
+    """
+    from veilnet import keyed
+
+    report, transformed, encrypted = keyed_report(config, model, split, partition, device=device)
+    models_by_client = [transformed if j == partition else keyed.transform_model(model, _fresh_key(config, model, split)) for j in range(config.clients)]
+    return report, cross_key_accuracy(models_by_client, [encrypted], [split.labels], device=device)[0]
+
+
+def _fresh_key(config: FederatedConfig, model: nn.Module, split: ImageSplit) -> Any:
+    """A key from the OS CSPRNG (:func:`veilnet.keyed.generate_key`) in the scheme of the model,
+    its patch size as the block size, for the client's images."""
+    from veilnet import keyed
+
+    c, s, _ = split.image_shape
+    return keyed.generate_key(key_scheme(config.model), int(model.patch_size), c, s)
+
+
 def cross_key_accuracy(transformed: list[nn.Module], encrypted: list[torch.Tensor], labels: list[torch.Tensor], *, device: str = "cpu") -> list[list[float]]:
-    """``A[i][j]``: accuracy of client j's transformed model on client i's encrypted test images
-    (the diagonal is each client's keyed accuracy; off the diagonal the keys differ)."""
+    """``A[i][j]``: accuracy of transformed model j on encrypted test images i (the diagonal is
+    each key's own accuracy when model j and images j share a key; off it the keys differ)."""
     return [[metrics.accuracy(metrics.predict(m, x, device=device), y) for m in transformed] for x, y in zip(encrypted, labels, strict=True)]
+
+
+def is_finite(state: dict[str, torch.Tensor]) -> bool:
+    """Whether every floating-point tensor of ``state`` is finite (a diverged model is not)."""
+    return all(bool(torch.isfinite(v).all()) for v in state.values() if v.is_floating_point())
 
 
 def train_baseline(config: FederatedConfig, *, device: str = "cpu", progress: bool = True) -> dict[str, Any]:

@@ -1,59 +1,39 @@
-"""The Flower apps (Message API): a thin ClientApp and the server's main loop.
+"""The ServerApp: FedAvg rounds with central evaluation, then every client keys its own copy.
 
-Federated ViT paper (Nagamori & Kiya), Sec. 3.1 and 4.1: clients train on their own images,
-the server integrates the models with FedAvg every round (Flower's
+Federated ViT paper (Nagamori & Kiya, "Combined Use of Federated Learning and Image Encryption
+for Privacy-Preserving Image Classification with Vision Transformer"), Sec. 3.1 and 4.1: the
+server integrates the clients' models with FedAvg every round (Flower's
 :class:`flwr.serverapp.strategy.FedAvg`, weighted by each client's ``num-examples``) and
-evaluates the integrated model centrally; after the last round every client keys its copy.
-
-Messages (every one carries the run's :class:`~veilnet.federated.task.FederatedConfig` as JSON
-in ``config["veilnet"]``; a client's partition is its node config's ``partition-id``):
-
-* ``train``: the global weights in, the client's weights and ``num-examples`` out.
-* ``evaluate``: the global weights in, the client's accuracy on its own test images out.
-* ``query.keyed``: the final weights in; the client draws its key, transforms its copy, encrypts
-  its test images and answers with its :class:`~veilnet.federated.task.KeyedReport`, the
-  transformed model and the encrypted images with their labels — what a provider serving that
-  client's transformed model sees anyway (plus the labels, for measuring only). The server uses
-  them for the cross-key matrix: client i's encrypted images on client j's model.
+evaluates the integrated model centrally; after the last round each client keys its copy and the
+server gets numbers only (:mod:`veilnet.federated.messages`). :class:`Federation` is the server's
+side of one run; :data:`app` is the deployment's ServerApp, whose main reads the run config.
 
 With ``config.secagg`` the rounds run Flower's SecAgg+ instead (the server sees only the sum of
-the clients' updates). Flower 1.41 offers SecAgg+ only in its legacy strategy API, so that path
-is legacy on both sides of ``train`` while everything else stays as above:
-
-* server: :class:`flwr.server.workflow.SecAggPlusWorkflow` as the fit workflow of a
-  :class:`flwr.server.workflow.DefaultWorkflow` on a :class:`flwr.server.LegacyContext` with a
-  legacy :class:`flwr.server.strategy.FedAvg` (:class:`_SecureFedAvg`). The workflow insists
-  on a LegacyContext and calls the strategy's ``configure_fit``/``aggregate_fit``, which the
-  Message-API strategies (``configure_train``/``aggregate_train``, their own ``start`` loop
-  that sends one ``train`` message per client and round) do not have, so a
-  :class:`flwr.serverapp.strategy.FedAvg` cannot run the protocol's four ``train`` exchanges.
-  The clients' evaluation still goes through the Message-API FedAvg's ``configure_evaluate``/
-  ``aggregate_evaluate`` to the same ``evaluate`` handler;
-* client: ``secaggplus_mod`` wraps the ``train`` handler (a function-specific mod, applied only
-  to messages that carry its ``secaggplus_configs`` record). The mod answers the setup,
-  key-sharing and unmasking stages itself; in the masking stage it hands the handler the
-  legacy ``fitins.parameters``/``fitins.config`` records and reads the legacy
-  ``fitres.parameters``/``fitres.num_examples``/``fitres.metrics`` records from its reply
-  (``flwr.compat.common.recorddict_compat``), so the handler answers such a message in that
-  layout: the update Δ_k (:func:`~veilnet.federated.task.model_update`), never the weights.
+the clients' updates). Flower 1.41 offers SecAgg+ only in its legacy strategy API:
+:class:`flwr.server.workflow.SecAggPlusWorkflow` as the fit workflow of a
+:class:`flwr.server.workflow.DefaultWorkflow` on a :class:`flwr.server.LegacyContext` with a
+legacy :class:`flwr.server.strategy.FedAvg` (:class:`_SecureFedAvg`). The workflow insists on a
+LegacyContext and calls the strategy's ``configure_fit``/``aggregate_fit``, which the
+Message-API strategies (``configure_train``/``aggregate_train``, their own ``start`` loop that
+sends one ``train`` message per client and round) do not have, so a
+:class:`flwr.serverapp.strategy.FedAvg` cannot run the protocol's four ``train`` exchanges. The
+clients' evaluation still goes through the Message-API FedAvg's ``configure_evaluate``/
+``aggregate_evaluate`` to the same ``evaluate`` handler.
 """
 
 from __future__ import annotations
 
-import logging
+import json
 import math
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
-from flwr.client.mod import secaggplus_mod
-from flwr.clientapp import ClientApp
-from flwr.common import Code, FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays
-from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS as SECAGGPLUS
-from flwr.compat.common import recorddict_compat as compat
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.common import ndarrays_to_parameters, parameters_to_ndarrays
 from flwr.server import LegacyContext, ServerConfig
 from flwr.server import strategy as legacy
 from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
@@ -63,104 +43,15 @@ from tqdm.auto import tqdm
 
 from veilnet.errors import ConfigError
 from veilnet.federated import task
+from veilnet.federated.messages import CONFIG, KEYED, ROUND, WEIGHT, read_keyed_record
 from veilnet.federated.task import FederatedConfig, KeyedReport
 
-__all__ = ["Federation", "client_app", "server_app"]
+__all__ = ["ROUNDS_LOG", "STATE", "WEIGHTS", "Federation", "app"]
 
-#: Name of the ConfigRecord entry that holds the run's FederatedConfig as JSON.
-CONFIG = "veilnet"
-#: Message type of the final keyed step.
-KEYED = "query.keyed"
-#: Config entry with the round number (the Message-API FedAvg's name for it).
-ROUND = "server-round"
-#: Metric entry with a client's n_k, FedAvg's weight.
-WEIGHT = "num-examples"
-
-log = logging.getLogger(__name__)
-
-
-# ------------------------------------------------------------------------------------------
-# ClientApp
-# ------------------------------------------------------------------------------------------
-
-client_app = ClientApp()
-
-
-def _client(msg: Message, context: Context) -> tuple[FederatedConfig, int, torch.nn.Module]:
-    """The run's config, this node's partition and the global model the message carries."""
-    config = FederatedConfig.loads(str(msg.content.config_records["config"][CONFIG]))
-    return config, _partition(context), task.set_weights(task.build_model(config), msg.content.array_records["arrays"].to_torch_state_dict())
-
-
-def _partition(context: Context) -> int:
-    return int(context.node_config.get("partition-id", -1))
-
-
-def _local_round(config: FederatedConfig, partition: int, model: torch.nn.Module, server_round: int) -> dict[str, Any]:
-    """One round of local training on this client's images; its metrics with the partition."""
-    stats = task.local_train(config, model, task.client_data(config, partition)[0], server_round=server_round, partition=partition)
-    return {**stats, "partition-id": partition}
-
-
-def _secaggplus_if_asked(msg: Message, context: Context, call_next: Callable[[Message, Context], Message]) -> Message:
-    """Flower's ``secaggplus_mod`` for the ``train`` messages of a SecAgg+ round (they carry its
-    config record); plain FedAvg's ``train`` messages go straight to the handler."""
-    if SECAGGPLUS in msg.content.config_records:
-        return secaggplus_mod(msg, context, call_next)
-    return call_next(msg, context)
-
-
-@client_app.train(mods=[_secaggplus_if_asked])
-def _train(msg: Message, context: Context) -> Message:
-    if "fitins.parameters" in msg.content.array_records:  # SecAgg+'s masking stage
-        return _secure_train(msg, context)
-    config, partition, model = _client(msg, context)
-    metrics = _local_round(config, partition, model, int(msg.content.config_records["config"].get(ROUND, 0)))
-    return Message(RecordDict({"arrays": ArrayRecord(task.get_weights(model)), "metrics": MetricRecord(metrics)}), reply_to=msg)
-
-
-def _secure_train(msg: Message, context: Context) -> Message:
-    """SecAgg+'s masking stage (inside ``secaggplus_mod``): the legacy FitIns in, the update
-    Δ_k = w_k − w_t and n_k out as a legacy FitRes, which the mod quantises and masks."""
-    fitins = compat.recorddict_to_fitins(msg.content, keep_input=True)
-    config = FederatedConfig.loads(str(fitins.config[CONFIG]))
-    model = task.build_model(config)
-    before = {name: torch.from_numpy(np.array(a, copy=True)) for name, a in zip(model.state_dict(), parameters_to_ndarrays(fitins.parameters), strict=True)}
-    task.set_weights(model, before)
-    metrics = _local_round(config, _partition(context), model, int(fitins.config[ROUND]))
-    update = task.model_update(before, task.get_weights(model))
-    task.check_secagg_range(config, update, int(metrics[WEIGHT]))
-    fitres = FitRes(status=Status(Code.OK, "ok"), parameters=ndarrays_to_parameters(update), num_examples=int(metrics[WEIGHT]), metrics=metrics)
-    return Message(compat.fitres_to_recorddict(fitres, keep_input=False), reply_to=msg)
-
-
-@client_app.evaluate()
-def _evaluate(msg: Message, context: Context) -> Message:
-    config, partition, model = _client(msg, context)
-    stats = task.evaluate(model, task.client_data(config, partition)[1])
-    return Message(RecordDict({"metrics": MetricRecord({**stats, "partition-id": partition})}), reply_to=msg)
-
-
-@client_app.query("keyed")
-def _keyed(msg: Message, context: Context) -> Message:
-    config, partition, model = _client(msg, context)
-    split = task.client_data(config, partition)[1]
-    report, transformed, encrypted = task.keyed_report(config, model, split, partition)
-    numbers = {k: float(v) if isinstance(v, float) else int(v) for k, v in report.to_dict().items() if k != "fingerprint" and v is not None}
-    content = RecordDict(
-        {
-            "metrics": MetricRecord(numbers),
-            "key": ConfigRecord({"fingerprint": report.fingerprint}),
-            "model": ArrayRecord(task.get_weights(transformed)),
-            "queries": ArrayRecord({"images": Array(encrypted.numpy()), "labels": Array(split.labels.numpy())}),
-        }
-    )
-    return Message(content, reply_to=msg)
-
-
-# ------------------------------------------------------------------------------------------
-# Server
-# ------------------------------------------------------------------------------------------
+#: In the deployment's output folder: one JSON record per finished round, appended as it ends.
+ROUNDS_LOG = "rounds.jsonl"
+#: In the run config's ``state`` folder: what the server measured, and the final global weights.
+STATE, WEIGHTS = "state.json", "weights.safetensors"
 
 
 class Federation:
@@ -198,7 +89,7 @@ class Federation:
             self.weights = rounds(grid, context, strategy, task.get_weights(model))
         finally:
             self._bar.close()
-        if config.model in ("vit", "convmixer"):
+        if config.model in ("vit", "convmixer") and task.is_finite(self.weights):  # a diverged model is reported by check_complete
             self._keyed_step(grid, ArrayRecord(self.weights))
 
     def _plain_rounds(self, grid: Grid, context: Context, strategy: FedAvg, initial: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -224,7 +115,6 @@ class Federation:
             return stats["loss"], {"accuracy": stats["accuracy"]}
 
         secure_fedavg = _SecureFedAvg(
-            self,
             initial,
             fraction_fit=1.0,
             fraction_evaluate=0.0,  # the clients' evaluation runs in ``evaluate``
@@ -247,6 +137,12 @@ class Federation:
         legacy_context = LegacyContext(context, config=ServerConfig(num_rounds=config.rounds), strategy=secure_fedavg)
         DefaultWorkflow(fit_workflow=secaggplus)(grid, legacy_context)
         return secure_fedavg.state
+
+    def failed(self, reasons: list[str]) -> None:
+        """The clients that failed the current round, each as its error's last line (a round
+        that gets no update counts 0 clients)."""
+        self._current["failures"] = reasons
+        self._current.setdefault("clients", 0)
 
     def _wait_for_clients(self, grid: Grid) -> None:
         """Wait until every client has connected (the first round starts with all of them)."""
@@ -298,21 +194,14 @@ class Federation:
     # ---- after the last round: a key per client -----------------------------------------------
 
     def _keyed_step(self, grid: Grid, final: ArrayRecord) -> None:
+        """Every client keys its own copy of the final model and answers with numbers only
+        (:func:`~veilnet.federated.messages.keyed_record`); the cross-key matrix is their rows,
+        cut to the clients that answered."""
         content = RecordDict({"arrays": final, "config": ConfigRecord({CONFIG: self.config.dumps()})})
         messages = [Message(content=content, message_type=KEYED, dst_node_id=node) for node in grid.get_node_ids()]
-        replies = [m for m in grid.send_and_receive(messages, timeout=self.timeout) if not m.has_error()]
-        replies.sort(key=lambda m: int(m.content.metric_records["metrics"]["partition"]))
-        models, images, labels = [], [], []
-        for reply in replies:
-            numbers = dict(reply.content.metric_records["metrics"])
-            fingerprint = str(reply.content.config_records["key"]["fingerprint"])
-            self.keyed.append(KeyedReport.from_dict({**numbers, "fingerprint": fingerprint, "partition": int(numbers["partition"]), "n_images": int(numbers["n_images"]), "labels_identical": bool(numbers["labels_identical"])}))
-            transformed = task.build_model(self.config)
-            models.append(task.set_weights(transformed, reply.content.array_records["model"].to_torch_state_dict()))
-            queries = reply.content.array_records["queries"]
-            images.append(torch.from_numpy(np.array(queries["images"].numpy(), copy=True)))
-            labels.append(torch.from_numpy(np.array(queries["labels"].numpy(), copy=True)))
-        self.cross_key = task.cross_key_accuracy(models, images, labels)
+        answers = sorted((read_keyed_record(m.content) for m in grid.send_and_receive(messages, timeout=self.timeout) if not m.has_error()), key=lambda answer: answer[0].partition)
+        self.keyed = [report for report, _ in answers]
+        self.cross_key = [[row[k.partition] for k in self.keyed] for _, row in answers]
 
 
 class _FedAvg(FedAvg):
@@ -324,8 +213,7 @@ class _FedAvg(FedAvg):
 
     def aggregate_train(self, server_round: int, replies: Any) -> Any:
         replies = list(replies)
-        self.federation._current["failures"] = [_reason(m.error.reason) for m in replies if m.has_error()]
-        self.federation._current.setdefault("clients", 0)
+        self.federation.failed([_reason(m.error.reason) for m in replies if m.has_error()])
         return super().aggregate_train(server_round, replies)
 
 
@@ -339,7 +227,7 @@ class _SecAggPlus(SecAggPlusWorkflow):
         self.federation = federation
 
     def _failed(self, going_on: bool, state: Any) -> bool:
-        self.federation._current["failures"] = [_reason(str(getattr(f.args[0], "reason", f)) if f.args else str(f)) for f in state.failures]
+        self.federation.failed([_reason(str(getattr(f.args[0], "reason", f)) if f.args else str(f)) for f in state.failures])
         return going_on
 
     def setup_stage(self, grid: Grid, context: Any, state: Any) -> bool:
@@ -356,14 +244,14 @@ class _SecureFedAvg(legacy.FedAvg):
     """Flower's legacy FedAvg behind SecAgg+: every result it gets carries the same unmasked
     aggregate, the clients' mean update Σ_k q_k·Δ_k / Σ_k q_k (:func:`task.model_update`), so
     its average is that aggregate; this adds it to the global model (w_{t+1} = w_t + Δ̄, which
-    is FedAvg's Σ_k (n_k / n)·w_k). ``state`` is the global model after the last round."""
+    is FedAvg's Σ_k (n_k / n)·w_k). ``state`` is the global model after the last round. (A
+    round's failures and client count are recorded by :class:`_SecAggPlus`.)"""
 
-    def __init__(self, federation: Federation, initial: dict[str, torch.Tensor], **kwargs: Any) -> None:
+    def __init__(self, initial: dict[str, torch.Tensor], **kwargs: Any) -> None:
         super().__init__(initial_parameters=ndarrays_to_parameters([v.numpy() for v in initial.values()]), **kwargs)
-        self.federation, self.state = federation, dict(initial)
+        self.state = dict(initial)
 
     def aggregate_fit(self, server_round: int, results: Any, failures: Any) -> Any:
-        self.federation._current.setdefault("clients", 0)
         aggregated, metrics = super().aggregate_fit(server_round, results, failures)
         if aggregated is None:
             return None, metrics
@@ -385,15 +273,29 @@ def _weighted(clients: list[dict[str, Any]], name: str, weight_key: str) -> floa
     return sum(n * v for n, v in pairs) / total if total else math.nan
 
 
-# ------------------------------------------------------------------------------------------
-# The deployment's ServerApp: the config and the output folder come from the run config
-# ------------------------------------------------------------------------------------------
-
-server_app = ServerApp()
+#: The deployment's ServerApp (``flwr run``'s ``serverapp = "veilnet.federated.server_app:app"``).
+app = ServerApp()
 
 
-@server_app.main()
-def _server_main(grid: Grid, context: Context) -> None:
-    from veilnet.federated import deployment
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    """The deployment's server: the run config names the FederatedConfig (``config``, JSON), the
+    output folder (each round appended to its ``rounds.jsonl``), the private ``state`` folder
+    (the final state, read by :func:`veilnet.federated.deployment.run_server`), the seconds to
+    wait for the clients (``wait``) and a round's timeout (``timeout``)."""
+    from safetensors.torch import save_file
 
-    deployment.serve(grid, context)
+    run_config = context.run_config
+    config = FederatedConfig.loads(str(run_config["config"]))
+    rounds_log = Path(str(run_config["output"])) / ROUNDS_LOG
+
+    def on_round(record: dict[str, Any]) -> None:
+        with rounds_log.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    federation = Federation(config, progress=False, wait_seconds=float(run_config["wait"]), timeout=float(run_config["timeout"]), on_round=on_round)
+    federation.main(grid, context)
+    state = Path(str(run_config["state"]))
+    save_file({k: v.contiguous() for k, v in (federation.weights or {}).items()}, str(state / WEIGHTS))
+    doc = {"rounds": federation.rounds, "keyed": [k.to_dict() for k in federation.keyed], "cross_key": federation.cross_key, "initial_accuracy": federation.initial_accuracy}
+    (state / STATE).write_text(json.dumps(doc))
