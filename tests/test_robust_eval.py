@@ -15,7 +15,8 @@ import torch
 from veilnet import data, models
 from veilnet.cli import main
 from veilnet.errors import ConfigError
-from veilnet.robust import Setting, attacks, demo_step
+from veilnet.demo import robust_demo
+from veilnet.robust import Setting, attacks
 from veilnet.robust import evaluation as ev
 
 FAST = {"pgd": {"steps": 3}, "pgd-min": {"steps": 5, "search_steps": 2}, "eot-pgd": {"steps": 2}, "square": {"queries": 10}, "cw": {"binary_search_steps": 1, "steps": 3}, "deepfool": {"steps": 5}}
@@ -173,7 +174,7 @@ def test_cli_module_does_not_import_torch() -> None:
 
 
 def test_demo_step(lenet: torch.nn.Module, tmp_path: Path) -> None:
-    summary = demo_step(lenet, data.load("digits", split="test"), tmp_path, n_per_class=2)
+    summary = robust_demo(lenet, data.load("digits", split="test"), tmp_path, n_per_class=2)
     assert Path(summary["report"]).exists() and [r["attack"] for r in summary["rows"]] == ["fgsm", "pgd", "fgsm-min"]
     assert len(summary["rows"][0]["defence_rate"]["values"]) == 5
 

@@ -29,7 +29,7 @@ from veilnet._lazy import exports
 #: Public name -> the module defining it, imported on the first use of one.
 _WHERE = {
     "attacks": "attacks",
-    **dict.fromkeys(["Evaluation", "Sweep", "demo_step", "evaluate", "rebuild_report", "render_report", "sweep", "write_report"], "evaluation"),
+    **dict.fromkeys(["Evaluation", "Sweep", "evaluate", "rebuild_report", "render_report", "sweep", "write_report"], "evaluation"),
     "PostAveraging": "postavg",
     "Setting": "setting",
     **dict.fromkeys(["ABSTAIN", "Certificate", "Smoothing"], "smoothing"),

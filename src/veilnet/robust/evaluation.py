@@ -580,13 +580,3 @@ def plot_sweep(result: Sweep, path: str | Path) -> Path:
         twin.set_ylabel("ms per image", color="gray")
     ax.set_title(f"post-averaging: {result.model} (n = {result.n})")
     return save_figure(fig, path, dpi=120)
-
-
-def demo_step(model: nn.Module, split: vdata.ImageSplit, out_dir: str | Path, *, n_per_class: int = 10, seed: int = 0) -> dict[str, Any]:
-    """The robustness step of ``veilnet demo``: the paper's protocol with FGSM and PGD at the full
-    budget and FGSM at the smallest one (the paper's setting) on the first ``n_per_class`` test
-    images per class, K = 15, r = 6, defended accuracies over 5 draws; writes
-    ``out_dir/report.md`` and returns the rows as a dict. Takes a few seconds on a small model."""
-    evaluation = evaluate(model, split, Setting(seed=seed), attacks=("fgsm", "pgd", "fgsm-min"), n_per_class=n_per_class, model_name="demo")
-    report = write_report(out_dir, evaluation)
-    return {"report": str(report), "n": evaluation.paper[0].n, "rows": [row.to_dict() for row in evaluation.paper]}
