@@ -78,7 +78,7 @@ def _prepare(args: argparse.Namespace, names: list[str], overrides: dict[str, di
         ev.check_attacks([args.sweep_attack], None, setting)
         for parameter, values in grid.items():
             for value in values:
-                setting.replace(**{parameter: ev._swept_value(parameter, value)})
+                setting.replace(**{parameter: ev.sweep_value(parameter, value)})
     out = prepare_output(args.output, force=args.force, exists=["report.md"], mkdir=False)
     return setting, out
 

@@ -291,7 +291,7 @@ def sweep(model: nn.Module, split: vdata.ImageSplit, grid: dict[str, Sequence[fl
         if parameter not in ("radius", "directions"):
             raise ConfigError(f"sweep parameter must be radius or directions, got {parameter!r}")
     check_attacks([attack], None, setting)
-    points = {parameter: [_swept_value(parameter, v) for v in values] for parameter, values in grid.items()}
+    points = {parameter: [sweep_value(parameter, v) for v in values] for parameter, values in grid.items()}
     for parameter, values in points.items():
         for value in values:
             setting.replace(**{parameter: value})  # raises on a bad value before any work
@@ -324,7 +324,9 @@ def sweep(model: nn.Module, split: vdata.ImageSplit, grid: dict[str, Sequence[fl
     return results
 
 
-def _swept_value(parameter: str, value: float) -> int | float:
+def sweep_value(parameter: str, value: float) -> int | float:
+    """``value`` as a value of the swept ``parameter``: a whole number of directions K as an int
+    (any other number is a :class:`ConfigError`), a radius r as a float."""
     if parameter == "directions":
         if float(value) != int(value):
             raise ConfigError(f"numbers of directions are whole numbers, got {value}")
