@@ -28,6 +28,7 @@ from _common import REPO, write_result
 from veilnet import data
 from veilnet.models import load_cifar_resnet
 from veilnet.robust import evaluation as ev
+from veilnet.robust.rendering import write_report
 from veilnet.robust.setting import Setting
 
 SHARED = REPO.parent / "shared"
@@ -67,7 +68,7 @@ def main() -> None:
         if name == "resnet20" and not args.no_sweeps:
             sweep_n = 1 if args.quick else 2
             sweeps = ev.sweep(model, split, {"radius": [1, 2, 4, 6, 8, 12], "directions": [6, 15, 30, 60]}, Setting(seed=0), n_per_class=sweep_n, model_name=name)
-        report = ev.write_report(out_dir / name, evaluation, sweeps)
+        report = write_report(out_dir / name, evaluation, sweeps)
         print(report.read_text())
         results[name] = {"evaluation": evaluation.to_dict(), "sweeps": [s.to_dict() for s in sweeps]}
     print(f"wrote {write_result('_'.join(['robust_eval', *plan] + (['quick'] if args.quick else [])), results)}")

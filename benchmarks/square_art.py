@@ -24,7 +24,7 @@ import torch
 from _common import REPO, markdown_table, write_result
 
 from veilnet import data
-from veilnet.metrics import as_float
+from veilnet.metrics import as_float, predict
 from veilnet.models import load_cifar_resnet
 from veilnet.robust import attacks
 
@@ -45,8 +45,7 @@ def main() -> None:
     model = load_cifar_resnet(SHARED / "models" / "resnet20-12fca82f.th").eval()
     split = data.subset(data.load(f"folder:{SHARED / 'data' / 'cifar10-jpeg.zip'}", split="test"), args.n_per_class)
     x, y = as_float(split.images), split.labels
-    with torch.no_grad():
-        right = model(x).argmax(1) == y
+    right = predict(model, x).argmax(1) == y
     x, y = x[right], y[right]
     classifier = PyTorchClassifier(model=model, loss=torch.nn.CrossEntropyLoss(), input_shape=(3, 32, 32), nb_classes=10, clip_values=(0.0, 1.0))
     rows, out = [], {"n": len(split.labels), "attacked": len(y), "eps": EPS, "seed": args.seed, "runs": []}
@@ -59,8 +58,7 @@ def main() -> None:
         art = SquareAttack(classifier, norm=np.inf, max_iter=queries - 1, eps=EPS, p_init=0.05, nb_restarts=1, verbose=False)
         adv = np.concatenate([art.generate(x[i : i + 20].numpy(), y[i : i + 20].numpy()) for i in range(0, len(y), 20)])
         t_art = time.perf_counter() - start
-        with torch.no_grad():
-            theirs = (model(attacks.project(torch.from_numpy(adv).float(), x, EPS)).argmax(1) != y).float().mean().item()
+        theirs = (predict(model, attacks.project(torch.from_numpy(adv).float(), x, EPS)).argmax(1) != y).float().mean().item()
         out["runs"].append({"queries": queries, "ours": ours, "art": theirs, "seconds_ours": t_ours, "seconds_art": t_art})
         rows.append([queries, f"{ours:.3f}", f"{theirs:.3f}", f"{(ours - theirs) * 100:+.1f}", f"{t_ours:.0f} / {t_art:.0f}"])
         print(rows[-1], flush=True)

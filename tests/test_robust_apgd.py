@@ -17,7 +17,7 @@ from test_robust_attacks import _art, _art_success, _one_thread, _predict, digit
 from veilnet import data
 from veilnet.cli import main
 from veilnet.metrics import as_float
-from veilnet.robust import PostAveraging, attacks
+from veilnet.robust import PostAveraging, attacks, rendering
 from veilnet.robust import evaluation as ev
 from veilnet.robust.attacks.apgd import checkpoints, dlr_loss
 
@@ -118,4 +118,4 @@ def test_cli_runs_apgd_and_reports_the_worst_case(tmp_path, capsys) -> None:  # 
     assert all(w <= min(r.robust_accuracy.values[d] for r in evaluation.adaptive) for d, w in enumerate(worst.values))
     report = (out / "report.md").read_text()
     assert f"worst case over apgd-ce, apgd-dlr: {worst}" in report
-    assert ev.rebuild_report(out) == report
+    assert rendering.rebuild_report(out) == report

@@ -15,7 +15,8 @@ import torch
 from veilnet import data, models
 from veilnet.cli import main
 from veilnet.errors import ConfigError
-from veilnet.robust import Setting, attacks, demo_step
+from veilnet.demo import robust_demo
+from veilnet.robust import Setting, attacks, rendering
 from veilnet.robust import evaluation as ev
 
 FAST = {"pgd": {"steps": 3}, "pgd-min": {"steps": 5, "search_steps": 2}, "eot-pgd": {"steps": 2}, "square": {"queries": 10}, "cw": {"binary_search_steps": 1, "steps": 3}, "deepfool": {"steps": 5}}
@@ -90,7 +91,7 @@ def test_defended_accuracies_are_averaged_over_draws(lenet: torch.nn.Module, dig
         assert len(draws.values) == 4 and draws.mean == pytest.approx(sum(draws.values) / 4)
         assert draws.low <= draws.mean <= draws.high
     assert adaptive.num_attacked <= adaptive.n and 0 <= adaptive.robust_accuracy.mean <= 1
-    report = ev.render_report(result)
+    report = rendering.render_report(result)
     assert "mean over 4 independent draws" in report and f"{paper.defence_rate.mean:.3f} ({paper.defence_rate.low:.3f}–{paper.defence_rate.high:.3f})" in report
 
 
@@ -139,13 +140,13 @@ def test_results_round_trip_through_json_and_the_report_rebuilds(lenet: torch.nn
     result = ev.Evaluation(**{**{k: getattr(result, k) for k in result.__dataclass_fields__}, "paper": [*result.paper, empty]})
     (swept,) = ev.sweep(lenet, digits, {"directions": [1, 2]}, setting, attack="pgd", n_per_class=1)
     assert swept.values == [1.0, 2.0] and len(swept.clean_accuracy[0].values) == 2 and swept.plain_seconds_per_image > 0
-    report = ev.write_report(tmp_path, result, [swept])
+    report = rendering.write_report(tmp_path, result, [swept])
     assert json.loads((tmp_path / "evaluation.json").read_text())["paper"][2]["defence_rate"]["values"] == [None, None]
     loaded = ev.Evaluation.load(tmp_path / "evaluation.json")
     assert loaded.to_dict() == result.to_dict() and isinstance(loaded.setting, Setting) and isinstance(loaded.paper[2].defence_rate, ev.Draws)
     assert math.isnan(loaded.paper[2].defence_rate.values[0]) and str(loaded.paper[2].defence_rate) == "nan"
     assert ev.Sweep.load(tmp_path / "sweep-directions.json") == swept
-    assert ev.rebuild_report(tmp_path) == report.read_text()
+    assert rendering.rebuild_report(tmp_path) == report.read_text()
     assert "paper: defence rate" in report.read_text() and (tmp_path / "sweep-directions.png").stat().st_size > 0
 
 
@@ -173,7 +174,7 @@ def test_cli_module_does_not_import_torch() -> None:
 
 
 def test_demo_step(lenet: torch.nn.Module, tmp_path: Path) -> None:
-    summary = demo_step(lenet, data.load("digits", split="test"), tmp_path, n_per_class=2)
+    summary = robust_demo(lenet, data.load("digits", split="test"), tmp_path, n_per_class=2)
     assert Path(summary["report"]).exists() and [r["attack"] for r in summary["rows"]] == ["fgsm", "pgd", "fgsm-min"]
     assert len(summary["rows"][0]["defence_rate"]["values"]) == 5
 

@@ -13,7 +13,7 @@ import torch
 from veilnet import data, models
 from veilnet.cli import main
 from veilnet.errors import ConfigError
-from veilnet.robust import Setting
+from veilnet.robust import Setting, rendering
 from veilnet.robust import evaluation as ev
 
 from test_robust_eval import _one_thread, digits, lenet  # noqa: F401  (fixtures: LeNet after one epoch on the digits)
@@ -52,8 +52,8 @@ def test_fixed_and_fresh_rows_are_named_and_not_mixed(lenet: torch.nn.Module, di
         setting = Setting(directions=2, radius=6.0, draws=2, seed=1, randomness=randomness)
         result = ev.evaluate(lenet, digits, setting, attacks=["square"], n_per_class=1, overrides={"square": OVERRIDES["square"]})
         (rows[randomness],) = result.adaptive
-        report = ev.write_report(tmp_path / randomness, result).read_text()
-        assert ev.RANDOMNESS_NAMES[randomness] in report and ev.rebuild_report(tmp_path / randomness) == report
+        report = rendering.write_report(tmp_path / randomness, result).read_text()
+        assert rendering.RANDOMNESS_NAMES[randomness] in report and rendering.rebuild_report(tmp_path / randomness) == report
         assert ev.Evaluation.load(tmp_path / randomness / "evaluation.json").setting.randomness == randomness
     assert rows["fresh"].randomness == "fresh" and len(rows["fresh"].robust_images) == 2
     assert ev.worst_case([rows["fresh"], rows["fixed"]]) is None, "fresh and fixed draws are different defences"

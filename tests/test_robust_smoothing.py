@@ -20,7 +20,8 @@ from veilnet import data
 from veilnet.cli import main
 from veilnet.errors import ConfigError
 from veilnet.robust import ABSTAIN, Smoothing, attacks
-from veilnet.robust.certification import Certification, render_report
+from veilnet.robust.rendering import render_certification
+from veilnet.robust.results import Certification
 from veilnet.robust.smoothing import clopper_pearson_lower, gaussian
 from veilnet.training.classifier import ClassifierStep, TrainConfig
 
@@ -218,4 +219,4 @@ def test_certify_command_on_digits(tmp_path: Path, capsys: pytest.CaptureFixture
     assert result["certified_accuracy"][1] == 0.0
     assert len(result["postavg"]) == 2 and len(result["undefended_accuracy"]) == 2
     assert "certified accuracy" in capsys.readouterr().out
-    assert render_report(Certification.load(out / "certification.json")) == (out / "report.md").read_text()  # rebuilt from the JSON alone
+    assert render_certification(Certification.load(out / "certification.json")) == (out / "report.md").read_text()  # rebuilt from the JSON alone

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -32,6 +32,9 @@ from veilnet import data, models
 from veilnet.cli import add_command, add_seed
 from veilnet.report import markdown_table, plot_backend
 from veilnet.training import TrainConfig, evaluate, plot_confusion, train
+
+if TYPE_CHECKING:
+    from veilnet.keyed import KeyedEvaluation
 
 DEMO_MODEL = {"dim": 64, "depth": 4, "kernel_size": 5, "patch_size": 4}
 DEMO_TRAINING = TrainConfig(epochs=3, batch_size=64, optimizer="adamw", lr=3e-3, weight_decay=0.05)
@@ -94,6 +97,44 @@ def train_step(out: Path, seed: int | None) -> tuple[DemoContext, str]:
     return ctx, section
 
 
+def keyed_demo(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    scheme: str | None = None,
+    ea: str | None = None,
+    random_keys: int = 10,
+    seed: int | None = None,
+    output_dir: str | Path | None = None,
+    data: str | None = None,
+) -> KeyedEvaluation:
+    """The keyed step's measurement: a fresh key for the PLAIN ``model`` (ConvMixer: block
+    scheme; ViT: ViT scheme unless ``scheme`` says otherwise), its evaluation
+    (:func:`veilnet.keyed.evaluation.evaluate`: the ConvMixer paper's Table 1 and Fig. 5), and, when
+    ``output_dir`` is given, ``key.json`` (0600), the transformed model ``keyed_model.*`` with
+    public key parameters in its card, ``evaluation.json``, ``table.md`` and ``random_keys.png``.
+    ``seed`` seeds the key (and, through their own stream, the wrong keys); None draws both from
+    the OS CSPRNG."""
+    from veilnet.keyed import KeyParams, generate_key, transform_model
+    from veilnet.keyed import evaluation as keyed
+
+    patch_embed: nn.Conv2d = model.patch_embed
+    size = int(getattr(model, "image_size", images.shape[-1]))
+    chosen = scheme or ("vit" if getattr(model, "pos_embed", None) is not None else "block")
+    key = generate_key(chosen, int(model.patch_size), patch_embed.in_channels, size, ea=ea, seed=seed)
+    public = KeyParams.of(key)
+    result = keyed.evaluate(model, key, images, labels, random_keys=random_keys, seed=seed, data=data)
+    if output_dir is not None:
+        out = Path(output_dir)
+        key.save(out / "key.json", force=True)
+        models.save(transform_model(model, key), out / "keyed_model", data=data, extra={"keyed": public.to_dict()}, force=True)
+        result.save(out / "evaluation.json")
+        (out / "table.md").write_text(keyed.markdown(result) + "\n")
+        keyed.plot_random_keys(result, out / "random_keys.png")
+    return result
+
+
 def keyed_step(ctx: DemoContext) -> str:
     """Transform the demo model with a fresh block-wise key and measure Table 1 on digits.
 
@@ -102,11 +143,11 @@ def keyed_step(ctx: DemoContext) -> str:
     """
     from veilnet import keys
     from veilnet.keyed import encrypt_images
-    from veilnet.keyed.evaluation import demo_step, markdown
+    from veilnet.keyed.evaluation import markdown
     from veilnet.report import save_figure
 
     out = ctx.out / "keyed"
-    result = demo_step(ctx.model, ctx.test.images, ctx.test.labels, random_keys=10, seed=ctx.seed, output_dir=out, data="digits")
+    result = keyed_demo(ctx.model, ctx.test.images, ctx.test.labels, random_keys=10, seed=ctx.seed, output_dir=out, data="digits")
     plain = ctx.test.float_images()[:1]
     encrypted = encrypt_images(plain, keys.load(out / "key.json"))
     plt = plot_backend()
@@ -233,11 +274,22 @@ def _reconstruction_rows(net: nn.Module, ctx: DemoContext, out: Path, seed: int)
     )
 
 
+def robust_demo(model: nn.Module, split: data.ImageSplit, out_dir: str | Path, *, n_per_class: int = 10, seed: int = 0) -> dict[str, Any]:
+    """The robustness step's measurement: post-averaging ("Bandlimiting Neural Networks Against
+    Adversarial Attacks", section 3.1, Eq. 7–8) under the paper's protocol (section 4, Table 1)
+    with FGSM and PGD at the full budget and FGSM at the smallest one (the paper's setting) on the
+    first ``n_per_class`` test images per class, K = 15, r = 6, defended accuracies over 5 draws;
+    writes ``out_dir/report.md`` and returns the rows as a dict. Takes a few seconds on a small model."""
+    from veilnet import robust
+
+    evaluation = robust.evaluate(model, split, robust.Setting(seed=seed), attacks=("fgsm", "pgd", "fgsm-min"), n_per_class=n_per_class, model_name="demo")
+    report = robust.write_report(out_dir, evaluation)
+    return {"report": str(report), "n": evaluation.paper[0].n, "rows": [row.to_dict() for row in evaluation.paper]}
+
+
 def robust_step(ctx: DemoContext) -> str:
     """Post-averaging around the demo model against FGSM and PGD (the paper's protocol, both budgets)."""
-    from veilnet.robust.evaluation import demo_step
-
-    result = demo_step(ctx.model, ctx.test, ctx.out / "robust", n_per_class=10, seed=ctx.seed or 0)
+    result = robust_demo(ctx.model, ctx.test, ctx.out / "robust", n_per_class=10, seed=ctx.seed or 0)
     body = Path(result["report"]).read_text().replace("\n## ", "\n### ").split("\n", 1)[1]
     return "## 4. Robustness (post-averaging, bandlimiting paper)\n" + body
 

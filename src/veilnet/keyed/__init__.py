@@ -21,7 +21,7 @@ from veilnet._lazy import exports
 
 #: Public name -> the submodule defining it, imported on first use (PEP 562).
 _WHERE = {
-    **dict.fromkeys(["KeyedEvaluation", "RandomKeysResult", "demo_step", "evaluate", "evaluate_random_keys"], "evaluation"),
+    **dict.fromkeys(["KeyedEvaluation", "RandomKeysResult", "evaluate", "evaluate_random_keys"], "evaluation"),
     **dict.fromkeys(["apply_cipher", "decrypt_images", "encrypt_images", "from_blocks", "to_blocks"], "images"),
     **dict.fromkeys(["Cipher", "KeyParams", "check_fits", "cipher", "ea_kind", "generate_key", "key_space_bits", "public_params", "vit_key"], "schemes"),
     **dict.fromkeys(["fold_normalization", "rekey", "transform_model", "untransform_model"], "transform"),

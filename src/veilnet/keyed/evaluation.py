@@ -200,39 +200,3 @@ def plot_random_keys(result: KeyedEvaluation, path: str | Path) -> Path:
     ax.set_title(f"{result.architecture or 'model'}, {result.key.scheme} key")
     ax.legend(loc="center right", fontsize=8)
     return save_figure(fig, path, dpi=120)
-
-
-def demo_step(
-    model: nn.Module,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    *,
-    scheme: str | None = None,
-    ea: str | None = None,
-    random_keys: int = 10,
-    seed: int | None = None,
-    output_dir: str | Path | None = None,
-    data: str | None = None,
-) -> KeyedEvaluation:
-    """The keyed step of ``veilnet demo``: a fresh key for the PLAIN ``model`` (ConvMixer: block
-    scheme; ViT: ViT scheme unless ``scheme`` says otherwise), the evaluation, and, when
-    ``output_dir`` is given, ``key.json`` (0600), the transformed model ``keyed_model.*`` with
-    public key parameters in its card, ``evaluation.json``, ``table.md`` and ``random_keys.png``.
-    ``seed`` seeds the key (and, through their own stream, the wrong keys); None draws both from
-    the OS CSPRNG."""
-    from veilnet import models
-
-    patch_embed: nn.Conv2d = model.patch_embed
-    size = int(getattr(model, "image_size", images.shape[-1]))
-    chosen = scheme or ("vit" if getattr(model, "pos_embed", None) is not None else "block")
-    key = generate_key(chosen, int(model.patch_size), patch_embed.in_channels, size, ea=ea, seed=seed)
-    public = KeyParams.of(key)
-    result = evaluate(model, key, images, labels, random_keys=random_keys, seed=seed, data=data)
-    if output_dir is not None:
-        out = Path(output_dir)
-        key.save(out / "key.json", force=True)
-        models.save(transform_model(model, key), out / "keyed_model", data=data, extra={"keyed": public.to_dict()}, force=True)
-        result.save(out / "evaluation.json")
-        (out / "table.md").write_text(markdown(result) + "\n")
-        plot_random_keys(result, out / "random_keys.png")
-    return result

@@ -10,6 +10,8 @@ evaluate it.
 * :mod:`veilnet.robust.evaluation`: the paper's protocol (section 4, Table 1: adversarial examples
   made on the undefended model), the adaptive protocol (attacks on the defended model itself),
   and the radius and directions sweeps (Fig. 2, Table 2); :class:`Setting` holds what they share.
+  Their results (and the paper's figures) are in :mod:`veilnet.robust.results`, their Markdown
+  reports and plots in :mod:`veilnet.robust.rendering`.
 
 The names below are imported on first use, so ``import veilnet.robust.setting`` (the command
 line) does not import torch.
@@ -29,8 +31,10 @@ from veilnet._lazy import exports
 #: Public name -> the module defining it, imported on the first use of one.
 _WHERE = {
     "attacks": "attacks",
-    **dict.fromkeys(["Evaluation", "Sweep", "demo_step", "evaluate", "rebuild_report", "render_report", "sweep", "write_report"], "evaluation"),
+    **dict.fromkeys(["evaluate", "sweep"], "evaluation"),
     "PostAveraging": "postavg",
+    **dict.fromkeys(["rebuild_report", "render_report", "write_report"], "rendering"),
+    **dict.fromkeys(["Evaluation", "Sweep"], "results"),
     "Setting": "setting",
     **dict.fromkeys(["ABSTAIN", "Certificate", "Smoothing"], "smoothing"),
 }

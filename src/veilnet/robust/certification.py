@@ -17,15 +17,15 @@ L2 attack at the same radii (``veilnet robust certify``).
 
 All radii are L2 norms in [0, 1] pixel space, as σ is. The PGD step is ε/4 at every radius: the
 ratio α/ε of the L∞ evaluation settings (:data:`veilnet.robust.attacks.SETTINGS`, 2/255 at 8/255),
-with their numbers of steps, restarts and EOT draws.
+with their numbers of steps, restarts and EOT draws. The result is a
+:class:`~veilnet.robust.results.Certification`; its report and plot are made by
+:func:`veilnet.robust.rendering.write_certification`.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -34,10 +34,10 @@ from torch import nn
 from veilnet import data as vdata
 from veilnet.errors import ConfigError
 from veilnet.metrics import as_float, predict
-from veilnet.report import Result, markdown_table, plot_backend, save_figure
 from veilnet.robust import attacks as attack_zoo
 from veilnet.robust.attacks import derive_seed
-from veilnet.robust.evaluation import AdaptiveRow, Draws, adaptive_protocol, defended_predictions
+from veilnet.robust.evaluation import adaptive_protocol, defended_predictions
+from veilnet.robust.results import Certification
 from veilnet.robust.setting import EPS, Setting
 from veilnet.robust.smoothing import Smoothing, check_alpha, check_counts
 
@@ -45,36 +45,6 @@ from veilnet.robust.smoothing import Smoothing, check_alpha, check_counts
 RADII = (0.25, 0.5, 0.75, 1.0)
 #: The attack on the undefended model and the one on post-averaging, with their evaluation settings.
 UNDEFENDED_ATTACK, DEFENCE_ATTACK = "pgd", "eot-pgd"
-
-
-@dataclass(frozen=True)
-class Certification(Result):
-    """One run of :func:`certify`: the per-image certificates and the accuracies at each radius.
-
-    ``radii``: the L2 radii compared; ``certified_accuracy[i]``, ``postavg[i]`` and
-    ``undefended_accuracy[i]`` are at ``radii[i]``. ``labels``: the images' true labels;
-    ``smoothed_labels``/``certified_radii``: CERTIFY's answer per image (−1 and 0 where it abstained).
-    """
-
-    model: str
-    data: str
-    n_per_class: int
-    sigma: float
-    n0: int
-    n: int
-    alpha: float
-    setting: Setting
-    radii: list[float]
-    labels: list[int]
-    smoothed_labels: list[int]
-    certified_radii: list[float]
-    certified_accuracy: list[float]
-    smoothed_clean_accuracy: float
-    clean_accuracy: float
-    undefended_accuracy: list[float]
-    postavg: list[AdaptiveRow]
-    attack_settings: dict[str, dict[str, Any]]
-    seconds: dict[str, float] = field(default_factory=dict)
 
 
 def certified_accuracy(labels: torch.Tensor, predicted: torch.Tensor, radii: torch.Tensor, radius: float) -> float:
@@ -180,68 +150,3 @@ def certify(
         attack_settings={name: options[name] | {"alpha": f"radius × {attack_zoo.SETTINGS[name]['alpha'] / EPS:g}"} for name in options},
         seconds=seconds,
     )  # fmt: skip
-
-
-def render_report(result: Certification) -> str:
-    """The Markdown report of ``result`` (rebuilt from its JSON alone)."""
-    s = result.setting
-    abstained = sum(label < 0 for label in result.smoothed_labels)
-    headers = ["L2 radius (pixels)", f"smoothing σ = {result.sigma:g}: certified accuracy", "post-averaging: robust accuracy (EOT-PGD L2)", "undefended: accuracy (PGD L2)"]
-    rows: list[list[Any]] = [["0 (clean)", result.smoothed_clean_accuracy, str(result.postavg[0].defended_clean_accuracy) if result.postavg else "-", result.clean_accuracy]]
-    rows += [[r, c, str(p.robust_accuracy), u] for r, c, p, u in zip(result.radii, result.certified_accuracy, result.postavg, result.undefended_accuracy)]
-    n_images = len(result.labels)
-    return (
-        f"# Certified baseline: randomised smoothing beside post-averaging — {result.model} on {result.data}\n\n"
-        f"{n_images} images (first {result.n_per_class} per class); seed {s.seed}; device {s.device}.\n\n"
-        f"Randomised smoothing (Cohen et al. 2019, CERTIFY): Gaussian noise σ = {result.sigma:g} in [0, 1] pixel space, "
-        f"n0 = {result.n0} selection and n = {result.n} estimation samples, α = {result.alpha:g}; abstained on {abstained} of {n_images} images. "
-        f"With n samples no radius above σ Φ⁻¹(α^(1/n)) = {max_radius(result.sigma, result.n, result.alpha):.3f} can be certified (all n samples in the top class). "
-        f"Certified accuracy at r: correct, not abstained, certified radius ≥ r (a lower bound, each certificate holding with probability ≥ 1 − α).\n\n"
-        f"Post-averaging: K = {s.directions}, r = {s.radius:g} ({s.space} space), attacked through the defence by EOT-PGD in the L2 ball "
-        f"(an upper bound on its robust accuracy: a failed attack proves nothing). {_draws_note(s.draws)}\n\n"
-        + markdown_table(headers, rows)
-        + "\n\nAttack settings: "
-        + "; ".join(f"{name} {options}" for name, options in result.attack_settings.items())
-        + "\n\nSeconds: "
-        + ", ".join(f"{k} {v:.1f}" for k, v in result.seconds.items())
-        + ".\n\nPlot: certify.png\n"
-    )
-
-
-def _draws_note(draws: int) -> str:
-    if draws == 1:
-        return "Its accuracies: one draw of its random directions."
-    return f"Its accuracies: mean over {draws} draws of its random directions, (min–max) over the draws."
-
-
-def plot(result: Certification, path: str | Path) -> Path:
-    """Certified accuracy against radius (a step curve over every certified radius) with
-    post-averaging's and the undefended model's accuracies at the compared radii (and clean, at 0)."""
-    plt = plot_backend()
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    top = max([*result.radii, *result.certified_radii]) * 1.05
-    grid = torch.linspace(0, top, 200)
-    labels, predicted, radii = torch.tensor(result.labels), torch.tensor(result.smoothed_labels), torch.tensor(result.certified_radii)
-    ax.plot(grid.tolist(), [certified_accuracy(labels, predicted, radii, float(r)) for r in grid], "-", label=f"smoothing σ = {result.sigma:g} (certified)")
-    at = [0.0, *result.radii]  # radius 0: the clean accuracies
-    robust: list[Draws] = [result.postavg[0].defended_clean_accuracy, *(row.robust_accuracy for row in result.postavg)] if result.postavg else []
-    means = [d.mean for d in robust]
-    ax.errorbar(at[: len(robust)], means, yerr=[[m - d.low for m, d in zip(means, robust)], [d.high - m for m, d in zip(means, robust)]], fmt="o--", capsize=3, label="post-averaging (EOT-PGD L2)")
-    ax.plot(at, [result.clean_accuracy, *result.undefended_accuracy], "s:", color="gray", label="undefended (PGD L2)")
-    ax.set_xlabel("L2 radius ([0, 1] pixels)")
-    ax.set_ylabel("accuracy")
-    ax.set_ylim(0, 1)
-    ax.legend(loc="upper right", fontsize=8)
-    ax.set_title(f"{result.model} (n = {len(result.labels)})")
-    return save_figure(fig, path, dpi=120)
-
-
-def write_report(out_dir: str | Path, result: Certification) -> Path:
-    """``certification.json``, ``certify.png`` and ``report.md`` in ``out_dir``; returns the report's path."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    result.save(out / "certification.json")
-    plot(result, out / "certify.png")
-    report = out / "report.md"
-    report.write_text(render_report(result))
-    return report

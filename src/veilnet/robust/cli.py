@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from veilnet.data import ImageSplit
-    from veilnet.robust.evaluation import Sweep
+    from veilnet.robust.results import Sweep
 
 
 def load_model(path: str) -> nn.Module:
@@ -78,7 +78,7 @@ def _prepare(args: argparse.Namespace, names: list[str], overrides: dict[str, di
         ev.check_attacks([args.sweep_attack], None, setting)
         for parameter, values in grid.items():
             for value in values:
-                setting.replace(**{parameter: ev._swept_value(parameter, value)})
+                setting.replace(**{parameter: ev.sweep_value(parameter, value)})
     out = prepare_output(args.output, force=args.force, exists=["report.md"], mkdir=False)
     return setting, out
 
@@ -125,7 +125,7 @@ def _sweeps(args: argparse.Namespace, model: nn.Module, split: ImageSplit, grid:
 
 
 def _report(out: Path, evaluation: Any, sweeps: list[Sweep]) -> int:
-    from veilnet.robust.evaluation import write_report
+    from veilnet.robust.rendering import write_report
 
     report = write_report(out, evaluation, sweeps)
     print(report.read_text())
@@ -164,6 +164,7 @@ def _certify(args: argparse.Namespace) -> int:
     from veilnet.devices import resolve_device
     from veilnet.paths import prepare_output
     from veilnet.robust import certification
+    from veilnet.robust.rendering import write_certification
 
     setting = Setting(directions=args.directions, radius=args.postavg_radius, draws=args.draws, seed=args.seed, device=args.device)
     resolve_device(setting.device)
@@ -173,7 +174,7 @@ def _certify(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     split = data.load(args.data, split=args.split)
     result = certification.certify(model, split, **options, n_per_class=args.n_per_class, setting=setting, attack_batch=args.attack_batch, model_name=Path(args.model).name)
-    report = certification.write_report(out, result)
+    report = write_certification(out, result)
     print(report.read_text())
     print(f"wrote {report}")
     return 0

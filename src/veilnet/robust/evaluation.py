@@ -1,6 +1,9 @@
 """Evaluating post-averaging: the paper's protocol, the adaptive protocol, and the sweeps.
 
-Paper: "Bandlimiting Neural Networks Against Adversarial Attacks", section 4.
+Paper: "Bandlimiting Neural Networks Against Adversarial Attacks": the defence of section 3.1
+(Eq. 7–8, :class:`~veilnet.robust.PostAveraging`) measured as in section 4. This module computes
+the numbers; their result types and the paper's figures are in :mod:`veilnet.robust.results`,
+their Markdown reports and plots in :mod:`veilnet.robust.rendering`.
 
 1. **Paper protocol** (section 4.2, Table 1): adversarial examples are made on the *undefended*
    model. The Attacked set replaces every correctly classified image by its adversarial example
@@ -42,11 +45,8 @@ attack's numbers are the same whether it runs alone or after other attacks in th
 from __future__ import annotations
 
 import math
-import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -56,10 +56,10 @@ from veilnet import data as vdata
 from veilnet.errors import ConfigError
 from veilnet.metrics import as_float, predict
 from veilnet.models.prepared import prepare
-from veilnet.report import Result, markdown_table, plot_backend, save_figure
 from veilnet.robust import attacks as attack_zoo
 from veilnet.robust.attacks import derive_seed
 from veilnet.robust.postavg import PostAveraging
+from veilnet.robust.results import AdaptiveRow, Draws, Evaluation, PaperRow, Sweep
 from veilnet.robust.setting import Setting
 
 #: Attacks made on the undefended model (protocol 1) and on the defended one (protocol 2).
@@ -70,110 +70,6 @@ ADAPTIVE_ATTACKS = ("eot-pgd", "square", "apgd-ce", "apgd-dlr")
 SLOW_ATTACKS = ("cw", "eot-pgd", "square", "apgd-ce", "apgd-dlr")
 #: Settings an evaluation sets itself (from its :class:`Setting` and progress bars), not ``overrides``.
 RESERVED = ("seed", "device", "progress")
-#: The paper's CIFAR-10 row of Table 1 (ResNet-110, r = 6, K = 15, ε = 8/255).
-PAPER_CIFAR10 = {
-    "clean_accuracy": 0.9368,
-    "fgsm": {"attacked_accuracy": 0.1816, "defended_clean_accuracy": 0.9247, "defended_attacked_accuracy": 0.8022, "defence_rate": 0.8080, "num_adversarial": 7552},
-    "pgd": {"attacked_accuracy": 0.0000, "defended_clean_accuracy": 0.9255, "defended_attacked_accuracy": 0.8841, "defence_rate": 0.9330, "num_adversarial": 9368},
-    "deepfool": {"attacked_accuracy": 0.1968, "defended_clean_accuracy": 0.9254, "defended_attacked_accuracy": 0.8626, "defence_rate": 0.8872, "num_adversarial": 7413},
-    "cw": {"attacked_accuracy": 0.0322, "defended_clean_accuracy": 0.9257, "defended_attacked_accuracy": 0.8902, "defence_rate": 0.9367, "num_adversarial": 9046},
-}
-#: Robust accuracy of post-averaging on CIFAR-10 under the Square attack, reported by its authors.
-SQUARE_PAPER_ROBUST_ACCURACY = 0.158
-
-
-@dataclass(frozen=True)
-class Draws(Result):
-    """One accuracy of the defended model over independent draws of its random directions."""
-
-    values: list[float]
-
-    @property
-    def mean(self) -> float:
-        return statistics.fmean(self.values) if self.values and not any(math.isnan(v) for v in self.values) else math.nan
-
-    @property
-    def low(self) -> float:
-        return min(self.values) if self.values and not math.isnan(self.mean) else math.nan
-
-    @property
-    def high(self) -> float:
-        return max(self.values) if self.values and not math.isnan(self.mean) else math.nan
-
-    def __str__(self) -> str:
-        """``mean (min–max)`` with 3 decimals; the mean alone for one draw; ``nan`` when undefined."""
-        if math.isnan(self.mean):
-            return "nan"
-        return f"{self.mean:.3f}" if len(self.values) == 1 else f"{self.mean:.3f} ({self.low:.3f}–{self.high:.3f})"
-
-
-@dataclass(frozen=True)
-class PaperRow(Result):
-    """One row of the paper's Table 1 for one attack made on the undefended model."""
-
-    attack: str
-    n: int
-    clean_accuracy: float
-    attacked_accuracy: float
-    defended_clean_accuracy: Draws
-    defended_attacked_accuracy: Draws
-    defence_rate: Draws
-    num_adversarial: int
-    seconds: float
-
-
-@dataclass(frozen=True)
-class AdaptiveRow(Result):
-    """An attack on the defended model itself: the defended model's clean and robust accuracy.
-
-    ``robust_images[d][i]``: whether, in draw d of the defence, image i of the ``n`` was classified
-    correctly on the Attacked set (empty in results written before it was kept). ``randomness``:
-    the defence's directions during the attack (:class:`~veilnet.robust.setting.Setting`); with
-    ``"fixed"`` the attack ran once per draw, and ``num_attacked``, ``attack_success_rate`` and
-    ``seconds`` are over all the draws' runs.
-    """
-
-    attack: str
-    n: int
-    num_attacked: int
-    defended_clean_accuracy: Draws
-    robust_accuracy: Draws
-    attack_success_rate: float
-    seconds: float
-    robust_images: list[list[bool]] = field(default_factory=list)
-    randomness: str = "fresh"
-
-
-@dataclass(frozen=True)
-class Evaluation(Result):
-    """Both protocols for one model, defence and data subset, with every setting used."""
-
-    model: str
-    data: str
-    n_per_class: int
-    slow_n_per_class: int
-    setting: Setting
-    attack_settings: dict[str, dict[str, Any]]
-    paper: list[PaperRow] = field(default_factory=list)
-    adaptive: list[AdaptiveRow] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Sweep(Result):
-    """Defended clean accuracy, defence rate and time per image against one defence parameter
-    (the others as in ``setting``)."""
-
-    model: str
-    parameter: str
-    values: list[float]
-    setting: Setting
-    attack: str
-    n: int
-    num_adversarial: int
-    clean_accuracy: list[Draws]
-    defence_rate: list[Draws]
-    seconds_per_image: list[float]
-    plain_seconds_per_image: float
 
 
 def _post_averaging(model: nn.Module, setting: Setting, **randomness: Any) -> PostAveraging:
@@ -395,7 +291,7 @@ def sweep(model: nn.Module, split: vdata.ImageSplit, grid: dict[str, Sequence[fl
         if parameter not in ("radius", "directions"):
             raise ConfigError(f"sweep parameter must be radius or directions, got {parameter!r}")
     check_attacks([attack], None, setting)
-    points = {parameter: [_swept_value(parameter, v) for v in values] for parameter, values in grid.items()}
+    points = {parameter: [sweep_value(parameter, v) for v in values] for parameter, values in grid.items()}
     for parameter, values in points.items():
         for value in values:
             setting.replace(**{parameter: value})  # raises on a bad value before any work
@@ -428,7 +324,9 @@ def sweep(model: nn.Module, split: vdata.ImageSplit, grid: dict[str, Sequence[fl
     return results
 
 
-def _swept_value(parameter: str, value: float) -> int | float:
+def sweep_value(parameter: str, value: float) -> int | float:
+    """``value`` as a value of the swept ``parameter``: a whole number of directions K as an int
+    (any other number is a :class:`ConfigError`), a radius r as a float."""
     if parameter == "directions":
         if float(value) != int(value):
             raise ConfigError(f"numbers of directions are whole numbers, got {value}")
@@ -445,148 +343,3 @@ def _timed(fn: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, float]:
 def _with_seed(setting: Setting) -> Setting:
     """``setting`` with a seed: its own, or one drawn now (and recorded in the result)."""
     return setting if setting.seed is not None else setting.replace(seed=int(torch.randint(0, 2**31 - 1, ()).item()))
-
-
-# -- reports ------------------------------------------------------------------------------------
-
-
-def paper_table(evaluation: Evaluation, *, with_paper: bool = True) -> str:
-    """Table 1's layout, with the paper's CIFAR-10 figures in adjacent columns when ``with_paper``."""
-    headers = ["attack", "n", "clean", "attacked", "defended clean", "defended attacked", "defence rate", "#Adv"]
-    if with_paper:
-        headers += ["paper: defended clean", "paper: defence rate", "paper: #Adv/n"]
-    rows = []
-    for row in evaluation.paper:
-        cells: list[Any] = [row.attack, row.n, row.clean_accuracy, row.attacked_accuracy, str(row.defended_clean_accuracy), str(row.defended_attacked_accuracy), str(row.defence_rate), row.num_adversarial]
-        if with_paper:
-            ref = PAPER_CIFAR10.get(attack_zoo.VARIANT_OF.get(row.attack, row.attack), {})
-            cells += [ref.get("defended_clean_accuracy", "-"), ref.get("defence_rate", "-"), ref["num_adversarial"] / 10000 if ref else "-"]
-        rows.append(cells)
-    return markdown_table(headers, rows)
-
-
-#: How the adaptive table names each setting of the defence's randomness.
-RANDOMNESS_NAMES = {"fresh": "fresh per query", "fixed": "fixed per draw (seeded)"}
-
-
-def adaptive_table(evaluation: Evaluation) -> str:
-    """One row per adaptive attack; with fixed directions "attacked" counts the images of every draw's run."""
-    headers = ["attack (on the defended model)", "directions", "n", "attacked", "defended clean", "robust accuracy", "attack success", "seconds", "paper / attack authors"]
-    rows = [
-        [
-            r.attack, RANDOMNESS_NAMES[r.randomness], r.n, r.num_attacked if r.randomness == "fresh" else f"{r.num_attacked} in {len(r.robust_images)} runs", str(r.defended_clean_accuracy),
-            str(r.robust_accuracy), r.attack_success_rate, round(r.seconds, 1), SQUARE_PAPER_ROBUST_ACCURACY if r.attack == "square" else "-",
-        ]  # fmt: skip
-        for r in evaluation.adaptive
-    ]
-    return markdown_table(headers, rows)
-
-
-def sweep_table(result: Sweep) -> str:
-    headers = [result.parameter, "defended clean", "defence rate", "ms / image", "× plain"]
-    rows = [
-        [v, str(c), str(d), round(t * 1e3, 2), round(t / result.plain_seconds_per_image, 1)]
-        for v, c, d, t in zip(result.values, result.clean_accuracy, result.defence_rate, result.seconds_per_image)
-    ]
-    return markdown_table(headers, rows)
-
-
-def _draws_note(setting: Setting) -> str:
-    if setting.draws == 1:
-        return "Defended accuracies: one draw of the defence's random directions."
-    return f"Defended accuracies: mean over {setting.draws} independent draws of the defence's random directions, (min–max) over the draws."
-
-
-def _randomness_note(setting: Setting) -> str:
-    if setting.randomness == "fresh":
-        return "Directions fresh at every query of the attack (the Square attack authors' setting); robust accuracy judged by fresh draws."
-    return (
-        f"Directions fixed: each of the {setting.draws} draws of the defence is one seeded set of K directions shared by every image and query; "
-        "each attack ran once per draw against it, on the images that draw classifies correctly, and was judged by the same draw."
-    )
-
-
-def render_report(evaluation: Evaluation | None = None, sweeps: Sequence[Sweep] = ()) -> str:
-    """The Markdown report of an evaluation and its sweeps, from the results alone (so it can be
-    rebuilt from their JSON, :func:`rebuild_report`). Sweeps are listed radius first."""
-    parts = []
-    if evaluation is not None:
-        s = evaluation.setting
-        parts.append(
-            f"# Post-averaging: {evaluation.model} on {evaluation.data}\n\n"
-            f"Defence: K = {s.directions}, r = {s.radius} ({s.space} space); ε = {s.eps:.5g} (L∞); "
-            f"first {evaluation.n_per_class} images per class ({evaluation.slow_n_per_class} for {', '.join(SLOW_ATTACKS)}); seed {s.seed}.\n"
-            f"{_draws_note(s)}\n"
-        )
-        if evaluation.paper:
-            parts.append("## Paper protocol (attacks on the undefended model; Table 1)\n\n" + paper_table(evaluation) + "\n")
-        if evaluation.adaptive:
-            worst = worst_case(evaluation.adaptive)
-            headline = "" if worst is None else (
-                f"**Robust accuracy, worst case over {', '.join(r.attack for r in evaluation.adaptive)}: {worst}** "
-                f"(an image counts as robust only if every attack failed on it; n = {evaluation.adaptive[0].n}).\n\n"
-            )
-            parts.append("## Adaptive protocol (attacks on the defended model)\n\n" + _randomness_note(s) + "\n\n" + headline + adaptive_table(evaluation) + "\n")
-        parts.append("Settings: " + ", ".join(f"{k} {v}" for k, v in evaluation.attack_settings.items()) + "\n")
-    for result in sorted(sweeps, key=lambda r: ("radius", "directions").index(r.parameter)):
-        fixed = {k: v for k, v in result.setting.defence.items() if k != result.parameter}
-        parts.append(
-            f"## Sweep over {result.parameter} ({result.attack} adversarials, n = {result.n}, #Adv = {result.num_adversarial}, {fixed}, ε = {result.setting.eps:.5g}, seed {result.setting.seed})\n\n"
-            + f"{_draws_note(result.setting)}\n\n"
-            + sweep_table(result)
-            + f"\n\nPlain model: {result.plain_seconds_per_image * 1e3:.3f} ms / image. Plot: sweep-{result.parameter}.png\n"
-        )
-    return "\n".join(parts)
-
-
-def write_report(out_dir: str | Path, evaluation: Evaluation | None = None, sweeps: Sequence[Sweep] = ()) -> Path:
-    """JSON for every result (``evaluation.json``, ``sweep-PARAMETER.json``), a PNG plot per sweep
-    and ``report.md`` (:func:`render_report`); returns the report's path."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    if evaluation is not None:
-        evaluation.save(out / "evaluation.json")
-    for result in sweeps:
-        result.save(out / f"sweep-{result.parameter}.json")
-        plot_sweep(result, out / f"sweep-{result.parameter}.png")
-    report = out / "report.md"
-    report.write_text(render_report(evaluation, sweeps))
-    return report
-
-
-def rebuild_report(out_dir: str | Path) -> str:
-    """The ``report.md`` of ``out_dir``, rebuilt from its JSON results alone (no rerun)."""
-    out = Path(out_dir)
-    evaluation = Evaluation.load(out / "evaluation.json") if (out / "evaluation.json").exists() else None
-    sweeps = [Sweep.load(out / f"sweep-{p}.json") for p in ("radius", "directions") if (out / f"sweep-{p}.json").exists()]
-    return render_report(evaluation, sweeps)
-
-
-def plot_sweep(result: Sweep, path: str | Path) -> Path:
-    """Defence rate and clean accuracy (means over the draws, bars: min–max) against the swept
-    parameter (and time per image for K)."""
-    plt = plot_backend()
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for series, style, label in ((result.defence_rate, "o-", f"defence rate ({result.attack})"), (result.clean_accuracy, "s--", "defended clean accuracy")):
-        means = [d.mean for d in series]
-        spread = [[m - d.low for m, d in zip(means, series)], [d.high - m for m, d in zip(means, series)]]
-        ax.errorbar(result.values, means, yerr=spread, fmt=style, capsize=3, label=label)
-    ax.set_xlabel("radius r" if result.parameter == "radius" else "directions K")
-    ax.set_ylim(0, 1)
-    ax.legend(loc="lower left")
-    if result.parameter == "directions":
-        twin = ax.twinx()
-        twin.plot(result.values, [t * 1e3 for t in result.seconds_per_image], "^:", color="gray")
-        twin.set_ylabel("ms per image", color="gray")
-    ax.set_title(f"post-averaging: {result.model} (n = {result.n})")
-    return save_figure(fig, path, dpi=120)
-
-
-def demo_step(model: nn.Module, split: vdata.ImageSplit, out_dir: str | Path, *, n_per_class: int = 10, seed: int = 0) -> dict[str, Any]:
-    """The robustness step of ``veilnet demo``: the paper's protocol with FGSM and PGD at the full
-    budget and FGSM at the smallest one (the paper's setting) on the first ``n_per_class`` test
-    images per class, K = 15, r = 6, defended accuracies over 5 draws; writes
-    ``out_dir/report.md`` and returns the rows as a dict. Takes a few seconds on a small model."""
-    evaluation = evaluate(model, split, Setting(seed=seed), attacks=("fgsm", "pgd", "fgsm-min"), n_per_class=n_per_class, model_name="demo")
-    report = write_report(out_dir, evaluation)
-    return {"report": str(report), "n": evaluation.paper[0].n, "rows": [row.to_dict() for row in evaluation.paper]}

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
+from veilnet.checks import check_int, is_int, is_number
 from veilnet.errors import ConfigError
 
 #: The paper's L∞ budget ("Bandlimiting Neural Networks Against Adversarial Attacks", section 4.1
@@ -56,20 +57,20 @@ class Setting:
     device: str = field(default="cpu", metadata={"help": "torch device, e.g. cpu or cuda (default: cpu)"})
 
     def __post_init__(self) -> None:
-        if isinstance(self.eps, bool) or not isinstance(self.eps, (int, float)) or not self.eps >= 0 or self.eps == float("inf"):
+        if not is_number(self.eps) or not self.eps >= 0 or self.eps == float("inf"):
             raise ConfigError(f"eps must be a finite number >= 0, got {self.eps!r}")
         for name in ("directions", "draws"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if not is_int(value) or value < 1:
                 raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
-        if isinstance(self.radius, bool) or not isinstance(self.radius, (int, float)) or not 0 < self.radius < float("inf"):
+        if not is_number(self.radius) or not 0 < self.radius < float("inf"):
             raise ConfigError(f"radius must be a positive number, got {self.radius!r}")
         if self.space not in SPACES:
             raise ConfigError(f"space must be one of {', '.join(SPACES)}, got {self.space!r}")
         if self.randomness not in RANDOMNESS:
             raise ConfigError(f"randomness must be one of {', '.join(RANDOMNESS)}, got {self.randomness!r}")
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
-            raise ConfigError(f"seed must be an integer, got {self.seed!r}")
+        if self.seed is not None:
+            check_int("seed", self.seed)
 
     def replace(self, **changes: Any) -> Setting:
         return dataclasses.replace(self, **changes)

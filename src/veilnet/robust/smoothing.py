@@ -39,6 +39,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from veilnet.checks import is_int, is_number
 from veilnet.errors import ConfigError, ShapeError
 from veilnet.metrics import as_float, eval_mode
 from veilnet.robust.attacks.base import derive_seed, standard_normal
@@ -79,9 +80,9 @@ class Smoothing:
     """
 
     def __init__(self, model: nn.Module, sigma: float, *, batch: int = 1000, device: str | torch.device | None = None, progress: bool = False) -> None:
-        if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not 0 < sigma < math.inf:
+        if not is_number(sigma) or not 0 < sigma < math.inf:
             raise ConfigError(f"sigma must be a positive number, got {sigma!r}")
-        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        if not is_int(batch) or batch < 1:
             raise ConfigError(f"batch must be a positive integer, got {batch!r}")
         self.model = model
         self.sigma = float(sigma)
@@ -180,13 +181,13 @@ def _chunks(total: int, size: int) -> Iterator[int]:
 def check_counts(**counts: int) -> None:
     """A :class:`ConfigError` naming the first of ``counts`` (name=value) that is not a positive integer."""
     for name, value in counts.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if not is_int(value) or value < 1:
             raise ConfigError(f"{name} must be a positive integer, got {value!r}")
 
 
 def check_alpha(alpha: float) -> None:
     """A :class:`ConfigError` unless 0 < ``alpha`` < 1."""
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
+    if not is_number(alpha) or not 0 < alpha < 1:
         raise ConfigError(f"alpha must be in (0, 1), got {alpha!r}")
 
 

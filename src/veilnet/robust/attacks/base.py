@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from veilnet.checks import check_int, is_int, is_number
 from veilnet.errors import ConfigError, ShapeError
 from veilnet.metrics import as_float, eval_mode
 from veilnet.robust.setting import EPS  # the post-averaging paper's L∞ budget, 8/255
@@ -121,7 +122,7 @@ class Attack:
     def __init__(self, model: nn.Module, eps: float | None = EPS, *, batch_size: int = 256, device: str | torch.device | None = None, seed: int | None = None, progress: bool = False, search_steps: int = 0) -> None:
         if eps is None and not self.minimization:
             raise ConfigError(f"{self.name} needs an L∞ budget eps")
-        if eps is not None and not (isinstance(eps, (int, float)) and not isinstance(eps, bool) and eps >= 0):
+        if eps is not None and not (is_number(eps) and eps >= 0):
             raise ConfigError(f"eps must be a non-negative number, got {eps!r}")
         if search_steps and self.minimization:
             raise ConfigError(f"search_steps must be 0 for a minimisation attack, got {search_steps} for {self.name}")
@@ -130,8 +131,8 @@ class Attack:
         self.device = torch.device(device) if device is not None else _model_device(model)
         self.progress = progress
         self.configure({"batch_size": 1, "search_steps": 0}, batch_size=batch_size, search_steps=search_steps)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise ConfigError(f"{self.name}: seed must be an integer, got {seed!r}")
+        if seed is not None:
+            check_int(f"{self.name}: seed", seed)
         self.seed = seed
 
     def configure(self, minimum: dict[str, float], *, choices: dict[str, Sequence[str]] | None = None, **settings: Any) -> None:
@@ -149,9 +150,9 @@ class Attack:
             if isinstance(default, bool):
                 ok = isinstance(value, bool)
             elif isinstance(default, int):
-                ok = isinstance(value, int) and not isinstance(value, bool)
+                ok = is_int(value)
             elif isinstance(default, float):
-                ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+                ok = is_number(value)
                 value = float(value) if ok else value
             else:
                 ok = default is None or isinstance(value, kind)
