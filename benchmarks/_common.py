@@ -1,9 +1,12 @@
-"""What every benchmark shares (the conventions at the top of docs/benchmarks.md): timing with warm-up and medians,
-the machine description, and writing the JSON result under runs/benchmarks/."""
+"""What every benchmark shares (the conventions at the top of docs/benchmarks.md): where the shared
+data and models are, timing with warm-up and medians, the machine description, and writing the
+JSON result under runs/benchmarks/."""
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -17,6 +20,19 @@ import torch
 from veilnet.report import markdown_table  # noqa: F401  (re-exported for the scripts)
 
 REPO = Path(__file__).resolve().parents[1]
+#: The shared folder (``data/``, ``models/``): ``$VEILNET_SHARED``, as tests/conftest.py and
+#: .ci/run read it, else ``shared`` beside the checkout.
+SHARED = Path(os.environ.get("VEILNET_SHARED", REPO.parent / "shared"))
+#: The data sets: ``$VEILNET_DATA``, as veilnet.data reads it (the root of relative data specs),
+#: else ``SHARED/data``.
+DATA = Path(os.environ.get("VEILNET_DATA") or SHARED / "data").expanduser()
+#: The JPEG CIFAR-10 the benchmarks on real images read.
+CIFAR_ZIP = DATA / "cifar10-jpeg.zip"
+
+
+def add_zip(parser: argparse.ArgumentParser) -> None:
+    """``--zip PATH``: the JPEG CIFAR-10 (default :data:`CIFAR_ZIP`)."""
+    parser.add_argument("--zip", type=Path, default=CIFAR_ZIP, help=f"the JPEG CIFAR-10 (default: cifar10-jpeg.zip in $VEILNET_DATA, else in $VEILNET_SHARED/data: {CIFAR_ZIP})")
 
 
 def machine() -> dict[str, Any]:
@@ -34,8 +50,6 @@ def machine() -> dict[str, Any]:
         dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True, text=True).stdout.strip())
     except (OSError, subprocess.CalledProcessError):
         commit, dirty = "unknown", False
-    import os
-
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),

@@ -20,12 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import markdown_table, timeit, write_result
+from _common import add_zip, markdown_table, timeit, write_result
 
 from veilnet import data
 from veilnet.data import folder
-
-SHARED = Path(os.environ.get("VEILNET_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 
 
 def _interleaved(fns: list[Callable[[], object]], repeats: int) -> list[dict[str, float]]:
@@ -41,7 +39,7 @@ def _interleaved(fns: list[Callable[[], object]], repeats: int) -> list[dict[str
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="test split only")
-    parser.add_argument("--zip", type=Path, default=SHARED / "data" / "cifar10-jpeg.zip", help="the JPEG CIFAR-10 (default: $VEILNET_SHARED/data/cifar10-jpeg.zip)")
+    add_zip(parser)
     args = parser.parse_args()
     torch.set_num_threads(1)
     spec = f"folder:{args.zip}"

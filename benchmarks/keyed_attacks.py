@@ -23,21 +23,19 @@
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
-from _common import REPO, markdown_table, write_result
+from _common import add_zip, markdown_table, write_result
 from keyed_models import trained_model_dir
 
 from veilnet import data, models
-from veilnet.keyed.attacks import ciphertext_only_attack, known_plaintext_attack, weight_matching_attack
 from veilnet.keyed import generate_key, transform_model, vit_key
+from veilnet.keyed.attacks import ciphertext_only_attack, known_plaintext_attack, weight_matching_attack
 from veilnet.keyed.attacks.known_plaintext import is_grey
 
-SHARED = Path(os.environ.get("VEILNET_SHARED", REPO.parent / "shared"))
 KINDS = [("block", "signed-permutation"), ("vit", "permutation"), ("vit", "signed-permutation"), ("vit", "orthogonal"), ("vit", "matrix")]
 SECTIONS = ("known-plaintext", "one-pair", "ciphertext-only", "weight-matching")
 
@@ -62,7 +60,7 @@ def _model(path: Path | None, default: Path, arch: str) -> tuple[torch.nn.Module
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 seed, fewer sizes")
-    parser.add_argument("--zip", type=Path, default=SHARED / "data" / "cifar10-jpeg.zip", help="the JPEG CIFAR-10")
+    add_zip(parser)
     parser.add_argument("--convmixer", type=Path, default=None, help="trained ConvMixer (default: runs/train/convmixer[-cifar10] if present)")
     parser.add_argument("--vit", type=Path, default=None, help="trained ViT (default: runs/train/vit[-cifar10] if present)")
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="sections to run (default: all)")

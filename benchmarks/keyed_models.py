@@ -18,19 +18,16 @@ for ``--train-epochs`` epochs) and say so in the output.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
-from _common import REPO, write_result
+from _common import REPO, add_zip, write_result
 
 from veilnet import data, models, training
 from veilnet.keyed import evaluate, generate_key
 from veilnet.keyed.evaluation import markdown, plot_random_keys
-
-SHARED = Path(os.environ.get("VEILNET_SHARED", REPO.parent / "shared"))
 
 
 def trained_model_dir(arch: str) -> Path:
@@ -58,7 +55,7 @@ def train_small(arch: str, spec: str, out: Path, per_class: int, epochs: int) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="20 images per class, 10 random keys")
-    parser.add_argument("--zip", type=Path, default=SHARED / "data" / "cifar10-jpeg.zip", help="the JPEG CIFAR-10")
+    add_zip(parser)
     parser.add_argument("--convmixer", type=Path, default=trained_model_dir("convmixer"), help="trained ConvMixer (default: runs/train/convmixer[-cifar10])")
     parser.add_argument("--vit", type=Path, default=trained_model_dir("vit"), help="trained ViT (default: runs/train/vit[-cifar10])")
     parser.add_argument("--n-per-class", type=int, default=None, help="test images per class (default 100; quick 20)")

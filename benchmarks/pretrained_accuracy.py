@@ -14,12 +14,11 @@ the checkpoints' own table (original CIFAR-10), the expected JPEG figure from
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
 import torch
-from _common import REPO, markdown_table, write_result
+from _common import REPO, SHARED, add_zip, markdown_table, write_result
 
 from veilnet import data, metrics, models
 
@@ -34,12 +33,13 @@ EXPECTED_JPEG = {20: 81.0, 56: 83.2}
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="first 100 test images per class instead of all 10,000")
-    parser.add_argument("--shared", type=Path, default=Path(os.environ.get("VEILNET_SHARED", REPO.parent / "shared")), help="the shared folder (data/ and models/)")
+    parser.add_argument("--shared", type=Path, default=SHARED, help="the shared folder, whose models/ holds the checkpoints (default: $VEILNET_SHARED, else shared beside the checkout)")
+    add_zip(parser)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    split = data.load(f"folder:{args.shared / 'data' / 'cifar10-jpeg.zip'}", split="test")
+    split = data.load(f"folder:{args.zip}", split="test")
     subset_name = "first 100 test images per class" if args.quick else "full test split"
     if args.quick:
         split = data.subset(split, 100)

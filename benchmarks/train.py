@@ -1,11 +1,12 @@
 """Train the models of configs/*.yaml with `veilnet train` on the JPEG CIFAR-10 and report test
 accuracy and wall time (issue: foundation, training benchmark).
 
-    VEILNET_DATA=../shared/data python benchmarks/train.py [CONFIG ...] [--quick]
+    python benchmarks/train.py [CONFIG ...] [--quick]
 
 Each config is trained into runs/train/CONFIG with the command printed in the table; a run
 that is already complete is resumed (a no-op) rather than repeated. --quick trains 20 images
-per class for one epoch, to check the pipeline in about a minute.
+per class for one epoch, to check the pipeline in about a minute. The configs' data specs are
+read under $VEILNET_DATA, else $VEILNET_SHARED/data (benchmarks/_common.py).
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ import subprocess
 import sys
 import time
 
-from _common import REPO, markdown_table, write_result
+from _common import DATA, REPO, SHARED, markdown_table, write_result
 
 DEFAULT = ["resnet20-finetune-cifar10", "convmixer-cifar10", "vit-cifar10", "resnet20-cifar10"]
-PRETRAINED = REPO.parent / "shared" / "models" / "resnet20-12fca82f.th"
+PRETRAINED = SHARED / "models" / "resnet20-12fca82f.th"
 
 
 def _run(cmd: list[str]) -> tuple[float, float]:
@@ -39,7 +40,7 @@ def main() -> None:
     parser.add_argument("configs", nargs="*", default=DEFAULT)
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
-    os.environ.setdefault("VEILNET_DATA", str(REPO.parent / "shared" / "data"))
+    os.environ.setdefault("VEILNET_DATA", str(DATA))
     veilnet = [sys.executable, "-m", "veilnet.cli"]
     pretrained = REPO / "runs" / "pretrained" / "resnet20"
     if any("finetune" in c for c in args.configs) and not (pretrained / "model.safetensors").exists():

@@ -15,10 +15,10 @@ import pytest
 import torch
 
 from veilnet import cli, data, keys
-from veilnet.keyed.attacks import learned_inversion as ki
 from veilnet.attacks.inversion import InversionConfig, InversionResult, reconstruction_metrics
 from veilnet.errors import ConfigError, KeyMismatchError, ShapeError
 from veilnet.keyed import KeyParams, apply_cipher, cipher, encrypt_images, generate_key
+from veilnet.keyed.attacks import learned_inversion as ki
 
 # A tiny U-Net (base width 4) trained 8 epochs on 480 attacker images: a few seconds on a quiet CPU.
 CONFIG = InversionConfig(epochs=8, batch_size=32, lr=5e-3, base_width=4, seed=0)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from veilnet import models
+from veilnet import metrics, models
 from veilnet.errors import ConfigError, ModelFormatError, ShapeError
 
 # Small settings so every forward pass is quick; (name, kwargs, input shape).
@@ -171,6 +171,23 @@ def test_create_turns_any_constructor_failure_into_a_config_error(monkeypatch: p
     monkeypatch.setitem(models.MODELS, "lenet", broken)
     with pytest.raises(ConfigError, match="cannot build lenet with num_classes=3: Trying to create tensor"):
         models.create("lenet", num_classes=3)
+
+
+def test_predict_runs_in_eval_mode_and_leaves_every_module_as_it_was() -> None:
+    torch.manual_seed(0)
+    model = models.create("resnet20").train()  # batch norm: training mode would use the batch's statistics
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.rand(5, 3, 32, 32)
+    logits = metrics.predict(model, x, batch_size=2)
+    assert all(m.training for m in model.modules())
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+    with torch.no_grad():
+        assert torch.allclose(logits, model.eval()(x), atol=1e-6)
+    # A wrapper in training mode around a model in evaluation mode: both stay as they were.
+    wrapper = models.prepare(model, compile=False)
+    assert wrapper.training and not model.training
+    metrics.predict(wrapper, x)
+    assert wrapper.training and not any(m.training for m in model.modules())
 
 
 def test_check_input_names_both_shapes_and_leaves_the_model_as_it_was() -> None:

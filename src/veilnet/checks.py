@@ -20,6 +20,12 @@ def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def is_int_list(value: Any, *, minimum: int | None = None) -> bool:
+    """Whether ``value`` is a list of integers (no bools), each ≥ ``minimum`` when given (a JSON
+    document's shape or permutation)."""
+    return isinstance(value, list) and all(is_int(v) and (minimum is None or v >= minimum) for v in value)
+
+
 def check_int(name: str, value: Any, *, minimum: int | None = None, error: type[VeilnetError] = ConfigError) -> int:
     """``value`` if it is an integer (not a bool) ≥ ``minimum``; else ``error`` naming ``name``."""
     if not is_int(value) or (minimum is not None and value < minimum):

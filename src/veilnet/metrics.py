@@ -38,24 +38,28 @@ def as_float(images: torch.Tensor) -> torch.Tensor:
 
 @contextmanager
 def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """``model`` in evaluation mode for the block, then back in the mode it was in (attacks and
-    certificates query a model without changing what its owner left it doing)."""
-    was_training = model.training
+    """``model`` in evaluation mode for the block, then each of its modules back in the mode it
+    was in (attacks and certificates query a model without changing what its owner left it doing;
+    a wrapper in training mode around a model in evaluation mode, such as
+    :class:`~veilnet.models.Prepared`, leaves both as they were)."""
+    modes = [(module, module.training) for module in model.modules()]
     model.eval()
     try:
         yield model
     finally:
-        model.train(was_training)
+        for module, training in modes:
+            module.training = training
 
 
 @torch.no_grad()
 def predict(model: nn.Module, images: torch.Tensor, *, batch_size: int = 500, device: str | torch.device = "cpu") -> torch.Tensor:
-    """Logits of ``model`` on ``images`` (uint8 or [0,1] float), computed in batches, on the CPU."""
-    model.eval()
+    """Logits of ``model`` on ``images`` (uint8 or [0,1] float), computed in batches in evaluation
+    mode (:func:`eval_mode`: the model's mode is unchanged afterwards), on the CPU."""
     outs = []
-    for start in range(0, images.shape[0], batch_size):
-        batch = as_float(images[start : start + batch_size]).to(device)
-        outs.append(model(batch).float().cpu())
+    with eval_mode(model):
+        for start in range(0, images.shape[0], batch_size):
+            batch = as_float(images[start : start + batch_size]).to(device)
+            outs.append(model(batch).float().cpu())
     if not outs:
         return torch.empty(0)
     return torch.cat(outs)

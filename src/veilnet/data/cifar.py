@@ -129,14 +129,6 @@ def _names(meta: dict[bytes, Any], key: bytes, where: str) -> list[str]:
     return [x.decode() for x in names]
 
 
-def _md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def download(name: str, root: Path | str, *, url: str | None = None) -> Path:
     """Fetch the official archive of ``name`` (``cifar10``/``cifar100``) into ``root``.
 

@@ -37,6 +37,7 @@ from typing import Any
 import torch
 
 from veilnet import keys
+from veilnet.checks import is_int, is_int_list, is_number
 from veilnet.errors import ConfigError, KeyFileError, KeyMismatchError, ModelFormatError
 from veilnet.report import Result
 
@@ -287,7 +288,7 @@ def validate(key: keys.Key) -> None:
         rows = mat["ea_matrix"]
         if not isinstance(rows, list) or len(rows) != length or any(not isinstance(r, list) or len(r) != length for r in rows):
             raise KeyFileError(f"Ea (ea_matrix) must be a {length}×{length} matrix (a list of {length} rows of {length} numbers)")
-        if any(isinstance(v, bool) or not isinstance(v, (int, float)) for r in rows for v in r):
+        if not all(is_number(v) for r in rows for v in r):
             raise KeyFileError("Ea (ea_matrix) must hold numbers only")
         problem = _matrix_problem(torch.tensor(rows, dtype=torch.float64), kind)
         if problem:
@@ -378,7 +379,7 @@ def _check_params(scheme: str, params: Mapping[str, Any]) -> tuple[int, int, int
         raise KeyFileError(f"a {scheme} key's params are {', '.join(names)}; got {', '.join(sorted(map(str, params))) or 'none'}")
     sizes = [params[n] for n in names[:3]]
     for name, value in zip(names, sizes, strict=False):
-        if type(value) is not int:
+        if not is_int(value):
             raise KeyFileError(f"{name} must be an integer, got {type(value).__name__} {_short(value)}")
     m, c, s = sizes
     if m < 1 or c < 1 or s < 1:
@@ -397,7 +398,7 @@ def _short(value: Any) -> str:
 
 
 def _int_list(values: Any, name: str) -> list[int]:
-    if not isinstance(values, list) or any(type(v) is not int for v in values):
+    if not is_int_list(values):
         raise KeyFileError(f"{name} must be a list of integers")
     return values
 

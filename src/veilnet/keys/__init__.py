@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from veilnet.checks import is_number
 from veilnet.errors import KeyFileError, OutputExistsError
 from veilnet.paths import prepare_output
 
@@ -263,7 +264,7 @@ def load(path: str | os.PathLike[str], *, scheme: str | None = None) -> Key:
     if not isinstance(doc["scheme"], str) or not isinstance(doc["fingerprint"], str):
         raise KeyFileError(f"key file {path}: scheme and fingerprint must be strings")
     entropy, reproducible = doc.get("entropy_bits", 0.0), doc.get("reproducible", False)
-    if isinstance(entropy, bool) or not isinstance(entropy, (int, float)) or not 0 <= entropy < math.inf:
+    if not is_number(entropy) or not 0 <= entropy < math.inf:
         raise KeyFileError(f"key file {path}: entropy_bits must be a number ≥ 0, got {type(entropy).__name__}")
     if not isinstance(reproducible, bool):
         raise KeyFileError(f"key file {path}: reproducible must be true or false, got {type(reproducible).__name__}")

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from veilnet.errors import ShapeError, VeilnetError
+from veilnet.metrics import eval_mode
 from veilnet.models.registry import known, signature
 
 
@@ -45,13 +46,9 @@ def check_input(model: nn.Module, image_shape: Sequence[int], *, data: str = "th
         raise ShapeError(f"model {name} takes {takes} images (C×H×W), but {data} has {c}×{h}×{w}")
     param = next(iter(model.parameters()), None)
     device = param.device if param is not None else torch.device("cpu")
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             model(torch.zeros(1, c, h, w, device=device))
     except (RuntimeError, ValueError, VeilnetError) as exc:
         reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
         raise ShapeError(f"model {name} (takes {takes} images, C×H×W) cannot run on {data}'s {c}×{h}×{w} images: {reason}") from None
-    finally:
-        model.train(was_training)

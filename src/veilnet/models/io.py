@@ -26,6 +26,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from veilnet.checks import is_int_list
 from veilnet.errors import ConfigError, ModelFormatError, VeilnetError
 from veilnet.models.registry import create
 from veilnet.models.resnet_cifar import DEPTHS
@@ -198,7 +199,7 @@ def _read_card(card_path: Path) -> dict[str, Any]:
         if not isinstance(info.get(field), kind):
             raise ModelFormatError(f"{card_path}: card field {field!r} missing or not a {kind.__name__}")
     shape = info.get("input_shape")
-    if shape is not None and not (isinstance(shape, list) and len(shape) == 3 and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape)):
+    if shape is not None and not (is_int_list(shape, minimum=1) and len(shape) == 3):
         raise ModelFormatError(f"{card_path}: card field 'input_shape' must be three positive integers [C, H, W], got {shape!r}")
     return info
 

@@ -16,6 +16,7 @@ from typing import Any
 from torch import nn
 
 from veilnet import plugins
+from veilnet.checks import is_int, is_number
 from veilnet.errors import ConfigError, ModelFormatError, VeilnetError
 from veilnet.models.alexnet import AlexNet
 from veilnet.models.convmixer import ConvMixer
@@ -108,10 +109,10 @@ def _check_argument(name: str, arg: str, value: Any, default: Any) -> None:
         if not isinstance(value, bool):
             raise ConfigError(f"{name} argument {arg} must be true or false, got {value!r}")
     elif isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if not is_int(value) or value < 1:
             raise ConfigError(f"{name} argument {arg} must be a positive integer, got {value!r}")
     elif isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if not is_number(value):
             raise ConfigError(f"{name} argument {arg} must be a number, got {value!r}")
         if arg == "dropout" and not 0.0 <= value < 1.0:
             raise ConfigError(f"{name} argument dropout must be in [0, 1), got {value!r}")

@@ -20,6 +20,8 @@ import numpy as np
 import safetensors.numpy
 import torch
 
+from veilnet.checks import is_int_list
+
 NPY = "application/x-npy"
 SAFETENSORS = "application/x-safetensors"
 MEDIA_TYPES = (NPY, SAFETENSORS)
@@ -145,7 +147,7 @@ def _safetensors_header(body: bytes | bytearray) -> tuple[tuple[int, ...], np.dt
     if len(tensors) != 1:
         raise BodyError(422, f"expected exactly one tensor in the safetensors body, got {len(tensors)}")
     (entry,) = tensors.values()
-    if not isinstance(entry, dict) or not isinstance(entry.get("shape"), list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in entry["shape"]):
+    if not isinstance(entry, dict) or not is_int_list(entry.get("shape"), minimum=0):
         raise BodyError(400, "not a valid safetensors body: tensor entry needs a shape of non-negative integers")
     name = entry.get("dtype")
     if name not in _ST_DTYPES:

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from veilnet import metrics, models
+from veilnet.checks import is_int, is_number
 from veilnet.data import ImageSplit
 from veilnet.devices import resolve_device
 from veilnet.errors import ConfigError
@@ -106,11 +107,9 @@ def _is(kind: str, value: Any) -> bool:
         return isinstance(value, bool)
     if kind == _STR:
         return isinstance(value, str)
-    if isinstance(value, bool):
-        return False
     if kind == _INT:
-        return isinstance(value, int)
-    return isinstance(value, (int, float)) and math.isfinite(value)
+        return is_int(value)
+    return is_number(value) and math.isfinite(value)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from veilnet.checks import is_int
 from veilnet.cli import add_command, add_compile, add_device, add_output, parse_assignments, positive_int
 from veilnet.errors import ConfigError
 
@@ -60,7 +61,7 @@ def read_config(path: str | None) -> dict[str, Any]:
         raise ConfigError(f"config file {path} must be a mapping with keys among {', '.join(_CONFIG_KEYS)}")
     for key, (kind, what) in _CONFIG_KEYS.items():
         value = doc.get(key)
-        if value is not None and (not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < 1)):
+        if value is not None and not (is_int(value) and value >= 1 if kind is int else isinstance(value, kind)):
             raise ConfigError(f"config file {path}: {key} must be {what}, got {value!r}")
     return doc
 

@@ -52,6 +52,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from tqdm.auto import tqdm
 
+from veilnet.checks import check_int
 from veilnet.errors import ConfigError, ModelFormatError, OutputExistsError, VeilnetError
 from veilnet.paths import prepare_output
 
@@ -128,8 +129,7 @@ def fit(
     :class:`ModelFormatError` (a corrupt, truncated or foreign checkpoint) and
     :class:`OutputExistsError`, all before the first step.
     """
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ConfigError(f"epochs must be a positive integer, got {epochs!r}")
+    check_int("epochs", epochs, minimum=1)
     for name, obj in state.items():
         if not isinstance(obj, (torch.Generator, Stateful)):
             raise ConfigError(f"state {name!r} is a {type(obj).__name__}: expected a torch.Generator or an object with state_dict/load_state_dict")

@@ -66,39 +66,6 @@ FRESH_KEY = ("image", "batch")
 _METRICS = ("error", "mae", "mse", "psnr", "ssim")
 
 
-class AttackerKeys:
-    """The attacker's features: ``images → E_{K′}(images)`` under keys K′ it draws itself.
-
-    The ``i``-th key drawn is :meth:`key` ``(i)``, from ``KeyRNG.stream(ATTACKER_STREAM, seed,
-    i)`` with the public parameters ``params``; ``fresh_key="image"`` draws one per image,
-    ``"batch"`` one per call. ``draws`` counts the keys drawn so far, so every key the attacker
-    ever used is ``key(0) … key(draws − 1)``. Used as :func:`train_inverter`'s ``features_fn``.
-    """
-
-    def __init__(self, params: KeyParams, *, seed: int = 0, fresh_key: str = "image") -> None:
-        if fresh_key not in FRESH_KEY:
-            raise ConfigError(f"fresh_key must be one of {', '.join(FRESH_KEY)}, got {fresh_key!r}")
-        self.params = params
-        self.seed = int(seed)
-        self.fresh_key = fresh_key
-        self.draws = 0
-
-    def key(self, index: int) -> keys.Key:
-        """The attacker's ``index``-th key (a pure function of the parameters, seed and index)."""
-        p = self.params
-        return generate_key(p.scheme, p.block_size, p.channels, p.image_size, p.ea if p.scheme == "vit" else None, rng=keys.KeyRNG.stream(ATTACKER_STREAM, self.seed, index))
-
-    def _next(self) -> keys.Key:
-        self.draws += 1
-        return self.key(self.draws - 1)
-
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        x = as_float(images)
-        if self.fresh_key == "batch":
-            return apply_cipher(x, cipher(self._next()))
-        return torch.cat([apply_cipher(x[i : i + 1], cipher(self._next())) for i in range(x.shape[0])])
-
-
 def keyed_inversion(
     attacker_images: torch.Tensor,
     victim_images: torch.Tensor,
@@ -174,6 +141,39 @@ def keyed_inversion(
         extra={f"ciphertext_{name}": getattr(doing_nothing, name) for name in _METRICS},
     )
     return result, rec
+
+
+class AttackerKeys:
+    """The attacker's features: ``images → E_{K′}(images)`` under keys K′ it draws itself.
+
+    The ``i``-th key drawn is :meth:`key` ``(i)``, from ``KeyRNG.stream(ATTACKER_STREAM, seed,
+    i)`` with the public parameters ``params``; ``fresh_key="image"`` draws one per image,
+    ``"batch"`` one per call. ``draws`` counts the keys drawn so far, so every key the attacker
+    ever used is ``key(0) … key(draws − 1)``. Used as :func:`train_inverter`'s ``features_fn``.
+    """
+
+    def __init__(self, params: KeyParams, *, seed: int = 0, fresh_key: str = "image") -> None:
+        if fresh_key not in FRESH_KEY:
+            raise ConfigError(f"fresh_key must be one of {', '.join(FRESH_KEY)}, got {fresh_key!r}")
+        self.params = params
+        self.seed = int(seed)
+        self.fresh_key = fresh_key
+        self.draws = 0
+
+    def key(self, index: int) -> keys.Key:
+        """The attacker's ``index``-th key (a pure function of the parameters, seed and index)."""
+        p = self.params
+        return generate_key(p.scheme, p.block_size, p.channels, p.image_size, p.ea if p.scheme == "vit" else None, rng=keys.KeyRNG.stream(ATTACKER_STREAM, self.seed, index))
+
+    def _next(self) -> keys.Key:
+        self.draws += 1
+        return self.key(self.draws - 1)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        x = as_float(images)
+        if self.fresh_key == "batch":
+            return apply_cipher(x, cipher(self._next()))
+        return torch.cat([apply_cipher(x[i : i + 1], cipher(self._next())) for i in range(x.shape[0])])
 
 
 def ciphertext_metrics(result: InversionResult) -> ReconstructionMetrics:

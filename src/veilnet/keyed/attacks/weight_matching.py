@@ -24,6 +24,7 @@ from veilnet.keyed.attacks.scoring import KeyScore, assign, match_signed_columns
 from veilnet.keyed.images import apply_cipher
 from veilnet.keyed.schemes import PERMUTATION_KINDS, Cipher, KeyParams, check_fits, check_transformed_with, cipher
 from veilnet.keyed.transform import fold_normalization
+from veilnet.metrics import predict
 from veilnet.report import Result
 
 
@@ -66,9 +67,7 @@ def weight_matching_attack(transformed: nn.Module, plain: nn.Module, key: keys.K
     public = KeyParams.of(key)
     guess = recover_key(transformed, plain, public)
     x = images if images is not None else torch.rand(8, key.params["channels"], key.params["image_size"], key.params["image_size"], generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        want = plain.eval()(x)
-        got = transformed.eval()(apply_cipher(x, guess).float())
+    want, got = predict(plain, x), predict(transformed, apply_cipher(x, guess))
     err = ((want - got).abs().max() / want.abs().max()).item()
     return WeightMatchingResult(key=public, score=score(guess, cipher(key)), relative_logit_error=err)
 
