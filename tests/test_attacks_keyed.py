@@ -7,7 +7,8 @@ import torch
 
 from veilnet import data, keys, models
 from veilnet.errors import ConfigError
-from veilnet.keyed import KeyParams, demo_step, encrypt_images, generate_key, vit_key
+from veilnet.demo import keyed_demo
+from veilnet.keyed import KeyParams, encrypt_images, generate_key, vit_key
 from veilnet.keyed.attacks import ciphertext_only_attack, known_plaintext_attack, weight_matching_attack
 from veilnet.keyed.evaluation import evaluate, evaluate_random_keys, markdown, quartiles
 from veilnet.keyed.transform import transform_model
@@ -93,7 +94,7 @@ def test_random_keys_and_the_evaluation() -> None:
 def test_demo_step_writes_key_model_and_report(tmp_path) -> None:
     split = data.subset(data.load("digits", "test"), 2)
     model = models.create("vit", image_size=32, patch_size=4, dim=16, depth=1, heads=2, mlp_dim=16).eval()
-    result = demo_step(model, split.images, split.labels, random_keys=3, output_dir=tmp_path)
+    result = keyed_demo(model, split.images, split.labels, random_keys=3, output_dir=tmp_path)
     assert result.key.scheme == "vit" and result.labels_identical
     assert (tmp_path / "random_keys.png").stat().st_size > 1000
     assert (tmp_path / "key.json").stat().st_mode & 0o777 == 0o600
@@ -139,7 +140,7 @@ def test_the_demo_seed_gives_the_key_and_the_wrong_keys_different_streams() -> N
     """`veilnet demo --seed 0` seeded the key and wrong key 0 alike: the wrong key was the key."""
     split = data.subset(data.load("digits", "test"), 1)
     model = models.create("convmixer", dim=16, depth=1, kernel_size=3, patch_size=4).eval()
-    result = demo_step(model, split.images, split.labels, random_keys=5, seed=0)
+    result = keyed_demo(model, split.images, split.labels, random_keys=5, seed=0)
     assert generate_key("block", 4, 3, 32, seed=0).fingerprint == result.key.fingerprint
     assert result.key.fingerprint not in result.random_keys.fingerprints
     assert len(set(result.random_keys.fingerprints)) == 5
