@@ -334,7 +334,7 @@ def discriminator_angles(critic: nn.Module, x: torch.Tensor, *, grid: int = 360,
     """The paper's estimate ``θ̂ = argmax_θ D′(Re[x·e^{−iθ}])`` (section 4.3) over the ``grid``
     angles of :func:`angle_grid`, batched over samples and angles. ``x``: ``N×2×…`` on D′'s
     device → θ̂, ``N`` float64 on the CPU."""
-    cl._check_pair(x, "x", min_dim=3)
+    cl.check_pair(x, "x", min_dim=3)
     thetas = angle_grid(grid)
     cos, sin = (f(thetas).to(device=x.device, dtype=x.dtype) for f in (torch.cos, torch.sin))
     shape = (1, grid) + (1,) * (x.dim() - 2)
@@ -371,7 +371,7 @@ class AngleRegressor(nn.Module):
         self.register_buffer("scale", torch.tensor(float(scale)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        cl._check_pair(x, "x", min_dim=5)
+        cl.check_pair(x, "x", min_dim=5)
         if x.shape[2] != self.in_channels:
             raise ShapeError(f"the regressor takes features with {self.in_channels} channels, got shape {tuple(x.shape)}")
         return self.body(x.flatten(1, 2) / self.scale)

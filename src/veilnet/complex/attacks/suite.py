@@ -31,9 +31,9 @@ On every source: **inversion** (the zoo's U-Net ``dec`` trained on the attacker'
 class of the data's labels): 1, a classifier trained on the attacker's raw images applied to
 ``dec(feature)``; 2, a classifier trained and tested on the feature; 3, trained and tested on
 ``dec(feature)``; 4, k-NN of the feature among the attacker's, k = 1, 3, 5. Besides, on the
-complex network only: **dec(x)** (attack 2, :func:`~veilnet.attacks.inversion.inversion_attack_2`
+complex network only: **dec(x)** (attack 2, :func:`~veilnet.complex.attacks.inversion.inversion_attack_2`
 — trained on x′ with fresh random phases, which is also the random-phase-augmentation inverter),
-**phase-invariant inversion** (:func:`~veilnet.attacks.inversion.phase_invariant_inversion`) and
+**phase-invariant inversion** (:func:`~veilnet.complex.attacks.inversion.phase_invariant_inversion`) and
 **optimisation inversion** through g (:func:`~veilnet.attacks.inversion.optimisation_inversion`,
 on a* from the regression, started at the attacker's mean image); and, for comparison with the
 keyed models, the **learned inversion of keyed images**
@@ -59,6 +59,7 @@ from veilnet.attacks import inversion as inv
 from veilnet.attacks import property as prop
 from veilnet.attacks.property import PropertyResult
 from veilnet.complex.attacks import angle as ang
+from veilnet.complex.attacks import inversion as cinv
 from veilnet.complex.models import ComplexNet, SplitNet
 from veilnet.data import ImageSplit
 from veilnet.devices import resolve_device
@@ -280,7 +281,7 @@ def run_attacks(
     for base in baselines.values():
         base.to(dev).eval()
     x, theta = ang.victim_features(net, victim, seed=settings.seed, device=dev)
-    simulate = inv.complex_features(net, generator=torch.Generator().manual_seed(settings.seed + ang.ATTACKER_SEED_OFFSET + 7))
+    simulate = cinv.complex_features(net, generator=torch.Generator().manual_seed(settings.seed + ang.ATTACKER_SEED_OFFSET + 7))
     run = _Run(net, attacker, victim, settings, dev, progress, attacker.float_images(), victim.float_images(), x, _batched(simulate, attacker.float_images(), dev))
     angles, estimates = _angle_attacks(run, theta) if settings.runs("angle") else ([], {})
     sources = _sources(run, baselines, estimates)
@@ -342,7 +343,7 @@ def _sources(run: _Run, baselines: Mapping[str, SplitNet], estimates: Mapping[st
     for attack, name in (("paper-discriminator", "paper θ̂"), ("regression", "regression θ̂")):
         if attack in estimates:
             own_hat, victim_hat = estimates[attack]
-            sources.append(_Source(f"a* {name}", f"a* = Re[x·e^{{−iθ̂}}], θ̂ from the {attack} angle attack", inv.rotate_back(run.x_own, own_hat.to(run.device)), inv.rotate_back(run.x, victim_hat.to(run.device)), f"dec(a*) {name}"))
+            sources.append(_Source(f"a* {name}", f"a* = Re[x·e^{{−iθ̂}}], θ̂ from the {attack} angle attack", cinv.rotate_back(run.x_own, own_hat.to(run.device)), cinv.rotate_back(run.x, victim_hat.to(run.device)), f"dec(a*) {name}"))
     if estimates:
         g = run.net.encoder
         sources.append(_Source("a true θ", "a = g(I): the exact angle (upper bound of any angle attack)", _batched(g, run.attacker_images, run.device), _batched(g, run.victim_images, run.device), "dec(a) true θ"))
@@ -362,11 +363,11 @@ def _complex_only(run: _Run, estimates: Mapping[str, tuple[torch.Tensor, torch.T
     s, results = run.settings, []
     common = {"config": run.inverter_config(), "attacker_split": _label(run.attacker), "victim_split": _label(run.victim), "victim_seed": s.seed, "device": run.device, "progress": run.progress}
     if s.runs("dec-x"):
-        result, rec = run.timed("dec-x", lambda: inv.inversion_attack_2(run.net, run.attacker_images, run.victim_images, run.x, **common))
+        result, rec = run.timed("dec-x", lambda: cinv.inversion_attack_2(run.net, run.attacker_images, run.victim_images, run.x, **common))
         run.reconstructions[result.attack] = rec
         results.append(result)
     if s.runs("phase-invariant"):
-        result, rec = run.timed("phase-invariant", lambda: inv.phase_invariant_inversion(run.net, run.attacker_images, run.victim_images, run.x, **common))
+        result, rec = run.timed("phase-invariant", lambda: cinv.phase_invariant_inversion(run.net, run.attacker_images, run.victim_images, run.x, **common))
         run.reconstructions[result.attack] = rec
         results.append(result)
     if s.runs("optimisation"):
@@ -386,7 +387,7 @@ def _optimisation(run: _Run, estimates: Mapping[str, tuple[torch.Tensor, torch.T
     """Optimisation inversion through g of a* from the regression's θ̂ (the best estimate), or
     from θ̂ = 0 when the angle attacks did not run."""
     theta_hat = estimates["regression"][1] if "regression" in estimates else torch.zeros(run.x.shape[0], dtype=torch.float64)
-    target = inv.rotate_back(run.x, theta_hat.to(run.device))
+    target = cinv.rotate_back(run.x, theta_hat.to(run.device))
     mean = run.attacker_images.mean(0, keepdim=True)
     steps = run.settings.optimisation_steps
     rec, distance = inv.optimisation_inversion(run.net.encoder, target, run.victim_images.shape[1:], steps=steps, init=mean, seed=run.settings.seed, device=run.device, progress=run.progress)
