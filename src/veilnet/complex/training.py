@@ -214,6 +214,41 @@ def derangement(n: int, generator: torch.Generator | None = None) -> torch.Tenso
     return sigma
 
 
+def device_secrets(n: int, generator: torch.Generator, counterparts: Callable[[int, torch.Generator], torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The device's secret draws for ``n`` samples (section 4.2, Eq. 2), from ``generator``: first
+    θ ~ U[0, 2π) per sample, then each sample's fooling counterpart. ``counterparts``: None — a
+    :func:`derangement` of the n samples (another sample, never itself; a lone sample has none);
+    or a function ``(n, generator) → n indices`` for counterparts from elsewhere.
+
+    Returns ``(θ, index)``: ``N`` float64 angles and ``N`` indices (None for a lone sample).
+    """
+    theta = torch.rand(n, generator=generator, dtype=torch.float64) * (2 * math.pi)
+    if counterparts is not None:
+        return theta, counterparts(n, generator)
+    return theta, derangement(n, generator) if n >= 2 else None
+
+
+def simulate_device(a: torch.Tensor, generator: torch.Generator, *, pool: torch.Tensor | None = None, counterparts: Callable[[int, torch.Generator], torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The device's step with seeded draws — Xiang et al., "Interpretable Complex-Valued Neural
+    Networks for Privacy Protection" (ICLR 2020), Eq. 2::
+
+        x = e^{iθ}(a + b·i),   θ ~ U[0, 2π) per sample,   b = g(I′) with I′ ≠ I,
+
+    for the features ``a = g(I)`` (``N×…``). θ and the counterparts come from
+    :func:`device_secrets` (θ first, then the counterparts); ``b`` is taken from ``pool`` (the
+    features the counterpart indices point into; None: the batch ``a`` itself, so each sample's
+    counterpart is another sample of the batch, and a lone sample gets b = 0). Training,
+    evaluation and every attack that plays the device draw through this one function; a deployed
+    device draws from the OS's CSPRNG instead (:class:`veilnet.complex.protocol.Device`).
+
+    Returns ``(x, θ, b)``: the pair tensor ``N×2×…`` (a's device and dtype), the ``N`` float64
+    angles on the CPU, and the counterparts ``N×…``.
+    """
+    theta, index = device_secrets(a.shape[0], generator, counterparts)
+    b = torch.zeros_like(a) if index is None else (a if pool is None else pool)[index.to(a.device)]
+    return cl.encode(a, b, theta.to(device=a.device, dtype=a.dtype)), theta, b
+
+
 def decoy_angles(k: int) -> torch.Tensor:
     """The k − 1 angles Δθ_j = jπ/k, j = 1 … k − 1: evenly spread over the open interval (0, π)
     (section 4.2, "we pick k − 1 such Δθ's uniformly over (0, π)")."""
@@ -308,15 +343,14 @@ class ComplexStep:
         config, net, critic, gen = self.config, self.net, self.critic, self.generator
         net.train()
         n = len(idx)
-        x = metrics.as_float(self.split.images[idx])
+        images = metrics.as_float(self.split.images[idx])
         if config.augment:
-            x = augment(x, gen, config.crop_padding)
-        theta = (torch.rand(n, generator=gen, dtype=torch.float64) * (2 * math.pi)).float().to(self.device)
-        other = derangement(n, gen).to(self.device)
-        x, y = x.to(self.device), self.split.labels[idx].to(self.device)
+            images = augment(images, gen, config.crop_padding)
+        images, y = images.to(self.device), self.split.labels[idx].to(self.device)
 
-        a = net.encoder(x)  # Eq. 1
-        b = a[other]  # b = g(I′), I′ ≠ I
+        a = net.encoder(images)  # Eq. 1
+        x, theta, b = simulate_device(a, gen)  # Eq. 2, b = g(I′), I′ ≠ I
+        theta = theta.to(device=a.device, dtype=a.dtype)
         per_sample = config.decoys == "one"
         delta = self.angles[torch.randint(0, len(self.angles), (n,), generator=gen)] if per_sample else self.angles
 
@@ -337,7 +371,7 @@ class ComplexStep:
         self.lr = learning_rate(config, info.epoch * self.steps_per_epoch + info.index, self.steps_per_epoch)
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr
-        logits = net.decode(net.process(cl.encode(a, b, theta)), theta)  # Eq. 2, Φ, Eq. 3
+        logits = net.decode(net.process(x), theta)  # Φ, Eq. 3
         task = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
         scale = _critic_scale(a)
         adversarial = wasserstein(critic, a / scale, decoys(a, b, delta, per_sample=per_sample) / scale)
@@ -491,10 +525,9 @@ def evaluate_complex(
     if n < 2:
         raise ConfigError(f"evaluation needs at least 2 images (each sample's counterpart is another image), got {n}")
     device = resolve_device(device)
-    generator = torch.Generator().manual_seed(seed)
-    theta_all = torch.rand(n, generator=generator, dtype=torch.float64) * (2 * math.pi)
+    theta_all, drawn = device_secrets(n, torch.Generator().manual_seed(seed))
     if counterparts is None:
-        counterparts = derangement(n, generator)
+        counterparts = drawn
     else:
         counterparts = torch.as_tensor(counterparts)
         if counterparts.shape != (n,) or counterparts.dtype not in (torch.int64, torch.int32):
@@ -562,9 +595,11 @@ __all__ = [
     "decoy_angles",
     "decoys",
     "derangement",
+    "device_secrets",
     "evaluate_complex",
     "gradient_penalty",
     "load_discriminator",
+    "simulate_device",
     "train_complex",
     "wasserstein",
 ]

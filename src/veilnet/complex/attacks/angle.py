@@ -79,7 +79,7 @@ from tqdm.auto import tqdm
 from veilnet import metrics
 from veilnet.complex import layers as cl
 from veilnet.complex.models import ComplexNet
-from veilnet.complex.training import Discriminator, decoys, derangement
+from veilnet.complex.training import Discriminator, decoys, simulate_device
 from veilnet.data import ImageSplit
 from veilnet.devices import resolve_device
 from veilnet.errors import ConfigError, ShapeError
@@ -209,16 +209,14 @@ def encoder_features(net: ComplexNet, images: torch.Tensor, *, batch_size: int =
 def victim_features(net: ComplexNet, victim: ImageSplit, *, seed: int = 0, batch_size: int = 500, device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """What the victim sends: ``x = e^{iθ}(g(I) + g(I′)·i)`` (Eq. 2) for each image of ``victim``,
     θ ~ U[0, 2π) and I′ another image of the victim split (a derangement), both drawn from a
-    generator seeded with ``seed`` (in deployment the device draws them from a CSPRNG).
+    generator seeded with ``seed`` (:func:`veilnet.complex.training.simulate_device`; in
+    deployment the device draws them from a CSPRNG).
     Returns ``(x, θ)``: ``N×2×K×h×w`` on ``device`` and ``N`` float64 angles on the CPU."""
     n = len(victim)
     if n < 2:
         raise ConfigError(f"the victim needs at least 2 images (each one's counterpart is another image), got {n}")
     generator = torch.Generator().manual_seed(_check_int("seed", seed, 0))
-    theta = torch.rand(n, generator=generator, dtype=torch.float64) * TWO_PI
-    counterparts = derangement(n, generator)
-    a = encoder_features(net, victim.images, batch_size=batch_size, device=device)
-    x = cl.encode(a, a[counterparts.to(a.device)], theta.to(device=a.device, dtype=a.dtype))
+    x, theta, _ = simulate_device(encoder_features(net, victim.images, batch_size=batch_size, device=device), generator)
     return x, theta
 
 
@@ -415,9 +413,7 @@ def train_angle_regressor(
     order = torch.Generator().manual_seed(seed + 1)
 
     def step(idx: torch.Tensor, info: Any) -> dict[str, float]:
-        theta = torch.rand(idx.shape[0], generator=draws, dtype=torch.float64) * TWO_PI
-        other = _other(n, idx, draws)
-        x = cl.encode(a[idx.to(device)], a[other.to(device)], theta.to(device=device, dtype=a.dtype))
+        x, theta, _ = simulate_device(a[idx.to(device)], draws, pool=a, counterparts=lambda m, gen: _other(n, idx, gen))
         target = torch.stack((torch.cos(theta), torch.sin(theta)), 1).to(device=device, dtype=a.dtype)
         pred = model(x)
         loss = (pred - target).pow(2).sum(1).mean()

@@ -33,7 +33,6 @@ Each attack returns an :class:`~veilnet.attacks.inversion.InversionResult` and t
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -42,7 +41,7 @@ from torch import nn
 
 from veilnet.attacks.inversion import Features, InversionConfig, InversionResult, evaluate_reconstruction, reconstruct, train_inverter
 from veilnet.complex import layers as cl
-from veilnet.complex.training import derangement
+from veilnet.complex.training import simulate_device
 from veilnet.errors import ShapeError
 from veilnet.metrics import as_float
 
@@ -72,13 +71,11 @@ def rotate_back(x: torch.Tensor, theta_hat: float | torch.Tensor) -> torch.Tenso
 def complex_features(net: nn.Module, *, generator: torch.Generator) -> Features:
     """The attacker's simulation of the device (Eq. 1–2) on its own images: ``images → x =
     e^{iθ}(g(I) + g(I′)·i)`` with θ ~ U[0, 2π) per sample and ``I′`` another image of the same
-    batch (a random derangement), drawn from ``generator``. A batch of one image gets b = 0."""
+    batch (a random derangement), drawn from ``generator`` by
+    :func:`veilnet.complex.training.simulate_device`. A batch of one image gets b = 0."""
+
     def features(images: torch.Tensor) -> torch.Tensor:
-        a = net.encoder(images)
-        n = a.shape[0]
-        theta = torch.rand(n, generator=generator, dtype=torch.float64) * (2 * math.pi)
-        b = a[derangement(n, generator).to(a.device)] if n >= 2 else torch.zeros_like(a)
-        return cl.encode(a, b, theta.to(device=a.device, dtype=a.dtype))
+        return simulate_device(net.encoder(images), generator)[0]
 
     return features
 
