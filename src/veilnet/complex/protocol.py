@@ -59,7 +59,7 @@ from torch import nn
 
 from veilnet import metrics
 from veilnet.complex import layers as cl
-from veilnet.complex.models import ComplexNet, Encoder
+from veilnet.complex.models import ComplexNet, Encoder, batched
 from veilnet.errors import ConfigError, ModelFormatError, ShapeError, VeilnetError
 from veilnet.models import registry
 
@@ -175,9 +175,7 @@ class Device:
         return int(self._pool.shape[0])
 
     def _features(self, images: torch.Tensor) -> torch.Tensor:
-        pixels = metrics.as_float(images)
-        with torch.inference_mode():
-            return torch.cat([self.encoder(pixels[i : i + _CHUNK].to(self.torch_device)) for i in range(0, pixels.shape[0], _CHUNK)])
+        return batched(lambda batch: self.encoder(metrics.as_float(batch).to(self.torch_device)), images, batch_size=_CHUNK)
 
     def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, BatchSecret]:
         """Eq. 1–2: ``x = e^{iθ}(g(I) + b·i)`` with a fresh θ and counterpart per sample.

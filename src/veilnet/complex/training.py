@@ -537,10 +537,8 @@ def evaluate_complex(
             raise ShapeError(f"counterparts must index the split's {n} images")
         if bool((counterparts == torch.arange(n)).any()):
             raise ConfigError("a sample cannot be its own fooling counterpart (counterparts[i] == i)")
-    was_training = net.training
-    net.eval()
     correct = 0
-    try:
+    with metrics.eval_mode(net):
         for start in range(0, n, batch_size):
             idx = torch.arange(start, min(start + batch_size, n))
             x = metrics.as_float(split.images[idx]).to(device)
@@ -548,8 +546,6 @@ def evaluate_complex(
             theta = theta_all[idx].float().to(device)
             logits = net.decode(net.process(net.encode(x, theta, counterpart=net.encoder(x_other))), theta)
             correct += int((logits.argmax(1).cpu() == split.labels[idx]).sum())
-    finally:
-        net.train(was_training)
     return correct / n
 
 
@@ -573,13 +569,8 @@ def load_discriminator(model_dir: str | os.PathLike[str], *, device: str | torch
 
 def _feature_shape(net: ComplexNet, image_shape: tuple[int, int, int], device: torch.device) -> tuple[int, int, int]:
     """The shape ``K×h×w`` of the encoder's feature a for one image (eval mode, no RNG drawn)."""
-    was_training = net.training
-    net.eval()
-    try:
-        with torch.no_grad():
-            a = net.encoder(torch.zeros(1, *image_shape, device=device))
-    finally:
-        net.train(was_training)
+    with metrics.eval_mode(net), torch.no_grad():
+        a = net.encoder(torch.zeros(1, *image_shape, device=device))
     if a.dim() != 4:
         raise ShapeError(f"the discriminator takes feature maps K×h×w, but this encoder outputs shape {tuple(a.shape[1:])}")
     return int(a.shape[1]), int(a.shape[2]), int(a.shape[3])

@@ -78,7 +78,7 @@ from tqdm.auto import tqdm
 
 from veilnet import metrics
 from veilnet.complex import layers as cl
-from veilnet.complex.models import ComplexNet
+from veilnet.complex.models import ComplexNet, batched
 from veilnet.complex.training import Discriminator, decoys, simulate_device
 from veilnet.data import ImageSplit
 from veilnet.devices import resolve_device
@@ -190,20 +190,14 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
     return value
 
 
-@torch.no_grad()
 def encoder_features(net: ComplexNet, images: torch.Tensor, *, batch_size: int = 500, device: str | torch.device = "cpu") -> torch.Tensor:
     """``a = g(I)`` for every image (eval mode), on ``device``: ``N×C×H×W`` → ``N×K×h×w``."""
     net = _check_net(net)
     device = resolve_device(device)
-    was_training = net.training
-    net.eval()
-    try:
-        out = [net.encoder(metrics.as_float(images[i : i + batch_size]).to(device)) for i in range(0, images.shape[0], batch_size)]
-    finally:
-        net.train(was_training)
-    if not out:
+    if images.shape[0] == 0:
         raise ConfigError("no images to encode")
-    return torch.cat(out)
+    with metrics.eval_mode(net):
+        return batched(lambda batch: net.encoder(metrics.as_float(batch).to(device)), images, batch_size=batch_size)
 
 
 def victim_features(net: ComplexNet, victim: ImageSplit, *, seed: int = 0, batch_size: int = 500, device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
@@ -374,10 +368,9 @@ class AngleRegressor(nn.Module):
             raise ShapeError(f"the regressor takes features with {self.in_channels} channels, got shape {tuple(x.shape)}")
         return self.body(x.flatten(1, 2) / self.scale)
 
-    @torch.no_grad()
     def angles(self, x: torch.Tensor, *, batch_size: int = 256) -> torch.Tensor:
         """θ̂ = atan2(sin, cos) of the prediction, in [0, 2π), ``N`` float64 on the CPU."""
-        out = torch.cat([self(x[i : i + batch_size]).double().cpu() for i in range(0, x.shape[0], batch_size)])
+        out = batched(lambda batch: self(batch).double().cpu(), x, batch_size=batch_size)
         return torch.remainder(torch.atan2(out[:, 1], out[:, 0]), TWO_PI)
 
 

@@ -41,6 +41,7 @@ from torch import nn
 
 from veilnet.attacks.inversion import Features, InversionConfig, InversionResult, evaluate_reconstruction, reconstruct, train_inverter
 from veilnet.complex import layers as cl
+from veilnet.complex.models import batched
 from veilnet.complex.training import simulate_device
 from veilnet.errors import ShapeError
 from veilnet.metrics import as_float
@@ -54,11 +55,6 @@ __all__ = [
     "rotate_back",
     "split_inversion",
 ]
-
-
-def _features_in_batches(features_fn: Features, images: torch.Tensor, batch_size: int, device: torch.device) -> torch.Tensor:
-    with torch.no_grad():
-        return torch.cat([features_fn(as_float(images[i : i + batch_size]).to(device)).detach() for i in range(0, images.shape[0], batch_size)])
 
 
 
@@ -234,7 +230,7 @@ def split_inversion(
     if victim_seed is not None and hasattr(noise, "generator"):
         noise.generator = torch.Generator(device=dev).manual_seed(victim_seed)
     try:
-        victim_features = _features_in_batches(net.features, victim_images, 256, dev)
+        victim_features = batched(lambda batch: net.features(as_float(batch).to(dev)), victim_images)
     finally:
         if hasattr(noise, "generator"):
             noise.generator = None

@@ -60,7 +60,7 @@ from veilnet.attacks import property as prop
 from veilnet.attacks.property import PropertyResult
 from veilnet.complex.attacks import angle as ang
 from veilnet.complex.attacks import inversion as cinv
-from veilnet.complex.models import ComplexNet, SplitNet
+from veilnet.complex.models import ComplexNet, SplitNet, batched
 from veilnet.data import ImageSplit
 from veilnet.devices import resolve_device
 from veilnet.errors import ConfigError, ShapeError
@@ -235,11 +235,6 @@ def _label(split: ImageSplit) -> str:
     return f"{split.spec or '(in memory)'}:{split.split or '?'}[:{len(split)}]"
 
 
-@torch.no_grad()
-def _batched(fn: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor, device: torch.device, batch_size: int = 256) -> torch.Tensor:
-    return torch.cat([fn(inputs[i : i + batch_size].to(device)) for i in range(0, inputs.shape[0], batch_size)])
-
-
 def check_inputs(net: Any, attacker: ImageSplit, victim: ImageSplit, baselines: Mapping[str, Any], settings: AttackSettings) -> None:
     """Every one-line error :func:`run_attacks` can meet, raised before any training."""
     if not isinstance(net, ComplexNet):
@@ -282,7 +277,7 @@ def run_attacks(
         base.to(dev).eval()
     x, theta = ang.victim_features(net, victim, seed=settings.seed, device=dev)
     simulate = cinv.complex_features(net, generator=torch.Generator().manual_seed(settings.seed + ang.ATTACKER_SEED_OFFSET + 7))
-    run = _Run(net, attacker, victim, settings, dev, progress, attacker.float_images(), victim.float_images(), x, _batched(simulate, attacker.float_images(), dev))
+    run = _Run(net, attacker, victim, settings, dev, progress, attacker.float_images(), victim.float_images(), x, batched(simulate, attacker.float_images(), device=dev))
     angles, estimates = _angle_attacks(run, theta) if settings.runs("angle") else ([], {})
     sources = _sources(run, baselines, estimates)
     inversion: list[inv.InversionResult] = []
@@ -336,17 +331,17 @@ def _sources(run: _Run, baselines: Mapping[str, SplitNet], estimates: Mapping[st
         noise = getattr(base.noise, "generator", "none")
         if noise != "none":
             base.noise.generator = torch.Generator(device=run.device).manual_seed(run.settings.seed + ang.ATTACKER_SEED_OFFSET)
-        own = _batched(base.features, run.attacker_images, run.device)
+        own = batched(base.features, run.attacker_images, device=run.device)
         if noise != "none":
             base.noise.generator = torch.Generator(device=run.device).manual_seed(run.settings.seed)
-        sources.append(_Source(label, f"{baseline_label(base)} baseline: SplitNet.features", own, _batched(base.features, run.victim_images, run.device)))
+        sources.append(_Source(label, f"{baseline_label(base)} baseline: SplitNet.features", own, batched(base.features, run.victim_images, device=run.device)))
     for attack, name in (("paper-discriminator", "paper θ̂"), ("regression", "regression θ̂")):
         if attack in estimates:
             own_hat, victim_hat = estimates[attack]
             sources.append(_Source(f"a* {name}", f"a* = Re[x·e^{{−iθ̂}}], θ̂ from the {attack} angle attack", cinv.rotate_back(run.x_own, own_hat.to(run.device)), cinv.rotate_back(run.x, victim_hat.to(run.device)), f"dec(a*) {name}"))
     if estimates:
         g = run.net.encoder
-        sources.append(_Source("a true θ", "a = g(I): the exact angle (upper bound of any angle attack)", _batched(g, run.attacker_images, run.device), _batched(g, run.victim_images, run.device), "dec(a) true θ"))
+        sources.append(_Source("a true θ", "a = g(I): the exact angle (upper bound of any angle attack)", batched(g, run.attacker_images, device=run.device), batched(g, run.victim_images, device=run.device), "dec(a) true θ"))
     return sources
 
 
