@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from veilnet.checks import is_int, is_number
 from veilnet.errors import ConfigError, ShapeError
 from veilnet.metrics import as_float
 from veilnet.report import Result
@@ -184,9 +185,9 @@ class InversionConfig(Result):
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "base_width", "seed"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or (value < 1 and name != "seed") or value < 0:
+            if not is_int(value) or value < (0 if name == "seed" else 1):
                 raise ConfigError(f"inverter option {name} must be a {'non-negative' if name == 'seed' else 'positive'} integer, got {value!r}")
-        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not (self.lr > 0 and math.isfinite(self.lr)):
+        if not is_number(self.lr) or not (self.lr > 0 and math.isfinite(self.lr)):
             raise ConfigError(f"inverter option lr must be a positive number, got {self.lr!r}")
         if self.loss not in LOSSES:
             raise ConfigError(f"inverter loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")

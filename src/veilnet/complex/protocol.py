@@ -58,6 +58,7 @@ import torch
 from torch import nn
 
 from veilnet import metrics
+from veilnet.checks import is_int
 from veilnet.complex import layers as cl
 from veilnet.complex.models import ComplexNet, Encoder, batched
 from veilnet.errors import ConfigError, ModelFormatError, ShapeError, VeilnetError
@@ -324,7 +325,7 @@ def complex_processor(model: str | None = None, kwargs: dict[str, Any] | None = 
 def complex_device(model: str | None = None, kwargs: dict[str, Any] | None = None, pool_shape: list[int] | None = None) -> DevicePart:
     """Registry constructor of :data:`DEVICE`: the encoder and decoder of ``model`` built with
     ``kwargs``, and room for a pool of ``pool_shape`` = [P, C, H, W] uint8 images (None: none)."""
-    if pool_shape is not None and not (isinstance(pool_shape, list) and len(pool_shape) == 4 and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in pool_shape)):
+    if pool_shape is not None and not (isinstance(pool_shape, list) and len(pool_shape) == 4 and all(is_int(v) and v > 0 for v in pool_shape)):
         raise ConfigError(f"{DEVICE} argument pool_shape must be four positive integers [P, C, H, W], got {pool_shape!r}")
     net = _complex_net(model, kwargs, DEVICE)
     return DevicePart(net.encoder, net.decoder, pool_shape)

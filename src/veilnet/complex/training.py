@@ -101,6 +101,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from veilnet import metrics, models
+from veilnet.checks import check_int, is_int, is_number
 from veilnet.complex import layers as cl
 from veilnet.complex.models import ComplexNet
 from veilnet.data import ImageSplit
@@ -151,12 +152,10 @@ class ComplexTrainConfig(TrainConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         for name in ("k", "n_critic", "d_channels"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ConfigError(f"training option {name} must be an integer, got {value!r}")
+            check_int(f"training option {name}", getattr(self, name))
         for name in ("adversarial_weight", "d_lr", "gp_weight"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            if not is_number(value) or not math.isfinite(value):
                 raise ConfigError(f"training option {name} must be a number, got {value!r}")
         if not isinstance(self.decoys, str) or self.decoys not in ("all", "one"):
             raise ConfigError(f"decoys must be all or one, got {self.decoys!r}")
@@ -205,7 +204,7 @@ def derangement(n: int, generator: torch.Generator | None = None) -> torch.Tenso
     mod n]``. σ[i] ≠ i because s ≢ 0 (mod n), and for each i, σ[i] is uniform over the other
     n − 1 indices. Used to pick each sample's fooling counterpart I′ ≠ I (section 4.2).
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+    if not is_int(n) or n < 2:
         raise ConfigError(f"a derangement needs at least 2 elements (each sample's counterpart is another image), got {n!r}")
     p = torch.randperm(n, generator=generator)
     s = int(torch.randint(1, n, (1,), generator=generator))
@@ -252,8 +251,7 @@ def simulate_device(a: torch.Tensor, generator: torch.Generator, *, pool: torch.
 def decoy_angles(k: int) -> torch.Tensor:
     """The k − 1 angles Δθ_j = jπ/k, j = 1 … k − 1: evenly spread over the open interval (0, π)
     (section 4.2, "we pick k − 1 such Δθ's uniformly over (0, π)")."""
-    if isinstance(k, bool) or not isinstance(k, int) or k < 2:
-        raise ConfigError(f"k must be an integer >= 2, got {k!r}")
+    check_int("k", k, minimum=2)
     return torch.arange(1, k, dtype=torch.float64) * (math.pi / k)
 
 
@@ -517,10 +515,8 @@ def evaluate_complex(
     if not isinstance(net, ComplexNet):
         name = (getattr(net, "veilnet_arch", None) or {}).get("name", type(net).__name__)
         raise ConfigError(f"evaluate_complex measures a complex-valued network (complex-*), not {name}; evaluate real models with veilnet.training.evaluate (`veilnet eval`)")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ConfigError(f"seed must be an integer, got {seed!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+    check_int("seed", seed)
+    check_int("batch_size", batch_size, minimum=1)
     n = len(split)
     if n < 2:
         raise ConfigError(f"evaluation needs at least 2 images (each sample's counterpart is another image), got {n}")

@@ -77,6 +77,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from veilnet import metrics
+from veilnet.checks import check_int, check_number
 from veilnet.complex import layers as cl
 from veilnet.complex.models import ComplexNet, batched
 from veilnet.complex.training import Discriminator, decoys, simulate_device
@@ -184,12 +185,6 @@ def _check_net(net: Any) -> ComplexNet:
     return net
 
 
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
 def encoder_features(net: ComplexNet, images: torch.Tensor, *, batch_size: int = 500, device: str | torch.device = "cpu") -> torch.Tensor:
     """``a = g(I)`` for every image (eval mode), on ``device``: ``N×C×H×W`` → ``N×K×h×w``."""
     net = _check_net(net)
@@ -209,7 +204,7 @@ def victim_features(net: ComplexNet, victim: ImageSplit, *, seed: int = 0, batch
     n = len(victim)
     if n < 2:
         raise ConfigError(f"the victim needs at least 2 images (each one's counterpart is another image), got {n}")
-    generator = torch.Generator().manual_seed(_check_int("seed", seed, 0))
+    generator = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
     x, theta, _ = simulate_device(encoder_features(net, victim.images, batch_size=batch_size, device=device), generator)
     return x, theta
 
@@ -282,13 +277,13 @@ def train_angle_discriminator(
     image, Δ ~ U[π/36, 2π − π/36] drawn fresh every step; binary cross-entropy on D′'s score
     with the positives weighted ``decoys_per_image`` times; Adam at ``lr``. Everything is drawn
     from generators seeded with ``seed``. Returns D′ (eval mode) and the per-epoch history."""
-    _check_int("epochs", epochs, 1)
-    _check_int("batch_size", batch_size, 1)
-    _check_int("decoys_per_image", decoys_per_image, 1)
+    check_int("epochs", epochs, minimum=1)
+    check_int("batch_size", batch_size, minimum=1)
+    check_int("decoys_per_image", decoys_per_image, minimum=1)
     net, a, device = _attacker_features(net, attacker, device, "D′")
     n = a.shape[0]
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(_check_int("seed", seed, 0))
+        torch.manual_seed(check_int("seed", seed, minimum=0))
         critic = AngleCritic(tuple(a.shape[1:]), channels, _scale(a)).to(device)
     optimizer = torch.optim.Adam(critic.parameters(), lr=lr)
     draws = torch.Generator().manual_seed(seed)
@@ -317,7 +312,7 @@ def train_angle_discriminator(
 
 def angle_grid(grid: int) -> torch.Tensor:
     """``grid`` candidate angles ``2πj/grid``, j = 0 … grid − 1 (float64)."""
-    _check_int("grid", grid, 2)
+    check_int("grid", grid, minimum=2)
     return torch.arange(grid, dtype=torch.float64) * (TWO_PI / grid)
 
 
@@ -391,13 +386,13 @@ def train_angle_regressor(
     drawn fresh, ``x = e^{iθ}(g(I) + g(I′)·i)`` (Eq. 2), loss ``‖ŷ − (cos θ, sin θ)‖²``; Adam at
     ``lr`` with cosine decay. Draws from generators seeded with ``seed``. Returns the regressor
     (eval mode) and the per-epoch history (``loss``, ``train_error`` — mean angle error, rad)."""
-    _check_int("epochs", epochs, 1)
-    _check_int("batch_size", batch_size, 2)
-    _check_int("width", width, 1)
+    check_int("epochs", epochs, minimum=1)
+    check_int("batch_size", batch_size, minimum=2)
+    check_int("width", width, minimum=1)
     net, a, device = _attacker_features(net, attacker, device, "the regressor")
     n = a.shape[0]
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(_check_int("seed", seed, 0))
+        torch.manual_seed(check_int("seed", seed, minimum=0))
         model = AngleRegressor(a.shape[1], width, _scale(a)).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     steps_per_epoch = math.ceil(n / batch_size)
@@ -458,9 +453,7 @@ def angle_result(attack: str, net: ComplexNet, attacker: ImageSplit, victim: Ima
 
 
 def _check_tolerance(tolerance: Any) -> float:
-    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0 <= tolerance <= math.pi:
-        raise ConfigError(f"tolerance must be a number of radians in [0, π], got {tolerance!r}")
-    return float(tolerance)
+    return float(check_number("tolerance (radians)", tolerance, low=0.0, high=math.pi))
 
 
 def paper_angle_attack(
@@ -483,7 +476,7 @@ def paper_angle_attack(
     attacker from ``seed + 1,000,003``."""
     net = _check_net(net)
     tolerance = _check_tolerance(tolerance)
-    _check_int("seed", seed, 0)
+    check_int("seed", seed, minimum=0)
     angle_grid(grid)
     device = resolve_device(device)
     start = time.perf_counter()
@@ -513,7 +506,7 @@ def regression_angle_attack(
     image of ``victim_split``. Seeds as in :func:`paper_angle_attack`."""
     net = _check_net(net)
     tolerance = _check_tolerance(tolerance)
-    _check_int("seed", seed, 0)
+    check_int("seed", seed, minimum=0)
     device = resolve_device(device)
     start = time.perf_counter()
     model, history = train_angle_regressor(net, attacker_split, epochs=epochs, seed=seed + ATTACKER_SEED_OFFSET, batch_size=batch_size, width=width, device=device, progress=progress)

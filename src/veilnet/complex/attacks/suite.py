@@ -58,6 +58,7 @@ from torch import nn
 from veilnet.attacks import inversion as inv
 from veilnet.attacks import property as prop
 from veilnet.attacks.property import PropertyResult
+from veilnet.checks import is_int
 from veilnet.complex.attacks import angle as ang
 from veilnet.complex.attacks import inversion as cinv
 from veilnet.complex.models import ComplexNet, SplitNet, batched
@@ -112,7 +113,7 @@ class AttackSettings(Result):
             raise ConfigError(f"unknown attack {', '.join(unknown) or '(none given)'}; choose from {', '.join(ATTACKS)}")
         for name, minimum in (("attacker_images", 2), ("max_images", 2), ("epochs", 1), ("angle_epochs", 1), ("grid", 2), ("unet_width", 1), ("batch_size", 2), ("optimisation_steps", 1), ("seed", 0)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            if not is_int(value) or value < minimum:
                 raise ConfigError(f"{name.replace('_', '-')} must be an integer >= {minimum}, got {value!r}")
         for spec in self.keyed:
             keyed_scheme(spec)
