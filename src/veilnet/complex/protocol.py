@@ -99,7 +99,6 @@ class _Draws:
     :class:`torch.Generator` seeded with ``seed`` (reproducible)."""
 
     def __init__(self, seed: int | None) -> None:
-        self.seeded = seed is not None
         self.generator = torch.Generator().manual_seed(int(seed)) if seed is not None else None
 
     def uniform(self, rows: int, cols: int) -> torch.Tensor:
@@ -153,7 +152,6 @@ class Device:
         self.encoder = encoder.to(self.torch_device).eval()
         self.decoder = decoder.to(self.torch_device).eval()
         self.fingerprint = fingerprint
-        self.seeded = seed is not None
         self._draws = _Draws(seed)
         pool = counterpart_pool if counterpart_pool is not None else stored
         if pool is None or pool.numel() == 0:

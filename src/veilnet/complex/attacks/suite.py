@@ -35,9 +35,9 @@ complex network only: **dec(x)** (attack 2, :func:`~veilnet.complex.attacks.inve
 — trained on x′ with fresh random phases, which is also the random-phase-augmentation inverter),
 **phase-invariant inversion** (:func:`~veilnet.complex.attacks.inversion.phase_invariant_inversion`) and
 **optimisation inversion** through g (:func:`~veilnet.attacks.inversion.optimisation_inversion`,
-on a* from the regression, started at the attacker's mean image); and, for comparison with the
-keyed models, the **learned inversion of keyed images**
-(:func:`veilnet.keyed.attacks.learned_inversion.keyed_inversion`) on the same victim images.
+on a* from the regression, started at the attacker's mean image). (The comparison with another
+method on the same victim images — keyed images under the same learned inversion — is a
+benchmark's: benchmarks/complex_vs_keyed.py.)
 
 Every figure is reported beside its trivial counterpart (the attacker's mean image for
 reconstructions, the majority class for properties, π/2 for angles) and the paper's number.
@@ -68,8 +68,8 @@ from veilnet.errors import ConfigError, ShapeError
 from veilnet.report import Result, markdown_table
 
 #: What ``--attacks`` may name. "angle" runs whenever "inversion" or "property" does (they
-#: need its estimates); "keyed" is the keyed-image inverter, for comparison.
-ATTACKS = ("angle", "inversion", "property", "dec-x", "phase-invariant", "optimisation", "keyed")
+#: need its estimates).
+ATTACKS = ("angle", "inversion", "property", "dec-x", "phase-invariant", "optimisation")
 
 #: The paper's figures (Tables 1, 2, 4) by architecture and row: reconstruction error E‖Î − I‖
 #: on CIFAR-10 and the angle attack's mean error (rad).
@@ -91,9 +91,8 @@ class AttackSettings(Result):
     of the train (attacker) and test (victim) splits, balanced over the classes (:func:`balanced_head`); ``epochs``: every inverter and
     property classifier; ``angle_epochs``: D′ and the regressor; ``grid``: D′'s candidate angles;
     ``unet_width``: the U-Net's base width; ``optimisation_steps``: Adam steps of the
-    optimisation inversion; ``keyed``: keyed schemes for the keyed-image inverter, each
-    ``scheme:block_size`` (``block:4``, ``vit:4``); ``seed``: every draw (the victim's θ and
-    counterparts, the attacker's models and draws)."""
+    optimisation inversion; ``seed``: every draw (the victim's θ and counterparts, the attacker's
+    models and draws)."""
 
     attacks: list[str] = field(default_factory=lambda: list(ATTACKS))
     attacker_images: int = 5000
@@ -104,7 +103,6 @@ class AttackSettings(Result):
     unet_width: int = 32
     batch_size: int = 64
     optimisation_steps: int = 200
-    keyed: list[str] = field(default_factory=lambda: ["block:4"])
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -115,21 +113,11 @@ class AttackSettings(Result):
             value = getattr(self, name)
             if not is_int(value) or value < minimum:
                 raise ConfigError(f"{name.replace('_', '-')} must be an integer >= {minimum}, got {value!r}")
-        for spec in self.keyed:
-            keyed_scheme(spec)
 
     def runs(self, attack: str) -> bool:
         """Whether ``attack`` runs (the angle attacks also when their estimates are needed)."""
         needs_angle = attack == "angle" and any(a in self.attacks for a in ("inversion", "property"))
         return attack in self.attacks or needs_angle
-
-
-def keyed_scheme(spec: str) -> tuple[str, int]:
-    """``"block:4"`` → ``("block", 4)``; a one-line error for anything else."""
-    scheme, _, size = str(spec).partition(":")
-    if scheme not in ("block", "vit") or not size.isdigit() or int(size) < 1:
-        raise ConfigError(f"keyed scheme must be block:M or vit:M with a block size M >= 1, got {spec!r}")
-    return scheme, int(size)
 
 
 @dataclass(frozen=True)
@@ -138,7 +126,7 @@ class AttackReport(Result):
 
     ``angle``: one result per angle attack; ``inversion``: one per reconstruction (``attack``
     names the row: a baseline's label, ``dec(a*) paper θ̂``, ``dec(a*) regression θ̂``,
-    ``dec(a) true θ``, ``dec(x)``, ``phase-invariant``, ``optimisation``, the keyed rows);
+    ``dec(a) true θ``, ``dec(x)``, ``phase-invariant``, ``optimisation``);
     ``properties``: one per (source, inference attack, k). ``seconds``: wall time per stage."""
 
     model: str
@@ -162,11 +150,6 @@ def baseline_label(net: SplitNet) -> str:
     if gamma > 0:
         return f"noisy γ={gamma:g}"
     return "original" if isinstance(net.encoder.generator, nn.Identity) else "additional layers"
-
-
-def _paper_key(net: nn.Module) -> str:
-    name = (getattr(net, "veilnet_arch", None) or {}).get("name", "")
-    return name.removeprefix("complex-")
 
 
 @dataclass
@@ -246,12 +229,6 @@ def check_inputs(net: Any, attacker: ImageSplit, victim: ImageSplit, baselines: 
     for label, base in baselines.items():
         if not isinstance(base, SplitNet):
             raise ConfigError(f"baseline {label} is not a real split network (split-*)")
-    if settings.runs("keyed"):
-        from veilnet.keyed.schemes import generate_key
-
-        c, h, _ = victim.image_shape
-        for spec in settings.keyed:
-            generate_key(*keyed_scheme(spec), c, h, seed=0)  # the geometry's one-line error, before any training
 
 
 def run_attacks(
@@ -354,8 +331,7 @@ def _invert(run: _Run, source: _Source) -> inv.InversionResult:
 
 
 def _complex_only(run: _Run, estimates: Mapping[str, tuple[torch.Tensor, torch.Tensor]]) -> list[inv.InversionResult]:
-    """dec(x), phase-invariant and optimisation inversion of the complex features, and the
-    keyed-image inverter on the same victim images."""
+    """dec(x), phase-invariant and optimisation inversion of the complex features."""
     s, results = run.settings, []
     common = {"config": run.inverter_config(), "attacker_split": _label(run.attacker), "victim_split": _label(run.victim), "victim_seed": s.seed, "device": run.device, "progress": run.progress}
     if s.runs("dec-x"):
@@ -368,14 +344,6 @@ def _complex_only(run: _Run, estimates: Mapping[str, tuple[torch.Tensor, torch.T
         results.append(result)
     if s.runs("optimisation"):
         results.append(run.timed("optimisation", lambda: _optimisation(run, estimates)))
-    if s.runs("keyed"):
-        from veilnet.keyed.attacks.learned_inversion import keyed_inversion
-
-        for spec in s.keyed:
-            scheme, block = keyed_scheme(spec)
-            result, rec = run.timed("keyed", lambda: keyed_inversion(run.attacker_images, run.victim_images, scheme=scheme, block_size=block, seed=s.seed, **{k: v for k, v in common.items() if k != "victim_seed"}))
-            run.reconstructions[result.attack] = rec
-            results.append(result)
     return results
 
 
@@ -468,4 +436,4 @@ def save_grid(path: str | Path, report: AttackReport, victim_images: torch.Tenso
     return inv.save_inversion_grid(path, victim_images, rows, n=n, title=f"{report.architecture}: reconstructions of the victim's images")
 
 
-__all__ = ["ATTACKS", "PAPER", "AttackReport", "AttackSettings", "balanced_head", "baseline_label", "check_inputs", "keyed_scheme", "markdown", "run_attacks", "save_grid"]
+__all__ = ["ATTACKS", "PAPER", "AttackReport", "AttackSettings", "balanced_head", "baseline_label", "check_inputs", "markdown", "run_attacks", "save_grid"]
