@@ -27,7 +27,7 @@ Choices the paper leaves open (each a reading of section 4.2, said here once):
   image), and it covers (0, π) evenly for every k. Default k = 8 (the paper gives no value).
   ``decoys="one"`` pairs each real feature with one of the k − 1 decoys, its angle drawn
   uniformly from the grid each step: an unbiased estimate of the same mean with k − 1 times
-  fewer D evaluations (measured below), for budgets where D's cost matters.
+  fewer D evaluations (its cost: docs/benchmarks.md), for budgets where D's cost matters.
 * **The fooling counterpart.** b = g(I′) with I′ another image of the same batch, I′ ≠ I
   *guaranteed*: the batch is matched by :func:`derangement` (a random permutation followed by a
   cyclic shift by s ∈ [1, n − 1]), so no sample is its own counterpart — unlike a plain random
@@ -63,21 +63,10 @@ sees it), ``d_loss`` (D's loss, −L plus the penalty), ``gradient_penalty``, ``
 ``lr`` and, with a test split, ``test_accuracy`` (:func:`evaluate_complex`: a fresh θ and a
 counterpart per test sample, from a fixed seed, so the epochs are comparable).
 
-Cost, measured (seconds per training epoch, Adam, 1 intra-op thread, Intel Xeon 2 cores shared
-with other jobs, load ≈ 3; each complex run interleaved with its real baseline ``split-*``
-trained by :func:`veilnet.training.train` on the same data and options)::
-
-    data (images, batch)          split-lenet   complex-lenet, decoys=all   decoys=one
-    digits (1,438, 64)            0.20–0.33     1.03–1.62 (≈ 4.5–5×)         0.68–0.71 (≈ 3×)
-    CIFAR-10 JPEG (5,000, 128)    0.76–1.14     3.32–4.98 (≈ 4.4×)           2.21 (≈ 2.9×)
-
-    ResNet-20-α, 640 digits, batch 128: split 2.1–2.4 s, complex decoys=all 9.1–9.6 s (4.0–4.4×),
-    decoys=one 4.9–5.0 s (2.0–2.4×); the complex network alone (no D) is ≈ 2.1× the real one.
-
-(``veilnet train --model split-lenet …`` against ``veilnet complex train --model complex-lenet …``
-with ``OMP_NUM_THREADS=1``, 2 epochs, the epoch's ``seconds`` from ``metrics.json``.) For LeNet,
-whose whole network is small, D and its gradient penalty on k·N features are most of the step
-with ``decoys="all"``; ``"one"`` halves the epoch.
+Cost: an epoch's time beside its real baseline's (``split-*`` trained by
+:func:`veilnet.training.train`) is measured in docs/benchmarks.md (complex-valued networks, cost
+of training). For LeNet, whose whole network is small, D and its gradient penalty on k·N features
+are most of the step with ``decoys="all"``; ``"one"`` evaluates D k − 1 times less.
 
 Example::
 

@@ -45,12 +45,7 @@ The attacks
 Both return an :class:`AngleAttackResult` (mean and median error, fraction within a tolerance of
 θ and of θ + π, the splits, sizes and seeds). Chance — θ̂ independent of θ — has mean error π/2.
 
-Measured (complex-lenet trained 2 epochs on 2,000 JPEG CIFAR-10 train images by
-``veilnet complex train --model complex-lenet --data folder:cifar10-jpeg.zip --subset 200
---epochs 2 --seed 0``, test accuracy 0.23; attacker: 2,000 other-seeded train images, victim:
-1,000 test images, 10 epochs, seed 0): the paper's attack 0.782 rad mean (median 0.795; 12.5 %
-within π/8 of θ, 11.2 % within π/8 of θ + π/2, none near θ + π) — the paper's 0.78–0.84 —; the
-regression 0.054 rad (median 0.046, every θ̂ within π/8), chance π/2.
+Measurements on the reproduced networks are in docs/benchmarks.md (complex-valued networks).
 
 Memory: the attacker's features a = g(I) are computed once (the released encoder is fixed) and
 kept on the device, ``N·K·h·w`` floats (2,000 CIFAR-10 images through the LeNet encoder: 9 MB).
