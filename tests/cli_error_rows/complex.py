@@ -66,8 +66,6 @@ ROWS = [
     ("attack-epochs-0", ["complex", "attack", "{complex}", "--data", "digits", "--epochs", "0", "-o", "{tmp}/a"], "positive integer"),
     ("attack-max-images-1", ["complex", "attack", "{complex}", "--data", "digits", "--max-images", "1", "-o", "{tmp}/a"], "max-images must be an integer >= 2"),
     ("attack-negative-seed", ["complex", "attack", "{complex}", "--data", "digits", "--seed", "-1", "-o", "{tmp}/a"], "seed must be an integer >= 0"),
-    ("attack-keyed-bad-spec", ["complex", "attack", "{complex}", "--data", "digits", "--keyed", "block", "-o", "{tmp}/a"], "keyed scheme must be block:M or vit:M"),
-    ("attack-keyed-block-not-dividing", ["complex", "attack", "{complex}", "--data", "digits", "--keyed", "block:5", "-o", "{tmp}/a"], "not divisible by block size 5"),
     ("attack-output-exists", ["complex", "attack", "{complex}", "--data", "digits", "-o", "{existing_report}"], "exists; pass --force"),
     ("attack-output-under-file", ["complex", "attack", "{complex}", "--data", "digits", "-o", "{afile}/a"], "is a file"),
     ("attack-device-cuda", ["complex", "attack", "{complex}", "--data", "digits", "--device", "cuda", "-o", "{tmp}/a"], "no CUDA GPU"),

@@ -1,18 +1,19 @@
 """Attacks on any method's outputs: what a server learns from the features or outputs it sees,
 whichever privacy method produced them — feature inversion (reconstruct the input from what the
-server computes) and property inference. They come with the complex-valued networks.
+server computes) and property inference.
 
 * :mod:`veilnet.attacks.inversion` — feature inversion: a U-Net trained on the attacker's own
-  (feature, image) pairs (Xiang et al., ICLR 2020, section 4.3: dec(a*), dec(x), and the
-  baselines' features), optimisation-based inversion through the released encoder, and the
-  reconstruction metrics (the paper's E‖Î − I‖, MSE, PSNR, SSIM).
+  (feature, image) pairs (Xiang et al., ICLR 2020, section 5.1), optimisation-based inversion
+  through a released encoder, and the reconstruction metrics (the paper's E‖Î − I‖, MSE, PSNR,
+  SSIM).
 * :mod:`veilnet.attacks.property` — property inference: the paper's inference attacks 1–4
   (section 4.3: a classifier of a hidden property trained on raw images, on a*, on dec(a*), and
   k nearest neighbours of a*), scored by the error rate on the hidden property against chance.
 
 Attacks that break one method live beside it: the key-recovery attacks and the learned inversion
 of keyed images in :mod:`veilnet.keyed.attacks`, the evasion attacks that test post-averaging in
-:mod:`veilnet.robust.attacks`, angle recovery in :mod:`veilnet.complex.attacks`.
+:mod:`veilnet.robust.attacks`, angle recovery and the inversion of encoded features in
+:mod:`veilnet.complex.attacks`.
 
 The names below are imported on first use (importing the package imports no torch).
 """
@@ -23,7 +24,7 @@ from veilnet._lazy import exports
 
 #: Public name -> the submodule defining it, imported on first use (PEP 562).
 _WHERE = {
-    **dict.fromkeys(["InversionConfig", "InversionResult", "ReconstructionMetrics", "as_unet_input", "complex_features", "evaluate_reconstruction", "inversion", "inversion_attack_1", "inversion_attack_2", "mean_image_baseline", "optimisation_inversion", "phase_invariant", "phase_invariant_inversion", "reconstruct", "reconstruction_metrics", "rotate_back", "save_inversion_grid", "split_inversion", "ssim", "total_variation", "train_inverter"], "inversion"),
+    **dict.fromkeys(["InversionConfig", "InversionResult", "ReconstructionMetrics", "as_unet_input", "evaluate_reconstruction", "inversion", "mean_image_baseline", "optimisation_inversion", "reconstruct", "reconstruction_metrics", "save_inversion_grid", "ssim", "total_variation", "train_inverter"], "inversion"),
     **dict.fromkeys(["PropertyClassifier", "PropertyResult", "animal_vs_vehicle", "chance_error", "classifier_attack", "knn_attack", "knn_predict", "predict_property", "property", "train_property_classifier"], "property"),
 }
 __all__ = sorted(_WHERE)

@@ -1,43 +1,30 @@
-"""Feature inversion: reconstruct the input image from what a server sees — Xiang et al.,
-"Interpretable Complex-Valued Neural Networks for Privacy Protection" (ICLR 2020), section 4.3
-("Feature inversion attacks"), section 5.1 ("Attacks"), Tables 1–2 and Fig. 2; plus the
-optimisation-based inversion ("input optimisation") of split-inference privacy benchmarks.
+"""Feature inversion: reconstruct the input image from what a server sees, whichever method
+produced it — the learned inverter of Xiang et al., "Interpretable Complex-Valued Neural Networks
+for Privacy Protection" (ICLR 2020), section 5.1 ("Attacks"), its error E‖Î − I‖ (Tables 1–2) and
+its reconstruction grid (Fig. 2); plus the optimisation-based inversion ("input optimisation")
+of split-inference privacy benchmarks.
 
 Threat model (issue 11, the paper's section 3): the adversary is the server or an eavesdropper.
-It sees the features ``f(I)`` of the victim's images — a split network's activations, a complex
-network's ``x = e^{iθ}(a + b·i)`` (Eq. 2), or keyed images —, knows the released encoder's
-architecture and weights, and trains its attack models on *its own* images (by convention the
-data set's ``train`` split), disjoint from the victim's images it is tested on (the ``test``
-split). It never sees θ, the counterpart ``b`` or ``I′``.
+It sees the features ``f(I)`` of the victim's images — whatever a method sends the server —,
+knows the released encoder's architecture and weights, and trains its attack models on *its own*
+images (by convention the data set's ``train`` split), disjoint from the victim's images it is
+tested on (the ``test`` split). It never sees the victim's secrets.
 
 The learned attack is generic over "features of images": any callable ``features(images) ->
 tensor`` (``N×C×H×W`` pixels in [0, 1] → a feature of any shape) gives the attacker's training
 pairs ``(features(I), I)``; :func:`train_inverter` fits the zoo's U-Net
 (:class:`veilnet.models.unet.UNet`, the paper's attacker, section 5.1) on them and
-:func:`reconstruct` applies it to the victim's features. A pair tensor ``N×2×K×h×w`` is fed with
-its real/imaginary pair folded into the channels (``N×2K×h×w``, :func:`as_unet_input`).
+:func:`reconstruct` applies it to the victim's features. A feature of more than four dimensions
+(e.g. a pair tensor ``N×2×K×h×w``) is fed with its leading axes folded into the channels
+(``N×2K×h×w``, :func:`as_unet_input`). The stronger, training-free **optimisation inversion**
+(:func:`optimisation_inversion`) finds ``Î = argmin ‖g(Î) − a*‖² / ‖a*‖² + λ_TV·TV(Î)`` by Adam
+through a released encoder g.
 
-The paper's attacks on a :class:`~veilnet.complex.models.ComplexNet` (section 4.3):
-
-* **inversion attack 1** (:func:`inversion_attack_1`): ``Î = dec(a*)``, ``a* = Re[x·e^{−iθ̂}]``
-  with an angle estimate θ̂ (the angle-recovery attacks of :mod:`veilnet.complex.attacks`, or the
-  true θ for an upper bound). The inverter is trained on the attacker's own ``(g(I), I)`` — the
-  attacker runs the public encoder, so its own features need no angle estimate.
-* **inversion attack 2** (:func:`inversion_attack_2`): ``Î = dec(x)`` directly; the attacker
-  simulates the device on its own images (θ ~ U[0, 2π) and a counterpart from another of its
-  images, fresh draws every epoch) and trains on ``(x, I)``.
-* the same inverter against the baselines' features (:func:`split_inversion`:
-  :meth:`SplitNet.features <veilnet.complex.models.SplitNet.features>` of the original network,
-  the one with additional layers and the noisy ones γ).
-* the stronger **phase-invariant inversion** (:func:`phase_invariant_inversion`): ``Î =
-  dec(P(x))`` from rotation-invariant functions of x (|x_k|, x_k·conj(x_{k+1})), no angle needed;
-* the stronger, training-free **optimisation inversion** (:func:`optimisation_inversion`):
-  ``Î = argmin ‖g(Î) − a*‖² / ‖a*‖² + λ_TV·TV(Î)`` by Adam through the released encoder g.
-
-Each attack returns an :class:`InversionResult` (metrics of :func:`reconstruction_metrics`, the
-trivial baseline's metrics — every victim image predicted as the attacker's mean image —, the
-splits and the seeds) and the reconstructions; :func:`save_inversion_grid` draws them like Fig. 2.
-An attack is worth reporting only where it beats that trivial baseline.
+Each attack is scored by :func:`evaluate_reconstruction`: an :class:`InversionResult` holding the
+metrics of :func:`reconstruction_metrics`, the trivial baseline's metrics — every victim image
+predicted as the attacker's mean image —, the splits and the seeds; :func:`save_inversion_grid`
+draws the reconstructions like Fig. 2. An attack is worth reporting only where it beats that
+trivial baseline. The attacks that need one method's secrets or features live beside that method.
 """
 
 from __future__ import annotations
@@ -53,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from veilnet.checks import is_int, is_number
 from veilnet.errors import ConfigError, ShapeError
 from veilnet.metrics import as_float
 from veilnet.report import Result
@@ -62,19 +50,12 @@ __all__ = [
     "InversionResult",
     "ReconstructionMetrics",
     "as_unet_input",
-    "complex_features",
     "evaluate_reconstruction",
-    "inversion_attack_1",
-    "inversion_attack_2",
     "mean_image_baseline",
     "optimisation_inversion",
-    "phase_invariant",
-    "phase_invariant_inversion",
     "reconstruct",
     "reconstruction_metrics",
-    "rotate_back",
     "save_inversion_grid",
-    "split_inversion",
     "ssim",
     "total_variation",
     "train_inverter",
@@ -191,8 +172,8 @@ def mean_image_baseline(attacker_images: torch.Tensor, victim_images: torch.Tens
 class InversionConfig(Result):
     """How the attacker trains its U-Net: ``epochs``, ``batch_size``, Adam's ``lr``, the
     ``loss`` between Î and I (``"mse"`` or ``"l1"``), the U-Net's ``base_width`` (32 in the zoo;
-    smaller for quick runs) and the ``seed`` of its initial weights, its batch order and of the
-    draws of its simulated device (θ, counterparts)."""
+    smaller for quick runs) and the ``seed`` of its initial weights, its batch order and of any
+    draws the attack's features need."""
 
     epochs: int = 20
     batch_size: int = 64
@@ -204,9 +185,9 @@ class InversionConfig(Result):
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "base_width", "seed"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or (value < 1 and name != "seed") or value < 0:
+            if not is_int(value) or value < (0 if name == "seed" else 1):
                 raise ConfigError(f"inverter option {name} must be a {'non-negative' if name == 'seed' else 'positive'} integer, got {value!r}")
-        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not (self.lr > 0 and math.isfinite(self.lr)):
+        if not is_number(self.lr) or not (self.lr > 0 and math.isfinite(self.lr)):
             raise ConfigError(f"inverter option lr must be a positive number, got {self.lr!r}")
         if self.loss not in LOSSES:
             raise ConfigError(f"inverter loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
@@ -223,11 +204,6 @@ def as_unet_input(features: torch.Tensor) -> torch.Tensor:
     if features.ndim == 3:
         return features.flatten(1)
     raise ShapeError(f"features must have a batch axis and at least one more, got shape {tuple(features.shape)}")
-
-
-def _features_in_batches(features_fn: Features, images: torch.Tensor, batch_size: int, device: torch.device) -> torch.Tensor:
-    with torch.no_grad():
-        return torch.cat([features_fn(as_float(images[i : i + batch_size]).to(device)).detach() for i in range(0, images.shape[0], batch_size)])
 
 
 def train_inverter(
@@ -247,10 +223,10 @@ def train_inverter(
     ``features_fn(I)`` back to ``I`` over the attacker's own images (section 5.1, "Attacks").
 
     ``features_fn`` is called on every batch of every epoch (under ``torch.no_grad``), so a
-    randomised feature — a complex ``x`` with fresh θ and counterparts, a noisy baseline's
-    ``a + γ·ε`` — gives fresh draws each epoch (the attacker's own augmentation). It may also be
-    a tensor of features computed once, one per attacker image (e.g. ``a* = Re[x′·e^{−iθ̂}]``
-    whose angle estimates are too costly to redraw every epoch). Loss: ``"mse"``
+    randomised feature — one drawn with fresh secrets, a noisy network's ``a + γ·ε`` — gives
+    fresh draws each epoch (the attacker's own augmentation). It may also be a tensor of
+    features computed once, one per attacker image (e.g. features whose secrets the attacker
+    estimates at a cost too high to redraw every epoch). Loss: ``"mse"``
     (mean squared error, the default) or ``"l1"``; Adam at ``lr``; the batch order and the
     initial weights come from ``seed``. The loop is :func:`veilnet.training.fit` in memory.
     Returns the U-Net in eval mode; it takes :func:`as_unet_input` of a feature.
@@ -321,7 +297,7 @@ def reconstruct(inverter: nn.Module, features: torch.Tensor, *, batch_size: int 
 class InversionResult(Result):
     """One inversion attack on one model's features.
 
-    ``attack`` names it (``"original"``, ``"dec(a*)"``, ``"dec(x)"``, ``"optimisation"``, …),
+    ``attack`` names it (``"original"``, ``"optimisation"``, …),
     ``features`` says what the attacker saw; ``metrics`` scores the reconstructions of the
     victim's images, ``baseline`` the trivial attack on the same images (the attacker's mean
     image, :func:`mean_image_baseline`). ``attacker_split`` / ``victim_split`` name the disjoint
@@ -381,199 +357,6 @@ def evaluate_reconstruction(
 
 
 # --------------------------------------------------------------------------------------------
-# The paper's attacks
-
-
-def rotate_back(x: torch.Tensor, theta_hat: float | torch.Tensor) -> torch.Tensor:
-    """``a* = Re[x·e^{−iθ̂}]`` (section 4.3): the feature the adversary recovers from the pair
-    tensor ``x`` (``N×2×…``) with its angle estimate θ̂ (a number or one per sample)."""
-    from veilnet.complex import layers as cl
-
-    return cl.decode(x, theta_hat)
-
-
-def complex_features(net: nn.Module, *, generator: torch.Generator) -> Features:
-    """The attacker's simulation of the device (Eq. 1–2) on its own images: ``images → x =
-    e^{iθ}(g(I) + g(I′)·i)`` with θ ~ U[0, 2π) per sample and ``I′`` another image of the same
-    batch (a random derangement), drawn from ``generator``. A batch of one image gets b = 0."""
-    from veilnet.complex import layers as cl
-    from veilnet.complex.training import derangement
-
-    def features(images: torch.Tensor) -> torch.Tensor:
-        a = net.encoder(images)
-        n = a.shape[0]
-        theta = torch.rand(n, generator=generator, dtype=torch.float64) * (2 * math.pi)
-        b = a[derangement(n, generator).to(a.device)] if n >= 2 else torch.zeros_like(a)
-        return cl.encode(a, b, theta.to(device=a.device, dtype=a.dtype))
-
-    return features
-
-
-def _check_split(attacker_images: torch.Tensor, victim_images: torch.Tensor) -> None:
-    if attacker_images.ndim != 4 or victim_images.ndim != 4 or attacker_images.shape[1:] != victim_images.shape[1:]:
-        raise ShapeError(f"attacker and victim images must be N×C×H×W of one shape, got {tuple(attacker_images.shape)} and {tuple(victim_images.shape)}")
-
-
-def _inverter_kwargs(config: InversionConfig, device: str | torch.device, progress: bool) -> dict[str, Any]:
-    return {**config.to_dict(), "device": device, "progress": progress}
-
-
-def inversion_attack_1(
-    net: nn.Module,
-    attacker_images: torch.Tensor,
-    victim_images: torch.Tensor,
-    x: torch.Tensor,
-    theta_hat: torch.Tensor,
-    *,
-    config: InversionConfig | None = None,
-    attacker_split: str = "train",
-    victim_split: str = "test",
-    victim_seed: int | None = None,
-    device: str | torch.device = "cpu",
-    progress: bool = False,
-    inverter: nn.Module | None = None,
-    estimate_angle: Callable[[torch.Tensor], torch.Tensor] | None = None,
-) -> tuple[InversionResult, torch.Tensor]:
-    """Inversion attack 1 (section 4.3): ``Î = dec(a*)``, ``a* = Re[x·e^{−iθ̂}]``.
-
-    ``x`` (``N×2×K×h×w``) is what the server received for ``victim_images``; ``theta_hat`` (N
-    angles) the attacker's estimate of each sample's θ (from an angle-recovery attack; the true θ
-    gives the attack's upper bound, since then a* = g(I) exactly). The inverter ``dec`` is trained
-    on the attacker's own images, unless a trained ``inverter`` is given: on ``(g(I), I)`` — it
-    runs the released encoder g — or, with ``estimate_angle`` (``x′ → θ̂``, the same angle attack
-    run on the attacker's own simulated ``x′``, :func:`complex_features`), on ``(Re[x′·e^{−iθ̂}],
-    I)`` as the paper's adversary does, so that dec also learns the angle attack's mistakes.
-    Returns the result and Î.
-    """
-    config = config or InversionConfig()
-    _check_split(attacker_images, victim_images)
-    net.eval()
-    if inverter is None:
-        features_fn: Features = net.encoder
-        if estimate_angle is not None:
-            simulate = complex_features(net, generator=torch.Generator().manual_seed(config.seed + 1))
-
-            def features_fn(images: torch.Tensor) -> torch.Tensor:
-                x_own = simulate(images)
-                return rotate_back(x_own, estimate_angle(x_own))
-
-        inverter = train_inverter(features_fn, attacker_images, **_inverter_kwargs(config, device, progress))
-    a_star = rotate_back(x.to(torch.device(device)), torch.as_tensor(theta_hat).to(torch.device(device)))
-    rec = reconstruct(inverter, a_star, device=device)
-    return evaluate_reconstruction("dec(a*)", "Re[x·e^{−iθ̂}] of a complex network", rec, victim_images, attacker_images, attacker_split=attacker_split, victim_split=victim_split, seed=config.seed, victim_seed=victim_seed, config=config.to_dict()), rec
-
-
-def _inversion_of_x(attack: str, described: str, transform: Callable[[torch.Tensor], torch.Tensor], seed_offset: int, net: nn.Module, attacker_images: torch.Tensor, victim_images: torch.Tensor, x: torch.Tensor, *, config: InversionConfig | None = None, **kwargs: Any) -> tuple[InversionResult, torch.Tensor]:
-    """What inversion attack 2 and the phase-invariant inversion share: ``Î = dec(T(x))``, dec
-    trained on ``(T(x′), I)`` for the attacker's own images, ``x′`` from :func:`complex_features`
-    (its own θ and counterparts drawn from ``config.seed + seed_offset``, fresh every epoch)."""
-    config = config or InversionConfig()
-    _check_split(attacker_images, victim_images)
-    net.eval()
-    device, progress = kwargs.pop("device", "cpu"), kwargs.pop("progress", False)
-    simulate = complex_features(net, generator=torch.Generator().manual_seed(config.seed + seed_offset))
-    inverter = train_inverter(lambda images: transform(simulate(images)), attacker_images, **_inverter_kwargs(config, device, progress))
-    rec = reconstruct(inverter, transform(x.to(torch.device(device))), device=device)
-    return evaluate_reconstruction(attack, described, rec, victim_images, attacker_images, seed=config.seed, config=config.to_dict(), **kwargs), rec
-
-
-def inversion_attack_2(
-    net: nn.Module,
-    attacker_images: torch.Tensor,
-    victim_images: torch.Tensor,
-    x: torch.Tensor,
-    *,
-    config: InversionConfig | None = None,
-    attacker_split: str = "train",
-    victim_split: str = "test",
-    victim_seed: int | None = None,
-    device: str | torch.device = "cpu",
-    progress: bool = False,
-) -> tuple[InversionResult, torch.Tensor]:
-    """Inversion attack 2 (section 4.3): ``Î = dec(x)`` straight from the pair tensor ``x`` the
-    server received for ``victim_images``. The attacker trains ``dec`` on ``(x′, I)`` for its own
-    images, ``x′`` from :func:`complex_features` (its own θ and counterparts, seeded by
-    ``config.seed``, fresh every epoch). Returns the result and Î."""
-    return _inversion_of_x("dec(x)", "x = e^{iθ}(a + b·i) of a complex network", lambda t: t, 1, net, attacker_images, victim_images, x, config=config, attacker_split=attacker_split, victim_split=victim_split, victim_seed=victim_seed, device=device, progress=progress)
-
-
-def phase_invariant(x: torch.Tensor) -> torch.Tensor:
-    """Rotation-invariant functions of a pair tensor ``x`` (``N×2×K×…``), which need no angle:
-
-        |x_k|,   Re[x_k·conj(x_{k+1})],   Im[x_k·conj(x_{k+1})]      (k = 1 … K)
-
-    per position, for each channel k and its neighbouring channel k + 1 — unchanged by
-    ``x → e^{iθ}x`` because ``e^{iθ}x_k·conj(e^{iθ}x_{k+1}) = x_k·conj(x_{k+1})``. Returns
-    ``N×(3K − 2)×…`` real features. A stronger attack than the paper's (issue 11): the attacker
-    inverts these directly, with no angle estimate at all."""
-    from veilnet.complex import layers as cl
-
-    cl._check_pair(x, "x", min_dim=3)
-    re, im = x[:, 0], x[:, 1]
-    modulus = torch.sqrt(re.square() + im.square() + 1e-12)
-    # x_k·conj(x_{k+1}) = (re_k·re_{k+1} + im_k·im_{k+1}) + i(im_k·re_{k+1} − re_k·im_{k+1})
-    cross_re = re[:, :-1] * re[:, 1:] + im[:, :-1] * im[:, 1:]
-    cross_im = im[:, :-1] * re[:, 1:] - re[:, :-1] * im[:, 1:]
-    return torch.cat((modulus, cross_re, cross_im), 1)
-
-
-def phase_invariant_inversion(
-    net: nn.Module,
-    attacker_images: torch.Tensor,
-    victim_images: torch.Tensor,
-    x: torch.Tensor,
-    *,
-    config: InversionConfig | None = None,
-    attacker_split: str = "train",
-    victim_split: str = "test",
-    victim_seed: int | None = None,
-    device: str | torch.device = "cpu",
-    progress: bool = False,
-) -> tuple[InversionResult, torch.Tensor]:
-    """Phase-invariant inversion (not in the paper): ``Î = dec(P(x))`` with ``P`` =
-    :func:`phase_invariant`, which does not depend on θ. The attacker trains ``dec`` on
-    ``(P(x′), I)`` for its own images, ``x′`` from :func:`complex_features` (its own θ and
-    counterparts, fresh every epoch — θ drops out, the counterpart stays as the noise the
-    device adds). Returns the result and Î."""
-    return _inversion_of_x("phase-invariant", "|x_k|, x_k·conj(x_{k+1}) of a complex network (no angle needed)", phase_invariant, 2, net, attacker_images, victim_images, x, config=config, attacker_split=attacker_split, victim_split=victim_split, victim_seed=victim_seed, device=device, progress=progress)
-
-
-def split_inversion(
-    net: nn.Module,
-    attacker_images: torch.Tensor,
-    victim_images: torch.Tensor,
-    *,
-    name: str = "original",
-    config: InversionConfig | None = None,
-    attacker_split: str = "train",
-    victim_split: str = "test",
-    victim_seed: int | None = None,
-    device: str | torch.device = "cpu",
-    progress: bool = False,
-) -> tuple[InversionResult, torch.Tensor]:
-    """The same inverter against a real baseline (section 5.1): ``Î = dec(net.features(I))`` for
-    a :class:`~veilnet.complex.models.SplitNet` — the original network's encoder output, the
-    network with additional layers, or the noisy network's ``a + γ·ε`` (its noise is drawn from
-    ``net.noise.generator``, seeded with ``victim_seed`` for the victim when given, and the
-    global RNG for the attacker's pairs). Trained on the attacker's ``(features(I), I)``."""
-    config = config or InversionConfig()
-    _check_split(attacker_images, victim_images)
-    net.eval()
-    dev = torch.device(device)
-    inverter = train_inverter(net.features, attacker_images, **_inverter_kwargs(config, device, progress))
-    noise = getattr(net, "noise", None)
-    if victim_seed is not None and hasattr(noise, "generator"):
-        noise.generator = torch.Generator(device=dev).manual_seed(victim_seed)
-    try:
-        victim_features = _features_in_batches(net.features, victim_images, 256, dev)
-    finally:
-        if hasattr(noise, "generator"):
-            noise.generator = None
-    rec = reconstruct(inverter, victim_features, device=device)
-    return evaluate_reconstruction(name, "SplitNet.features (the encoder's output the server receives)", rec, victim_images, attacker_images, attacker_split=attacker_split, victim_split=victim_split, seed=config.seed, victim_seed=victim_seed, config=config.to_dict()), rec
-
-
-# --------------------------------------------------------------------------------------------
 # Optimisation-based inversion
 
 
@@ -605,7 +388,7 @@ def optimisation_inversion(
 
     Arguments:
         encoder: g, in eval mode; its weights are not changed.
-        target: ``N×…`` features a* (an encoder output, or ``Re[x·e^{−iθ̂}]`` of a complex net).
+        target: ``N×…`` features a* (an encoder output, or what an attacker recovered of one).
         image_shape: ``(C, H, W)`` of the images to find.
         steps, lr, tv_weight: Adam's steps and step size, λ_TV.
         init: ``N×C×H×W`` or ``1×C×H×W`` starting images in [0, 1] (e.g. the attacker's mean

@@ -18,8 +18,8 @@ features: raw or reconstructed images, a split network's activations, a complex 
 The paper's four strategies (section 4.3), each a call here:
 
 * **inference attack 1** — a classifier trained on the attacker's raw images, applied to the
-  reconstructions ``dec(a*)`` of inversion attack 1
-  (:func:`veilnet.attacks.inversion.inversion_attack_1`): :func:`train_property_classifier` on
+  reconstructions ``dec(a*)`` of inversion attack 1 (a learned inverter,
+  :func:`veilnet.attacks.inversion.reconstruct`): :func:`train_property_classifier` on
   the images, then :func:`classifier_attack` with ``classifier=`` and the reconstructions as
   test inputs;
 * **inference attack 2** — a classifier trained and tested on ``a*``:

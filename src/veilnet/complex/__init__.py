@@ -25,8 +25,8 @@ from veilnet._lazy import exports
 
 #: Public name -> the submodule defining it, imported on first use (PEP 562).
 _WHERE = {
-    **dict.fromkeys(["CHANNEL_MEAN", "ComplexAdaptiveAvgPool2d", "ComplexAvgPool2d", "ComplexBasicBlock", "ComplexConv2d", "ComplexDropout", "ComplexFlatten", "ComplexLinear", "ComplexMaxPool2d", "ComplexNonlinearity", "ComplexNorm", "ComplexResidual", "ComplexShortcutA", "PAIR_DIM", "as_pair", "decode", "encode", "equivariance_error", "from_complex", "modulus", "real_part", "rotate", "to_complex"], "layers"),
-    **dict.fromkeys(["ComplexNet", "Encoder", "FeatureNoise", "MODELS", "SplitNet", "VARIANTS", "complex_alexnet", "complex_lenet", "complex_resnet", "complex_vgg16", "load_real_weights", "split_alexnet", "split_lenet", "split_resnet", "split_vgg16"], "models"),
+    **dict.fromkeys(["CHANNEL_MEAN", "ComplexAdaptiveAvgPool2d", "ComplexAvgPool2d", "ComplexBasicBlock", "ComplexConv2d", "ComplexDropout", "ComplexFlatten", "ComplexLinear", "ComplexMaxPool2d", "ComplexNonlinearity", "ComplexNorm", "ComplexResidual", "ComplexShortcutA", "PAIR_DIM", "as_pair", "check_pair", "decode", "encode", "equivariance_error", "from_complex", "modulus", "real_part", "rotate", "to_complex"], "layers"),
+    **dict.fromkeys(["ComplexNet", "Encoder", "FeatureNoise", "MODELS", "SplitNet", "VARIANTS", "batched", "complex_alexnet", "complex_lenet", "complex_resnet", "complex_vgg16", "load_real_weights", "split_alexnet", "split_lenet", "split_resnet", "split_vgg16"], "models"),
     **dict.fromkeys(["BatchSecret", "DEVICE", "Device", "DevicePart", "PARTS", "PROCESSOR", "ProcessorPart", "Server", "SplitFiles", "accuracy", "complex_device", "complex_processor", "load_complex_net", "load_device_part", "load_processor_part", "logits", "pool_from_data", "processor_fingerprint", "split_model"], "protocol"),
     **dict.fromkeys(["ComplexEvaluation", "ComplexStep", "ComplexTrainConfig", "ComplexTrainResult", "DISCRIMINATOR_FILE", "Discriminator", "decoy_angles", "decoys", "derangement", "evaluate_complex", "gradient_penalty", "load_discriminator", "train_complex", "wasserstein"], "training"),
 }

@@ -113,7 +113,6 @@ def _attack(args: argparse.Namespace) -> int:
         grid=args.grid,
         unet_width=args.unet_width,
         optimisation_steps=args.optimisation_steps,
-        keyed=args.keyed or ["block:4"],
         seed=args.seed,
     )
     net = models.load(args.model)
@@ -193,7 +192,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("model", help="saved complex model (file, stem or directory)")
     a.add_argument("--data", required=True, help="data spec: the attacker uses its train split, the victim its test split")
     a.add_argument("--baseline", action="append", metavar="MODEL", help="a saved real baseline (split-*: original, with additional layers, noisy); repeat for several")
-    a.add_argument("--attacks", type=lambda v: [n.strip() for n in v.split(",") if n.strip()], help="comma-separated subset of angle,inversion,property,dec-x,phase-invariant,optimisation,keyed (default: all)")
+    a.add_argument("--attacks", type=lambda v: [n.strip() for n in v.split(",") if n.strip()], help="comma-separated subset of angle,inversion,property,dec-x,phase-invariant,optimisation (default: all)")
     a.add_argument("--attacker-images", type=positive_int, default=5000, help="the attacker's training images: N of the train split, the first of each class in turn (default 5000)")
     a.add_argument("--max-images", type=positive_int, default=1000, help="the victim's images: N of the test split, the first of each class in turn (default 1000)")
     a.add_argument("--epochs", type=positive_int, default=10, help="epochs of every inverter and property classifier (default 10)")
@@ -201,7 +200,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--grid", type=positive_int, default=360, help="candidate angles of the paper's angle attack (default 360)")
     a.add_argument("--unet-width", type=positive_int, default=32, help="the U-Net inverter's base width (default 32)")
     a.add_argument("--optimisation-steps", type=positive_int, default=200, help="Adam steps of the optimisation inversion (default 200)")
-    a.add_argument("--keyed", action="append", metavar="SCHEME:M", help="keyed scheme and block size for the keyed-image inverter, e.g. block:4 or vit:4 (default block:4; repeat for several)")
     a.add_argument("--seed", type=int, default=0, help="seed of the victim's θ and counterparts and of every attack (default 0)")
     add_output(a, help="output directory (report.json, report.md, reconstructions.png)")
     add_device(a)

@@ -81,7 +81,9 @@ _Angle = float | torch.Tensor
 # The representation
 
 
-def _check_pair(x: torch.Tensor, name: str = "x", min_dim: int = 3) -> None:
+def check_pair(x: torch.Tensor, name: str = "x", min_dim: int = 3) -> None:
+    """Refuse (ShapeError naming ``name``) anything but a pair tensor: real floating point,
+    ``N×2×…`` with at least ``min_dim`` dimensions."""
     if x.dim() < min_dim or x.shape[PAIR_DIM] != 2:
         raise ShapeError(f"{name} must be a complex feature of shape N×2×… (real/imaginary pair at dimension 1, at least {min_dim} dimensions), got {tuple(x.shape)}")
     if x.is_complex() or not x.is_floating_point():
@@ -99,7 +101,7 @@ def as_pair(real: torch.Tensor, imag: torch.Tensor | None = None) -> torch.Tenso
 
 def to_complex(x: torch.Tensor) -> torch.Tensor:
     """Pair tensor ``N×2×…`` → ``torch.complex`` tensor ``N×…``."""
-    _check_pair(x, min_dim=2)
+    check_pair(x, min_dim=2)
     return torch.complex(x[:, 0], x[:, 1])
 
 
@@ -112,13 +114,13 @@ def from_complex(z: torch.Tensor) -> torch.Tensor:
 
 def real_part(x: torch.Tensor) -> torch.Tensor:
     """``Re[x]``: ``N×2×…`` → ``N×…``."""
-    _check_pair(x, min_dim=2)
+    check_pair(x, min_dim=2)
     return x[:, 0]
 
 
 def modulus(x: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
     """``sqrt(|x|² + eps)`` elementwise: ``N×2×…`` → ``N×…``."""
-    _check_pair(x, min_dim=2)
+    check_pair(x, min_dim=2)
     return x.square().sum(dim=PAIR_DIM).add(eps).sqrt()
 
 
@@ -135,7 +137,7 @@ def _angle(theta: _Angle, x: torch.Tensor) -> torch.Tensor:
 
 def rotate(x: torch.Tensor, theta: _Angle) -> torch.Tensor:
     """``e^{iθ}·x`` for a pair tensor ``x``; θ is one number or one angle per sample (shape ``N``)."""
-    _check_pair(x, min_dim=2)
+    check_pair(x, min_dim=2)
     t = _angle(theta, x)
     cos, sin = torch.cos(t), torch.sin(t)
     re, im = x[:, 0], x[:, 1]
@@ -152,7 +154,7 @@ def encode(a: torch.Tensor, b: torch.Tensor, theta: _Angle) -> torch.Tensor:
 
 def decode(h: torch.Tensor, theta: _Angle) -> torch.Tensor:
     """Eq. 3 (inside d): ``Re[h·e^{−iθ}] = cos θ·Re h + sin θ·Im h``: ``N×2×…`` → ``N×…``."""
-    _check_pair(h, "h", min_dim=2)
+    check_pair(h, "h", min_dim=2)
     t = _angle(theta, h)
     return torch.cos(t) * h[:, 0] + torch.sin(t) * h[:, 1]
 
@@ -213,7 +215,7 @@ class ComplexConv2d(nn.Module):
         _init_complex_(self.weight, in_channels * kh * kw)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_pair(x, min_dim=5)
+        check_pair(x, min_dim=5)
         n, _, c, h, w = x.shape
         if c != self.in_channels:
             raise ShapeError(f"ComplexConv2d expects {self.in_channels} channels, got {c}")
@@ -237,7 +239,7 @@ class ComplexLinear(nn.Module):
         _init_complex_(self.weight, in_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_pair(x, min_dim=3)
+        check_pair(x, min_dim=3)
         if x.dim() != 3 or x.shape[2] != self.in_features:
             raise ShapeError(f"ComplexLinear expects N×2×{self.in_features}, got {tuple(x.shape)}")
         # F.linear of N×2×F with the weight viewed as (2·out)×F (no copy; the weight is the large
@@ -282,7 +284,7 @@ class ComplexNonlinearity(nn.Module):
         self.c = c
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_pair(x)
+        check_pair(x)
         m = x.square().sum(dim=PAIR_DIM, keepdim=True).add_(MODULUS_EPS).sqrt()  # N×1×…
         if self.c == CHANNEL_MEAN:
             dims = tuple(range(3, m.dim())) if m.dim() > 3 else (2,)
@@ -319,7 +321,7 @@ class ComplexNorm(nn.Module):
         self.register_buffer("running_power", torch.ones(num_features))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_pair(x)
+        check_pair(x)
         if x.shape[2] != self.num_features:
             raise ShapeError(f"ComplexNorm expects {self.num_features} channels at dimension 2, got {tuple(x.shape)}")
         if self.training:
@@ -355,7 +357,7 @@ class ComplexMaxPool2d(nn.Module):
         self.kernel_size, self.stride, self.padding, self.ceil_mode = kernel_size, stride or kernel_size, padding, ceil_mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_pair(x, min_dim=5)
+        check_pair(x, min_dim=5)
         n, _, c, h, w = x.shape
         power = x.square().sum(dim=PAIR_DIM)
         _, index = F.max_pool2d(power, self.kernel_size, self.stride, self.padding, ceil_mode=self.ceil_mode, return_indices=True)
@@ -374,7 +376,7 @@ class ComplexAvgPool2d(nn.Module):
         self.kernel_size, self.stride, self.padding = kernel_size, stride or kernel_size, padding
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_pair(x, min_dim=5)
+        check_pair(x, min_dim=5)
         n, _, c, h, w = x.shape
         y = F.avg_pool2d(x.reshape(n, 2 * c, h, w), self.kernel_size, self.stride, self.padding)
         return y.view(n, 2, c, *y.shape[-2:])
@@ -388,7 +390,7 @@ class ComplexAdaptiveAvgPool2d(nn.Module):
         self.output_size = output_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_pair(x, min_dim=5)
+        check_pair(x, min_dim=5)
         n, _, c, h, w = x.shape
         y = F.adaptive_avg_pool2d(x.reshape(n, 2 * c, h, w), self.output_size)
         return y.view(n, 2, c, *y.shape[-2:])
@@ -406,7 +408,7 @@ class ComplexDropout(nn.Module):
         self.p = p
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_pair(x)
+        check_pair(x)
         if not self.training or self.p == 0.0:
             return x
         keep = torch.empty((x.shape[0], 1, *x.shape[2:]), dtype=x.dtype, device=x.device).bernoulli_(1.0 - self.p)
@@ -420,7 +422,7 @@ class ComplexFlatten(nn.Module):
     """``N×2×C×H×W`` → ``N×2×(C·H·W)``, keeping the pair axis."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_pair(x)
+        check_pair(x)
         return x.flatten(2)
 
 
@@ -499,6 +501,7 @@ __all__ = [
     "ComplexResidual",
     "ComplexShortcutA",
     "as_pair",
+    "check_pair",
     "decode",
     "encode",
     "equivariance_error",

@@ -166,6 +166,15 @@ class ComplexNet(nn.Module):
         return self.decode(self.process(self.encode(images, theta, counterpart)), theta)
 
 
+@torch.no_grad()
+def batched(fn: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor, *, batch_size: int = 256, device: str | torch.device | None = None) -> torch.Tensor:
+    """``fn`` over ``inputs`` cut into batches of ``batch_size`` along the first axis (each moved
+    to ``device`` first when given), under ``torch.no_grad``, the outputs concatenated: how the
+    device, the attacks and the attack suite run an encoder, a feature function or an attack
+    model over many images or pair tensors. The caller sets the modules' mode."""
+    return torch.cat([fn(inputs[i : i + batch_size] if device is None else inputs[i : i + batch_size].to(device)) for i in range(0, inputs.shape[0], batch_size)])
+
+
 # --------------------------------------------------------------------------------------------
 # Layer factories: the same architecture code builds a real or a complex processing module
 
@@ -466,6 +475,7 @@ __all__ = [
     "Encoder",
     "FeatureNoise",
     "SplitNet",
+    "batched",
     "complex_alexnet",
     "complex_lenet",
     "complex_resnet",

@@ -58,8 +58,9 @@ import torch
 from torch import nn
 
 from veilnet import metrics
+from veilnet.checks import is_int
 from veilnet.complex import layers as cl
-from veilnet.complex.models import ComplexNet, Encoder
+from veilnet.complex.models import ComplexNet, Encoder, batched
 from veilnet.errors import ConfigError, ModelFormatError, ShapeError, VeilnetError
 from veilnet.models import registry
 
@@ -98,7 +99,6 @@ class _Draws:
     :class:`torch.Generator` seeded with ``seed`` (reproducible)."""
 
     def __init__(self, seed: int | None) -> None:
-        self.seeded = seed is not None
         self.generator = torch.Generator().manual_seed(int(seed)) if seed is not None else None
 
     def uniform(self, rows: int, cols: int) -> torch.Tensor:
@@ -152,7 +152,6 @@ class Device:
         self.encoder = encoder.to(self.torch_device).eval()
         self.decoder = decoder.to(self.torch_device).eval()
         self.fingerprint = fingerprint
-        self.seeded = seed is not None
         self._draws = _Draws(seed)
         pool = counterpart_pool if counterpart_pool is not None else stored
         if pool is None or pool.numel() == 0:
@@ -175,9 +174,7 @@ class Device:
         return int(self._pool.shape[0])
 
     def _features(self, images: torch.Tensor) -> torch.Tensor:
-        pixels = metrics.as_float(images)
-        with torch.inference_mode():
-            return torch.cat([self.encoder(pixels[i : i + _CHUNK].to(self.torch_device)) for i in range(0, pixels.shape[0], _CHUNK)])
+        return batched(lambda batch: self.encoder(metrics.as_float(batch).to(self.torch_device)), images, batch_size=_CHUNK)
 
     def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, BatchSecret]:
         """Eq. 1–2: ``x = e^{iθ}(g(I) + b·i)`` with a fresh θ and counterpart per sample.
@@ -326,7 +323,7 @@ def complex_processor(model: str | None = None, kwargs: dict[str, Any] | None = 
 def complex_device(model: str | None = None, kwargs: dict[str, Any] | None = None, pool_shape: list[int] | None = None) -> DevicePart:
     """Registry constructor of :data:`DEVICE`: the encoder and decoder of ``model`` built with
     ``kwargs``, and room for a pool of ``pool_shape`` = [P, C, H, W] uint8 images (None: none)."""
-    if pool_shape is not None and not (isinstance(pool_shape, list) and len(pool_shape) == 4 and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in pool_shape)):
+    if pool_shape is not None and not (isinstance(pool_shape, list) and len(pool_shape) == 4 and all(is_int(v) and v > 0 for v in pool_shape)):
         raise ConfigError(f"{DEVICE} argument pool_shape must be four positive integers [P, C, H, W], got {pool_shape!r}")
     net = _complex_net(model, kwargs, DEVICE)
     return DevicePart(net.encoder, net.decoder, pool_shape)

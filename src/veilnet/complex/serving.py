@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from veilnet.checks import is_int
 from veilnet.cli import add_seed, positive_int
 from veilnet.complex.protocol import BatchSecret, Device, load_device_part, pool_from_data
 from veilnet.errors import ConfigError, KeyMismatchError, ModelFormatError, VeilnetError
@@ -57,7 +58,7 @@ class ComplexKind:
 
     def expectation(self, params: Mapping[str, Any]) -> Expectation:
         shape = params.get("input_shape")
-        if not (isinstance(shape, list) and len(shape) >= 2 and shape[0] == 2 and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape)):
+        if not (isinstance(shape, list) and len(shape) >= 2 and shape[0] == 2 and all(is_int(v) and v > 0 for v in shape)):
             raise ModelFormatError(f"card's extra.complex must give input_shape [2, K, …] (the pair tensor x), got {shape!r}")
         if not isinstance(params.get("processor_sha256"), str) or not isinstance(params.get("architecture"), str):
             raise ModelFormatError("card's extra.complex must give architecture and processor_sha256")

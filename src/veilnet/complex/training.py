@@ -27,7 +27,7 @@ Choices the paper leaves open (each a reading of section 4.2, said here once):
   image), and it covers (0, π) evenly for every k. Default k = 8 (the paper gives no value).
   ``decoys="one"`` pairs each real feature with one of the k − 1 decoys, its angle drawn
   uniformly from the grid each step: an unbiased estimate of the same mean with k − 1 times
-  fewer D evaluations (measured below), for budgets where D's cost matters.
+  fewer D evaluations (its cost: docs/benchmarks.md), for budgets where D's cost matters.
 * **The fooling counterpart.** b = g(I′) with I′ another image of the same batch, I′ ≠ I
   *guaranteed*: the batch is matched by :func:`derangement` (a random permutation followed by a
   cyclic shift by s ∈ [1, n − 1]), so no sample is its own counterpart — unlike a plain random
@@ -63,21 +63,10 @@ sees it), ``d_loss`` (D's loss, −L plus the penalty), ``gradient_penalty``, ``
 ``lr`` and, with a test split, ``test_accuracy`` (:func:`evaluate_complex`: a fresh θ and a
 counterpart per test sample, from a fixed seed, so the epochs are comparable).
 
-Cost, measured (seconds per training epoch, Adam, 1 intra-op thread, Intel Xeon 2 cores shared
-with other jobs, load ≈ 3; each complex run interleaved with its real baseline ``split-*``
-trained by :func:`veilnet.training.train` on the same data and options)::
-
-    data (images, batch)          split-lenet   complex-lenet, decoys=all   decoys=one
-    digits (1,438, 64)            0.20–0.33     1.03–1.62 (≈ 4.5–5×)         0.68–0.71 (≈ 3×)
-    CIFAR-10 JPEG (5,000, 128)    0.76–1.14     3.32–4.98 (≈ 4.4×)           2.21 (≈ 2.9×)
-
-    ResNet-20-α, 640 digits, batch 128: split 2.1–2.4 s, complex decoys=all 9.1–9.6 s (4.0–4.4×),
-    decoys=one 4.9–5.0 s (2.0–2.4×); the complex network alone (no D) is ≈ 2.1× the real one.
-
-(``veilnet train --model split-lenet …`` against ``veilnet complex train --model complex-lenet …``
-with ``OMP_NUM_THREADS=1``, 2 epochs, the epoch's ``seconds`` from ``metrics.json``.) For LeNet,
-whose whole network is small, D and its gradient penalty on k·N features are most of the step
-with ``decoys="all"``; ``"one"`` halves the epoch.
+Cost: an epoch's time beside its real baseline's (``split-*`` trained by
+:func:`veilnet.training.train`) is measured in docs/benchmarks.md (complex-valued networks, cost
+of training). For LeNet, whose whole network is small, D and its gradient penalty on k·N features
+are most of the step with ``decoys="all"``; ``"one"`` evaluates D k − 1 times less.
 
 Example::
 
@@ -101,6 +90,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from veilnet import metrics, models
+from veilnet.checks import check_int, is_int, is_number
 from veilnet.complex import layers as cl
 from veilnet.complex.models import ComplexNet
 from veilnet.data import ImageSplit
@@ -151,12 +141,10 @@ class ComplexTrainConfig(TrainConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         for name in ("k", "n_critic", "d_channels"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ConfigError(f"training option {name} must be an integer, got {value!r}")
+            check_int(f"training option {name}", getattr(self, name))
         for name in ("adversarial_weight", "d_lr", "gp_weight"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            if not is_number(value) or not math.isfinite(value):
                 raise ConfigError(f"training option {name} must be a number, got {value!r}")
         if not isinstance(self.decoys, str) or self.decoys not in ("all", "one"):
             raise ConfigError(f"decoys must be all or one, got {self.decoys!r}")
@@ -205,7 +193,7 @@ def derangement(n: int, generator: torch.Generator | None = None) -> torch.Tenso
     mod n]``. σ[i] ≠ i because s ≢ 0 (mod n), and for each i, σ[i] is uniform over the other
     n − 1 indices. Used to pick each sample's fooling counterpart I′ ≠ I (section 4.2).
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+    if not is_int(n) or n < 2:
         raise ConfigError(f"a derangement needs at least 2 elements (each sample's counterpart is another image), got {n!r}")
     p = torch.randperm(n, generator=generator)
     s = int(torch.randint(1, n, (1,), generator=generator))
@@ -214,11 +202,45 @@ def derangement(n: int, generator: torch.Generator | None = None) -> torch.Tenso
     return sigma
 
 
+def device_secrets(n: int, generator: torch.Generator, counterparts: Callable[[int, torch.Generator], torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The device's secret draws for ``n`` samples (section 4.2, Eq. 2), from ``generator``: first
+    θ ~ U[0, 2π) per sample, then each sample's fooling counterpart. ``counterparts``: None — a
+    :func:`derangement` of the n samples (another sample, never itself; a lone sample has none);
+    or a function ``(n, generator) → n indices`` for counterparts from elsewhere.
+
+    Returns ``(θ, index)``: ``N`` float64 angles and ``N`` indices (None for a lone sample).
+    """
+    theta = torch.rand(n, generator=generator, dtype=torch.float64) * (2 * math.pi)
+    if counterparts is not None:
+        return theta, counterparts(n, generator)
+    return theta, derangement(n, generator) if n >= 2 else None
+
+
+def simulate_device(a: torch.Tensor, generator: torch.Generator, *, pool: torch.Tensor | None = None, counterparts: Callable[[int, torch.Generator], torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The device's step with seeded draws — Xiang et al., "Interpretable Complex-Valued Neural
+    Networks for Privacy Protection" (ICLR 2020), Eq. 2::
+
+        x = e^{iθ}(a + b·i),   θ ~ U[0, 2π) per sample,   b = g(I′) with I′ ≠ I,
+
+    for the features ``a = g(I)`` (``N×…``). θ and the counterparts come from
+    :func:`device_secrets` (θ first, then the counterparts); ``b`` is taken from ``pool`` (the
+    features the counterpart indices point into; None: the batch ``a`` itself, so each sample's
+    counterpart is another sample of the batch, and a lone sample gets b = 0). Training,
+    evaluation and every attack that plays the device draw through this one function; a deployed
+    device draws from the OS's CSPRNG instead (:class:`veilnet.complex.protocol.Device`).
+
+    Returns ``(x, θ, b)``: the pair tensor ``N×2×…`` (a's device and dtype), the ``N`` float64
+    angles on the CPU, and the counterparts ``N×…``.
+    """
+    theta, index = device_secrets(a.shape[0], generator, counterparts)
+    b = torch.zeros_like(a) if index is None else (a if pool is None else pool)[index.to(a.device)]
+    return cl.encode(a, b, theta.to(device=a.device, dtype=a.dtype)), theta, b
+
+
 def decoy_angles(k: int) -> torch.Tensor:
     """The k − 1 angles Δθ_j = jπ/k, j = 1 … k − 1: evenly spread over the open interval (0, π)
     (section 4.2, "we pick k − 1 such Δθ's uniformly over (0, π)")."""
-    if isinstance(k, bool) or not isinstance(k, int) or k < 2:
-        raise ConfigError(f"k must be an integer >= 2, got {k!r}")
+    check_int("k", k, minimum=2)
     return torch.arange(1, k, dtype=torch.float64) * (math.pi / k)
 
 
@@ -308,15 +330,14 @@ class ComplexStep:
         config, net, critic, gen = self.config, self.net, self.critic, self.generator
         net.train()
         n = len(idx)
-        x = metrics.as_float(self.split.images[idx])
+        images = metrics.as_float(self.split.images[idx])
         if config.augment:
-            x = augment(x, gen, config.crop_padding)
-        theta = (torch.rand(n, generator=gen, dtype=torch.float64) * (2 * math.pi)).float().to(self.device)
-        other = derangement(n, gen).to(self.device)
-        x, y = x.to(self.device), self.split.labels[idx].to(self.device)
+            images = augment(images, gen, config.crop_padding)
+        images, y = images.to(self.device), self.split.labels[idx].to(self.device)
 
-        a = net.encoder(x)  # Eq. 1
-        b = a[other]  # b = g(I′), I′ ≠ I
+        a = net.encoder(images)  # Eq. 1
+        x, theta, b = simulate_device(a, gen)  # Eq. 2, b = g(I′), I′ ≠ I
+        theta = theta.to(device=a.device, dtype=a.dtype)
         per_sample = config.decoys == "one"
         delta = self.angles[torch.randint(0, len(self.angles), (n,), generator=gen)] if per_sample else self.angles
 
@@ -337,7 +358,7 @@ class ComplexStep:
         self.lr = learning_rate(config, info.epoch * self.steps_per_epoch + info.index, self.steps_per_epoch)
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr
-        logits = net.decode(net.process(cl.encode(a, b, theta)), theta)  # Eq. 2, Φ, Eq. 3
+        logits = net.decode(net.process(x), theta)  # Φ, Eq. 3
         task = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
         scale = _critic_scale(a)
         adversarial = wasserstein(critic, a / scale, decoys(a, b, delta, per_sample=per_sample) / scale)
@@ -483,18 +504,15 @@ def evaluate_complex(
     if not isinstance(net, ComplexNet):
         name = (getattr(net, "veilnet_arch", None) or {}).get("name", type(net).__name__)
         raise ConfigError(f"evaluate_complex measures a complex-valued network (complex-*), not {name}; evaluate real models with veilnet.training.evaluate (`veilnet eval`)")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ConfigError(f"seed must be an integer, got {seed!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+    check_int("seed", seed)
+    check_int("batch_size", batch_size, minimum=1)
     n = len(split)
     if n < 2:
         raise ConfigError(f"evaluation needs at least 2 images (each sample's counterpart is another image), got {n}")
     device = resolve_device(device)
-    generator = torch.Generator().manual_seed(seed)
-    theta_all = torch.rand(n, generator=generator, dtype=torch.float64) * (2 * math.pi)
+    theta_all, drawn = device_secrets(n, torch.Generator().manual_seed(seed))
     if counterparts is None:
-        counterparts = derangement(n, generator)
+        counterparts = drawn
     else:
         counterparts = torch.as_tensor(counterparts)
         if counterparts.shape != (n,) or counterparts.dtype not in (torch.int64, torch.int32):
@@ -504,10 +522,8 @@ def evaluate_complex(
             raise ShapeError(f"counterparts must index the split's {n} images")
         if bool((counterparts == torch.arange(n)).any()):
             raise ConfigError("a sample cannot be its own fooling counterpart (counterparts[i] == i)")
-    was_training = net.training
-    net.eval()
     correct = 0
-    try:
+    with metrics.eval_mode(net):
         for start in range(0, n, batch_size):
             idx = torch.arange(start, min(start + batch_size, n))
             x = metrics.as_float(split.images[idx]).to(device)
@@ -515,8 +531,6 @@ def evaluate_complex(
             theta = theta_all[idx].float().to(device)
             logits = net.decode(net.process(net.encode(x, theta, counterpart=net.encoder(x_other))), theta)
             correct += int((logits.argmax(1).cpu() == split.labels[idx]).sum())
-    finally:
-        net.train(was_training)
     return correct / n
 
 
@@ -540,13 +554,8 @@ def load_discriminator(model_dir: str | os.PathLike[str], *, device: str | torch
 
 def _feature_shape(net: ComplexNet, image_shape: tuple[int, int, int], device: torch.device) -> tuple[int, int, int]:
     """The shape ``K×h×w`` of the encoder's feature a for one image (eval mode, no RNG drawn)."""
-    was_training = net.training
-    net.eval()
-    try:
-        with torch.no_grad():
-            a = net.encoder(torch.zeros(1, *image_shape, device=device))
-    finally:
-        net.train(was_training)
+    with metrics.eval_mode(net), torch.no_grad():
+        a = net.encoder(torch.zeros(1, *image_shape, device=device))
     if a.dim() != 4:
         raise ShapeError(f"the discriminator takes feature maps K×h×w, but this encoder outputs shape {tuple(a.shape[1:])}")
     return int(a.shape[1]), int(a.shape[2]), int(a.shape[3])
@@ -562,9 +571,11 @@ __all__ = [
     "decoy_angles",
     "decoys",
     "derangement",
+    "device_secrets",
     "evaluate_complex",
     "gradient_penalty",
     "load_discriminator",
+    "simulate_device",
     "train_complex",
     "wasserstein",
 ]

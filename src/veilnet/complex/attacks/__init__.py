@@ -9,12 +9,16 @@ fooling counterpart b or its image I′.
   (θ̂ = argmax_θ D′(Re[x·e^{−iθ}])) and a supervised angle regression, with the wrapped angle
   metric and how often θ̂ lands on θ + π (which decodes −a).
 
+* :mod:`veilnet.complex.attacks.inversion` — feature inversion of x: the paper's inversion
+  attacks 1 (dec(a*)) and 2 (dec(x)), the same inverter on the real baselines' features, and the
+  phase-invariant inversion that needs no angle.
+
 * :mod:`veilnet.complex.attacks.suite` — every attack (angle, inversion, property inference,
   the stronger ones) on a complex network beside its real baselines, on the same victim images:
   what ``veilnet complex attack`` runs and reports.
 
-Feature inversion and property inference work on any features and live in
-:mod:`veilnet.attacks`. The names below are imported on first use.
+The learned U-Net inverter, the optimisation inversion, the reconstruction metrics and property
+inference work on any features and live in :mod:`veilnet.attacks`. The names below are imported on first use.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ from veilnet._lazy import exports
 #: Public name -> the submodule defining it, imported on first use (PEP 562).
 _WHERE = {
     **dict.fromkeys(["ATTACKER_SEED_OFFSET", "AngleAttackResult", "AngleCritic", "AngleRegressor", "CHANCE_ERROR", "TOLERANCE", "angle", "angle_error", "angle_grid", "angle_result", "counterpart_fraction", "discriminator_angles", "encoder_features", "mirror_fraction", "paper_angle_attack", "regression_angle_attack", "train_angle_discriminator", "train_angle_regressor", "victim_features", "within_fraction"], "angle"),
-    **dict.fromkeys(["ATTACKS", "AttackReport", "AttackSettings", "PAPER", "balanced_head", "baseline_label", "check_inputs", "keyed_scheme", "markdown", "run_attacks", "save_grid", "suite"], "suite"),
+    **dict.fromkeys(["complex_features", "inversion", "inversion_attack_1", "inversion_attack_2", "phase_invariant", "phase_invariant_inversion", "rotate_back", "split_inversion"], "inversion"),
+    **dict.fromkeys(["ATTACKS", "AttackReport", "AttackSettings", "PAPER", "balanced_head", "baseline_label", "check_inputs", "markdown", "run_attacks", "save_grid", "suite"], "suite"),
 }
 __all__ = sorted(_WHERE)
 __getattr__, __dir__ = exports(__name__, _WHERE)

@@ -45,12 +45,7 @@ The attacks
 Both return an :class:`AngleAttackResult` (mean and median error, fraction within a tolerance of
 θ and of θ + π, the splits, sizes and seeds). Chance — θ̂ independent of θ — has mean error π/2.
 
-Measured (complex-lenet trained 2 epochs on 2,000 JPEG CIFAR-10 train images by
-``veilnet complex train --model complex-lenet --data folder:cifar10-jpeg.zip --subset 200
---epochs 2 --seed 0``, test accuracy 0.23; attacker: 2,000 other-seeded train images, victim:
-1,000 test images, 10 epochs, seed 0): the paper's attack 0.782 rad mean (median 0.795; 12.5 %
-within π/8 of θ, 11.2 % within π/8 of θ + π/2, none near θ + π) — the paper's 0.78–0.84 —; the
-regression 0.054 rad (median 0.046, every θ̂ within π/8), chance π/2.
+Measurements on the reproduced networks are in docs/benchmarks.md (complex-valued networks).
 
 Memory: the attacker's features a = g(I) are computed once (the released encoder is fixed) and
 kept on the device, ``N·K·h·w`` floats (2,000 CIFAR-10 images through the LeNet encoder: 9 MB).
@@ -77,9 +72,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from veilnet import metrics
+from veilnet.checks import check_int, check_number
 from veilnet.complex import layers as cl
-from veilnet.complex.models import ComplexNet
-from veilnet.complex.training import Discriminator, decoys, derangement
+from veilnet.complex.models import ComplexNet, batched
+from veilnet.complex.training import Discriminator, decoys, simulate_device
 from veilnet.data import ImageSplit
 from veilnet.devices import resolve_device
 from veilnet.errors import ConfigError, ShapeError
@@ -184,41 +180,27 @@ def _check_net(net: Any) -> ComplexNet:
     return net
 
 
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
-@torch.no_grad()
 def encoder_features(net: ComplexNet, images: torch.Tensor, *, batch_size: int = 500, device: str | torch.device = "cpu") -> torch.Tensor:
     """``a = g(I)`` for every image (eval mode), on ``device``: ``N×C×H×W`` → ``N×K×h×w``."""
     net = _check_net(net)
     device = resolve_device(device)
-    was_training = net.training
-    net.eval()
-    try:
-        out = [net.encoder(metrics.as_float(images[i : i + batch_size]).to(device)) for i in range(0, images.shape[0], batch_size)]
-    finally:
-        net.train(was_training)
-    if not out:
+    if images.shape[0] == 0:
         raise ConfigError("no images to encode")
-    return torch.cat(out)
+    with metrics.eval_mode(net):
+        return batched(lambda batch: net.encoder(metrics.as_float(batch).to(device)), images, batch_size=batch_size)
 
 
 def victim_features(net: ComplexNet, victim: ImageSplit, *, seed: int = 0, batch_size: int = 500, device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """What the victim sends: ``x = e^{iθ}(g(I) + g(I′)·i)`` (Eq. 2) for each image of ``victim``,
     θ ~ U[0, 2π) and I′ another image of the victim split (a derangement), both drawn from a
-    generator seeded with ``seed`` (in deployment the device draws them from a CSPRNG).
+    generator seeded with ``seed`` (:func:`veilnet.complex.training.simulate_device`; in
+    deployment the device draws them from a CSPRNG).
     Returns ``(x, θ)``: ``N×2×K×h×w`` on ``device`` and ``N`` float64 angles on the CPU."""
     n = len(victim)
     if n < 2:
         raise ConfigError(f"the victim needs at least 2 images (each one's counterpart is another image), got {n}")
-    generator = torch.Generator().manual_seed(_check_int("seed", seed, 0))
-    theta = torch.rand(n, generator=generator, dtype=torch.float64) * TWO_PI
-    counterparts = derangement(n, generator)
-    a = encoder_features(net, victim.images, batch_size=batch_size, device=device)
-    x = cl.encode(a, a[counterparts.to(a.device)], theta.to(device=a.device, dtype=a.dtype))
+    generator = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
+    x, theta, _ = simulate_device(encoder_features(net, victim.images, batch_size=batch_size, device=device), generator)
     return x, theta
 
 
@@ -290,13 +272,13 @@ def train_angle_discriminator(
     image, Δ ~ U[π/36, 2π − π/36] drawn fresh every step; binary cross-entropy on D′'s score
     with the positives weighted ``decoys_per_image`` times; Adam at ``lr``. Everything is drawn
     from generators seeded with ``seed``. Returns D′ (eval mode) and the per-epoch history."""
-    _check_int("epochs", epochs, 1)
-    _check_int("batch_size", batch_size, 1)
-    _check_int("decoys_per_image", decoys_per_image, 1)
+    check_int("epochs", epochs, minimum=1)
+    check_int("batch_size", batch_size, minimum=1)
+    check_int("decoys_per_image", decoys_per_image, minimum=1)
     net, a, device = _attacker_features(net, attacker, device, "D′")
     n = a.shape[0]
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(_check_int("seed", seed, 0))
+        torch.manual_seed(check_int("seed", seed, minimum=0))
         critic = AngleCritic(tuple(a.shape[1:]), channels, _scale(a)).to(device)
     optimizer = torch.optim.Adam(critic.parameters(), lr=lr)
     draws = torch.Generator().manual_seed(seed)
@@ -325,7 +307,7 @@ def train_angle_discriminator(
 
 def angle_grid(grid: int) -> torch.Tensor:
     """``grid`` candidate angles ``2πj/grid``, j = 0 … grid − 1 (float64)."""
-    _check_int("grid", grid, 2)
+    check_int("grid", grid, minimum=2)
     return torch.arange(grid, dtype=torch.float64) * (TWO_PI / grid)
 
 
@@ -334,7 +316,7 @@ def discriminator_angles(critic: nn.Module, x: torch.Tensor, *, grid: int = 360,
     """The paper's estimate ``θ̂ = argmax_θ D′(Re[x·e^{−iθ}])`` (section 4.3) over the ``grid``
     angles of :func:`angle_grid`, batched over samples and angles. ``x``: ``N×2×…`` on D′'s
     device → θ̂, ``N`` float64 on the CPU."""
-    cl._check_pair(x, "x", min_dim=3)
+    cl.check_pair(x, "x", min_dim=3)
     thetas = angle_grid(grid)
     cos, sin = (f(thetas).to(device=x.device, dtype=x.dtype) for f in (torch.cos, torch.sin))
     shape = (1, grid) + (1,) * (x.dim() - 2)
@@ -371,15 +353,14 @@ class AngleRegressor(nn.Module):
         self.register_buffer("scale", torch.tensor(float(scale)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        cl._check_pair(x, "x", min_dim=5)
+        cl.check_pair(x, "x", min_dim=5)
         if x.shape[2] != self.in_channels:
             raise ShapeError(f"the regressor takes features with {self.in_channels} channels, got shape {tuple(x.shape)}")
         return self.body(x.flatten(1, 2) / self.scale)
 
-    @torch.no_grad()
     def angles(self, x: torch.Tensor, *, batch_size: int = 256) -> torch.Tensor:
         """θ̂ = atan2(sin, cos) of the prediction, in [0, 2π), ``N`` float64 on the CPU."""
-        out = torch.cat([self(x[i : i + batch_size]).double().cpu() for i in range(0, x.shape[0], batch_size)])
+        out = batched(lambda batch: self(batch).double().cpu(), x, batch_size=batch_size)
         return torch.remainder(torch.atan2(out[:, 1], out[:, 0]), TWO_PI)
 
 
@@ -400,13 +381,13 @@ def train_angle_regressor(
     drawn fresh, ``x = e^{iθ}(g(I) + g(I′)·i)`` (Eq. 2), loss ``‖ŷ − (cos θ, sin θ)‖²``; Adam at
     ``lr`` with cosine decay. Draws from generators seeded with ``seed``. Returns the regressor
     (eval mode) and the per-epoch history (``loss``, ``train_error`` — mean angle error, rad)."""
-    _check_int("epochs", epochs, 1)
-    _check_int("batch_size", batch_size, 2)
-    _check_int("width", width, 1)
+    check_int("epochs", epochs, minimum=1)
+    check_int("batch_size", batch_size, minimum=2)
+    check_int("width", width, minimum=1)
     net, a, device = _attacker_features(net, attacker, device, "the regressor")
     n = a.shape[0]
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(_check_int("seed", seed, 0))
+        torch.manual_seed(check_int("seed", seed, minimum=0))
         model = AngleRegressor(a.shape[1], width, _scale(a)).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     steps_per_epoch = math.ceil(n / batch_size)
@@ -415,9 +396,7 @@ def train_angle_regressor(
     order = torch.Generator().manual_seed(seed + 1)
 
     def step(idx: torch.Tensor, info: Any) -> dict[str, float]:
-        theta = torch.rand(idx.shape[0], generator=draws, dtype=torch.float64) * TWO_PI
-        other = _other(n, idx, draws)
-        x = cl.encode(a[idx.to(device)], a[other.to(device)], theta.to(device=device, dtype=a.dtype))
+        x, theta, _ = simulate_device(a[idx.to(device)], draws, pool=a, counterparts=lambda m, gen: _other(n, idx, gen))
         target = torch.stack((torch.cos(theta), torch.sin(theta)), 1).to(device=device, dtype=a.dtype)
         pred = model(x)
         loss = (pred - target).pow(2).sum(1).mean()
@@ -469,9 +448,7 @@ def angle_result(attack: str, net: ComplexNet, attacker: ImageSplit, victim: Ima
 
 
 def _check_tolerance(tolerance: Any) -> float:
-    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0 <= tolerance <= math.pi:
-        raise ConfigError(f"tolerance must be a number of radians in [0, π], got {tolerance!r}")
-    return float(tolerance)
+    return float(check_number("tolerance (radians)", tolerance, low=0.0, high=math.pi))
 
 
 def paper_angle_attack(
@@ -494,7 +471,7 @@ def paper_angle_attack(
     attacker from ``seed + 1,000,003``."""
     net = _check_net(net)
     tolerance = _check_tolerance(tolerance)
-    _check_int("seed", seed, 0)
+    check_int("seed", seed, minimum=0)
     angle_grid(grid)
     device = resolve_device(device)
     start = time.perf_counter()
@@ -524,7 +501,7 @@ def regression_angle_attack(
     image of ``victim_split``. Seeds as in :func:`paper_angle_attack`."""
     net = _check_net(net)
     tolerance = _check_tolerance(tolerance)
-    _check_int("seed", seed, 0)
+    check_int("seed", seed, minimum=0)
     device = resolve_device(device)
     start = time.perf_counter()
     model, history = train_angle_regressor(net, attacker_split, epochs=epochs, seed=seed + ATTACKER_SEED_OFFSET, batch_size=batch_size, width=width, device=device, progress=progress)

@@ -31,13 +31,13 @@ On every source: **inversion** (the zoo's U-Net ``dec`` trained on the attacker'
 class of the data's labels): 1, a classifier trained on the attacker's raw images applied to
 ``dec(feature)``; 2, a classifier trained and tested on the feature; 3, trained and tested on
 ``dec(feature)``; 4, k-NN of the feature among the attacker's, k = 1, 3, 5. Besides, on the
-complex network only: **dec(x)** (attack 2, :func:`~veilnet.attacks.inversion.inversion_attack_2`
+complex network only: **dec(x)** (attack 2, :func:`~veilnet.complex.attacks.inversion.inversion_attack_2`
 — trained on x′ with fresh random phases, which is also the random-phase-augmentation inverter),
-**phase-invariant inversion** (:func:`~veilnet.attacks.inversion.phase_invariant_inversion`) and
+**phase-invariant inversion** (:func:`~veilnet.complex.attacks.inversion.phase_invariant_inversion`) and
 **optimisation inversion** through g (:func:`~veilnet.attacks.inversion.optimisation_inversion`,
-on a* from the regression, started at the attacker's mean image); and, for comparison with the
-keyed models, the **learned inversion of keyed images**
-(:func:`veilnet.keyed.attacks.learned_inversion.keyed_inversion`) on the same victim images.
+on a* from the regression, started at the attacker's mean image). (The comparison with another
+method on the same victim images — keyed images under the same learned inversion — is a
+benchmark's: benchmarks/complex_vs_keyed.py.)
 
 Every figure is reported beside its trivial counterpart (the attacker's mean image for
 reconstructions, the majority class for properties, π/2 for angles) and the paper's number.
@@ -58,16 +58,18 @@ from torch import nn
 from veilnet.attacks import inversion as inv
 from veilnet.attacks import property as prop
 from veilnet.attacks.property import PropertyResult
+from veilnet.checks import is_int
 from veilnet.complex.attacks import angle as ang
-from veilnet.complex.models import ComplexNet, SplitNet
+from veilnet.complex.attacks import inversion as cinv
+from veilnet.complex.models import ComplexNet, SplitNet, batched
 from veilnet.data import ImageSplit
 from veilnet.devices import resolve_device
 from veilnet.errors import ConfigError, ShapeError
 from veilnet.report import Result, markdown_table
 
 #: What ``--attacks`` may name. "angle" runs whenever "inversion" or "property" does (they
-#: need its estimates); "keyed" is the keyed-image inverter, for comparison.
-ATTACKS = ("angle", "inversion", "property", "dec-x", "phase-invariant", "optimisation", "keyed")
+#: need its estimates).
+ATTACKS = ("angle", "inversion", "property", "dec-x", "phase-invariant", "optimisation")
 
 #: The paper's figures (Tables 1, 2, 4) by architecture and row: reconstruction error E‖Î − I‖
 #: on CIFAR-10 and the angle attack's mean error (rad).
@@ -89,9 +91,8 @@ class AttackSettings(Result):
     of the train (attacker) and test (victim) splits, balanced over the classes (:func:`balanced_head`); ``epochs``: every inverter and
     property classifier; ``angle_epochs``: D′ and the regressor; ``grid``: D′'s candidate angles;
     ``unet_width``: the U-Net's base width; ``optimisation_steps``: Adam steps of the
-    optimisation inversion; ``keyed``: keyed schemes for the keyed-image inverter, each
-    ``scheme:block_size`` (``block:4``, ``vit:4``); ``seed``: every draw (the victim's θ and
-    counterparts, the attacker's models and draws)."""
+    optimisation inversion; ``seed``: every draw (the victim's θ and counterparts, the attacker's
+    models and draws)."""
 
     attacks: list[str] = field(default_factory=lambda: list(ATTACKS))
     attacker_images: int = 5000
@@ -102,7 +103,6 @@ class AttackSettings(Result):
     unet_width: int = 32
     batch_size: int = 64
     optimisation_steps: int = 200
-    keyed: list[str] = field(default_factory=lambda: ["block:4"])
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -111,23 +111,13 @@ class AttackSettings(Result):
             raise ConfigError(f"unknown attack {', '.join(unknown) or '(none given)'}; choose from {', '.join(ATTACKS)}")
         for name, minimum in (("attacker_images", 2), ("max_images", 2), ("epochs", 1), ("angle_epochs", 1), ("grid", 2), ("unet_width", 1), ("batch_size", 2), ("optimisation_steps", 1), ("seed", 0)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            if not is_int(value) or value < minimum:
                 raise ConfigError(f"{name.replace('_', '-')} must be an integer >= {minimum}, got {value!r}")
-        for spec in self.keyed:
-            keyed_scheme(spec)
 
     def runs(self, attack: str) -> bool:
         """Whether ``attack`` runs (the angle attacks also when their estimates are needed)."""
         needs_angle = attack == "angle" and any(a in self.attacks for a in ("inversion", "property"))
         return attack in self.attacks or needs_angle
-
-
-def keyed_scheme(spec: str) -> tuple[str, int]:
-    """``"block:4"`` → ``("block", 4)``; a one-line error for anything else."""
-    scheme, _, size = str(spec).partition(":")
-    if scheme not in ("block", "vit") or not size.isdigit() or int(size) < 1:
-        raise ConfigError(f"keyed scheme must be block:M or vit:M with a block size M >= 1, got {spec!r}")
-    return scheme, int(size)
 
 
 @dataclass(frozen=True)
@@ -136,7 +126,7 @@ class AttackReport(Result):
 
     ``angle``: one result per angle attack; ``inversion``: one per reconstruction (``attack``
     names the row: a baseline's label, ``dec(a*) paper θ̂``, ``dec(a*) regression θ̂``,
-    ``dec(a) true θ``, ``dec(x)``, ``phase-invariant``, ``optimisation``, the keyed rows);
+    ``dec(a) true θ``, ``dec(x)``, ``phase-invariant``, ``optimisation``);
     ``properties``: one per (source, inference attack, k). ``seconds``: wall time per stage."""
 
     model: str
@@ -160,11 +150,6 @@ def baseline_label(net: SplitNet) -> str:
     if gamma > 0:
         return f"noisy γ={gamma:g}"
     return "original" if isinstance(net.encoder.generator, nn.Identity) else "additional layers"
-
-
-def _paper_key(net: nn.Module) -> str:
-    name = (getattr(net, "veilnet_arch", None) or {}).get("name", "")
-    return name.removeprefix("complex-")
 
 
 @dataclass
@@ -234,11 +219,6 @@ def _label(split: ImageSplit) -> str:
     return f"{split.spec or '(in memory)'}:{split.split or '?'}[:{len(split)}]"
 
 
-@torch.no_grad()
-def _batched(fn: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor, device: torch.device, batch_size: int = 256) -> torch.Tensor:
-    return torch.cat([fn(inputs[i : i + batch_size].to(device)) for i in range(0, inputs.shape[0], batch_size)])
-
-
 def check_inputs(net: Any, attacker: ImageSplit, victim: ImageSplit, baselines: Mapping[str, Any], settings: AttackSettings) -> None:
     """Every one-line error :func:`run_attacks` can meet, raised before any training."""
     if not isinstance(net, ComplexNet):
@@ -249,12 +229,6 @@ def check_inputs(net: Any, attacker: ImageSplit, victim: ImageSplit, baselines: 
     for label, base in baselines.items():
         if not isinstance(base, SplitNet):
             raise ConfigError(f"baseline {label} is not a real split network (split-*)")
-    if settings.runs("keyed"):
-        from veilnet.keyed.schemes import generate_key
-
-        c, h, _ = victim.image_shape
-        for spec in settings.keyed:
-            generate_key(*keyed_scheme(spec), c, h, seed=0)  # the geometry's one-line error, before any training
 
 
 def run_attacks(
@@ -280,8 +254,8 @@ def run_attacks(
     for base in baselines.values():
         base.to(dev).eval()
     x, theta = ang.victim_features(net, victim, seed=settings.seed, device=dev)
-    simulate = inv.complex_features(net, generator=torch.Generator().manual_seed(settings.seed + ang.ATTACKER_SEED_OFFSET + 7))
-    run = _Run(net, attacker, victim, settings, dev, progress, attacker.float_images(), victim.float_images(), x, _batched(simulate, attacker.float_images(), dev))
+    simulate = cinv.complex_features(net, generator=torch.Generator().manual_seed(settings.seed + ang.ATTACKER_SEED_OFFSET + 7))
+    run = _Run(net, attacker, victim, settings, dev, progress, attacker.float_images(), victim.float_images(), x, batched(simulate, attacker.float_images(), device=dev))
     angles, estimates = _angle_attacks(run, theta) if settings.runs("angle") else ([], {})
     sources = _sources(run, baselines, estimates)
     inversion: list[inv.InversionResult] = []
@@ -335,17 +309,17 @@ def _sources(run: _Run, baselines: Mapping[str, SplitNet], estimates: Mapping[st
         noise = getattr(base.noise, "generator", "none")
         if noise != "none":
             base.noise.generator = torch.Generator(device=run.device).manual_seed(run.settings.seed + ang.ATTACKER_SEED_OFFSET)
-        own = _batched(base.features, run.attacker_images, run.device)
+        own = batched(base.features, run.attacker_images, device=run.device)
         if noise != "none":
             base.noise.generator = torch.Generator(device=run.device).manual_seed(run.settings.seed)
-        sources.append(_Source(label, f"{baseline_label(base)} baseline: SplitNet.features", own, _batched(base.features, run.victim_images, run.device)))
+        sources.append(_Source(label, f"{baseline_label(base)} baseline: SplitNet.features", own, batched(base.features, run.victim_images, device=run.device)))
     for attack, name in (("paper-discriminator", "paper θ̂"), ("regression", "regression θ̂")):
         if attack in estimates:
             own_hat, victim_hat = estimates[attack]
-            sources.append(_Source(f"a* {name}", f"a* = Re[x·e^{{−iθ̂}}], θ̂ from the {attack} angle attack", inv.rotate_back(run.x_own, own_hat.to(run.device)), inv.rotate_back(run.x, victim_hat.to(run.device)), f"dec(a*) {name}"))
+            sources.append(_Source(f"a* {name}", f"a* = Re[x·e^{{−iθ̂}}], θ̂ from the {attack} angle attack", cinv.rotate_back(run.x_own, own_hat.to(run.device)), cinv.rotate_back(run.x, victim_hat.to(run.device)), f"dec(a*) {name}"))
     if estimates:
         g = run.net.encoder
-        sources.append(_Source("a true θ", "a = g(I): the exact angle (upper bound of any angle attack)", _batched(g, run.attacker_images, run.device), _batched(g, run.victim_images, run.device), "dec(a) true θ"))
+        sources.append(_Source("a true θ", "a = g(I): the exact angle (upper bound of any angle attack)", batched(g, run.attacker_images, device=run.device), batched(g, run.victim_images, device=run.device), "dec(a) true θ"))
     return sources
 
 
@@ -357,28 +331,19 @@ def _invert(run: _Run, source: _Source) -> inv.InversionResult:
 
 
 def _complex_only(run: _Run, estimates: Mapping[str, tuple[torch.Tensor, torch.Tensor]]) -> list[inv.InversionResult]:
-    """dec(x), phase-invariant and optimisation inversion of the complex features, and the
-    keyed-image inverter on the same victim images."""
+    """dec(x), phase-invariant and optimisation inversion of the complex features."""
     s, results = run.settings, []
     common = {"config": run.inverter_config(), "attacker_split": _label(run.attacker), "victim_split": _label(run.victim), "victim_seed": s.seed, "device": run.device, "progress": run.progress}
     if s.runs("dec-x"):
-        result, rec = run.timed("dec-x", lambda: inv.inversion_attack_2(run.net, run.attacker_images, run.victim_images, run.x, **common))
+        result, rec = run.timed("dec-x", lambda: cinv.inversion_attack_2(run.net, run.attacker_images, run.victim_images, run.x, **common))
         run.reconstructions[result.attack] = rec
         results.append(result)
     if s.runs("phase-invariant"):
-        result, rec = run.timed("phase-invariant", lambda: inv.phase_invariant_inversion(run.net, run.attacker_images, run.victim_images, run.x, **common))
+        result, rec = run.timed("phase-invariant", lambda: cinv.phase_invariant_inversion(run.net, run.attacker_images, run.victim_images, run.x, **common))
         run.reconstructions[result.attack] = rec
         results.append(result)
     if s.runs("optimisation"):
         results.append(run.timed("optimisation", lambda: _optimisation(run, estimates)))
-    if s.runs("keyed"):
-        from veilnet.keyed.attacks.learned_inversion import keyed_inversion
-
-        for spec in s.keyed:
-            scheme, block = keyed_scheme(spec)
-            result, rec = run.timed("keyed", lambda: keyed_inversion(run.attacker_images, run.victim_images, scheme=scheme, block_size=block, seed=s.seed, **{k: v for k, v in common.items() if k != "victim_seed"}))
-            run.reconstructions[result.attack] = rec
-            results.append(result)
     return results
 
 
@@ -386,7 +351,7 @@ def _optimisation(run: _Run, estimates: Mapping[str, tuple[torch.Tensor, torch.T
     """Optimisation inversion through g of a* from the regression's θ̂ (the best estimate), or
     from θ̂ = 0 when the angle attacks did not run."""
     theta_hat = estimates["regression"][1] if "regression" in estimates else torch.zeros(run.x.shape[0], dtype=torch.float64)
-    target = inv.rotate_back(run.x, theta_hat.to(run.device))
+    target = cinv.rotate_back(run.x, theta_hat.to(run.device))
     mean = run.attacker_images.mean(0, keepdim=True)
     steps = run.settings.optimisation_steps
     rec, distance = inv.optimisation_inversion(run.net.encoder, target, run.victim_images.shape[1:], steps=steps, init=mean, seed=run.settings.seed, device=run.device, progress=run.progress)
@@ -471,4 +436,4 @@ def save_grid(path: str | Path, report: AttackReport, victim_images: torch.Tenso
     return inv.save_inversion_grid(path, victim_images, rows, n=n, title=f"{report.architecture}: reconstructions of the victim's images")
 
 
-__all__ = ["ATTACKS", "PAPER", "AttackReport", "AttackSettings", "balanced_head", "baseline_label", "check_inputs", "keyed_scheme", "markdown", "run_attacks", "save_grid"]
+__all__ = ["ATTACKS", "PAPER", "AttackReport", "AttackSettings", "balanced_head", "baseline_label", "check_inputs", "markdown", "run_attacks", "save_grid"]
