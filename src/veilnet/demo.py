@@ -247,6 +247,7 @@ def _reconstruction_rows(net: nn.Module, ctx: DemoContext, out: Path, seed: int)
     a* = Re[x·e^{−iθ̂}] (inversion attack 1 with the stronger angle attack), beside the
     attacker's mean image (an attacker that learns nothing)."""
     from veilnet.attacks import inversion as inv
+    from veilnet.complex.attacks import inversion as cinv
     from veilnet.complex.attacks import angle
     from veilnet.complex.attacks.suite import balanced_head
 
@@ -257,7 +258,7 @@ def _reconstruction_rows(net: nn.Module, ctx: DemoContext, out: Path, seed: int)
     theta_hat = regressor.angles(x)
     own, images = attacker.float_images(), victim.float_images()
     dec = inv.train_inverter(net.encoder, own, epochs=epochs, base_width=width, seed=seed, progress=False)
-    result, rec = inv.inversion_attack_1(net, own, images, x, theta_hat, inverter=dec)
+    result, rec = cinv.inversion_attack_1(net, own, images, x, theta_hat, inverter=dec)
     inv.save_inversion_grid(out / "reconstructions.png", images, {"dec(a*)": rec}, title="the server's reconstruction from x (regression θ̂)")
     error = float(angle.angle_error(theta_hat, theta).mean())
     rows = [["dec(a*), θ̂ from the angle regression", result.metrics.error, result.metrics.ssim], ["the attacker's mean image (learns nothing)", result.baseline.error, result.baseline.ssim]]
