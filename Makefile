@@ -29,6 +29,8 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/veilnet demo
 
 test: $(VENV)/.installed-test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest
 
 clean:

@@ -32,7 +32,9 @@ CIFAR_ZIP = DATA / "cifar10-jpeg.zip"
 
 def add_zip(parser: argparse.ArgumentParser) -> None:
     """``--zip PATH``: the JPEG CIFAR-10 (default :data:`CIFAR_ZIP`)."""
-    parser.add_argument("--zip", type=Path, default=CIFAR_ZIP, help=f"the JPEG CIFAR-10 (default: cifar10-jpeg.zip in $VEILNET_DATA, else in $VEILNET_SHARED/data: {CIFAR_ZIP})")
+    parser.add_argument(
+        "--zip", type=Path, default=CIFAR_ZIP, help=f"the JPEG CIFAR-10 (default: cifar10-jpeg.zip in $VEILNET_DATA, else in $VEILNET_SHARED/data: {CIFAR_ZIP})"
+    )
 
 
 def machine() -> dict[str, Any]:

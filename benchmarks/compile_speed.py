@@ -40,9 +40,9 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from _common import REPO, markdown_table, write_result
 from robust_speed import interleaved
-
 from veilnet import data, models
 from veilnet.complex.models import complex_resnet
 from veilnet.data import cache_dir
@@ -63,7 +63,14 @@ def first_call(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def compare(label: str, eager: Callable[[], object], compiled: Callable[[], object], images_per_call: int, reps: int, others: dict[str, Callable[[], object]] | None = None) -> dict[str, Any]:
+def compare(
+    label: str,
+    eager: Callable[[], object],
+    compiled: Callable[[], object],
+    images_per_call: int,
+    reps: int,
+    others: dict[str, Callable[[], object]] | None = None,
+) -> dict[str, Any]:
     """Warm-up of ``compiled`` (its first call), then eager, compiled and ``others`` timed in turn, ``reps`` rounds."""
     first = first_call(compiled)
     names = ["eager", "compiled", *(others or {})]
@@ -72,7 +79,17 @@ def compare(label: str, eager: Callable[[], object], compiled: Callable[[], obje
     warmup = max(0.0, first - med["compiled"])
     gain = med["eager"] - med["compiled"]
     calls = warmup / gain if gain > 0 else float("inf")
-    row = {"label": label, "seconds": dict(zip(names, times)), "median_s": med, "first_compiled_call_s": first, "warmup_s": warmup, "ratio": med["compiled"] / med["eager"], "break_even_calls": calls, "break_even_images": calls * images_per_call, "images_per_call": images_per_call}
+    row = {
+        "label": label,
+        "seconds": dict(zip(names, times)),
+        "median_s": med,
+        "first_compiled_call_s": first,
+        "warmup_s": warmup,
+        "ratio": med["compiled"] / med["eager"],
+        "break_even_calls": calls,
+        "break_even_images": calls * images_per_call,
+        "images_per_call": images_per_call,
+    }
     print(f"{label}: compiled {med['compiled'] * 1e3:.1f} ms, eager {med['eager'] * 1e3:.1f} ms ({row['ratio']:.2f}×), warm-up {warmup:.1f} s", flush=True)
     return row
 
@@ -90,10 +107,17 @@ def main() -> None:
     n = 5 if args.quick else 20
     split = data.load(f"folder:{SHARED / 'data' / 'cifar10-jpeg.zip'}", split="test")
     x_all, y_all = as_float(split.images), split.labels
-    x, y = x_all[:n], y_all[:n]
+    x = x_all[:n]
     resnet = load_cifar_resnet(SHARED / "models" / "resnet20-12fca82f.th").eval()
     load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    out: dict[str, Any] = {"n": n, "reps": args.reps, "threads": torch.get_num_threads(), "load_before": load, "inductor_cache": str(cache), "inductor_cache_cold": not cache.exists() or not any(cache.iterdir())}
+    out: dict[str, Any] = {
+        "n": n,
+        "reps": args.reps,
+        "threads": torch.get_num_threads(),
+        "load_before": load,
+        "inductor_cache": str(cache),
+        "inductor_cache_cold": not cache.exists() or not any(cache.iterdir()),
+    }
     rows = []
 
     # 1. post-averaging
@@ -103,7 +127,16 @@ def main() -> None:
         authors = PostAveraging(resnet, 15, 6.0, batch_size=91, generator=torch.Generator().manual_seed(0))
         batch = tuned_batch_size(resnet, x)
         points = eager_pa.neighbours(x, eager_pa.sample_directions(n, x.shape[1:], x.device)).flatten(0, 1)
-        rows.append(compare(f"post-averaging K=15, {n} images (batch {batch})", lambda: eager_pa(x), lambda: compiled_pa(x), n, args.reps, {"authors": lambda: torch.cat([authors(img[None]) for img in x]), "floor": lambda: [resnet(p) for p in points.split(batch)]}))
+        rows.append(
+            compare(
+                f"post-averaging K=15, {n} images (batch {batch})",
+                lambda: eager_pa(x),
+                lambda: compiled_pa(x),
+                n,
+                args.reps,
+                {"authors": lambda: torch.cat([authors(img[None]) for img in x]), "floor": lambda: [resnet(p) for p in points.split(batch)]},
+            )
+        )
 
     # 2. PGD-10
     from art.attacks.evasion import ProjectedGradientDescent
@@ -115,22 +148,41 @@ def main() -> None:
     pgd = {name: attacks.PGD(m, 8 / 255, alpha=2 / 255, steps=10, seed=0, batch_size=n_pgd) for name, m in (("eager", resnet), ("compiled", fast))}
     classifier = PyTorchClassifier(model=resnet, loss=torch.nn.CrossEntropyLoss(), input_shape=(3, 32, 32), nb_classes=10, clip_values=(0.0, 1.0))
     art_pgd = ProjectedGradientDescent(classifier, norm=np.inf, eps=8 / 255, eps_step=2 / 255, max_iter=10, num_random_init=1, batch_size=n_pgd, verbose=False)
-    rows.append(compare(f"PGD-10, {n_pgd} images", lambda: pgd["eager"](xp, yp), lambda: pgd["compiled"](xp, yp), n_pgd, args.reps, {"ART": lambda: art_pgd.generate(xp.numpy(), yp.numpy())}))
+    rows.append(
+        compare(
+            f"PGD-10, {n_pgd} images",
+            lambda: pgd["eager"](xp, yp),
+            lambda: pgd["compiled"](xp, yp),
+            n_pgd,
+            args.reps,
+            {"ART": lambda: art_pgd.generate(xp.numpy(), yp.numpy())},
+        )
+    )
     same = torch.equal(pgd["eager"](xp, yp)[1], pgd["compiled"](xp, yp)[1])
     out["pgd_success_masks_equal"] = same
 
     # 3. training steps
     train = data.subset(split, 13)  # 130 images: one batch of 128 per step (the step draws its own permutation)
-    arch = {"resnet20": ({}, TrainConfig(batch_size=128, seed=0)), "convmixer": ({"dim": 128, "depth": 6, "kernel_size": 5, "patch_size": 4}, TrainConfig(batch_size=128, optimizer="adamw", lr=0.005, weight_decay=0.05, seed=0))}
+    arch = {
+        "resnet20": ({}, TrainConfig(batch_size=128, seed=0)),
+        "convmixer": (
+            {"dim": 128, "depth": 6, "kernel_size": 5, "patch_size": 4},
+            TrainConfig(batch_size=128, optimizer="adamw", lr=0.005, weight_decay=0.05, seed=0),
+        ),
+    }
     for name, (kwargs, config) in arch.items():
         steps = {}
         for mode in ("eager", "compiled"):
             torch.manual_seed(0)
             model = models.create(name, **kwargs)
-            steps[mode] = ClassifierStep(model, make_optimizer(model, config), train, config, torch.Generator().manual_seed(0), torch.device("cpu"), compile=mode == "compiled")
+            steps[mode] = ClassifierStep(
+                model, make_optimizer(model, config), train, config, torch.Generator().manual_seed(0), torch.device("cpu"), compile=mode == "compiled"
+            )
         idx = torch.arange(128)
         info = StepInfo(0, 0, 0)
-        rows.append(compare(f"training step {name}, batch 128", lambda s=steps: s["eager"](idx, info), lambda s=steps: s["compiled"](idx, info), 128, args.reps))
+        rows.append(
+            compare(f"training step {name}, batch 128", lambda s=steps: s["eager"](idx, info), lambda s=steps: s["compiled"](idx, info), 128, args.reps)
+        )
 
     # 4. the service's model pass, 8 images
     from veilnet.keyed import generate_key, public_params
@@ -144,7 +196,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = models.save(transformed, Path(tmp) / "served", extra={"keyed": public_params(key)})
         served = {mode: ServedModel.load(path, compile=mode == "compiled") for mode in ("eager", "compiled")}
-    rows.append(compare("service model pass, ConvMixer-256/8, 8 images", lambda: served["eager"].forward(x8), lambda: served["compiled"].forward(x8), 8, args.reps))
+    rows.append(
+        compare("service model pass, ConvMixer-256/8, 8 images", lambda: served["eager"].forward(x8), lambda: served["compiled"].forward(x8), 8, args.reps)
+    )
 
     # 5. the complex processor
     torch.manual_seed(0)
@@ -163,8 +217,23 @@ def main() -> None:
         med = r["median_s"]
         others = ", ".join(f"{k} {v * 1e3:.0f} ms (compiled {med['compiled'] / v:.2f}×)" for k, v in med.items() if k not in ("eager", "compiled"))
         calls = r["break_even_calls"]
-        table.append([r["label"], f"{med['eager'] * 1e3:.1f}", f"{med['compiled'] * 1e3:.1f}", f"**{r['ratio']:.2f}**", others, f"{r['warmup_s']:.1f}", "never" if calls == float("inf") else f"{calls:.0f} calls ({r['break_even_images']:.0f} images)"])
-    print(f"$ python benchmarks/compile_speed.py{' --quick' if args.quick else ''}{' --cold' if args.cold else ''} --reps {args.reps}\n\nload average {out['load_before']} before, {out['load_after']} after; {torch.get_num_threads()} thread; inductor cache {'cold' if out['inductor_cache_cold'] else 'warm'}; PGD success masks equal: {same}\n")
+        table.append(
+            [
+                r["label"],
+                f"{med['eager'] * 1e3:.1f}",
+                f"{med['compiled'] * 1e3:.1f}",
+                f"**{r['ratio']:.2f}**",
+                others,
+                f"{r['warmup_s']:.1f}",
+                "never" if calls == float("inf") else f"{calls:.0f} calls ({r['break_even_images']:.0f} images)",
+            ]
+        )
+    print(
+        f"$ python benchmarks/compile_speed.py{' --quick' if args.quick else ''}{' --cold' if args.cold else ''} "
+        f"--reps {args.reps}\n\nload average {out['load_before']} before, "
+        f"{out['load_after']} after; {torch.get_num_threads()} thread; inductor cache "
+        f"{'cold' if out['inductor_cache_cold'] else 'warm'}; PGD success masks equal: {same}\n"
+    )
     print(markdown_table(["what", "eager ms", "compiled ms", "compiled / eager", "others (median)", "warm-up s", "break-even"], table))
     print(f"wrote {write_result('compile_speed' + ('_quick' if args.quick else '') + ('_cold' if args.cold else ''), out)}")
 

@@ -40,15 +40,23 @@ def command(args: argparse.Namespace) -> list[str]:
         if (folder / row / "model.json").exists():
             argv += ["--baseline", str(folder / row)]
     argv += [
-        "--attacker-images", str(args.attacker_images),
-        "--max-images", str(args.max_images),
-        "--epochs", str(args.epochs),
-        "--angle-epochs", str(args.angle_epochs),
-        "--grid", str(args.grid),
-        "--unet-width", str(args.unet_width),
-        "--seed", str(args.seed),
+        "--attacker-images",
+        str(args.attacker_images),
+        "--max-images",
+        str(args.max_images),
+        "--epochs",
+        str(args.epochs),
+        "--angle-epochs",
+        str(args.angle_epochs),
+        "--grid",
+        str(args.grid),
+        "--unet-width",
+        str(args.unet_width),
+        "--seed",
+        str(args.seed),
         *(["--attacks", args.attacks] if args.attacks else []),
-        "-o", args.out or str(REPO / "runs" / "benchmarks" / "complex_attacks" / args.arch),
+        "-o",
+        args.out or str(REPO / "runs" / "benchmarks" / "complex_attacks" / args.arch),
     ]
     return argv + (["--force"] if args.force else [])
 

@@ -31,9 +31,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from _common import markdown_table, write_result
 from torch import nn
 
+from _common import markdown_table, write_result
 from veilnet.complex import layers as cl
 from veilnet.complex import models as cm
 from veilnet.models.resnet_cifar import BasicBlock
@@ -143,8 +143,25 @@ def section_representations(n: int, reps: int, result: dict[str, Any]) -> None:
     fwd = interleaved({k: forward(fn) for k, (fn, _) in reps_variants.items()}, reps)
     bwd = interleaved({k: forward_backward(fn, params) for k, (fn, params) in reps_variants.items()}, reps)
     ref = next(iter(reps_variants))
-    rows = [[k, f"{fwd[k]['median'] * 1e3:.2f} ({fwd[k]['min'] * 1e3:.2f}–{fwd[k]['max'] * 1e3:.2f})", f"{fwd[k]['median'] / fwd[ref]['median']:.2f}×", f"{bwd[k]['median'] * 1e3:.2f} ({bwd[k]['min'] * 1e3:.2f}–{bwd[k]['max'] * 1e3:.2f})", f"{bwd[k]['median'] / bwd[ref]['median']:.2f}×"] for k in reps_variants]
-    result["representations"] = {k: {"forward": fwd[k], "forward_backward": bwd[k], "forward_ratio": fwd[k]["median"] / fwd[ref]["median"], "forward_backward_ratio": bwd[k]["median"] / bwd[ref]["median"]} for k in reps_variants}
+    rows = [
+        [
+            k,
+            f"{fwd[k]['median'] * 1e3:.2f} ({fwd[k]['min'] * 1e3:.2f}–{fwd[k]['max'] * 1e3:.2f})",
+            f"{fwd[k]['median'] / fwd[ref]['median']:.2f}×",
+            f"{bwd[k]['median'] * 1e3:.2f} ({bwd[k]['min'] * 1e3:.2f}–{bwd[k]['max'] * 1e3:.2f})",
+            f"{bwd[k]['median'] / bwd[ref]['median']:.2f}×",
+        ]
+        for k in reps_variants
+    ]
+    result["representations"] = {
+        k: {
+            "forward": fwd[k],
+            "forward_backward": bwd[k],
+            "forward_ratio": fwd[k]["median"] / fwd[ref]["median"],
+            "forward_backward_ratio": bwd[k]["median"] / bwd[ref]["median"],
+        }
+        for k in reps_variants
+    }
     print(markdown_table(["variant", "forward ms", "× real", "forward+backward ms", "× real"], rows))
 
 
@@ -157,9 +174,26 @@ def section_layers(n: int, reps: int, result: dict[str, Any]) -> None:
         real.train(), comp.train()
         torch.manual_seed(0)
         f = interleaved({"real": forward(lambda: real(x)), "complex": forward(lambda: comp(xc))}, reps)
-        b = interleaved({"real": forward_backward(lambda: real(x), [x, *real.parameters()]), "complex": forward_backward(lambda: comp(xc), [xc, *comp.parameters()])}, reps)
-        result["layers"][name] = {"forward": f, "forward_backward": b, "forward_ratio": f["complex"]["median"] / f["real"]["median"], "forward_backward_ratio": b["complex"]["median"] / b["real"]["median"]}
-        rows.append([name, f"{f['real']['median'] * 1e3:.2f}", f"{f['complex']['median'] * 1e3:.2f} ({f['complex']['min'] * 1e3:.2f}–{f['complex']['max'] * 1e3:.2f})", f"{f['complex']['median'] / f['real']['median']:.2f}×", f"{b['real']['median'] * 1e3:.2f}", f"{b['complex']['median'] * 1e3:.2f} ({b['complex']['min'] * 1e3:.2f}–{b['complex']['max'] * 1e3:.2f})", f"{b['complex']['median'] / b['real']['median']:.2f}×"])
+        b = interleaved(
+            {"real": forward_backward(lambda: real(x), [x, *real.parameters()]), "complex": forward_backward(lambda: comp(xc), [xc, *comp.parameters()])}, reps
+        )
+        result["layers"][name] = {
+            "forward": f,
+            "forward_backward": b,
+            "forward_ratio": f["complex"]["median"] / f["real"]["median"],
+            "forward_backward_ratio": b["complex"]["median"] / b["real"]["median"],
+        }
+        rows.append(
+            [
+                name,
+                f"{f['real']['median'] * 1e3:.2f}",
+                f"{f['complex']['median'] * 1e3:.2f} ({f['complex']['min'] * 1e3:.2f}–{f['complex']['max'] * 1e3:.2f})",
+                f"{f['complex']['median'] / f['real']['median']:.2f}×",
+                f"{b['real']['median'] * 1e3:.2f}",
+                f"{b['complex']['median'] * 1e3:.2f} ({b['complex']['min'] * 1e3:.2f}–{b['complex']['max'] * 1e3:.2f})",
+                f"{b['complex']['median'] / b['real']['median']:.2f}×",
+            ]
+        )
     print(markdown_table(["layer", "real fwd ms", "complex fwd ms", "× real", "real fwd+bwd ms", "complex fwd+bwd ms", "× real"], rows))
 
 
@@ -179,11 +213,45 @@ def section_networks(n: int, reps: int, quick: bool, result: dict[str, Any]) -> 
         real.eval(), comp.eval()
         f = interleaved({"real": forward(lambda: real(images)), "complex": forward(lambda: comp(images, theta, b))}, reps)
         real.train(), comp.train()
-        bw = interleaved({"real": forward_backward(lambda: loss(real, False), list(real.parameters())), "complex": forward_backward(lambda: loss(comp, True), list(comp.parameters()))}, reps)
-        result["networks"][name] = {"forward": f, "forward_backward": bw, "forward_ratio": f["complex"]["median"] / f["real"]["median"], "forward_backward_ratio": bw["complex"]["median"] / bw["real"]["median"]}
+        bw = interleaved(
+            {
+                "real": forward_backward(lambda: loss(real, False), list(real.parameters())),
+                "complex": forward_backward(lambda: loss(comp, True), list(comp.parameters())),
+            },
+            reps,
+        )
+        result["networks"][name] = {
+            "forward": f,
+            "forward_backward": bw,
+            "forward_ratio": f["complex"]["median"] / f["real"]["median"],
+            "forward_backward_ratio": bw["complex"]["median"] / bw["real"]["median"],
+        }
         per = lambda t: t["median"] / n  # noqa: E731
-        rows.append([name, f"{per(f['real']) * 1e3:.3f}", f"{per(f['complex']) * 1e3:.3f}", f"{f['complex']['median'] / f['real']['median']:.2f}×", f"{per(bw['real']) * 1e3:.3f}", f"{per(bw['complex']) * 1e3:.3f}", f"{bw['complex']['median'] / bw['real']['median']:.2f}×"])
-    print(markdown_table(["network", "real ms/image (eval)", "complex ms/image (eval)", "× real", "real ms/image (train fwd+bwd)", "complex ms/image (train fwd+bwd)", "× real"], rows))
+        rows.append(
+            [
+                name,
+                f"{per(f['real']) * 1e3:.3f}",
+                f"{per(f['complex']) * 1e3:.3f}",
+                f"{f['complex']['median'] / f['real']['median']:.2f}×",
+                f"{per(bw['real']) * 1e3:.3f}",
+                f"{per(bw['complex']) * 1e3:.3f}",
+                f"{bw['complex']['median'] / bw['real']['median']:.2f}×",
+            ]
+        )
+    print(
+        markdown_table(
+            [
+                "network",
+                "real ms/image (eval)",
+                "complex ms/image (eval)",
+                "× real",
+                "real ms/image (train fwd+bwd)",
+                "complex ms/image (train fwd+bwd)",
+                "× real",
+            ],
+            rows,
+        )
+    )
     print("\npaper (Table 5, GPU, CIFAR-100 ResNet-56-α): 0.0004 s vs 0.0007 s per image, 1.75×")
 
 
@@ -199,7 +267,15 @@ def main() -> None:
     n = args.batch or (32 if args.quick else 64)
     reps = args.repeats or (5 if args.quick else 15)
     torch.manual_seed(0)
-    result: dict[str, Any] = {"batch": n, "repeats": reps, "threads": torch.get_num_threads(), "quick": args.quick, "representations": {}, "layers": {}, "networks": {}}
+    result: dict[str, Any] = {
+        "batch": n,
+        "repeats": reps,
+        "threads": torch.get_num_threads(),
+        "quick": args.quick,
+        "representations": {},
+        "layers": {},
+        "networks": {},
+    }
     print(f"torch.set_num_threads({torch.get_num_threads()}); batch {n}; median (min–max) of {reps} interleaved repetitions after one warm-up; ms\n")
 
     try:

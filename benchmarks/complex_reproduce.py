@@ -71,12 +71,12 @@ import time
 from typing import Any
 
 import torch
+
 from _common import REPO, markdown_table, write_result
 from complex_layers import interleaved
-
 from veilnet import data, metrics, models
-from veilnet.complex import layers as cl
 from veilnet.cli import parse_assignments
+from veilnet.complex import layers as cl
 from veilnet.training import TrainConfig, train
 
 ARCHS = ("lenet", "resnet20-alpha", "resnet20-beta", "resnet56-alpha")
@@ -84,7 +84,13 @@ GAMMAS = (0.2, 0.5, 1.0)
 ROWS = ("original", "additional", *(f"noisy-{g}" for g in GAMMAS), "complex")
 #: Optional rows (not in the paper): the complex network trained on the task loss alone (λ = 0).
 EXTRA_ROWS = ("complex-task",)
-LABELS = {"original": "original", "additional": "with additional layers", **{f"noisy-{g}": f"noisy, γ = {g}" for g in GAMMAS}, "complex": "complex-valued", "complex-task": "complex-valued, λ = 0 (task loss only; ablation, not in the paper)"}
+LABELS = {
+    "original": "original",
+    "additional": "with additional layers",
+    **{f"noisy-{g}": f"noisy, γ = {g}" for g in GAMMAS},
+    "complex": "complex-valued",
+    "complex-task": "complex-valued, λ = 0 (task loss only; ablation, not in the paper)",
+}
 
 #: Classification error (%) on CIFAR-10 in the paper (Table 1: ResNets; Table 2: LeNet); None: not reported.
 PAPER: dict[str, dict[str, float | None]] = {
@@ -112,7 +118,17 @@ def model_spec(arch: str, row: str) -> tuple[str, dict[str, Any]]:
 
 def budget(args: argparse.Namespace) -> dict[str, Any]:
     """The training options every row shares (TrainConfig's names)."""
-    return {"epochs": args.epochs, "batch_size": args.batch_size, "optimizer": args.optimizer, "lr": args.lr, "weight_decay": args.weight_decay, "schedule": "cosine", "warmup_epochs": args.warmup_epochs, "augment": True, "seed": args.seed}
+    return {
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "optimizer": args.optimizer,
+        "lr": args.lr,
+        "weight_decay": args.weight_decay,
+        "schedule": "cosine",
+        "warmup_epochs": args.warmup_epochs,
+        "augment": True,
+        "seed": args.seed,
+    }
 
 
 def evaluate(net: torch.nn.Module, row: str, test: data.ImageSplit, seed: int) -> float:
@@ -132,7 +148,9 @@ def evaluate(net: torch.nn.Module, row: str, test: data.ImageSplit, seed: int) -
             noise.generator = None
 
 
-def train_row(arch: str, row: str, train_split: data.ImageSplit, monitor: data.ImageSplit, out: Any, args: argparse.Namespace) -> tuple[torch.nn.Module, dict[str, Any]]:
+def train_row(
+    arch: str, row: str, train_split: data.ImageSplit, monitor: data.ImageSplit, out: Any, args: argparse.Namespace
+) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Train (or resume) one row into ``out``; returns the trained model and what to record."""
     name, kwargs = model_spec(arch, row)
     torch.manual_seed(args.seed)
@@ -158,7 +176,17 @@ def train_row(arch: str, row: str, train_split: data.ImageSplit, monitor: data.I
         config = TrainConfig(**budget(args))
         result = train(net, train_split, out, config=config, test_split=monitor, resume=resume, force=not resume, progress=progress)
     wall = time.perf_counter() - tic
-    record = {"model": name, "kwargs": kwargs, "config": dataclasses.asdict(config), "out_dir": str(out.relative_to(REPO)), "resumed": resume, "epochs": result.epochs, "train_seconds": result.train_seconds, "wall_seconds_this_invocation": wall, "history": result.history}
+    record = {
+        "model": name,
+        "kwargs": kwargs,
+        "config": dataclasses.asdict(config),
+        "out_dir": str(out.relative_to(REPO)),
+        "resumed": resume,
+        "epochs": result.epochs,
+        "train_seconds": result.train_seconds,
+        "wall_seconds_this_invocation": wall,
+        "history": result.history,
+    }
     return net, record
 
 
@@ -230,18 +258,36 @@ def _fmt_err(rec: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", choices=ARCHS, default="lenet")
-    parser.add_argument("--rows", nargs="+", choices=ROWS + EXTRA_ROWS, default=list(ROWS), help="rows to train and evaluate (default: the paper's; complex-task, the complex network with λ = 0, on request)")
+    parser.add_argument(
+        "--rows",
+        nargs="+",
+        choices=ROWS + EXTRA_ROWS,
+        default=list(ROWS),
+        help="rows to train and evaluate (default: the paper's; complex-task, the complex network with λ = 0, on request)",
+    )
     parser.add_argument("--data", default="folder:cifar10-jpeg.zip", help="data spec (relative paths under $VEILNET_DATA, default ../shared/data)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs of every row (default 20; quick 2)")
     parser.add_argument("--train-per-class", type=int, default=None, help="train on N images per class, a seeded random choice (default all; quick 50)")
     parser.add_argument("--test-per-class", type=int, default=None, help="evaluate on the first M test images per class (default all; quick 20)")
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), default="adam", help="optimiser of every row (default adam: ComplexTrainConfig's default, with which the complex layers train from scratch)")
+    parser.add_argument(
+        "--optimizer",
+        choices=("sgd", "adam", "adamw"),
+        default="adam",
+        help="optimiser of every row (default adam: ComplexTrainConfig's default, with which the complex layers train from scratch)",
+    )
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--weight-decay", type=float, default=5e-4)
     parser.add_argument("--warmup-epochs", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=0, help="training seed of every row (initialisation, batches, augmentation)")
-    parser.add_argument("--complex-arg", action="append", default=[], metavar="KEY=VALUE", help="an option of ComplexTrainConfig's adversarial part for the complex rows (k, adversarial_weight, decoys, d_lr, gp_weight, n_critic, d_channels); default: its defaults")
+    parser.add_argument(
+        "--complex-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an option of ComplexTrainConfig's adversarial part for the complex rows (k, "
+        "adversarial_weight, decoys, d_lr, gp_weight, n_critic, d_channels); default: its defaults",
+    )
     parser.add_argument("--resume", action="store_true", help="continue each row from its checkpoint (a finished row replays nothing)")
     parser.add_argument("--sections", nargs="+", choices=("error", "time"), default=["error", "time"])
     parser.add_argument("--time-batch", type=int, default=100, help="batch size of the timing (default 100, the paper's for CIFAR-100)")
@@ -262,7 +308,19 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     os.environ.setdefault("VEILNET_DATA", str(REPO.parent / "shared" / "data"))
     command = "python benchmarks/complex_reproduce.py " + " ".join(a for a in sys.argv[1:] if a not in ("--resume", "--no-progress"))
-    result: dict[str, Any] = {"command": command.strip(), "arch": args.arch, "threads": torch.get_num_threads(), "quick": args.quick, "budget": budget(args), "complex_options": args.complex_options, "data": args.data, "train_per_class": args.train_per_class, "test_per_class": args.test_per_class, "eval_seeds": list(EVAL_SEEDS), "rows": {}}
+    result: dict[str, Any] = {
+        "command": command.strip(),
+        "arch": args.arch,
+        "threads": torch.get_num_threads(),
+        "quick": args.quick,
+        "budget": budget(args),
+        "complex_options": args.complex_options,
+        "data": args.data,
+        "train_per_class": args.train_per_class,
+        "test_per_class": args.test_per_class,
+        "eval_seeds": list(EVAL_SEEDS),
+        "rows": {},
+    }
     root = REPO / "runs" / "benchmarks" / ("complex_reproduce-quick" if args.quick else "complex_reproduce") / args.arch
     only = "" if set(args.sections) == {"error", "time"} else "_" + args.sections[0]  # a partial run keeps the full one's JSON
     name = f"complex_reproduce_{args.arch}{only}" + ("_quick" if args.quick else "")
@@ -277,7 +335,11 @@ def main() -> None:
             test = data.subset(test, args.test_per_class)
         monitor = data.subset(test, min(100, len(test) // test.num_classes))  # per-epoch curve only
         result.update(n_train=len(train_split), n_test=len(test), n_monitor=len(monitor))
-        print(f"train: {len(train_split)} images; test: {len(test)} images ({'first ' + str(args.test_per_class) + ' per class' if args.test_per_class else 'all'})", flush=True)
+        print(
+            f"train: {len(train_split)} images; test: {len(test)} images "
+            f"({'first ' + str(args.test_per_class) + ' per class' if args.test_per_class else 'all'})",
+            flush=True,
+        )
         for row in args.rows:
             out = root / row
             print(f"\n== {args.arch} / {row} -> {out.relative_to(REPO)}", flush=True)
@@ -292,7 +354,10 @@ def main() -> None:
             by_seed = {s: 100.0 * (1.0 - evaluate(net, row, test, s)) for s in seeds}
             record.update(error=by_seed[0], error_by_seed={str(s): e for s, e in by_seed.items()})
             result["rows"][row] = record
-            print(f"{row}: error {by_seed[0]:.2f}% (seeds {', '.join(f'{e:.2f}' for e in by_seed.values())}); {record['train_seconds'] / 60:.1f} min of training", flush=True)
+            print(
+                f"{row}: error {by_seed[0]:.2f}% (seeds {', '.join(f'{e:.2f}' for e in by_seed.values())}); {record['train_seconds'] / 60:.1f} min of training",
+                flush=True,
+            )
             write_result(name, result)
 
         paper = PAPER.get(args.arch, {})
@@ -305,7 +370,10 @@ def main() -> None:
             pdelta = f"{p - paper['original']:+.2f}" if p is not None and paper.get("original") is not None else "–"
             minutes = f"{rec['train_seconds'] / 60:.1f}" if "train_seconds" in rec else "–"
             rows.append([LABELS[row], "–" if p is None else f"{p:.2f}", pdelta, _fmt_err(rec), delta, REPRODUCTION.get(row, "–"), minutes])
-        print(f"\n### Classification error (%), {args.arch}, JPEG CIFAR-10: {result['n_train']} training images, {args.epochs} epochs; test n = {result['n_test']}\n")
+        print(
+            f"\n### Classification error (%), {args.arch}, JPEG CIFAR-10: {result['n_train']} "
+            f"training images, {args.epochs} epochs; test n = {result['n_test']}\n"
+        )
         print(markdown_table(["row", "paper", "paper − original", "ours", "ours − original", "public reproduction", "train min"], rows))
 
     if "time" in args.sections:
@@ -314,12 +382,25 @@ def main() -> None:
         fmt = lambda v: f"{v['median'] * 1e3:.4f} ({v['min'] * 1e3:.4f}–{v['max'] * 1e3:.4f})"  # noqa: E731
         rows = [
             ["original (whole network)", fmt(t["whole"]["original"]), "–", "1.00×"],
-            ["with additional layers (whole network)", fmt(t["whole"]["additional"]), f"{PAPER_TIME['additional'] * 1e3:.1f}", f"{t['whole']['additional']['median'] / t['whole']['original']['median']:.2f}×"],
-            ["complex (encode, Φ, decode)", fmt(t["whole"]["complex"]), f"{PAPER_TIME['complex'] * 1e3:.1f}", f"**{t['ratio_vs_original']:.2f}×** ({t['ratio_vs_additional']:.2f}× the additional-layers network; paper 1.75×)"],
+            [
+                "with additional layers (whole network)",
+                fmt(t["whole"]["additional"]),
+                f"{PAPER_TIME['additional'] * 1e3:.1f}",
+                f"{t['whole']['additional']['median'] / t['whole']['original']['median']:.2f}×",
+            ],
+            [
+                "complex (encode, Φ, decode)",
+                fmt(t["whole"]["complex"]),
+                f"{PAPER_TIME['complex'] * 1e3:.1f}",
+                f"**{t['ratio_vs_original']:.2f}×** ({t['ratio_vs_additional']:.2f}× the additional-layers network; paper 1.75×)",
+            ],
             ["server only: real processor on a", fmt(t["processor"]["real"]), "–", "1.00×"],
             ["server only: complex Φ on x", fmt(t["processor"]["complex"]), "–", f"{t['ratio_processor']:.2f}×"],
         ]
-        print(f"\n### Inference time per image, {args.arch}, batch {args.time_batch} ({args.time_batches} batches per repetition, median (min–max) of {args.repeats} interleaved repetitions, {torch.get_num_threads()} threads)\n")
+        print(
+            f"\n### Inference time per image, {args.arch}, batch {args.time_batch} ({args.time_batches} batches per "
+            f"repetition, median (min–max) of {args.repeats} interleaved repetitions, {torch.get_num_threads()} threads)\n"
+        )
         print(markdown_table(["network", "ms per image (ours)", "paper ms per image (Table 5)", "× original"], rows))
 
     print(f"\n-> {write_result(name, result)}")

@@ -55,7 +55,15 @@ def check_keyed(specs: Sequence[str], image_shape: Sequence[int]) -> list[tuple[
     return schemes
 
 
-def compare(report: AttackReport, attacker: ImageSplit, victim: ImageSplit, keyed: Sequence[str] = ("block:4",), *, device: str | torch.device = "cpu", progress: bool = True) -> tuple[AttackReport, dict[str, torch.Tensor]]:
+def compare(
+    report: AttackReport,
+    attacker: ImageSplit,
+    victim: ImageSplit,
+    keyed: Sequence[str] = ("block:4",),
+    *,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> tuple[AttackReport, dict[str, torch.Tensor]]:
     """``report`` (of :func:`veilnet.complex.attacks.suite.run_attacks` on ``attacker`` and
     ``victim``) with one row per keyed scheme of ``keyed`` appended: the learned inversion of keyed
     images on the same attacker and victim images (:func:`~veilnet.complex.attacks.suite.balanced_head`
@@ -71,7 +79,18 @@ def compare(report: AttackReport, attacker: ImageSplit, victim: ImageSplit, keye
     start = time.perf_counter()
     rows, reconstructions = [], {}
     for scheme, block in schemes:
-        result, rec = keyed_inversion(own, victims, scheme=scheme, block_size=block, config=config, attacker_split=report.attacker, victim_split=report.victim, seed=s.seed, device=device, progress=progress)
+        result, rec = keyed_inversion(
+            own,
+            victims,
+            scheme=scheme,
+            block_size=block,
+            config=config,
+            attacker_split=report.attacker,
+            victim_split=report.victim,
+            seed=s.seed,
+            device=device,
+            progress=progress,
+        )
         rows.append(result)
         reconstructions[result.attack] = rec
     seconds = {**report.seconds, "keyed": time.perf_counter() - start}
@@ -81,7 +100,9 @@ def compare(report: AttackReport, attacker: ImageSplit, victim: ImageSplit, keye
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--arch", required=True, choices=["lenet", "resnet20-alpha", "resnet20-beta", "resnet56-alpha"])
-    parser.add_argument("--keyed", action="append", metavar="SCHEME:M", help="keyed scheme and block size, e.g. block:4 or vit:4 (default block:4; repeat for several)")
+    parser.add_argument(
+        "--keyed", action="append", metavar="SCHEME:M", help="keyed scheme and block size, e.g. block:4 or vit:4 (default block:4; repeat for several)"
+    )
     parser.add_argument("--report", help="the complex attacks' report.json (default runs/benchmarks/complex_attacks/ARCH/report.json)")
     parser.add_argument("--out", help="output folder (default runs/benchmarks/complex_vs_keyed/ARCH)")
     parser.add_argument("--device", default="cpu")
@@ -94,7 +115,12 @@ def main() -> int:
     source = Path(args.report or REPO / "runs" / "benchmarks" / "complex_attacks" / args.arch / "report.json")
     if not source.exists():
         raise SystemExit(f"no report at {source}: run benchmarks/complex_attacks.py --arch {args.arch} first")
-    out = prepare_output(args.out or REPO / "runs" / "benchmarks" / "complex_vs_keyed" / args.arch, force=args.force, exists=["report.json", "report.md", "keyed.png"], mkdir=True)
+    out = prepare_output(
+        args.out or REPO / "runs" / "benchmarks" / "complex_vs_keyed" / args.arch,
+        force=args.force,
+        exists=["report.json", "report.md", "keyed.png"],
+        mkdir=True,
+    )
     report = AttackReport.load(source)
     attacker, victim = data.load(report.data, "train"), data.load(report.data, "test")
     report, reconstructions = compare(report, attacker, victim, args.keyed or ["block:4"], device=args.device)

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import add_zip, markdown_table, timeit, write_result
 
+from _common import add_zip, markdown_table, timeit, write_result
 from veilnet import data
 from veilnet.data import folder
 
@@ -66,14 +66,25 @@ def main() -> None:
         cached, floor = _interleaved([load_all, lambda: [np.load(p) for p in arrays]], repeats=5)
         size = sum(p.stat().st_size for p in arrays)
 
-    result.update(load_average=os.getloadavg(), images=n, cold_s=cold, cold_serial_s=cold_serial, cached=cached, floor=floor, cache_bytes=size, ratio=cached["median"] / floor["median"])
+    result.update(
+        load_average=os.getloadavg(),
+        images=n,
+        cold_s=cold,
+        cold_serial_s=cold_serial,
+        cached=cached,
+        floor=floor,
+        cache_bytes=size,
+        ratio=cached["median"] / floor["median"],
+    )
     if cold_serial is not None:
         rows.append(["cold, 1 process (decode every JPEG)", f"{cold_serial:.2f}", "", ""])
     rows.append([f"cold, {result['workers']} worker processes", f"{cold:.2f}", "", ""])
     rows.append(["cached `data.load`", f"{cached['median']:.3f}", f"{cached['min']:.3f}–{cached['max']:.3f}", f"{result['ratio']:.2f}×"])
     rows.append([f"floor: `np.load` of the cached .npy ({size / 2**20:.0f} MiB)", f"{floor['median']:.3f}", f"{floor['min']:.3f}–{floor['max']:.3f}", "1.00×"])
-    print(f"JPEG CIFAR-10, {' + '.join(splits)} ({n} images), torch threads 1, cached: median of 5 after 1 warm-up, "
-          f"interleaved with the floor; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores\n")
+    print(
+        f"JPEG CIFAR-10, {' + '.join(splits)} ({n} images), torch threads 1, cached: median of 5 after 1 warm-up, "
+        f"interleaved with the floor; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores\n"
+    )
     print(markdown_table(["load", "seconds", "min–max", "vs floor"], rows))
     print(f"\nwrote {write_result('data_load' + ('_quick' if args.quick else ''), result)}")
 

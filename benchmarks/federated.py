@@ -18,7 +18,8 @@ time) / that training time. Clients train one after another (each simulated clie
 the CPUs), so that sum is the round's training time; the overhead includes Ray, the messages,
 the clients' evaluation of the global model on their own test images and the central evaluation.
 ``--secagg`` runs each partition a second time with SecAgg+ (no baseline) right after the plain
-run, for its cost per round beside plain FedAvg's on the same machine and load. Each run's outputs (federated.json, report.md, rounds.png) go under runs/benchmarks/federated/.
+run, for its cost per round beside plain FedAvg's on the same machine and load. Each run's outputs
+(federated.json, report.md, rounds.png) go under runs/benchmarks/federated/.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ import statistics
 from typing import Any
 
 from _common import REPO, markdown_table, write_result
-
 from veilnet.cli import parse_assignments
 from veilnet.federated import simulation
 from veilnet.federated.task import PAPER_TRAIN, FederatedConfig
@@ -86,7 +86,20 @@ def main() -> None:
     for alpha in [*([] if args.no_iid else [None]), *args.alpha]:
         label = "iid" if alpha is None else f"dirichlet α={alpha}"
         for secagg in [False, True] if args.secagg else [False]:
-            config = FederatedConfig(model=args.model, data=args.data, clients=args.clients, rounds=args.rounds, local_epochs=args.local_epochs, model_args=parse_assignments(args.arg), partition="iid" if alpha is None else "dirichlet", alpha=alpha or 0.5, train=train, subset=args.subset, test_subset=args.test_subset, secagg=secagg)
+            config = FederatedConfig(
+                model=args.model,
+                data=args.data,
+                clients=args.clients,
+                rounds=args.rounds,
+                local_epochs=args.local_epochs,
+                model_args=parse_assignments(args.arg),
+                partition="iid" if alpha is None else "dirichlet",
+                alpha=alpha or 0.5,
+                train=train,
+                subset=args.subset,
+                test_subset=args.test_subset,
+                secagg=secagg,
+            )
             name = label + (" secagg+" if secagg else "")
             out = REPO / "runs" / "benchmarks" / args.name / name.replace(" ", "-").replace("α=", "alpha")
             result = simulation.run(config, out, force=True, baseline=not (secagg or args.no_baseline or base))
@@ -94,8 +107,36 @@ def main() -> None:
             rows.append({**row(result, name, base), "output": str(out.relative_to(REPO))})
             print(markdown_table(list(rows[-1]), [list(rows[-1].values())]))
     path = write_result(args.name, {"args": vars(args), "rows": rows})
-    headers = ["partition", "federated", "baseline", "gap (points)", "keyed = plain", "cross-key", "s / round", "s / round (median, after the first)", "overhead"]
-    print(markdown_table(headers, [[r["partition"], r["federated_accuracy"], r["baseline_accuracy"], r["gap_points"], f"{r['keyed_equal']}/{r['clients']}", r["cross_key_accuracy"], r["round_seconds"], r["round_seconds_median_after_first"], r["overhead_median"]] for r in rows]))
+    headers = [
+        "partition",
+        "federated",
+        "baseline",
+        "gap (points)",
+        "keyed = plain",
+        "cross-key",
+        "s / round",
+        "s / round (median, after the first)",
+        "overhead",
+    ]
+    print(
+        markdown_table(
+            headers,
+            [
+                [
+                    r["partition"],
+                    r["federated_accuracy"],
+                    r["baseline_accuracy"],
+                    r["gap_points"],
+                    f"{r['keyed_equal']}/{r['clients']}",
+                    r["cross_key_accuracy"],
+                    r["round_seconds"],
+                    r["round_seconds_median_after_first"],
+                    r["overhead_median"],
+                ]
+                for r in rows
+            ],
+        )
+    )
     print(f"wrote {path}")
 
 

@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from _common import add_zip, markdown_table, write_result
 from keyed_models import trained_model_dir
-
 from veilnet import data, models
 from veilnet.keyed import generate_key, transform_model, vit_key
 from veilnet.keyed.attacks import ciphertext_only_attack, known_plaintext_attack, weight_matching_attack
@@ -43,7 +43,9 @@ SECTIONS = ("known-plaintext", "one-pair", "ciphertext-only", "weight-matching")
 def _key(scheme: str, ea: str, seed: int) -> Any:
     if ea == "matrix":  # a general invertible Ea: Gaussian plus a multiple of I (condition ~ 10)
         g = torch.Generator().manual_seed(seed)
-        return vit_key(torch.randn(48, 48, generator=g, dtype=torch.float64) + 12 * torch.eye(48, dtype=torch.float64), block_size=4, channels=3, image_size=32, seed=seed)
+        return vit_key(
+            torch.randn(48, 48, generator=g, dtype=torch.float64) + 12 * torch.eye(48, dtype=torch.float64), block_size=4, channels=3, image_size=32, seed=seed
+        )
     return generate_key(scheme, 4, 3, 32, ea=ea, seed=seed)
 
 
@@ -78,7 +80,8 @@ def main() -> None:
         result["ciphertext_only"] = ciphertext_only_section(test, train, seeds, [1, 2, 10, 100] if args.quick else [1, 2, 5, 10, 100, 1000])
     if "weight-matching" in args.sections:
         result["weight_matching"] = weight_matching_section(args)
-    print(f"-> {write_result('keyed_attacks' + ('_quick' if args.quick else '') + ('' if args.sections == list(SECTIONS) else '_' + '_'.join(args.sections)), result)}")
+    result_name = "keyed_attacks" + ("_quick" if args.quick else "") + ("" if args.sections == list(SECTIONS) else "_" + "_".join(args.sections))
+    print(f"-> {write_result(result_name, result)}")
 
 
 def known_plaintext_section(test: torch.Tensor, seeds: list[int]) -> dict[str, Any]:
@@ -92,7 +95,14 @@ def known_plaintext_section(test: torch.Tensor, seeds: list[int]) -> dict[str, A
         kp[f"{scheme}/{ea}"] = [r.to_dict() for r in runs]
         needed = [r.pairs_needed for r in runs]
         one = [r.trials[0] for r in runs]
-        rows.append([f"{scheme}, Ea {ea}" if scheme == "vit" else "block (K1 shuffle + K2 flip)", ", ".join(map(str, needed)), ", ".join(f"{t.score.key_fraction:.3f}" for t in one), ", ".join(f"{r.trials[-1].holdout_psnr:.0f}" for r in runs)])
+        rows.append(
+            [
+                f"{scheme}, Ea {ea}" if scheme == "vit" else "block (K1 shuffle + K2 flip)",
+                ", ".join(map(str, needed)),
+                ", ".join(f"{t.score.key_fraction:.3f}" for t in one),
+                ", ".join(f"{r.trials[-1].holdout_psnr:.0f}" for r in runs),
+            ]
+        )
     print(f"Known plaintext (JPEG CIFAR-10 test, random images, seeds {seeds}; 16 held-out images)")
     print(markdown_table(["key", "pairs needed (per seed)", "key fraction from 1 pair", "held-out PSNR dB at the end"], rows))
     return kp
@@ -118,13 +128,25 @@ def one_pair_section(pairs: torch.Tensor, train: torch.Tensor) -> dict[str, Any]
             "exact": int(ex.sum()),
             "exact_colour": int(ex[~grey].sum()),
             "exact_grey": int(ex[grey].sum()),
-            "grey_holdout_pixel_fraction": {"min": fr[grey].min().item(), "median": fr[grey].median().item(), "max": fr[grey].max().item()} if grey.any() else None,
+            "grey_holdout_pixel_fraction": {"min": fr[grey].min().item(), "median": fr[grey].median().item(), "max": fr[grey].max().item()}
+            if grey.any()
+            else None,
             "failed_colour_holdout_pixel_fraction": [fr[i].item() for i in torch.nonzero(~ex & ~grey).flatten().tolist()],
         }
         out["kinds"][f"{scheme}/{ea}"] = entry
         g = entry["grey_holdout_pixel_fraction"]
-        rows.append([f"{scheme}, Ea {ea}" if scheme == "vit" else "block", f"{entry['exact_colour']} / {int((~grey).sum())}", f"{entry['exact_grey']} / {int(grey.sum())}", "–" if g is None else f"{100 * g['min']:.0f}–{100 * g['max']:.0f}% (median {100 * g['median']:.0f}%)"])
-    print(f"\nOne known pair: each of {len(pairs)} JPEG CIFAR-10 test images as the only pair ({int(grey.sum())} grey: R = G = B); held-out: 16 colour train images")
+        rows.append(
+            [
+                f"{scheme}, Ea {ea}" if scheme == "vit" else "block",
+                f"{entry['exact_colour']} / {int((~grey).sum())}",
+                f"{entry['exact_grey']} / {int(grey.sum())}",
+                "–" if g is None else f"{100 * g['min']:.0f}–{100 * g['max']:.0f}% (median {100 * g['median']:.0f}%)",
+            ]
+        )
+    print(
+        f"\nOne known pair: each of {len(pairs)} JPEG CIFAR-10 test images as the only "
+        f"pair ({int(grey.sum())} grey: R = G = B); held-out: 16 colour train images"
+    )
     print(markdown_table(["key", "whole key from a colour pair", "whole key from a grey pair", "held-out pixels decrypted, grey pair"], rows))
     return out
 
@@ -143,9 +165,23 @@ def ciphertext_only_section(test: torch.Tensor, train: torch.Tensor, seeds: list
                 runs.append((res, time.perf_counter() - tic))
             co[f"{scheme}/{ea}/{n}"] = [{**r.to_dict(), "seconds": sec} for r, sec in runs]
             fractions = ", ".join(f"{r.score.key_fraction:.2f}" for r, _ in runs)
-            rows.append([f"{scheme}, Ea {ea}" if scheme == "vit" else "block", n, fractions, ", ".join(f"{r.encrypted_psnr:.1f}" for r, _ in runs), ", ".join(f"{min(r.decrypted_psnr, 999):.1f}" for r, _ in runs), ", ".join(f"{min(r.mirrored_psnr, 999):.1f}" for r, _ in runs), f"{max(sec for _, sec in runs):.1f}"])
+            rows.append(
+                [
+                    f"{scheme}, Ea {ea}" if scheme == "vit" else "block",
+                    n,
+                    fractions,
+                    ", ".join(f"{r.encrypted_psnr:.1f}" for r, _ in runs),
+                    ", ".join(f"{min(r.decrypted_psnr, 999):.1f}" for r, _ in runs),
+                    ", ".join(f"{min(r.mirrored_psnr, 999):.1f}" for r, _ in runs),
+                    f"{max(sec for _, sec in runs):.1f}",
+                ]
+            )
     print(f"\nCiphertext only, M = 4 (encrypted: random test images; reference: 1,000 random train images; seeds {seeds})")
-    print(markdown_table(["key", "encrypted images", "key fraction", "PSNR encrypted dB", "PSNR attacker-decrypted dB", "same, up to a left-right mirror", "max s"], rows))
+    print(
+        markdown_table(
+            ["key", "encrypted images", "key fraction", "PSNR encrypted dB", "PSNR attacker-decrypted dB", "same, up to a left-right mirror", "max s"], rows
+        )
+    )
     return co
 
 

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _common import REPO, add_zip, write_result
 
+from _common import REPO, add_zip, write_result
 from veilnet import data, models, training
 from veilnet.keyed import evaluate, generate_key
 from veilnet.keyed.evaluation import markdown, plot_random_keys
@@ -74,7 +74,10 @@ def main() -> None:
     name = "keyed_models" + ("_quick" if args.quick else "")
     plots = REPO / "runs" / "benchmarks" / name
     result: dict[str, Any] = {"subset": subset, "n_images": len(split), "random_keys": n_keys, "evaluations": {}}
-    for arch, path, kinds in (("convmixer", args.convmixer, [("block", "signed-permutation")]), ("vit", args.vit, [("vit", "permutation"), ("vit", "orthogonal")])):
+    for arch, path, kinds in (
+        ("convmixer", args.convmixer, [("block", "signed-permutation")]),
+        ("vit", args.vit, [("vit", "permutation"), ("vit", "orthogonal")]),
+    ):
         if not (path.is_file() or (path / "model.safetensors").exists() or path.with_suffix(".safetensors").exists()):
             if not args.train_if_missing:
                 print(f"{arch}: no trained model at {path}; train it with 'veilnet train' or pass --train-if-missing (skipped)")
@@ -84,11 +87,20 @@ def main() -> None:
         model = models.load(path)
         card = models.card(path)
         for scheme, ea in kinds:
-            key = generate_key(scheme, int(model.patch_size), model.patch_embed.in_channels, split.images.shape[-1], ea=None if scheme == "block" else ea, seed=args.key_seed)
+            key = generate_key(
+                scheme, int(model.patch_size), model.patch_embed.in_channels, split.images.shape[-1], ea=None if scheme == "block" else ea, seed=args.key_seed
+            )
             tic = time.perf_counter()
             res = evaluate(model, key, split.images, split.labels, random_keys=n_keys, seed=0, data=subset)
             label = f"{arch}/{scheme}/{ea}"
-            result["evaluations"][label] = {**res.to_dict(), "model": str(path), "kwargs": card["kwargs"], "train_metrics": card.get("metrics", {}), "key_seed": args.key_seed, "seconds": time.perf_counter() - tic}
+            result["evaluations"][label] = {
+                **res.to_dict(),
+                "model": str(path),
+                "kwargs": card["kwargs"],
+                "train_metrics": card.get("metrics", {}),
+                "key_seed": args.key_seed,
+                "seconds": time.perf_counter() - tic,
+            }
             plot_random_keys(res, plots / f"{label.replace('/', '_')}.png")
             print(f"\n{label} ({path}, {card['kwargs']}; {len(split)} images; key seeded {args.key_seed}, wrong keys from their own stream of seed 0)")
             print(markdown(res))

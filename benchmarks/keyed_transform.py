@@ -17,8 +17,8 @@ import argparse
 import statistics
 
 import torch
-from _common import markdown_table, timeit, write_result
 
+from _common import markdown_table, timeit, write_result
 from veilnet import models
 from veilnet.keyed import decrypt_images, encrypt_images, generate_key
 from veilnet.keyed.transform import transform_model
@@ -29,7 +29,7 @@ THREADS = 2
 def _interleaved(fns: dict[str, object], repeats: int) -> dict[str, dict[str, float]]:
     """Median/min/max seconds of each function, repetitions interleaved (same machine load)."""
     times: dict[str, list[float]] = {name: [] for name in fns}
-    for name, fn in fns.items():
+    for fn in fns.values():
         timeit(fn, repeats=1, warmup=1)  # warm-up
     for _ in range(repeats):
         for name, fn in fns.items():
@@ -84,7 +84,9 @@ def main() -> None:
         model_rows.append([arch, f"{1e3 * t['plain']['median']:.0f}", f"{1e3 * t['transformed']['median']:.0f}", f"{ratio:.3f}"])
     print(f"\nforward pass, batch {batch.shape[0]}")
     print(markdown_table(["model", "plain ms", "transformed ms", "ratio"], model_rows))
-    out = write_result("keyed_transform" + ("_quick" if args.quick else ""), {"images": n, "threads": THREADS, "repeats": repeats, "transform": table, "models": model_table})
+    out = write_result(
+        "keyed_transform" + ("_quick" if args.quick else ""), {"images": n, "threads": THREADS, "repeats": repeats, "transform": table, "models": model_table}
+    )
     print(f"-> {out}")
 
 

@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 import torch
-from _common import REPO, SHARED, add_zip, markdown_table, write_result
 
+from _common import REPO, SHARED, add_zip, markdown_table, write_result
 from veilnet import data, metrics, models
 
 # He et al. 2016, Table 6 (CIFAR-10 test error %, original data): 8.75, 7.51, 7.17, 6.97.
@@ -33,7 +33,12 @@ EXPECTED_JPEG = {20: 81.0, 56: 83.2}
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="first 100 test images per class instead of all 10,000")
-    parser.add_argument("--shared", type=Path, default=SHARED, help="the shared folder, whose models/ holds the checkpoints (default: $VEILNET_SHARED, else shared beside the checkout)")
+    parser.add_argument(
+        "--shared",
+        type=Path,
+        default=SHARED,
+        help="the shared folder, whose models/ holds the checkpoints (default: $VEILNET_SHARED, else shared beside the checkout)",
+    )
     add_zip(parser)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -53,8 +58,29 @@ def main() -> None:
         acc = 100 * metrics.accuracy(metrics.predict(model, split.images), split.labels)
         seconds = time.perf_counter() - start
         expected = EXPECTED_JPEG.get(depth)
-        results.append({"model": f"resnet{depth}", "checkpoint": checkpoint.name, "paper": PAPER[depth], "checkpoint_table": CHECKPOINT_TABLE[depth], "expected_jpeg": expected, "accuracy": acc, "n": n, "seconds": seconds})
-        rows.append([f"ResNet-{depth}", f"{PAPER[depth]:.2f}", f"{CHECKPOINT_TABLE[depth]:.2f}", "–" if expected is None else f"{expected:.1f}", f"{acc:.2f}", n, f"{n / seconds:,.0f}"])
+        results.append(
+            {
+                "model": f"resnet{depth}",
+                "checkpoint": checkpoint.name,
+                "paper": PAPER[depth],
+                "checkpoint_table": CHECKPOINT_TABLE[depth],
+                "expected_jpeg": expected,
+                "accuracy": acc,
+                "n": n,
+                "seconds": seconds,
+            }
+        )
+        rows.append(
+            [
+                f"ResNet-{depth}",
+                f"{PAPER[depth]:.2f}",
+                f"{CHECKPOINT_TABLE[depth]:.2f}",
+                "–" if expected is None else f"{expected:.1f}",
+                f"{acc:.2f}",
+                n,
+                f"{n / seconds:,.0f}",
+            ]
+        )
 
     print(f"Pretrained CIFAR ResNets, JPEG CIFAR-10 test ({subset_name}, n = {n}), top-1 %, {args.threads} threads\n")
     print(markdown_table(["model", "He et al. Table 6 (orig.)", "checkpoint table (orig.)", "expected (JPEG)", "ours (JPEG)", "n", "images/s"], rows))

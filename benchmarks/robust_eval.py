@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _common import REPO, write_result
 
+from _common import REPO, write_result
 from veilnet import data
 from veilnet.models import load_cifar_resnet
 from veilnet.robust import evaluation as ev
@@ -40,7 +40,12 @@ PLANS = {
     "quick": {"resnet20": (2, 1, ev.PAPER_ATTACKS + ev.ADAPTIVE_ATTACKS)},
 }
 #: --quick checks the pipeline in a few minutes: far fewer steps and queries for the adaptive attacks.
-QUICK_OVERRIDES: dict[str, dict[str, Any]] = {**OVERRIDES, "cw": {"binary_search_steps": 2, "steps": 10}, "eot-pgd": {"steps": 2, "eot_samples": 1}, "square": {"queries": 5}}
+QUICK_OVERRIDES: dict[str, dict[str, Any]] = {
+    **OVERRIDES,
+    "cw": {"binary_search_steps": 2, "steps": 10},
+    "eot-pgd": {"steps": 2, "eot_samples": 1},
+    "square": {"queries": 5},
+}
 CHECKPOINTS = {"resnet20": "resnet20-12fca82f.th", "resnet56": "resnet56-4bfd9763.th"}
 
 
@@ -63,11 +68,15 @@ def main() -> None:
     for name, (n, slow_n, attack_names) in plan.items():
         model = load_cifar_resnet(SHARED / "models" / CHECKPOINTS[name]).eval()
         attack_overrides = {a: o for a, o in overrides.items() if a in attack_names}
-        evaluation = ev.evaluate(model, split, Setting(seed=0), attacks=attack_names, n_per_class=n, slow_n_per_class=slow_n, model_name=name, overrides=attack_overrides)
+        evaluation = ev.evaluate(
+            model, split, Setting(seed=0), attacks=attack_names, n_per_class=n, slow_n_per_class=slow_n, model_name=name, overrides=attack_overrides
+        )
         sweeps = []
         if name == "resnet20" and not args.no_sweeps:
             sweep_n = 1 if args.quick else 2
-            sweeps = ev.sweep(model, split, {"radius": [1, 2, 4, 6, 8, 12], "directions": [6, 15, 30, 60]}, Setting(seed=0), n_per_class=sweep_n, model_name=name)
+            sweeps = ev.sweep(
+                model, split, {"radius": [1, 2, 4, 6, 8, 12], "directions": [6, 15, 30, 60]}, Setting(seed=0), n_per_class=sweep_n, model_name=name
+            )
         report = write_report(out_dir / name, evaluation, sweeps)
         print(report.read_text())
         results[name] = {"evaluation": evaluation.to_dict(), "sweeps": [s.to_dict() for s in sweeps]}

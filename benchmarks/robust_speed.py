@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import REPO, markdown_table, timeit, write_result
 
+from _common import REPO, markdown_table, timeit, write_result
 from veilnet import data
 from veilnet.metrics import as_float
 from veilnet.models import load_cifar_resnet
@@ -70,20 +70,49 @@ def main() -> None:
     with torch.no_grad():
         tuned = tuned_batch_size(model, x)
         sizes = [tuned // 2, tuned, tuned * 2]
-        *floor_t, ours_t, authors_t = interleaved(*[(lambda b=b: [model(p) for p in points.split(b)]) for b in sizes], lambda: defended(x), lambda: torch.cat([authors(img[None]) for img in x]))
+        *floor_t, ours_t, authors_t = interleaved(
+            *[(lambda b=b: [model(p) for p in points.split(b)]) for b in sizes], lambda: defended(x), lambda: torch.cat([authors(img[None]) for img in x])
+        )
     best = min(range(len(sizes)), key=lambda i: statistics.median(floor_t[i]))
     ratio = {name: sorted(t / f for t, f in zip(times, floor_t[best])) for name, times in (("ours", ours_t), ("authors", authors_t))}
     ppi = defended.points_per_image
     floor_img = statistics.median(floor_t[best]) / n
     plain_img = floor_img / ppi
-    out["defence"] = {"batch_sizes": sizes, "tuned_batch_size": tuned, "best_floor_batch_size": sizes[best], "floor_s": floor_t, "postavg_s": ours_t, "authors_s": authors_t, "ratio_median": statistics.median(ratio["ours"]), "authors_ratio_median": statistics.median(ratio["authors"]), "max_points": default_max_points(x.device, x.shape[1:])}
+    out["defence"] = {
+        "batch_sizes": sizes,
+        "tuned_batch_size": tuned,
+        "best_floor_batch_size": sizes[best],
+        "floor_s": floor_t,
+        "postavg_s": ours_t,
+        "authors_s": authors_t,
+        "ratio_median": statistics.median(ratio["ours"]),
+        "authors_ratio_median": statistics.median(ratio["authors"]),
+        "max_points": default_max_points(x.device, x.shape[1:]),
+    }
     rows.append([f"plain forward, batch {sizes[best]} (per image)", f"{plain_img * 1e3:.3f}", "", "1"])
     for b, times in zip(sizes, floor_t):
-        rows.append([f"{ppi} plain forwards at batch {b}{' (best: the floor)' if b == sizes[best] else ''} (per image)", f"{statistics.median(times) / n * 1e3:.2f}", f"{statistics.median(times) / statistics.median(floor_t[best]):.3f}", f"{ppi}"])
-    for label, key in ((f"PostAveraging K=15, {n} images batched, measured batch {tuned} (per image)", "ours"), (f"authors' algorithm: one image per call, {ppi} points as one batch (per image)", "authors")):
+        rows.append(
+            [
+                f"{ppi} plain forwards at batch {b}{' (best: the floor)' if b == sizes[best] else ''} (per image)",
+                f"{statistics.median(times) / n * 1e3:.2f}",
+                f"{statistics.median(times) / statistics.median(floor_t[best]):.3f}",
+                f"{ppi}",
+            ]
+        )
+    for label, key in (
+        (f"PostAveraging K=15, {n} images batched, measured batch {tuned} (per image)", "ours"),
+        (f"authors' algorithm: one image per call, {ppi} points as one batch (per image)", "authors"),
+    ):
         times = ours_t if key == "ours" else authors_t
         r = ratio[key]
-        rows.append([label, f"{statistics.median(times) / n * 1e3:.2f}", f"{statistics.median(r):.3f} ({r[0]:.3f}–{r[-1]:.3f})", f"{statistics.median(times) / n / plain_img:.1f}"])
+        rows.append(
+            [
+                label,
+                f"{statistics.median(times) / n * 1e3:.2f}",
+                f"{statistics.median(r):.3f} ({r[0]:.3f}–{r[-1]:.3f})",
+                f"{statistics.median(times) / n / plain_img:.1f}",
+            ]
+        )
 
     # 2. PGD throughput, ours against ART's
     from art.attacks.evasion import ProjectedGradientDescent
@@ -97,11 +126,21 @@ def main() -> None:
     t_ours, t_art = summary(ours_pgd), summary(art_pgd_t)
     ips = {name: n_pgd * 10 / t["median"] for name, t in (("ours", t_ours), ("art", t_art))}
     out["pgd"] = {"ours": {**t_ours, "image_steps_per_s": ips["ours"]}, "art": {**t_art, "image_steps_per_s": ips["art"]}, "ratio": ips["ours"] / ips["art"]}
-    rows.append([f"PGD ours: {n_pgd} images × 10 steps", f"{t_ours['median'] * 1e3:.0f} ms ({ips['ours']:.0f} image·steps/s)", "", f"{ips['ours'] / ips['art']:.2f}× ART"])
+    rows.append(
+        [
+            f"PGD ours: {n_pgd} images × 10 steps",
+            f"{t_ours['median'] * 1e3:.0f} ms ({ips['ours']:.0f} image·steps/s)",
+            "",
+            f"{ips['ours'] / ips['art']:.2f}× ART",
+        ]
+    )
     rows.append([f"PGD ART: {n_pgd} images × 10 steps", f"{t_art['median'] * 1e3:.0f} ms ({ips['art']:.0f} image·steps/s)", "", "1.00× ART"])
 
     table = markdown_table(["what", "ms (median)", "× best floor (median of 5 per-round ratios, min–max)", "× plain / ART"], rows)
-    print(f"$ python benchmarks/robust_speed.py{' --quick' if args.quick else ''}\n\nResNet-20, {n} JPEG CIFAR-10 test images, {torch.get_num_threads()} threads\n\n{table}")
+    print(
+        f"$ python benchmarks/robust_speed.py{' --quick' if args.quick else ''}\n\nResNet-20, "
+        f"{n} JPEG CIFAR-10 test images, {torch.get_num_threads()} threads\n\n{table}"
+    )
     print(f"wrote {write_result('robust_speed' + ('_quick' if args.quick else ''), out)}")
 
 

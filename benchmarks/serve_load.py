@@ -44,8 +44,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 import torch
-from _common import REPO, markdown_table, write_result
 
+from _common import REPO, markdown_table, write_result
 from veilnet import models
 from veilnet.keyed import encrypt_images, generate_key, public_params
 from veilnet.keyed.transform import transform_model
@@ -73,7 +73,27 @@ def _server_pids(proc: subprocess.Popen[bytes]) -> list[int]:
 
 
 def _start(model: Path, port: int, *, batching: bool, threads: int, workers: int, merge: str) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "veilnet.cli", "serve", str(model), "--port", str(port), "--threads", str(threads), "--log-level", "warning", "--max-batch", "64", "--batch-size", merge, "--workers", str(workers), "--max-connections-per-client", "64"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "veilnet.cli",
+        "serve",
+        str(model),
+        "--port",
+        str(port),
+        "--threads",
+        str(threads),
+        "--log-level",
+        "warning",
+        "--max-batch",
+        "64",
+        "--batch-size",
+        merge,
+        "--workers",
+        str(workers),
+        "--max-connections-per-client",
+        "64",
+    ]
     proc = subprocess.Popen([*cmd, *([] if batching else ["--no-batching"])], env={**os.environ, "VEILNET_TOKENS": TOKEN}, cwd=REPO)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -154,7 +174,12 @@ def _ab(trees: list[str], requests: int, port: int) -> None:
         for _ in range(3):
             for tree in trees:
                 cmd = [sys.executable, "-m", "veilnet.cli", "serve", str(path), "--port", str(port), "--threads", "1", "--log-level", "warning"]
-                proc = subprocess.Popen(cmd, env={**os.environ, "VEILNET_TOKENS": TOKEN, "PYTHONPATH": str(Path(tree).resolve())}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                proc = subprocess.Popen(
+                    cmd,
+                    env={**os.environ, "VEILNET_TOKENS": TOKEN, "PYTHONPATH": str(Path(tree).resolve())},
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
                 try:
                     deadline = time.monotonic() + 120
                     while True:
@@ -166,7 +191,9 @@ def _ab(trees: list[str], requests: int, port: int) -> None:
                         if proc.poll() is not None or time.monotonic() > deadline:
                             raise RuntimeError(f"the server of {tree} did not start")
                         time.sleep(0.1)
-                    with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/x-npy"}) as http:
+                    with httpx.Client(
+                        base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/x-npy"}
+                    ) as http:
                         for _ in range(100):
                             assert http.post("/v1/predict", content=body).status_code == 200
                         cpu, wall = _cpu_seconds(proc.pid), time.perf_counter()
@@ -176,14 +203,32 @@ def _ab(trees: list[str], requests: int, port: int) -> None:
                 finally:
                     proc.terminate()
                     proc.wait(timeout=30)
-    print(f"A/B: transformed ConvMixer-{AB_ARCH['dim']}/{AB_ARCH['depth']}, 1 torch thread, 1 client × 1 image on one keep-alive connection, {requests} requests per run, 3 runs per tree interleaved\n")
+    print(
+        f"A/B: transformed ConvMixer-{AB_ARCH['dim']}/{AB_ARCH['depth']}, 1 torch thread, 1 client × 1 "
+        f"image on one keep-alive connection, {requests} requests per run, 3 runs per tree interleaved\n"
+    )
     print(f"Model in-process CPU per call: {model_ms:.2f} ms\n")
     rows = []
     for tree, r in results.items():
         cpu = [c for c, _ in r]
-        rows.append([tree, f"{statistics.median(cpu):.2f} ({min(cpu):.2f}–{max(cpu):.2f})", f"{statistics.median(cpu) - model_ms:.2f}", f"{statistics.median(w for _, w in r):.2f}"])
+        rows.append(
+            [
+                tree,
+                f"{statistics.median(cpu):.2f} ({min(cpu):.2f}–{max(cpu):.2f})",
+                f"{statistics.median(cpu) - model_ms:.2f}",
+                f"{statistics.median(w for _, w in r):.2f}",
+            ]
+        )
     print(markdown_table(["tree", "server CPU ms/request (median, min–max)", "− model ms", "client wall ms/request (median)"], rows))
-    out = write_result("serve_load_ab", {"model": {"architecture": "convmixer", **AB_ARCH}, "requests_per_run": requests, "model_cpu_ms_per_call": model_ms, "runs": {tree: [{"server_cpu_ms_per_request": c, "client_wall_ms_per_request": w} for c, w in r] for tree, r in results.items()}})
+    out = write_result(
+        "serve_load_ab",
+        {
+            "model": {"architecture": "convmixer", **AB_ARCH},
+            "requests_per_run": requests,
+            "model_cpu_ms_per_call": model_ms,
+            "runs": {tree: [{"server_cpu_ms_per_request": c, "client_wall_ms_per_request": w} for c, w in r] for tree, r in results.items()},
+        },
+    )
     print(f"\n-> {out.relative_to(REPO)}")
 
 
@@ -191,13 +236,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 and 8 clients, 3 s per row")
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 8], help="images per request (default: 1 8)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads of the server and of the in-process reference (default 1: on a 2-core machine the clients get the other core, and 2-thread torch stalls when the cores are shared)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads of the server and of the in-process reference (default 1: on a 2-core machine "
+        "the clients get the other core, and 2-thread torch stalls when the cores are shared)",
+    )
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="server processes (default: 1 2)")
     parser.add_argument("--no-batching", action="store_true", help="also rows with batching off (one worker)")
     parser.add_argument("--seconds", type=float, default=None, help="seconds per row (default 8; --quick 3)")
     parser.add_argument("--port", type=int, default=18765)
     parser.add_argument("--batch-size", default="256", help="the server's --batch-size, most images per merged forward pass (default 256)")
-    parser.add_argument("--ab", nargs="+", metavar="SRC", help="compare these source trees (src folders) at 1 client × 1 image instead (see the module's docstring)")
+    parser.add_argument(
+        "--ab", nargs="+", metavar="SRC", help="compare these source trees (src folders) at 1 client × 1 image instead (see the module's docstring)"
+    )
     parser.add_argument("--ab-requests", type=int, default=1000, help="requests per run with --ab (default 1000)")
     args = parser.parse_args()
     if args.ab:
@@ -237,7 +290,26 @@ def main() -> None:
                         server_cpu, client_cpu = sum(map(_cpu_seconds, pids)) - server_cpu, time.process_time() - client_cpu
                         rss = sum(_rss_mib(p)[0] for p in pids)
                         peak = sum(_rss_mib(p)[1] for p in pids)
-                        runs.append({"batching": batching, "workers": workers, "batch": n, "clients": clients, "requests": ok, "errors": errors, "images_per_s": ok * n / wall, "p50_ms": 1000 * statistics.median(latencies), "p95_ms": 1000 * float(np.percentile(latencies, 95)), "p99_ms": 1000 * float(np.percentile(latencies, 99)), "server_cpu_ms_per_request": 1000 * server_cpu / max(ok, 1), "client_cpu_ms_per_request": 1000 * client_cpu / max(ok, 1), "rss_mib": rss, "peak_rss_mib": peak, "idle_rss_mib": idle_rss, "seconds": wall})
+                        runs.append(
+                            {
+                                "batching": batching,
+                                "workers": workers,
+                                "batch": n,
+                                "clients": clients,
+                                "requests": ok,
+                                "errors": errors,
+                                "images_per_s": ok * n / wall,
+                                "p50_ms": 1000 * statistics.median(latencies),
+                                "p95_ms": 1000 * float(np.percentile(latencies, 95)),
+                                "p99_ms": 1000 * float(np.percentile(latencies, 99)),
+                                "server_cpu_ms_per_request": 1000 * server_cpu / max(ok, 1),
+                                "client_cpu_ms_per_request": 1000 * client_cpu / max(ok, 1),
+                                "rss_mib": rss,
+                                "peak_rss_mib": peak,
+                                "idle_rss_mib": idle_rss,
+                                "seconds": wall,
+                            }
+                        )
             finally:
                 proc.terminate()
                 proc.wait(timeout=30)
@@ -247,12 +319,63 @@ def main() -> None:
     for r in runs:
         model_ms = 1000 * r["batch"] / ceiling[r["batch"]]  # the model's time per call of this batch, in-process
         r["overhead_ms_per_request"] = r["server_cpu_ms_per_request"] - model_ms
-        rows.append([r["workers"], "on" if r["batching"] else "off", r["batch"], r["clients"], r["requests"], r["errors"], f"{r['images_per_s']:,.0f}", f"{r['images_per_s'] / ceiling[r['batch']]:.2f}", f"{r['images_per_s'] / best:.2f}", f"{r['p50_ms']:.1f} / {r['p95_ms']:.1f} / {r['p99_ms']:.1f}", f"{r['server_cpu_ms_per_request']:.2f} / {r['client_cpu_ms_per_request']:.2f}", f"{r['overhead_ms_per_request']:.2f}" if r["clients"] == 1 else "", f"{r['rss_mib']:.0f} (peak {r['peak_rss_mib']:.0f})"])
+        rows.append(
+            [
+                r["workers"],
+                "on" if r["batching"] else "off",
+                r["batch"],
+                r["clients"],
+                r["requests"],
+                r["errors"],
+                f"{r['images_per_s']:,.0f}",
+                f"{r['images_per_s'] / ceiling[r['batch']]:.2f}",
+                f"{r['images_per_s'] / best:.2f}",
+                f"{r['p50_ms']:.1f} / {r['p95_ms']:.1f} / {r['p99_ms']:.1f}",
+                f"{r['server_cpu_ms_per_request']:.2f} / {r['client_cpu_ms_per_request']:.2f}",
+                f"{r['overhead_ms_per_request']:.2f}" if r["clients"] == 1 else "",
+                f"{r['rss_mib']:.0f} (peak {r['peak_rss_mib']:.0f})",
+            ]
+        )
 
-    print(f"veilnet serve under load: transformed ConvMixer-{ARCH['dim']}/{ARCH['depth']} (kernel {ARCH['kernel_size']}, patch {ARCH['patch_size']}), CIFAR-sized images (3×32×32 float32, .npy bodies), {seconds:.0f} s per row, loopback, {args.threads} torch threads, clients in the same machine\n")
-    print("In-process ceiling (same run; before / after the server runs): " + "; ".join(f"batch {n}: {ceiling_runs[0][n]:,.0f} / {ceiling_runs[1][n]:,.0f} images/s ({1000 * n / ceiling[n]:.1f} ms per call)" for n in sizes) + "\n")
-    print(markdown_table(["workers", "batching", "images/request", "clients", "requests", "errors", "images/s", "× in-process (same batch)", "× best in-process", "p50 / p95 / p99 ms", "CPU ms/request server / client", "server CPU − model ms (1 client)", "server RSS MiB"], rows))
-    out = write_result("serve_load", {"quick": args.quick, "model": {"architecture": "convmixer", **ARCH}, "seconds_per_run": seconds, "in_process_images_per_s": [{str(k): v for k, v in r.items()} for r in ceiling_runs], "runs": runs})
+    print(
+        f"veilnet serve under load: transformed ConvMixer-{ARCH['dim']}/{ARCH['depth']} (kernel {ARCH['kernel_size']}, patch {ARCH['patch_size']}), "
+        f"CIFAR-sized images (3×32×32 float32, .npy bodies), {seconds:.0f} s per row, loopback, {args.threads} torch threads, clients in the same machine\n"
+    )
+    print(
+        "In-process ceiling (same run; before / after the server runs): "
+        + "; ".join(f"batch {n}: {ceiling_runs[0][n]:,.0f} / {ceiling_runs[1][n]:,.0f} images/s ({1000 * n / ceiling[n]:.1f} ms per call)" for n in sizes)
+        + "\n"
+    )
+    print(
+        markdown_table(
+            [
+                "workers",
+                "batching",
+                "images/request",
+                "clients",
+                "requests",
+                "errors",
+                "images/s",
+                "× in-process (same batch)",
+                "× best in-process",
+                "p50 / p95 / p99 ms",
+                "CPU ms/request server / client",
+                "server CPU − model ms (1 client)",
+                "server RSS MiB",
+            ],
+            rows,
+        )
+    )
+    out = write_result(
+        "serve_load",
+        {
+            "quick": args.quick,
+            "model": {"architecture": "convmixer", **ARCH},
+            "seconds_per_run": seconds,
+            "in_process_images_per_s": [{str(k): v for k, v in r.items()} for r in ceiling_runs],
+            "runs": runs,
+        },
+    )
     print(f"\n-> {out.relative_to(REPO)}")
 
 

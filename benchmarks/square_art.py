@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import REPO, markdown_table, write_result
 
+from _common import REPO, markdown_table, write_result
 from veilnet import data
 from veilnet.metrics import as_float, predict
 from veilnet.models import load_cifar_resnet

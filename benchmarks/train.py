@@ -59,7 +59,17 @@ def main() -> None:
         card = json.loads((out / "model.json").read_text())
         minutes = sum(r["seconds"] for r in history) / 60
         acc = history[-1]["test_accuracy"]
-        results[name] = {"command": " ".join(["veilnet", *cmd[3:]]), "architecture": card["architecture"], "kwargs": card["kwargs"], "epochs": len(history), "train_minutes": minutes, "wall_minutes_this_invocation": wall / 60, "cpu_minutes_this_invocation": cpu / 60, "test_accuracy": acc, "history": history}
+        results[name] = {
+            "command": " ".join(["veilnet", *cmd[3:]]),
+            "architecture": card["architecture"],
+            "kwargs": card["kwargs"],
+            "epochs": len(history),
+            "train_minutes": minutes,
+            "wall_minutes_this_invocation": wall / 60,
+            "cpu_minutes_this_invocation": cpu / 60,
+            "test_accuracy": acc,
+            "history": history,
+        }
         rows.append([name, len(history), f"{minutes:.1f}", f"{wall / 60:.1f}", f"{cpu / 60:.1f}", f"{100 * acc:.2f}", "`" + results[name]["command"] + "`"])
         write_result(f"train-{name}" + ("-quick" if args.quick else ""), {"run": results[name]})
     print(markdown_table(["config", "epochs", "train min (loop)", "wall min (incl. data load, per-epoch eval)", "CPU min", "test acc %", "command"], rows))

@@ -24,7 +24,9 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serving(args: Sequence[str], *, port: int | None = None, log: Path | None = None, env: Mapping[str, str] | None = None, startup_s: float = 60) -> Iterator[tuple[str, subprocess.Popen]]:
+def serving(
+    args: Sequence[str], *, port: int | None = None, log: Path | None = None, env: Mapping[str, str] | None = None, startup_s: float = 60
+) -> Iterator[tuple[str, subprocess.Popen]]:
     """Run ``veilnet serve ARGS --port PORT`` until ``/healthz`` answers 200 (a test failure with
     the server's output if it exits or ``startup_s`` passes first); yield ``(url, process)``;
     terminate it afterwards. Output goes to ``log`` when given, else to a pipe."""

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from veilnet import data, keys, models
-from veilnet.errors import ConfigError
 from veilnet.demo import keyed_demo
+from veilnet.errors import ConfigError
 from veilnet.keyed import KeyParams, encrypt_images, generate_key, vit_key
 from veilnet.keyed.attacks import ciphertext_only_attack, known_plaintext_attack, weight_matching_attack
 from veilnet.keyed.evaluation import evaluate, evaluate_random_keys, markdown, quartiles

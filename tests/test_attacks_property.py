@@ -177,7 +177,20 @@ def test_chance_error_and_animal_vs_vehicle() -> None:
 
 
 def test_result_round_trips_and_compares_with_chance() -> None:
-    r = prop.PropertyResult(attack="inference 4 (3-NN)", features="a*", error=0.5, chance_error=0.9, num_classes=10, n=20, n_attacker=30, attacker_split="train", victim_split="test", seed=0, k=3, config={"distance": "euclidean"})
+    r = prop.PropertyResult(
+        attack="inference 4 (3-NN)",
+        features="a*",
+        error=0.5,
+        chance_error=0.9,
+        num_classes=10,
+        n=20,
+        n_attacker=30,
+        attacker_split="train",
+        victim_split="test",
+        seed=0,
+        k=3,
+        config={"distance": "euclidean"},
+    )
     assert prop.PropertyResult.from_dict(r.to_dict()) == r and r.beats_chance
     worse = prop.PropertyResult.from_dict({**r.to_dict(), "error": 0.9, "k": None})
     assert not worse.beats_chance and worse.k is None

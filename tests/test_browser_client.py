@@ -32,13 +32,13 @@ import pytest
 import torch
 from PIL import Image
 
+from serving import free_port, serving
 from veilnet import data, keys, metrics, models
 from veilnet.keyed import encrypt_images, generate_key, public_params
 from veilnet.keyed.transform import transform_model
 from veilnet.serve import ServedModel, create_app
 from veilnet.serve.app import STATIC
 from veilnet.serve.codec import NPY, read_tensor
-from serving import free_port, serving
 
 SCRIPT = Path(STATIC) / "veilnet.js"
 TOKEN = "browser-token-0123456789abcdef"
@@ -107,7 +107,10 @@ PAGE_HARNESS = """({ key, images, shape }) => {
 
 
 def _engines() -> list:
-    return ["chromium", pytest.param("node", marks=pytest.mark.skipif(shutil.which("node") is None, reason="no node on PATH (the chromium run covers the page)"))]
+    return [
+        "chromium",
+        pytest.param("node", marks=pytest.mark.skipif(shutil.which("node") is None, reason="no node on PATH (the chromium run covers the page)")),
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -232,7 +235,9 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, browser):
     torch.manual_seed(0)
     plain = models.create("convmixer", dim=16, depth=1, kernel_size=3, patch_size=4, num_classes=10)
     epochs = 12 if os.environ.get("VEILNET_SCREENSHOT") else 3  # the screenshot's model: right labels, higher confidence
-    train_epochs(plain, data.load("digits", "train"), TrainConfig(epochs=epochs, batch_size=64, optimizer="adam", lr=1e-2, weight_decay=0.0, augment=False, seed=1))
+    train_epochs(
+        plain, data.load("digits", "train"), TrainConfig(epochs=epochs, batch_size=64, optimizer="adam", lr=1e-2, weight_decay=0.0, augment=False, seed=1)
+    )
     plain.eval()
     key = _key("block", None, seed=7)
     key.save(root / "key.json")
@@ -261,7 +266,9 @@ def _submit(deployment: dict, key: Path, images: list[Path], token: str):
     page.set_input_files("#images", [str(p) for p in images])
     page.fill("#token", token)
     page.click("#classify")
-    page.wait_for_function("() => !document.getElementById('classify').disabled && (document.querySelector('.result') || !document.getElementById('error').hidden)", timeout=20000)
+    page.wait_for_function(
+        "() => !document.getElementById('classify').disabled && (document.querySelector('.result') || !document.getElementById('error').hidden)", timeout=20000
+    )
     return page
 
 
@@ -314,7 +321,10 @@ def test_page_says_wrong_key_refused_token_and_unreadable_image(deployment: dict
     root, pngs = deployment["root"], deployment["pngs"]
     other = _key("block", None, seed=8).save(root / "other-key.json")
     assert _error(deployment, other, pngs[:1], TOKEN).startswith("Wrong key for this model: it was transformed with key sha256:")
-    assert _error(deployment, root / "key.json", pngs[:1], "not-the-token-0123456789") == "The server refused the token: paste a token from the server's token file."
+    assert (
+        _error(deployment, root / "key.json", pngs[:1], "not-the-token-0123456789")
+        == "The server refused the token: paste a token from the server's token file."
+    )
     notes = root / "notes.png"
     notes.write_text("not an image")
     assert _error(deployment, root / "key.json", [pngs[0], notes], TOKEN) == "notes.png: this file is not an image the browser can read."

@@ -27,7 +27,16 @@ def test_check_int_returns_the_value_within_its_bound() -> None:
     assert check_int("offset", -5) == -5
 
 
-@pytest.mark.parametrize(("value", "minimum", "message"), [(True, None, "epochs must be an integer, got True"), (2.0, None, "epochs must be an integer, got 2.0"), ("3", 1, "epochs must be an integer ≥ 1, got '3'"), (0, 1, "epochs must be an integer ≥ 1, got 0"), (1, 2, "epochs must be an integer ≥ 2, got 1")])
+@pytest.mark.parametrize(
+    ("value", "minimum", "message"),
+    [
+        (True, None, "epochs must be an integer, got True"),
+        (2.0, None, "epochs must be an integer, got 2.0"),
+        ("3", 1, "epochs must be an integer ≥ 1, got '3'"),
+        (0, 1, "epochs must be an integer ≥ 1, got 0"),
+        (1, 2, "epochs must be an integer ≥ 2, got 1"),
+    ],
+)
 def test_check_int_refuses_naming_the_option(value, minimum, message) -> None:
     with pytest.raises(ConfigError) as info:
         check_int("epochs", value, minimum=minimum)

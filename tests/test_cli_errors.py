@@ -57,7 +57,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 @pytest.mark.parametrize(("argv", "expected"), [pytest.param(r[1], r[2], id=r[0]) for r in ROWS])
-def test_user_error_is_one_line_and_exit_2(argv: list[str], expected: str, world: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_user_error_is_one_line_and_exit_2(
+    argv: list[str], expected: str, world: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.chdir(tmp_path)
     args = [a.format(tmp=tmp_path, **world) for a in argv]
     try:

@@ -37,7 +37,9 @@ def nets(tmp_path_factory) -> tuple[object, object, object]:
 def report(nets) -> tuple[suite.AttackReport, dict[str, torch.Tensor]]:
     net, base, _ = nets
     settings = suite.AttackSettings(attacks=["angle", "inversion", "property", "dec-x", "phase-invariant", "optimisation"], **SETTINGS)
-    return suite.run_attacks(net, data.load("digits:size=16", "train"), data.load("digits:size=16", "test"), baselines={"noisy": base}, settings=settings, progress=False)
+    return suite.run_attacks(
+        net, data.load("digits:size=16", "train"), data.load("digits:size=16", "test"), baselines={"noisy": base}, settings=settings, progress=False
+    )
 
 
 def test_every_row_is_measured_on_the_same_victim_images(report) -> None:
@@ -86,8 +88,27 @@ def test_settings_refuse_bad_values() -> None:
 def test_command_writes_the_report(nets, tmp_path) -> None:
     _, _, folder = nets
     out = tmp_path / "attack"
-    args = ["complex", "attack", str(folder / "complex"), "--data", "digits:size=16", "--baseline", str(folder / "noisy"), "--attacks", "dec-x",
-            "--attacker-images", "96", "--max-images", "16", "--epochs", "1", "--unet-width", "4", "-o", str(out)]
+    args = [
+        "complex",
+        "attack",
+        str(folder / "complex"),
+        "--data",
+        "digits:size=16",
+        "--baseline",
+        str(folder / "noisy"),
+        "--attacks",
+        "dec-x",
+        "--attacker-images",
+        "96",
+        "--max-images",
+        "16",
+        "--epochs",
+        "1",
+        "--unet-width",
+        "4",
+        "-o",
+        str(out),
+    ]
     assert main(args) == 0
     doc = json.loads((out / "report.json").read_text())
     assert [r["attack"] for r in doc["inversion"]] == ["dec(x)"]

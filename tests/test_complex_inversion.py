@@ -12,8 +12,8 @@ import math
 
 import pytest
 import torch
-from test_attacks_inversion import CONFIG, split_net, splits  # noqa: F401  (fixtures: the digits, an untrained split-lenet)
 
+from test_attacks_inversion import CONFIG, split_net, splits  # noqa: F401  (fixtures: the digits, an untrained split-lenet)
 from veilnet import models
 from veilnet.attacks import inversion as inv
 from veilnet.complex import layers as cl

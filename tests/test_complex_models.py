@@ -101,7 +101,10 @@ def test_shapes_on_32x32_inputs(arch: str, channels: int) -> None:
     make, split, kwargs, _ = ARCHS[arch]
     x = images(2, channels)
     with torch.no_grad():
-        for net in (make(num_classes=7, in_channels=channels, **kwargs), *(split(num_classes=7, in_channels=channels, **kwargs, **b) for b in ({}, {"additional_layers": True}, {"noise": 0.5}))):
+        for net in (
+            make(num_classes=7, in_channels=channels, **kwargs),
+            *(split(num_classes=7, in_channels=channels, **kwargs, **b) for b in ({}, {"additional_layers": True}, {"noise": 0.5})),
+        ):
             assert net.eval()(x).shape == (2, 7)
         net = make(num_classes=7, in_channels=channels, **kwargs)
         a = net.encoder(x)
@@ -126,7 +129,13 @@ def test_real_and_complex_processors_share_their_structure(arch: str) -> None:
     """Layer for layer: every real conv/linear has a complex counterpart with the same weight
     shape (plus the pair axis), BN ↔ complex norm, max-pool ↔ max-modulus pool, block ↔ block."""
     make, split, kwargs, _ = ARCHS[arch]
-    counterpart = {nn.Conv2d: cl.ComplexConv2d, nn.Linear: cl.ComplexLinear, nn.BatchNorm2d: cl.ComplexNorm, nn.MaxPool2d: cl.ComplexMaxPool2d, vm.resnet_cifar.BasicBlock: cl.ComplexBasicBlock}
+    counterpart = {
+        nn.Conv2d: cl.ComplexConv2d,
+        nn.Linear: cl.ComplexLinear,
+        nn.BatchNorm2d: cl.ComplexNorm,
+        nn.MaxPool2d: cl.ComplexMaxPool2d,
+        vm.resnet_cifar.BasicBlock: cl.ComplexBasicBlock,
+    }
     real = [m for m in split(additional_layers=True, **kwargs).processor.modules() if type(m) in counterpart]
     comp = [m for m in make(**kwargs).processor.modules() if type(m) in counterpart.values()]
     assert [counterpart[type(r)] for r in real] == [type(c) for c in comp]
@@ -134,7 +143,11 @@ def test_real_and_complex_processors_share_their_structure(arch: str) -> None:
         if isinstance(r, (nn.Conv2d, nn.Linear)):
             assert c.weight.shape == (2, *r.weight.shape)
     if not arch.startswith("resnet"):  # ReLU modules ↔ δ (the ResNet blocks call F.relu)
-        assert sum(isinstance(m, nn.ReLU) for m in split(**kwargs).processor.modules()) == sum(isinstance(m, cl.ComplexNonlinearity) for m in make(**kwargs).processor.modules()) > 0
+        assert (
+            sum(isinstance(m, nn.ReLU) for m in split(**kwargs).processor.modules())
+            == sum(isinstance(m, cl.ComplexNonlinearity) for m in make(**kwargs).processor.modules())
+            > 0
+        )
 
 
 @pytest.mark.parametrize("arch", list(ARCHS))
@@ -206,7 +219,15 @@ def test_constructors_check_their_arguments() -> None:
 def test_registry_names_save_and_load_strictly(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """Every proposed name builds with JSON kwargs, and a model round-trips through
     veilnet.models.save/load (safetensors + card), registered in the zoo."""
-    assert {"complex-lenet", "complex-resnet20-alpha", "complex-resnet110-beta", "complex-vgg16", "complex-alexnet", "split-resnet56-alpha", "split-lenet"} <= set(cm.MODELS)
+    assert {
+        "complex-lenet",
+        "complex-resnet20-alpha",
+        "complex-resnet110-beta",
+        "complex-vgg16",
+        "complex-alexnet",
+        "split-resnet56-alpha",
+        "split-lenet",
+    } <= set(cm.MODELS)
     for name, ctor in cm.MODELS.items():
         assert registry.MODELS[name] is ctor
     assert "depth" not in registry.signature("complex-resnet20-alpha") and "c" in registry.signature("complex-resnet20-alpha")

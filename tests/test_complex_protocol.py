@@ -24,8 +24,7 @@ from veilnet.cli import main
 from veilnet.complex import protocol
 from veilnet.complex.protocol import BatchSecret, Device, Server, split_model
 from veilnet.errors import ConfigError, KeyMismatchError, ModelFormatError, ShapeError
-from veilnet.serve import Client, ServedModel, create_app, local_server
-from veilnet.serve import codec, kinds
+from veilnet.serve import Client, ServedModel, codec, create_app, kinds, local_server
 
 
 def _net(name: str = "complex-lenet", seed: int = 0, **kwargs: object) -> nn.Module:
@@ -162,7 +161,11 @@ def test_split_files_hold_each_role_only(tmp_path: Path) -> None:
             assert not any(t.shape == tensor.shape and torch.equal(t, tensor) for t in server_tensors.values()), name
     server_card = json.loads(files.server.with_suffix(".json").read_text())
     assert server_card["architecture"] == "complex-processor" and server_card["data"] is None and server_card["metrics"] == {}
-    assert server_card["extra"]["complex"] == {"architecture": "complex-resnet20-alpha", "input_shape": [2, 4, 32, 32], "processor_sha256": protocol.processor_fingerprint(net.processor)}
+    assert server_card["extra"]["complex"] == {
+        "architecture": "complex-resnet20-alpha",
+        "input_shape": [2, 4, 32, 32],
+        "processor_sha256": protocol.processor_fingerprint(net.processor),
+    }
 
     device_tensors = safetensors.torch.load_file(files.device)
     assert {k.split(".")[0] for k in device_tensors} == {"encoder", "decoder", "pool"}
@@ -344,15 +347,40 @@ def test_cli_split_serve_query(deployment: dict, tmp_path: Path, capsys: pytest.
     with local_server(create_app(served, tokens=None)) as url:
         runs = []
         for _ in range(2):
-            assert main(["query", "--server", url, "--secret", str(tmp_path / "d/device.json"), "--data", "digits", "--limit", "30", "--seed", "4", "--json"]) == 0
+            assert (
+                main(["query", "--server", url, "--secret", str(tmp_path / "d/device.json"), "--data", "digits", "--limit", "30", "--seed", "4", "--json"]) == 0
+            )
             captured = capsys.readouterr()
             runs.append((json.loads(captured.out), captured.err))
         assert runs[0] == runs[1] and "accuracy:" in runs[0][1]
         assert len(runs[0][0]) == 30
         # with a pool from another spec, and without a seed
-        assert main(["query", "--server", url, "--secret", str(tmp_path / "d/device"), "--data", "digits", "--limit", "5", "--pool", "digits", "--pool-size", "8", "--pool-split", "test"]) == 0
+        assert (
+            main(
+                [
+                    "query",
+                    "--server",
+                    url,
+                    "--secret",
+                    str(tmp_path / "d/device"),
+                    "--data",
+                    "digits",
+                    "--limit",
+                    "5",
+                    "--pool",
+                    "digits",
+                    "--pool-size",
+                    "8",
+                    "--pool-split",
+                    "test",
+                ]
+            )
+            == 0
+        )
         assert len(capsys.readouterr().out.strip().splitlines()) == 5
-        assert main(["query", "--server", url, "--secret", str(tmp_path / "d/device.json"), "--data", "digits", "--limit", "5", "--pool", "digits:size=16"]) == 2
+        assert (
+            main(["query", "--server", url, "--secret", str(tmp_path / "d/device.json"), "--data", "digits", "--limit", "5", "--pool", "digits:size=16"]) == 2
+        )
         assert "16×16" in capsys.readouterr().err
 
 

@@ -306,7 +306,24 @@ def test_evaluation_is_reproducible_and_never_uses_the_sample_as_its_counterpart
 
 def test_cli_trains_evaluates_and_refuses_another_config_on_resume(tmp_path, capsys):
     out = tmp_path / "run"
-    base = ["complex", "train", "--model", "complex-lenet", "--data", "digits", "--subset", "3", "--epochs", "1", "--batch-size", "16", "--k", "3", "-o", str(out)]
+    base = [
+        "complex",
+        "train",
+        "--model",
+        "complex-lenet",
+        "--data",
+        "digits",
+        "--subset",
+        "3",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--k",
+        "3",
+        "-o",
+        str(out),
+    ]
     assert main(base) == 0
     assert "test accuracy" in capsys.readouterr().out
     assert main(["complex", "evaluate", str(out), "--data", "digits", "--seed", "4", "-o", str(tmp_path / "r.json")]) == 0
@@ -324,7 +341,24 @@ def test_cli_init_from_a_real_network(tmp_path, tiny, capsys):
     real = models.create("split-lenet", num_classes=10)
     models.save(real, tmp_path / "real")
     out = tmp_path / "run"
-    argv = ["complex", "train", "--model", "complex-lenet", "--data", "digits", "--subset", "2", "--epochs", "1", "--lr", "1e-12", "--init", str(tmp_path / "real"), "-o", str(out)]
+    argv = [
+        "complex",
+        "train",
+        "--model",
+        "complex-lenet",
+        "--data",
+        "digits",
+        "--subset",
+        "2",
+        "--epochs",
+        "1",
+        "--lr",
+        "1e-12",
+        "--init",
+        str(tmp_path / "real"),
+        "-o",
+        str(out),
+    ]
     assert main(argv) == 0
     net = models.load(out)
     # Encoder copied exactly (lr 1e-12 leaves it in place), Φ's first convolution's real part = the real one's.

@@ -104,12 +104,18 @@ def test_parallel_decoding_matches_serial(tmp_path: Path, monkeypatch: pytest.Mo
 @pytest.mark.parametrize(
     ("spoil", "message"),
     [
-        (lambda d: Image.fromarray(_pixels(0, size=(8, 8))).save(d / "train/a/big.png"), r"train/a/big.png: image is 8×8 RGB, expected 6×5 RGB like .*train/a/000.png"),
+        (
+            lambda d: Image.fromarray(_pixels(0, size=(8, 8))).save(d / "train/a/big.png"),
+            r"train/a/big.png: image is 8×8 RGB, expected 6×5 RGB like .*train/a/000.png",
+        ),
         (lambda d: Image.fromarray(_pixels(0, channels=1)).save(d / "train/b/gray.png"), r"train/b/gray.png: image is 6×5 L, expected 6×5 RGB"),
         (lambda d: (d / "train/b/notes.txt").write_text("hello"), r"train/b/notes.txt: not a readable image"),
         (lambda d: (d / "train/b/cut.png").write_bytes((d / "train/b/000.png").read_bytes()[:60]), r"train/b/cut.png: not a readable image"),
         (lambda d: Image.fromarray(_pixels(0)).save(d / "train/loose.png"), r"train/loose.png: expected SPLIT/CLASS/IMAGE .* depth 2"),
-        (lambda d: (d / "train/b/sub").mkdir() or Image.fromarray(_pixels(0)).save(d / "train/b/sub/x.png"), r"train/b/sub/x.png: expected SPLIT/CLASS/IMAGE .* depth 4"),
+        (
+            lambda d: (d / "train/b/sub").mkdir() or Image.fromarray(_pixels(0)).save(d / "train/b/sub/x.png"),
+            r"train/b/sub/x.png: expected SPLIT/CLASS/IMAGE .* depth 4",
+        ),
         (lambda d: Image.fromarray(_pixels(0)[..., 0].astype(np.uint16) * 257).save(d / "train/b/int.png"), r"train/b/int.png: unsupported image mode I"),
     ],
 )

@@ -267,8 +267,21 @@ def client_reply(message_type: str, config: FederatedConfig, weights: dict[str, 
     from veilnet.federated.messages import CONFIG, ROUND
 
     content = RecordDict({"arrays": ArrayRecord(weights), "config": ConfigRecord({CONFIG: config.dumps(), ROUND: 1})})
-    metadata = Metadata(run_id=1, message_id=f"{message_type}-{partition}", src_node_id=0, dst_node_id=partition + 1, reply_to_message_id="", group_id="", created_at=time.time(), ttl=3600.0, message_type=message_type)
-    reply = client_app(Message(content, metadata=metadata), Context(run_id=1, node_id=partition + 1, node_config={"partition-id": partition}, state=RecordDict(), run_config={}))
+    metadata = Metadata(
+        run_id=1,
+        message_id=f"{message_type}-{partition}",
+        src_node_id=0,
+        dst_node_id=partition + 1,
+        reply_to_message_id="",
+        group_id="",
+        created_at=time.time(),
+        ttl=3600.0,
+        message_type=message_type,
+    )
+    reply = client_app(
+        Message(content, metadata=metadata),
+        Context(run_id=1, node_id=partition + 1, node_config={"partition-id": partition}, state=RecordDict(), run_config={}),
+    )
     assert not reply.has_error(), reply.error
     return reply.content
 
@@ -361,9 +374,13 @@ def test_a_keyed_answer_keeps_a_nan() -> None:
     the server's KeyedReport missed the field)."""
     from veilnet.federated.messages import keyed_record, read_keyed_record
 
-    report = task.KeyedReport(partition=2, fingerprint="sha256:0", n_images=3, plain_accuracy=0.5, keyed_accuracy=0.5, max_relative_logit_difference=math.nan, labels_identical=False)
+    report = task.KeyedReport(
+        partition=2, fingerprint="sha256:0", n_images=3, plain_accuracy=0.5, keyed_accuracy=0.5, max_relative_logit_difference=math.nan, labels_identical=False
+    )
     back, row = read_keyed_record(keyed_record(report, [0.5, math.nan]))
-    assert math.isnan(back.max_relative_logit_difference) and dataclasses.replace(back, max_relative_logit_difference=0.0) == dataclasses.replace(report, max_relative_logit_difference=0.0)
+    assert math.isnan(back.max_relative_logit_difference) and dataclasses.replace(back, max_relative_logit_difference=0.0) == dataclasses.replace(
+        report, max_relative_logit_difference=0.0
+    )
     assert row[0] == 0.5 and math.isnan(row[1])
 
 
@@ -375,7 +392,29 @@ def test_a_diverging_federation_is_one_error_line(tmp_path: Path, capsys: pytest
     for name, value in flower_environment(tmp_path / "flwr-home").items():
         monkeypatch.setenv(name, value)
     model = ["--model", "vit", *(a for k, v in TINY_VIT.items() for a in ("--arg", f"{k}={v}"))]
-    assert cli.main(["fl", "run", *model, "--clients", "2", "--rounds", "1", "--optimizer", "sgd", "--lr", "1e6", "--batch-size", "32", "--no-baseline", "-o", str(tmp_path / "out")]) == 2
+    assert (
+        cli.main(
+            [
+                "fl",
+                "run",
+                *model,
+                "--clients",
+                "2",
+                "--rounds",
+                "1",
+                "--optimizer",
+                "sgd",
+                "--lr",
+                "1e6",
+                "--batch-size",
+                "32",
+                "--no-baseline",
+                "-o",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1] == "veilnet: error: the training diverged: the global model's weights are not finite after round 1; lower --lr"

@@ -58,8 +58,31 @@ def federation(tmp_path: Path, extra: list[str], *, rounds: int = 2, kill_after_
     env = {**os.environ, **flower_environment(tmp_path / "flwr-home")}
     server_port, *client_ports = free_ports(4)
     out = tmp_path / "out"
-    clients = [veilnet(["fl", "client", "--partition", str(i), "--server", f"127.0.0.1:{server_port}", "--port", str(port)], env, tmp_path / f"client{i}.log") for i, port in enumerate(client_ports)]
-    server = veilnet(["fl", "server", *MODEL, "--clients", "3", "--rounds", str(rounds), "--no-baseline", "--port", str(server_port), "--wait", "120", *extra, "-o", str(out)], env, tmp_path / "server.log")
+    clients = [
+        veilnet(["fl", "client", "--partition", str(i), "--server", f"127.0.0.1:{server_port}", "--port", str(port)], env, tmp_path / f"client{i}.log")
+        for i, port in enumerate(client_ports)
+    ]
+    server = veilnet(
+        [
+            "fl",
+            "server",
+            *MODEL,
+            "--clients",
+            "3",
+            "--rounds",
+            str(rounds),
+            "--no-baseline",
+            "--port",
+            str(server_port),
+            "--wait",
+            "120",
+            *extra,
+            "-o",
+            str(out),
+        ],
+        env,
+        tmp_path / "server.log",
+    )
     try:
         deadline = time.monotonic() + 400
         killed = False

@@ -81,7 +81,9 @@ def test_secagg_aggregate_equals_fedavg_within_the_quantisation_error(simulated:
     q = [round(n_k * LEVELS / w) for n_k in sizes]
     largest = max(float(abs(u).max()) for update in updates for u in update)
     bound = config.clients * (2 * CLIP + largest) / sum(q) + RETRAIN_TOLERANCE
-    fedavg = task.apply_update(initial, [sum(n_k / n * update[i].astype("float64") for n_k, update in zip(sizes, updates, strict=True)) for i in range(len(updates[0]))])
+    fedavg = task.apply_update(
+        initial, [sum(n_k / n * update[i].astype("float64") for n_k, update in zip(sizes, updates, strict=True)) for i in range(len(updates[0]))]
+    )
     saved = models.load(out / "model").state_dict()
     error = max(float((saved[name].double() - fedavg[name].double()).abs().max()) for name in saved)
     assert error <= bound, (error, bound)

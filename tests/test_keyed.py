@@ -191,7 +191,7 @@ def test_saved_transformed_model_is_a_plain_model_with_public_card(tmp_path) -> 
     x = torch.rand(4, 3, 16, 16)
     assert _logits_match(model(x), loaded(encrypt_images(x, key)))
     text = (tmp_path / "keyed.json").read_text()
-    assert "shuffle" not in text and "flip\"" not in text
+    assert "shuffle" not in text and 'flip"' not in text
     card = models.card(tmp_path / "keyed")
     assert card["extra"]["keyed"]["fingerprint"] == key.fingerprint
     assert key_space_bits(card["extra"]["keyed"]) == pytest.approx(key_space_bits(key))

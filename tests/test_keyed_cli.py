@@ -97,7 +97,9 @@ def test_evaluate_and_attacks(workdir, capsys) -> None:
     code, _, err = run(capsys, "keyed", "attack", "random-keys", "vit", "--data", "digits", "-o", "rk2.json")
     assert code == 2 and "not a transformed model" in err
     run(capsys, "key", "new", "--scheme", "block", "--block-size", "4", "--channels", "3", "--image-size", "32", "-o", "b.json")
-    code, _, _ = run(capsys, "keyed", "attack", "ciphertext-only", "--key", "b.json", "--data", "digits", "--encrypted", "50", "--reference", "50", "-o", "co.json")
+    code, _, _ = run(
+        capsys, "keyed", "attack", "ciphertext-only", "--key", "b.json", "--data", "digits", "--encrypted", "50", "--reference", "50", "-o", "co.json"
+    )
     assert code == 0 and json.loads((workdir / "co.json").read_text())["decrypted_psnr"] > 40  # digits: grey, so channel swaps do not show
     code, _, _ = run(capsys, "keyed", "attack", "known-plaintext", "--key", "v.json", "--data", "digits", "--pairs", "2", "--holdout", "2", "-o", "kp.json")
     assert code == 0 and json.loads((workdir / "kp.json").read_text())["trials"][0]["pairs"] == 1
@@ -144,7 +146,9 @@ def test_rekey_refuses_a_plain_model(workdir, capsys) -> None:
 def test_seeded_key_and_seeded_evaluation_use_different_keys(workdir, capsys) -> None:
     """`key new --seed 0` then `keyed evaluate --seed 0`: no "wrong" key is the key itself."""
     run(capsys, "key", "new", "--scheme", "block", "--block-size", "4", "--channels", "3", "--image-size", "32", "--seed", "0", "-o", "k.json")
-    code, _, _ = run(capsys, "keyed", "evaluate", "cm", "--key", "k.json", "--data", "digits", "--n-per-class", "1", "--random-keys", "3", "--seed", "0", "-o", "ev")
+    code, _, _ = run(
+        capsys, "keyed", "evaluate", "cm", "--key", "k.json", "--data", "digits", "--n-per-class", "1", "--random-keys", "3", "--seed", "0", "-o", "ev"
+    )
     assert code == 0
     result = json.loads((workdir / "ev" / "evaluation.json").read_text())
     assert keys.load("k.json").fingerprint not in result["random_keys"]["fingerprints"]
@@ -155,7 +159,10 @@ def test_keyed_and_key_commands_parse_without_torch() -> None:
     import subprocess
     import sys
 
-    code = "import sys\nfrom veilnet import cli\nfor argv in (['key', 'new', '--help'], ['keyed', 'attack', 'known-plaintext', '--help']):\n    try:\n        cli.main(argv)\n    except SystemExit:\n        pass\nprint('torch' in sys.modules)"
+    code = (
+        "import sys\nfrom veilnet import cli\nfor argv in (['key', 'new', '--help'], ['keyed', 'attack', 'known-plaintext', "
+        "'--help']):\n    try:\n        cli.main(argv)\n    except SystemExit:\n        pass\nprint('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "False"
 

@@ -56,7 +56,9 @@ def block_attack(splits) -> tuple[InversionResult, torch.Tensor, list[keys.Key]]
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(ki, "generate_key", spy)
-        result, rec = ki.keyed_inversion(*splits, scheme="block", block_size=4, config=CONFIG, attacker_split="digits:size=16:train", victim_split="digits:size=16:test")
+        result, rec = ki.keyed_inversion(
+            *splits, scheme="block", block_size=4, config=CONFIG, attacker_split="digits:size=16:train", victim_split="digits:size=16:test"
+        )
     return result, rec, drawn
 
 
@@ -162,7 +164,25 @@ def test_table_lists_the_three_guesses(block_attack) -> None:
 
 def test_cli_writes_three_files_and_refuses_existing_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "li"
-    argv = ["keyed", "attack", "learned-inversion", "--data", "digits:size=16", "--attacker-images", "32", "--max-images", "8", "--epochs", "1", "--base-width", "4", "--batch-size", "16", "-o", str(out)]
+    argv = [
+        "keyed",
+        "attack",
+        "learned-inversion",
+        "--data",
+        "digits:size=16",
+        "--attacker-images",
+        "32",
+        "--max-images",
+        "8",
+        "--epochs",
+        "1",
+        "--base-width",
+        "4",
+        "--batch-size",
+        "16",
+        "-o",
+        str(out),
+    ]
     assert cli.main(argv) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[-1].startswith("learned inversion (block, M=4): error") and str(out) in lines[-1]

@@ -28,7 +28,13 @@ def _test_scheme(monkeypatch: pytest.MonkeyPatch) -> None:
 def _key(seed: int | None = None) -> keys.Key:
     rng = keys.KeyRNG(seed)
     perm = rng.permutation(48)
-    return keys.Key(scheme="test", params={"n": 48}, material={"perm": perm, "flip": rng.subset(48, 24)}, entropy_bits=rng.entropy_bits(keys.log2_factorial(48)), reproducible=rng.reproducible)
+    return keys.Key(
+        scheme="test",
+        params={"n": 48},
+        material={"perm": perm, "flip": rng.subset(48, 24)},
+        entropy_bits=rng.entropy_bits(keys.log2_factorial(48)),
+        reproducible=rng.reproducible,
+    )
 
 
 def test_csprng_keys_differ_and_seeded_keys_repeat():
@@ -155,8 +161,20 @@ HOSTILE = [
     ("block key with ea", "block", None, _set("params", "ea", "orthogonal"), "params are"),
     ("vit without ea", "vit", "permutation", lambda d: d["params"].pop("ea"), "params are"),
     ("unknown ea", "vit", "permutation", _set("params", "ea", "rot13"), "unknown Ea kind"),
-    ("shuffle + 0.5", "block", None, lambda d: d["material"].__setitem__("shuffle", [v + 0.5 for v in d["material"]["shuffle"]]), "shuffle must be a list of integers"),
-    ("shuffle as floats", "block", None, lambda d: d["material"].__setitem__("shuffle", [float(v) for v in d["material"]["shuffle"]]), "shuffle must be a list of integers"),
+    (
+        "shuffle + 0.5",
+        "block",
+        None,
+        lambda d: d["material"].__setitem__("shuffle", [v + 0.5 for v in d["material"]["shuffle"]]),
+        "shuffle must be a list of integers",
+    ),
+    (
+        "shuffle as floats",
+        "block",
+        None,
+        lambda d: d["material"].__setitem__("shuffle", [float(v) for v in d["material"]["shuffle"]]),
+        "shuffle must be a list of integers",
+    ),
     ("shuffle bools", "block", None, lambda d: d["material"].__setitem__("shuffle", [True] * 48), "shuffle must be a list of integers"),
     ("shuffle not a permutation", "block", None, lambda d: d["material"]["shuffle"].__setitem__(0, d["material"]["shuffle"][1]), "not a permutation"),
     ("shuffle too short", "block", None, lambda d: d["material"]["shuffle"].pop(), "not a permutation of 48"),
@@ -170,7 +188,13 @@ HOSTILE = [
     ("Ea wrong shape", "vit", "orthogonal", lambda d: d["material"]["ea_matrix"].pop(), "48×48"),
     ("Ea ragged", "vit", "orthogonal", lambda d: d["material"]["ea_matrix"][3].pop(), "48×48"),
     ("Ea singular", "vit", "orthogonal", lambda d: d["material"]["ea_matrix"].__setitem__(1, d["material"]["ea_matrix"][0]), "ill-conditioned"),
-    ("Ea not orthogonal", "vit", "orthogonal", lambda d: d["material"]["ea_matrix"][0].__setitem__(0, d["material"]["ea_matrix"][0][0] + 0.1), "not orthogonal|orthogonal but"),
+    (
+        "Ea not orthogonal",
+        "vit",
+        "orthogonal",
+        lambda d: d["material"]["ea_matrix"][0].__setitem__(0, d["material"]["ea_matrix"][0][0] + 0.1),
+        "not orthogonal|orthogonal but",
+    ),
     ("Ea with strings", "vit", "orthogonal", lambda d: d["material"]["ea_matrix"][0].__setitem__(0, "1"), "numbers only"),
     ("Ea with bools", "vit", "orthogonal", lambda d: d["material"]["ea_matrix"][0].__setitem__(0, True), "numbers only"),
     ("Ea NaN", "vit", "orthogonal", lambda d: d["material"]["ea_matrix"][0].__setitem__(0, float("nan")), "non-finite number NaN"),
@@ -208,7 +232,10 @@ def test_integers_too_long_to_read_are_refused(tmp_path):
 
 
 def test_key_info_refuses_invalid_material_in_one_line(tmp_path, capsys):
-    for name, mutate in (("not a permutation", lambda d: d["material"]["shuffle"].__setitem__(0, d["material"]["shuffle"][1])), ("wrong length", lambda d: d["material"]["shuffle"].append(48))):
+    for name, mutate in (
+        ("not a permutation", lambda d: d["material"]["shuffle"].__setitem__(0, d["material"]["shuffle"][1])),
+        ("wrong length", lambda d: d["material"]["shuffle"].append(48)),
+    ):
         (tmp_path / name).mkdir()
         path = _rewrite(_saved(tmp_path / name), mutate)
         assert main(["key", "info", str(path)]) == 2, name

@@ -184,7 +184,9 @@ def _core_sources() -> str:
     return "\n".join(p.read_text() for p in root.rglob("*.py"))
 
 
-def test_a_dummy_method_trains_serves_and_is_attacked_without_the_core_knowing_it(dummy_method: plugins.Method, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_dummy_method_trains_serves_and_is_attacked_without_the_core_knowing_it(
+    dummy_method: plugins.Method, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert PACKAGE not in _core_sources() and "dummy-mlp" not in _core_sources()
 
     # the command line lists and runs its command; the model registry builds its model by name

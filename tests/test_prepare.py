@@ -14,7 +14,6 @@ import torch
 from torch import nn
 
 from test_robust import TinyNet
-
 from veilnet.models import Prepared, prepare
 from veilnet.models import prepared as prepared_module
 from veilnet.robust import attacks

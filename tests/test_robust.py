@@ -159,7 +159,9 @@ def test_per_sample_generators_make_directions_independent_of_the_batch(net: Tin
     assert defended._row_generators is None, "the context restores the shared generator"
 
 
-def test_batch_size_is_measured_once_then_cached_in_memory_and_on_disk(net: TinyNet, images: torch.Tensor, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_batch_size_is_measured_once_then_cached_in_memory_and_on_disk(
+    net: TinyNet, images: torch.Tensor, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """Issue 13 part 5: with batch_size=None the points-per-forward size is measured on this machine
     once per device and model signature, kept in memory and under $XDG_CACHE_HOME (a temporary
     folder in tests), and the output equals that of any explicit batch size."""

@@ -41,7 +41,9 @@ def _art_apgd(model, x, y, eps: float, steps: int, loss_type: str) -> float:  # 
 
     np.random.seed(0)
     torch.manual_seed(0)
-    art = AutoProjectedGradientDescent(_art(model), norm=np.inf, eps=eps, eps_step=2 * eps, max_iter=steps, nb_random_init=1, batch_size=64, loss_type=loss_type, verbose=False)
+    art = AutoProjectedGradientDescent(
+        _art(model), norm=np.inf, eps=eps, eps_step=2 * eps, max_iter=steps, nb_random_init=1, batch_size=64, loss_type=loss_type, verbose=False
+    )
     return _art_success(model, x, y, art.generate(x.numpy(), y.numpy()), eps)
 
 
@@ -92,13 +94,25 @@ def test_expectation_over_the_defences_draws(digits) -> None:  # type: ignore[no
 def test_worst_case_counts_an_image_robust_only_if_every_attack_failed() -> None:
     def row(name: str, robust: list[list[bool]]) -> ev.AdaptiveRow:
         acc = ev.Draws([sum(r) / len(r) for r in robust])
-        return ev.AdaptiveRow(attack=name, n=4, num_attacked=4, defended_clean_accuracy=acc, robust_accuracy=acc, attack_success_rate=0.5, seconds=0.0, robust_images=robust)
+        return ev.AdaptiveRow(
+            attack=name, n=4, num_attacked=4, defended_clean_accuracy=acc, robust_accuracy=acc, attack_success_rate=0.5, seconds=0.0, robust_images=robust
+        )
 
     a = row("apgd-ce", [[True, True, False, True], [True, False, False, True]])
     b = row("square", [[True, False, True, True], [True, True, True, False]])
     assert ev.worst_case([a, b]) == ev.Draws([0.5, 0.25])
     assert ev.worst_case([a]) == a.robust_accuracy
-    assert ev.worst_case([a, ev.AdaptiveRow(**{**b.to_dict(), "robust_accuracy": b.robust_accuracy, "defended_clean_accuracy": b.defended_clean_accuracy, "robust_images": []})]) is None
+    assert (
+        ev.worst_case(
+            [
+                a,
+                ev.AdaptiveRow(
+                    **{**b.to_dict(), "robust_accuracy": b.robust_accuracy, "defended_clean_accuracy": b.defended_clean_accuracy, "robust_images": []}
+                ),
+            ]
+        )
+        is None
+    )
 
 
 def test_cli_runs_apgd_and_reports_the_worst_case(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]

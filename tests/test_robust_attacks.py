@@ -85,7 +85,13 @@ def _art_success(model: nn.Module, x: torch.Tensor, y: torch.Tensor, adv: np.nda
 @pytest.mark.parametrize("name", ["fgsm", "pgd", "deepfool", "cw", "square", "fgsm-min", "pgd-min"])
 def test_success_mask_budget_and_range(digits, name: str) -> None:  # type: ignore[no-untyped-def]
     model, x, y = digits
-    fast = {"pgd": {"steps": 5}, "pgd-min": {"search_steps": 2}, "cw": {"binary_search_steps": 2, "steps": 10}, "square": {"queries": 30}, "deepfool": {"steps": 10}}
+    fast = {
+        "pgd": {"steps": 5},
+        "pgd-min": {"search_steps": 2},
+        "cw": {"binary_search_steps": 2, "steps": 10},
+        "square": {"queries": 30},
+        "deepfool": {"steps": 10},
+    }
     attack = attacks.create(name, model, EPS, seed=0, batch_size=25, **fast.get(name, {}))
     model.train()
     (adv, success), (adv2, success2) = attack.run(x[:20], y[:20], [EPS, 2 * EPS])
@@ -228,9 +234,9 @@ def test_eot_pgd_matches_art_with_expectation_over_the_defences_draws(digits) ->
     """ART's PGD on a classifier whose EoT preprocessor repeats each image n times, so that the
     randomised defence inside sees n independent draws and the gradient is their average: the
     same attack as our EOT-PGD. Both judged by a third, independent draw of the defence."""
+    from art.attacks.evasion import ProjectedGradientDescent
     from art.estimators.classification import PyTorchClassifier
     from art.preprocessing.expectation_over_transformation.pytorch import EoTPyTorch
-    from art.attacks.evasion import ProjectedGradientDescent
 
     class DefenceDraws(EoTPyTorch):  # the identity: the randomness is the defence's own
         def _transform(self, x, y, **kwargs):  # type: ignore[no-untyped-def]
@@ -244,7 +250,9 @@ def test_eot_pgd_matches_art_with_expectation_over_the_defences_draws(digits) ->
     ours = (_predict(judge, adv) != y).float().mean().item()
     torch.manual_seed(0)
     draws = DefenceDraws(nb_samples=n, clip_values=(0.0, 1.0), apply_predict=True)
-    classifier = PyTorchClassifier(model=defended, loss=nn.CrossEntropyLoss(), input_shape=(3, 32, 32), nb_classes=10, clip_values=(0.0, 1.0), preprocessing_defences=[draws])
+    classifier = PyTorchClassifier(
+        model=defended, loss=nn.CrossEntropyLoss(), input_shape=(3, 32, 32), nb_classes=10, clip_values=(0.0, 1.0), preprocessing_defences=[draws]
+    )
     art_pgd = ProjectedGradientDescent(classifier, norm=np.inf, eps=eps, eps_step=eps / 4, max_iter=10, num_random_init=1, verbose=False)
     theirs = (_predict(judge, attacks.project(torch.from_numpy(art_pgd.generate(x.numpy(), y.numpy())).float(), x, eps)) != y).float().mean().item()
     assert theirs >= 0.3 and ours >= theirs - 0.07, (ours, theirs)

@@ -14,12 +14,19 @@ import torch
 
 from veilnet import data, models
 from veilnet.cli import main
-from veilnet.errors import ConfigError
 from veilnet.demo import robust_demo
+from veilnet.errors import ConfigError
 from veilnet.robust import Setting, attacks, rendering
 from veilnet.robust import evaluation as ev
 
-FAST = {"pgd": {"steps": 3}, "pgd-min": {"steps": 5, "search_steps": 2}, "eot-pgd": {"steps": 2}, "square": {"queries": 10}, "cw": {"binary_search_steps": 1, "steps": 3}, "deepfool": {"steps": 5}}
+FAST = {
+    "pgd": {"steps": 3},
+    "pgd-min": {"steps": 5, "search_steps": 2},
+    "eot-pgd": {"steps": 2},
+    "square": {"queries": 10},
+    "cw": {"binary_search_steps": 1, "steps": 3},
+    "deepfool": {"steps": 5},
+}
 
 
 @pytest.fixture(autouse=True)
@@ -131,7 +138,9 @@ def test_bad_overrides_fail_before_any_attack_runs(lenet: torch.nn.Module, digit
 
 def test_results_round_trip_through_json_and_the_report_rebuilds(lenet: torch.nn.Module, digits: data.ImageSplit, tmp_path: Path) -> None:
     setting = Setting(directions=2, draws=2, seed=1)
-    result = ev.evaluate(lenet, digits, setting, attacks=["pgd", "pgd-min", "eot-pgd"], n_per_class=2, slow_n_per_class=1, overrides=_fast(["pgd", "pgd-min", "eot-pgd"]))
+    result = ev.evaluate(
+        lenet, digits, setting, attacks=["pgd", "pgd-min", "eot-pgd"], n_per_class=2, slow_n_per_class=1, overrides=_fast(["pgd", "pgd-min", "eot-pgd"])
+    )
     assert [r.attack for r in result.paper] == ["pgd", "pgd-min"] and [r.attack for r in result.adaptive] == ["eot-pgd"]
     assert result.attack_settings["pgd-min"]["early_stop"] is True and result.attack_settings["pgd-min"]["search_steps"] == 2
     assert result.paper[0].n == 20 and result.adaptive[0].n == 10 and result.setting.seed == 1
@@ -153,14 +162,52 @@ def test_results_round_trip_through_json_and_the_report_rebuilds(lenet: torch.nn
 def test_cli_evaluate_and_sweep(lenet: torch.nn.Module, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = models.save(lenet, tmp_path / "lenet", data="digits")
     out = tmp_path / "out"
-    argv = ["robust", "evaluate", str(path), "--data", "digits", "--attacks", "fgsm,square", "--n-per-class", "1", "--directions", "2", "--draws", "2", "--set", "square.queries=5", "--seed", "1", "--eps", "16/255", "-o", str(out)]
+    argv = [
+        "robust",
+        "evaluate",
+        str(path),
+        "--data",
+        "digits",
+        "--attacks",
+        "fgsm,square",
+        "--n-per-class",
+        "1",
+        "--directions",
+        "2",
+        "--draws",
+        "2",
+        "--set",
+        "square.queries=5",
+        "--seed",
+        "1",
+        "--eps",
+        "16/255",
+        "-o",
+        str(out),
+    ]
     assert main(argv) == 0
     saved = json.loads((out / "evaluation.json").read_text())
     assert saved["setting"]["directions"] == 2 and saved["setting"]["draws"] == 2 and saved["attack_settings"]["square"]["queries"] == 5
     assert saved["setting"]["eps"] == pytest.approx(16 / 255)
     capsys.readouterr()
     assert main(argv) == 2 and "exists" in capsys.readouterr().err
-    sweep_argv = ["robust", "sweep", str(path), "--data", "digits", "--n-per-class", "1", "--radii", "1,3", "--directions", "2", "--draws", "1", "-o", str(tmp_path / "sw")]
+    sweep_argv = [
+        "robust",
+        "sweep",
+        str(path),
+        "--data",
+        "digits",
+        "--n-per-class",
+        "1",
+        "--radii",
+        "1,3",
+        "--directions",
+        "2",
+        "--draws",
+        "1",
+        "-o",
+        str(tmp_path / "sw"),
+    ]
     assert main(sweep_argv) == 0
     assert (tmp_path / "sw" / "sweep-radius.png").exists() and not (tmp_path / "sw" / "evaluation.json").exists()
 

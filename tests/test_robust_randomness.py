@@ -10,13 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from test_robust_eval import _one_thread, digits, lenet  # noqa: F401  (fixtures: LeNet after one epoch on the digits)
 from veilnet import data, models
 from veilnet.cli import main
 from veilnet.errors import ConfigError
 from veilnet.robust import Setting, rendering
 from veilnet.robust import evaluation as ev
-
-from test_robust_eval import _one_thread, digits, lenet  # noqa: F401  (fixtures: LeNet after one epoch on the digits)
 
 OVERRIDES = {"square": {"queries": 15}, "eot-pgd": {"steps": 2}}
 
@@ -68,7 +67,29 @@ def test_fixed_and_fresh_rows_are_named_and_not_mixed(lenet: torch.nn.Module, di
 
 def test_cli_randomness_fixed(lenet: torch.nn.Module, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = models.save(lenet, tmp_path / "lenet", data="digits")
-    argv = ["robust", "evaluate", str(path), "--data", "digits", "--attacks", "square", "--n-per-class", "1", "--directions", "2", "--draws", "2", "--set", "square.queries=5", "--seed", "1", "--randomness", "fixed", "-o", str(tmp_path / "out")]
+    argv = [
+        "robust",
+        "evaluate",
+        str(path),
+        "--data",
+        "digits",
+        "--attacks",
+        "square",
+        "--n-per-class",
+        "1",
+        "--directions",
+        "2",
+        "--draws",
+        "2",
+        "--set",
+        "square.queries=5",
+        "--seed",
+        "1",
+        "--randomness",
+        "fixed",
+        "-o",
+        str(tmp_path / "out"),
+    ]
     assert main(argv) == 0
     saved = json.loads((tmp_path / "out" / "evaluation.json").read_text())
     assert saved["setting"]["randomness"] == "fixed" and saved["adaptive"][0]["randomness"] == "fixed"

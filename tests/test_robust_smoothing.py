@@ -115,7 +115,9 @@ def test_certificate_matches_art(digits) -> None:  # type: ignore[no-untyped-def
     images = x[::2][:24]
     n0, n, alpha = 100, 1000, 0.001
     ours = Smoothing(model, SIGMA, batch=500).certify(images, n0=n0, n=n, alpha=alpha, seed=0)
-    art = PyTorchRandomizedSmoothing(model=model, loss=nn.CrossEntropyLoss(), input_shape=(3, 32, 32), nb_classes=10, device_type="cpu", sample_size=n0, scale=SIGMA, alpha=alpha)
+    art = PyTorchRandomizedSmoothing(
+        model=model, loss=nn.CrossEntropyLoss(), input_shape=(3, 32, 32), nb_classes=10, device_type="cpu", sample_size=n0, scale=SIGMA, alpha=alpha
+    )
     art._lower_confidence_bound = lambda k, total: binomtest(int(k), int(total)).proportion_ci(confidence_level=1 - 2 * alpha, method="exact").low
     np.random.seed(0)
     art_labels, art_radii = art.certify(images.numpy(), n=n, batch_size=500)
@@ -143,7 +145,9 @@ def test_l2_pgd_stays_in_the_ball_and_matches_art(digits) -> None:  # type: igno
     adv, success = attacks.PGD(model, eps, alpha=eps / 4, steps=10, norm="l2", seed=0)(x, y)
     assert float((adv - x).flatten(1).norm(dim=1).max()) <= eps + 1e-4 and adv.min() >= 0 and adv.max() <= 1
     classifier = PyTorchClassifier(model=model, loss=nn.CrossEntropyLoss(), input_shape=(3, 32, 32), nb_classes=10, clip_values=(0.0, 1.0))
-    theirs = ProjectedGradientDescent(classifier, norm=2, eps=eps, eps_step=eps / 4, max_iter=10, num_random_init=1, verbose=False).generate(x.numpy(), y.numpy())
+    theirs = ProjectedGradientDescent(classifier, norm=2, eps=eps, eps_step=eps / 4, max_iter=10, num_random_init=1, verbose=False).generate(
+        x.numpy(), y.numpy()
+    )
     with torch.no_grad():
         theirs_success = (model(attacks.project(torch.from_numpy(theirs).float(), x, eps, "l2")).argmax(1) != y).float().mean().item()
     assert success.float().mean().item() >= theirs_success - 0.02, (success.float().mean().item(), theirs_success)
@@ -207,7 +211,29 @@ def test_certify_command_on_digits(tmp_path: Path, capsys: pytest.CaptureFixture
         opt.step()
     path = models.save(model.eval(), tmp_path / "lenet", data="digits")
     out = tmp_path / "cert"
-    argv = ["robust", "certify", str(path), "--sigma", "0.25", "--n", "200", "--n0", "20", "--n-per-class", "1", "--draws", "1", "--directions", "3", "--radii", "0.25,1", "--seed", "0", "-o", str(out)]
+    argv = [
+        "robust",
+        "certify",
+        str(path),
+        "--sigma",
+        "0.25",
+        "--n",
+        "200",
+        "--n0",
+        "20",
+        "--n-per-class",
+        "1",
+        "--draws",
+        "1",
+        "--directions",
+        "3",
+        "--radii",
+        "0.25,1",
+        "--seed",
+        "0",
+        "-o",
+        str(out),
+    ]
     assert main(argv) == 0
     result = json.loads((out / "certification.json").read_text())
     assert (out / "report.md").exists() and (out / "certify.png").stat().st_size > 0

@@ -28,6 +28,7 @@ import safetensors.numpy
 import torch
 from PIL import Image
 
+from serving import free_port, serving
 from veilnet import data, metrics, models
 from veilnet.cli import main
 from veilnet.errors import KeyMismatchError, ModelFormatError
@@ -37,7 +38,6 @@ from veilnet.serve import AuthRefusedError, BatchingConfig, Client, Limits, Serv
 from veilnet.serve.batching import DynamicBatcher
 from veilnet.serve.codec import NPY, SAFETENSORS, BodyError, read_tensor, write_tensor
 from veilnet.serve.server import ConnectionLimits
-from serving import free_port, serving
 
 TOKEN = "test-token-0123456789abcdef"
 NPY_MAGIC_HEADER = b"\x93NUMPY\x01\x00"
@@ -66,7 +66,9 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict:
     key = generate_key("block", 4, 3, 32)
     key.save(root / "key.json")
     # the card's data is a local path the server must not publish
-    models.save(transform_model(plain, key), root / "served", data=f"folder:{root}/private-photos.zip", metrics={"accuracy": 0.5}, extra={"keyed": public_params(key)})
+    models.save(
+        transform_model(plain, key), root / "served", data=f"folder:{root}/private-photos.zip", metrics={"accuracy": 0.5}, extra={"keyed": public_params(key)}
+    )
     (root / "tokens.txt").write_text(f"# clients\n{TOKEN}\n")
     images = data.load("digits", "test").images[:20]
     return {"root": root, "plain": plain, "key": key, "images": images, "plain_logits": metrics.predict(plain, images)}
@@ -135,8 +137,6 @@ def test_the_guarded_protocol_turns_nagle_off_whatever_the_loop_and_socket() -> 
     """On asyncio's own loop and a listening socket made without proto=IPPROTO_TCP (where asyncio
     leaves Nagle on), every accepted connection still gets TCP_NODELAY from the protocol."""
     import threading
-
-    import uvicorn
 
     from veilnet.serve import server as guarded
 
@@ -236,7 +236,10 @@ def test_server_survives_lying_and_dropped_connections(setup: dict, server) -> N
     url, _, proc = server
     port = int(url.rsplit(":", 1)[1])
     for request in (
-        b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + TOKEN.encode() + b"\r\nContent-Type: application/x-npy\r\nContent-Length: 100000\r\n\r\n" + NPY_MAGIC_HEADER,
+        b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+        + TOKEN.encode()
+        + b"\r\nContent-Type: application/x-npy\r\nContent-Length: 100000\r\n\r\n"
+        + NPY_MAGIC_HEADER,
         b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999\r\n\r\n",
         b"\x00\xff garbage \r\n\r\n",
     ):
@@ -298,7 +301,9 @@ def test_query_command(setup: dict, server, tmp_path: Path, capsys: pytest.Captu
     assert "0–255" in capsys.readouterr().err
     # a key that is not the served model's: one line, exit 2, before any image is read
     generate_key("block", 4, 3, 32).save(tmp_path / "other-key.json")
-    assert main(["query", "--server", url, "--key", str(tmp_path / "other-key.json"), "--token-file", str(root / "tokens.txt"), str(tmp_path / "small.png")]) == 2
+    assert (
+        main(["query", "--server", url, "--key", str(tmp_path / "other-key.json"), "--token-file", str(root / "tokens.txt"), str(tmp_path / "small.png")]) == 2
+    )
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not the key the served model" in err
 
@@ -321,7 +326,9 @@ def test_server_log_holds_no_key_material_token_or_pixels(setup: dict, server) -
     assert not re.search(r"(?:-?\d+(?:\.\d+)?(?:e-?\d+)?[,\s\[\]]+){12,}", text), "a run of numbers (pixels?) in the log"
 
 
-def test_no_auth_needs_the_flag_and_warns_and_https_works(setup: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_no_auth_needs_the_flag_and_warns_and_https_works(
+    setup: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     served = str(setup["root"] / "served")
     monkeypatch.delenv("VEILNET_TOKENS", raising=False)
     assert main(["serve", served, "--port", "0"]) == 2
@@ -343,7 +350,30 @@ def test_no_auth_needs_the_flag_and_warns_and_https_works(setup: dict, tmp_path:
     if shutil.which("openssl") is None:
         pytest.skip("openssl is needed to make a test certificate")
     cert, tls_key = tmp_path / "cert.pem", tmp_path / "tls-key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(tls_key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            str(tls_key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
     port = free_port()
     cmd = [sys.executable, "-m", "veilnet.cli", "serve", served, "--port", str(port), "--no-auth", "--tls-cert", str(cert), "--tls-key", str(tls_key)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -368,7 +398,9 @@ def test_no_auth_needs_the_flag_and_warns_and_https_works(setup: dict, tmp_path:
 
 
 def _raw_request(port: int, body: bytes, content_length: int) -> bytes:
-    return (f"POST /v1/predict HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: {NPY}\r\nContent-Length: {content_length}\r\n\r\n").encode() + body
+    return (
+        f"POST /v1/predict HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: {NPY}\r\nContent-Length: {content_length}\r\n\r\n"
+    ).encode() + body
 
 
 def test_a_body_that_does_not_arrive_in_time_gets_408_and_the_connection_closes(setup: dict) -> None:
@@ -417,7 +449,13 @@ def test_info_publishes_only_the_allow_listed_card_fields(setup: dict) -> None:
 def _tiny_served(width: int) -> ServedModel:
     from veilnet.serve.kinds import Expectation
 
-    return ServedModel(model=torch.nn.Flatten(), expectation=Expectation("keyed", (1, width, width), "float32", {"block_size": 2}), output_shape=(width * width,), output_dtype="float32", card={"architecture": "flatten"})
+    return ServedModel(
+        model=torch.nn.Flatten(),
+        expectation=Expectation("keyed", (1, width, width), "float32", {"block_size": 2}),
+        output_shape=(width * width,),
+        output_dtype="float32",
+        card={"architecture": "flatten"},
+    )
 
 
 def test_openapi_is_the_same_for_every_deployment_and_lists_every_status(setup: dict) -> None:
@@ -428,7 +466,7 @@ def test_openapi_is_the_same_for_every_deployment_and_lists_every_status(setup: 
     other = create_app(_tiny_served(4), tokens=None, limits=Limits(max_body_bytes=12345, max_batch=3)).openapi()
     assert one == other
     text = json.dumps(one)
-    assert "12345" not in text and "32" not in text.replace("float32", "") and "fingerprint\": \"" not in text
+    assert "12345" not in text and "32" not in text.replace("float32", "") and 'fingerprint": "' not in text
     paths = one["paths"]
     documented = {path: {m: set(op["responses"]) for m, op in ops.items()} for path, ops in paths.items()}
     assert documented == {
@@ -455,7 +493,9 @@ def test_openapi_and_healthz_are_public_and_everything_else_needs_the_token(setu
 
 
 def test_the_serve_commands_import_nothing_heavy() -> None:
-    code = "import sys, veilnet.serve.cli; print(sorted(m for m in ('torch', 'numpy', 'fastapi', 'uvicorn', 'httpx', 'safetensors', 'PIL') if m in sys.modules))"
+    code = (
+        "import sys, veilnet.serve.cli; print(sorted(m for m in ('torch', 'numpy', 'fastapi', 'uvicorn', 'httpx', 'safetensors', 'PIL') if m in sys.modules))"
+    )
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
 
 
@@ -472,7 +512,10 @@ def test_random_mutations_of_valid_bodies_never_give_a_5xx(setup: dict) -> None:
 
     served = ServedModel.load(setup["root"] / "served")
     app = create_app(served, tokens=[TOKEN], limits=Limits(max_body_bytes=1 << 20, max_batch=8))
-    valid = {NPY: _npy(np.random.rand(2, 3, 32, 32).astype(np.float32)), SAFETENSORS: safetensors.numpy.save({"x": np.random.rand(2, 3, 32, 32).astype(np.float32)})}
+    valid = {
+        NPY: _npy(np.random.rand(2, 3, 32, 32).astype(np.float32)),
+        SAFETENSORS: safetensors.numpy.save({"x": np.random.rand(2, 3, 32, 32).astype(np.float32)}),
+    }
     rng = random.Random(0)
     statuses = set()
     with TestClient(app, raise_server_exceptions=False) as client:
@@ -508,6 +551,7 @@ def test_a_failing_forward_pass_is_a_500_without_details() -> None:
 
     served = ServedModel(model=Fragile(), expectation=Expectation("keyed", (1, 2, 2), "float32", {}), output_shape=(4,), output_dtype="float32", card={})
     with TestClient(create_app(served, tokens=None), raise_server_exceptions=False) as client:
+
         def post(n: int) -> httpx.Response:
             return client.post("/v1/predict", content=_npy(np.ones((n, 1, 2, 2), np.float32)), headers={"Content-Type": NPY})
 

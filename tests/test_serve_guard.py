@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 import torch
 
+from serving import serving
 from veilnet import models
 from veilnet.keyed import generate_key, public_params
 from veilnet.keyed.transform import transform_model
@@ -30,7 +31,6 @@ from veilnet.serve import Client, Limits, ServedModel, ServerUnreachableError, c
 from veilnet.serve.app import body_limit
 from veilnet.serve.codec import NPY
 from veilnet.serve.server import ConnectionLimits
-from serving import serving
 
 TOKEN = "guard-token-0123456789abcdef"
 DEADLINE = 1.0  # --read-timeout of every server here

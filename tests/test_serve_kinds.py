@@ -20,8 +20,7 @@ import torch
 
 from veilnet import metrics
 from veilnet.errors import KeyMismatchError, ModelFormatError
-from veilnet.serve import Client, ServedModel, create_app, local_server
-from veilnet.serve import kinds
+from veilnet.serve import Client, ServedModel, create_app, kinds, local_server
 from veilnet.serve.kinds import Expectation
 
 

@@ -21,11 +21,11 @@ import numpy as np
 import pytest
 import safetensors.numpy
 import schemathesis
-from schemathesis import GenerationMode
 import torch
 from hypothesis import HealthCheck, given, settings
-from hypothesis.errors import Unsatisfiable
 from hypothesis import strategies as st
+from hypothesis.errors import Unsatisfiable
+from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance, status_code_conformance
 

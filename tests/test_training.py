@@ -309,7 +309,16 @@ def test_a_model_that_does_not_take_the_data_is_refused_before_training(tmp_path
 
 @pytest.mark.parametrize(
     ("options", "field"),
-    [({"epochs": "ten"}, "epochs"), ({"lr": [1]}, "lr"), ({"batch_size": 2.5}, "batch_size"), ({"augment": "yes"}, "augment"), ({"lr": float("nan")}, "lr"), ({"seed": True}, "seed"), ({"grad_clip": -1.0}, "grad_clip"), ({"momentum": -0.1}, "momentum")],
+    [
+        ({"epochs": "ten"}, "epochs"),
+        ({"lr": [1]}, "lr"),
+        ({"batch_size": 2.5}, "batch_size"),
+        ({"augment": "yes"}, "augment"),
+        ({"lr": float("nan")}, "lr"),
+        ({"seed": True}, "seed"),
+        ({"grad_clip": -1.0}, "grad_clip"),
+        ({"momentum": -0.1}, "momentum"),
+    ],
 )
 def test_train_config_checks_types_and_names_the_field(options, field):
     with pytest.raises(ConfigError, match=field):

@@ -34,7 +34,16 @@ def check_int(name: str, value: Any, *, minimum: int | None = None, error: type[
     return value
 
 
-def check_number(name: str, value: Any, *, low: float = -math.inf, high: float = math.inf, low_open: bool = False, high_open: bool = False, error: type[VeilnetError] = ConfigError) -> float:
+def check_number(
+    name: str,
+    value: Any,
+    *,
+    low: float = -math.inf,
+    high: float = math.inf,
+    low_open: bool = False,
+    high_open: bool = False,
+    error: type[VeilnetError] = ConfigError,
+) -> float:
     """``value`` if it is a finite number (not a bool) in the interval from ``low`` to ``high``
     (ends closed unless ``low_open`` / ``high_open``); else ``error`` naming ``name`` and the interval."""
     inside = is_number(value) and math.isfinite(value) and (value > low if low_open else value >= low) and (value < high if high_open else value <= high)

@@ -73,7 +73,12 @@ def add_compile(parser: argparse.ArgumentParser, *, default: bool, why: str) -> 
     (torch.compile where it can, eager where not); ``default`` is what measurement on the 2-core
     CPU found faster for the command's typical run, warm-up included (``why`` says so)."""
     state = "on" if default else "off"
-    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=default, help=f"compile the model with torch.compile (inductor) where it can be (default: {state}; {why})")
+    parser.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=default,
+        help=f"compile the model with torch.compile (inductor) where it can be (default: {state}; {why})",
+    )
 
 
 def add_seed(parser: argparse.ArgumentParser) -> None:

@@ -247,8 +247,8 @@ def _reconstruction_rows(net: nn.Module, ctx: DemoContext, out: Path, seed: int)
     a* = Re[x·e^{−iθ̂}] (inversion attack 1 with the stronger angle attack), beside the
     attacker's mean image (an attacker that learns nothing)."""
     from veilnet.attacks import inversion as inv
-    from veilnet.complex.attacks import inversion as cinv
     from veilnet.complex.attacks import angle
+    from veilnet.complex.attacks import inversion as cinv
     from veilnet.complex.attacks.suite import balanced_head
 
     n_own, n_victim, epochs, width = (DEMO_ATTACK[k] for k in ("attacker_images", "victim_images", "epochs", "unet_width"))
@@ -261,7 +261,10 @@ def _reconstruction_rows(net: nn.Module, ctx: DemoContext, out: Path, seed: int)
     result, rec = cinv.inversion_attack_1(net, own, images, x, theta_hat, inverter=dec)
     inv.save_inversion_grid(out / "reconstructions.png", images, {"dec(a*)": rec}, title="the server's reconstruction from x (regression θ̂)")
     error = float(angle.angle_error(theta_hat, theta).mean())
-    rows = [["dec(a*), θ̂ from the angle regression", result.metrics.error, result.metrics.ssim], ["the attacker's mean image (learns nothing)", result.baseline.error, result.baseline.ssim]]
+    rows = [
+        ["dec(a*), θ̂ from the angle regression", result.metrics.error, result.metrics.ssim],
+        ["the attacker's mean image (learns nothing)", result.baseline.error, result.baseline.ssim],
+    ]
     return "\n".join(
         [
             f"What the server reconstructs from x (`veilnet complex attack` runs this and every other attack): it trains on "

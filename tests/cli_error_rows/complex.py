@@ -56,8 +56,16 @@ ROWS = [
     ("attack-real-model", ["complex", "attack", "{model}", "--data", "digits", "-o", "{tmp}/a"], "is a real network"),
     ("attack-missing-model", ["complex", "attack", "{tmp}/nowhere", "--data", "digits", "-o", "{tmp}/a"], "model card missing"),
     ("attack-corrupt-model", ["complex", "attack", "{corrupt_json}", "--data", "digits", "-o", "{tmp}/a"], "corrupt model card"),
-    ("attack-baseline-not-split", ["complex", "attack", "{complex}", "--baseline", "{model}", "--data", "digits", "-o", "{tmp}/a"], "is not a real split network"),
-    ("attack-baseline-complex", ["complex", "attack", "{complex}", "--baseline", "{complex}", "--data", "digits", "-o", "{tmp}/a"], "is not a real split network"),
+    (
+        "attack-baseline-not-split",
+        ["complex", "attack", "{complex}", "--baseline", "{model}", "--data", "digits", "-o", "{tmp}/a"],
+        "is not a real split network",
+    ),
+    (
+        "attack-baseline-complex",
+        ["complex", "attack", "{complex}", "--baseline", "{complex}", "--data", "digits", "-o", "{tmp}/a"],
+        "is not a real split network",
+    ),
     ("attack-other-image-size", ["complex", "attack", "{complex}", "--data", "digits:size=16", "-o", "{tmp}/a"], "takes 3×32×32 images"),
     ("attack-unknown-data", ["complex", "attack", "{complex}", "--data", "mnist", "-o", "{tmp}/a"], "unknown data set"),
     ("attack-no-data", ["complex", "attack", "{complex}", "-o", "{tmp}/a"], "--data"),

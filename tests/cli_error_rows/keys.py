@@ -13,7 +13,11 @@ ROWS = [
     ("new-block-size-float", [*NEW, "--block-size", "4.5", "-o", "{tmp}/k.json"], "positive integer"),
     ("new-not-divisible", [*NEW, "--block-size", "5", "-o", "{tmp}/k.json"], "not divisible"),
     ("new-block-with-ea", [*NEW, "--block-size", "4", "--ea", "orthogonal", "-o", "{tmp}/k.json"], "block scheme's Ea"),
-    ("new-unknown-scheme", ["key", "new", "--scheme", "rot13", "--block-size", "4", "--channels", "3", "--image-size", "32", "-o", "{tmp}/k.json"], "invalid choice"),
+    (
+        "new-unknown-scheme",
+        ["key", "new", "--scheme", "rot13", "--block-size", "4", "--channels", "3", "--image-size", "32", "-o", "{tmp}/k.json"],
+        "invalid choice",
+    ),
     ("new-exists", [*NEW, "--block-size", "4", "-o", "{key}"], "exists; pass --force"),
     ("new-output-under-file", [*NEW, "--block-size", "4", "-o", "{afile}/k.json"], "is a file"),
 ]

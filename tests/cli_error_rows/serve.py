@@ -34,7 +34,11 @@ ROWS = [
     ("serve-token-too-short", ["serve", "{model}", "--port", "0", "--token-file", "{afile}"], "shorter than 16"),
     ("serve-no-auth-and-token-file", ["serve", "{model}", "--port", "0", "--no-auth", "--token-file", "{afile}"], "contradict"),
     ("serve-tls-cert-without-key", ["serve", "{model}", "--no-auth", "--port", "0", "--tls-cert", "{afile}"], "both --tls-cert and --tls-key"),
-    ("serve-tls-file-missing", ["serve", "{model}", "--no-auth", "--port", "0", "--tls-cert", "{tmp}/cert.pem", "--tls-key", "{tmp}/key.pem"], "does not exist"),
+    (
+        "serve-tls-file-missing",
+        ["serve", "{model}", "--no-auth", "--port", "0", "--tls-cert", "{tmp}/cert.pem", "--tls-key", "{tmp}/key.pem"],
+        "does not exist",
+    ),
     ("serve-tls-not-a-certificate", ["serve", "{model}", "--no-auth", "--port", "0", "--tls-cert", "{afile}", "--tls-key", "{afile}"], "TLS certificate"),
     # query
     ("query-no-inputs", ["query", "--server", NO_SERVER, "--key", "{key}"], "give image files or --data"),
@@ -62,10 +66,18 @@ ROWS += [
     ("serve-whole-complex-network", ["serve", "{complex}", "--no-auth", "--port", "0"], "serve only its processor"),
     ("serve-complex-device-part", ["serve", "{complex_device}", "--no-auth", "--port", "0"], "the device part"),
     ("query-pool-with-a-key", ["query", "--server", NO_SERVER, "--secret", "{key}", "--pool", "digits", "{afile}"], "--secret must be a device part"),
-    ("query-seed-with-a-plain-model", ["query", "--server", NO_SERVER, "--secret", "{model}", "--seed", "1", "{afile}"], "not a complex-valued network's device part"),
+    (
+        "query-seed-with-a-plain-model",
+        ["query", "--server", NO_SERVER, "--secret", "{model}", "--seed", "1", "{afile}"],
+        "not a complex-valued network's device part",
+    ),
     ("query-seed-with-a-server-part", ["query", "--server", NO_SERVER, "--secret", "{complex_server}", "--seed", "1", "{afile}"], "holds complex-processor"),
     ("query-pool-of-other-images", ["query", "--server", NO_SERVER, "--secret", "{complex_device}", "--pool", "digits:channels=1", "{afile}"], "takes 3×32×32"),
-    ("query-pool-size-zero", ["query", "--server", NO_SERVER, "--secret", "{complex_device}", "--pool", "digits", "--pool-size", "0", "{afile}"], "expected a positive integer"),
+    (
+        "query-pool-size-zero",
+        ["query", "--server", NO_SERVER, "--secret", "{complex_device}", "--pool", "digits", "--pool-size", "0", "{afile}"],
+        "expected a positive integer",
+    ),
     ("query-device-missing", ["query", "--server", NO_SERVER, "--secret", "{tmp}/device.json", "--seed", "1", "{afile}"], "does not exist"),
     ("query-complex-device-unreachable", ["query", "--server", NO_SERVER, "--secret", "{complex_device}", "{afile}"], "unreachable"),
 ]

@@ -17,9 +17,21 @@ ROWS = [
     ("train-unknown-model", [*_TRAIN, "--model", "resnet18", "-o", "{tmp}/t"], "unknown model 'resnet18'"),
     ("train-no-model", ["train", "-o", "{tmp}/t"], "no model given"),
     # A model that does not take the data: checked before training, both shapes named.
-    ("train-vit-image-size", [*_TRAIN, "--model", "vit", "--arg", "image_size=16", "--arg", "dim=8", "--arg", "heads=2", "-o", "{tmp}/t"], "takes 3×16×16 images (C×H×W), but digits has 3×32×32"),
-    ("train-convmixer-patch-size", [*_TRAIN, "--model", "convmixer", "--arg", "dim=8", "--arg", "depth=1", "--arg", "patch_size=5", "-o", "{tmp}/t"], "3×32×32"),
-    ("train-init-other-channels", [*_TRAIN, "--data", "digits:channels=1", "--model", "convmixer", "--init", "{model}", "-o", "{tmp}/t"], "but digits:channels=1 has 1×32×32"),
+    (
+        "train-vit-image-size",
+        [*_TRAIN, "--model", "vit", "--arg", "image_size=16", "--arg", "dim=8", "--arg", "heads=2", "-o", "{tmp}/t"],
+        "takes 3×16×16 images (C×H×W), but digits has 3×32×32",
+    ),
+    (
+        "train-convmixer-patch-size",
+        [*_TRAIN, "--model", "convmixer", "--arg", "dim=8", "--arg", "depth=1", "--arg", "patch_size=5", "-o", "{tmp}/t"],
+        "3×32×32",
+    ),
+    (
+        "train-init-other-channels",
+        [*_TRAIN, "--data", "digits:channels=1", "--model", "convmixer", "--init", "{model}", "-o", "{tmp}/t"],
+        "but digits:channels=1 has 1×32×32",
+    ),
     ("train-init-other-arguments", [*_TRAIN, "--model", "convmixer", "--init", "{model}", "-o", "{tmp}/t"], "but this run builds convmixer("),
     ("train-init-corrupt", [*_TRAIN, "--model", "convmixer", "--init", "{corrupt_json}", "-o", "{tmp}/t"], "corrupt model card"),
     # Training options and the YAML file.

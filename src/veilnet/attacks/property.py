@@ -152,7 +152,10 @@ def _check_labels(labels: torch.Tensor, what: str) -> torch.Tensor:
 def _check_inputs(inputs: torch.Tensor, labels: torch.Tensor, who: str) -> torch.Tensor:
     """Inputs with one row per label; returns the labels as int64 on the CPU."""
     if not isinstance(inputs, torch.Tensor) or inputs.ndim < 2:
-        raise ShapeError(f"the {who}'s inputs must be a tensor N×… with one row per image, got {tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__}")
+        raise ShapeError(
+            f"the {who}'s inputs must be a tensor N×… with one row per image, got "
+            f"{tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__}"
+        )
     if inputs.shape[0] == 0:
         raise ShapeError(f"the {who} has no inputs (N = 0)")
     if not (inputs.dtype == torch.uint8 or inputs.is_floating_point()):
@@ -218,7 +221,9 @@ class PropertyClassifier(nn.Module):
             self.body = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, num_classes))
         else:
             hidden = 8 * width
-            self.body = nn.Sequential(nn.Linear(folded[0], hidden), nn.ReLU(inplace=True), nn.Linear(hidden, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, num_classes))
+            self.body = nn.Sequential(
+                nn.Linear(folded[0], hidden), nn.ReLU(inplace=True), nn.Linear(hidden, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, num_classes)
+            )
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         if tuple(inputs.shape[1:]) != self.input_shape:
@@ -308,7 +313,15 @@ def train_property_classifier(
         return {"loss": loss.item(), "accuracy": (logits.argmax(1) == target).float().mean().item(), "n": len(idx)}
 
     config = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "width": width, "seed": seed, "num_classes": num_classes}
-    fit(step, batches, epochs=epochs, state={"classifier": model, "optimizer": optimizer, "order": order}, config=config, progress=progress, desc="property classifier")
+    fit(
+        step,
+        batches,
+        epochs=epochs,
+        state={"classifier": model, "optimizer": optimizer, "order": order},
+        config=config,
+        progress=progress,
+        desc="property classifier",
+    )
     return model.eval()
 
 
@@ -359,10 +372,30 @@ def classifier_attack(
             raise ConfigError("a classifier attack needs the attacker's inputs and labels, or a trained classifier")
         train_labels = _check_inputs(train_inputs, train_labels, "attacker")
         if train_inputs.shape[1:] != test_inputs.shape[1:]:
-            raise ShapeError(f"the attacker's inputs N×{'×'.join(map(str, train_inputs.shape[1:]))} and the victim's N×{'×'.join(map(str, test_inputs.shape[1:]))} differ in shape")
+            raise ShapeError(
+                f"the attacker's inputs N×{'×'.join(map(str, train_inputs.shape[1:]))} and "
+                f"the victim's N×{'×'.join(map(str, test_inputs.shape[1:]))} differ in shape"
+            )
         num_classes = _num_classes(num_classes, train_labels, test_labels)
-        classifier = train_property_classifier(train_inputs, train_labels, num_classes=num_classes, epochs=epochs, batch_size=batch_size, lr=lr, width=width, seed=seed, device=device, progress=progress)
-        config: dict[str, Any] = {"classifier": "cnn" if _as_float(train_inputs[:1]).ndim == 4 else "mlp", "epochs": epochs, "batch_size": batch_size, "lr": lr, "width": width}
+        classifier = train_property_classifier(
+            train_inputs,
+            train_labels,
+            num_classes=num_classes,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            width=width,
+            seed=seed,
+            device=device,
+            progress=progress,
+        )
+        config: dict[str, Any] = {
+            "classifier": "cnn" if _as_float(train_inputs[:1]).ndim == 4 else "mlp",
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "lr": lr,
+            "width": width,
+        }
         n_attacker = int(train_inputs.shape[0])
     else:
         num_classes = _num_classes(num_classes if num_classes is not None else getattr(classifier, "num_classes", None), test_labels)
@@ -435,9 +468,15 @@ def knn_predict(
     n_attacker = int(train_features.shape[0])
     ks = _check_ks(ks, n_attacker)
     if not isinstance(test_features, torch.Tensor) or test_features.ndim < 2 or test_features.shape[0] == 0:
-        raise ShapeError(f"the victim's features must be a non-empty tensor N×…, got {tuple(test_features.shape) if isinstance(test_features, torch.Tensor) else type(test_features).__name__}")
+        raise ShapeError(
+            f"the victim's features must be a non-empty tensor N×…, got "
+            f"{tuple(test_features.shape) if isinstance(test_features, torch.Tensor) else type(test_features).__name__}"
+        )
     if train_features.shape[1:] != test_features.shape[1:]:
-        raise ShapeError(f"the attacker's features N×{'×'.join(map(str, train_features.shape[1:]))} and the victim's N×{'×'.join(map(str, test_features.shape[1:]))} differ in shape")
+        raise ShapeError(
+            f"the attacker's features N×{'×'.join(map(str, train_features.shape[1:]))} and "
+            f"the victim's N×{'×'.join(map(str, test_features.shape[1:]))} differ in shape"
+        )
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
     num_classes = _num_classes(num_classes, train_labels) if num_classes is not None else max(int(train_labels.max()) + 1, 2)

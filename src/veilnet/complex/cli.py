@@ -48,9 +48,14 @@ def _train(args: argparse.Namespace) -> int:
     from veilnet.training.cli import TRAIN_OPTIONS, setup_run
 
     run = setup_run(args, ComplexTrainConfig, {**TRAIN_OPTIONS, **_ADVERSARIAL_OPTIONS}, init=_init_from, check=_complex_or_refuse)
-    result = train_complex(run.model, run.train_split, args.output, config=run.config, test_split=run.test_split, resume=args.resume, force=args.force, device=run.device)
+    result = train_complex(
+        run.model, run.train_split, args.output, config=run.config, test_split=run.test_split, resume=args.resume, force=args.force, device=run.device
+    )
     acc = "n/a" if result.test_accuracy is None else f"{result.test_accuracy:.4f}"
-    print(f"test accuracy {acc} (fresh θ and counterpart per image, seed {run.config.seed}) after {result.epochs} epochs ({result.train_seconds / 60:.1f} min); model: {result.model_path}")
+    print(
+        f"test accuracy {acc} (fresh θ and counterpart per image, seed {run.config.seed}) after "
+        f"{result.epochs} epochs ({result.train_seconds / 60:.1f} min); model: {result.model_path}"
+    )
     return 0
 
 
@@ -87,7 +92,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     models.check_input(net, split.image_shape, data=args.data)
     seed = 0 if args.seed is None else args.seed
     accuracy = evaluate_complex(net, split, seed=seed, batch_size=args.batch_size, device=device)
-    print(f"accuracy {accuracy:.4f} on {len(split)} images ({args.data}, {args.split}) with a fresh θ ~ U[0, 2π) and a counterpart from another image per sample, seed {seed}")
+    print(
+        f"accuracy {accuracy:.4f} on {len(split)} images ({args.data}, {args.split}) with "
+        f"a fresh θ ~ U[0, 2π) and a counterpart from another image per sample, seed {seed}"
+    )
     if out is not None:
         ComplexEvaluation(model=str(args.model), data=args.data, split=args.split, n=len(split), seed=seed, accuracy=accuracy).save(out)
         print(f"wrote {out}")
@@ -131,7 +139,9 @@ def _attack(args: argparse.Namespace) -> int:
         models.check_input(model, victim.image_shape, data=args.data)
     suite.check_inputs(net, attacker, victim, baselines, settings)
     out.mkdir(parents=True, exist_ok=True)
-    report, reconstructions = suite.run_attacks(net, attacker, victim, baselines=baselines, settings=settings, model_label=str(args.model), device=device, progress=True)
+    report, reconstructions = suite.run_attacks(
+        net, attacker, victim, baselines=baselines, settings=settings, model_label=str(args.model), device=device, progress=True
+    )
     report.save(out / "report.json")
     (out / "report.md").write_text(suite.markdown(report))
     if reconstructions:
@@ -153,8 +163,14 @@ def _split(args: argparse.Namespace) -> int:
     pool = pool_from_data(args.pool_data, args.pool_size, split=args.pool_split, seed=args.seed) if args.pool_data else None
     files = split_model(net, args.output, pool=pool, force=args.force)
     card = json.loads(files.server.with_suffix(".json").read_text())["extra"]["complex"]
-    print(f"server: {files.server} (+ .json): the processing module only, for 'veilnet serve'; processor {card['processor_sha256'][:16]}…, input N×{'×'.join(map(str, card['input_shape']))}")
-    print(f"device: {files.device} (+ .json, mode 0600): encoder, decoder and {0 if pool is None else pool.shape[0]} counterpart images; keep it on the device, for 'veilnet query --secret'")
+    print(
+        f"server: {files.server} (+ .json): the processing module only, for 'veilnet serve'; processor "
+        f"{card['processor_sha256'][:16]}…, input N×{'×'.join(map(str, card['input_shape']))}"
+    )
+    print(
+        f"device: {files.device} (+ .json, mode 0600): encoder, decoder and {0 if pool is None else pool.shape[0]} "
+        f"counterpart images; keep it on the device, for 'veilnet query --secret'"
+    )
     if pool is None:
         print("no counterpart pool stored: give 'veilnet query --pool SPEC' (the person's own images)")
     return 0
@@ -163,17 +179,31 @@ def _split(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     group = add_group(sub, "complex")
 
-    p = group.add_parser("train", help="train a complex-valued network: task loss + λ·WGAN loss against a discriminator (Eq. 8–9)", description="Train a complex-valued network [g, Φ, d] on the joint objective of Eq. 9 (Xiang et al., ICLR 2020).")
-    add_training_options(p, init_help="start from a saved model: a complex one of the same architecture, or a real one (its weights initialise Φ's real parts)", output_help="output directory (model.safetensors, model.json, discriminator.safetensors, metrics.json, checkpoint.pt)")
+    p = group.add_parser(
+        "train",
+        help="train a complex-valued network: task loss + λ·WGAN loss against a discriminator (Eq. 8–9)",
+        description="Train a complex-valued network [g, Φ, d] on the joint objective of Eq. 9 (Xiang et al., ICLR 2020).",
+    )
+    add_training_options(
+        p,
+        init_help="start from a saved model: a complex one of the same architecture, or a real one (its weights initialise Φ's real parts)",
+        output_help="output directory (model.safetensors, model.json, discriminator.safetensors, metrics.json, checkpoint.pt)",
+    )
     p.add_argument("--k", type=int, help="k-anonymity: k − 1 decoy angles jπ/k per feature (default 8)")
     p.add_argument("--adversarial-weight", type=float, metavar="LAMBDA", help="λ, the weight of the WGAN loss (default 0.1)")
     p.add_argument("--d-lr", type=float, help="the discriminator's Adam learning rate (default 1e-4)")
     p.add_argument("--gp-weight", type=float, help="gradient-penalty weight (default 10)")
     p.add_argument("--n-critic", type=int, help="discriminator updates per network update (default 1)")
-    p.add_argument("--decoys", choices=["all", "one"], help="each feature against all k − 1 decoys per step (default), or one drawn from them (k − 1 times cheaper for D)")
+    p.add_argument(
+        "--decoys", choices=["all", "one"], help="each feature against all k − 1 decoys per step (default), or one drawn from them (k − 1 times cheaper for D)"
+    )
     p.set_defaults(func=_train)
 
-    e = group.add_parser("evaluate", help="accuracy with a fresh secret angle and fooling counterpart per image", description="Accuracy of a saved complex-valued network with θ ~ U[0, 2π) and a counterpart from another image per sample, reproducible with --seed.")
+    e = group.add_parser(
+        "evaluate",
+        help="accuracy with a fresh secret angle and fooling counterpart per image",
+        description="Accuracy of a saved complex-valued network with θ ~ U[0, 2π) and a counterpart from another image per sample, reproducible with --seed.",
+    )
     e.add_argument("model", help="saved complex model (file, stem or directory)")
     e.add_argument("--data", required=True, help="data spec")
     e.add_argument("--split", default="test", choices=["train", "test"])
@@ -186,15 +216,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     a = group.add_parser(
         "attack",
         help="every privacy attack on a complex network beside its real baselines: angle recovery, inversion, property inference",
-        description="Attack a complex-valued network as the server would (Xiang et al., ICLR 2020, sections 4.3 and 5): the paper's angle, inversion and property inference attacks and stronger ones, "
-        "trained on the data's train split (the attacker's own images) and measured on its test split (the victim's). Writes report.json, report.md (tables like the paper's Tables 1–5) and reconstructions.png (like Fig. 2).",
+        description="Attack a complex-valued network as the server would (Xiang et al., ICLR 2020, sections 4.3 "
+        "and 5): the paper's angle, inversion and property inference attacks and stronger ones, "
+        "trained on the data's train split (the attacker's own images) and measured on its test split (the victim's). "
+        "Writes report.json, report.md (tables like the paper's Tables 1–5) and reconstructions.png (like Fig. 2).",
     )
     a.add_argument("model", help="saved complex model (file, stem or directory)")
     a.add_argument("--data", required=True, help="data spec: the attacker uses its train split, the victim its test split")
-    a.add_argument("--baseline", action="append", metavar="MODEL", help="a saved real baseline (split-*: original, with additional layers, noisy); repeat for several")
-    a.add_argument("--attacks", type=lambda v: [n.strip() for n in v.split(",") if n.strip()], help="comma-separated subset of angle,inversion,property,dec-x,phase-invariant,optimisation (default: all)")
-    a.add_argument("--attacker-images", type=positive_int, default=5000, help="the attacker's training images: N of the train split, the first of each class in turn (default 5000)")
-    a.add_argument("--max-images", type=positive_int, default=1000, help="the victim's images: N of the test split, the first of each class in turn (default 1000)")
+    a.add_argument(
+        "--baseline", action="append", metavar="MODEL", help="a saved real baseline (split-*: original, with additional layers, noisy); repeat for several"
+    )
+    a.add_argument(
+        "--attacks",
+        type=lambda v: [n.strip() for n in v.split(",") if n.strip()],
+        help="comma-separated subset of angle,inversion,property,dec-x,phase-invariant,optimisation (default: all)",
+    )
+    a.add_argument(
+        "--attacker-images",
+        type=positive_int,
+        default=5000,
+        help="the attacker's training images: N of the train split, the first of each class in turn (default 5000)",
+    )
+    a.add_argument(
+        "--max-images", type=positive_int, default=1000, help="the victim's images: N of the test split, the first of each class in turn (default 1000)"
+    )
     a.add_argument("--epochs", type=positive_int, default=10, help="epochs of every inverter and property classifier (default 10)")
     a.add_argument("--angle-epochs", type=positive_int, default=10, help="epochs of the angle attacks' models (default 10)")
     a.add_argument("--grid", type=positive_int, default=360, help="candidate angles of the paper's angle attack (default 360)")
@@ -213,7 +258,12 @@ def _register_split(sub: argparse._SubParsersAction) -> None:
     split = add_command(sub, "split")
     split.add_argument("model", help="saved complex-valued network (complex-*; .safetensors, .json, stem or directory)")
     add_output(split, help="folder for server.* and device.*")
-    split.add_argument("--pool-data", default=None, help="data spec to draw the counterpart pool from, stored in the device part (use the person's own images: an attacker who could list the pool and knew the encoder could solve for θ)")
+    split.add_argument(
+        "--pool-data",
+        default=None,
+        help="data spec to draw the counterpart pool from, stored in the device part (use the person's "
+        "own images: an attacker who could list the pool and knew the encoder could solve for θ)",
+    )
     split.add_argument("--pool-size", type=positive_int, default=64, help="images in the pool (default: 64)")
     split.add_argument("--pool-split", default="train", choices=["train", "test"], help="split of --pool-data (default: train)")
     add_seed(split)

@@ -85,7 +85,9 @@ def check_pair(x: torch.Tensor, name: str = "x", min_dim: int = 3) -> None:
     """Refuse (ShapeError naming ``name``) anything but a pair tensor: real floating point,
     ``N×2×…`` with at least ``min_dim`` dimensions."""
     if x.dim() < min_dim or x.shape[PAIR_DIM] != 2:
-        raise ShapeError(f"{name} must be a complex feature of shape N×2×… (real/imaginary pair at dimension 1, at least {min_dim} dimensions), got {tuple(x.shape)}")
+        raise ShapeError(
+            f"{name} must be a complex feature of shape N×2×… (real/imaginary pair at dimension 1, at least {min_dim} dimensions), got {tuple(x.shape)}"
+        )
     if x.is_complex() or not x.is_floating_point():
         raise ShapeError(f"{name} must be a real floating-point tensor with a pair axis, got dtype {x.dtype}; use from_complex() for torch.complex tensors")
 
@@ -206,7 +208,15 @@ class ComplexConv2d(nn.Module):
     Shape: ``N×2×in_channels×H×W`` → ``N×2×out_channels×H'×W'`` (H', W' as :class:`torch.nn.Conv2d`).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int], stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] = 0, dilation: int | tuple[int, int] = 1) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] = 0,
+        dilation: int | tuple[int, int] = 1,
+    ) -> None:
         super().__init__()
         kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
         self.in_channels, self.out_channels = in_channels, out_channels
@@ -511,4 +521,3 @@ __all__ = [
     "rotate",
     "to_complex",
 ]
-

@@ -60,8 +60,8 @@ from torch import nn
 
 from veilnet.complex import layers as cl
 from veilnet.errors import ConfigError, ModelFormatError, ShapeError
-from veilnet.models.normalize import Normalize
 from veilnet.models import registry
+from veilnet.models.normalize import Normalize
 from veilnet.models.resnet_cifar import DEPTHS, BasicBlock
 
 #: The ResNet variants of section 5.1.
@@ -167,12 +167,16 @@ class ComplexNet(nn.Module):
 
 
 @torch.no_grad()
-def batched(fn: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor, *, batch_size: int = 256, device: str | torch.device | None = None) -> torch.Tensor:
+def batched(
+    fn: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor, *, batch_size: int = 256, device: str | torch.device | None = None
+) -> torch.Tensor:
     """``fn`` over ``inputs`` cut into batches of ``batch_size`` along the first axis (each moved
     to ``device`` first when given), under ``torch.no_grad``, the outputs concatenated: how the
     device, the attacks and the attack suite run an encoder, a feature function or an attack
     model over many images or pair tensors. The caller sets the modules' mode."""
-    return torch.cat([fn(inputs[i : i + batch_size] if device is None else inputs[i : i + batch_size].to(device)) for i in range(0, inputs.shape[0], batch_size)])
+    return torch.cat(
+        [fn(inputs[i : i + batch_size] if device is None else inputs[i : i + batch_size].to(device)) for i in range(0, inputs.shape[0], batch_size)]
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -268,7 +272,11 @@ def _lenet(ops: _Layers, additional_layers: bool, num_classes: int, in_channels:
     if side < 1:
         raise ConfigError(f"LeNet needs image_size >= 16, got {image_size}")
     c1, c3, f5, f6 = (_scaled(v, width) for v in (6, 16, 120, 84))
-    encoder = Encoder(Normalize.for_channels(in_channels, mean, std), nn.Sequential(nn.Conv2d(in_channels, c1, 5), nn.ReLU(), nn.MaxPool2d(2)), _generator(c1, additional_layers))
+    encoder = Encoder(
+        Normalize.for_channels(in_channels, mean, std),
+        nn.Sequential(nn.Conv2d(in_channels, c1, 5), nn.ReLU(), nn.MaxPool2d(2)),
+        _generator(c1, additional_layers),
+    )
     processor = nn.Sequential(
         ops.conv(c1, c3, 5), ops.act(), ops.maxpool(2),
         ops.flatten(), ops.linear(c3 * side * side, f5), ops.act(), ops.linear(f5, f6), ops.act(), ops.linear(f6, num_classes),
@@ -276,7 +284,9 @@ def _lenet(ops: _Layers, additional_layers: bool, num_classes: int, in_channels:
     return encoder, processor, nn.Identity()
 
 
-def _resnet(ops: _Layers, additional_layers: bool, depth: int, variant: str, num_classes: int, in_channels: int, width: float, mean: _Stats, std: _Stats) -> _Parts:
+def _resnet(
+    ops: _Layers, additional_layers: bool, depth: int, variant: str, num_classes: int, in_channels: int, width: float, mean: _Stats, std: _Stats
+) -> _Parts:
     """:class:`veilnet.models.ResNetCIFAR`: α — g = conv1 … stage 1, Φ = stage 2, d = stage 3 …;
     β — d = the last block and the classifier, Φ the blocks between (section 5.1)."""
     if depth < 8 or (depth - 2) % 6:
@@ -333,7 +343,9 @@ def _vgg16(ops: _Layers, additional_layers: bool, num_classes: int, in_channels:
     return encoder, nn.Sequential(*back, *ops.global_pool(1)), nn.Linear(channels, num_classes)
 
 
-def _alexnet(ops: _Layers, additional_layers: bool, num_classes: int, in_channels: int, width: float, hidden: int, dropout: float, mean: _Stats, std: _Stats) -> _Parts:
+def _alexnet(
+    ops: _Layers, additional_layers: bool, num_classes: int, in_channels: int, width: float, hidden: int, dropout: float, mean: _Stats, std: _Stats
+) -> _Parts:
     """:class:`veilnet.models.AlexNet`: g = the first three convolutions and the generator; Φ =
     conv 4, conv 5 and the pools; d = the fully-connected layers (section 5.1)."""
     _check_width(width)
@@ -344,7 +356,9 @@ def _alexnet(ops: _Layers, additional_layers: bool, num_classes: int, in_channel
         nn.Conv2d(c2, c3, 3, padding=1), nn.ReLU(),
     )  # fmt: skip
     encoder = Encoder(Normalize.for_channels(in_channels, mean, std), front, _generator(c3, additional_layers))
-    processor = nn.Sequential(ops.conv(c3, c4, 3, padding=1), ops.act(), ops.conv(c4, c5, 3, padding=1), ops.act(), ops.maxpool(2, ceil_mode=True), *ops.global_pool(2))
+    processor = nn.Sequential(
+        ops.conv(c3, c4, 3, padding=1), ops.act(), ops.conv(c4, c5, 3, padding=1), ops.act(), ops.maxpool(2, ceil_mode=True), *ops.global_pool(2)
+    )
     decoder = nn.Sequential(
         nn.Dropout(dropout), nn.Linear(c5 * 2 * 2, hidden), nn.ReLU(),
         nn.Dropout(dropout), nn.Linear(hidden, hidden), nn.ReLU(),
@@ -357,43 +371,102 @@ def _alexnet(ops: _Layers, additional_layers: bool, num_classes: int, in_channel
 # Constructors (JSON keyword arguments; registry names in MODELS)
 
 
-def complex_lenet(num_classes: int = 10, in_channels: int = 3, image_size: int = 32, width: float = 1.0, c: float | str = "mean", mean: _Stats = None, std: _Stats = None) -> ComplexNet:
+def complex_lenet(
+    num_classes: int = 10, in_channels: int = 3, image_size: int = 32, width: float = 1.0, c: float | str = "mean", mean: _Stats = None, std: _Stats = None
+) -> ComplexNet:
     """Complex-valued LeNet (section 5.1): δ with ``c_k = E_ij |f_ijk|`` (``c="mean"``) by default."""
     return ComplexNet(*_lenet(_ComplexLayers(c), True, num_classes, in_channels, image_size, width, mean, std))
 
 
-def complex_resnet(depth: int = 20, variant: str = "alpha", num_classes: int = 10, in_channels: int = 3, width: float = 1.0, c: float | str = 1.0, mean: _Stats = None, std: _Stats = None) -> ComplexNet:
+def complex_resnet(
+    depth: int = 20,
+    variant: str = "alpha",
+    num_classes: int = 10,
+    in_channels: int = 3,
+    width: float = 1.0,
+    c: float | str = 1.0,
+    mean: _Stats = None,
+    std: _Stats = None,
+) -> ComplexNet:
     """Complex-valued CIFAR ResNet-``depth``-α/β (section 5.1): δ with ``c = 1`` by default."""
     return ComplexNet(*_resnet(_ComplexLayers(c), True, depth, variant, num_classes, in_channels, width, mean, std))
 
 
-def complex_vgg16(num_classes: int = 10, in_channels: int = 3, width: float = 1.0, c: float | str = "mean", mean: _Stats = None, std: _Stats = None) -> ComplexNet:
+def complex_vgg16(
+    num_classes: int = 10, in_channels: int = 3, width: float = 1.0, c: float | str = "mean", mean: _Stats = None, std: _Stats = None
+) -> ComplexNet:
     """Complex-valued VGG-16 (section 5.1): δ with ``c_k = E_ij |f_ijk|`` by default."""
     return ComplexNet(*_vgg16(_ComplexLayers(c), True, num_classes, in_channels, width, mean, std))
 
 
-def complex_alexnet(num_classes: int = 10, in_channels: int = 3, width: float = 1.0, hidden: int = 1024, dropout: float = 0.5, c: float | str = "mean", mean: _Stats = None, std: _Stats = None) -> ComplexNet:
+def complex_alexnet(
+    num_classes: int = 10,
+    in_channels: int = 3,
+    width: float = 1.0,
+    hidden: int = 1024,
+    dropout: float = 0.5,
+    c: float | str = "mean",
+    mean: _Stats = None,
+    std: _Stats = None,
+) -> ComplexNet:
     """Complex-valued AlexNet (section 5.1): δ with ``c_k = E_ij |f_ijk|`` by default."""
     return ComplexNet(*_alexnet(_ComplexLayers(c), True, num_classes, in_channels, width, hidden, dropout, mean, std))
 
 
-def split_lenet(num_classes: int = 10, in_channels: int = 3, image_size: int = 32, width: float = 1.0, additional_layers: bool = False, noise: float = 0.0, mean: _Stats = None, std: _Stats = None) -> SplitNet:
+def split_lenet(
+    num_classes: int = 10,
+    in_channels: int = 3,
+    image_size: int = 32,
+    width: float = 1.0,
+    additional_layers: bool = False,
+    noise: float = 0.0,
+    mean: _Stats = None,
+    std: _Stats = None,
+) -> SplitNet:
     """Real LeNet cut like :func:`complex_lenet`: the original (default), ``additional_layers=True``
     (baseline "with additional layers"), or ``noise=γ`` (the noisy baseline)."""
     return SplitNet(*_lenet(_RealLayers(), additional_layers, num_classes, in_channels, image_size, width, mean, std), noise=noise)
 
 
-def split_resnet(depth: int = 20, variant: str = "alpha", num_classes: int = 10, in_channels: int = 3, width: float = 1.0, additional_layers: bool = False, noise: float = 0.0, mean: _Stats = None, std: _Stats = None) -> SplitNet:
+def split_resnet(
+    depth: int = 20,
+    variant: str = "alpha",
+    num_classes: int = 10,
+    in_channels: int = 3,
+    width: float = 1.0,
+    additional_layers: bool = False,
+    noise: float = 0.0,
+    mean: _Stats = None,
+    std: _Stats = None,
+) -> SplitNet:
     """Real CIFAR ResNet cut like :func:`complex_resnet` (baselines as :func:`split_lenet`)."""
     return SplitNet(*_resnet(_RealLayers(), additional_layers, depth, variant, num_classes, in_channels, width, mean, std), noise=noise)
 
 
-def split_vgg16(num_classes: int = 10, in_channels: int = 3, width: float = 1.0, additional_layers: bool = False, noise: float = 0.0, mean: _Stats = None, std: _Stats = None) -> SplitNet:
+def split_vgg16(
+    num_classes: int = 10,
+    in_channels: int = 3,
+    width: float = 1.0,
+    additional_layers: bool = False,
+    noise: float = 0.0,
+    mean: _Stats = None,
+    std: _Stats = None,
+) -> SplitNet:
     """Real VGG-16 cut like :func:`complex_vgg16` (baselines as :func:`split_lenet`)."""
     return SplitNet(*_vgg16(_RealLayers(), additional_layers, num_classes, in_channels, width, mean, std), noise=noise)
 
 
-def split_alexnet(num_classes: int = 10, in_channels: int = 3, width: float = 1.0, hidden: int = 1024, dropout: float = 0.5, additional_layers: bool = False, noise: float = 0.0, mean: _Stats = None, std: _Stats = None) -> SplitNet:
+def split_alexnet(
+    num_classes: int = 10,
+    in_channels: int = 3,
+    width: float = 1.0,
+    hidden: int = 1024,
+    dropout: float = 0.5,
+    additional_layers: bool = False,
+    noise: float = 0.0,
+    mean: _Stats = None,
+    std: _Stats = None,
+) -> SplitNet:
     """Real AlexNet cut like :func:`complex_alexnet` (baselines as :func:`split_lenet`)."""
     return SplitNet(*_alexnet(_RealLayers(), additional_layers, num_classes, in_channels, width, hidden, dropout, mean, std), noise=noise)
 
@@ -418,7 +491,9 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 def _leaves(module: nn.Module, skip: tuple[nn.Module, ...] = ()) -> list[nn.Module]:
     """Modules that own tensors directly, in registration (state-dict) order."""
     skipped = {id(m) for s in skip for m in s.modules()}
-    return [m for m in module.modules() if id(m) not in skipped and (any(True for _ in m.parameters(recurse=False)) or any(True for _ in m.buffers(recurse=False)))]
+    return [
+        m for m in module.modules() if id(m) not in skipped and (any(True for _ in m.parameters(recurse=False)) or any(True for _ in m.buffers(recurse=False)))
+    ]
 
 
 def load_real_weights(net: SplitNet | ComplexNet, real: nn.Module) -> SplitNet | ComplexNet:
@@ -486,4 +561,3 @@ __all__ = [
     "split_resnet",
     "split_vgg16",
 ]
-

@@ -9,8 +9,16 @@ METHOD = Method(
     "complex",
     commands={
         "complex": ("veilnet.complex.cli", "complex-valued privacy networks: train, evaluate, attack"),
-        "split": ("veilnet.complex.cli", "split a complex-valued network into the server's part (processor only) and the device's part (encoder, decoder, counterpart pool)"),
+        "split": (
+            "veilnet.complex.cli",
+            "split a complex-valued network into the server's part (processor only) and the device's part (encoder, decoder, counterpart pool)",
+        ),
     },
-    models={"complex-": "veilnet.complex.models", "split-": "veilnet.complex.models", "complex-processor": "veilnet.complex.protocol", "complex-device": "veilnet.complex.protocol"},
+    models={
+        "complex-": "veilnet.complex.models",
+        "split-": "veilnet.complex.models",
+        "complex-processor": "veilnet.complex.protocol",
+        "complex-device": "veilnet.complex.protocol",
+    },
     kinds={"complex": "veilnet.complex.serving"},
 )

@@ -127,7 +127,14 @@ class Device:
     or None when unknown), ``pool_size``.
     """
 
-    def __init__(self, net_or_parts: ComplexNet | DevicePart | tuple[nn.Module, nn.Module] | str | os.PathLike[str], counterpart_pool: torch.Tensor | None = None, *, seed: int | None = None, device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self,
+        net_or_parts: ComplexNet | DevicePart | tuple[nn.Module, nn.Module] | str | os.PathLike[str],
+        counterpart_pool: torch.Tensor | None = None,
+        *,
+        seed: int | None = None,
+        device: str | torch.device = "cpu",
+    ) -> None:
         fingerprint: str | None = None
         image_shape: tuple[int, ...] | None = None
         stored: torch.Tensor | None = None
@@ -155,11 +162,16 @@ class Device:
         self._draws = _Draws(seed)
         pool = counterpart_pool if counterpart_pool is not None else stored
         if pool is None or pool.numel() == 0:
-            raise ConfigError("the device has no counterpart pool: give images of the person's own (counterpart_pool=..., veilnet query --pool SPEC, or veilnet split --pool-data SPEC)")
+            raise ConfigError(
+                "the device has no counterpart pool: give images of the person's own "
+                "(counterpart_pool=..., veilnet query --pool SPEC, or veilnet split --pool-data SPEC)"
+            )
         if pool.ndim != 4:
             raise ShapeError(f"the counterpart pool must be images P×C×H×W, got shape {tuple(pool.shape)}")
         if image_shape is not None and tuple(pool.shape[1:]) != tuple(image_shape):
-            raise ShapeError(f"the counterpart pool holds {'×'.join(map(str, pool.shape[1:]))} images, but this device's encoder takes {'×'.join(map(str, image_shape))}")
+            raise ShapeError(
+                f"the counterpart pool holds {'×'.join(map(str, pool.shape[1:]))} images, but this device's encoder takes {'×'.join(map(str, image_shape))}"
+            )
         self.image_shape: tuple[int, int, int] = (int(pool.shape[1]), int(pool.shape[2]), int(pool.shape[3]))
         try:
             self._pool = self._features(pool)  # P×K×h×w, on the device only
@@ -361,7 +373,14 @@ class SplitFiles:
     device: Path
 
 
-def split_model(net: ComplexNet | str | os.PathLike[str], out_dir: str | os.PathLike[str], *, pool: torch.Tensor | None = None, input_shape: Sequence[int] | None = None, force: bool = False) -> SplitFiles:
+def split_model(
+    net: ComplexNet | str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    pool: torch.Tensor | None = None,
+    input_shape: Sequence[int] | None = None,
+    force: bool = False,
+) -> SplitFiles:
     """Write a :class:`ComplexNet` (or a saved one's path) as two parts into ``out_dir``.
 
     * ``server.safetensors`` + ``.json``: :data:`PROCESSOR`, Φ's tensors only; the card's
@@ -425,7 +444,15 @@ def split_model(net: ComplexNet | str | os.PathLike[str], out_dir: str | os.Path
 
     public = {"architecture": arch["name"], "input_shape": pair_shape, "processor_sha256": fingerprint}
     server_path = models.save(server, out / "server", extra={SERVER_EXTRA: public}, force=force)
-    device_path = models.save(device, out / "device", data=card.get("data") if isinstance(card.get("data"), str) else None, metrics=card.get("metrics") if isinstance(card.get("metrics"), dict) else None, extra={DEVICE_EXTRA: public}, input_shape=image_shape, force=force)
+    device_path = models.save(
+        device,
+        out / "device",
+        data=card.get("data") if isinstance(card.get("data"), str) else None,
+        metrics=card.get("metrics") if isinstance(card.get("metrics"), dict) else None,
+        extra={DEVICE_EXTRA: public},
+        input_shape=image_shape,
+        force=force,
+    )
     for path in (device_path, device_path.with_suffix(".json")):
         os.chmod(path, 0o600)
     return SplitFiles(server=server_path, device=device_path)

@@ -48,13 +48,19 @@ class ComplexKind:
             return
         if arch == self.SERVED:
             raise ModelFormatError("a complex-processor card must name its public parameters in extra.complex (write the parts with veilnet split)")
-        whole = "the device part (encoder, decoder, counterpart pool: the client's secret)" if arch == "complex-device" else f"a whole complex-valued network ({arch}: its encoder and decoder would see plain images)"
+        whole = (
+            "the device part (encoder, decoder, counterpart pool: the client's secret)"
+            if arch == "complex-device"
+            else f"a whole complex-valued network ({arch}: its encoder and decoder would see plain images)"
+        )
         raise ModelFormatError(f"this is {whole}; serve only its processor: veilnet split MODEL -o DIR, then veilnet serve DIR/server.json")
 
     def check_card(self, card: Mapping[str, Any]) -> None:
         """A card whose ``extra.complex`` is set must be a processor part's (server side)."""
         if card.get("architecture") != self.SERVED:
-            raise ModelFormatError(f"a complex-valued network is served as its processor alone ({self.SERVED}, written by veilnet split), not as {card.get('architecture')!r}")
+            raise ModelFormatError(
+                f"a complex-valued network is served as its processor alone ({self.SERVED}, written by veilnet split), not as {card.get('architecture')!r}"
+            )
 
     def expectation(self, params: Mapping[str, Any]) -> Expectation:
         shape = params.get("input_shape")
@@ -69,17 +75,29 @@ class ComplexKind:
 
     def check_secret(self, secret: Device, expected: Expectation) -> None:
         if not isinstance(secret, Device):
-            raise KeyMismatchError(f"the served model is a complex-valued network's processor: its secret is the device part (device.json from veilnet split), not a {type(secret).__name__}")
+            raise KeyMismatchError(
+                f"the served model is a complex-valued network's processor: its secret is the "
+                f"device part (device.json from veilnet split), not a {type(secret).__name__}"
+            )
         served = str(expected.params.get("processor_sha256", ""))
         if secret.fingerprint is not None and secret.fingerprint != served:
-            raise KeyMismatchError(f"the device part was split from processor {secret.fingerprint[:12]}…, the server serves {served[:12]}… (another network or another split)")
+            raise KeyMismatchError(
+                f"the device part was split from processor {secret.fingerprint[:12]}…, the server serves {served[:12]}… (another network or another split)"
+            )
         if tuple(secret.input_shape) != tuple(expected.input_shape):
-            raise KeyMismatchError(f"the device's encoder makes x of shape {'×'.join(map(str, secret.input_shape))}, the served processor takes {'×'.join(map(str, expected.input_shape))}")
+            raise KeyMismatchError(
+                f"the device's encoder makes x of shape {'×'.join(map(str, secret.input_shape))}, "
+                f"the served processor takes {'×'.join(map(str, expected.input_shape))}"
+            )
 
     def add_query_options(self, query: argparse.ArgumentParser) -> None:
         """``veilnet query``'s options for a complex network's device part: its counterpart pool
         from the person's own images, and a seed for θ and the counterparts."""
-        query.add_argument("--pool", default=None, help="complex networks: draw the counterpart pool from this data spec (the person's own images) instead of the device part's")
+        query.add_argument(
+            "--pool",
+            default=None,
+            help="complex networks: draw the counterpart pool from this data spec (the person's own images) instead of the device part's",
+        )
         query.add_argument("--pool-size", type=positive_int, default=64, help="images in the --pool (default: 64)")
         query.add_argument("--pool-split", default="train", choices=["train", "test"], help="split of --pool (default: train)")
         add_seed(query)

@@ -202,7 +202,9 @@ def derangement(n: int, generator: torch.Generator | None = None) -> torch.Tenso
     return sigma
 
 
-def device_secrets(n: int, generator: torch.Generator, counterparts: Callable[[int, torch.Generator], torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+def device_secrets(
+    n: int, generator: torch.Generator, counterparts: Callable[[int, torch.Generator], torch.Tensor] | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The device's secret draws for ``n`` samples (section 4.2, Eq. 2), from ``generator``: first
     θ ~ U[0, 2π) per sample, then each sample's fooling counterpart. ``counterparts``: None — a
     :func:`derangement` of the n samples (another sample, never itself; a lone sample has none);
@@ -216,7 +218,9 @@ def device_secrets(n: int, generator: torch.Generator, counterparts: Callable[[i
     return theta, derangement(n, generator) if n >= 2 else None
 
 
-def simulate_device(a: torch.Tensor, generator: torch.Generator, *, pool: torch.Tensor | None = None, counterparts: Callable[[int, torch.Generator], torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def simulate_device(
+    a: torch.Tensor, generator: torch.Generator, *, pool: torch.Tensor | None = None, counterparts: Callable[[int, torch.Generator], torch.Tensor] | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The device's step with seeded draws — Xiang et al., "Interpretable Complex-Valued Neural
     Networks for Privacy Protection" (ICLR 2020), Eq. 2::
 
@@ -313,7 +317,17 @@ class ComplexStep:
     then one of the network (see the module docstring). Draws θ, the counterparts, the gradient
     penalty's points and the augmentation from ``generator`` (all in the checkpoint)."""
 
-    def __init__(self, net: ComplexNet, critic: Discriminator, optimizer: torch.optim.Optimizer, d_optimizer: torch.optim.Optimizer, split: ImageSplit, config: ComplexTrainConfig, generator: torch.Generator, device: torch.device) -> None:
+    def __init__(
+        self,
+        net: ComplexNet,
+        critic: Discriminator,
+        optimizer: torch.optim.Optimizer,
+        d_optimizer: torch.optim.Optimizer,
+        split: ImageSplit,
+        config: ComplexTrainConfig,
+        generator: torch.Generator,
+        device: torch.device,
+    ) -> None:
         self.net, self.critic, self.optimizer, self.d_optimizer = net, critic, optimizer, d_optimizer
         self.split, self.config, self.generator, self.device = split, config, generator, device
         self.angles = decoy_angles(config.k)
@@ -420,15 +434,21 @@ def train_complex(
     """
     if not isinstance(net, ComplexNet):
         name = (getattr(net, "veilnet_arch", None) or {}).get("name", type(net).__name__)
-        raise ConfigError(f"train_complex trains a complex-valued network (complex-*), not {name}; train real baselines with veilnet.training.train (`veilnet train`)")
+        raise ConfigError(
+            f"train_complex trains a complex-valued network (complex-*), not {name}; train real baselines with veilnet.training.train (`veilnet train`)"
+        )
     if not isinstance(config, ComplexTrainConfig):
         raise ConfigError(f"config must be a ComplexTrainConfig, got {type(config).__name__}")
     if len(split) < 2:
-        raise ConfigError(f"complex training needs at least 2 training images (each sample's counterpart is another image), {split.spec or 'the split'} has {len(split)}")
+        raise ConfigError(
+            f"complex training needs at least 2 training images (each sample's counterpart is another image), {split.spec or 'the split'} has {len(split)}"
+        )
     if test_split is not None and len(test_split) < 2:
         raise ConfigError(f"the test split needs at least 2 images (each sample's counterpart is another image), got {len(test_split)}")
     if out_dir is not None and not isinstance(getattr(net, "veilnet_arch", None), dict):
-        raise ModelFormatError("cannot save a ComplexNet that was not built by veilnet.models.create (no architecture record); build it with create or train it in memory")
+        raise ModelFormatError(
+            "cannot save a ComplexNet that was not built by veilnet.models.create (no architecture record); build it with create or train it in memory"
+        )
     device = resolve_device(device)
     if out_dir is not None:
         prepare_run(out_dir, resume=resume, force=force, exists=(CHECKPOINT, f"{DIR_STEM}.safetensors"), mkdir=False)
@@ -460,7 +480,20 @@ def train_complex(
         "objective": "complex-eq9",
     }
     state = {"model": net, "discriminator": critic, "optimizer": optimizer, "d_optimizer": d_optimizer, "generator": generator}
-    history = fit(step, step.batches, epochs=config.epochs, state=state, out_dir=out_dir, config=identity, resume=resume, force=force, evaluate=evaluate, on_epoch_end=on_epoch_end, progress=progress, desc="complex epoch")
+    history = fit(
+        step,
+        step.batches,
+        epochs=config.epochs,
+        state=state,
+        out_dir=out_dir,
+        config=identity,
+        resume=resume,
+        force=force,
+        evaluate=evaluate,
+        on_epoch_end=on_epoch_end,
+        progress=progress,
+        desc="complex epoch",
+    )
     net.eval()
     test_acc = history[-1].get("test_accuracy") if history else None
     seconds = sum(r["seconds"] for r in history)
@@ -503,7 +536,9 @@ def evaluate_complex(
     """
     if not isinstance(net, ComplexNet):
         name = (getattr(net, "veilnet_arch", None) or {}).get("name", type(net).__name__)
-        raise ConfigError(f"evaluate_complex measures a complex-valued network (complex-*), not {name}; evaluate real models with veilnet.training.evaluate (`veilnet eval`)")
+        raise ConfigError(
+            f"evaluate_complex measures a complex-valued network (complex-*), not {name}; evaluate real models with veilnet.training.evaluate (`veilnet eval`)"
+        )
     check_int("seed", seed)
     check_int("batch_size", batch_size, minimum=1)
     n = len(split)

@@ -183,7 +183,9 @@ class CifarSource:
             self.path = download(kind, path.parent if path.name == layout.archive else path)
         else:
             problem = "holds neither" if path.is_dir() else "does not exist; expected"
-            raise DataFormatError(f"{path} {problem} {layout.folder}/ {'nor' if path.is_dir() else 'or'} {layout.archive} (pass --download / download=True to fetch it)")
+            raise DataFormatError(
+                f"{path} {problem} {layout.folder}/ {'nor' if path.is_dir() else 'or'} {layout.archive} (pass --download / download=True to fetch it)"
+            )
         self.archive = self.path.is_file()
         self.label = f"{kind}-{self.path.name}"
 

@@ -90,7 +90,10 @@ def _summary(result: Any, output: str) -> None:
     print(line)
     if result.keyed:
         same = sum(k.keyed_accuracy == k.plain_accuracy for k in result.keyed)
-        print(f"keyed step: {same} of {len(result.keyed)} clients' keyed accuracy equals the plain model's; cross-key accuracy {result.cross_key_mean:.4f} (chance {result.chance:.4f})")
+        print(
+            f"keyed step: {same} of {len(result.keyed)} clients' keyed accuracy equals the plain "
+            f"model's; cross-key accuracy {result.cross_key_mean:.4f} (chance {result.chance:.4f})"
+        )
     print(f"wrote {output}/federated.json, report.md, rounds.png and model.safetensors")
 
 
@@ -102,7 +105,17 @@ def _server(args: argparse.Namespace) -> int:
     prepare_output(args.output, force=args.force, exists=(*OUTPUTS, deployment.ROUNDS_LOG))
     deployment.check_ports(args.host, [args.port])
     config = config_from(args)
-    result = deployment.run_server(config, args.output, host=args.host, port=args.port, force=args.force, baseline=not args.no_baseline, wait_seconds=args.wait, round_timeout=args.round_timeout, verbose=args.verbose)
+    result = deployment.run_server(
+        config,
+        args.output,
+        host=args.host,
+        port=args.port,
+        force=args.force,
+        baseline=not args.no_baseline,
+        wait_seconds=args.wait,
+        round_timeout=args.round_timeout,
+        verbose=args.verbose,
+    )
     _summary(result, args.output)
     return 0
 
@@ -134,8 +147,17 @@ def _federation_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--subset", type=positive_int, metavar="N", help="use N training images per class")
     p.add_argument("--test-subset", type=positive_int, metavar="N", help="use N test images per class")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial model, partitions and local shuffling (keys always come from the OS CSPRNG)")
-    p.add_argument("--secagg", action="store_true", help="secure aggregation (Flower's SecAgg+): the server sees only the sum of the clients' updates; a round needs a majority of the clients")
-    p.add_argument("--secagg-clip", type=_positive_float, metavar="C", help="SecAgg+ clipping range: each update, scaled by n_k / max n_k, must lie within ±C (default 8); the quantisation step is 2C / 2^22")
+    p.add_argument(
+        "--secagg",
+        action="store_true",
+        help="secure aggregation (Flower's SecAgg+): the server sees only the sum of the clients' updates; a round needs a majority of the clients",
+    )
+    p.add_argument(
+        "--secagg-clip",
+        type=_positive_float,
+        metavar="C",
+        help="SecAgg+ clipping range: each update, scaled by n_k / max n_k, must lie within ±C (default 8); the quantisation step is 2C / 2^22",
+    )
     p.add_argument("--no-baseline", action="store_true", help="skip the centralised baseline")
     p.add_argument("-v", "--verbose", action="store_true", help="show Flower's and Ray's logs")
     add_output(p, help="output folder (federated.json, report.md, rounds.png, model.safetensors)")
@@ -154,13 +176,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     s.add_argument("--port", type=_port, default=9091, help="the SuperLink's one HTTP port (the clients connect to it; default 9091)")
     s.add_argument("--wait", type=_positive_float, default=300.0, help="seconds to wait for all clients to connect (default 300)")
-    s.add_argument("--round-timeout", type=_positive_float, default=600.0, help="seconds a round waits for a client's answer before counting it as failed (default 600)")
+    s.add_argument(
+        "--round-timeout", type=_positive_float, default=600.0, help="seconds a round waits for a client's answer before counting it as failed (default 600)"
+    )
     s.set_defaults(func=_server)
 
     c = group.add_parser("client", help="one client: a Flower SuperNode holding partition i")
     c.add_argument("--partition", type=int, required=True, help="this client's partition (0 ≤ i < the server's --clients)")
     c.add_argument("--server", default="127.0.0.1:9091", help="the server's HOST:PORT (default 127.0.0.1:9091)")
     c.add_argument("--host", default="127.0.0.1", help="address of this client's ClientAppIo API (default 127.0.0.1)")
-    c.add_argument("--port", type=_port, default=9094, help="port of this client's own HTTP API, where its client app processes connect (default 9094; one per client on a machine)")
+    c.add_argument(
+        "--port",
+        type=_port,
+        default=9094,
+        help="port of this client's own HTTP API, where its client app processes connect (default 9094; one per client on a machine)",
+    )
     c.add_argument("-v", "--verbose", action="store_true", help="show Flower's logs")
     c.set_defaults(func=_client)

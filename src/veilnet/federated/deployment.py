@@ -105,7 +105,19 @@ def _stop(process: subprocess.Popen[Any]) -> None:
             process.wait()
 
 
-def run_server(config: FederatedConfig, out_dir: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int = 9091, force: bool = False, baseline: bool = True, wait_seconds: float = 300.0, round_timeout: float = 600.0, progress: bool = True, verbose: bool = False) -> Any:
+def run_server(
+    config: FederatedConfig,
+    out_dir: str | os.PathLike[str],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 9091,
+    force: bool = False,
+    baseline: bool = True,
+    wait_seconds: float = 300.0,
+    round_timeout: float = 600.0,
+    progress: bool = True,
+    verbose: bool = False,
+) -> Any:
     """Start a SuperLink on ``host:port``, submit the veilnet app with ``config`` and wait for it.
 
     Waits up to ``wait_seconds`` for all ``config.clients`` clients (``veilnet fl client``) to
@@ -116,8 +128,8 @@ def run_server(config: FederatedConfig, out_dir: str | os.PathLike[str], *, host
     """
     from tqdm.auto import tqdm
 
-    from veilnet.paths import prepare_output
     from veilnet.federated.simulation import OUTPUTS
+    from veilnet.paths import prepare_output
 
     out = prepare_output(out_dir, force=force, exists=(*OUTPUTS, ROUNDS_LOG))
     out.mkdir(parents=True, exist_ok=True)
@@ -127,11 +139,19 @@ def run_server(config: FederatedConfig, out_dir: str | os.PathLike[str], *, host
     for folder in (home, app, state):
         folder.mkdir()
     toml = lambda value: json.dumps(str(value))  # noqa: E731 - a TOML basic string is a JSON string
-    (app / "pyproject.toml").write_text(_APP_TOML.format(config=toml(config.dumps()), state=toml(state), output=toml(out.resolve()), wait=float(wait_seconds), timeout=float(round_timeout)))
+    (app / "pyproject.toml").write_text(
+        _APP_TOML.format(config=toml(config.dumps()), state=toml(state), output=toml(out.resolve()), wait=float(wait_seconds), timeout=float(round_timeout))
+    )
     (home / "config.toml").write_text(f'[superlink]\ndefault = "veilnet"\n\n[superlink.veilnet]\naddress = "{host}:{port}"\ninsecure = true\n')
     env = _environment(home)
     log = None if verbose else subprocess.DEVNULL
-    superlink = subprocess.Popen([_tool("flower-superlink"), "--insecure", "--host", host, "--port", str(port), "--disable-runtime-dependency-installation"], env=env, stdout=log, stderr=log, start_new_session=True)
+    superlink = subprocess.Popen(
+        [_tool("flower-superlink"), "--insecure", "--host", host, "--port", str(port), "--disable-runtime-dependency-installation"],
+        env=env,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+    )
     start = time.perf_counter()
     try:
         run_id = _submit(app, env)
@@ -155,7 +175,9 @@ def _flwr(args: list[str], env: dict[str, str], timeout: float = 60.0) -> Any:
     try:
         return json.loads(done.stdout)
     except ValueError:
-        raise FederationError(f"flwr {args[0]} answered no JSON (exit {done.returncode}): {(done.stderr or done.stdout).strip().splitlines()[-1:] or ''}") from None
+        raise FederationError(
+            f"flwr {args[0]} answered no JSON (exit {done.returncode}): {(done.stderr or done.stdout).strip().splitlines()[-1:] or ''}"
+        ) from None
 
 
 def _submit(app: Path, env: dict[str, str]) -> str:
@@ -196,14 +218,31 @@ def _load_state(config: FederatedConfig, state: Path) -> Any:
         weights = load_file(str(state / WEIGHTS))
     except (OSError, ValueError) as exc:
         raise FederationError(f"the server app left no result ({type(exc).__name__})") from None
-    return SimpleNamespace(rounds=doc["rounds"], keyed=[KeyedReport.from_dict(k) for k in doc["keyed"]], cross_key=doc["cross_key"], initial_accuracy=doc["initial_accuracy"], weights=weights)
+    return SimpleNamespace(
+        rounds=doc["rounds"],
+        keyed=[KeyedReport.from_dict(k) for k in doc["keyed"]],
+        cross_key=doc["cross_key"],
+        initial_accuracy=doc["initial_accuracy"],
+        weights=weights,
+    )
 
 
 def run_client(*, partition: int, server: str, host: str = "127.0.0.1", port: int = 9094, verbose: bool = False) -> int:
     """Run a SuperNode for ``partition`` connected to ``server`` (HOST:PORT) until it is stopped
     (Ctrl-C or SIGTERM); its exit status."""
     log = None if verbose else subprocess.DEVNULL
-    command = [_tool("flower-supernode"), "--insecure", "--superlink", server, "--host", host, "--port", str(port), "--node-config", f"partition-id={int(partition)}"]
+    command = [
+        _tool("flower-supernode"),
+        "--insecure",
+        "--superlink",
+        server,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--node-config",
+        f"partition-id={int(partition)}",
+    ]
     node = subprocess.Popen(command, env=_environment(), stdout=log, stderr=log, start_new_session=True)
 
     def terminated(*_: Any) -> None:

@@ -46,12 +46,20 @@ def keyed_record(report: KeyedReport, cross_key: list[float]) -> RecordDict:
     """A client's answer to the keyed step, numbers only: the report's fields (NaN kept, the
     bool as 0/1) and its cross-key row in ``metrics``, the key's fingerprint in ``key``."""
     numbers = {name: float(value) if isinstance(value, float) else int(value) for name, value in dataclasses.asdict(report).items() if name != "fingerprint"}
-    return RecordDict({"metrics": MetricRecord({**numbers, CROSS_KEY: [float(a) for a in cross_key]}), "key": ConfigRecord({"fingerprint": report.fingerprint})})
+    return RecordDict(
+        {"metrics": MetricRecord({**numbers, CROSS_KEY: [float(a) for a in cross_key]}), "key": ConfigRecord({"fingerprint": report.fingerprint})}
+    )
 
 
 def read_keyed_record(content: RecordDict) -> tuple[KeyedReport, list[float]]:
     """The report and cross-key row of :func:`keyed_record`."""
     numbers = dict(content.metric_records["metrics"])
     row = [float(a) for a in numbers.pop(CROSS_KEY)]
-    fields = {**numbers, "fingerprint": str(content.config_records["key"]["fingerprint"]), "partition": int(numbers["partition"]), "n_images": int(numbers["n_images"]), "labels_identical": bool(numbers["labels_identical"])}
+    fields = {
+        **numbers,
+        "fingerprint": str(content.config_records["key"]["fingerprint"]),
+        "partition": int(numbers["partition"]),
+        "n_images": int(numbers["n_images"]),
+        "labels_identical": bool(numbers["labels_identical"]),
+    }
     return KeyedReport.from_dict(fields), row

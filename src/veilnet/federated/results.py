@@ -62,15 +62,32 @@ def markdown(result: FederatedResult) -> str:
     lines = [
         f"# Federated training: {c.model} on {c.data}",
         "",
-        f"{c.clients} clients ({c.partition}{f', α = {c.alpha}' if c.partition == 'dirichlet' else ''}), {c.rounds} rounds of {c.local_epochs} local epoch(s), FedAvg weighted by examples"
-        + (f", the updates summed with SecAgg+ (threshold {c.secagg_threshold} of {c.clients}, clipping range ±{c.secagg_clip:g}, {c.secagg_quantization} levels)" if c.secagg else "")
+        f"{c.clients} clients ({c.partition}{f', α = {c.alpha}' if c.partition == 'dirichlet' else ''}), "
+        f"{c.rounds} rounds of {c.local_epochs} local epoch(s), FedAvg weighted by examples"
+        + (
+            f", the updates summed with SecAgg+ (threshold {c.secagg_threshold} of "
+            f"{c.clients}, clipping range ±{c.secagg_clip:g}, {c.secagg_quantization} levels)"
+            if c.secagg
+            else ""
+        )
         + f"; Flower {result.flower} ({result.mode}); {result.seconds:.1f} s in all.",
         "",
         "## Rounds",
         "",
         markdown_table(
             ["round", "train loss", "central accuracy", "mean client accuracy", "clients", "seconds", "local training s"],
-            [[r["round"], r.get("train_loss", math.nan), r["central_accuracy"], r.get("client_mean_accuracy", math.nan), r.get("clients", "?"), r["seconds"], r.get("local_train_seconds", math.nan)] for r in result.rounds],
+            [
+                [
+                    r["round"],
+                    r.get("train_loss", math.nan),
+                    r["central_accuracy"],
+                    r.get("client_mean_accuracy", math.nan),
+                    r.get("clients", "?"),
+                    r["seconds"],
+                    r.get("local_train_seconds", math.nan),
+                ]
+                for r in result.rounds
+            ],
         ),
     ]
     if result.keyed:
@@ -80,14 +97,24 @@ def markdown(result: FederatedResult) -> str:
             "",
             markdown_table(
                 ["client", "key fingerprint", "test images", "plain model, plain images", "keyed model, encrypted images", "max |Δlogit| / max |logit|"],
-                [[k.partition, k.fingerprint[:19] + "…", k.n_images, k.plain_accuracy, k.keyed_accuracy, f"{k.max_relative_logit_difference:.1e}"] for k in result.keyed],
+                [
+                    [k.partition, k.fingerprint[:19] + "…", k.n_images, k.plain_accuracy, k.keyed_accuracy, f"{k.max_relative_logit_difference:.1e}"]
+                    for k in result.keyed
+                ],
             ),
             "",
-            f"Cross-key: client i's encrypted images on its copy of the model keyed for client j (a fresh key standing for client j's, i ≠ j; measured on client i, which keeps its keyed artefacts), mean accuracy {result.cross_key_mean:.4f} (chance {result.chance:.4f}).",
+            f"Cross-key: client i's encrypted images on its copy of the model keyed for client j (a fresh key standing for client j's, i ≠ j; "
+            f"measured on client i, which keeps its keyed artefacts), mean accuracy {result.cross_key_mean:.4f} (chance {result.chance:.4f}).",
         ]
     if result.baseline is not None:
         b = result.baseline
-        lines += ["", "## Centralised baseline", "", f"The same model trained on the union of the partitions for {b['epochs']} epochs: accuracy {b['final_accuracy']:.4f} (federated: {result.final_accuracy:.4f}), {b['seconds']:.1f} s."]
+        lines += [
+            "",
+            "## Centralised baseline",
+            "",
+            f"The same model trained on the union of the partitions for {b['epochs']} epochs: accuracy "
+            f"{b['final_accuracy']:.4f} (federated: {result.final_accuracy:.4f}), {b['seconds']:.1f} s.",
+        ]
     lines += [f"\n{note}" for note in result.notes]
     return "\n".join(lines) + "\n"
 

@@ -63,7 +63,15 @@ class Federation:
     (:class:`KeyedReport` per client), ``cross_key`` and ``weights`` (the final global state).
     """
 
-    def __init__(self, config: FederatedConfig, *, progress: bool = True, wait_seconds: float = 120.0, timeout: float = 3600.0, on_round: Callable[[dict[str, Any]], None] | None = None) -> None:
+    def __init__(
+        self,
+        config: FederatedConfig,
+        *,
+        progress: bool = True,
+        wait_seconds: float = 120.0,
+        timeout: float = 3600.0,
+        on_round: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         self.config, self.progress, self.wait_seconds, self.timeout, self.on_round = config, progress, wait_seconds, timeout, on_round
         self.rounds: list[dict[str, Any]] = []
         self.keyed: list[KeyedReport] = []
@@ -84,7 +92,16 @@ class Federation:
         self._wait_for_clients(grid)
         self._bar = tqdm(total=config.rounds, desc="federated rounds", unit="round", disable=not self.progress)
         try:
-            strategy = _FedAvg(self, fraction_train=1.0, fraction_evaluate=1.0, min_train_nodes=config.needed, min_evaluate_nodes=config.needed, min_available_nodes=config.needed, train_metrics_aggr_fn=self._record_metrics(self._train_metrics), evaluate_metrics_aggr_fn=self._record_metrics(self._client_metrics))
+            strategy = _FedAvg(
+                self,
+                fraction_train=1.0,
+                fraction_evaluate=1.0,
+                min_train_nodes=config.needed,
+                min_evaluate_nodes=config.needed,
+                min_available_nodes=config.needed,
+                train_metrics_aggr_fn=self._record_metrics(self._train_metrics),
+                evaluate_metrics_aggr_fn=self._record_metrics(self._client_metrics),
+            )
             rounds = self._secure_rounds if config.secagg else self._plain_rounds
             self.weights = rounds(grid, context, strategy, task.get_weights(model))
         finally:
@@ -96,7 +113,15 @@ class Federation:
         """The Message-API FedAvg's own loop: train, the clients' evaluation, the central one."""
         record = ConfigRecord({CONFIG: self.config.dumps()})
         central = lambda server_round, arrays: MetricRecord(self._central(server_round, arrays.to_torch_state_dict()))  # noqa: E731
-        result = strategy.start(grid=grid, initial_arrays=ArrayRecord(initial), num_rounds=self.config.rounds, timeout=self.timeout, train_config=record, evaluate_config=ConfigRecord(dict(record)), evaluate_fn=central)
+        result = strategy.start(
+            grid=grid,
+            initial_arrays=ArrayRecord(initial),
+            num_rounds=self.config.rounds,
+            timeout=self.timeout,
+            train_config=record,
+            evaluate_config=ConfigRecord(dict(record)),
+            evaluate_fn=central,
+        )
         return result.arrays.to_torch_state_dict()
 
     def _secure_rounds(self, grid: Grid, context: Context, strategy: FedAvg, initial: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -110,7 +135,9 @@ class Federation:
             state = {name: torch.from_numpy(np.array(a, copy=True)) for name, a in zip(names, arrays, strict=True)}
             if server_round > 0:
                 record = ConfigRecord({CONFIG: config.dumps()})
-                strategy.aggregate_evaluate(server_round, grid.send_and_receive(strategy.configure_evaluate(server_round, ArrayRecord(state), record, grid), timeout=self.timeout))
+                strategy.aggregate_evaluate(
+                    server_round, grid.send_and_receive(strategy.configure_evaluate(server_round, ArrayRecord(state), record, grid), timeout=self.timeout)
+                )
             stats = self._central(server_round, state)
             return stats["loss"], {"accuracy": stats["accuracy"]}
 
@@ -199,7 +226,10 @@ class Federation:
         cut to the clients that answered."""
         content = RecordDict({"arrays": final, "config": ConfigRecord({CONFIG: self.config.dumps()})})
         messages = [Message(content=content, message_type=KEYED, dst_node_id=node) for node in grid.get_node_ids()]
-        answers = sorted((read_keyed_record(m.content) for m in grid.send_and_receive(messages, timeout=self.timeout) if not m.has_error()), key=lambda answer: answer[0].partition)
+        answers = sorted(
+            (read_keyed_record(m.content) for m in grid.send_and_receive(messages, timeout=self.timeout) if not m.has_error()),
+            key=lambda answer: answer[0].partition,
+        )
         self.keyed = [report for report, _ in answers]
         self.cross_key = [[row[k.partition] for k in self.keyed] for _, row in answers]
 
@@ -297,5 +327,10 @@ def main(grid: Grid, context: Context) -> None:
     federation.main(grid, context)
     state = Path(str(run_config["state"]))
     save_file({k: v.contiguous() for k, v in (federation.weights or {}).items()}, str(state / WEIGHTS))
-    doc = {"rounds": federation.rounds, "keyed": [k.to_dict() for k in federation.keyed], "cross_key": federation.cross_key, "initial_accuracy": federation.initial_accuracy}
+    doc = {
+        "rounds": federation.rounds,
+        "keyed": [k.to_dict() for k in federation.keyed],
+        "cross_key": federation.cross_key,
+        "initial_accuracy": federation.initial_accuracy,
+    }
     (state / STATE).write_text(json.dumps(doc))

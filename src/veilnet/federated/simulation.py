@@ -56,7 +56,16 @@ def quiet_environment(verbose: bool = False) -> None:
     console_handler.setLevel(logging.INFO if verbose else logging.WARNING)
 
 
-def run(config: FederatedConfig, out_dir: str | os.PathLike[str], *, force: bool = False, baseline: bool = True, progress: bool = True, client_cpus: float | None = None, verbose: bool = False) -> FederatedResult:
+def run(
+    config: FederatedConfig,
+    out_dir: str | os.PathLike[str],
+    *,
+    force: bool = False,
+    baseline: bool = True,
+    progress: bool = True,
+    client_cpus: float | None = None,
+    verbose: bool = False,
+) -> FederatedResult:
     """Run ``config``'s federation in simulation, then its baseline; write the outputs.
 
     ``client_cpus`` is each client's share of the CPUs (Ray's ``num_cpus``; default all of them,
@@ -83,7 +92,10 @@ def run(config: FederatedConfig, out_dir: str | os.PathLike[str], *, force: bool
         server_app=server_app,
         client_app=client_app,
         num_supernodes=config.clients,
-        backend_config={"client_resources": {"num_cpus": cpus, "num_gpus": 0.0}, "init_args": {"num_cpus": max(int(os.cpu_count() or 1), int(cpus)), "include_dashboard": False, "log_to_driver": verbose}},
+        backend_config={
+            "client_resources": {"num_cpus": cpus, "num_gpus": 0.0},
+            "init_args": {"num_cpus": max(int(os.cpu_count() or 1), int(cpus)), "include_dashboard": False, "log_to_driver": verbose},
+        },
         verbose_logging=verbose,
     )
     return finish(config, federation, out, mode="simulation", seconds=time.perf_counter() - start, baseline=baseline, progress=progress)
@@ -104,7 +116,14 @@ def finish(config: FederatedConfig, federation: Any, out: Path, *, mode: str, se
     if config.model not in ("vit", "convmixer"):
         notes.append(f"No keyed step: model {config.model} has no key scheme (vit or convmixer).")
     out.mkdir(parents=True, exist_ok=True)
-    path = models.save(model, out / "model", data=config.data, metrics={"test_accuracy": federation.rounds[-1]["central_accuracy"], "federated": config.to_dict()}, input_shape=test.image_shape, force=True)
+    path = models.save(
+        model,
+        out / "model",
+        data=config.data,
+        metrics={"test_accuracy": federation.rounds[-1]["central_accuracy"], "federated": config.to_dict()},
+        input_shape=test.image_shape,
+        force=True,
+    )
     result = FederatedResult(
         config=config,
         mode=mode,

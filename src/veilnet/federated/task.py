@@ -130,7 +130,10 @@ class FederatedConfig(Result):
         if self.secagg and self.clients < 2:
             raise ConfigError(f"secure aggregation needs at least 2 clients, got {self.clients}")
         if self.secagg and self.needed < self.secagg_threshold:
-            raise ConfigError(f"with secure aggregation a round needs a majority of the clients: min clients must be at least {self.secagg_threshold} of {self.clients}, got {self.needed}")
+            raise ConfigError(
+                f"with secure aggregation a round needs a majority of the clients: min clients "
+                f"must be at least {self.secagg_threshold} of {self.clients}, got {self.needed}"
+            )
 
     @property
     def needed(self) -> int:
@@ -237,7 +240,12 @@ def local_train(config: FederatedConfig, model: nn.Module, split: ImageSplit, *,
         return {"train_loss": float("nan"), "num-examples": 0, "train_seconds": 0.0, "threads": torch.get_num_threads()}
     train = dataclasses.replace(config.train, seed=config.seed * 7919 + 1000 * server_round + partition)
     history = train_epochs(model, split, train, epochs=config.local_epochs, device=device)
-    return {"train_loss": float(history[-1]["train_loss"]), "num-examples": len(split), "train_seconds": time.perf_counter() - start, "threads": torch.get_num_threads()}
+    return {
+        "train_loss": float(history[-1]["train_loss"]),
+        "num-examples": len(split),
+        "train_seconds": time.perf_counter() - start,
+        "threads": torch.get_num_threads(),
+    }
 
 
 def secagg_max_weight(config: FederatedConfig) -> int:
@@ -285,7 +293,10 @@ def check_secagg_range(config: FederatedConfig, update: list[np.ndarray], n_k: i
     scale = n_k / secagg_max_weight(config)
     largest = max((float(np.abs(u).max()) for u in update if u.size), default=0.0) * scale
     if largest > config.secagg_clip:
-        raise ConfigError(f"this client's update exceeds the SecAgg+ clipping range ±{config.secagg_clip:g} (after scaling by n_k / max n_k); rerun with a larger --secagg-clip")
+        raise ConfigError(
+            f"this client's update exceeds the SecAgg+ clipping range ±{config.secagg_clip:g} "
+            f"(after scaling by n_k / max n_k); rerun with a larger --secagg-clip"
+        )
 
 
 def evaluate(model: nn.Module, split: ImageSplit, *, device: str = "cpu") -> dict[str, float]:
@@ -312,7 +323,9 @@ class KeyedReport(Result):
     labels_identical: bool
 
 
-def keyed_report(config: FederatedConfig, model: nn.Module, split: ImageSplit, partition: int, *, device: str = "cpu") -> tuple[KeyedReport, nn.Module, torch.Tensor]:
+def keyed_report(
+    config: FederatedConfig, model: nn.Module, split: ImageSplit, partition: int, *, device: str = "cpu"
+) -> tuple[KeyedReport, nn.Module, torch.Tensor]:
     """Client ``partition``'s keyed step on the global ``model``: a fresh key from the OS CSPRNG
     (:func:`_fresh_key`), the model transformed with it (:func:`veilnet.keyed.transform_model`),
     its test images encrypted with it (:func:`veilnet.keyed.encrypt_images`), both accuracies
@@ -388,7 +401,9 @@ def train_baseline(config: FederatedConfig, *, device: str = "cpu", progress: bo
     train = _splits(config.data, config.subset, config.test_subset, config.seed)[0]
     test = central_test(config)
     start = time.perf_counter()
-    history = train_epochs(model, train, dataclasses.replace(config.train, seed=config.seed), epochs=config.total_epochs, test_split=test, device=device, progress=progress)
+    history = train_epochs(
+        model, train, dataclasses.replace(config.train, seed=config.seed), epochs=config.total_epochs, test_split=test, device=device, progress=progress
+    )
     return {
         "epochs": config.total_epochs,
         "accuracy": [float(r["test_accuracy"]) for r in history],

@@ -46,8 +46,17 @@ def _transform_model(args: argparse.Namespace) -> int:
     model = models.load(args.model)
     card = model.veilnet_card
     if _keyed_entry(model) is not None:
-        raise ModelFormatError(f"{args.model} is already transformed with key {str(_keyed_entry(model).get('fingerprint', '?'))[:19]}…; use 'veilnet keyed rekey'")
-    out = models.save(transform_model(model, key), args.output, data=card.get("data"), metrics=card.get("metrics"), extra={**card.get("extra", {}), "keyed": public_params(key)}, force=args.force)
+        raise ModelFormatError(
+            f"{args.model} is already transformed with key {str(_keyed_entry(model).get('fingerprint', '?'))[:19]}…; use 'veilnet keyed rekey'"
+        )
+    out = models.save(
+        transform_model(model, key),
+        args.output,
+        data=card.get("data"),
+        metrics=card.get("metrics"),
+        extra={**card.get("extra", {}), "keyed": public_params(key)},
+        force=args.force,
+    )
     print(f"{card['architecture']} transformed with key {key.fingerprint} -> {out}")
     return 0
 
@@ -65,7 +74,14 @@ def _rekey(args: argparse.Namespace) -> int:
         raise ModelFormatError(f"{args.model} is a plain model (its card has no 'keyed' entry); transform it with 'veilnet keyed transform-model', not rekey")
     check_transformed_with(model, old, where=args.model)
     card = model.veilnet_card
-    out = models.save(rekey(model, old, new), args.output, data=card.get("data"), metrics=card.get("metrics"), extra={**card.get("extra", {}), "keyed": public_params(new)}, force=args.force)
+    out = models.save(
+        rekey(model, old, new),
+        args.output,
+        data=card.get("data"),
+        metrics=card.get("metrics"),
+        extra={**card.get("extra", {}), "keyed": public_params(new)},
+        force=args.force,
+    )
     print(f"re-keyed {old.fingerprint} -> {new.fingerprint}: {out}")
     return 0
 
@@ -241,9 +257,9 @@ def _learned_inversion(args: argparse.Namespace) -> int:
     """``keyed attack learned-inversion``: a U-Net trained under the attacker's own keys
     (:func:`veilnet.keyed.attacks.learned_inversion.keyed_inversion`) against a fresh CSPRNG key."""
     from veilnet.attacks.inversion import InversionConfig, save_inversion_grid
-    from veilnet.keyed.attacks.learned_inversion import keyed_inversion, keyed_inversion_table
     from veilnet.devices import resolve_device
     from veilnet.keyed import encrypt_images, generate_key
+    from veilnet.keyed.attacks.learned_inversion import keyed_inversion, keyed_inversion_table
 
     device = resolve_device(args.device)
     config = InversionConfig(epochs=args.epochs, batch_size=args.batch_size, base_width=args.base_width, seed=args.seed)
@@ -261,9 +277,14 @@ def _learned_inversion(args: argparse.Namespace) -> int:
     outdir.mkdir(parents=True, exist_ok=True)
     result.save(outdir / "result.json")
     (outdir / "result.md").write_text(keyed_inversion_table(result) + "\n")
-    save_inversion_grid(outdir / "reconstructions.png", victim, {"encrypted": encrypt_images(victim[:8], victim_key), "reconstructed": rec}, title=result.attack)
+    save_inversion_grid(
+        outdir / "reconstructions.png", victim, {"encrypted": encrypt_images(victim[:8], victim_key), "reconstructed": rec}, title=result.attack
+    )
     m, b = result.metrics, result.baseline
-    print(f"{result.attack}: error {m.error:.4f} (ciphertext {result.extra['ciphertext_error']:.4f}, mean image {b.error:.4f}), PSNR {m.psnr:.2f} dB, SSIM {m.ssim:.3f} on {result.n} test images -> {outdir}/result.json, result.md, reconstructions.png")
+    print(
+        f"{result.attack}: error {m.error:.4f} (ciphertext {result.extra['ciphertext_error']:.4f}, mean image {b.error:.4f}), PSNR "
+        f"{m.psnr:.2f} dB, SSIM {m.ssim:.3f} on {result.n} test images -> {outdir}/result.json, result.md, reconstructions.png"
+    )
     return 0
 
 
@@ -296,12 +317,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         "manifest.json (key fingerprint and file names), never labels, so it can be sent to the server as it is. "
         "A data spec's labels are written only with --labels FILE, to a file outside the output folder.",
     )
-    ti.add_argument("inputs", nargs="+", metavar="SPEC_OR_FILES", help="a data spec (e.g. folder:PATH.zip) or image files (.png/.jpg/... or .npy C×H×W: uint8, or float in [0, 1])")
+    ti.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="SPEC_OR_FILES",
+        help="a data spec (e.g. folder:PATH.zip) or image files (.png/.jpg/... or .npy C×H×W: uint8, or float in [0, 1])",
+    )
     ti.add_argument("--key", required=True, help="key file")
     ti.add_argument("--split", default="test", choices=["train", "test"], help="split of a data spec (default: test)")
     ti.add_argument("--n-per-class", type=positive_int, default=None, help="first N images of every class of a data spec")
     ti.add_argument("--limit", type=positive_int, default=None, help="at most N images of a data spec")
-    ti.add_argument("--labels", default=None, metavar="FILE", help="also write the data spec's plain labels to FILE (JSON; must be outside the output folder; never send it to the server)")
+    ti.add_argument(
+        "--labels",
+        default=None,
+        metavar="FILE",
+        help="also write the data spec's plain labels to FILE (JSON; must be outside the output folder; never send it to the server)",
+    )
     ti.add_argument("--decrypt", action="store_true", help="decrypt instead of encrypt")
     add_seed(ti)
     add_output(ti, help="output directory (images + manifest.json, no labels)")
@@ -363,7 +394,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     _data_options(li, split=False, subset=False)
     li.add_argument("--scheme", default="block", choices=["block", "vit"], help="key scheme (default: block)")
     li.add_argument("--block-size", type=positive_int, default=4, help="block size M (default: 4)")
-    li.add_argument("--ea", default=None, choices=["permutation", "signed-permutation", "orthogonal"], help="kind of Ea for the vit scheme (default: permutation)")
+    li.add_argument(
+        "--ea", default=None, choices=["permutation", "signed-permutation", "orthogonal"], help="kind of Ea for the vit scheme (default: permutation)"
+    )
     li.add_argument("--attacker-images", type=positive_int, default=None, help="first N train images the attacker owns (default: all)")
     li.add_argument("--max-images", type=positive_int, default=None, help="first N test images of the victim (default: all)")
     li.add_argument("--epochs", type=positive_int, default=20, help="U-Net training epochs (default: 20)")

@@ -36,7 +36,12 @@ WRONG_KEYS = "random-wrong-keys"
 #: Published figures (fractions): ConvMixer paper Table 1 and Sec. 4.3 (CIFAR-10, ConvMixer-256/8,
 #: patch 4, 200 epochs); ViT paper Table 1 (CIFAR-10 at 224×224, ImageNet-pretrained ViT, FedAvg).
 PAPER: dict[str, dict[str, float]] = {
-    "convmixer": {"plain_model_plain_images": 0.9046, "transformed_model_encrypted_images": 0.9046, "transformed_model_plain_images": 0.1141, "key_space_bits": 543.8},
+    "convmixer": {
+        "plain_model_plain_images": 0.9046,
+        "transformed_model_encrypted_images": 0.9046,
+        "transformed_model_plain_images": 0.1141,
+        "key_space_bits": 543.8,
+    },
     "vit": {"plain_model_plain_images": 0.978, "transformed_model_encrypted_images": 0.977},
 }
 
@@ -69,7 +74,14 @@ def wrong_keys(params: KeyParams, n_keys: int, seed: int | None) -> tuple[list[k
     while len(out) < n_keys:
         if index >= 10 * n_keys + 100:
             raise ConfigError(f"found only {len(out)} of {n_keys} random keys other than the model's own in {index} draws: the key space is too small")
-        key = generate_key(params.scheme, params.block_size, params.channels, params.image_size, ea=None if params.scheme == "block" else kind, rng=keys.KeyRNG.stream(WRONG_KEYS, seed, index))
+        key = generate_key(
+            params.scheme,
+            params.block_size,
+            params.channels,
+            params.image_size,
+            ea=None if params.scheme == "block" else kind,
+            rng=keys.KeyRNG.stream(WRONG_KEYS, seed, index),
+        )
         index += 1
         if key.fingerprint == params.fingerprint:
             skipped += 1
@@ -96,9 +108,21 @@ def evaluate_random_keys(
         params = KeyParams.from_card(params)
     x = metrics.as_float(images)
     drawn, skipped = wrong_keys(params, n_keys, seed)
-    accs = [metrics.accuracy(metrics.predict(transformed, encrypt_images(x, key), batch_size=batch_size, device=device), labels) for key in tqdm(drawn, desc="random keys", leave=False)]
+    accs = [
+        metrics.accuracy(metrics.predict(transformed, encrypt_images(x, key), batch_size=batch_size, device=device), labels)
+        for key in tqdm(drawn, desc="random keys", leave=False)
+    ]
     chance = 1.0 / max(int(labels.max()) + 1, 1) if labels.numel() else float("nan")
-    return RandomKeysResult(n_keys=n_keys, n_images=int(x.shape[0]), seed=seed, chance=chance, accuracies=accs, quartiles=quartiles(accs), fingerprints=[k.fingerprint for k in drawn], skipped=skipped)
+    return RandomKeysResult(
+        n_keys=n_keys,
+        n_images=int(x.shape[0]),
+        seed=seed,
+        chance=chance,
+        accuracies=accs,
+        quartiles=quartiles(accs),
+        fingerprints=[k.fingerprint for k in drawn],
+        skipped=skipped,
+    )
 
 
 def quartiles(values: list[float]) -> dict[str, float]:
@@ -182,7 +206,13 @@ def markdown(result: KeyedEvaluation) -> str:
         rows.append([label, 100 * getattr(result, name), "" if paper is None else 100 * paper])
     q = result.random_keys.quartiles
     if q:
-        rows.append([f"transformed model / {result.random_keys.n_keys} random wrong keys (median [min, max])", f"{100 * q['median']:.2f} [{100 * q['min']:.2f}, {100 * q['max']:.2f}]", ""])
+        rows.append(
+            [
+                f"transformed model / {result.random_keys.n_keys} random wrong keys (median [min, max])",
+                f"{100 * q['median']:.2f} [{100 * q['min']:.2f}, {100 * q['max']:.2f}]",
+                "",
+            ]
+        )
     rows.append(["key space (bits)", result.key_space_bits, result.paper.get("key_space_bits", "")])
     rows.append(["entropy drawn for this key (bits)", result.key_entropy_bits, ""])
     return markdown_table(["", f"ours (n = {result.n_images})", "paper"], rows)

@@ -34,7 +34,10 @@ def _new(args: argparse.Namespace) -> int:
     path = key.save(args.output, force=args.force)
     print(f"{key.scheme} key -> {path} (mode 0600)")
     space = key_space_bits(key)
-    print(f"key space:    {f'{space:.1f} bits' if math.isfinite(space) else 'unbounded (continuous Ea)'}; entropy drawn: {key.entropy_bits:.1f} bits{' (reproducible: seeded)' if key.reproducible else ''}")
+    print(
+        f"key space:    {f'{space:.1f} bits' if math.isfinite(space) else 'unbounded (continuous Ea)'}; "
+        f"entropy drawn: {key.entropy_bits:.1f} bits{' (reproducible: seeded)' if key.reproducible else ''}"
+    )
     print(f"fingerprint:  {key.fingerprint}")
     return 0
 
@@ -50,7 +53,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     new.add_argument("--block-size", type=positive_int, required=True, help="block size M (= the model's patch size)")
     new.add_argument("--channels", type=positive_int, required=True, help="image channels C")
     new.add_argument("--image-size", type=positive_int, required=True, help="image size S (images are S×S, S divisible by M)")
-    new.add_argument("--ea", default=None, choices=["permutation", "signed-permutation", "orthogonal"], help="kind of Ea for the vit scheme (default: permutation); the block scheme's Ea is always a signed permutation")
+    new.add_argument(
+        "--ea",
+        default=None,
+        choices=["permutation", "signed-permutation", "orthogonal"],
+        help="kind of Ea for the vit scheme (default: permutation); the block scheme's Ea is always a signed permutation",
+    )
     add_seed(new)
     add_output(new, help="key file to write (mode 0600)")
     new.set_defaults(func=_new)

@@ -101,7 +101,14 @@ class KeyParams(BlockGeometry, Result):
     def of(cls, key: keys.Key) -> KeyParams:
         """The public parameters of ``key`` (a loaded key is already validated)."""
         p = key.params
-        return cls(scheme=key.scheme, block_size=int(p["block_size"]), channels=int(p["channels"]), image_size=int(p["image_size"]), ea=ea_kind(key.scheme, p), fingerprint=key.fingerprint)
+        return cls(
+            scheme=key.scheme,
+            block_size=int(p["block_size"]),
+            channels=int(p["channels"]),
+            image_size=int(p["image_size"]),
+            ea=ea_kind(key.scheme, p),
+            fingerprint=key.fingerprint,
+        )
 
     @classmethod
     def from_card(cls, params: Any, where: str = "model card") -> KeyParams:
@@ -144,7 +151,9 @@ class Cipher(BlockGeometry):
     block_perm: torch.Tensor | None
 
     @classmethod
-    def signed_permutation(cls, block_size: int, channels: int, image_size: int, shuffle: torch.Tensor, flip: torch.Tensor, block_perm: torch.Tensor | None = None) -> Cipher:
+    def signed_permutation(
+        cls, block_size: int, channels: int, image_size: int, shuffle: torch.Tensor, flip: torch.Tensor, block_perm: torch.Tensor | None = None
+    ) -> Cipher:
         """The cipher whose Ea has Ea[k, shuffle[k]] = −1 where ``flip[k]``, +1 elsewhere (Eq. 4-6, 8-9)."""
         length = shuffle.numel()
         ea = torch.zeros(length, length, dtype=torch.float64)
@@ -230,7 +239,13 @@ def vit_key(
     rng = keys.KeyRNG(seed)
     perm = list(block_perm) if block_perm is not None else rng.permutation(blocks)
     drawn = keys.log2_factorial(blocks) if block_perm is None else 0.0
-    key = keys.Key(scheme="vit", params=params, material={"ea_matrix": ea.tolist(), "block_perm": perm}, entropy_bits=rng.entropy_bits(drawn), reproducible=rng.reproducible)
+    key = keys.Key(
+        scheme="vit",
+        params=params,
+        material={"ea_matrix": ea.tolist(), "block_perm": perm},
+        entropy_bits=rng.entropy_bits(drawn),
+        reproducible=rng.reproducible,
+    )
     try:
         validate(key)
     except KeyFileError as exc:
@@ -274,7 +289,10 @@ def validate(key: keys.Key) -> None:
     length, blocks = m * m * c, (s // m) ** 2
     expected = MATERIAL[kind] + (("block_perm",) if key.scheme == "vit" else ())
     if set(key.material) != set(expected):
-        raise KeyFileError(f"a {key.scheme} key with Ea {kind!r} holds the material {', '.join(expected)}; this one holds {', '.join(sorted(map(str, key.material))) or 'nothing'}")
+        raise KeyFileError(
+            f"a {key.scheme} key with Ea {kind!r} holds the material {', '.join(expected)}; "
+            f"this one holds {', '.join(sorted(map(str, key.material))) or 'nothing'}"
+        )
     mat = key.material
     if "shuffle" in mat:
         _check_permutation(mat["shuffle"], length, "shuffle")

@@ -37,7 +37,9 @@ class KeyedKind:
         if min(c, s, m) < 1:
             raise ModelFormatError(f"card's extra.keyed has non-positive sizes (channels {c}, image size {s}, block size {m})")
         public = {k: params[k] for k in self.PUBLIC if k in params}
-        return Expectation(kind=self.name, input_shape=(c, s, s), dtype="float32", params={**public, "scheme": scheme, "block_size": m, "channels": c, "image_size": s})
+        return Expectation(
+            kind=self.name, input_shape=(c, s, s), dtype="float32", params={**public, "scheme": scheme, "block_size": m, "channels": c, "image_size": s}
+        )
 
     def load_secret(self, path: str | os.PathLike[str]) -> keys.Key:
         return keys.load(path)

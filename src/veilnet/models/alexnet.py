@@ -23,7 +23,15 @@ class AlexNet(nn.Module):
     Shape: ``N×in_channels×H×W`` in [0, 1] (H, W ≥ 16) → ``N×num_classes``.
     """
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 3, hidden: int = 1024, dropout: float = 0.5, mean: float | Sequence[float] | None = None, std: float | Sequence[float] | None = None) -> None:
+    def __init__(
+        self,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        hidden: int = 1024,
+        dropout: float = 0.5,
+        mean: float | Sequence[float] | None = None,
+        std: float | Sequence[float] | None = None,
+    ) -> None:
         super().__init__()
         self.normalize = Normalize.for_channels(in_channels, mean, std)
         self.features = nn.Sequential(

@@ -28,7 +28,9 @@ def _import_cifar_resnet(args: argparse.Namespace) -> int:
     weights, card_path = output_paths(args.output)
     prepare_output(weights, force=args.force, exists=(weights, card_path))
     model = models.load_cifar_resnet(args.checkpoint, depth=args.depth)
-    weights = models.save(model, args.output, metrics=model.veilnet_card["metrics"], extra={k: model.veilnet_card[k] for k in ("source", "source_sha256")}, force=args.force)
+    weights = models.save(
+        model, args.output, metrics=model.veilnet_card["metrics"], extra={k: model.veilnet_card[k] for k in ("source", "source_sha256")}, force=args.force
+    )
     print(f"{model.veilnet_card['architecture']} -> {weights} (+ {weights.with_suffix('.json').name})")
     return 0
 

@@ -41,7 +41,17 @@ class ConvMixer(nn.Module):
     Shape: ``N×in_channels×H×W`` in [0, 1] (H, W multiples of ``patch_size``) → ``N×num_classes``.
     """
 
-    def __init__(self, dim: int = 256, depth: int = 8, kernel_size: int = 9, patch_size: int = 4, num_classes: int = 10, in_channels: int = 3, mean: float | Sequence[float] | None = None, std: float | Sequence[float] | None = None) -> None:
+    def __init__(
+        self,
+        dim: int = 256,
+        depth: int = 8,
+        kernel_size: int = 9,
+        patch_size: int = 4,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        mean: float | Sequence[float] | None = None,
+        std: float | Sequence[float] | None = None,
+    ) -> None:
         super().__init__()
         self.patch_size = patch_size
         self.normalize = Normalize.for_channels(in_channels, mean, std)

@@ -38,7 +38,16 @@ VERSION = 1
 DIR_STEM = "model"
 
 
-def save(model: nn.Module, path: str | os.PathLike[str], *, data: str | None = None, metrics: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = None, input_shape: Sequence[int] | None = None, force: bool = False) -> Path:
+def save(
+    model: nn.Module,
+    path: str | os.PathLike[str],
+    *,
+    data: str | None = None,
+    metrics: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
+    input_shape: Sequence[int] | None = None,
+    force: bool = False,
+) -> Path:
     """Write ``model`` as ``STEM.safetensors`` + ``STEM.json`` and return the weights path.
 
     ``path`` is the stem, either file (the suffix is dropped), or an existing directory (then
@@ -94,7 +103,9 @@ def load(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") ->
         raise ModelFormatError(f"{weights}: weights file missing (card {card_path.name} expects it beside it)")
     digest = _sha256(weights)
     if digest != info["sha256"]:
-        raise ModelFormatError(f"{weights}: SHA-256 {digest[:12]}… differs from the card's {str(info['sha256'])[:12]}… (file replaced, truncated or tampered with)")
+        raise ModelFormatError(
+            f"{weights}: SHA-256 {digest[:12]}… differs from the card's {str(info['sha256'])[:12]}… (file replaced, truncated or tampered with)"
+        )
     try:
         model = create(info["architecture"], **info["kwargs"])
     except VeilnetError as exc:
@@ -116,7 +127,11 @@ def load_strict(model: nn.Module, state: Mapping[str, Any], source: str | os.Pat
     not_tensors = sorted(k for k, v in state.items() if not isinstance(v, torch.Tensor))
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
-    shapes = sorted(f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}" for k in set(expected) & set(state) if k not in not_tensors and state[k].shape != expected[k].shape)
+    shapes = sorted(
+        f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
+        for k in set(expected) & set(state)
+        if k not in not_tensors and state[k].shape != expected[k].shape
+    )
     for label, items in (("not tensors", not_tensors), ("missing", missing), ("unexpected", unexpected), ("shape mismatch (file vs model)", shapes)):
         if items:
             problems.append(f"{label}: {', '.join(items[:4])}{f' (+{len(items) - 4} more)' if len(items) > 4 else ''}")

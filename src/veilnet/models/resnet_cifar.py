@@ -65,7 +65,14 @@ class ResNetCIFAR(nn.Module):
     Shape: ``N×in_channels×H×W`` in [0, 1] → ``N×num_classes`` (any H, W ≥ 4; 32 in the paper).
     """
 
-    def __init__(self, depth: int = 20, num_classes: int = 10, in_channels: int = 3, mean: float | Sequence[float] | None = None, std: float | Sequence[float] | None = None) -> None:
+    def __init__(
+        self,
+        depth: int = 20,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        mean: float | Sequence[float] | None = None,
+        std: float | Sequence[float] | None = None,
+    ) -> None:
         super().__init__()
         if depth < 8 or (depth - 2) % 6:
             raise ConfigError(f"CIFAR ResNet depth must be 6n+2 with n >= 1, got {depth}")

@@ -23,7 +23,9 @@ class VGG16(nn.Module):
     Shape: ``N×in_channels×H×W`` in [0, 1] (H, W ≥ 32) → ``N×num_classes``.
     """
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 3, mean: float | Sequence[float] | None = None, std: float | Sequence[float] | None = None) -> None:
+    def __init__(
+        self, num_classes: int = 10, in_channels: int = 3, mean: float | Sequence[float] | None = None, std: float | Sequence[float] | None = None
+    ) -> None:
         super().__init__()
         self.normalize = Normalize.for_channels(in_channels, mean, std)
         layers: list[nn.Module] = []

@@ -61,7 +61,20 @@ class ViT(nn.Module):
     Shape: ``N×in_channels×image_size×image_size`` in [0, 1] → ``N×num_classes``.
     """
 
-    def __init__(self, image_size: int = 32, patch_size: int = 4, dim: int = 192, depth: int = 6, heads: int = 3, mlp_dim: int = 384, dropout: float = 0.0, num_classes: int = 10, in_channels: int = 3, mean: float | Sequence[float] | None = None, std: float | Sequence[float] | None = None) -> None:
+    def __init__(
+        self,
+        image_size: int = 32,
+        patch_size: int = 4,
+        dim: int = 192,
+        depth: int = 6,
+        heads: int = 3,
+        mlp_dim: int = 384,
+        dropout: float = 0.0,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        mean: float | Sequence[float] | None = None,
+        std: float | Sequence[float] | None = None,
+    ) -> None:
         super().__init__()
         if image_size % patch_size:
             raise ConfigError(f"image_size {image_size} is not a multiple of patch_size {patch_size}")

@@ -124,7 +124,9 @@ def certify(
     start = time.perf_counter()
     clean = predict(model, images, device=setting.device).argmax(1)
     options = attack_settings(radii[-1])
-    undefended = attack_zoo.create(UNDEFENDED_ATTACK, model, radii[-1], **options[UNDEFENDED_ATTACK], seed=derive_seed(seed, "undefended"), device=setting.device, progress=True)
+    undefended = attack_zoo.create(
+        UNDEFENDED_ATTACK, model, radii[-1], **options[UNDEFENDED_ATTACK], seed=derive_seed(seed, "undefended"), device=setting.device, progress=True
+    )
     undefended_accuracy = [1.0 - success.float().mean().item() for _, success in undefended.run(images, labels, radii)]
     seconds["undefended attack"] = time.perf_counter() - start
 
@@ -136,7 +138,9 @@ def certify(
 
         def attack_on(defence: nn.Module, attack_seed: int, radius: float = radius) -> attack_zoo.Attack:
             settings = attack_settings(radius)[DEFENCE_ATTACK]
-            return attack_zoo.create(DEFENCE_ATTACK, defence, radius, **settings, batch_size=attack_batch, seed=attack_seed, device=setting.device, progress=True)
+            return attack_zoo.create(
+                DEFENCE_ATTACK, defence, radius, **settings, batch_size=attack_batch, seed=attack_seed, device=setting.device, progress=True
+            )
 
         rows.append(adaptive_protocol(model, images, labels, attack_on, setting, defended_clean=defended_clean, name=name))
     seconds["post-averaging attack"] = time.perf_counter() - start

@@ -110,7 +110,17 @@ def _evaluate(args: argparse.Namespace) -> int:
     setting, out = _prepare(args, names, overrides, grid)
     model = load_model(args.model)
     split = data.load(args.data, split=args.split)
-    evaluation = ev.evaluate(model, split, setting, attacks=names, overrides=overrides, n_per_class=args.n_per_class, slow_n_per_class=args.slow_n_per_class, model_name=Path(args.model).name, compile=args.compile)
+    evaluation = ev.evaluate(
+        model,
+        split,
+        setting,
+        attacks=names,
+        overrides=overrides,
+        n_per_class=args.n_per_class,
+        slow_n_per_class=args.slow_n_per_class,
+        model_name=Path(args.model).name,
+        compile=args.compile,
+    )
     sweeps = _sweeps(args, model, split, grid, args.sweep_n_per_class, evaluation.setting)
     return _report(out, evaluation, sweeps)
 
@@ -173,7 +183,9 @@ def _certify(args: argparse.Namespace) -> int:
     out = prepare_output(args.output, force=args.force, exists=["report.md"], mkdir=False)
     model = load_model(args.model)
     split = data.load(args.data, split=args.split)
-    result = certification.certify(model, split, **options, n_per_class=args.n_per_class, setting=setting, attack_batch=args.attack_batch, model_name=Path(args.model).name)
+    result = certification.certify(
+        model, split, **options, n_per_class=args.n_per_class, setting=setting, attack_batch=args.attack_batch, model_name=Path(args.model).name
+    )
     report = write_certification(out, result)
     print(report.read_text())
     print(f"wrote {report}")
@@ -184,9 +196,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     robust_sub = add_group(sub, "robust")
     evaluate = robust_sub.add_parser("evaluate", help="the paper's protocol (attacks on the undefended model) and the adaptive one (attacks on the defence)")
     _common(evaluate)
-    evaluate.add_argument("--attacks", default="fgsm,pgd,fgsm-min,pgd-min,deepfool,cw,eot-pgd,square", help="comma-separated: fgsm,pgd,fgsm-min,pgd-min,deepfool,cw (paper protocol; -min: smallest budget, Foolbox 2 defaults), eot-pgd,square,apgd-ce,apgd-dlr (adaptive; the report heads with the per-image worst case over them)")
-    evaluate.add_argument("--slow-n-per-class", type=positive_int, default=None, help="images per class for cw, eot-pgd, square, apgd-ce and apgd-dlr (default: --n-per-class)")
-    add_compile(evaluate, default=True, why="post-averaging ran 0.67-0.73x eager here and an evaluation runs it on thousands of images (docs/benchmarks.md, Compiled execution)")
+    evaluate.add_argument(
+        "--attacks",
+        default="fgsm,pgd,fgsm-min,pgd-min,deepfool,cw,eot-pgd,square",
+        help="comma-separated: fgsm,pgd,fgsm-min,pgd-min,deepfool,cw (paper protocol; -min: smallest budget, Foolbox 2 "
+        "defaults), eot-pgd,square,apgd-ce,apgd-dlr (adaptive; the report heads with the per-image worst case over them)",
+    )
+    evaluate.add_argument(
+        "--slow-n-per-class", type=positive_int, default=None, help="images per class for cw, eot-pgd, square, apgd-ce and apgd-dlr (default: --n-per-class)"
+    )
+    add_compile(
+        evaluate,
+        default=True,
+        why="post-averaging ran 0.67-0.73x eager here and an evaluation runs it on thousands of images (docs/benchmarks.md, Compiled execution)",
+    )
     evaluate.add_argument("--set", nargs="*", metavar="ATTACK.KEY=VALUE", help="change an attack's settings, e.g. square.queries=100 cw.steps=30")
     evaluate.add_argument("--sweep-radii", type=_numbers, default=None, help="also sweep the radius over these values (paper Fig. 2)")
     evaluate.add_argument("--sweep-directions", type=_numbers, default=None, help="also sweep K over these values, with time per image (paper Table 2)")
@@ -198,9 +221,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     sweep.add_argument("--radii", type=_numbers, default=None, help="radii to try, e.g. 1,2,4,6,8,12")
     sweep.add_argument("--directions-list", type=_numbers, default=None, help="numbers of directions to try, e.g. 6,15,30,60")
     sweep.set_defaults(func=_sweep)
-    certify = robust_sub.add_parser("certify", help="randomised smoothing's certified accuracy against L2 radius, beside post-averaging's under L2 EOT-PGD on the same images")
+    certify = robust_sub.add_parser(
+        "certify", help="randomised smoothing's certified accuracy against L2 radius, beside post-averaging's under L2 EOT-PGD on the same images"
+    )
     certify.add_argument("model", help="model file (veilnet .safetensors/.json/dir) or CIFAR ResNet checkpoint (.th)")
-    certify.add_argument("--sigma", type=fraction, required=True, help="σ of the smoothing noise in [0, 1] pixel space (that the model was trained with, e.g. 0.25)")
+    certify.add_argument(
+        "--sigma", type=fraction, required=True, help="σ of the smoothing noise in [0, 1] pixel space (that the model was trained with, e.g. 0.25)"
+    )
     certify.add_argument("--n", type=positive_int, default=10_000, help="noise samples estimating p_A per image (default: 10000)")
     certify.add_argument("--n0", type=positive_int, default=100, help="noise samples selecting the top class per image (default: 100)")
     certify.add_argument("--alpha", type=_probability, default=0.001, help="failure probability of each certificate (default: 0.001)")
@@ -212,7 +239,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     certify.add_argument("--directions", type=int, default=15, help="post-averaging directions K (default: 15)")
     certify.add_argument("--postavg-radius", type=float, default=6.0, help="post-averaging radius r, normalised space (default: 6)")
     certify.add_argument("--draws", type=int, default=5, help="draws of post-averaging's directions each of its accuracies is averaged over (default: 5)")
-    certify.add_argument("--attack-batch", type=positive_int, default=8, help="images per batch of the attack on post-averaging (default: 8; raise it on a GPU)")
+    certify.add_argument(
+        "--attack-batch", type=positive_int, default=8, help="images per batch of the attack on post-averaging (default: 8; raise it on a GPU)"
+    )
     add_seed(certify)
     add_device(certify)
     add_output(certify, help="output directory (certification.json, report.md, certify.png)")

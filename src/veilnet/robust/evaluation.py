@@ -101,7 +101,16 @@ def _accuracy(predictions: Sequence[torch.Tensor], labels: torch.Tensor) -> Draw
     return Draws([(p == labels).float().mean().item() if len(labels) else math.nan for p in predictions])
 
 
-def paper_protocol(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, attack: attack_zoo.Attack, setting: Setting, *, defended_clean: list[torch.Tensor] | None = None, name: str | None = None) -> PaperRow:
+def paper_protocol(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    attack: attack_zoo.Attack,
+    setting: Setting,
+    *,
+    defended_clean: list[torch.Tensor] | None = None,
+    name: str | None = None,
+) -> PaperRow:
     """Table 1's row for ``attack`` (made on ``model``, the undefended one); see the module docstring.
 
     ``defended_clean``: the defended model's predictions on ``images`` in each draw, when already
@@ -141,7 +150,16 @@ def paper_protocol(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
 AttackOn = Callable[[nn.Module, int], attack_zoo.Attack]
 
 
-def adaptive_protocol(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, attack_on: AttackOn, setting: Setting, *, name: str, defended_clean: list[torch.Tensor] | None = None) -> AdaptiveRow:
+def adaptive_protocol(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    attack_on: AttackOn,
+    setting: Setting,
+    *,
+    name: str,
+    defended_clean: list[torch.Tensor] | None = None,
+) -> AdaptiveRow:
     """The attack ``attack_on(defence, seed)`` run against post-averaging on ``model`` (see the
     module docstring), its row named ``name``.
 
@@ -276,10 +294,28 @@ def evaluate(
         else:
             attack = attack_zoo.create(name, model, setting.eps, **options, seed=derive_seed(setting.seed, name))
             paper.append(paper_protocol(model, sub.images, sub.labels, attack, setting, defended_clean=defended_clean(n), name=name))
-    return Evaluation(model=model_name, data=split.spec, n_per_class=n_per_class, slow_n_per_class=slow_n, setting=setting, attack_settings=settings, paper=paper, adaptive=adaptive)
+    return Evaluation(
+        model=model_name,
+        data=split.spec,
+        n_per_class=n_per_class,
+        slow_n_per_class=slow_n,
+        setting=setting,
+        attack_settings=settings,
+        paper=paper,
+        adaptive=adaptive,
+    )
 
 
-def sweep(model: nn.Module, split: vdata.ImageSplit, grid: dict[str, Sequence[float]], setting: Setting = Setting(), *, attack: str = "pgd-min", n_per_class: int = 10, model_name: str = "") -> list[Sweep]:
+def sweep(
+    model: nn.Module,
+    split: vdata.ImageSplit,
+    grid: dict[str, Sequence[float]],
+    setting: Setting = Setting(),
+    *,
+    attack: str = "pgd-min",
+    n_per_class: int = 10,
+    model_name: str = "",
+) -> list[Sweep]:
     """Defence against ``attack``'s adversarials (made on ``model`` once) for each value of each
     parameter in ``grid`` (``radius`` and/or ``directions``), the others as in ``setting``.
 
@@ -317,8 +353,17 @@ def sweep(model: nn.Module, split: vdata.ImageSplit, grid: dict[str, Sequence[fl
             rates.append(_accuracy(defended_predictions(model, adversarials, at, "sweep", parameter, value, "defence"), adv_labels))
         results.append(
             Sweep(
-                model=model_name, parameter=parameter, values=[float(v) for v in values], setting=setting, attack=attack, n=len(labels),
-                num_adversarial=len(adv_labels), clean_accuracy=clean_acc, defence_rate=rates, seconds_per_image=times, plain_seconds_per_image=plain,
+                model=model_name,
+                parameter=parameter,
+                values=[float(v) for v in values],
+                setting=setting,
+                attack=attack,
+                n=len(labels),
+                num_adversarial=len(adv_labels),
+                clean_accuracy=clean_acc,
+                defence_rate=rates,
+                seconds_per_image=times,
+                plain_seconds_per_image=plain,
             )  # fmt: skip
         )
     return results

@@ -140,7 +140,9 @@ class PostAveraging(nn.Module):
             normalize = getattr(model, "normalize", None)
             model_std = getattr(normalize, "std", None)
             if not isinstance(model_std, torch.Tensor):
-                raise ConfigError(f"space='normalized' needs the model's input std: {type(model).__name__} has no normalize.std; pass std=[...] or space='pixel'")
+                raise ConfigError(
+                    f"space='normalized' needs the model's input std: {type(model).__name__} has no normalize.std; pass std=[...] or space='pixel'"
+                )
             scale = model_std.detach().float().flatten().cpu()
         if scale.numel() == 0 or not bool((scale > 0).all()):
             raise ConfigError(f"std must be positive, one value per channel, got {scale.tolist()}")

@@ -32,7 +32,16 @@ def paper_table(evaluation: Evaluation, *, with_paper: bool = True) -> str:
         headers += ["paper: defended clean", "paper: defence rate", "paper: #Adv/n"]
     rows = []
     for row in evaluation.paper:
-        cells: list[Any] = [row.attack, row.n, row.clean_accuracy, row.attacked_accuracy, str(row.defended_clean_accuracy), str(row.defended_attacked_accuracy), str(row.defence_rate), row.num_adversarial]
+        cells: list[Any] = [
+            row.attack,
+            row.n,
+            row.clean_accuracy,
+            row.attacked_accuracy,
+            str(row.defended_clean_accuracy),
+            str(row.defended_attacked_accuracy),
+            str(row.defence_rate),
+            row.num_adversarial,
+        ]
         if with_paper:
             ref = PAPER_CIFAR10.get(attack_zoo.VARIANT_OF.get(row.attack, row.attack), {})
             cells += [ref.get("defended_clean_accuracy", "-"), ref.get("defence_rate", "-"), ref["num_adversarial"] / 10000 if ref else "-"]
@@ -46,11 +55,28 @@ RANDOMNESS_NAMES = {"fresh": "fresh per query", "fixed": "fixed per draw (seeded
 
 def adaptive_table(evaluation: Evaluation) -> str:
     """One row per adaptive attack; with fixed directions "attacked" counts the images of every draw's run."""
-    headers = ["attack (on the defended model)", "directions", "n", "attacked", "defended clean", "robust accuracy", "attack success", "seconds", "paper / attack authors"]
+    headers = [
+        "attack (on the defended model)",
+        "directions",
+        "n",
+        "attacked",
+        "defended clean",
+        "robust accuracy",
+        "attack success",
+        "seconds",
+        "paper / attack authors",
+    ]
     rows = [
         [
-            r.attack, RANDOMNESS_NAMES[r.randomness], r.n, r.num_attacked if r.randomness == "fresh" else f"{r.num_attacked} in {len(r.robust_images)} runs", str(r.defended_clean_accuracy),
-            str(r.robust_accuracy), r.attack_success_rate, round(r.seconds, 1), SQUARE_PAPER_ROBUST_ACCURACY if r.attack == "square" else "-",
+            r.attack,
+            RANDOMNESS_NAMES[r.randomness],
+            r.n,
+            r.num_attacked if r.randomness == "fresh" else f"{r.num_attacked} in {len(r.robust_images)} runs",
+            str(r.defended_clean_accuracy),
+            str(r.robust_accuracy),
+            r.attack_success_rate,
+            round(r.seconds, 1),
+            SQUARE_PAPER_ROBUST_ACCURACY if r.attack == "square" else "-",
         ]  # fmt: skip
         for r in evaluation.adaptive
     ]
@@ -97,16 +123,23 @@ def render_report(evaluation: Evaluation | None = None, sweeps: Sequence[Sweep] 
             parts.append("## Paper protocol (attacks on the undefended model; Table 1)\n\n" + paper_table(evaluation) + "\n")
         if evaluation.adaptive:
             worst = worst_case(evaluation.adaptive)
-            headline = "" if worst is None else (
-                f"**Robust accuracy, worst case over {', '.join(r.attack for r in evaluation.adaptive)}: {worst}** "
-                f"(an image counts as robust only if every attack failed on it; n = {evaluation.adaptive[0].n}).\n\n"
+            headline = (
+                ""
+                if worst is None
+                else (
+                    f"**Robust accuracy, worst case over {', '.join(r.attack for r in evaluation.adaptive)}: {worst}** "
+                    f"(an image counts as robust only if every attack failed on it; n = {evaluation.adaptive[0].n}).\n\n"
+                )
             )
-            parts.append("## Adaptive protocol (attacks on the defended model)\n\n" + _randomness_note(s) + "\n\n" + headline + adaptive_table(evaluation) + "\n")
+            parts.append(
+                "## Adaptive protocol (attacks on the defended model)\n\n" + _randomness_note(s) + "\n\n" + headline + adaptive_table(evaluation) + "\n"
+            )
         parts.append("Settings: " + ", ".join(f"{k} {v}" for k, v in evaluation.attack_settings.items()) + "\n")
     for result in sorted(sweeps, key=lambda r: ("radius", "directions").index(r.parameter)):
         fixed = {k: v for k, v in result.setting.defence.items() if k != result.parameter}
         parts.append(
-            f"## Sweep over {result.parameter} ({result.attack} adversarials, n = {result.n}, #Adv = {result.num_adversarial}, {fixed}, ε = {result.setting.eps:.5g}, seed {result.setting.seed})\n\n"
+            f"## Sweep over {result.parameter} ({result.attack} adversarials, n = {result.n}, #Adv = "
+            f"{result.num_adversarial}, {fixed}, ε = {result.setting.eps:.5g}, seed {result.setting.seed})\n\n"
             + f"{_draws_note(result.setting)}\n\n"
             + sweep_table(result)
             + f"\n\nPlain model: {result.plain_seconds_per_image * 1e3:.3f} ms / image. Plot: sweep-{result.parameter}.png\n"
@@ -164,8 +197,15 @@ def render_certification(result: Certification) -> str:
     """The Markdown report of ``result`` (rebuilt from its JSON alone)."""
     s = result.setting
     abstained = sum(label < 0 for label in result.smoothed_labels)
-    headers = ["L2 radius (pixels)", f"smoothing σ = {result.sigma:g}: certified accuracy", "post-averaging: robust accuracy (EOT-PGD L2)", "undefended: accuracy (PGD L2)"]
-    rows: list[list[Any]] = [["0 (clean)", result.smoothed_clean_accuracy, str(result.postavg[0].defended_clean_accuracy) if result.postavg else "-", result.clean_accuracy]]
+    headers = [
+        "L2 radius (pixels)",
+        f"smoothing σ = {result.sigma:g}: certified accuracy",
+        "post-averaging: robust accuracy (EOT-PGD L2)",
+        "undefended: accuracy (PGD L2)",
+    ]
+    rows: list[list[Any]] = [
+        ["0 (clean)", result.smoothed_clean_accuracy, str(result.postavg[0].defended_clean_accuracy) if result.postavg else "-", result.clean_accuracy]
+    ]
     rows += [[r, c, str(p.robust_accuracy), u] for r, c, p, u in zip(result.radii, result.certified_accuracy, result.postavg, result.undefended_accuracy)]
     n_images = len(result.labels)
     return (
@@ -173,7 +213,8 @@ def render_certification(result: Certification) -> str:
         f"{n_images} images (first {result.n_per_class} per class); seed {s.seed}; device {s.device}.\n\n"
         f"Randomised smoothing (Cohen et al. 2019, CERTIFY): Gaussian noise σ = {result.sigma:g} in [0, 1] pixel space, "
         f"n0 = {result.n0} selection and n = {result.n} estimation samples, α = {result.alpha:g}; abstained on {abstained} of {n_images} images. "
-        f"With n samples no radius above σ Φ⁻¹(α^(1/n)) = {max_radius(result.sigma, result.n, result.alpha):.3f} can be certified (all n samples in the top class). "
+        f"With n samples no radius above σ Φ⁻¹(α^(1/n)) = {max_radius(result.sigma, result.n, result.alpha):.3f} "
+        f"can be certified (all n samples in the top class). "
         f"Certified accuracy at r: correct, not abstained, certified radius ≥ r (a lower bound, each certificate holding with probability ≥ 1 − α).\n\n"
         f"Post-averaging: K = {s.directions}, r = {s.radius:g} ({s.space} space), attacked through the defence by EOT-PGD in the L2 ball "
         f"(an upper bound on its robust accuracy: a failed attack proves nothing). {_certification_draws_note(s.draws)}\n\n"
@@ -204,7 +245,14 @@ def plot_certification(result: Certification, path: str | Path) -> Path:
     at = [0.0, *result.radii]  # radius 0: the clean accuracies
     robust: list[Draws] = [result.postavg[0].defended_clean_accuracy, *(row.robust_accuracy for row in result.postavg)] if result.postavg else []
     means = [d.mean for d in robust]
-    ax.errorbar(at[: len(robust)], means, yerr=[[m - d.low for m, d in zip(means, robust)], [d.high - m for m, d in zip(means, robust)]], fmt="o--", capsize=3, label="post-averaging (EOT-PGD L2)")
+    ax.errorbar(
+        at[: len(robust)],
+        means,
+        yerr=[[m - d.low for m, d in zip(means, robust)], [d.high - m for m, d in zip(means, robust)]],
+        fmt="o--",
+        capsize=3,
+        label="post-averaging (EOT-PGD L2)",
+    )
     ax.plot(at, [result.clean_accuracy, *result.undefended_accuracy], "s:", color="gray", label="undefended (PGD L2)")
     ax.set_xlabel("L2 radius ([0, 1] pixels)")
     ax.set_ylabel("accuracy")

@@ -21,10 +21,34 @@ from veilnet.robust.setting import Setting
 #: The paper's CIFAR-10 row of Table 1 (ResNet-110, r = 6, K = 15, ε = 8/255).
 PAPER_CIFAR10 = {
     "clean_accuracy": 0.9368,
-    "fgsm": {"attacked_accuracy": 0.1816, "defended_clean_accuracy": 0.9247, "defended_attacked_accuracy": 0.8022, "defence_rate": 0.8080, "num_adversarial": 7552},
-    "pgd": {"attacked_accuracy": 0.0000, "defended_clean_accuracy": 0.9255, "defended_attacked_accuracy": 0.8841, "defence_rate": 0.9330, "num_adversarial": 9368},
-    "deepfool": {"attacked_accuracy": 0.1968, "defended_clean_accuracy": 0.9254, "defended_attacked_accuracy": 0.8626, "defence_rate": 0.8872, "num_adversarial": 7413},
-    "cw": {"attacked_accuracy": 0.0322, "defended_clean_accuracy": 0.9257, "defended_attacked_accuracy": 0.8902, "defence_rate": 0.9367, "num_adversarial": 9046},
+    "fgsm": {
+        "attacked_accuracy": 0.1816,
+        "defended_clean_accuracy": 0.9247,
+        "defended_attacked_accuracy": 0.8022,
+        "defence_rate": 0.8080,
+        "num_adversarial": 7552,
+    },
+    "pgd": {
+        "attacked_accuracy": 0.0000,
+        "defended_clean_accuracy": 0.9255,
+        "defended_attacked_accuracy": 0.8841,
+        "defence_rate": 0.9330,
+        "num_adversarial": 9368,
+    },
+    "deepfool": {
+        "attacked_accuracy": 0.1968,
+        "defended_clean_accuracy": 0.9254,
+        "defended_attacked_accuracy": 0.8626,
+        "defence_rate": 0.8872,
+        "num_adversarial": 7413,
+    },
+    "cw": {
+        "attacked_accuracy": 0.0322,
+        "defended_clean_accuracy": 0.9257,
+        "defended_attacked_accuracy": 0.8902,
+        "defence_rate": 0.9367,
+        "num_adversarial": 9046,
+    },
 }
 #: Robust accuracy of post-averaging on CIFAR-10 under the Square attack, reported by its authors.
 SQUARE_PAPER_ROBUST_ACCURACY = 0.158

@@ -52,7 +52,14 @@ class Setting:
     radius: float = field(default=6.0, metadata={"help": "post-averaging radius r (default: 6)"})
     space: str = field(default="normalized", metadata={"help": "space the radius is measured in (default: normalized)", "choices": SPACES})
     draws: int = field(default=5, metadata={"help": "draws of the defence's random directions each defended accuracy is averaged over (default: 5)"})
-    randomness: str = field(default="fresh", metadata={"help": "the defence's directions while an adaptive attack runs: fresh at every query, or fixed (one seeded set per draw, the attack run once per draw against it) (default: fresh)", "choices": RANDOMNESS})
+    randomness: str = field(
+        default="fresh",
+        metadata={
+            "help": "the defence's directions while an adaptive attack runs: fresh at every query, or fixed "
+            "(one seeded set per draw, the attack run once per draw against it) (default: fresh)",
+            "choices": RANDOMNESS,
+        },
+    )
     seed: int | None = field(default=None, metadata={"help": "seed of the run: the defence's draws and the attacks' randomness (default: drawn and recorded)"})
     device: str = field(default="cpu", metadata={"help": "torch device, e.g. cpu or cuda (default: cpu)"})
 

@@ -140,7 +140,12 @@ class Smoothing:
                 radii.append(self.sigma * float(norm.ppf(p_a)) if certified else 0.0)
                 bounds.append(p_a)
                 hits.append(n_a)
-        return Certificate(torch.tensor(labels, dtype=torch.long), torch.tensor(radii, dtype=torch.float64), torch.tensor(bounds, dtype=torch.float64), torch.tensor(hits, dtype=torch.long))
+        return Certificate(
+            torch.tensor(labels, dtype=torch.long),
+            torch.tensor(radii, dtype=torch.float64),
+            torch.tensor(bounds, dtype=torch.float64),
+            torch.tensor(hits, dtype=torch.long),
+        )
 
     def _images(self, images: torch.Tensor, what: str) -> Iterator[tuple[int, torch.Tensor]]:
         if images.ndim != 4:

@@ -130,7 +130,10 @@ class ModelInfo(BaseModel):
     input: TensorSpec
     output: TensorSpec
     num_classes: int | None = Field(description="K of a classifier's N×K output, else null")
-    params: dict[str, Any] = Field(description="the kind's public parameters (for keyed: scheme, block_size, channels, image_size, ea, fingerprint; for complex: architecture, processor_sha256)")
+    params: dict[str, Any] = Field(
+        description="the kind's public parameters (for keyed: scheme, block_size, channels, "
+        "image_size, ea, fingerprint; for complex: architecture, processor_sha256)"
+    )
     limits: LimitsInfo
     encodings: list[str] = Field(description="accepted request content types")
     card: dict[str, str] = Field(description="the public part of the model card (architecture)")
@@ -195,9 +198,18 @@ class ServedModel:
             with torch.inference_mode():
                 out = model.eval()(probe)
         except Exception as exc:  # the card's parameters do not fit the weights
-            raise ModelFormatError(f"model {card.get('architecture')!r} does not take its card's input {expectation.input_shape}: {codec.first_line(exc)}") from None
+            raise ModelFormatError(
+                f"model {card.get('architecture')!r} does not take its card's input {expectation.input_shape}: {codec.first_line(exc)}"
+            ) from None
         model = prepare(model, compile=compile, chunk=COMPILED_CHUNK)
-        return cls(model=model, expectation=expectation, output_shape=tuple(out.shape[1:]), output_dtype=str(out.dtype).removeprefix("torch."), card=public_card(card), device=device)
+        return cls(
+            model=model,
+            expectation=expectation,
+            output_shape=tuple(out.shape[1:]),
+            output_dtype=str(out.dtype).removeprefix("torch."),
+            card=public_card(card),
+            device=device,
+        )
 
     @property
     def num_classes(self) -> int | None:
@@ -230,7 +242,9 @@ def public_card(card: dict[str, Any]) -> dict[str, str]:
     return {k: card[k] for k in PUBLIC_CARD_FIELDS if isinstance(card.get(k), str)}
 
 
-def create_app(served: ServedModel, *, tokens: Sequence[str] | None, limits: Limits = Limits(), batching: BatchingConfig = BatchingConfig(), ui: bool = True) -> FastAPI:
+def create_app(
+    served: ServedModel, *, tokens: Sequence[str] | None, limits: Limits = Limits(), batching: BatchingConfig = BatchingConfig(), ui: bool = True
+) -> FastAPI:
     """The FastAPI application serving ``served``; ``tokens=None`` disables authentication;
     ``ui`` serves the browser client at ``/`` (:func:`mount_ui`)."""
     digests = None if tokens is None else [hashlib.sha256(t.encode()).digest() for t in tokens]
@@ -251,7 +265,14 @@ def create_app(served: ServedModel, *, tokens: Sequence[str] | None, limits: Lim
         ready = False
         await batcher.stop()
 
-    app = FastAPI(title="veilnet", version=API_VERSION, summary="An untrusted server running a transformed model; it never sees a key or a plain image. What the served model takes: GET /v1/info.", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="veilnet",
+        version=API_VERSION,
+        summary="An untrusted server running a transformed model; it never sees a key or a plain image. What the served model takes: GET /v1/info.",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
     bearer = HTTPBearer(auto_error=False, description="one of the server's tokens")
 
     def check_token(token: str | None) -> None:
@@ -309,11 +330,24 @@ def create_app(served: ServedModel, *, tokens: Sequence[str] | None, limits: Lim
     async def healthz() -> JSONResponse:
         return JSONResponse({"status": "ready"}) if ready else JSONResponse({"status": "starting"}, status_code=503)
 
-    @app.get("/v1/info", summary="what the served model takes and answers", dependencies=[Depends(authorize)], response_model=ModelInfo, responses=_responses(401, 503))
+    @app.get(
+        "/v1/info",
+        summary="what the served model takes and answers",
+        dependencies=[Depends(authorize)],
+        response_model=ModelInfo,
+        responses=_responses(401, 503),
+    )
     async def get_info() -> dict[str, Any]:
         return info
 
-    @app.post("/v1/predict", summary="outputs for a batch of transformed inputs", dependencies=[Depends(authorize)], response_class=Response, responses=_responses(400, 401, 408, 413, 415, 422, 500, 503), openapi_extra=_PREDICT_OPENAPI)
+    @app.post(
+        "/v1/predict",
+        summary="outputs for a batch of transformed inputs",
+        dependencies=[Depends(authorize)],
+        response_class=Response,
+        responses=_responses(400, 401, 408, 413, 415, 422, 500, 503),
+        openapi_extra=_PREDICT_OPENAPI,
+    )
     async def predict(request: Request) -> Response:
         """The documented contract (OpenAPI); requests are answered by :class:`_PredictFastPath`
         before routing, with the same :func:`handle_predict`."""
@@ -343,7 +377,11 @@ class _PredictFastPath:
             status = 200
         except ApiError as exc:
             body, media, status, extra = json.dumps({"error": exc.message}).encode(), "application/json", exc.status, exc.headers or {}
-        fields = [(b"content-type", media.encode("latin-1")), (b"content-length", str(len(body)).encode()), *((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in extra.items())]
+        fields = [
+            (b"content-type", media.encode("latin-1")),
+            (b"content-length", str(len(body)).encode()),
+            *((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()),
+        ]
         await send({"type": "http.response.start", "status": status, "headers": fields})
         await send({"type": "http.response.body", "body": body})
 
@@ -353,10 +391,17 @@ _BINARY = {media: {"schema": {"type": "string", "format": "binary"}} for media i
 _PREDICT_OPENAPI: dict[str, Any] = {
     "requestBody": {
         "required": True,
-        "description": "one tensor of shape N×(input.shape without its first entry) and dtype input.dtype, as given by GET /v1/info, with N ≤ limits.max_batch and the body ≤ limits.max_body_bytes; as .npy or as a safetensors file holding exactly one tensor",
+        "description": "one tensor of shape N×(input.shape without its first entry) and dtype input.dtype, as given by GET /v1/info, with N "
+        "≤ limits.max_batch and the body ≤ limits.max_body_bytes; as .npy or as a safetensors file holding exactly one tensor",
         "content": _BINARY,
     },
-    "responses": {"200": {"description": "the outputs, N×(output.shape without its first entry) of output.dtype (GET /v1/info; logits for a classifier), encoded like the request", "content": _BINARY}},
+    "responses": {
+        "200": {
+            "description": "the outputs, N×(output.shape without its first entry) of output.dtype "
+            "(GET /v1/info; logits for a classifier), encoded like the request",
+            "content": _BINARY,
+        }
+    },
 }
 
 
@@ -440,11 +485,34 @@ def run(
         raise TypeError("workers > 1 load the model in each process: pass its path")
     served = model if isinstance(model, ServedModel) else ServedModel.load(model, device=device, compile=compile)
     e = served.expectation
-    log.info("serving %s (kind %s, input N×%s %s, output N×%s) on %s://%s:%d, %d worker process(es)", served.card.get("architecture", "a model"), e.kind, "×".join(map(str, e.input_shape)), e.dtype, "×".join(map(str, served.output_shape)), "https" if tls else "http", host, port, workers)
+    log.info(
+        "serving %s (kind %s, input N×%s %s, output N×%s) on %s://%s:%d, %d worker process(es)",
+        served.card.get("architecture", "a model"),
+        e.kind,
+        "×".join(map(str, e.input_shape)),
+        e.dtype,
+        "×".join(map(str, served.output_shape)),
+        "https" if tls else "http",
+        host,
+        port,
+        workers,
+    )
     c = connections
-    log.info("limits: %d items and %d bytes per request, %g s to receive a request, %g s idle, %d connections (%d per address), %g s to shut down; batching: %s", limits.max_batch, body_limit(e, limits), c.read_timeout_s, c.idle_timeout_s, c.max_connections, c.max_per_client, c.shutdown_timeout_s, f"up to {batching.max_images} items, wait {batching.wait_ms} ms" if batching.enabled else "off")
+    log.info(
+        "limits: %d items and %d bytes per request, %g s to receive a request, %g s idle, %d connections (%d per address), %g s to shut down; batching: %s",
+        limits.max_batch,
+        body_limit(e, limits),
+        c.read_timeout_s,
+        c.idle_timeout_s,
+        c.max_connections,
+        c.max_per_client,
+        c.shutdown_timeout_s,
+        f"up to {batching.max_images} items, wait {batching.wait_ms} ms" if batching.enabled else "off",
+    )
     if tls is None and host not in ("127.0.0.1", "localhost", "::1"):
-        log.warning("serving plain HTTP on %s: bearer tokens and inputs cross the network in clear; pass --tls-cert/--tls-key or put a TLS proxy in front", host)
+        log.warning(
+            "serving plain HTTP on %s: bearer tokens and inputs cross the network in clear; pass --tls-cert/--tls-key or put a TLS proxy in front", host
+        )
     if tokens is None:
         log.warning("authentication is OFF (--no-auth): anyone who can reach %s:%d can use the model", host, port)
     else:
@@ -454,11 +522,23 @@ def run(
         server.serve(lambda: app, host=host, port=port, limits=connections, tls=tls, log_level=log_level)
     else:
         del served  # each worker loads its own
-        make_app = functools.partial(_worker_app, os.fspath(model), device, threads, tuple(tokens) if tokens is not None else None, limits, batching, ui=ui, compile=compile)  # type: ignore[arg-type]
+        make_app = functools.partial(
+            _worker_app, os.fspath(model), device, threads, tuple(tokens) if tokens is not None else None, limits, batching, ui=ui, compile=compile
+        )  # type: ignore[arg-type]
         server.serve(make_app, host=host, port=port, limits=connections, workers=workers, tls=tls, log_level=log_level)
 
 
-def _worker_app(path: str, device: str, threads: int | None, tokens: Sequence[str] | None, limits: Limits, batching: BatchingConfig, *, ui: bool = True, compile: bool = False) -> FastAPI:
+def _worker_app(
+    path: str,
+    device: str,
+    threads: int | None,
+    tokens: Sequence[str] | None,
+    limits: Limits,
+    batching: BatchingConfig,
+    *,
+    ui: bool = True,
+    compile: bool = False,
+) -> FastAPI:
     """The application of one worker process of :func:`run` (loads its own model)."""
     if threads:
         torch.set_num_threads(threads)
@@ -466,7 +546,9 @@ def _worker_app(path: str, device: str, threads: int | None, tokens: Sequence[st
 
 
 @contextlib.contextmanager
-def local_server(app: FastAPI, *, host: str = "127.0.0.1", port: int = 0, connections: ConnectionLimits = ConnectionLimits(), log_level: str = "warning") -> Iterator[str]:
+def local_server(
+    app: FastAPI, *, host: str = "127.0.0.1", port: int = 0, connections: ConnectionLimits = ConnectionLimits(), log_level: str = "warning"
+) -> Iterator[str]:
     """Serve ``app`` in a background thread of this process, with the protocol and limits of
     ``veilnet serve`` (:mod:`veilnet.serve.server`), and yield its URL (``port=0``: a free port);
     the server stops when the block ends. For tests, notebooks and benchmarks; ``veilnet serve``
@@ -498,7 +580,8 @@ STATIC = os.path.join(os.path.dirname(__file__), "static")
 #: Headers of the page: its script may talk to this origin only (the key cannot be sent
 #: elsewhere), no inline code, no framing, no referrer; the page is never cached.
 UI_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; connect-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'",
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
+    "connect-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'",
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-store",

@@ -43,7 +43,9 @@ def check_tls(cert: str, key: str) -> None:
     try:
         ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
     except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(f"--tls-cert {cert} and --tls-key {key} are not a TLS certificate and its key ({getattr(exc, 'reason', None) or type(exc).__name__})") from None
+        raise ConfigError(
+            f"--tls-cert {cert} and --tls-key {key} are not a TLS certificate and its key ({getattr(exc, 'reason', None) or type(exc).__name__})"
+        ) from None
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -64,8 +66,22 @@ def _serve(args: argparse.Namespace) -> int:
             raise ConfigError(f"TLS file {path} does not exist")
     if args.tls_cert is not None:
         check_tls(args.tls_cert, args.tls_key)
-    if min(args.max_batch, args.batch_size, 1 if args.max_body_mb is None else args.max_body_mb, args.max_connections, args.max_connections_per_client, args.workers) <= 0 or args.batch_wait_ms < 0:
-        raise ConfigError("--max-batch, --batch-size, --max-body-mb, --max-connections, --max-connections-per-client and --workers must be positive and --batch-wait-ms non-negative")
+    if (
+        min(
+            args.max_batch,
+            args.batch_size,
+            1 if args.max_body_mb is None else args.max_body_mb,
+            args.max_connections,
+            args.max_connections_per_client,
+            args.workers,
+        )
+        <= 0
+        or args.batch_wait_ms < 0
+    ):
+        raise ConfigError(
+            "--max-batch, --batch-size, --max-body-mb, --max-connections, --max-connections-per-client "
+            "and --workers must be positive and --batch-wait-ms non-negative"
+        )
     for name in ("read_timeout", "idle_timeout", "shutdown_timeout"):
         if not getattr(args, name) > 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be a positive number of seconds, got {getattr(args, name)}")
@@ -81,13 +97,45 @@ def _serve(args: argparse.Namespace) -> int:
     served = ServedModel.load(args.model, device=str(device), compile=args.compile)
     limits = Limits(max_batch=args.max_batch, max_body_bytes=None if args.max_body_mb is None else int(args.max_body_mb * (1 << 20)))
     batching = BatchingConfig(enabled=not args.no_batching, max_images=args.batch_size, wait_ms=args.batch_wait_ms)
-    connections = ConnectionLimits(read_timeout_s=args.read_timeout, idle_timeout_s=args.idle_timeout, max_connections=args.max_connections, max_per_client=args.max_connections_per_client, shutdown_timeout_s=args.shutdown_timeout)
+    connections = ConnectionLimits(
+        read_timeout_s=args.read_timeout,
+        idle_timeout_s=args.idle_timeout,
+        max_connections=args.max_connections,
+        max_per_client=args.max_connections_per_client,
+        shutdown_timeout_s=args.shutdown_timeout,
+    )
     tls = None if args.tls_cert is None else (args.tls_cert, args.tls_key)
     if args.workers > 1:
         del served  # checked here; each worker loads its own
-        run(args.model, host=args.host, port=args.port, tokens=tokens, limits=limits, batching=batching, connections=connections, workers=args.workers, threads=args.threads, tls=tls, device=str(device), log_level=args.log_level, ui=not args.no_ui, compile=args.compile)
+        run(
+            args.model,
+            host=args.host,
+            port=args.port,
+            tokens=tokens,
+            limits=limits,
+            batching=batching,
+            connections=connections,
+            workers=args.workers,
+            threads=args.threads,
+            tls=tls,
+            device=str(device),
+            log_level=args.log_level,
+            ui=not args.no_ui,
+            compile=args.compile,
+        )
     else:
-        run(served, host=args.host, port=args.port, tokens=tokens, limits=limits, batching=batching, connections=connections, tls=tls, log_level=args.log_level, ui=not args.no_ui)
+        run(
+            served,
+            host=args.host,
+            port=args.port,
+            tokens=tokens,
+            limits=limits,
+            batching=batching,
+            connections=connections,
+            tls=tls,
+            log_level=args.log_level,
+            ui=not args.no_ui,
+        )
     return 0
 
 
@@ -118,7 +166,10 @@ def _query(args: argparse.Namespace) -> int:
             images = read_images(args.images, client.image_shape())
             names = list(args.images)
         pred = client.classify(images)
-    rows = [{"input": name, "label": int(label), **({"class": classes[int(label)]} if classes else {}), "probability": round(float(p), 6)} for name, label, p in zip(names, pred.labels, pred.confidence, strict=True)]
+    rows = [
+        {"input": name, "label": int(label), **({"class": classes[int(label)]} if classes else {}), "probability": round(float(p), 6)}
+        for name, label, p in zip(names, pred.labels, pred.confidence, strict=True)
+    ]
     if args.json:
         json.dump(rows, sys.stdout, indent=1)
         print()
@@ -142,35 +193,76 @@ def _kinds() -> list:
 
 def register(sub: argparse._SubParsersAction) -> None:
     serve = add_command(sub, "serve")
-    serve.add_argument("model", help="transformed model (.safetensors, .json, stem or directory) from 'veilnet keyed transform-model', or a complex-valued network's server part from 'veilnet split'")
+    serve.add_argument(
+        "model",
+        help="transformed model (.safetensors, .json, stem or directory) from 'veilnet keyed "
+        "transform-model', or a complex-valued network's server part from 'veilnet split'",
+    )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
     serve.add_argument("--token-file", default=None, help="bearer tokens, one per line (default: $VEILNET_TOKENS, comma-separated)")
     serve.add_argument("--no-auth", action="store_true", help="serve WITHOUT authentication (prints a warning)")
     serve.add_argument("--tls-cert", default=None, help="certificate file (PEM) for HTTPS; with --tls-key")
     serve.add_argument("--tls-key", default=None, help="private key file (PEM) for HTTPS")
-    serve.add_argument("--max-body-mb", type=float, default=None, help="a lower cap on request bodies in MiB (default: the largest valid request, --max-batch inputs plus the encoding's header)")
+    serve.add_argument(
+        "--max-body-mb",
+        type=float,
+        default=None,
+        help="a lower cap on request bodies in MiB (default: the largest valid request, --max-batch inputs plus the encoding's header)",
+    )
     serve.add_argument("--max-batch", type=int, default=256, help="most images per request (default: 256)")
     serve.add_argument("--batch-size", type=int, default=256, help="most images per merged forward pass (default: 256)")
-    serve.add_argument("--batch-wait-ms", type=float, default=0.0, help="how long a forward pass waits for more requests (default: 0: it merges the requests queued while the previous pass ran)")
+    serve.add_argument(
+        "--batch-wait-ms",
+        type=float,
+        default=0.0,
+        help="how long a forward pass waits for more requests (default: 0: it merges the requests queued while the previous pass ran)",
+    )
     serve.add_argument("--no-batching", action="store_true", help="one forward pass per request (no dynamic batching)")
-    serve.add_argument("--read-timeout", type=float, default=30.0, help="seconds a whole request (headers and body) may take to arrive, counted from when the connection is ready for it; then 408 and the connection is closed (default: 30)")
+    serve.add_argument(
+        "--read-timeout",
+        type=float,
+        default=30.0,
+        help="seconds a whole request (headers and body) may take to arrive, counted from when "
+        "the connection is ready for it; then 408 and the connection is closed (default: 30)",
+    )
     serve.add_argument("--idle-timeout", type=float, default=5.0, help="seconds a keep-alive connection may wait for its next request (default: 5)")
     serve.add_argument("--max-connections", type=int, default=128, help="open connections beyond which the server answers 503 (default: 128)")
-    serve.add_argument("--max-connections-per-client", type=int, default=32, help="open connections one client address may hold (per worker); further ones are closed at once (default: 32)")
-    serve.add_argument("--shutdown-timeout", type=float, default=5.0, help="seconds requests in flight get after SIGTERM before their connections are cut (default: 5)")
-    serve.add_argument("--workers", type=int, default=1, help="server processes sharing the port (SO_REUSEPORT), each with its own model and batcher (default: 1)")
+    serve.add_argument(
+        "--max-connections-per-client",
+        type=int,
+        default=32,
+        help="open connections one client address may hold (per worker); further ones are closed at once (default: 32)",
+    )
+    serve.add_argument(
+        "--shutdown-timeout", type=float, default=5.0, help="seconds requests in flight get after SIGTERM before their connections are cut (default: 5)"
+    )
+    serve.add_argument(
+        "--workers", type=int, default=1, help="server processes sharing the port (SO_REUSEPORT), each with its own model and batcher (default: 1)"
+    )
     serve.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     serve.add_argument("--no-ui", action="store_true", help="do not serve the browser client (the page at / that encrypts images in the browser)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"], help="log level (default: info)")
     add_device(serve)
-    add_compile(serve, default=True, why="the transformed ConvMixer's pass at 8 images per request ran 0.76-0.99x eager here, and a service runs long enough to repay a start-up compile of 1-7 s (docs/benchmarks.md, Compiled execution)")
+    add_compile(
+        serve,
+        default=True,
+        why="the transformed ConvMixer's pass at 8 images per request ran 0.76-0.99x eager here, and a service "
+        "runs long enough to repay a start-up compile of 1-7 s (docs/benchmarks.md, Compiled execution)",
+    )
     serve.set_defaults(func=_serve)
 
     query = add_command(sub, "query")
     query.add_argument("images", nargs="*", help="image files (PNG, JPEG, ...) or .npy C×H×W pixel arrays of the size the model takes")
     query.add_argument("--server", required=True, help="server URL, e.g. http://127.0.0.1:8000")
-    query.add_argument("--key", "--secret", dest="secret", required=True, help="the client's secret file (stays on this machine): a keyed model's key file, or a complex-valued network's device part (device.json from 'veilnet split')")
+    query.add_argument(
+        "--key",
+        "--secret",
+        dest="secret",
+        required=True,
+        help="the client's secret file (stays on this machine): a keyed model's key file, "
+        "or a complex-valued network's device part (device.json from 'veilnet split')",
+    )
     query.add_argument("--token-file", default=None, help="file with the bearer token (default: $VEILNET_TOKEN)")
     query.add_argument("--ca-file", default=None, help="CA certificate (PEM) to trust for an https server with its own certificate")
     query.add_argument("--data", default=None, help="query a data spec instead of files (e.g. digits); prints the accuracy too")

@@ -25,7 +25,6 @@ from veilnet.errors import AuthRefusedError, ConfigError, ServerUnreachableError
 from veilnet.report import Result
 from veilnet.serve import codec, kinds
 
-
 _UNREAD = object()  # the secret before the kind has read it
 
 
@@ -58,7 +57,9 @@ class Client:
             print(pred.labels, pred.confidence)
     """
 
-    def __init__(self, url: str, secret: Any, token: str | None = None, *, encoding: str = "npy", timeout: float = 60.0, ca_file: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self, url: str, secret: Any, token: str | None = None, *, encoding: str = "npy", timeout: float = 60.0, ca_file: str | os.PathLike[str] | None = None
+    ) -> None:
         try:
             import httpx
         except ModuleNotFoundError:
@@ -67,7 +68,9 @@ class Client:
         if not url.startswith(("http://", "https://")):
             raise ConfigError(f"server URL must start with http:// or https://, got {url[:80]!r}")
         self.url = url.rstrip("/")
-        if isinstance(secret, (str, os.PathLike)) and not (Path(secret).is_file() or Path(f"{secret}.json").is_file() or (Path(secret) / "model.json").is_file()):
+        if isinstance(secret, (str, os.PathLike)) and not (
+            Path(secret).is_file() or Path(f"{secret}.json").is_file() or (Path(secret) / "model.json").is_file()
+        ):
             raise ConfigError(f"secret file {secret} does not exist")  # a model's stem or folder names its .json
         self._secret_source = secret
         self._secret: Any = _UNREAD
@@ -150,7 +153,9 @@ class Client:
             body = codec.write_tensor(x, self.media_type, "inputs")
             answer = self._request("POST", "/v1/predict", content=body, headers={"Content-Type": self.media_type})
             try:
-                out = codec.read_tensor(answer.content, answer.headers.get("content-type", "").split(";")[0], dtype=self.info()["output"]["dtype"], max_items=x.shape[0])
+                out = codec.read_tensor(
+                    answer.content, answer.headers.get("content-type", "").split(";")[0], dtype=self.info()["output"]["dtype"], max_items=x.shape[0]
+                )
             except codec.BodyError as exc:
                 raise ServiceError(f"{self.url}/v1/predict returned an unreadable answer: {exc.message}") from None
             if out.shape[0] != x.shape[0]:

@@ -43,7 +43,9 @@ class BodyError(Exception):
         self.message = message
 
 
-def read_tensor(body: bytes | bytearray, media_type: str, *, dtype: str | None = None, item_shape: Sequence[int] | None = None, max_items: int | None = None) -> torch.Tensor:
+def read_tensor(
+    body: bytes | bytearray, media_type: str, *, dtype: str | None = None, item_shape: Sequence[int] | None = None, max_items: int | None = None
+) -> torch.Tensor:
     """Parse ``body`` into a tensor, checking the header against the constraints first.
 
     ``dtype`` (numpy name, little-endian), ``item_shape`` (the shape after the batch dimension)
@@ -61,7 +63,11 @@ def read_tensor(body: bytes | bytearray, media_type: str, *, dtype: str | None =
     count = math.prod(shape)
     nbytes = count * got.itemsize
     if len(body) - offset != nbytes:
-        raise BodyError(400, f"body holds {len(body) - offset} bytes of data but its header declares {nbytes} ({'truncated' if len(body) - offset < nbytes else 'trailing bytes'})")
+        raise BodyError(
+            400,
+            f"body holds {len(body) - offset} bytes of data but its header declares "
+            f"{nbytes} ({'truncated' if len(body) - offset < nbytes else 'trailing bytes'})",
+        )
     # the header is checked and the byte count exact: the data is read in place (a bytearray body
     # gives a writable array, so the tensor shares its memory; a bytes body is copied once)
     array = np.frombuffer(body, dtype=got, count=count, offset=offset)

@@ -127,7 +127,9 @@ def from_card(card: Mapping[str, Any]) -> Expectation:
             refuse_unmarked = getattr(known, "refuse_unmarked", None)
             if refuse_unmarked is not None:
                 refuse_unmarked(card)
-        raise ModelFormatError(f"a served model must be transformed (its card's extra names one of {', '.join(KINDS)}; found {what}); a plain model would see plain images")
+        raise ModelFormatError(
+            f"a served model must be transformed (its card's extra names one of {', '.join(KINDS)}; found {what}); a plain model would see plain images"
+        )
     name = found[0]
     params = extra[name]
     if not isinstance(params, Mapping):
@@ -142,6 +144,11 @@ def from_card(card: Mapping[str, Any]) -> Expectation:
 def from_info(info: Mapping[str, Any]) -> Expectation:
     """The expectation a server published on ``/v1/info`` (client side)."""
     try:
-        return Expectation(kind=str(info["kind"]), input_shape=tuple(int(d) for d in info["input"]["shape"][1:]), dtype=str(info["input"]["dtype"]), params=dict(info["params"]))
+        return Expectation(
+            kind=str(info["kind"]),
+            input_shape=tuple(int(d) for d in info["input"]["shape"][1:]),
+            dtype=str(info["input"]["dtype"]),
+            params=dict(info["params"]),
+        )
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise ModelFormatError(f"server's /v1/info is not a veilnet model description (problem: {exc!r})") from None

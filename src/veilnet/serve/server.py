@@ -130,7 +130,9 @@ class GuardedH11Protocol(H11Protocol):
         self._deadline = None
         if self.transport.is_closing():
             return
-        if self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE) and not (self.cycle is not None and self.cycle.response_started and not self.cycle.response_complete):
+        if self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE) and not (
+            self.cycle is not None and self.cycle.response_started and not self.cycle.response_complete
+        ):
             self.transport.write(self._timeout_answer)  # no answer begun for this request: say why
         self.transport.close()
 
@@ -203,7 +205,17 @@ def bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
     return sock
 
 
-def serve(make_app: Callable[[], Any], *, host: str, port: int, limits: ConnectionLimits, workers: int = 1, tls: tuple[str, str] | None = None, log_level: str = "info", on_listening: Callable[[str], None] | None = None) -> None:
+def serve(
+    make_app: Callable[[], Any],
+    *,
+    host: str,
+    port: int,
+    limits: ConnectionLimits,
+    workers: int = 1,
+    tls: tuple[str, str] | None = None,
+    log_level: str = "info",
+    on_listening: Callable[[str], None] | None = None,
+) -> None:
     """Serve the application ``make_app()`` until SIGTERM or SIGINT, in this process
     (``workers=1``) or in ``workers`` processes sharing ``host:port`` through ``SO_REUSEPORT``,
     each calling ``make_app`` itself (so each has its own model and batcher). ``make_app`` must
@@ -212,7 +224,12 @@ def serve(make_app: Callable[[], Any], *, host: str, port: int, limits: Connecti
         _serve_one(make_app, host, port, limits, tls, log_level, on_listening, reuse_port=False)
         return
     context = multiprocessing.get_context("spawn")
-    procs = [context.Process(target=_serve_one, args=(make_app, host, port, limits, tls, log_level, on_listening), kwargs={"reuse_port": True}, name=f"veilnet-worker-{i}") for i in range(workers)]
+    procs = [
+        context.Process(
+            target=_serve_one, args=(make_app, host, port, limits, tls, log_level, on_listening), kwargs={"reuse_port": True}, name=f"veilnet-worker-{i}"
+        )
+        for i in range(workers)
+    ]
     stopping = False
 
     def stop(signum: int, frame: Any) -> None:
@@ -241,7 +258,17 @@ def serve(make_app: Callable[[], Any], *, host: str, port: int, limits: Connecti
                 p.kill()
 
 
-def _serve_one(make_app: Callable[[], Any], host: str, port: int, limits: ConnectionLimits, tls: tuple[str, str] | None, log_level: str, on_listening: Callable[[str], None] | None, *, reuse_port: bool) -> None:
+def _serve_one(
+    make_app: Callable[[], Any],
+    host: str,
+    port: int,
+    limits: ConnectionLimits,
+    tls: tuple[str, str] | None,
+    log_level: str,
+    on_listening: Callable[[str], None] | None,
+    *,
+    reuse_port: bool,
+) -> None:
     if reuse_port:  # a spawned worker: its own logging
         logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     sock = bind(host, port, reuse_port=reuse_port)

@@ -69,7 +69,24 @@ class TrainConfig:
     noise_sigma: float = 0.0
 
     def __post_init__(self) -> None:
-        kinds = {"epochs": _INT, "batch_size": _INT, "optimizer": _STR, "lr": _FLOAT, "momentum": _FLOAT, "weight_decay": _FLOAT, "schedule": _STR, "step_epochs": _INT, "step_gamma": _FLOAT, "warmup_epochs": _FLOAT, "label_smoothing": _FLOAT, "augment": _BOOL, "crop_padding": _INT, "grad_clip": _FLOAT, "seed": _INT, "noise_sigma": _FLOAT}
+        kinds = {
+            "epochs": _INT,
+            "batch_size": _INT,
+            "optimizer": _STR,
+            "lr": _FLOAT,
+            "momentum": _FLOAT,
+            "weight_decay": _FLOAT,
+            "schedule": _STR,
+            "step_epochs": _INT,
+            "step_gamma": _FLOAT,
+            "warmup_epochs": _FLOAT,
+            "label_smoothing": _FLOAT,
+            "augment": _BOOL,
+            "crop_padding": _INT,
+            "grad_clip": _FLOAT,
+            "seed": _INT,
+            "noise_sigma": _FLOAT,
+        }
         for name, kind in kinds.items():
             value = getattr(self, name)
             if name == "grad_clip" and value is None:
@@ -187,7 +204,16 @@ class ClassifierStep:
     last, smaller batch runs eagerly).
     """
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, split: ImageSplit, config: TrainConfig, generator: torch.Generator, device: torch.device, compile: bool = False) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        split: ImageSplit,
+        config: TrainConfig,
+        generator: torch.Generator,
+        device: torch.device,
+        compile: bool = False,
+    ) -> None:
         self.model, self.optimizer, self.split, self.config = model, optimizer, split, config
         self.forward = models.prepare(model, compile=compile, chunk=config.batch_size)
         self.generator, self.device = generator, device
@@ -249,7 +275,19 @@ def train(
     device = resolve_device(device)
     prepare_run(out_dir, resume=resume, force=force, exists=(CHECKPOINT, f"{DIR_STEM}.safetensors"), mkdir=False)
     step, evaluate, state, run_config = _classifier(model, train_split, config, test_split=test_split, device=device, compile=compile)
-    history = fit(step, step.batches, epochs=config.epochs, state=state, out_dir=out_dir, config=run_config, resume=resume, force=force, evaluate=evaluate, on_epoch_end=on_epoch_end, progress=progress)
+    history = fit(
+        step,
+        step.batches,
+        epochs=config.epochs,
+        state=state,
+        out_dir=out_dir,
+        config=run_config,
+        resume=resume,
+        force=force,
+        evaluate=evaluate,
+        on_epoch_end=on_epoch_end,
+        progress=progress,
+    )
     test_acc = history[-1].get("test_accuracy") if history else None
     seconds = sum(r["seconds"] for r in history)
     card_metrics = {"test_accuracy": test_acc, "epochs": config.epochs, "train_seconds": seconds, "train_config": dataclasses.asdict(config)}
@@ -283,7 +321,9 @@ def train_epochs(
     return fit(step, step.batches, epochs=config.epochs, state=state, evaluate=evaluate, progress=progress)
 
 
-def _classifier(model: nn.Module, split: ImageSplit, config: TrainConfig, *, test_split: ImageSplit | None, device: torch.device, compile: bool = False) -> tuple[ClassifierStep, Callable[[int], dict[str, Any]], dict[str, Any], dict[str, Any]]:
+def _classifier(
+    model: nn.Module, split: ImageSplit, config: TrainConfig, *, test_split: ImageSplit | None, device: torch.device, compile: bool = False
+) -> tuple[ClassifierStep, Callable[[int], dict[str, Any]], dict[str, Any], dict[str, Any]]:
     """The classifier's step, its evaluation hook, the state a resume restores and the run's identity."""
     if len(split) == 0:
         raise ConfigError(f"no training images in {split.spec or 'the split'}")

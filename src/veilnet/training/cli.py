@@ -77,7 +77,14 @@ class Run:
     test_split: Any
 
 
-def setup_run(args: argparse.Namespace, config_type: Any, options: dict[str, str], *, init: Callable[[Any, str, Any], None], check: Callable[[Any, str], None] | None = None) -> Run:
+def setup_run(
+    args: argparse.Namespace,
+    config_type: Any,
+    options: dict[str, str],
+    *,
+    init: Callable[[Any, str, Any], None],
+    check: Callable[[Any, str], None] | None = None,
+) -> Run:
     """What ``veilnet train`` and ``veilnet complex train`` share: the device, the YAML file and
     the options merged into ``config_type`` (CLI option -> field in ``options``), the output
     folder checked, the data loaded (and subset), the model built (seeded) and checked by
@@ -124,7 +131,17 @@ def _train(args: argparse.Namespace) -> int:
     from veilnet.training import TrainConfig, train
 
     run = setup_run(args, TrainConfig, TRAIN_OPTIONS, init=init_from)
-    result = train(run.model, run.train_split, args.output, config=run.config, test_split=run.test_split, resume=args.resume, force=args.force, device=run.device, compile=args.compile)
+    result = train(
+        run.model,
+        run.train_split,
+        args.output,
+        config=run.config,
+        test_split=run.test_split,
+        resume=args.resume,
+        force=args.force,
+        device=run.device,
+        compile=args.compile,
+    )
     acc = "n/a" if result.test_accuracy is None else f"{result.test_accuracy:.4f}"
     print(f"test accuracy {acc} after {result.epochs} epochs ({result.train_seconds / 60:.1f} min); model: {result.model_path}")
     return 0
@@ -204,8 +221,16 @@ def _eval(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = add_command(sub, "train")
-    add_training_options(p, init_help="start from the weights of a saved model (fine-tuning)", output_help="output directory (model.safetensors, model.json, metrics.json, checkpoint.pt)")
-    add_compile(p, default=True, why="a ResNet-20 step ran 0.66-0.69x eager here, a ConvMixer step 0.95-1.13x; the warm-up is under a minute (docs/benchmarks.md, Compiled execution)")
+    add_training_options(
+        p,
+        init_help="start from the weights of a saved model (fine-tuning)",
+        output_help="output directory (model.safetensors, model.json, metrics.json, checkpoint.pt)",
+    )
+    add_compile(
+        p,
+        default=True,
+        why="a ResNet-20 step ran 0.66-0.69x eager here, a ConvMixer step 0.95-1.13x; the warm-up is under a minute (docs/benchmarks.md, Compiled execution)",
+    )
     p.set_defaults(func=_train)
 
     e = add_command(sub, "eval")

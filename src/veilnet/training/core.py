@@ -192,7 +192,9 @@ def prepare_run(out_dir: str | os.PathLike[str], *, resume: bool, force: bool, e
     return out
 
 
-def save_checkpoint(path: Path, state: Mapping[str, Stateful | torch.Generator], *, epoch: int, global_step: int, history: list[dict[str, Any]], config: dict[str, Any]) -> None:
+def save_checkpoint(
+    path: Path, state: Mapping[str, Stateful | torch.Generator], *, epoch: int, global_step: int, history: list[dict[str, Any]], config: dict[str, Any]
+) -> None:
     """Write the checkpoint :func:`fit` resumes from, atomically (a temporary file, then rename)."""
     checkpoint = {
         "version": CHECKPOINT_VERSION,
@@ -219,7 +221,17 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     except Exception as exc:  # truncated zips, foreign pickles and I/O errors come in many types
         reason = str(exc).splitlines()[0] if str(exc) else ""
         raise ModelFormatError(f"{path}: corrupt or truncated checkpoint ({type(exc).__name__}: {reason[:160]}); pass --force to start over") from None
-    fields = {"version": int, "epoch": int, "global_step": int, "config": dict, "history": list, "state": dict, "generators": list, "torch_rng": torch.Tensor, "cuda_rng": list}
+    fields = {
+        "version": int,
+        "epoch": int,
+        "global_step": int,
+        "config": dict,
+        "history": list,
+        "state": dict,
+        "generators": list,
+        "torch_rng": torch.Tensor,
+        "cuda_rng": list,
+    }
     if not isinstance(checkpoint, dict) or any(not isinstance(checkpoint.get(k), t) for k, t in fields.items()):
         raise ModelFormatError(f"{path}: not a veilnet training checkpoint (version {CHECKPOINT_VERSION}); pass --force to start over")
     if checkpoint["version"] != CHECKPOINT_VERSION:
@@ -227,7 +239,9 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return checkpoint
 
 
-def restore(checkpoint: dict[str, Any], state: Mapping[str, Stateful | torch.Generator], config: dict[str, Any], source: Path) -> tuple[int, int, list[dict[str, Any]]]:
+def restore(
+    checkpoint: dict[str, Any], state: Mapping[str, Stateful | torch.Generator], config: dict[str, Any], source: Path
+) -> tuple[int, int, list[dict[str, Any]]]:
     """Load ``checkpoint`` into ``state`` and the global RNGs; return (epoch, global step, history)."""
     if checkpoint["config"] != config:
         changed = sorted(k for k in set(config) | set(checkpoint["config"]) if config.get(k) != checkpoint["config"].get(k))

@@ -14,7 +14,6 @@ from veilnet import data, metrics, models
 from veilnet.devices import resolve_device
 from veilnet.report import Result, plot_backend, save_figure
 
-
 #: Images per forward pass of ``veilnet eval``.
 BATCH = 500
 

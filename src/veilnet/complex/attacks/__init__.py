@@ -27,9 +27,60 @@ from veilnet._lazy import exports
 
 #: Public name -> the submodule defining it, imported on first use (PEP 562).
 _WHERE = {
-    **dict.fromkeys(["ATTACKER_SEED_OFFSET", "AngleAttackResult", "AngleCritic", "AngleRegressor", "CHANCE_ERROR", "TOLERANCE", "angle", "angle_error", "angle_grid", "angle_result", "counterpart_fraction", "discriminator_angles", "encoder_features", "mirror_fraction", "paper_angle_attack", "regression_angle_attack", "train_angle_discriminator", "train_angle_regressor", "victim_features", "within_fraction"], "angle"),
-    **dict.fromkeys(["complex_features", "inversion", "inversion_attack_1", "inversion_attack_2", "phase_invariant", "phase_invariant_inversion", "rotate_back", "split_inversion"], "inversion"),
-    **dict.fromkeys(["ATTACKS", "AttackReport", "AttackSettings", "PAPER", "balanced_head", "baseline_label", "check_inputs", "markdown", "run_attacks", "save_grid", "suite"], "suite"),
+    **dict.fromkeys(
+        [
+            "ATTACKER_SEED_OFFSET",
+            "AngleAttackResult",
+            "AngleCritic",
+            "AngleRegressor",
+            "CHANCE_ERROR",
+            "TOLERANCE",
+            "angle",
+            "angle_error",
+            "angle_grid",
+            "angle_result",
+            "counterpart_fraction",
+            "discriminator_angles",
+            "encoder_features",
+            "mirror_fraction",
+            "paper_angle_attack",
+            "regression_angle_attack",
+            "train_angle_discriminator",
+            "train_angle_regressor",
+            "victim_features",
+            "within_fraction",
+        ],
+        "angle",
+    ),
+    **dict.fromkeys(
+        [
+            "complex_features",
+            "inversion",
+            "inversion_attack_1",
+            "inversion_attack_2",
+            "phase_invariant",
+            "phase_invariant_inversion",
+            "rotate_back",
+            "split_inversion",
+        ],
+        "inversion",
+    ),
+    **dict.fromkeys(
+        [
+            "ATTACKS",
+            "AttackReport",
+            "AttackSettings",
+            "PAPER",
+            "balanced_head",
+            "baseline_label",
+            "check_inputs",
+            "markdown",
+            "run_attacks",
+            "save_grid",
+            "suite",
+        ],
+        "suite",
+    ),
 }
 __all__ = sorted(_WHERE)
 __getattr__, __dir__ = exports(__name__, _WHERE)

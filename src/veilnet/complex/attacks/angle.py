@@ -190,7 +190,9 @@ def encoder_features(net: ComplexNet, images: torch.Tensor, *, batch_size: int =
         return batched(lambda batch: net.encoder(metrics.as_float(batch).to(device)), images, batch_size=batch_size)
 
 
-def victim_features(net: ComplexNet, victim: ImageSplit, *, seed: int = 0, batch_size: int = 500, device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+def victim_features(
+    net: ComplexNet, victim: ImageSplit, *, seed: int = 0, batch_size: int = 500, device: str | torch.device = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """What the victim sends: ``x = e^{iθ}(g(I) + g(I′)·i)`` (Eq. 2) for each image of ``victim``,
     θ ~ U[0, 2π) and I′ another image of the victim split (a derangement), both drawn from a
     generator seeded with ``seed`` (:func:`veilnet.complex.training.simulate_device`; in
@@ -301,7 +303,14 @@ def train_angle_discriminator(
         return {"d_loss": float(loss.detach()), "d_accuracy": float(acc), "n": m}
 
     critic.train()
-    history = fit(step, _batches(n, batch_size, order), epochs=epochs, state={"critic": critic, "optimizer": optimizer, "draws": draws, "order": order}, progress=progress, desc="D′ epoch")
+    history = fit(
+        step,
+        _batches(n, batch_size, order),
+        epochs=epochs,
+        state={"critic": critic, "optimizer": optimizer, "draws": draws, "order": order},
+        progress=progress,
+        desc="D′ epoch",
+    )
     return critic.eval(), history
 
 
@@ -349,7 +358,9 @@ class AngleRegressor(nn.Module):
         def block(cin: int, cout: int, stride: int) -> list[nn.Module]:
             return [nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
 
-        self.body = nn.Sequential(*block(2 * self.in_channels, w, 1), *block(w, 2 * w, 2), *block(2 * w, 2 * w, 2), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2 * w, 2))
+        self.body = nn.Sequential(
+            *block(2 * self.in_channels, w, 1), *block(w, 2 * w, 2), *block(2 * w, 2 * w, 2), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2 * w, 2)
+        )
         self.register_buffer("scale", torch.tensor(float(scale)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -391,7 +402,9 @@ def train_angle_regressor(
         model = AngleRegressor(a.shape[1], width, _scale(a)).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     steps_per_epoch = math.ceil(n / batch_size)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, epochs * steps_per_epoch) / (epochs * steps_per_epoch))))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, epochs * steps_per_epoch) / (epochs * steps_per_epoch)))
+    )
     draws = torch.Generator().manual_seed(seed)
     order = torch.Generator().manual_seed(seed + 1)
 
@@ -408,7 +421,14 @@ def train_angle_regressor(
         return {"loss": float(loss.detach()), "train_error": float(angle_error(est, theta, reduction="mean")), "n": idx.shape[0]}
 
     model.train()
-    history = fit(step, _batches(n, batch_size, order), epochs=epochs, state={"regressor": model, "optimizer": optimizer, "scheduler": scheduler, "draws": draws, "order": order}, progress=progress, desc="regressor epoch")
+    history = fit(
+        step,
+        _batches(n, batch_size, order),
+        epochs=epochs,
+        state={"regressor": model, "optimizer": optimizer, "scheduler": scheduler, "draws": draws, "order": order},
+        progress=progress,
+        desc="regressor epoch",
+    )
     return model.eval(), history
 
 
@@ -420,7 +440,22 @@ def _label(split: ImageSplit) -> str:
     return f"{split.spec or '(in memory)'} [{split.split or '?'}] ({len(split)} images)"
 
 
-def angle_result(attack: str, net: ComplexNet, attacker: ImageSplit, victim: ImageSplit, theta_hat: torch.Tensor, theta: torch.Tensor, *, epochs: int, grid: int | None, seed: int, tolerance: float, train_seconds: float, attack_seconds: float, history: list[dict[str, Any]]) -> AngleAttackResult:
+def angle_result(
+    attack: str,
+    net: ComplexNet,
+    attacker: ImageSplit,
+    victim: ImageSplit,
+    theta_hat: torch.Tensor,
+    theta: torch.Tensor,
+    *,
+    epochs: int,
+    grid: int | None,
+    seed: int,
+    tolerance: float,
+    train_seconds: float,
+    attack_seconds: float,
+    history: list[dict[str, Any]],
+) -> AngleAttackResult:
     """Score the estimates θ̂ of one attack against the victim's true θ: an :class:`AngleAttackResult`."""
     err = angle_error(theta_hat, theta)
     return AngleAttackResult(
@@ -475,12 +510,28 @@ def paper_angle_attack(
     angle_grid(grid)
     device = resolve_device(device)
     start = time.perf_counter()
-    critic, history = train_angle_discriminator(net, attacker_split, epochs=epochs, seed=seed + ATTACKER_SEED_OFFSET, batch_size=batch_size, device=device, progress=progress)
+    critic, history = train_angle_discriminator(
+        net, attacker_split, epochs=epochs, seed=seed + ATTACKER_SEED_OFFSET, batch_size=batch_size, device=device, progress=progress
+    )
     trained = time.perf_counter()
     x, theta = victim_features(net, victim_split, seed=seed, device=device)
     theta_hat = discriminator_angles(critic, x, grid=grid, progress=progress)
     done = time.perf_counter()
-    return angle_result("paper-discriminator", net, attacker_split, victim_split, theta_hat, theta, epochs=epochs, grid=grid, seed=seed, tolerance=tolerance, train_seconds=trained - start, attack_seconds=done - trained, history=history)
+    return angle_result(
+        "paper-discriminator",
+        net,
+        attacker_split,
+        victim_split,
+        theta_hat,
+        theta,
+        epochs=epochs,
+        grid=grid,
+        seed=seed,
+        tolerance=tolerance,
+        train_seconds=trained - start,
+        attack_seconds=done - trained,
+        history=history,
+    )
 
 
 def regression_angle_attack(
@@ -504,12 +555,28 @@ def regression_angle_attack(
     check_int("seed", seed, minimum=0)
     device = resolve_device(device)
     start = time.perf_counter()
-    model, history = train_angle_regressor(net, attacker_split, epochs=epochs, seed=seed + ATTACKER_SEED_OFFSET, batch_size=batch_size, width=width, device=device, progress=progress)
+    model, history = train_angle_regressor(
+        net, attacker_split, epochs=epochs, seed=seed + ATTACKER_SEED_OFFSET, batch_size=batch_size, width=width, device=device, progress=progress
+    )
     trained = time.perf_counter()
     x, theta = victim_features(net, victim_split, seed=seed, device=device)
     theta_hat = model.angles(x)
     done = time.perf_counter()
-    return angle_result("regression", net, attacker_split, victim_split, theta_hat, theta, epochs=epochs, grid=None, seed=seed, tolerance=tolerance, train_seconds=trained - start, attack_seconds=done - trained, history=history)
+    return angle_result(
+        "regression",
+        net,
+        attacker_split,
+        victim_split,
+        theta_hat,
+        theta,
+        epochs=epochs,
+        grid=None,
+        seed=seed,
+        tolerance=tolerance,
+        train_seconds=trained - start,
+        attack_seconds=done - trained,
+        history=history,
+    )
 
 
 __all__ = [

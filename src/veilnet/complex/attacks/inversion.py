@@ -57,7 +57,6 @@ __all__ = [
 ]
 
 
-
 def rotate_back(x: torch.Tensor, theta_hat: float | torch.Tensor) -> torch.Tensor:
     """``a* = Re[x·e^{−iθ̂}]`` (section 4.3): the feature the adversary recovers from the pair
     tensor ``x`` (``N×2×…``) with its angle estimate θ̂ (a number or one per sample)."""
@@ -127,10 +126,33 @@ def inversion_attack_1(
         inverter = train_inverter(features_fn, attacker_images, **_inverter_kwargs(config, device, progress))
     a_star = rotate_back(x.to(torch.device(device)), torch.as_tensor(theta_hat).to(torch.device(device)))
     rec = reconstruct(inverter, a_star, device=device)
-    return evaluate_reconstruction("dec(a*)", "Re[x·e^{−iθ̂}] of a complex network", rec, victim_images, attacker_images, attacker_split=attacker_split, victim_split=victim_split, seed=config.seed, victim_seed=victim_seed, config=config.to_dict()), rec
+    return evaluate_reconstruction(
+        "dec(a*)",
+        "Re[x·e^{−iθ̂}] of a complex network",
+        rec,
+        victim_images,
+        attacker_images,
+        attacker_split=attacker_split,
+        victim_split=victim_split,
+        seed=config.seed,
+        victim_seed=victim_seed,
+        config=config.to_dict(),
+    ), rec
 
 
-def _inversion_of_x(attack: str, described: str, transform: Callable[[torch.Tensor], torch.Tensor], seed_offset: int, net: nn.Module, attacker_images: torch.Tensor, victim_images: torch.Tensor, x: torch.Tensor, *, config: InversionConfig | None = None, **kwargs: Any) -> tuple[InversionResult, torch.Tensor]:
+def _inversion_of_x(
+    attack: str,
+    described: str,
+    transform: Callable[[torch.Tensor], torch.Tensor],
+    seed_offset: int,
+    net: nn.Module,
+    attacker_images: torch.Tensor,
+    victim_images: torch.Tensor,
+    x: torch.Tensor,
+    *,
+    config: InversionConfig | None = None,
+    **kwargs: Any,
+) -> tuple[InversionResult, torch.Tensor]:
     """What inversion attack 2 and the phase-invariant inversion share: ``Î = dec(T(x))``, dec
     trained on ``(T(x′), I)`` for the attacker's own images, ``x′`` from :func:`complex_features`
     (its own θ and counterparts drawn from ``config.seed + seed_offset``, fresh every epoch)."""
@@ -161,7 +183,22 @@ def inversion_attack_2(
     server received for ``victim_images``. The attacker trains ``dec`` on ``(x′, I)`` for its own
     images, ``x′`` from :func:`complex_features` (its own θ and counterparts, seeded by
     ``config.seed``, fresh every epoch). Returns the result and Î."""
-    return _inversion_of_x("dec(x)", "x = e^{iθ}(a + b·i) of a complex network", lambda t: t, 1, net, attacker_images, victim_images, x, config=config, attacker_split=attacker_split, victim_split=victim_split, victim_seed=victim_seed, device=device, progress=progress)
+    return _inversion_of_x(
+        "dec(x)",
+        "x = e^{iθ}(a + b·i) of a complex network",
+        lambda t: t,
+        1,
+        net,
+        attacker_images,
+        victim_images,
+        x,
+        config=config,
+        attacker_split=attacker_split,
+        victim_split=victim_split,
+        victim_seed=victim_seed,
+        device=device,
+        progress=progress,
+    )
 
 
 def phase_invariant(x: torch.Tensor) -> torch.Tensor:
@@ -200,7 +237,22 @@ def phase_invariant_inversion(
     ``(P(x′), I)`` for its own images, ``x′`` from :func:`complex_features` (its own θ and
     counterparts, fresh every epoch — θ drops out, the counterpart stays as the noise the
     device adds). Returns the result and Î."""
-    return _inversion_of_x("phase-invariant", "|x_k|, x_k·conj(x_{k+1}) of a complex network (no angle needed)", phase_invariant, 2, net, attacker_images, victim_images, x, config=config, attacker_split=attacker_split, victim_split=victim_split, victim_seed=victim_seed, device=device, progress=progress)
+    return _inversion_of_x(
+        "phase-invariant",
+        "|x_k|, x_k·conj(x_{k+1}) of a complex network (no angle needed)",
+        phase_invariant,
+        2,
+        net,
+        attacker_images,
+        victim_images,
+        x,
+        config=config,
+        attacker_split=attacker_split,
+        victim_split=victim_split,
+        victim_seed=victim_seed,
+        device=device,
+        progress=progress,
+    )
 
 
 def split_inversion(
@@ -235,4 +287,15 @@ def split_inversion(
         if hasattr(noise, "generator"):
             noise.generator = None
     rec = reconstruct(inverter, victim_features, device=device)
-    return evaluate_reconstruction(name, "SplitNet.features (the encoder's output the server receives)", rec, victim_images, attacker_images, attacker_split=attacker_split, victim_split=victim_split, seed=config.seed, victim_seed=victim_seed, config=config.to_dict()), rec
+    return evaluate_reconstruction(
+        name,
+        "SplitNet.features (the encoder's output the server receives)",
+        rec,
+        victim_images,
+        attacker_images,
+        attacker_split=attacker_split,
+        victim_split=victim_split,
+        seed=config.seed,
+        victim_seed=victim_seed,
+        config=config.to_dict(),
+    ), rec

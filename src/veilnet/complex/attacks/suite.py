@@ -8,7 +8,8 @@ Who sees what (the paper's section 3): the attacker is the server or an eavesdro
 the released encoder g, processor Φ and decoder d, trains every attack model on **its own
 images** — ``attacker_images`` of the data's ``train`` split, with their labels — and is tested
 on the **victim's images** — ``max_images`` of the ``test`` split, disjoint from its own; both
-the first images of each class in turn (:func:`balanced_head`), so every class has its share. For each victim image it sees only ``x = e^{iθ}(g(I) + g(I′)·i)``; θ ~ U[0, 2π)
+the first images of each class in turn (:func:`balanced_head`), so every class has its share. For
+each victim image it sees only ``x = e^{iθ}(g(I) + g(I′)·i)``; θ ~ U[0, 2π)
 and the counterpart I′ (another victim image) are drawn from ``seed``
 (:func:`~veilnet.complex.attacks.angle.victim_features`), never shown to the attacker.
 
@@ -74,7 +75,16 @@ ATTACKS = ("angle", "inversion", "property", "dec-x", "phase-invariant", "optimi
 #: The paper's figures (Tables 1, 2, 4) by architecture and row: reconstruction error E‖Î − I‖
 #: on CIFAR-10 and the angle attack's mean error (rad).
 PAPER = {
-    "lenet": {"original": 0.0769, "additional layers": 0.1208, "noisy γ=0.2": 0.0948, "noisy γ=0.5": 0.1076, "noisy γ=1": 0.1274, "dec(a*) paper θ̂": 0.2405, "dec(x)": 0.2353, "paper-discriminator": 0.7884},
+    "lenet": {
+        "original": 0.0769,
+        "additional layers": 0.1208,
+        "noisy γ=0.2": 0.0948,
+        "noisy γ=0.5": 0.1076,
+        "noisy γ=1": 0.1274,
+        "dec(a*) paper θ̂": 0.2405,
+        "dec(x)": 0.2353,
+        "paper-discriminator": 0.7884,
+    },
     "resnet20-alpha": {"original": 0.0906, "additional layers": 0.1225, "dec(a*) paper θ̂": 0.2664, "dec(x)": 0.2420, "paper-discriminator": 0.7890},
 }
 #: The public reproduction's figures (its README; ResNets and LeNet on CIFAR-10, ranges over models).
@@ -109,7 +119,17 @@ class AttackSettings(Result):
         unknown = sorted(set(self.attacks) - set(ATTACKS))
         if unknown or not self.attacks:
             raise ConfigError(f"unknown attack {', '.join(unknown) or '(none given)'}; choose from {', '.join(ATTACKS)}")
-        for name, minimum in (("attacker_images", 2), ("max_images", 2), ("epochs", 1), ("angle_epochs", 1), ("grid", 2), ("unet_width", 1), ("batch_size", 2), ("optimisation_steps", 1), ("seed", 0)):
+        for name, minimum in (
+            ("attacker_images", 2),
+            ("max_images", 2),
+            ("epochs", 1),
+            ("angle_epochs", 1),
+            ("grid", 2),
+            ("unet_width", 1),
+            ("batch_size", 2),
+            ("optimisation_steps", 1),
+            ("seed", 0),
+        ):
             value = getattr(self, name)
             if not is_int(value) or value < minimum:
                 raise ConfigError(f"{name.replace('_', '-')} must be an integer >= {minimum}, got {value!r}")
@@ -197,9 +217,23 @@ class _Run:
         s = self.settings
         return inv.InversionConfig(epochs=s.epochs, batch_size=s.batch_size, base_width=s.unet_width, seed=s.seed + offset)
 
-    def score(self, attack: str, described: str, rec: torch.Tensor, extra: Mapping[str, float] | None = None, config: Mapping[str, Any] | None = None) -> inv.InversionResult:
+    def score(
+        self, attack: str, described: str, rec: torch.Tensor, extra: Mapping[str, float] | None = None, config: Mapping[str, Any] | None = None
+    ) -> inv.InversionResult:
         self.reconstructions[attack] = rec
-        return inv.evaluate_reconstruction(attack, described, rec, self.victim_images, self.attacker_images, attacker_split=_label(self.attacker), victim_split=_label(self.victim), seed=self.settings.seed, victim_seed=self.settings.seed, config=config or self.inverter_config().to_dict(), extra=extra)
+        return inv.evaluate_reconstruction(
+            attack,
+            described,
+            rec,
+            self.victim_images,
+            self.attacker_images,
+            attacker_split=_label(self.attacker),
+            victim_split=_label(self.victim),
+            seed=self.settings.seed,
+            victim_seed=self.settings.seed,
+            config=config or self.inverter_config().to_dict(),
+            extra=extra,
+        )
 
 
 def balanced_head(split: ImageSplit, n: int) -> ImageSplit:
@@ -255,7 +289,18 @@ def run_attacks(
         base.to(dev).eval()
     x, theta = ang.victim_features(net, victim, seed=settings.seed, device=dev)
     simulate = cinv.complex_features(net, generator=torch.Generator().manual_seed(settings.seed + ang.ATTACKER_SEED_OFFSET + 7))
-    run = _Run(net, attacker, victim, settings, dev, progress, attacker.float_images(), victim.float_images(), x, batched(simulate, attacker.float_images(), device=dev))
+    run = _Run(
+        net,
+        attacker,
+        victim,
+        settings,
+        dev,
+        progress,
+        attacker.float_images(),
+        victim.float_images(),
+        x,
+        batched(simulate, attacker.float_images(), device=dev),
+    )
     angles, estimates = _angle_attacks(run, theta) if settings.runs("angle") else ([], {})
     sources = _sources(run, baselines, estimates)
     inversion: list[inv.InversionResult] = []
@@ -288,7 +333,12 @@ def _angle_attacks(run: _Run, theta: torch.Tensor) -> tuple[list[ang.AngleAttack
     seed = s.seed + ang.ATTACKER_SEED_OFFSET
     common = {"epochs": s.angle_epochs, "seed": seed, "device": run.device, "progress": run.progress}
     for attack, train, estimate, grid in (
-        ("paper-discriminator", lambda: ang.train_angle_discriminator(run.net, run.attacker, **common), lambda m, x: ang.discriminator_angles(m, x, grid=s.grid, progress=run.progress), s.grid),
+        (
+            "paper-discriminator",
+            lambda: ang.train_angle_discriminator(run.net, run.attacker, **common),
+            lambda m, x: ang.discriminator_angles(m, x, grid=s.grid, progress=run.progress),
+            s.grid,
+        ),
         ("regression", lambda: ang.train_angle_regressor(run.net, run.attacker, **common), lambda m, x: m.angles(x), None),
     ):
         start = time.perf_counter()
@@ -297,7 +347,23 @@ def _angle_attacks(run: _Run, theta: torch.Tensor) -> tuple[list[ang.AngleAttack
         theta_hat = estimate(model, run.x)
         done = time.perf_counter()
         estimates[attack] = (estimate(model, run.x_own), theta_hat)
-        results.append(ang.angle_result(attack, run.net, run.attacker, run.victim, theta_hat, theta, epochs=s.angle_epochs, grid=grid, seed=s.seed, tolerance=ang.TOLERANCE, train_seconds=trained - start, attack_seconds=done - trained, history=history))
+        results.append(
+            ang.angle_result(
+                attack,
+                run.net,
+                run.attacker,
+                run.victim,
+                theta_hat,
+                theta,
+                epochs=s.angle_epochs,
+                grid=grid,
+                seed=s.seed,
+                tolerance=ang.TOLERANCE,
+                train_seconds=trained - start,
+                attack_seconds=done - trained,
+                history=history,
+            )
+        )
         run.seconds["angle"] = run.seconds.get("angle", 0.0) + time.perf_counter() - start
     return results, estimates
 
@@ -316,10 +382,26 @@ def _sources(run: _Run, baselines: Mapping[str, SplitNet], estimates: Mapping[st
     for attack, name in (("paper-discriminator", "paper θ̂"), ("regression", "regression θ̂")):
         if attack in estimates:
             own_hat, victim_hat = estimates[attack]
-            sources.append(_Source(f"a* {name}", f"a* = Re[x·e^{{−iθ̂}}], θ̂ from the {attack} angle attack", cinv.rotate_back(run.x_own, own_hat.to(run.device)), cinv.rotate_back(run.x, victim_hat.to(run.device)), f"dec(a*) {name}"))
+            sources.append(
+                _Source(
+                    f"a* {name}",
+                    f"a* = Re[x·e^{{−iθ̂}}], θ̂ from the {attack} angle attack",
+                    cinv.rotate_back(run.x_own, own_hat.to(run.device)),
+                    cinv.rotate_back(run.x, victim_hat.to(run.device)),
+                    f"dec(a*) {name}",
+                )
+            )
     if estimates:
         g = run.net.encoder
-        sources.append(_Source("a true θ", "a = g(I): the exact angle (upper bound of any angle attack)", batched(g, run.attacker_images, device=run.device), batched(g, run.victim_images, device=run.device), "dec(a) true θ"))
+        sources.append(
+            _Source(
+                "a true θ",
+                "a = g(I): the exact angle (upper bound of any angle attack)",
+                batched(g, run.attacker_images, device=run.device),
+                batched(g, run.victim_images, device=run.device),
+                "dec(a) true θ",
+            )
+        )
     return sources
 
 
@@ -333,7 +415,14 @@ def _invert(run: _Run, source: _Source) -> inv.InversionResult:
 def _complex_only(run: _Run, estimates: Mapping[str, tuple[torch.Tensor, torch.Tensor]]) -> list[inv.InversionResult]:
     """dec(x), phase-invariant and optimisation inversion of the complex features."""
     s, results = run.settings, []
-    common = {"config": run.inverter_config(), "attacker_split": _label(run.attacker), "victim_split": _label(run.victim), "victim_seed": s.seed, "device": run.device, "progress": run.progress}
+    common = {
+        "config": run.inverter_config(),
+        "attacker_split": _label(run.attacker),
+        "victim_split": _label(run.victim),
+        "victim_seed": s.seed,
+        "device": run.device,
+        "progress": run.progress,
+    }
     if s.runs("dec-x"):
         result, rec = run.timed("dec-x", lambda: cinv.inversion_attack_2(run.net, run.attacker_images, run.victim_images, run.x, **common))
         run.reconstructions[result.attack] = rec
@@ -354,8 +443,16 @@ def _optimisation(run: _Run, estimates: Mapping[str, tuple[torch.Tensor, torch.T
     target = cinv.rotate_back(run.x, theta_hat.to(run.device))
     mean = run.attacker_images.mean(0, keepdim=True)
     steps = run.settings.optimisation_steps
-    rec, distance = inv.optimisation_inversion(run.net.encoder, target, run.victim_images.shape[1:], steps=steps, init=mean, seed=run.settings.seed, device=run.device, progress=run.progress)
-    return run.score("optimisation", "argmin ‖g(Î) − a*‖²/‖a*‖² + λ_TV·TV(Î), a* from the regression θ̂", rec, extra={"feature_distance": float(distance.mean())}, config={"steps": steps, "init": "attacker's mean image"})
+    rec, distance = inv.optimisation_inversion(
+        run.net.encoder, target, run.victim_images.shape[1:], steps=steps, init=mean, seed=run.settings.seed, device=run.device, progress=run.progress
+    )
+    return run.score(
+        "optimisation",
+        "argmin ‖g(Î) − a*‖²/‖a*‖² + λ_TV·TV(Î), a* from the regression θ̂",
+        rec,
+        extra={"feature_distance": float(distance.mean())},
+        config={"steps": steps, "init": "attacker's mean image"},
+    )
 
 
 def _properties(run: _Run, sources: Sequence[_Source]) -> list[PropertyResult]:
@@ -364,16 +461,52 @@ def _properties(run: _Run, sources: Sequence[_Source]) -> list[PropertyResult]:
     own_labels, victim_labels = run.attacker.labels, run.victim.labels
     common = {"num_classes": run.victim.num_classes, "attacker_split": _label(run.attacker), "victim_split": _label(run.victim), "seed": s.seed}
     train = {**common, "epochs": s.epochs, "batch_size": s.batch_size, "device": run.device, "progress": run.progress}
-    raw_result, raw_classifier = prop.classifier_attack("raw images · classifier", "the victim's images themselves (reference)", run.attacker_images, own_labels, run.victim_images, victim_labels, **train)
-    results = [raw_result, *prop.knn_attack("raw images · inference 4", "the victim's images themselves (reference)", run.attacker_images, own_labels, run.victim_images, victim_labels, **common, device=run.device)]
+    raw_result, raw_classifier = prop.classifier_attack(
+        "raw images · classifier", "the victim's images themselves (reference)", run.attacker_images, own_labels, run.victim_images, victim_labels, **train
+    )
+    results = [
+        raw_result,
+        *prop.knn_attack(
+            "raw images · inference 4",
+            "the victim's images themselves (reference)",
+            run.attacker_images,
+            own_labels,
+            run.victim_images,
+            victim_labels,
+            **common,
+            device=run.device,
+        ),
+    ]
     for source in sources:
         dec = run.inverters[source.row]
         dec_victim = run.reconstructions[source.row]
         dec_own = inv.reconstruct(dec, source.attacker, device=run.device)
-        results.append(prop.classifier_attack(f"{source.name} · inference 1", "dec(feature) into a classifier trained on raw images", run.attacker_images, own_labels, dec_victim, victim_labels, classifier=raw_classifier, **train)[0])
-        results.append(prop.classifier_attack(f"{source.name} · inference 2", "the feature", source.attacker, own_labels, source.victim, victim_labels, **train)[0])
+        results.append(
+            prop.classifier_attack(
+                f"{source.name} · inference 1",
+                "dec(feature) into a classifier trained on raw images",
+                run.attacker_images,
+                own_labels,
+                dec_victim,
+                victim_labels,
+                classifier=raw_classifier,
+                **train,
+            )[0]
+        )
+        results.append(
+            prop.classifier_attack(f"{source.name} · inference 2", "the feature", source.attacker, own_labels, source.victim, victim_labels, **train)[0]
+        )
         results.append(prop.classifier_attack(f"{source.name} · inference 3", "dec(feature)", dec_own, own_labels, dec_victim, victim_labels, **train)[0])
-        results += prop.knn_attack(f"{source.name} · inference 4", "k-NN of the feature among the attacker's", source.attacker, own_labels, source.victim, victim_labels, **common, device=run.device)
+        results += prop.knn_attack(
+            f"{source.name} · inference 4",
+            "k-NN of the feature among the attacker's",
+            source.attacker,
+            own_labels,
+            source.victim,
+            victim_labels,
+            **common,
+            device=run.device,
+        )
     return results
 
 
@@ -399,16 +532,53 @@ def markdown(report: AttackReport) -> str:
     ]
     if report.angle:
         lines += ["", "## Angle recovery (the paper's Table 4)", "", "Mean |θ̂ − θ| wrapped to [0, π]; chance π/2 = 1.5708.", ""]
-        rows = [[r.attack, r.mean_error, r.median_error, r.within_tolerance, r.near_mirror, r.near_counterpart, _fmt(paper.get(r.attack)), REPRODUCTION.get(r.attack, "—")] for r in report.angle]
+        rows = [
+            [
+                r.attack,
+                r.mean_error,
+                r.median_error,
+                r.within_tolerance,
+                r.near_mirror,
+                r.near_counterpart,
+                _fmt(paper.get(r.attack)),
+                REPRODUCTION.get(r.attack, "—"),
+            ]
+            for r in report.angle
+        ]
         lines.append(markdown_table(["attack", "mean error", "median", "within π/8", "near θ+π", "near θ+π/2", "paper", "reproduction"], rows))
     if report.inversion:
-        lines += ["", "## Reconstruction (the paper's Tables 1–2, Fig. 2)", "", "error = the paper's E‖Î − I‖: per image the RMS of Î − I over its pixels (in [0, 1]), averaged over images.", ""]
+        lines += [
+            "",
+            "## Reconstruction (the paper's Tables 1–2, Fig. 2)",
+            "",
+            "error = the paper's E‖Î − I‖: per image the RMS of Î − I over its pixels (in [0, 1]), averaged over images.",
+            "",
+        ]
         base = report.inversion[0].baseline
-        rows = [[r.attack, r.metrics.error, r.metrics.mae, r.metrics.mse, r.metrics.psnr, r.metrics.ssim, "yes" if r.beats_baseline else "no", _fmt(paper.get(r.attack)), REPRODUCTION.get(r.attack, "—")] for r in report.inversion]
+        rows = [
+            [
+                r.attack,
+                r.metrics.error,
+                r.metrics.mae,
+                r.metrics.mse,
+                r.metrics.psnr,
+                r.metrics.ssim,
+                "yes" if r.beats_baseline else "no",
+                _fmt(paper.get(r.attack)),
+                REPRODUCTION.get(r.attack, "—"),
+            ]
+            for r in report.inversion
+        ]
         rows.append(["attacker's mean image (trivial)", base.error, base.mae, base.mse, base.psnr, base.ssim, "—", "—", "—"])
         lines.append(markdown_table(["features", "error", "MAE", "MSE", "PSNR (dB)", "SSIM", "beats mean image", "paper", "reproduction"], rows))
     if report.properties:
-        lines += ["", "## Property inference (the paper's Fig. 3 and Table 5)", "", f"Error rate on the hidden property ({report.hidden_property}); chance = always the most frequent class.", ""]
+        lines += [
+            "",
+            "## Property inference (the paper's Fig. 3 and Table 5)",
+            "",
+            f"Error rate on the hidden property ({report.hidden_property}); chance = always the most frequent class.",
+            "",
+        ]
         table: dict[str, dict[str, float]] = {}
         chance = 0.0
         for p in report.properties:
@@ -419,7 +589,11 @@ def markdown(report: AttackReport) -> str:
         columns = ["classifier", "1", "2", "3", "1-NN", "3-NN", "5-NN"]
         rows = [[source, *(_fmt(vals.get(c)) for c in columns)] for source, vals in table.items()]
         lines.append(markdown_table(["features", "raw-image classifier", "inference 1", "inference 2", "inference 3", "1-NN", "3-NN", "5-NN"], rows))
-        lines += ["", f"Chance: {chance:.4f}. Paper, Table 5 (CIFAR-100, ResNet-56-α, 100 hidden classes), 1/3/5-NN: {'; '.join(f'{k} {v}' for k, v in PAPER_KNN.items())}."]
+        lines += [
+            "",
+            f"Chance: {chance:.4f}. Paper, Table 5 (CIFAR-100, ResNet-56-α, 100 hidden "
+            f"classes), 1/3/5-NN: {'; '.join(f'{k} {v}' for k, v in PAPER_KNN.items())}.",
+        ]
     if report.seconds:
         lines += ["", "Wall time per stage (s): " + ", ".join(f"{k} {v:.0f}" for k, v in report.seconds.items()) + "."]
     return "\n".join(lines) + "\n"

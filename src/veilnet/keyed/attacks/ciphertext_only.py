@@ -173,12 +173,16 @@ def _assemble(right: torch.Tensor, down: torch.Tensor, grid: int) -> torch.Tenso
         for r, q in slots:
             if max(rows + [r]) - min(rows + [r]) >= grid or max(cols + [q]) - min(cols + [q]) >= grid:
                 continue
-            fits = [t for t in (
-                right[placed[(r, q - 1)], free] if (r, q - 1) in placed else None,
-                right[free, placed[(r, q + 1)]] if (r, q + 1) in placed else None,
-                down[placed[(r - 1, q)], free] if (r - 1, q) in placed else None,
-                down[free, placed[(r + 1, q)]] if (r + 1, q) in placed else None,
-            ) if t is not None]
+            fits = [
+                t
+                for t in (
+                    right[placed[(r, q - 1)], free] if (r, q - 1) in placed else None,
+                    right[free, placed[(r, q + 1)]] if (r, q + 1) in placed else None,
+                    down[placed[(r - 1, q)], free] if (r - 1, q) in placed else None,
+                    down[free, placed[(r + 1, q)]] if (r + 1, q) in placed else None,
+                )
+                if t is not None
+            ]
             fit = torch.stack(fits).mean(0)
             k = int(fit.argmax())
             if best is None or float(fit[k]) > best[0]:

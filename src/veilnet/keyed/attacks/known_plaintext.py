@@ -103,7 +103,11 @@ def known_plaintext_attack(key: keys.Key, images: torch.Tensor, *, pair_counts: 
         guess = recover_key(x[:n], y[:n], public)
         decrypted = apply_cipher(y[available:], guess, inverse=True).clamp(0, 1)
         right = (decrypted - x[available:]).abs() < 0.5 / 255
-        trials.append(KnownPlaintextTrial(pairs=n, score=score(guess, true), holdout_psnr=metrics.psnr(decrypted, x[available:]), holdout_pixel_fraction=right.double().mean().item()))
+        trials.append(
+            KnownPlaintextTrial(
+                pairs=n, score=score(guess, true), holdout_psnr=metrics.psnr(decrypted, x[available:]), holdout_pixel_fraction=right.double().mean().item()
+            )
+        )
         if trials[-1].score.exact:
             break
     needed = next((t.pairs for t in trials if t.score.exact), None)

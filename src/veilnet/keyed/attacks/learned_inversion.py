@@ -47,7 +47,15 @@ from typing import Any
 import torch
 
 from veilnet import keys
-from veilnet.attacks.inversion import InversionConfig, InversionResult, ReconstructionMetrics, evaluate_reconstruction, reconstruct, reconstruction_metrics, train_inverter
+from veilnet.attacks.inversion import (
+    InversionConfig,
+    InversionResult,
+    ReconstructionMetrics,
+    evaluate_reconstruction,
+    reconstruct,
+    reconstruction_metrics,
+    train_inverter,
+)
 from veilnet.errors import ConfigError, KeyMismatchError, ShapeError
 from veilnet.keyed.images import apply_cipher, encrypt_images
 from veilnet.keyed.schemes import KeyParams, check_fits, cipher, generate_key
@@ -120,7 +128,10 @@ def keyed_inversion(
         provenance = f"given ({'reproducible from a seed' if victim_key.reproducible else 'from the OS CSPRNG'})"
         theirs = KeyParams.of(victim_key)
         if (theirs.scheme, theirs.block_size, theirs.ea) != (params.scheme, params.block_size, params.ea):
-            raise KeyMismatchError(f"the victim's key is ({theirs.scheme}, block size {theirs.block_size}, Ea {theirs.ea}) but the attack was asked for ({params.scheme}, block size {params.block_size}, Ea {params.ea})")
+            raise KeyMismatchError(
+                f"the victim's key is ({theirs.scheme}, block size {theirs.block_size}, Ea {theirs.ea}) but "
+                f"the attack was asked for ({params.scheme}, block size {params.block_size}, Ea {params.ea})"
+            )
     check_fits(victim_key, image_shape=victim.shape)
     features = AttackerKeys(params, seed=seed, fresh_key=fresh_key)
     inverter = train_inverter(features, attacker, **config.to_dict(), device=device, progress=progress)
@@ -137,7 +148,15 @@ def keyed_inversion(
         victim_split=victim_split,
         seed=seed,
         victim_seed=None,
-        config={**config.to_dict(), "scheme": scheme, "block_size": block_size, "ea": params.ea, "fresh_key": fresh_key, "attacker_keys": features.draws, "victim_key": provenance},
+        config={
+            **config.to_dict(),
+            "scheme": scheme,
+            "block_size": block_size,
+            "ea": params.ea,
+            "fresh_key": fresh_key,
+            "attacker_keys": features.draws,
+            "victim_key": provenance,
+        },
         extra={f"ciphertext_{name}": getattr(doing_nothing, name) for name in _METRICS},
     )
     return result, rec
@@ -163,7 +182,9 @@ class AttackerKeys:
     def key(self, index: int) -> keys.Key:
         """The attacker's ``index``-th key (a pure function of the parameters, seed and index)."""
         p = self.params
-        return generate_key(p.scheme, p.block_size, p.channels, p.image_size, p.ea if p.scheme == "vit" else None, rng=keys.KeyRNG.stream(ATTACKER_STREAM, self.seed, index))
+        return generate_key(
+            p.scheme, p.block_size, p.channels, p.image_size, p.ea if p.scheme == "vit" else None, rng=keys.KeyRNG.stream(ATTACKER_STREAM, self.seed, index)
+        )
 
     def _next(self) -> keys.Key:
         self.draws += 1

@@ -66,7 +66,11 @@ def weight_matching_attack(transformed: nn.Module, plain: nn.Module, key: keys.K
     check_transformed_with(transformed, key, where="the transformed model")
     public = KeyParams.of(key)
     guess = recover_key(transformed, plain, public)
-    x = images if images is not None else torch.rand(8, key.params["channels"], key.params["image_size"], key.params["image_size"], generator=torch.Generator().manual_seed(0))
+    x = (
+        images
+        if images is not None
+        else torch.rand(8, key.params["channels"], key.params["image_size"], key.params["image_size"], generator=torch.Generator().manual_seed(0))
+    )
     want, got = predict(plain, x), predict(transformed, apply_cipher(x, guess))
     err = ((want - got).abs().max() / want.abs().max()).item()
     return WeightMatchingResult(key=public, score=score(guess, cipher(key)), relative_logit_error=err)
@@ -82,7 +86,9 @@ def check_same_shapes(transformed: nn.Module, plain: nn.Module) -> None:
     other = {k: tuple(v.shape) for k, v in plain.state_dict().items()}
     if shapes != other:
         name = next((k for k in sorted(shapes.keys() | other.keys()) if shapes.get(k) != other.get(k)), "?")
-        raise KeyMismatchError(f"the plain model does not fit the transformed one: {name} is {other.get(name)} in the plain model, {shapes.get(name)} in the transformed one")
+        raise KeyMismatchError(
+            f"the plain model does not fit the transformed one: {name} is {other.get(name)} in the plain model, {shapes.get(name)} in the transformed one"
+        )
 
 
 def _embedding(model: nn.Module) -> torch.Tensor:

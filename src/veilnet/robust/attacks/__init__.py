@@ -59,4 +59,22 @@ def create(name: str, model: nn.Module, eps: float | None = EPS, **kwargs: Any) 
     return cls(model, eps, **{**SETTINGS[name], **kwargs})
 
 
-__all__ = ["APGD", "APGDDLR", "ATTACKS", "EPS", "SETTINGS", "VARIANT_OF", "Attack", "CarliniWagnerL2", "DeepFool", "EOTPGD", "FGSM", "PGD", "Square", "Streams", "create", "derive_seed", "project"]
+__all__ = [
+    "APGD",
+    "APGDDLR",
+    "ATTACKS",
+    "EPS",
+    "SETTINGS",
+    "VARIANT_OF",
+    "Attack",
+    "CarliniWagnerL2",
+    "DeepFool",
+    "EOTPGD",
+    "FGSM",
+    "PGD",
+    "Square",
+    "Streams",
+    "create",
+    "derive_seed",
+    "project",
+]

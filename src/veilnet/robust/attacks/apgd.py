@@ -80,7 +80,18 @@ class APGD(Attack):
     #: The loss f that the attack ascends.
     loss: ClassVar[LossFn] = staticmethod(cross_entropy)
 
-    def __init__(self, model: torch.nn.Module, eps: float | None = 8 / 255, *, steps: int = 100, restarts: int = 1, eot_samples: int = 1, random_start: bool = True, batch_size: int = 8, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        eps: float | None = 8 / 255,
+        *,
+        steps: int = 100,
+        restarts: int = 1,
+        eot_samples: int = 1,
+        random_start: bool = True,
+        batch_size: int = 8,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(model, eps, batch_size=batch_size, **kwargs)
         self.configure({"steps": 1, "restarts": 1, "eot_samples": 1}, steps=steps, restarts=restarts, eot_samples=eot_samples, random_start=random_start)
 

@@ -45,7 +45,6 @@ from veilnet.metrics import as_float, eval_mode
 from veilnet.robust.setting import EPS  # the post-averaging paper's L∞ budget, 8/255
 
 
-
 def derive_seed(seed: int, *labels: object) -> int:
     """A 63-bit seed for the stream named ``labels`` of the run seeded ``seed`` (SHA-256 of both):
     different names give independent streams, the same names the same one."""
@@ -119,7 +118,17 @@ class Attack:
     #: True for attacks that search for the smallest perturbation and ignore ``eps`` while searching.
     minimization: ClassVar[bool] = False
 
-    def __init__(self, model: nn.Module, eps: float | None = EPS, *, batch_size: int = 256, device: str | torch.device | None = None, seed: int | None = None, progress: bool = False, search_steps: int = 0) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        eps: float | None = EPS,
+        *,
+        batch_size: int = 256,
+        device: str | torch.device | None = None,
+        seed: int | None = None,
+        progress: bool = False,
+        search_steps: int = 0,
+    ) -> None:
         if eps is None and not self.minimization:
             raise ConfigError(f"{self.name} needs an L∞ budget eps")
         if eps is not None and not (is_number(eps) and eps >= 0):
@@ -238,7 +247,15 @@ class Attack:
 
     # -- helpers for the subclasses -------------------------------------------------------------
 
-    def restarted(self, attempt: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, Streams], torch.Tensor], images: torch.Tensor, labels: torch.Tensor, eps: torch.Tensor, streams: Streams, restarts: int) -> torch.Tensor:
+    def restarted(
+        self,
+        attempt: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, Streams], torch.Tensor],
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        eps: torch.Tensor,
+        streams: Streams,
+        restarts: int,
+    ) -> torch.Tensor:
         """``attempt(images, labels, eps, streams)`` up to ``restarts`` times, each later one only on
         the samples not fooled yet; each sample keeps its last attempt's result."""
         best = images.clone()
@@ -267,7 +284,9 @@ class Attack:
         loss = F.cross_entropy(logits, labels, reduction="sum")
         return torch.autograd.grad(loss, x)[0], logits.detach()
 
-    def expected_gradient(self, images: torch.Tensor, labels: torch.Tensor, streams: Streams, loss: LossFn, draws: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def expected_gradient(
+        self, images: torch.Tensor, labels: torch.Tensor, streams: Streams, loss: LossFn, draws: int = 1
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Expectation over Transformation (Athalye, Carlini and Wagner 2018, "Obfuscated gradients
         give a false sense of security", section 4.3): each sample's loss averaged over ``draws``
         draws of the model's randomness, ``L̄(x) = (1/n) Σ_k loss(f_k(x), y)``, and ``∇ₓ L̄``, as one

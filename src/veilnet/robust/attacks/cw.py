@@ -54,10 +54,24 @@ class CarliniWagnerL2(Attack):
     name = "cw"
     minimization = True
 
-    def __init__(self, model: torch.nn.Module, eps: float | None = 8 / 255, *, binary_search_steps: int = 9, steps: int = 50, lr: float = 0.01, initial_const: float = 0.1, confidence: float = 0.0, abort_early: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        eps: float | None = 8 / 255,
+        *,
+        binary_search_steps: int = 9,
+        steps: int = 50,
+        lr: float = 0.01,
+        initial_const: float = 0.1,
+        confidence: float = 0.0,
+        abort_early: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(model, eps, **kwargs)
         bounds = {"binary_search_steps": 1, "steps": 1, "lr": 0.0, "initial_const": 0.0}
-        self.configure(bounds, binary_search_steps=binary_search_steps, steps=steps, lr=lr, initial_const=initial_const, confidence=confidence, abort_early=abort_early)
+        self.configure(
+            bounds, binary_search_steps=binary_search_steps, steps=steps, lr=lr, initial_const=initial_const, confidence=confidence, abort_early=abort_early
+        )
 
     def perturb(self, images: torch.Tensor, labels: torch.Tensor, eps: torch.Tensor | None, streams: Streams) -> torch.Tensor:
         n = images.shape[0]
@@ -112,4 +126,3 @@ def next_const(const: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor, fo
     upper = torch.where(found, torch.minimum(upper, const), upper)
     lower = torch.where(found, lower, torch.maximum(lower, const))
     return torch.where(upper < _C_MAX, (lower + upper) / 2, const * 10), lower, upper
-

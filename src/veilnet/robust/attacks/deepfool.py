@@ -36,7 +36,17 @@ class DeepFool(Attack):
     name = "deepfool"
     minimization = True
 
-    def __init__(self, model: torch.nn.Module, eps: float | None = 8 / 255, *, steps: int = 50, overshoot: float = 0.02, candidates: int = 10, norm: str = "l2", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        eps: float | None = 8 / 255,
+        *,
+        steps: int = 50,
+        overshoot: float = 0.02,
+        candidates: int = 10,
+        norm: str = "l2",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(model, eps, **kwargs)
         self.configure({"steps": 1, "candidates": 2}, choices={"norm": ("l2", "linf")}, steps=steps, overshoot=overshoot, candidates=candidates, norm=norm)
 

@@ -42,9 +42,30 @@ class PGD(Attack):
 
     name = "pgd"
 
-    def __init__(self, model: torch.nn.Module, eps: float | None = 8 / 255, *, alpha: float = 2 / 255, steps: int = 20, random_start: bool = True, restarts: int = 1, early_stop: bool = False, norm: str = "linf", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        eps: float | None = 8 / 255,
+        *,
+        alpha: float = 2 / 255,
+        steps: int = 20,
+        random_start: bool = True,
+        restarts: int = 1,
+        early_stop: bool = False,
+        norm: str = "linf",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(model, eps, **kwargs)
-        self.configure({"alpha": 0.0, "steps": 1, "restarts": 1}, choices={"norm": ("linf", "l2")}, alpha=alpha, steps=steps, random_start=random_start, restarts=restarts, early_stop=early_stop, norm=norm)
+        self.configure(
+            {"alpha": 0.0, "steps": 1, "restarts": 1},
+            choices={"norm": ("linf", "l2")},
+            alpha=alpha,
+            steps=steps,
+            random_start=random_start,
+            restarts=restarts,
+            early_stop=early_stop,
+            norm=norm,
+        )
 
     def perturb(self, images: torch.Tensor, labels: torch.Tensor, eps: torch.Tensor | None, streams: Streams) -> torch.Tensor:
         assert eps is not None
