@@ -12,7 +12,6 @@ undoes it, which this test shows too.
 
 from __future__ import annotations
 
-import logging
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -160,10 +159,6 @@ def dummy_method(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[pl
     for name, text in FILES.items():
         (package / name).write_text(textwrap.dedent(text).lstrip())
     monkeypatch.syspath_prepend(str(package.parent))
-    prepared_log = logging.getLogger("veilnet.models.prepared")  # the CLI shows its lines on stderr
-    monkeypatch.setattr(prepared_log, "handlers", list(prepared_log.handlers))
-    monkeypatch.setattr(prepared_log, "level", prepared_log.level)
-    monkeypatch.setattr(prepared_log, "propagate", prepared_log.propagate)
     plugins.load_models()  # every installed method's, so that what is restored afterwards is whole
     plugins.load_kinds()
     saved_models, saved_kinds = dict(registry.MODELS), dict(kinds.KINDS)

@@ -11,10 +11,11 @@ parsing start without importing torch. A user's mistake (any
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
 
 from veilnet import __version__
@@ -130,33 +131,36 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-class _Stderr(logging.Handler):
-    """Writes each record to the ``sys.stderr`` of the moment (a handler bound to the stream of its
-    first use would write to a closed one once that stream is replaced, as under pytest)."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        print(self.format(record), file=sys.stderr)
-
-
-def _show_log(name: str) -> None:
-    """Print the INFO lines of logger ``name`` on stderr as ``veilnet: MESSAGE`` (once per process)."""
+@contextlib.contextmanager
+def _show_log(name: str, *, show: bool) -> Iterator[None]:
+    """While the command runs, print the INFO lines of logger ``name`` on stderr as
+    ``veilnet: MESSAGE`` (when ``show``); afterwards the logger is as it was, so a command run
+    in-process (a test, a notebook) leaves no handler behind for the next one."""
     logger = logging.getLogger(name)
-    if not logger.handlers:
-        handler = _Stderr()
-        handler.setFormatter(logging.Formatter("veilnet: %(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
+    if not show or logger.handlers:
+        yield
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("veilnet: %(message)s"))
+    level, propagate = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), "")
     args = build_parser(command if command in commands() else "").parse_args(argv)
-    if hasattr(args, "compile"):
-        _show_log("veilnet.models.prepared")  # its one line: whether the model runs compiled
     try:
-        return int(args.func(args) or 0)
+        with _show_log("veilnet.models.prepared", show=hasattr(args, "compile")):  # its one line: whether the model runs compiled
+            return int(args.func(args) or 0)
     except VeilnetError as exc:
         print(f"veilnet: error: {exc}", file=sys.stderr)
         return 2
