@@ -2,7 +2,7 @@
 method, a method never imports another method or what sits on top, and no module imports itself
 back through others (no circle). Every ``import`` counts, at module level or inside a function
 (only ``if TYPE_CHECKING:`` blocks are skipped); ``from PACKAGE import NAME`` counts as an import of
-the submodule that defines NAME (the package's lazy ``_WHERE`` table)."""
+the submodule that defines NAME (the package's lazy exports, :mod:`veilnet._lazy`)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 
 import veilnet
 from veilnet import plugins
+from veilnet._lazy import public_names
 
 SRC = Path(veilnet.__file__).parent
 #: What sits on top of the methods and may import any of them.
@@ -66,10 +67,10 @@ def _resolve(target: str) -> str | None:
 
 
 def _lazy_table(package: str) -> dict[str, str]:
-    """A package's ``_WHERE`` table (name -> submodule), read from its source without importing it."""
-    for node in ast.parse(MODULES[package].read_text()).body:
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "_WHERE" for t in node.targets):
-            return eval(compile(ast.Expression(node.value), str(MODULES[package]), "eval"), {"__builtins__": {}, "dict": dict})
+    """A package's lazy exports (name -> submodule), read from its source without importing it."""
+    for node in ast.walk(ast.parse(MODULES[package].read_text())):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "exports":
+            return public_names(str(MODULES[package]), ast.literal_eval(node.args[2]))
     return {}
 
 

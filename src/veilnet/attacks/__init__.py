@@ -22,42 +22,5 @@ from __future__ import annotations
 
 from veilnet._lazy import exports
 
-#: Public name -> the submodule defining it, imported on first use (PEP 562).
-_WHERE = {
-    **dict.fromkeys(
-        [
-            "InversionConfig",
-            "InversionResult",
-            "ReconstructionMetrics",
-            "as_unet_input",
-            "evaluate_reconstruction",
-            "inversion",
-            "mean_image_baseline",
-            "optimisation_inversion",
-            "reconstruct",
-            "reconstruction_metrics",
-            "save_inversion_grid",
-            "ssim",
-            "total_variation",
-            "train_inverter",
-        ],
-        "inversion",
-    ),
-    **dict.fromkeys(
-        [
-            "PropertyClassifier",
-            "PropertyResult",
-            "animal_vs_vehicle",
-            "chance_error",
-            "classifier_attack",
-            "knn_attack",
-            "knn_predict",
-            "predict_property",
-            "property",
-            "train_property_classifier",
-        ],
-        "property",
-    ),
-}
-__all__ = sorted(_WHERE)
-__getattr__, __dir__ = exports(__name__, _WHERE)
+#: The submodules whose ``__all__`` this package exports, each imported on the first use of one of its names.
+__getattr__, __dir__, __all__ = exports(__name__, __file__, ("inversion", "property"))

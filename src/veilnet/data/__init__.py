@@ -17,12 +17,5 @@ from __future__ import annotations
 
 from veilnet._lazy import exports
 
-#: Public name -> the submodule defining it, imported on first use (PEP 562).
-_WHERE = {
-    "cache_dir": "cache",
-    "download": "cifar",
-    **dict.fromkeys(["SPECS", "load", "source"], "specs"),
-    **dict.fromkeys(["ImageSplit", "partition_dirichlet", "partition_iid", "subset"], "split"),
-}
-__all__ = sorted(_WHERE)
-__getattr__, __dir__ = exports(__name__, _WHERE)
+#: The submodules whose ``__all__`` this package exports, each imported on the first use of one of its names.
+__getattr__, __dir__, __all__ = exports(__name__, __file__, ("cache", "cifar", "specs", "split"))

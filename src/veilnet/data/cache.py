@@ -100,3 +100,6 @@ def cached(label: str, split: str, spec: str, identity: dict[str, Any], stats: A
     except OSError as exc:
         warnings.warn(f"could not cache {spec} ({split}) under {root}: {exc}", stacklevel=3)
     return data
+
+
+__all__ = ["cache_dir"]

@@ -256,3 +256,6 @@ class CifarSource:
             coarse_labels=torch.from_numpy(np.concatenate(coarse)) if coarse else None,
             coarse_classes=coarse_classes,
         )
+
+
+__all__ = ["download"]

@@ -68,3 +68,6 @@ def load(spec: str, split: str = "train", *, download: bool = False) -> ImageSpl
         raise DataFormatError(f"unknown split {split!r} for {spec!r}; expected one of {', '.join(SPLITS)}")
     src = source(spec, download=download)
     return cached(src.label, split, spec, src.identity(), src.stats(split), lambda: src.read(split, spec))
+
+
+__all__ = ["SPECS", "load", "source"]

@@ -145,3 +145,6 @@ def partition_dirichlet(split: ImageSplit, k: int, alpha: float, *, seed: Seed) 
         for client, piece in enumerate(torch.tensor_split(idx, cuts.tolist())):
             parts[client].append(piece)
     return _parts(split, [torch.cat(p) if p else torch.empty(0, dtype=torch.long) for p in parts])
+
+
+__all__ = ["ImageSplit", "partition_dirichlet", "partition_iid", "subset"]

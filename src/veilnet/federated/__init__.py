@@ -36,36 +36,5 @@ from __future__ import annotations
 
 from veilnet._lazy import exports
 
-#: Public name -> the submodule defining it, imported on first use (PEP 562).
-_WHERE = {
-    **dict.fromkeys(["FederatedResult", "PLOT", "REPORT", "RESULT", "markdown", "plot_rounds"], "results"),
-    **dict.fromkeys(["FederationError", "OUTPUTS", "finish", "quiet_environment", "run"], "simulation"),
-    **dict.fromkeys(
-        [
-            "FederatedConfig",
-            "KeyedReport",
-            "PAPER_TRAIN",
-            "SECAGG_MODULUS",
-            "apply_update",
-            "build_model",
-            "central_test",
-            "check_secagg_range",
-            "client_data",
-            "cross_key_accuracy",
-            "evaluate",
-            "get_weights",
-            "is_finite",
-            "key_scheme",
-            "keyed_report",
-            "keyed_step",
-            "local_train",
-            "model_update",
-            "secagg_max_weight",
-            "set_weights",
-            "train_baseline",
-        ],
-        "task",
-    ),
-}
-__all__ = sorted(_WHERE)
-__getattr__, __dir__ = exports(__name__, _WHERE)
+#: The submodules whose ``__all__`` this package exports, each imported on the first use of one of its names.
+__getattr__, __dir__, __all__ = exports(__name__, __file__, ("results", "simulation", "task"))

@@ -24,12 +24,5 @@ from __future__ import annotations
 
 from veilnet._lazy import exports
 
-#: Public name -> the submodule defining it, imported on first use (PEP 562).
-_WHERE = {
-    **dict.fromkeys(["KeyedEvaluation", "RandomKeysResult", "evaluate", "evaluate_random_keys"], "evaluation"),
-    **dict.fromkeys(["apply_cipher", "decrypt_images", "encrypt_images", "from_blocks", "to_blocks"], "images"),
-    **dict.fromkeys(["Cipher", "KeyParams", "check_fits", "cipher", "ea_kind", "generate_key", "key_space_bits", "public_params", "vit_key"], "schemes"),
-    **dict.fromkeys(["fold_normalization", "rekey", "transform_model", "untransform_model"], "transform"),
-}
-__all__ = sorted(_WHERE)
-__getattr__, __dir__ = exports(__name__, _WHERE)
+#: The submodules whose ``__all__`` this package exports, each imported on the first use of one of its names.
+__getattr__, __dir__, __all__ = exports(__name__, __file__, ("evaluation", "images", "schemes", "transform"))

@@ -230,3 +230,6 @@ def plot_random_keys(result: KeyedEvaluation, path: str | Path) -> Path:
     ax.set_title(f"{result.architecture or 'model'}, {result.key.scheme} key")
     ax.legend(loc="center right", fontsize=8)
     return save_figure(fig, path, dpi=120)
+
+
+__all__ = ["KeyedEvaluation", "RandomKeysResult", "evaluate", "evaluate_random_keys"]

@@ -102,3 +102,6 @@ def _index_map(ciph: Cipher, *, inverse: bool) -> tuple[torch.Tensor, torch.Tens
         inv = torch.argsort(index)
         return inv, flip[inv]
     return index, flip
+
+
+__all__ = ["apply_cipher", "decrypt_images", "encrypt_images", "from_blocks", "to_blocks"]

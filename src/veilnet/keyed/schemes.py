@@ -440,3 +440,6 @@ def _matrix_problem(ea: torch.Tensor, kind: str) -> str | None:
         if error > ORTHOGONAL_TOLERANCE:
             return f"Ea is recorded as orthogonal but max |EaᵀEa − I| = {error:.3g}"
     return None
+
+
+__all__ = ["Cipher", "KeyParams", "check_fits", "cipher", "ea_kind", "generate_key", "key_space_bits", "public_params", "vit_key"]

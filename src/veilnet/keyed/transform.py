@@ -92,3 +92,6 @@ def _embed(model: nn.Module, ciph: Cipher, *, inverse: bool) -> None:
             pos = model.pos_embed
             order = ciph.block_perm if not inverse else torch.argsort(ciph.block_perm)
             pos[:, 1:] = pos[:, 1:][:, order]
+
+
+__all__ = ["fold_normalization", "rekey", "transform_model", "untransform_model"]

@@ -33,20 +33,7 @@ from __future__ import annotations
 
 from veilnet._lazy import exports
 
-#: Public name -> the submodule defining it, imported on first use (PEP 562).
-_WHERE = {
-    "AlexNet": "alexnet",
-    "ConvMixer": "convmixer",
-    **dict.fromkeys(["check_input", "input_shape"], "inputs"),
-    **dict.fromkeys(["card", "load", "load_cifar_resnet", "load_strict", "save"], "io"),
-    "LeNet": "lenet",
-    **dict.fromkeys(["IMAGENET_MEAN", "IMAGENET_STD", "Normalize"], "normalize"),
-    **dict.fromkeys(["Prepared", "compile_problem", "prepare"], "prepared"),
-    **dict.fromkeys(["MODELS", "create", "known", "names", "register", "signature"], "registry"),
-    "ResNetCIFAR": "resnet_cifar",
-    "UNet": "unet",
-    "VGG16": "vgg",
-    "ViT": "vit",
-}
-__all__ = sorted(_WHERE)
-__getattr__, __dir__ = exports(__name__, _WHERE)
+#: The submodules whose ``__all__`` this package exports, each imported on the first use of one of its names.
+__getattr__, __dir__, __all__ = exports(
+    __name__, __file__, ("alexnet", "convmixer", "inputs", "io", "lenet", "normalize", "prepared", "registry", "resnet_cifar", "unet", "vgg", "vit")
+)

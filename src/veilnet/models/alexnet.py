@@ -51,3 +51,6 @@ class AlexNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.pool(self.features(self.normalize(x))))
+
+
+__all__ = ["AlexNet"]

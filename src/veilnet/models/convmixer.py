@@ -77,3 +77,6 @@ class ConvMixer(nn.Module):
         z = self.embed_bn(self.embed_act(self.patch_embed(self.normalize(x))))
         z = self.layers(z)
         return self.head(z.mean(dim=(2, 3)))
+
+
+__all__ = ["ConvMixer"]

@@ -52,3 +52,6 @@ def check_input(model: nn.Module, image_shape: Sequence[int], *, data: str = "th
     except (RuntimeError, ValueError, VeilnetError) as exc:
         reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
         raise ShapeError(f"model {name} (takes {takes} images, C×H×W) cannot run on {data}'s {c}×{h}×{w} images: {reason}") from None
+
+
+__all__ = ["check_input", "input_shape"]

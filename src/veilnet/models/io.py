@@ -225,3 +225,6 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+__all__ = ["card", "load", "load_cifar_resnet", "load_strict", "save"]

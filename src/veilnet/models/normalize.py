@@ -64,3 +64,6 @@ def _per_channel(value: float | Sequence[float], channels: int, name: str) -> li
     if len(values) != channels:
         raise ConfigError(f"{name} needs {channels} values (one per input channel), got {len(values)}")
     return values
+
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Normalize"]

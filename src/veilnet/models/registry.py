@@ -122,3 +122,6 @@ def _constructor(name: str) -> Callable[..., nn.Module]:
     if not known(name):
         raise ModelFormatError(f"unknown model {name!r}; known models: {', '.join(names())}")
     return MODELS[name]
+
+
+__all__ = ["MODELS", "create", "known", "names", "register", "signature"]

@@ -101,3 +101,6 @@ class ResNetCIFAR(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(self.features(x))
+
+
+__all__ = ["ResNetCIFAR"]

@@ -73,3 +73,6 @@ class UNet(nn.Module):
         for up in self.up:
             x = up(x, skips.pop())
         return torch.sigmoid(self.outc(x))
+
+
+__all__ = ["UNet"]

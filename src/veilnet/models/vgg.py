@@ -41,3 +41,6 @@ class VGG16(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(self.normalize(x)).mean(dim=(2, 3)))
+
+
+__all__ = ["VGG16"]

@@ -99,3 +99,6 @@ class ViT(nn.Module):
         z = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), patches], dim=1) + self.pos_embed
         z = self.norm(self.blocks(self.drop(z)))
         return self.head(z[:, 0])
+
+
+__all__ = ["ViT"]

@@ -28,15 +28,5 @@ from __future__ import annotations
 
 from veilnet._lazy import exports
 
-#: Public name -> the module defining it, imported on the first use of one.
-_WHERE = {
-    "attacks": "attacks",
-    **dict.fromkeys(["evaluate", "sweep"], "evaluation"),
-    "PostAveraging": "postavg",
-    **dict.fromkeys(["rebuild_report", "render_report", "write_report"], "rendering"),
-    **dict.fromkeys(["Evaluation", "Sweep"], "results"),
-    "Setting": "setting",
-    **dict.fromkeys(["ABSTAIN", "Certificate", "Smoothing"], "smoothing"),
-}
-__all__ = sorted(_WHERE)
-__getattr__, __dir__ = exports(__name__, _WHERE)
+#: The submodules whose ``__all__`` this package exports, each imported on the first use of one of its names.
+__getattr__, __dir__, __all__ = exports(__name__, __file__, ("attacks", "evaluation", "postavg", "rendering", "results", "setting", "smoothing"))

@@ -388,3 +388,6 @@ def _timed(fn: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, float]:
 def _with_seed(setting: Setting) -> Setting:
     """``setting`` with a seed: its own, or one drawn now (and recorded in the result)."""
     return setting if setting.seed is not None else setting.replace(seed=int(torch.randint(0, 2**31 - 1, ()).item()))
+
+
+__all__ = ["evaluate", "sweep"]

@@ -353,3 +353,6 @@ def _measure(model: nn.Module, images: torch.Tensor) -> int:
             if worse == 2:
                 break
     return best
+
+
+__all__ = ["PostAveraging"]

@@ -272,3 +272,6 @@ def write_certification(out_dir: str | Path, result: Certification) -> Path:
     report = out / "report.md"
     report.write_text(render_certification(result))
     return report
+
+
+__all__ = ["rebuild_report", "render_report", "write_report"]

@@ -177,3 +177,6 @@ class Certification(Result):
     postavg: list[AdaptiveRow]
     attack_settings: dict[str, dict[str, Any]]
     seconds: dict[str, float] = field(default_factory=dict)
+
+
+__all__ = ["Evaluation", "Sweep"]

@@ -101,3 +101,6 @@ class Setting:
     def from_args(cls, args: argparse.Namespace) -> Setting:
         """The setting the options of :meth:`add_arguments` were parsed into."""
         return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
+
+
+__all__ = ["Setting"]

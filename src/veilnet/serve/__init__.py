@@ -29,13 +29,5 @@ from __future__ import annotations
 
 from veilnet._lazy import exports
 
-#: Public name -> the submodule defining it, imported on first use (PEP 562).
-_WHERE = {
-    **dict.fromkeys(["Limits", "ServedModel", "create_app", "local_server", "run"], "app"),
-    "BatchingConfig": "batching",
-    **dict.fromkeys(["AuthRefusedError", "Client", "Predictions", "ServerUnreachableError", "ServiceError", "read_images"], "client"),
-    **dict.fromkeys(["Expectation", "KINDS", "Kind", "register"], "kinds"),
-    **dict.fromkeys(["client_token", "server_tokens"], "tokens"),
-}
-__all__ = sorted(_WHERE)
-__getattr__, __dir__ = exports(__name__, _WHERE)
+#: The submodules whose ``__all__`` this package exports, each imported on the first use of one of its names.
+__getattr__, __dir__, __all__ = exports(__name__, __file__, ("app", "batching", "client", "kinds", "tokens"))

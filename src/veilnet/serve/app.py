@@ -601,3 +601,6 @@ def mount_ui(app: FastAPI) -> None:
         return FileResponse(os.path.join(STATIC, "index.html"), media_type="text/html", headers=UI_HEADERS)
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+
+__all__ = ["Limits", "ServedModel", "create_app", "local_server", "run"]

@@ -104,3 +104,6 @@ class DynamicBatcher:
             group.append(item)
             size += item[0].shape[0]
         return None
+
+
+__all__ = ["BatchingConfig"]

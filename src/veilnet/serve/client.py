@@ -211,3 +211,6 @@ def read_images(paths: Sequence[str | os.PathLike[str]], shape: Sequence[int]) -
     if tuple(array.shape[1:]) != (c, h, w):  # a .npy array is taken as it is
         raise DataFormatError(f"input arrays are {'×'.join(map(str, array.shape[1:]))}, the served model takes {c}×{h}×{w}")
     return torch.from_numpy(array)
+
+
+__all__ = ["AuthRefusedError", "Client", "Predictions", "ServerUnreachableError", "ServiceError", "read_images"]

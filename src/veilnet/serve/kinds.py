@@ -152,3 +152,6 @@ def from_info(info: Mapping[str, Any]) -> Expectation:
         )
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise ModelFormatError(f"server's /v1/info is not a veilnet model description (problem: {exc!r})") from None
+
+
+__all__ = ["Expectation", "KINDS", "Kind", "register"]

@@ -44,3 +44,6 @@ def client_token(token_file: str | os.PathLike[str] | None = None, env: str = "V
     if not tokens:
         raise ConfigError(f"token file {token_file} holds no token")
     return tokens[0]
+
+
+__all__ = ["client_token", "server_tokens"]

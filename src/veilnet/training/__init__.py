@@ -15,11 +15,5 @@ from __future__ import annotations
 
 from veilnet._lazy import exports
 
-#: Public name -> the submodule defining it, imported on first use (PEP 562).
-_WHERE = {
-    **dict.fromkeys(["ClassifierStep", "TrainConfig", "TrainResult", "augment", "learning_rate", "make_optimizer", "train", "train_epochs"], "classifier"),
-    **dict.fromkeys(["CHECKPOINT", "METRICS", "Stateful", "Step", "StepInfo", "fit", "load_checkpoint", "prepare_run"], "core"),
-    **dict.fromkeys(["Evaluation", "evaluate", "plot_confusion"], "evaluation"),
-}
-__all__ = sorted(_WHERE)
-__getattr__, __dir__ = exports(__name__, _WHERE)
+#: The submodules whose ``__all__`` this package exports, each imported on the first use of one of its names.
+__getattr__, __dir__, __all__ = exports(__name__, __file__, ("classifier", "core", "evaluation"))

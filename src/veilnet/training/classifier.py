@@ -343,3 +343,6 @@ def _classifier(
     arch = getattr(model, "veilnet_arch", None)
     identity = {"train": dataclasses.asdict(config), "model": arch, "data": {"spec": split.spec, "n": len(split), "shape": list(split.image_shape)}}
     return step, evaluate, {"model": model, "optimizer": optimizer, "generator": generator}, identity
+
+
+__all__ = ["ClassifierStep", "TrainConfig", "TrainResult", "augment", "learning_rate", "make_optimizer", "train", "train_epochs"]

@@ -288,3 +288,6 @@ def _fmt(name: str, value: Any) -> str:
     if isinstance(value, float):
         return f"{name} {value:.1f} s" if name == "seconds" else f"{name} {value:.4f}"
     return f"{name} {value}"
+
+
+__all__ = ["CHECKPOINT", "METRICS", "Stateful", "Step", "StepInfo", "fit", "load_checkpoint", "prepare_run"]

@@ -70,3 +70,6 @@ def plot_confusion(evaluation: Evaluation, path: str | os.PathLike[str]) -> Path
     ax.set_ylabel("true")
     ax.set_title(f"accuracy {evaluation.accuracy:.3f} (n={evaluation.n})")
     return save_figure(fig, path, dpi=100)
+
+
+__all__ = ["Evaluation", "evaluate", "plot_confusion"]

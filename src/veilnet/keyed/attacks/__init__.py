@@ -18,13 +18,5 @@ from __future__ import annotations
 
 from veilnet._lazy import exports
 
-#: Public name -> the submodule defining it, imported on first use (PEP 562).
-_WHERE = {
-    **dict.fromkeys(["ATTACKER_STREAM", "AttackerKeys", "FRESH_KEY", "ciphertext_metrics", "keyed_inversion", "keyed_inversion_table"], "learned_inversion"),
-    **dict.fromkeys(["CiphertextOnlyResult", "ciphertext_only_attack"], "ciphertext_only"),
-    **dict.fromkeys(["KnownPlaintextResult", "known_plaintext_attack"], "known_plaintext"),
-    "KeyScore": "scoring",
-    **dict.fromkeys(["WeightMatchingResult", "weight_matching_attack"], "weight_matching"),
-}
-__all__ = sorted(_WHERE)
-__getattr__, __dir__ = exports(__name__, _WHERE)
+#: The submodules whose ``__all__`` this package exports, each imported on the first use of one of its names.
+__getattr__, __dir__, __all__ = exports(__name__, __file__, ("ciphertext_only", "known_plaintext", "learned_inversion", "scoring", "weight_matching"))

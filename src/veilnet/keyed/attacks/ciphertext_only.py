@@ -213,3 +213,6 @@ def _improve(perm: torch.Tensor, enc: torch.Tensor, ref: torch.Tensor, max_swaps
         perm = batch[best]
         swaps += 1
     return perm, swaps
+
+
+__all__ = ["CiphertextOnlyResult", "ciphertext_only_attack"]

@@ -147,3 +147,6 @@ def _match_blocks(x: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
         resid = ys - basis @ (basis.T @ ys)
         cost[:, j] = resid.flatten(1).norm(dim=1) / ys.flatten(1).norm(dim=1).clamp_min(1e-12)
     return assign(cost)
+
+
+__all__ = ["KnownPlaintextResult", "known_plaintext_attack"]

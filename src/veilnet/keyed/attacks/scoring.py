@@ -79,3 +79,6 @@ def match_signed_columns(target: torch.Tensor, source: torch.Tensor, *, signed: 
     perm = assign(torch.minimum(plus, minus))
     rows = torch.arange(perm.numel())
     return perm, minus[rows, perm] < plus[rows, perm]
+
+
+__all__ = ["KeyScore"]

@@ -95,3 +95,6 @@ def _embedding(model: nn.Module) -> torch.Tensor:
     """The folded patch embedding W as a dim×L float64 matrix."""
     embed = fold_normalization(model).patch_embed
     return embed.weight.detach().double().reshape(embed.out_channels, -1)
+
+
+__all__ = ["WeightMatchingResult", "weight_matching_attack"]
