@@ -37,7 +37,7 @@ from veilnet._lazy import exports
 _WHERE = {
     "AlexNet": "alexnet",
     "ConvMixer": "convmixer",
-    **dict.fromkeys(["check_input", "input_shape"], "inputs"),
+    **dict.fromkeys(["check_input", "check_plain", "input_shape"], "inputs"),
     **dict.fromkeys(["card", "load", "load_cifar_resnet", "load_strict", "save"], "io"),
     "LeNet": "lenet",
     **dict.fromkeys(["IMAGENET_MEAN", "IMAGENET_STD", "Normalize"], "normalize"),
