@@ -81,6 +81,8 @@ def test_repr_shows_fingerprint_not_material():
     [
         (lambda t: t[: len(t) // 2], "not valid JSON"),
         (lambda t: t.replace('"perm": [', '"perm": [0, ', 1), "does not match its fingerprint"),
+        (lambda t: json.dumps({**json.loads(t), "fingerprint": "é" * 64}), "does not match its fingerprint"),
+        (lambda t: json.dumps({**json.loads(t), "fingerprint": "\ud800"}), "does not match its fingerprint"),
         (lambda t: json.dumps({**json.loads(t), "version": 99}), "version 99"),
         (lambda t: json.dumps({k: v for k, v in json.loads(t).items() if k != "material"}), "lacks the field"),
         (lambda t: json.dumps({**json.loads(t), "format": "other"}), "not a veilnet key file"),

@@ -5,6 +5,7 @@ reads alike. Imports nothing heavy."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from veilnet.errors import ConfigError, VeilnetError
@@ -50,4 +51,21 @@ def check_number(
     if not inside:
         interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
         raise error(f"{name} must be a finite number in {interval}, got {value!r}")
+    return value
+
+
+def check_budget(name: str, value: Any, *, norm: str, shape: Sequence[int] = (), error: type[VeilnetError] = ConfigError) -> float:
+    """``value`` if it is a perturbation budget on [0, 1] pixels that can be meant: a finite number
+    ≥ 0, at most 1 for ``norm="linf"`` (no pixel moves further) and at most the diagonal √(C·H·W)
+    of the image cube for ``norm="l2"`` (``shape`` is C×H×W); else ``error`` asking whether
+    ``value``/255 was meant (a budget given in 0-255 pixels)."""
+    if not is_number(value) or not math.isfinite(value) or value < 0:
+        raise error(f"{name} must be a finite number >= 0, got {value!r}")
+    if norm == "linf":
+        bound, what = 1.0, "an L∞ budget on [0, 1] pixels cannot exceed 1"
+    else:
+        bound = math.sqrt(math.prod(shape))
+        what = f"an L2 budget on [0, 1] pixels cannot exceed the images' diagonal √(C·H·W) = {bound:.4g} ({'×'.join(map(str, shape))})"
+    if value > bound:
+        raise error(f"{name} {value:g}: {what}; did you mean {value:g}/255?")
     return value

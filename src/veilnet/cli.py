@@ -14,8 +14,10 @@ import argparse
 import contextlib
 import importlib
 import logging
+import math
 import sys
 from collections.abc import Iterator, Sequence
+from fractions import Fraction
 from typing import Any, NoReturn
 
 from veilnet import __version__
@@ -83,7 +85,45 @@ def add_compile(parser: argparse.ArgumentParser, *, default: bool, why: str) -> 
 
 
 def add_seed(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--seed", type=int, default=None, help="seed for a reproducible run")
+    parser.add_argument("--seed", type=seed, default=None, help="seed for a reproducible run")
+
+
+#: Seeds are below 2^63: torch and numpy take no larger one.
+SEED_LIMIT = 2**63
+
+
+def seed(text: str) -> int:
+    """argparse ``type`` for every ``--seed``: an integer 0 ≤ seed < 2^63, else a one-line usage error."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < SEED_LIMIT:
+        raise argparse.ArgumentTypeError(f"expected a seed, a non-negative integer below 2^63, got {text!r}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """argparse ``type`` for every number option (rates, weights, budgets): a finite number or a
+    fraction like ``8/255``; ``nan``, ``inf`` and what overflows a float are a one-line usage error."""
+    try:
+        value = float(Fraction(text.strip()))
+    except (ValueError, ZeroDivisionError, OverflowError):
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number or a fraction like 8/255, got {text!r}")
+    return value
+
+
+def finite_floats(text: str) -> list[float]:
+    """argparse ``type`` for a list of numbers: ``1,2,8/255`` -> a non-empty list of :func:`finite_float`."""
+    try:
+        values = [finite_float(v) for v in text.split(",") if v.strip()]
+    except argparse.ArgumentTypeError:
+        values = []
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers (finite numbers or fractions like 8/255), got {text!r}")
+    return values
 
 
 def positive_int(text: str) -> int:

@@ -12,7 +12,9 @@ contributes with one :class:`Method`, which names modules as strings:
   :func:`veilnet.models.register` when imported (``"complex-" → veilnet.complex.models``), so
   ``veilnet.models.create("complex-lenet")`` and loading a saved card find them;
 * ``kinds``: a serving kind's name (the key of a model card's ``extra``) → the module that
-  registers it with :func:`veilnet.serve.kinds.register` when imported.
+  registers it with :func:`veilnet.serve.kinds.register` when imported; a card that names one
+  was transformed for encoded inputs, so it is no plain classifier (:func:`serving_kind`);
+* ``evaluate``: how to evaluate such a model instead, named when a plain-image command refuses it.
 
 A :class:`Method` is found through the entry-point group ``veilnet.methods`` of the installed
 distributions (veilnet's own methods are listed in its ``pyproject.toml``; another distribution
@@ -55,6 +57,7 @@ class Method:
     commands: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     models: Mapping[str, str] = field(default_factory=dict)
     kinds: Mapping[str, str] = field(default_factory=dict)
+    evaluate: str = ""
 
 
 _methods: dict[str, Method] | None = None
@@ -121,3 +124,11 @@ def load_kinds(name: str | None = None) -> None:
         for kind, module in method.kinds.items():
             if name is None or name == kind:
                 importlib.import_module(module)
+
+
+def serving_kind(extra: object) -> tuple[str, Method] | None:
+    """The serving kind a model card's ``extra`` names and the method that registers it, or None
+    (no module is imported): a model whose card names one was transformed for encoded inputs."""
+    if not isinstance(extra, Mapping):
+        return None
+    return next(((kind, method) for method in methods().values() for kind in method.kinds if kind in extra), None)

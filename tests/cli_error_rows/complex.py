@@ -22,12 +22,12 @@ ROWS = [
     # Training options, the adversarial ones included.
     ("train-k-1", [*_LENET, "--k", "1", "-o", "{tmp}/t"], "k must be at least 2"),
     ("train-negative-lambda", [*_LENET, "--adversarial-weight", "-1", "-o", "{tmp}/t"], "adversarial_weight must be >= 0"),
-    ("train-d-lr-nan", [*_LENET, "--d-lr", "nan", "-o", "{tmp}/t"], "d_lr must be a number"),
+    ("train-d-lr-nan", [*_LENET, "--d-lr", "nan", "-o", "{tmp}/t"], "--d-lr: expected a finite number"),
     ("train-gp-weight-0", [*_LENET, "--gp-weight", "0", "-o", "{tmp}/t"], "gp_weight > 0"),
     ("train-n-critic-0", [*_LENET, "--n-critic", "0", "-o", "{tmp}/t"], "n_critic and d_channels must be positive"),
     ("train-k-not-int", [*_LENET, "--k", "eight", "-o", "{tmp}/t"], "invalid int value"),
     ("train-epochs-0", [*_LENET, "--epochs", "0", "-o", "{tmp}/t"], "must be positive"),
-    ("train-lr-nan", [*_LENET, "--lr", "nan", "-o", "{tmp}/t"], "lr must be a number"),
+    ("train-lr-nan", [*_LENET, "--lr", "nan", "-o", "{tmp}/t"], "--lr: expected a finite number"),
     ("train-subset-0", [*_LENET, "--subset", "0", "-o", "{tmp}/t"], "positive integer"),
     ("train-config-missing", ["complex", "train", "--config", "{tmp}/none.yaml", "-o", "{tmp}/t"], "does not exist"),
     ("train-config-not-yaml", ["complex", "train", "--config", "{corrupt_json}", "-o", "{tmp}/t"], "not valid YAML"),
@@ -77,4 +77,15 @@ ROWS = [
     ("attack-output-exists", ["complex", "attack", "{complex}", "--data", "digits", "-o", "{existing_report}"], "exists; pass --force"),
     ("attack-output-under-file", ["complex", "attack", "{complex}", "--data", "digits", "-o", "{afile}/a"], "is a file"),
     ("attack-device-cuda", ["complex", "attack", "{complex}", "--data", "digits", "--device", "cuda", "-o", "{tmp}/a"], "no CUDA GPU"),
+]
+
+# Issue 23: non-finite numbers, seeds.
+ROWS += [
+    ("train-adversarial-weight-inf", [*_LENET, "--adversarial-weight", "inf", "-o", "{tmp}/t"], "finite number"),
+    ("train-gp-weight-inf", [*_LENET, "--gp-weight", "inf", "-o", "{tmp}/t"], "finite number"),
+    ("train-seed-too-large", [*_LENET, "--seed", "9223372036854775808", "-o", "{tmp}/t"], "seed"),
+    ("evaluate-seed-too-large", ["complex", "evaluate", "{complex}", "--data", "digits", "--seed", "9223372036854775808"], "seed"),
+    ("attack-seed-too-large", ["complex", "attack", "{complex}", "--data", "digits", "--seed", "9223372036854775808", "-o", "{tmp}/a"], "seed"),
+    ("split-seed-too-large", ["split", "{complex}", "--pool-data", "digits", "--seed", "9223372036854775808", "-o", "{tmp}/s"], "seed"),
+    ("split-pool-size-huge", ["split", "{complex}", "--pool-data", "digits", "--pool-size", "1000000", "-o", "{tmp}/s"], "1000000"),
 ]

@@ -53,3 +53,15 @@ ROWS += [
     ("client-negative-partition", ["fl", "client", "--partition", "-1", "--port", "19991"], "--partition must be 0 or more"),
     ("client-port-too-large", ["fl", "client", "--partition", "0", "--port", "70000"], "port is between 1 and 65535"),
 ]
+
+# Issue 23: the server's address, non-finite numbers, seeds.
+ROWS += [
+    ("client-server-no-port", ["fl", "client", "--partition", "0", "--server", "127.0.0.1"], "HOST:PORT"),
+    ("client-server-port-too-large", ["fl", "client", "--partition", "0", "--server", ":99999"], "between 1 and 65535"),
+    ("client-server-colons", ["fl", "client", "--partition", "0", "--server", "::::"], "HOST:PORT"),
+    ("client-server-ipv6-without-brackets", ["fl", "client", "--partition", "0", "--server", "::1:9091"], "brackets"),
+    ("run-momentum-nan", [*_RUN, "--model", "vit", "--momentum", "nan", "-o", "{tmp}/f"], "finite number"),
+    ("run-weight-decay-inf", [*_RUN, "--model", "vit", "--weight-decay", "inf", "-o", "{tmp}/f"], "finite number"),
+    ("run-seed-too-large", [*_RUN, "--model", "vit", "--seed", "9223372036854775808", "-o", "{tmp}/f"], "seed"),
+    ("run-subset-huge", [*_RUN, "--model", "vit", "--subset", "1000000", "-o", "{tmp}/f"], "1000000"),
+]

@@ -128,3 +128,20 @@ ROWS = [
     ("attack-learned-inversion-output-is-a-file", ["keyed", "attack", "learned-inversion", "--data", "digits", "-o", "{afile}"], "is a file"),
     ("attack-learned-inversion-output-under-file", ["keyed", "attack", "learned-inversion", "--data", "digits", "-o", "{afile}/li"], "is a file"),
 ]
+
+# Issue 23: the transformed model given as the plain one; seeds.
+ROWS += [
+    (
+        "attack-weight-matching-plain-is-transformed",
+        ["keyed", "attack", "weight-matching", "{keyed}", "--plain", "{keyed}", *KEY, "-o", "{tmp}/a.json"],
+        "--plain",
+    ),
+    ("evaluate-seed-too-large", ["keyed", "evaluate", "{model}", *KEY, "--data", "digits", "--seed", "9223372036854775808", "-o", "{tmp}/ev"], "seed"),
+    ("transform-images-seed-too-large", ["keyed", "transform-images", "digits", *KEY, "--seed", "9223372036854775808", "-o", "{tmp}/e"], "seed"),
+    ("transform-images-n-per-class-huge", ["keyed", "transform-images", "digits", *KEY, "--n-per-class", "1000000", "-o", "{tmp}/e"], "1000000"),
+    (
+        "attack-ciphertext-only-seed-too-large",
+        ["keyed", "attack", "ciphertext-only", *KEY, "--data", "digits", "--seed", "9223372036854775808", "-o", "{tmp}/a.json"],
+        "seed",
+    ),
+]

@@ -21,3 +21,11 @@ ROWS = [
     ("new-exists", [*NEW, "--block-size", "4", "-o", "{key}"], "exists; pass --force"),
     ("new-output-under-file", [*NEW, "--block-size", "4", "-o", "{afile}/k.json"], "is a file"),
 ]
+
+# Issue 23: sizes checked before allocation; seeds.
+ROWS += [
+    ("new-image-size-huge", [*NEW, "--block-size", "4", "--image-size", "1000000", "-o", "{tmp}/k.json"], "image size"),
+    ("new-block-size-huge", [*NEW, "--block-size", "4096", "--image-size", "4096", "-o", "{tmp}/k.json"], "block"),
+    ("new-channels-huge", [*NEW, "--block-size", "4", "--channels", "1000000", "-o", "{tmp}/k.json"], "channels"),
+    ("new-seed-too-large", [*NEW, "--block-size", "4", "--seed", "9223372036854775808", "-o", "{tmp}/k.json"], "seed"),
+]

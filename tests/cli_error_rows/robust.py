@@ -72,3 +72,20 @@ ROWS += [
     ("evaluate-randomness-unknown", [*_EVAL, "--attacks", "square", "--randomness", "sometimes", *_OUT], "invalid choice"),
     ("sweep-randomness-fixed", [*_SWEEP, "--radii", "1", "--randomness", "fixed", *_OUT], "--randomness applies to the adaptive attacks"),
 ]
+
+# Issue 23: a keyed model on plain images, budgets that cannot be meant, data of another size, seeds.
+ROWS += [
+    ("evaluate-keyed-model", ["robust", "evaluate", "{keyed}", "--data", "digits", "--n-per-class", "1", "--attacks", "fgsm", *_OUT], "veilnet keyed evaluate"),
+    ("sweep-keyed-model", ["robust", "sweep", "{keyed}", "--data", "digits", "--n-per-class", "1", "--radii", "1", *_OUT], "veilnet keyed evaluate"),
+    ("certify-keyed-model", ["robust", "certify", "{keyed}", "--data", "digits", "--n-per-class", "1", "--sigma", "0.25", *_OUT], "veilnet keyed evaluate"),
+    ("evaluate-eps-8", [*_EVAL, "--attacks", "fgsm", "--eps", "8", *_OUT], "did you mean 8/255"),
+    ("sweep-eps-8", [*_SWEEP, "--radii", "1", "--eps", "8", *_OUT], "did you mean 8/255"),
+    ("evaluate-other-size", ["robust", "evaluate", "{model}", "--data", "digits:size=30", "--n-per-class", "1", "--attacks", "fgsm", *_OUT], "3×30×30"),
+    ("sweep-other-size", ["robust", "sweep", "{model}", "--data", "digits:size=30", "--n-per-class", "1", "--radii", "1", *_OUT], "3×30×30"),
+    ("certify-other-size", ["robust", "certify", "{model}", "--data", "digits:size=30", "--n-per-class", "1", "--sigma", "0.25", *_OUT], "3×30×30"),
+    ("certify-radius-beyond-diagonal", [*_CERT, "--radii", "0.5,100", *_OUT], "diagonal"),
+    ("evaluate-seed-too-large", [*_EVAL, "--attacks", "fgsm", "--seed", "9223372036854775808", *_OUT], "seed"),
+    ("certify-seed-too-large", [*_CERT, "--seed", "9223372036854775808", *_OUT], "seed"),
+    ("certify-postavg-radius-inf", [*_CERT, "--postavg-radius", "inf", *_OUT], "finite number"),
+    ("certify-seed-nan", [*_CERT, "--seed", "nan", *_OUT], "seed"),
+]

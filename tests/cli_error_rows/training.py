@@ -36,7 +36,7 @@ ROWS = [
     ("train-init-corrupt", [*_TRAIN, "--model", "convmixer", "--init", "{corrupt_json}", "-o", "{tmp}/t"], "corrupt model card"),
     # Training options and the YAML file.
     ("train-epochs-0", [*_TRAIN, "--model", "lenet", "--epochs", "0", "-o", "{tmp}/t"], "must be positive"),
-    ("train-lr-nan", [*_TRAIN, "--model", "lenet", "--lr", "nan", "-o", "{tmp}/t"], "lr must be a number"),
+    ("train-lr-nan", [*_TRAIN, "--model", "lenet", "--lr", "nan", "-o", "{tmp}/t"], "--lr: expected a finite number"),
     ("train-subset-0", [*_TRAIN, "--model", "lenet", "--subset", "0", "-o", "{tmp}/t"], "positive integer"),
     ("train-compile-with-a-value", [*_TRAIN, "--model", "lenet", "--compile=yes", "-o", "{tmp}/t"], "ignored explicit argument 'yes'"),
     ("train-config-missing", ["train", "--config", "{tmp}/none.yaml", "-o", "{tmp}/t"], "does not exist"),
@@ -57,4 +57,16 @@ ROWS = [
     ("eval-corrupt-card", ["eval", "{corrupt_json}", "--data", "digits"], "corrupt model card"),
     ("eval-unknown-data", ["eval", "{model}", "--data", "mnist"], "unknown data set"),
     ("eval-output-under-file", ["eval", "{model}", "--data", "digits", "-o", "{afile}/e"], "is a file"),
+]
+
+# Issue 23: results that mean nothing, tracebacks, seeds and numbers no run can mean.
+ROWS += [
+    ("eval-keyed-model", ["eval", "{keyed}", "--data", "digits"], "veilnet keyed evaluate"),
+    ("eval-digits-size-huge", ["eval", "{model}", "--data", "digits:size=1000000"], "size"),
+    ("train-subset-huge", [*_TRAIN, "--model", "lenet", "--subset", "1000000", "-o", "{tmp}/t"], "1000000"),
+    ("train-seed-too-large", [*_TRAIN, "--model", "lenet", "--seed", "9223372036854775808", "-o", "{tmp}/t"], "seed"),
+    ("train-seed-negative", [*_TRAIN, "--model", "lenet", "--seed", "-1", "-o", "{tmp}/t"], "seed"),
+    ("train-weight-decay-nan", [*_TRAIN, "--model", "lenet", "--weight-decay", "nan", "-o", "{tmp}/t"], "finite number"),
+    ("train-warmup-inf", [*_TRAIN, "--model", "lenet", "--warmup", "inf", "-o", "{tmp}/t"], "finite number"),
+    ("train-label-smoothing-nan", [*_TRAIN, "--model", "lenet", "--label-smoothing", "nan", "-o", "{tmp}/t"], "finite number"),
 ]

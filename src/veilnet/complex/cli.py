@@ -21,7 +21,7 @@ import argparse
 import json
 from typing import Any
 
-from veilnet.cli import add_command, add_device, add_group, add_output, add_seed, positive_int
+from veilnet.cli import add_command, add_device, add_group, add_output, add_seed, finite_float, positive_int, seed
 from veilnet.errors import ConfigError
 from veilnet.training.cli import add_training_options
 
@@ -190,9 +190,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         output_help="output directory (model.safetensors, model.json, discriminator.safetensors, metrics.json, checkpoint.pt)",
     )
     p.add_argument("--k", type=int, help="k-anonymity: k − 1 decoy angles jπ/k per feature (default 8)")
-    p.add_argument("--adversarial-weight", type=float, metavar="LAMBDA", help="λ, the weight of the WGAN loss (default 0.1)")
-    p.add_argument("--d-lr", type=float, help="the discriminator's Adam learning rate (default 1e-4)")
-    p.add_argument("--gp-weight", type=float, help="gradient-penalty weight (default 10)")
+    p.add_argument("--adversarial-weight", type=finite_float, metavar="LAMBDA", help="λ, the weight of the WGAN loss (default 0.1)")
+    p.add_argument("--d-lr", type=finite_float, help="the discriminator's Adam learning rate (default 1e-4)")
+    p.add_argument("--gp-weight", type=finite_float, help="gradient-penalty weight (default 10)")
     p.add_argument("--n-critic", type=int, help="discriminator updates per network update (default 1)")
     p.add_argument(
         "--decoys", choices=["all", "one"], help="each feature against all k − 1 decoys per step (default), or one drawn from them (k − 1 times cheaper for D)"
@@ -207,7 +207,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("model", help="saved complex model (file, stem or directory)")
     e.add_argument("--data", required=True, help="data spec")
     e.add_argument("--split", default="test", choices=["train", "test"])
-    e.add_argument("--seed", type=int, default=None, help="seed of the angles and counterparts (default 0)")
+    e.add_argument("--seed", type=seed, default=None, help="seed of the angles and counterparts (default 0)")
     e.add_argument("--batch-size", type=positive_int, default=500)
     add_output(e, required=False, help="result JSON file")
     add_device(e)
@@ -245,7 +245,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--grid", type=positive_int, default=360, help="candidate angles of the paper's angle attack (default 360)")
     a.add_argument("--unet-width", type=positive_int, default=32, help="the U-Net inverter's base width (default 32)")
     a.add_argument("--optimisation-steps", type=positive_int, default=200, help="Adam steps of the optimisation inversion (default 200)")
-    a.add_argument("--seed", type=int, default=0, help="seed of the victim's θ and counterparts and of every attack (default 0)")
+    a.add_argument("--seed", type=seed, default=0, help="seed of the victim's θ and counterparts and of every attack (default 0)")
     add_output(a, help="output directory (report.json, report.md, reconstructions.png)")
     add_device(a)
     a.set_defaults(func=_attack)

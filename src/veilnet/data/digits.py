@@ -19,6 +19,9 @@ from veilnet.errors import DataFormatError
 
 TEST_FRACTION = 0.2
 SPLIT_SEED = 0
+#: The largest ``size``, checked before the images are made: the 8×8 originals resized to
+#: 256×256 already take 0.5 GB while they are resized.
+MAX_SIZE = 256
 
 
 class DigitsSource:
@@ -33,8 +36,8 @@ class DigitsSource:
             if not sep or name not in values or not value.isdigit():
                 raise DataFormatError(f"digits: bad option {item!r}; expected size=N and/or channels=1|3, e.g. digits:size=32,channels=3")
             values[name] = int(value)
-        if values["size"] < 1 or values["channels"] not in (1, 3):
-            raise DataFormatError(f"digits: expected size ≥ 1 and channels 1 or 3, got size={values['size']}, channels={values['channels']}")
+        if not 1 <= values["size"] <= MAX_SIZE or values["channels"] not in (1, 3):
+            raise DataFormatError(f"digits: expected size from 1 to {MAX_SIZE} and channels 1 or 3, got size={values['size']}, channels={values['channels']}")
         self.size, self.channels = values["size"], values["channels"]
         self.label = f"digits-{self.size}-{self.channels}"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from veilnet.cli import add_group, add_output, parse_assignments, positive_int
+from veilnet.cli import add_group, add_output, finite_float, parse_assignments, positive_int, seed
 from veilnet.errors import ConfigError
 
 
@@ -21,6 +21,24 @@ def _port(text: str) -> int:
     if not 1 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"a port is between 1 and 65535, got {value}")
     return value
+
+
+def _address(text: str) -> str:
+    """argparse ``type`` for ``--server``: HOST:PORT with a port from 1 to 65535 and an IPv6 host
+    in brackets (``[::1]:9091``), else a one-line usage error saying what is wrong."""
+    host, sep, port = text.rpartition(":")
+    reason = None if sep else "no port"
+    try:
+        _port(port)
+    except argparse.ArgumentTypeError as exc:
+        reason = reason or str(exc)
+    if ":" in host and not (host.startswith("[") and host.endswith("]")):
+        reason = reason or "an IPv6 host goes in brackets"
+    if not host.strip("[]"):
+        reason = reason or "no host"
+    if reason is not None:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT (an IPv6 host in brackets, e.g. [::1]:9091), got {text!r}: {reason}")
+    return text
 
 
 def _positive_float(text: str) -> float:
@@ -140,13 +158,13 @@ def _federation_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-clients", type=positive_int, help="fewest clients a round needs (default: all); the others may fail")
     p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], help="local optimiser (default sgd, the paper's)")
     p.add_argument("--lr", type=_positive_float, help="local learning rate (default 1e-3, the paper's)")
-    p.add_argument("--momentum", type=float, help="SGD momentum (default 0.9)")
+    p.add_argument("--momentum", type=finite_float, help="SGD momentum (default 0.9)")
     p.add_argument("--batch-size", type=positive_int, help="local batch size (default 8, the paper's)")
-    p.add_argument("--weight-decay", type=float, help="weight decay (default 0)")
+    p.add_argument("--weight-decay", type=finite_float, help="weight decay (default 0)")
     p.add_argument("--augment", action="store_true", help="random crop and flip in local training")
     p.add_argument("--subset", type=positive_int, metavar="N", help="use N training images per class")
     p.add_argument("--test-subset", type=positive_int, metavar="N", help="use N test images per class")
-    p.add_argument("--seed", type=int, default=0, help="seed of the initial model, partitions and local shuffling (keys always come from the OS CSPRNG)")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the initial model, partitions and local shuffling (keys always come from the OS CSPRNG)")
     p.add_argument(
         "--secagg",
         action="store_true",
@@ -183,7 +201,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     c = group.add_parser("client", help="one client: a Flower SuperNode holding partition i")
     c.add_argument("--partition", type=int, required=True, help="this client's partition (0 ≤ i < the server's --clients)")
-    c.add_argument("--server", default="127.0.0.1:9091", help="the server's HOST:PORT (default 127.0.0.1:9091)")
+    c.add_argument("--server", type=_address, default="127.0.0.1:9091", help="the server's HOST:PORT (default 127.0.0.1:9091)")
     c.add_argument("--host", default="127.0.0.1", help="address of this client's ClientAppIo API (default 127.0.0.1)")
     c.add_argument(
         "--port",

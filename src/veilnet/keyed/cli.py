@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from veilnet import keys
-from veilnet.cli import add_device, add_group, add_output, add_seed, positive_int
+from veilnet import keys, plugins
+from veilnet.cli import add_device, add_group, add_output, add_seed, positive_int, seed
 from veilnet.errors import ConfigError, ModelFormatError
 from veilnet.paths import prepare_output
 
@@ -220,7 +220,21 @@ def _weight_matching(args: argparse.Namespace) -> Any:
     transformed = models.load(args.transformed)
     if _keyed_entry(transformed) is None:
         raise ModelFormatError(f"{args.transformed} has no 'keyed' entry in its card: not a transformed model")
-    return weight_matching_attack(transformed, models.load(args.plain), key)
+    plain = models.load(args.plain)
+    if plugins.serving_kind(plain.veilnet_card.get("extra")) is not None:
+        raise ModelFormatError(
+            f"--plain {args.plain} is a transformed model (its card names a serving kind); give the plain model {args.transformed} came from"
+        )
+    if _same_weights(plain, transformed):
+        raise ModelFormatError(f"--plain {args.plain} has the same weights as {args.transformed}; give the plain model it came from")
+    return weight_matching_attack(transformed, plain, key)
+
+
+def _same_weights(a: Any, b: Any) -> bool:
+    import torch
+
+    mine, theirs = a.state_dict(), b.state_dict()
+    return mine.keys() == theirs.keys() and all(mine[k].shape == theirs[k].shape and torch.equal(mine[k], theirs[k]) for k in mine)
 
 
 def _ciphertext_only(args: argparse.Namespace) -> Any:
@@ -298,7 +312,7 @@ def _data_options(parser: argparse.ArgumentParser, *, split: bool = True, subset
 
 def _random_keys_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--random-keys", type=positive_int, default=100, help="number of random wrong keys (default: 100)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random wrong keys' own stream, never the key's (default: 0)")
+    parser.add_argument("--seed", type=seed, default=0, help="seed of the random wrong keys' own stream, never the key's (default: 0)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -403,7 +417,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     li.add_argument("--batch-size", type=positive_int, default=64, help="U-Net batch size (default: 64)")
     li.add_argument("--base-width", type=positive_int, default=32, help="U-Net base width (default: 32)")
     li.add_argument("--fresh-key", default="image", choices=["image", "batch"], help="the attacker draws a fresh key per image (default) or per batch")
-    li.add_argument("--seed", type=int, default=0, help="seed of the attacker's keys and U-Net (default: 0); the victim's key is never seeded")
+    li.add_argument("--seed", type=seed, default=0, help="seed of the attacker's keys and U-Net (default: 0); the victim's key is never seeded")
     add_device(li)
     add_output(li, help="output directory (result.json, result.md, reconstructions.png)")
     li.set_defaults(func=_learned_inversion)

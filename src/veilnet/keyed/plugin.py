@@ -10,4 +10,5 @@ METHOD = Method(
         "keyed": ("veilnet.keyed.cli", "keyed models: encrypt images, transform models (ConvMixer, ViT), evaluate, attack"),
     },
     kinds={"keyed": "veilnet.keyed.serving"},
+    evaluate="evaluate the plain model it came from with the key: veilnet keyed evaluate PLAIN_MODEL --key KEY",
 )

@@ -53,6 +53,11 @@ BLOCK_EA = "signed-permutation"
 DEFAULT_VIT_EA = "permutation"
 #: Largest condition number accepted for Ea (larger ones lose the exact identity in float32).
 MAX_CONDITION = 1e6
+#: Sizes a key is made for, checked before any material is drawn: images up to 4096×4096, and
+#: blocks of at most 4096 values (M·M·C; a ViT patch of 32×32×3 is 3072), so a key's
+#: permutations and an orthogonal Ea (an L×L matrix) stay small.
+MAX_IMAGE_SIZE = 4096
+MAX_BLOCK_VALUES = 4096
 #: Largest max |EaᵀEa − I| of an Ea recorded as orthogonal.
 ORTHOGONAL_TOLERANCE = 1e-6
 #: Bits the CSPRNG draws per standard normal (one 53-bit uniform each, Box-Muller in pairs).
@@ -402,6 +407,10 @@ def _check_params(scheme: str, params: Mapping[str, Any]) -> tuple[int, int, int
     m, c, s = sizes
     if m < 1 or c < 1 or s < 1:
         raise KeyFileError(f"block size, channels and image size must be positive; got {m}, {c}, {s}")
+    if s > MAX_IMAGE_SIZE:
+        raise KeyFileError(f"image size {s} is larger than {MAX_IMAGE_SIZE}, the largest a key is made for")
+    if m * m * c > MAX_BLOCK_VALUES:
+        raise KeyFileError(f"a block holds block size² × channels = {m}² × {c} = {m * m * c} values, more than {MAX_BLOCK_VALUES}; no key is made for it")
     if s % m:
         raise KeyFileError(f"image size {s} is not divisible by block size {m}")
     kind = ea_kind(scheme, params)

@@ -269,7 +269,7 @@ def load(path: str | os.PathLike[str], *, scheme: str | None = None) -> Key:
     if not isinstance(reproducible, bool):
         raise KeyFileError(f"key file {path}: reproducible must be true or false, got {type(reproducible).__name__}")
     key = Key(scheme=doc["scheme"], params=doc["params"], material=doc["material"], entropy_bits=float(entropy), reproducible=reproducible)
-    if not secrets.compare_digest(key.fingerprint, doc["fingerprint"]):
+    if not doc["fingerprint"].isascii() or not secrets.compare_digest(key.fingerprint, doc["fingerprint"]):  # compare_digest takes ASCII str only
         raise KeyFileError(f"key file {path}: the material does not match its fingerprint (tampered or corrupt)")
     if scheme is not None and key.scheme != scheme:
         raise KeyFileError(f"key file {path} is a {key.scheme!r} key; expected a {scheme!r} key")

@@ -1,4 +1,4 @@
-"""Whether a model takes a data set's images: checked before any work, naming both shapes."""
+"""Whether a model takes a data set's images (plain ones, of its shape): checked before any work, naming both shapes."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from veilnet.errors import ShapeError, VeilnetError
+from veilnet import plugins
+from veilnet.errors import ModelFormatError, ShapeError, VeilnetError
 from veilnet.metrics import eval_mode
 from veilnet.models.registry import known, signature
 
@@ -54,4 +55,19 @@ def check_input(model: nn.Module, image_shape: Sequence[int], *, data: str = "th
         raise ShapeError(f"model {name} (takes {takes} images, C×H×W) cannot run on {data}'s {c}×{h}×{w} images: {reason}") from None
 
 
-__all__ = ["check_input", "input_shape"]
+def check_plain(model: nn.Module, *, where: str) -> None:
+    """Raise :class:`ModelFormatError` when ``model``'s card names a serving kind
+    (:func:`veilnet.plugins.serving_kind`): it was transformed for encoded inputs, so what it
+    computes on plain images means nothing; the message says how its method evaluates it."""
+    card = getattr(model, "veilnet_card", None) or {}
+    found = plugins.serving_kind(card.get("extra"))
+    if found is None:
+        return
+    kind, method = found
+    advice = method.evaluate or f"see veilnet {next(iter(method.commands), method.name)} --help"
+    raise ModelFormatError(
+        f"{where} was transformed for encoded inputs (its card names serving kind {kind!r}); its results on plain images mean nothing: {advice}"
+    )
+
+
+__all__ = ["check_input", "check_plain", "input_shape"]

@@ -18,9 +18,9 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from veilnet.cli import add_compile, add_device, add_group, add_output, add_seed, parse_assignments, positive_int
+from veilnet.cli import add_compile, add_device, add_group, add_output, add_seed, finite_float, finite_floats, parse_assignments, positive_int
 from veilnet.errors import ConfigError
-from veilnet.robust.setting import Setting, fraction
+from veilnet.robust.setting import Setting
 
 if TYPE_CHECKING:
     from torch import nn
@@ -38,15 +38,16 @@ def load_model(path: str) -> nn.Module:
     return models.load(path)
 
 
-def _numbers(text: str) -> list[float]:
-    """argparse ``type``: ``1,2,4.5`` -> a non-empty list of finite numbers."""
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-    if not values or any(v != v or v in (float("inf"), float("-inf")) for v in values):
-        raise argparse.ArgumentTypeError(f"expected comma-separated finite numbers, got {text!r}")
-    return values
+def _model_and_data(args: argparse.Namespace) -> tuple[nn.Module, ImageSplit]:
+    """The model and the split the options name, checked before any work: a plain classifier
+    (not one transformed for encoded inputs) that takes the split's images."""
+    from veilnet import data, models
+
+    model = load_model(args.model)
+    models.check_plain(model, where=args.model)
+    split = data.load(args.data, split=args.split)
+    models.check_input(model, split.image_shape, data=args.data)
+    return model, split
 
 
 def _names(text: str) -> list[str]:
@@ -99,7 +100,6 @@ def _grid(radii: list[float] | None, directions: list[float] | None) -> dict[str
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from veilnet import data
     from veilnet.robust import evaluation as ev
 
     names = _names(args.attacks)
@@ -108,8 +108,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     overrides = _overrides(args.set, names)
     grid = _grid(args.sweep_radii, args.sweep_directions)
     setting, out = _prepare(args, names, overrides, grid)
-    model = load_model(args.model)
-    split = data.load(args.data, split=args.split)
+    model, split = _model_and_data(args)
     evaluation = ev.evaluate(
         model,
         split,
@@ -144,16 +143,13 @@ def _report(out: Path, evaluation: Any, sweeps: list[Sweep]) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from veilnet import data
-
     grid = _grid(args.radii, args.directions_list)
     if not grid:
         raise ConfigError("sweep needs --radii and/or --directions-list")
     if args.randomness != "fresh":
         raise ConfigError("--randomness applies to the adaptive attacks of evaluate; the sweeps' defence always draws fresh directions")
     setting, out = _prepare(args, [args.sweep_attack], {}, grid)
-    model = load_model(args.model)
-    split = data.load(args.data, split=args.split)
+    model, split = _model_and_data(args)
     return _report(out, None, _sweeps(args, model, split, grid, args.n_per_class, setting))
 
 
@@ -170,7 +166,7 @@ def _probability(text: str) -> float:
 
 def _certify(args: argparse.Namespace) -> int:
     """``veilnet robust certify``: every option checked, then the model loaded and certified."""
-    from veilnet import data
+    from veilnet.checks import check_budget
     from veilnet.devices import resolve_device
     from veilnet.paths import prepare_output
     from veilnet.robust import certification
@@ -181,8 +177,9 @@ def _certify(args: argparse.Namespace) -> int:
     options = {"sigma": args.sigma, "n0": args.n0, "n": args.n, "alpha": args.alpha, "batch": args.batch, "radii": args.radii}
     certification.check(**options)
     out = prepare_output(args.output, force=args.force, exists=["report.md"], mkdir=False)
-    model = load_model(args.model)
-    split = data.load(args.data, split=args.split)
+    model, split = _model_and_data(args)
+    for radius in args.radii:
+        check_budget("--radii", radius, norm="l2", shape=split.image_shape)
     result = certification.certify(
         model, split, **options, n_per_class=args.n_per_class, setting=setting, attack_batch=args.attack_batch, model_name=Path(args.model).name
     )
@@ -211,33 +208,35 @@ def register(sub: argparse._SubParsersAction) -> None:
         why="post-averaging ran 0.67-0.73x eager here and an evaluation runs it on thousands of images (docs/benchmarks.md, Compiled execution)",
     )
     evaluate.add_argument("--set", nargs="*", metavar="ATTACK.KEY=VALUE", help="change an attack's settings, e.g. square.queries=100 cw.steps=30")
-    evaluate.add_argument("--sweep-radii", type=_numbers, default=None, help="also sweep the radius over these values (paper Fig. 2)")
-    evaluate.add_argument("--sweep-directions", type=_numbers, default=None, help="also sweep K over these values, with time per image (paper Table 2)")
+    evaluate.add_argument("--sweep-radii", type=finite_floats, default=None, help="also sweep the radius over these values (paper Fig. 2)")
+    evaluate.add_argument("--sweep-directions", type=finite_floats, default=None, help="also sweep K over these values, with time per image (paper Table 2)")
     evaluate.add_argument("--sweep-n-per-class", type=positive_int, default=10, help="images per class for the sweeps (default: 10)")
     evaluate.set_defaults(func=_evaluate)
     sweep = robust_sub.add_parser("sweep", help="defence rate against PGD and time per image over radii and numbers of directions")
     _common(sweep)
     sweep.set_defaults(n_per_class=10)
-    sweep.add_argument("--radii", type=_numbers, default=None, help="radii to try, e.g. 1,2,4,6,8,12")
-    sweep.add_argument("--directions-list", type=_numbers, default=None, help="numbers of directions to try, e.g. 6,15,30,60")
+    sweep.add_argument("--radii", type=finite_floats, default=None, help="radii to try, e.g. 1,2,4,6,8,12")
+    sweep.add_argument("--directions-list", type=finite_floats, default=None, help="numbers of directions to try, e.g. 6,15,30,60")
     sweep.set_defaults(func=_sweep)
     certify = robust_sub.add_parser(
         "certify", help="randomised smoothing's certified accuracy against L2 radius, beside post-averaging's under L2 EOT-PGD on the same images"
     )
     certify.add_argument("model", help="model file (veilnet .safetensors/.json/dir) or CIFAR ResNet checkpoint (.th)")
     certify.add_argument(
-        "--sigma", type=fraction, required=True, help="σ of the smoothing noise in [0, 1] pixel space (that the model was trained with, e.g. 0.25)"
+        "--sigma", type=finite_float, required=True, help="σ of the smoothing noise in [0, 1] pixel space (that the model was trained with, e.g. 0.25)"
     )
     certify.add_argument("--n", type=positive_int, default=10_000, help="noise samples estimating p_A per image (default: 10000)")
     certify.add_argument("--n0", type=positive_int, default=100, help="noise samples selecting the top class per image (default: 100)")
     certify.add_argument("--alpha", type=_probability, default=0.001, help="failure probability of each certificate (default: 0.001)")
     certify.add_argument("--batch", type=positive_int, default=1000, help="noisy copies per forward pass (default: 1000)")
-    certify.add_argument("--radii", type=_numbers, default=[0.25, 0.5, 0.75, 1.0], help="L2 radii in [0, 1] pixels to compare at (default: 0.25,0.5,0.75,1)")
+    certify.add_argument(
+        "--radii", type=finite_floats, default=[0.25, 0.5, 0.75, 1.0], help="L2 radii in [0, 1] pixels to compare at (default: 0.25,0.5,0.75,1)"
+    )
     certify.add_argument("--data", default="digits", help="data spec, e.g. folder:/path/cifar10-jpeg.zip (default: digits)")
     certify.add_argument("--split", default="test", help="split to certify (default: test)")
     certify.add_argument("--n-per-class", type=positive_int, default=10, help="first N images of each class (default: 10)")
     certify.add_argument("--directions", type=int, default=15, help="post-averaging directions K (default: 15)")
-    certify.add_argument("--postavg-radius", type=float, default=6.0, help="post-averaging radius r, normalised space (default: 6)")
+    certify.add_argument("--postavg-radius", type=finite_float, default=6.0, help="post-averaging radius r, normalised space (default: 6)")
     certify.add_argument("--draws", type=int, default=5, help="draws of post-averaging's directions each of its accuracies is averaged over (default: 5)")
     certify.add_argument(
         "--attack-batch", type=positive_int, default=8, help="images per batch of the attack on post-averaging (default: 8; raise it on a GPU)"

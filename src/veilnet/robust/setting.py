@@ -7,10 +7,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import Any
 
-from veilnet.checks import check_int, is_int, is_number
+from veilnet.checks import check_budget, check_int, is_int, is_number
+from veilnet.cli import finite_float, seed
 from veilnet.errors import ConfigError
 
 #: The paper's L∞ budget ("Bandlimiting Neural Networks Against Adversarial Attacks", section 4.1
@@ -19,14 +19,6 @@ EPS = 8 / 255
 SPACES = ("normalized", "pixel")
 #: How the defence's random directions behave while an adaptive attack runs (see :class:`Setting`).
 RANDOMNESS = ("fresh", "fixed")
-
-
-def fraction(text: str) -> float:
-    """argparse ``type``: ``8/255`` or ``0.031``."""
-    try:
-        return float(Fraction(text.strip()))
-    except (ValueError, ZeroDivisionError):
-        raise argparse.ArgumentTypeError(f"expected a number or a fraction like 8/255, got {text!r}") from None
 
 
 @dataclass(frozen=True)
@@ -47,9 +39,9 @@ class Setting:
     directions.
     """
 
-    eps: float = field(default=EPS, metadata={"help": "L∞ budget in pixels, a number or a fraction like 8/255 (default: 8/255)", "type": fraction})
+    eps: float = field(default=EPS, metadata={"help": "L∞ budget in pixels, a number or a fraction like 8/255 (default: 8/255)", "type": finite_float})
     directions: int = field(default=15, metadata={"help": "post-averaging directions K (default: 15)"})
-    radius: float = field(default=6.0, metadata={"help": "post-averaging radius r (default: 6)"})
+    radius: float = field(default=6.0, metadata={"help": "post-averaging radius r (default: 6)", "type": finite_float})
     space: str = field(default="normalized", metadata={"help": "space the radius is measured in (default: normalized)", "choices": SPACES})
     draws: int = field(default=5, metadata={"help": "draws of the defence's random directions each defended accuracy is averaged over (default: 5)"})
     randomness: str = field(
@@ -60,12 +52,13 @@ class Setting:
             "choices": RANDOMNESS,
         },
     )
-    seed: int | None = field(default=None, metadata={"help": "seed of the run: the defence's draws and the attacks' randomness (default: drawn and recorded)"})
+    seed: int | None = field(
+        default=None, metadata={"help": "seed of the run: the defence's draws and the attacks' randomness (default: drawn and recorded)", "type": seed}
+    )
     device: str = field(default="cpu", metadata={"help": "torch device, e.g. cpu or cuda (default: cpu)"})
 
     def __post_init__(self) -> None:
-        if not is_number(self.eps) or not self.eps >= 0 or self.eps == float("inf"):
-            raise ConfigError(f"eps must be a finite number >= 0, got {self.eps!r}")
+        check_budget("eps", self.eps, norm="linf")
         for name in ("directions", "draws"):
             value = getattr(self, name)
             if not is_int(value) or value < 1:

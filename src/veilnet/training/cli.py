@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from veilnet.checks import is_int
-from veilnet.cli import add_command, add_compile, add_device, add_output, parse_assignments, positive_int
+from veilnet.cli import add_command, add_compile, add_device, add_output, finite_float, parse_assignments, positive_int, seed
 from veilnet.errors import ConfigError
 
 #: CLI option -> TrainConfig field, for the options that map one to one.
@@ -185,13 +185,13 @@ def add_training_options(p: argparse.ArgumentParser, *, init_help: str, output_h
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"])
-    p.add_argument("--lr", type=float, help="peak learning rate")
-    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--lr", type=finite_float, help="peak learning rate")
+    p.add_argument("--weight-decay", type=finite_float)
     p.add_argument("--schedule", choices=["cosine", "step", "constant"])
-    p.add_argument("--warmup", type=float, help="warm-up epochs")
-    p.add_argument("--label-smoothing", type=float)
+    p.add_argument("--warmup", type=finite_float, help="warm-up epochs")
+    p.add_argument("--label-smoothing", type=finite_float)
     p.add_argument("--no-augment", action="store_true", help="no random crop / flip")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=seed)
     p.add_argument("--subset", type=positive_int, metavar="N", help="train on N images per class (seeded random choice)")
     p.add_argument("--init", metavar="MODEL", help=init_help)
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in the output directory")

@@ -36,10 +36,12 @@ def evaluate(model_path: str | os.PathLike[str], spec: str, split: str = "test",
     through :func:`veilnet.models.prepare` (in chunks of :data:`BATCH`, the last one padded).
 
     A model that does not take the data's images (channels, size) is a
-    :class:`~veilnet.errors.ShapeError` naming both shapes, before any prediction.
+    :class:`~veilnet.errors.ShapeError` naming both shapes, and a model transformed for encoded
+    inputs a :class:`~veilnet.errors.ModelFormatError`, before any prediction.
     """
     torch_device = resolve_device(device)
     model = models.load(model_path, device=torch_device)
+    models.check_plain(model, where=str(model_path))
     images = data.load(spec, split)
     models.check_input(model, images.image_shape, data=spec)
     prepared = models.prepare(model, compile=compile, chunk=BATCH)
