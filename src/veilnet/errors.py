@@ -40,6 +40,10 @@ class OutputExistsError(VeilnetError, FileExistsError):
     """Refusing to overwrite an existing file (pass force=True / --force)."""
 
 
+class OutputWriteError(VeilnetError):
+    """An output that could not be written (disk full, file-size limit, I/O error); nothing partial is left."""
+
+
 class ServiceError(VeilnetError):
     """The server could not be used: unreachable, or it answered with an error."""
 

@@ -19,6 +19,8 @@ from typing import Any, TypeVar
 
 import torch
 
+from veilnet.paths import atomic_write, write_text
+
 
 def _plain(value: Any) -> Any:
     """Convert tensors, tuples, paths and nested dataclasses into JSON-ready values."""
@@ -110,10 +112,8 @@ class Result:
             raise DataFormatError(f"{path}: does not hold a {cls.__name__} ({exc})") from None
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.to_json())
-        return path
+        """Write :meth:`to_json` to ``path`` atomically (:func:`veilnet.paths.write_text`)."""
+        return write_text(path, self.to_json())
 
 
 def markdown_table(headers: list[str], rows: list[list[Any]]) -> str:
@@ -138,13 +138,12 @@ def plot_backend() -> Any:
 
 
 def save_figure(fig: Any, path: str | Path, *, dpi: int = 110) -> Path:
-    """Write a matplotlib figure as PNG (creating the folder) and close it; returns the path."""
+    """Write a matplotlib figure as PNG atomically (:func:`veilnet.paths.atomic_write`) and close it; returns the path."""
     plt = plot_backend()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
         fig.tight_layout()
-        fig.savefig(path, dpi=dpi)
+        with atomic_write(path) as fh:
+            fig.savefig(fh, format="png", dpi=dpi)
     finally:
         plt.close(fig)
-    return path
+    return Path(path)

@@ -24,6 +24,8 @@ ROWS = [
     ("run-unknown-data", [*_RUN, "--model", "vit", "--data", "mnist", "-o", "{tmp}/f"], "mnist"),
     ("run-exists", [*_RUN, "--model", "vit", "-o", "{root}"], "exists; pass --force"),
     ("run-output-under-file", [*_RUN, "--model", "vit", "-o", "{afile}/f"], "is a file"),
+    ("run-output-is-file", [*_RUN, "--model", "vit", "-o", "{afile}"], "is a file, not a folder"),
+    ("run-output-is-file-force", [*_RUN, "--model", "vit", "-o", "{afile}", "--force"], "is a file, not a folder"),
     (
         "run-secagg-one-client",
         ["fl", "run", "--model", "vit", "--clients", "1", "--rounds", "1", "--secagg", "-o", "{tmp}/f"],
@@ -46,6 +48,7 @@ ROWS += [
     ("server-port-0", [*_SERVER, "--port", "0", "-o", "{tmp}/f"], "port is between 1 and 65535"),
     ("server-port-not-number", [*_SERVER, "--port", "http", "-o", "{tmp}/f"], "expected a port number"),
     ("server-exists", [*_SERVER, "--port", "19990", "-o", "{root}"], "exists; pass --force"),
+    ("server-output-is-file", [*_SERVER, "--port", "19990", "-o", "{afile}"], "is a file, not a folder"),
     ("server-unknown-model", ["fl", "server", "--model", "resnet18", "--port", "19990", "-o", "{tmp}/f"], "unknown model"),
     ("server-secagg-minority", [*_SERVER, "--port", "19990", "--min-clients", "1", "--secagg", "-o", "{tmp}/f"], "min clients must be at least 2 of 2"),
     ("server-wait-0", [*_SERVER, "--wait", "0", "-o", "{tmp}/f"], "positive number"),

@@ -59,6 +59,16 @@ ROWS = [
     ),
     ("attack-known-plaintext-output-exists", ["keyed", "attack", "known-plaintext", *KEY, "--data", "digits", "-o", "{afile}"], "exists; pass --force"),
     (
+        "attack-known-plaintext-force-onto-folder",
+        ["keyed", "attack", "known-plaintext", *KEY, "--data", "digits", "-o", "{tmp}", "--force"],
+        "it is a folder, not a regular file",
+    ),
+    (
+        "attack-known-plaintext-onto-device",
+        ["keyed", "attack", "known-plaintext", *KEY, "--data", "digits", "-o", "/dev/null"],
+        "it is a device",
+    ),
+    (
         "attack-ciphertext-only-encrypted-zero",
         ["keyed", "attack", "ciphertext-only", *KEY, "--data", "digits", "--encrypted", "0", "-o", "{tmp}/a.json"],
         "positive integer",

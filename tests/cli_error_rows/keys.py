@@ -20,6 +20,9 @@ ROWS = [
     ),
     ("new-exists", [*NEW, "--block-size", "4", "-o", "{key}"], "exists; pass --force"),
     ("new-output-under-file", [*NEW, "--block-size", "4", "-o", "{afile}/k.json"], "is a file"),
+    # a device with --force is tested in tests/test_atomic_writes.py on a node of its own, never /dev's
+    ("new-onto-device", [*NEW, "--block-size", "4", "-o", "/dev/null"], "/dev/null: it is a device, not a regular file"),
+    ("new-force-onto-folder", [*NEW, "--block-size", "4", "-o", "{tmp}", "--force"], "it is a folder, not a regular file"),
 ]
 
 # Issue 23: sizes checked before allocation; seeds.

@@ -53,6 +53,7 @@ ROWS = [
     ("eval-other-channels", ["eval", "{model}", "--data", "digits:channels=1"], "but digits:channels=1 has 1×32×32"),
     ("eval-other-size", ["eval", "{model}", "--data", "digits:size=30"], "3×30×30"),
     ("eval-missing-model", ["eval", "{tmp}/nowhere", "--data", "digits"], "model card missing"),
+    ("eval-output-is-file", ["eval", "{model}", "--data", "digits", "-o", "{afile}"], "is a file, not a folder"),
     ("eval-compile-with-a-value", ["eval", "{model}", "--data", "digits", "--no-compile=1"], "ignored explicit argument '1'"),
     ("eval-corrupt-card", ["eval", "{corrupt_json}", "--data", "digits"], "corrupt model card"),
     ("eval-unknown-data", ["eval", "{model}", "--data", "mnist"], "unknown data set"),

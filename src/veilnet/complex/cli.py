@@ -104,7 +104,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _attack(args: argparse.Namespace) -> int:
     from veilnet.devices import resolve_device
-    from veilnet.paths import prepare_output
+    from veilnet.paths import prepare_output, write_text
 
     device = resolve_device(args.device)
     out = prepare_output(args.output, force=args.force, exists=["report.json", "report.md", "reconstructions.png"])
@@ -143,7 +143,7 @@ def _attack(args: argparse.Namespace) -> int:
         net, attacker, victim, baselines=baselines, settings=settings, model_label=str(args.model), device=device, progress=True
     )
     report.save(out / "report.json")
-    (out / "report.md").write_text(suite.markdown(report))
+    write_text(out / "report.md", suite.markdown(report))
     if reconstructions:
         suite.save_grid(out / "reconstructions.png", report, victim.float_images()[: settings.max_images], reconstructions)
     for angle in report.angle:

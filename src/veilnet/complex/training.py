@@ -508,9 +508,11 @@ def train_complex(
         }
         extra = {"discriminator": {"file": DISCRIMINATOR_FILE, "in_shape": list(feature_shape), "channels": config.d_channels}}
         path = str(models.save(net, out_dir, data=split.spec or None, metrics=card_metrics, extra=extra, input_shape=split.image_shape, force=True))
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
-        save_file({k: v.detach().cpu().contiguous() for k, v in critic.state_dict().items()}, str(Path(out_dir) / DISCRIMINATOR_FILE))
+        from veilnet.paths import write_bytes
+
+        write_bytes(Path(out_dir) / DISCRIMINATOR_FILE, save({k: v.detach().cpu().contiguous() for k, v in critic.state_dict().items()}))
     return ComplexTrainResult(model_path=path, epochs=config.epochs, test_accuracy=test_acc, train_seconds=seconds, history=history)
 
 

@@ -4,17 +4,17 @@ An entry is a folder ``<source>-<split>-<id>-<key>`` holding ``images.npy``, ``l
 (and ``coarse_labels.npy`` for CIFAR-100) and ``meta.json``. ``id`` hashes what the data set
 is (kind, absolute path, options, split); ``key`` hashes that plus the size and modification
 time of the source files, so a changed source misses the cache, is decoded again, and its
-stale entry is removed. Entries are written to a temporary folder and renamed into place, so
-a reader never sees half an entry.
+stale entry is removed. Each file of an entry is written atomically
+(:func:`veilnet.paths.write_bytes`) and ``meta.json`` last, so a reader never sees half an entry.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
-import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +24,8 @@ import numpy as np
 import torch
 
 from veilnet.data.split import ImageSplit
+from veilnet.errors import OutputWriteError
+from veilnet.paths import write_bytes, write_text
 
 #: Bump when the layout of an entry or the decoding of any source changes.
 VERSION = 1
@@ -59,23 +61,15 @@ def _read(entry: Path, key: dict[str, Any], spec: str, split: str) -> ImageSplit
 
 
 def _write(entry: Path, key: dict[str, Any], data: ImageSplit) -> None:
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=entry.parent))
-    try:
-        for name in _ARRAYS:
-            value = getattr(data, name)
-            if value is not None:
-                np.save(tmp / f"{name}.npy", value.numpy())
-        meta = {"key": key, "classes": data.classes, "coarse_classes": data.coarse_classes}
-        (tmp / "meta.json").write_text(json.dumps(meta))
-        if entry.exists():  # unreadable or stale under the same key
-            shutil.rmtree(entry, ignore_errors=True)
-        os.rename(tmp, entry)
-    except OSError:
-        if entry.exists():  # another process wrote it first
-            return
-        raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    """The arrays, then ``meta.json``: an entry whose meta can be read is whole (another process
+    writing the same entry writes the same files)."""
+    for name in _ARRAYS:
+        value = getattr(data, name)
+        if value is not None:
+            buffer = io.BytesIO()  # numpy writing a real file loses the reason of a failed write
+            np.save(buffer, value.numpy())
+            write_bytes(entry / f"{name}.npy", buffer.getvalue())
+    write_text(entry / "meta.json", json.dumps({"key": key, "classes": data.classes, "coarse_classes": data.coarse_classes}))
 
 
 def cached(label: str, split: str, spec: str, identity: dict[str, Any], stats: Any, decode: Callable[[], ImageSplit]) -> ImageSplit:
@@ -97,7 +91,7 @@ def cached(label: str, split: str, spec: str, identity: dict[str, Any], stats: A
         for stale in root.glob(prefix + "*"):
             if stale != entry:
                 shutil.rmtree(stale, ignore_errors=True)
-    except OSError as exc:
+    except (OSError, OutputWriteError) as exc:
         warnings.warn(f"could not cache {spec} ({split}) under {root}: {exc}", stacklevel=3)
     return data
 

@@ -129,7 +129,7 @@ def run_server(
     from tqdm.auto import tqdm
 
     from veilnet.federated.simulation import OUTPUTS
-    from veilnet.paths import prepare_output
+    from veilnet.paths import prepare_output, write_text
 
     out = prepare_output(out_dir, force=force, exists=(*OUTPUTS, ROUNDS_LOG))
     out.mkdir(parents=True, exist_ok=True)
@@ -139,10 +139,11 @@ def run_server(
     for folder in (home, app, state):
         folder.mkdir()
     toml = lambda value: json.dumps(str(value))  # noqa: E731 - a TOML basic string is a JSON string
-    (app / "pyproject.toml").write_text(
-        _APP_TOML.format(config=toml(config.dumps()), state=toml(state), output=toml(out.resolve()), wait=float(wait_seconds), timeout=float(round_timeout))
+    write_text(
+        app / "pyproject.toml",
+        _APP_TOML.format(config=toml(config.dumps()), state=toml(state), output=toml(out.resolve()), wait=float(wait_seconds), timeout=float(round_timeout)),
     )
-    (home / "config.toml").write_text(f'[superlink]\ndefault = "veilnet"\n\n[superlink.veilnet]\naddress = "{host}:{port}"\ninsecure = true\n')
+    write_text(home / "config.toml", f'[superlink]\ndefault = "veilnet"\n\n[superlink.veilnet]\naddress = "{host}:{port}"\ninsecure = true\n')
     env = _environment(home)
     log = None if verbose else subprocess.DEVNULL
     superlink = subprocess.Popen(

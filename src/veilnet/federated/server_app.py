@@ -313,7 +313,9 @@ def main(grid: Grid, context: Context) -> None:
     output folder (each round appended to its ``rounds.jsonl``), the private ``state`` folder
     (the final state, read by :func:`veilnet.federated.deployment.run_server`), the seconds to
     wait for the clients (``wait``) and a round's timeout (``timeout``)."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
+
+    from veilnet.paths import write_bytes, write_text
 
     run_config = context.run_config
     config = FederatedConfig.loads(str(run_config["config"]))
@@ -326,11 +328,11 @@ def main(grid: Grid, context: Context) -> None:
     federation = Federation(config, progress=False, wait_seconds=float(run_config["wait"]), timeout=float(run_config["timeout"]), on_round=on_round)
     federation.main(grid, context)
     state = Path(str(run_config["state"]))
-    save_file({k: v.contiguous() for k, v in (federation.weights or {}).items()}, str(state / WEIGHTS))
+    write_bytes(state / WEIGHTS, save({k: v.contiguous() for k, v in (federation.weights or {}).items()}))
     doc = {
         "rounds": federation.rounds,
         "keyed": [k.to_dict() for k in federation.keyed],
         "cross_key": federation.cross_key,
         "initial_accuracy": federation.initial_accuracy,
     }
-    (state / STATE).write_text(json.dumps(doc))
+    write_text(state / STATE, json.dumps(doc))

@@ -21,7 +21,7 @@ from typing import Any
 from veilnet.errors import VeilnetError
 from veilnet.federated.results import PLOT, REPORT, RESULT, FederatedResult
 from veilnet.federated.task import FederatedConfig
-from veilnet.paths import prepare_output
+from veilnet.paths import prepare_output, write_text
 
 __all__ = ["FederationError", "OUTPUTS", "quiet_environment", "run", "finish"]
 
@@ -139,7 +139,7 @@ def finish(config: FederatedConfig, federation: Any, out: Path, *, mode: str, se
         notes=notes,
     )
     result.save(out / RESULT)
-    (out / REPORT).write_text(results.markdown(result))
+    write_text(out / REPORT, results.markdown(result))
     results.plot_rounds(result, out / PLOT)
     return result
 

@@ -8,6 +8,7 @@ library modules are imported inside the handlers, so parsing these commands does
 from __future__ import annotations
 
 import argparse
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 from veilnet import keys, plugins
 from veilnet.cli import add_device, add_group, add_output, add_seed, positive_int, seed
 from veilnet.errors import ConfigError, ModelFormatError
-from veilnet.paths import prepare_output
+from veilnet.paths import prepare_output, write_bytes, write_text
 
 
 def _split(spec: str, split: str, n_per_class: int | None, seed: int | None) -> Any:
@@ -26,10 +27,9 @@ def _split(spec: str, split: str, n_per_class: int | None, seed: int | None) -> 
 
 
 def _prepare_model_output(path: str, force: bool) -> None:
-    from veilnet.models.io import output_paths
+    from veilnet.models.io import prepare_save
 
-    weights, card = output_paths(path)
-    prepare_output(weights, force=force, exists=(weights, card))
+    prepare_save(path, force=force)
 
 
 def _keyed_entry(model: Any) -> Any:
@@ -156,16 +156,18 @@ def _transform_images(args: argparse.Namespace) -> int:
     if png and out.is_floating_point():
         out = out.mul(255).round_().clamp_(0, 255).to(torch.uint8)
     for path, img in zip(paths, out, strict=True):
+        buffer = io.BytesIO()  # numpy writing a real file loses the reason of a failed write
         if png:
             arr = img.permute(1, 2, 0).numpy()
-            Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr).save(path)
+            Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr).save(buffer, format="PNG")
         else:
-            np.save(path, img.float().numpy())
+            np.save(buffer, img.float().numpy())
+        write_bytes(path, buffer.getvalue())
     manifest = {"key": key.fingerprint, "decrypted" if args.decrypt else "encrypted": True, "files": [p.name for p in paths]}
-    (outdir / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    write_text(outdir / "manifest.json", json.dumps(manifest, indent=1) + "\n")
     print(f"{len(paths)} images {'decrypted' if args.decrypt else 'encrypted'} with {key.fingerprint} -> {outdir} ({suffix[1:]}; no labels)")
     if args.labels is not None:
-        Path(args.labels).write_text(json.dumps({"files": [p.name for p in paths], "labels": labels}, indent=1) + "\n")
+        write_text(args.labels, json.dumps({"files": [p.name for p in paths], "labels": labels}, indent=1) + "\n")
         print(f"labels (keep them with the key, not on the server) -> {args.labels}")
     return 0
 
@@ -186,7 +188,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     result = evaluate(model, key, split.images, split.labels, random_keys=args.random_keys, seed=args.seed, data=data, device=device)
     result.save(outdir / "evaluation.json")
     table = markdown(result)
-    (outdir / "table.md").write_text(table + "\n")
+    write_text(outdir / "table.md", table + "\n")
     plot_random_keys(result, outdir / "random_keys.png")
     print(table)
     print(f"-> {outdir}/evaluation.json, table.md, random_keys.png")
@@ -278,8 +280,6 @@ def _learned_inversion(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     config = InversionConfig(epochs=args.epochs, batch_size=args.batch_size, base_width=args.base_width, seed=args.seed)
     outdir = prepare_output(args.output, force=args.force, exists=["result.json", "result.md", "reconstructions.png"])
-    if outdir.exists() and not outdir.is_dir():
-        raise ConfigError(f"cannot write {outdir}: it is a file, not a folder")
     attacker = _split(args.data, "train", None, None).images[: args.attacker_images]
     victim = _split(args.data, "test", None, None).images[: args.max_images]
     _, channels, height, _ = victim.shape
@@ -288,9 +288,8 @@ def _learned_inversion(args: argparse.Namespace) -> int:
         attacker, victim, scheme=args.scheme, block_size=args.block_size, ea=args.ea, victim_key=victim_key, config=config,
         attacker_split=f"{args.data}:train", victim_split=f"{args.data}:test", seed=args.seed, device=device, progress=True, fresh_key=args.fresh_key,
     )  # fmt: skip
-    outdir.mkdir(parents=True, exist_ok=True)
     result.save(outdir / "result.json")
-    (outdir / "result.md").write_text(keyed_inversion_table(result) + "\n")
+    write_text(outdir / "result.md", keyed_inversion_table(result) + "\n")
     save_inversion_grid(
         outdir / "reconstructions.png", victim, {"encrypted": encrypt_images(victim[:8], victim_key), "reconstructed": rec}, title=result.attack
     )

@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from veilnet.checks import is_number
-from veilnet.errors import KeyFileError, OutputExistsError
-from veilnet.paths import prepare_output
+from veilnet.errors import KeyFileError
+from veilnet.paths import prepare_output, write_text
 
 if TYPE_CHECKING:
     import torch
@@ -206,30 +206,10 @@ class Key:
         """Write the key file with mode 0600; refuse to overwrite unless ``force`` (and any path
         :func:`veilnet.paths.prepare_output` refuses: under a file, in an unwritable folder).
 
-        The file is written to a temporary name first and then linked (no overwrite) or
-        renamed (overwrite) into place, so an interrupted write never leaves a half key.
+        The file is written with :func:`veilnet.paths.write_text` (never a half key; without
+        ``force`` not even over a file created meanwhile).
         """
-        path = prepare_output(path, force=force)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(self.to_json())
-                fh.flush()
-                os.fsync(fh.fileno())
-            if force:
-                os.replace(tmp, path)
-            else:
-                try:
-                    os.link(tmp, path)
-                except FileExistsError:
-                    raise OutputExistsError(f"{path} exists; pass --force to overwrite") from None
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-        os.chmod(path, 0o600)
-        return path
+        return write_text(prepare_output(path, force=force), self.to_json(), perm=0o600, replace=force)
 
 
 def load(path: str | os.PathLike[str], *, scheme: str | None = None) -> Key:

@@ -22,11 +22,9 @@ def _list(args: argparse.Namespace) -> int:
 
 def _import_cifar_resnet(args: argparse.Namespace) -> int:
     from veilnet import models
-    from veilnet.models.io import output_paths
-    from veilnet.paths import prepare_output
+    from veilnet.models.io import prepare_save
 
-    weights, card_path = output_paths(args.output)
-    prepare_output(weights, force=args.force, exists=(weights, card_path))
+    prepare_save(args.output, force=args.force)
     model = models.load_cifar_resnet(args.checkpoint, depth=args.depth)
     weights = models.save(
         model, args.output, metrics=model.veilnet_card["metrics"], extra={k: model.veilnet_card[k] for k in ("source", "source_sha256")}, force=args.force

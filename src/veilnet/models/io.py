@@ -23,14 +23,15 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as save_tensors
 from torch import nn
 
 from veilnet.checks import is_int_list
 from veilnet.errors import ConfigError, ModelFormatError, VeilnetError
 from veilnet.models.registry import create
 from veilnet.models.resnet_cifar import DEPTHS
-from veilnet.paths import prepare_output
+from veilnet.paths import atomic_write, prepare_output, write_text
 
 FORMAT = "veilnet-model"
 VERSION = 1
@@ -56,11 +57,10 @@ def save(
     ``input_shape`` (``C, H, W``) records the images the model takes. Existing files are
     kept unless ``force`` (checked with :func:`veilnet.paths.prepare_output`, like every output).
     """
-    weights, card_path = output_paths(path)
     arch = getattr(model, "veilnet_arch", None)
     if not isinstance(arch, dict):
         raise ModelFormatError(f"cannot save a {type(model).__name__} that was not built by veilnet.models.create (no architecture record)")
-    prepare_output(weights, force=force, exists=(weights, card_path))
+    weights, card_path = prepare_save(path, force=force)
     card: dict[str, Any] = {
         "format": FORMAT,
         "version": VERSION,
@@ -76,12 +76,21 @@ def save(
         json.dumps(card)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"data, metrics and extra of a model card must be JSON values: {exc}") from None
-    weights.parent.mkdir(parents=True, exist_ok=True)
     tensors = {name: t.detach().to("cpu").clone().contiguous() for name, t in model.state_dict().items()}
-    save_file(tensors, str(weights), metadata={"format": FORMAT, "architecture": arch["name"]})
-    card["sha256"] = _sha256(weights)
-    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    blob = save_tensors(tensors, metadata={"format": FORMAT, "architecture": arch["name"]})
+    card["sha256"] = hashlib.sha256(blob).hexdigest()
+    # The card goes into place inside the weights' write: a failure on either keeps the old weights.
+    with atomic_write(weights) as fh:
+        fh.write(blob)
+        write_text(card_path, json.dumps(card, indent=2) + "\n")
     return weights
+
+
+def prepare_save(path: str | os.PathLike[str], *, force: bool = False) -> tuple[Path, Path]:
+    """The weights and card files :func:`save` writes for ``path``, checked with :func:`veilnet.paths.prepare_output` before any work."""
+    weights, card_path = output_paths(path)
+    prepare_output(weights.parent, force=force, exists=(weights.name, card_path.name))
+    return weights, card_path
 
 
 def card(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -30,7 +30,6 @@ import json
 import math
 import os
 import platform
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -41,8 +40,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from veilnet.data.cache import cache_dir
-from veilnet.errors import ConfigError, ShapeError
+from veilnet.errors import ConfigError, OutputWriteError, ShapeError
 from veilnet.models.prepared import Prepared, prepare
+from veilnet.paths import write_text
 
 SPACES = ("normalized", "pixel")
 REDUCTIONS = ("softmax", "logits")
@@ -285,15 +285,10 @@ def _read_disk_cache() -> dict[str, int]:
 
 
 def _write_disk_cache(key: str, value: int) -> None:
-    """Add one entry, written to a temporary file and renamed into place (a reader never sees half a file)."""
-    path = _cache_file()
+    """Add one entry, written atomically (:func:`veilnet.paths.write_text`: a reader never sees half a file)."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        table = {**_read_disk_cache(), key: value}
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
-            json.dump(table, f, indent=1, sort_keys=True)
-        os.replace(f.name, path)
-    except OSError:
+        write_text(_cache_file(), json.dumps({**_read_disk_cache(), key: value}, indent=1, sort_keys=True))
+    except OutputWriteError:
         pass  # the in-memory table still holds it; an unwritable cache only costs a re-measurement
 
 

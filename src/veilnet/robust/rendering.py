@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from veilnet.paths import write_text
 from veilnet.report import markdown_table, plot_backend, save_figure
 from veilnet.robust import attacks as attack_zoo
 from veilnet.robust.certification import certified_accuracy, max_radius
@@ -151,15 +152,12 @@ def write_report(out_dir: str | Path, evaluation: Evaluation | None = None, swee
     """JSON for every result (``evaluation.json``, ``sweep-PARAMETER.json``), a PNG plot per sweep
     and ``report.md`` (:func:`render_report`); returns the report's path."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     if evaluation is not None:
         evaluation.save(out / "evaluation.json")
     for result in sweeps:
         result.save(out / f"sweep-{result.parameter}.json")
         plot_sweep(result, out / f"sweep-{result.parameter}.png")
-    report = out / "report.md"
-    report.write_text(render_report(evaluation, sweeps))
-    return report
+    return write_text(out / "report.md", render_report(evaluation, sweeps))
 
 
 def rebuild_report(out_dir: str | Path) -> str:
@@ -266,12 +264,9 @@ def write_certification(out_dir: str | Path, result: Certification) -> Path:
     """``certification.json``, ``certify.png`` (:func:`plot_certification`) and ``report.md``
     (:func:`render_certification`) in ``out_dir``; returns the report's path."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     result.save(out / "certification.json")
     plot_certification(result, out / "certify.png")
-    report = out / "report.md"
-    report.write_text(render_certification(result))
-    return report
+    return write_text(out / "report.md", render_certification(result))
 
 
 __all__ = ["rebuild_report", "render_report", "write_report"]

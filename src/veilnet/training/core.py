@@ -40,6 +40,7 @@ Example (a GAN: two models, two optimisers, alternating updates)::
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -54,7 +55,7 @@ from tqdm.auto import tqdm
 
 from veilnet.checks import check_int
 from veilnet.errors import ConfigError, ModelFormatError, OutputExistsError, VeilnetError
-from veilnet.paths import prepare_output
+from veilnet.paths import prepare_output, write_bytes, write_text
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.json"
@@ -170,7 +171,7 @@ def fit(
         if out is not None:
             # Checkpoint first, then metrics: a crash between the two only repeats nothing.
             save_checkpoint(out / CHECKPOINT, state, epoch=epoch + 1, global_step=global_step, history=history, config=run_config)
-            (out / METRICS).write_text(json.dumps([{k: _json_number(v) for k, v in r.items()} for r in history], indent=1) + "\n")
+            write_text(out / METRICS, json.dumps([{k: _json_number(v) for k, v in r.items()} for r in history], indent=1) + "\n")
         if progress:
             tqdm.write(f"{desc} {epoch + 1}/{epochs}: " + ", ".join(_fmt(k, v) for k, v in record.items() if k != "epoch"))
         if on_epoch_end is not None:
@@ -195,7 +196,7 @@ def prepare_run(out_dir: str | os.PathLike[str], *, resume: bool, force: bool, e
 def save_checkpoint(
     path: Path, state: Mapping[str, Stateful | torch.Generator], *, epoch: int, global_step: int, history: list[dict[str, Any]], config: dict[str, Any]
 ) -> None:
-    """Write the checkpoint :func:`fit` resumes from, atomically (a temporary file, then rename)."""
+    """Write the checkpoint :func:`fit` resumes from, atomically (:func:`veilnet.paths.write_bytes`)."""
     checkpoint = {
         "version": CHECKPOINT_VERSION,
         "epoch": epoch,
@@ -207,9 +208,9 @@ def save_checkpoint(
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(checkpoint, tmp)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()  # torch.save into a real file would turn a full disk into a RuntimeError
+    torch.save(checkpoint, buffer)
+    write_bytes(path, buffer.getvalue())
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
