@@ -151,6 +151,8 @@ def test_page_refuses_keys_it_cannot_encrypt_with(blank_page, tmp_path: Path) ->
     ask = """async (text) => { try { await VeilnetCore.verifyFingerprint(VeilnetCore.parseKey(text)); return "accepted"; } catch (e) { return e.message; } }"""
     assert "use `veilnet query`" in blank_page.evaluate(ask, orthogonal)
     assert "not a veilnet key file" in blank_page.evaluate(ask, '{"hello": 1}')
+    # class names from /v1/info, numbers for a card without them
+    assert blank_page.evaluate("() => [VeilnetCore.className(['cat', 'dog'], 1), VeilnetCore.className(null, 3)]") == ["dog", "class 3"]
     if blank_page.evaluate("() => Boolean(globalThis.crypto && crypto.subtle)"):
         assert "does not match its fingerprint" in blank_page.evaluate(ask, tampered)
         assert blank_page.evaluate(ask, _key("vit", "signed-permutation", seed=3).to_json()) == "accepted"
@@ -241,7 +243,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, browser):
     plain.eval()
     key = _key("block", None, seed=7)
     key.save(root / "key.json")
-    models.save(transform_model(plain, key), root / "served", extra={"keyed": public_params(key)})
+    classes = data.load("digits", "test").classes
+    models.save(transform_model(plain, key), root / "served", classes=classes, extra={"keyed": public_params(key)})
     (root / "tokens.txt").write_text(f"{TOKEN}\n")
     images = data.load("digits", "test").images[[0, 1, 5]]
     pngs = []
@@ -252,7 +255,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, browser):
     with serving([str(root / "served"), "--token-file", str(root / "tokens.txt")], port=port, log=root / "server.log"):
         proxy = RecordingProxy(("127.0.0.1", port))
         probs = torch.softmax(metrics.predict(plain, images).double(), dim=1)
-        yield {"root": root, "key": key, "images": images, "pngs": pngs, "proxy": proxy, "probs": probs, "browser": browser}
+        yield {"root": root, "key": key, "images": images, "pngs": pngs, "proxy": proxy, "probs": probs, "browser": browser, "classes": classes}
         proxy.stop()
 
 
@@ -281,7 +284,7 @@ def test_page_shows_the_plain_models_labels_and_sends_only_ciphertext(deployment
     probs = deployment["probs"]
     assert [label for label, _ in shown] == probs.argmax(1).tolist()
     assert np.allclose([c for _, c in shown], probs.max(1).values.numpy(), atol=1e-5)
-    assert page.locator(".result .label").first.text_content() == f"class {int(probs[0].argmax())}"
+    assert page.locator(".result .label").all_text_contents() == [deployment["classes"][i] for i in probs.argmax(1).tolist()]  # the card's names
     if os.environ.get("VEILNET_SCREENSHOT"):
         page.screenshot(path=os.environ["VEILNET_SCREENSHOT"], full_page=True)
     page.close()

@@ -213,6 +213,11 @@ const VeilnetCore = (() => {
     return out;
   }
 
+  /** The name of class `label`: /v1/info's `classes` (the model card's), or "class N" for a card without names. */
+  function className(classes, label) {
+    return Array.isArray(classes) && typeof classes[label] === "string" ? classes[label] : `class ${label}`;
+  }
+
   /**
    * RGBA pixels (canvas ImageData, S×S) -> C×S×S uint8, channel-major. C = 1 is PIL's "L"
    * conversion (ITU-R 601-2 luma, L = (19595 R + 38470 G + 7471 B + 2^15) >> 16), as
@@ -229,7 +234,7 @@ const VeilnetCore = (() => {
     return out;
   }
 
-  return { NPY, UserError, parseKey, canonicalJSON, verifyFingerprint, checkKey, indexMap, encryptPixels, npyBody, readNpy, classify, toPlanes };
+  return { NPY, UserError, parseKey, canonicalJSON, verifyFingerprint, checkKey, indexMap, encryptPixels, npyBody, readNpy, classify, className, toPlanes };
 })();
 
 if (typeof module !== "undefined" && module.exports) module.exports = VeilnetCore;
@@ -317,7 +322,7 @@ if (typeof document !== "undefined") {
     return canvas;
   }
 
-  function showResult(name, plain, encrypted, channels, size, prediction) {
+  function showResult(name, plain, encrypted, channels, size, prediction, classes) {
     const figure = document.createElement("figure");
     figure.className = "result";
     figure.dataset.label = String(prediction.label);
@@ -331,7 +336,7 @@ if (typeof document !== "undefined") {
     const caption = document.createElement("figcaption");
     const label = document.createElement("strong");
     label.className = "label";
-    label.textContent = `class ${prediction.label}`;
+    label.textContent = VeilnetCore.className(classes, prediction.label);
     caption.append(label, ` · ${(100 * prediction.confidence).toFixed(1)} % · `, Object.assign(document.createElement("span"), { className: "name", textContent: name }));
     figure.append(pair, caption);
     $("results").append(figure);
@@ -373,7 +378,7 @@ if (typeof document !== "undefined") {
         const answer = await call("v1/predict", token, { method: "POST", headers: { "Content-Type": VeilnetCore.NPY }, body: VeilnetCore.npyBody(data, [part.length, c, s, s]) });
         const logits = VeilnetCore.readNpy(await answer.arrayBuffer());
         if (logits.shape[0] !== part.length || !k || logits.shape[1] !== k) throw new UserError("The server's answer does not have one row of class scores per image.");
-        VeilnetCore.classify(logits.data, k).forEach((p, i) => showResult(read[start + i].name, read[start + i].canvas, part[i], c, s, p));
+        VeilnetCore.classify(logits.data, k).forEach((p, i) => showResult(read[start + i].name, read[start + i].canvas, part[i], c, s, p, info.classes));
       }
       say(`${encrypted.length} image(s) classified; only the encrypted images left this page.`);
     } catch (err) {
