@@ -333,6 +333,24 @@ def test_page_says_wrong_key_refused_token_and_unreadable_image(deployment: dict
     assert _error(deployment, root / "key.json", [pngs[0], notes], TOKEN) == "notes.png: this file is not an image the browser can read."
 
 
+def test_page_keeps_the_reason_a_key_file_was_refused_until_the_file_changes(deployment: dict) -> None:
+    """A truncated key file: its sentence stays through a click on classify; a good file clears it."""
+    root = deployment["root"]
+    good = root / "key.json"
+    truncated = root / "truncated-key.json"
+    truncated.write_bytes(good.read_bytes()[:100])
+    page = _submit(deployment, truncated, deployment["pngs"][:1], TOKEN)
+    reason = "This key file is not valid JSON (truncated or corrupt); pick the key file that `veilnet key new` wrote."
+    assert page.locator("#error").text_content() == reason and page.locator(".result").count() == 0
+    page.click("#classify")  # again: still the reason, not "Pick your key file first."
+    page.wait_for_function("() => !document.getElementById('classify').disabled && !document.getElementById('error').hidden")
+    assert page.locator("#error").text_content() == reason
+    page.set_input_files("#key", str(good))
+    page.wait_for_function("() => document.getElementById('key-info').textContent")
+    assert page.locator("#error").is_hidden()
+    page.close()
+
+
 def test_page_says_server_unreachable(deployment: dict) -> None:
     """Last in the module: the proxy (the server's address for the page) goes away."""
     page = deployment["browser"].new_page()

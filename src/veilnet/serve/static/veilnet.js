@@ -245,6 +245,8 @@ if (typeof document !== "undefined") {
   const { UserError } = VeilnetCore;
   const $ = (id) => document.getElementById(id);
   let key = null; // the parsed key: in this variable only, for the page's lifetime
+  const NO_KEY = "Pick your key file first.";
+  let keyProblem = NO_KEY; // why there is no key: said again on every try until the key file changes
 
   const say = (text) => { $("status").textContent = text; };
   const fail = (text) => { $("error").textContent = text; $("error").hidden = false; say(""); };
@@ -252,6 +254,7 @@ if (typeof document !== "undefined") {
 
   async function loadKey() {
     key = null;
+    keyProblem = NO_KEY;
     $("key-info").textContent = "";
     const file = $("key").files[0];
     if (!file) return;
@@ -264,7 +267,8 @@ if (typeof document !== "undefined") {
       const { block_size: m, channels: c, image_size: s } = key.params;
       $("key-info").textContent = `${key.scheme} key, Ea ${key.ea}, blocks ${m}×${m}, images ${c}×${s}×${s}; ${key.fingerprint.slice(0, 23)}…${verified ? " (verified)" : ""}`;
     } catch (err) {
-      fail(err instanceof UserError ? err.message : "This key file cannot be read.");
+      keyProblem = err instanceof UserError ? err.message : "This key file cannot be read.";
+      fail(keyProblem);
     }
   }
 
@@ -348,7 +352,7 @@ if (typeof document !== "undefined") {
     $("results").replaceChildren();
     const token = $("token").value.trim();
     const files = Array.from($("images").files);
-    if (!key) return fail("Pick your key file first.");
+    if (!key) return fail(keyProblem);
     if (!files.length) return fail("Pick one or more images.");
     if (!token) return fail("Paste your token.");
     $("classify").disabled = true;
