@@ -311,6 +311,19 @@ def test_page_shows_the_plain_models_labels_and_sends_only_ciphertext(deployment
         assert not [i for i, pixels in enumerate(plain) if pixels in s], "plain pixels reached the server"
 
 
+def test_page_says_which_images_it_cropped_and_scaled(deployment: dict) -> None:
+    """An image of another size is classified after a centre crop and scaling, and its result says
+    so (original size → model size); an image of the model's size says nothing."""
+    root, pngs = deployment["root"], deployment["pngs"]
+    wide = root / "wide-photo.png"
+    Image.open(pngs[1]).resize((80, 60)).save(wide)
+    page = _submit(deployment, root / "key.json", [pngs[0], wide], TOKEN)
+    assert page.locator("#error").is_hidden(), page.locator("#error").text_content()
+    notes = page.eval_on_selector_all(".result", "els => els.map(e => [e.querySelector('.name').textContent, e.querySelector('.resized')?.textContent])")
+    assert notes == [[pngs[0].name, None], [wide.name, "cropped to a square and scaled: 80×60 → 32×32"]]
+    page.close()
+
+
 def _error(deployment: dict, key: Path, images: list[Path], token: str) -> str:
     page = _submit(deployment, key, images, token)
     try:

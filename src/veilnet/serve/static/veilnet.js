@@ -290,8 +290,9 @@ if (typeof document !== "undefined") {
   }
 
   /**
-   * One image file -> {pixels (C×S×S uint8), canvas}. An image of exactly S×S is taken pixel for
-   * pixel (as `veilnet query` reads it); any other is centre-cropped to a square and scaled to S×S.
+   * One image file -> {pixels (C×S×S uint8), canvas, resized}. An image of exactly S×S is taken
+   * pixel for pixel (as `veilnet query` reads it); any other is centre-cropped to a square and
+   * scaled to S×S, and `resized` says so ("640×480 → 32×32"; null for an image of the model's size).
    */
   async function readImage(file, channels, size) {
     let bitmap;
@@ -304,12 +305,13 @@ if (typeof document !== "undefined") {
     canvas.width = canvas.height = size;
     const ctx = canvas.getContext("2d", { willReadFrequently: true, colorSpace: "srgb" });
     const side = Math.min(bitmap.width, bitmap.height);
+    const resized = bitmap.width === size && bitmap.height === size ? null : `${bitmap.width}×${bitmap.height} → ${size}×${size}`;
     ctx.imageSmoothingQuality = "high";
     ctx.drawImage(bitmap, (bitmap.width - side) / 2, (bitmap.height - side) / 2, side, side, 0, 0, size, size);
     bitmap.close();
     const pixels = VeilnetCore.toPlanes(ctx.getImageData(0, 0, size, size).data, channels);
     if (channels === 1) showPlanes(canvas, pixels, 1, size); // what the model sees
-    return { pixels, canvas };
+    return { pixels, canvas, resized };
   }
 
   /** Draw C×S×S values (uint8, or float in [0, 1]) on a canvas. */
@@ -326,7 +328,7 @@ if (typeof document !== "undefined") {
     return canvas;
   }
 
-  function showResult(name, plain, encrypted, channels, size, prediction, classes) {
+  function showResult({ name, canvas: plain, resized }, encrypted, channels, size, prediction, classes) {
     const figure = document.createElement("figure");
     figure.className = "result";
     figure.dataset.label = String(prediction.label);
@@ -342,6 +344,7 @@ if (typeof document !== "undefined") {
     label.className = "label";
     label.textContent = VeilnetCore.className(classes, prediction.label);
     caption.append(label, ` · ${(100 * prediction.confidence).toFixed(1)} % · `, Object.assign(document.createElement("span"), { className: "name", textContent: name }));
+    if (resized) caption.append(Object.assign(document.createElement("small"), { className: "resized", textContent: `cropped to a square and scaled: ${resized}` }));
     figure.append(pair, caption);
     $("results").append(figure);
   }
@@ -382,7 +385,7 @@ if (typeof document !== "undefined") {
         const answer = await call("v1/predict", token, { method: "POST", headers: { "Content-Type": VeilnetCore.NPY }, body: VeilnetCore.npyBody(data, [part.length, c, s, s]) });
         const logits = VeilnetCore.readNpy(await answer.arrayBuffer());
         if (logits.shape[0] !== part.length || !k || logits.shape[1] !== k) throw new UserError("The server's answer does not have one row of class scores per image.");
-        VeilnetCore.classify(logits.data, k).forEach((p, i) => showResult(read[start + i].name, read[start + i].canvas, part[i], c, s, p, info.classes));
+        VeilnetCore.classify(logits.data, k).forEach((p, i) => showResult(read[start + i], part[i], c, s, p, info.classes));
       }
       say(`${encrypted.length} image(s) classified; only the encrypted images left this page.`);
     } catch (err) {
