@@ -234,7 +234,7 @@ const VeilnetCore = (() => {
     return out;
   }
 
-  return { NPY, UserError, parseKey, canonicalJSON, verifyFingerprint, checkKey, indexMap, encryptPixels, npyBody, readNpy, classify, className, toPlanes };
+  return { NPY, UserError, parseKey, canonicalJSON, verifyFingerprint, checkKey, indexMap, encryptPixels, npyBody, readNpy, classify, className, short, toPlanes };
 })();
 
 if (typeof module !== "undefined" && module.exports) module.exports = VeilnetCore;
@@ -264,11 +264,54 @@ if (typeof document !== "undefined") {
       const verified = await VeilnetCore.verifyFingerprint(parsed);
       key = parsed;
       key.map = VeilnetCore.indexMap(parsed);
-      const { block_size: m, channels: c, image_size: s } = key.params;
-      $("key-info").textContent = `${key.scheme} key, Ea ${key.ea}, blocks ${m}×${m}, images ${c}×${s}×${s}; ${key.fingerprint.slice(0, 23)}…${verified ? " (verified)" : ""}`;
+      $("key-info").textContent = keyLine(key, verified);
+      await preview();
     } catch (err) {
       keyProblem = err instanceof UserError ? err.message : "This key file cannot be read.";
       fail(keyProblem);
+    }
+  }
+
+  /** What the key does, in plain words, then its shortened fingerprint (for those who check it). */
+  function keyLine(k, verified) {
+    const { block_size: m, image_size: s } = k.params;
+    const steps = [`shuffles the pixels inside every ${m}×${m} block`];
+    if (k.ea === "signed-permutation") steps.push("inverts half of them");
+    if (k.scheme === "vit") steps.push("reorders the blocks");
+    const does = steps.length > 1 ? `${steps.slice(0, -1).join(", ")} and ${steps.at(-1)}` : steps[0];
+    return `Your key scrambles each ${s}×${s} image here in this page: it ${does}. The server's model was prepared with the same key, so it classifies the scrambled image without ever seeing yours. Key ${VeilnetCore.short(k.fingerprint)}${verified ? " (verified)" : ""}.`;
+  }
+
+  /** The served model in plain words, from /v1/info. */
+  function modelLine(info) {
+    const names = Array.isArray(info.classes) ? `: ${info.classes.slice(0, 12).join(", ")}${info.classes.length > 12 ? ", …" : ""}` : "";
+    const arch = info.card && info.card.architecture ? `a ${info.card.architecture} image classifier` : "an image classifier";
+    return `The server runs ${arch} that tells apart ${info.num_classes} classes${names}.`;
+  }
+
+  /** /v1/info, checked against the key (a UserError for each problem). */
+  async function servedModel(token) {
+    let info;
+    try {
+      info = await (await call("v1/info", token)).json();
+    } catch (err) {
+      if (err instanceof UserError) throw err;
+      throw new UserError("The server's /v1/info is not a veilnet model description; is this a veilnet server?");
+    }
+    VeilnetCore.checkKey(key, info);
+    $("model-info").textContent = modelLine(info);
+    return info;
+  }
+
+  /** Once the key and the token are there, say what the served model is before anything is sent; a problem is said when the person classifies. */
+  async function preview() {
+    const token = $("token").value.trim();
+    $("model-info").textContent = "";
+    if (!key || !token) return;
+    try {
+      await servedModel(token);
+    } catch {
+      $("model-info").textContent = "";
     }
   }
 
@@ -338,7 +381,11 @@ if (typeof document !== "undefined") {
     cipher.title = `${name}: the encrypted image the server received`;
     const pair = document.createElement("div");
     pair.className = "pair";
-    pair.append(plain, cipher);
+    for (const [canvas, legend] of [[plain, "yours, stays here"], [cipher, "sent to the server"]]) {
+      const shot = Object.assign(document.createElement("div"), { className: "shot" });
+      shot.append(canvas, Object.assign(document.createElement("small"), { textContent: legend }));
+      pair.append(shot);
+    }
     const caption = document.createElement("figcaption");
     const label = document.createElement("strong");
     label.className = "label";
@@ -361,14 +408,7 @@ if (typeof document !== "undefined") {
     $("classify").disabled = true;
     try {
       say("Checking the key against the server…");
-      let info;
-      try {
-        info = await (await call("v1/info", token)).json();
-      } catch (err) {
-        if (err instanceof UserError) throw err;
-        throw new UserError("The server's /v1/info is not a veilnet model description; is this a veilnet server?");
-      }
-      VeilnetCore.checkKey(key, info);
+      const info = await servedModel(token);
       const { channels: c, image_size: s } = key.params;
       say("Encrypting in this page…");
       const read = [];
@@ -397,6 +437,7 @@ if (typeof document !== "undefined") {
 
   document.addEventListener("DOMContentLoaded", () => {
     $("key").addEventListener("change", loadKey);
+    $("token").addEventListener("change", preview);
     $("form").addEventListener("submit", classify);
   });
 }
