@@ -12,8 +12,8 @@ ciphertext leaves it.
 * One clear sentence for a wrong key, a refused token, an unreadable image, an unreachable server.
 
 Without Chromium or the playwright package the browser tests skip with a message; with CI=true
-they fail instead (.ci/run installs Chromium). ``VEILNET_SCREENSHOT=PATH`` saves the page after
-its prediction (docs/browser-client.png was made so).
+they fail instead (.ci/run installs Chromium). ``VEILNET_SCREENSHOT=PATH`` saves the page at
+1280×900 after it classified six digits, one of another size (docs/browser-client.png was made so).
 """
 
 from __future__ import annotations
@@ -151,6 +151,8 @@ def test_page_refuses_keys_it_cannot_encrypt_with(blank_page, tmp_path: Path) ->
     ask = """async (text) => { try { await VeilnetCore.verifyFingerprint(VeilnetCore.parseKey(text)); return "accepted"; } catch (e) { return e.message; } }"""
     assert "use `veilnet query`" in blank_page.evaluate(ask, orthogonal)
     assert "not a veilnet key file" in blank_page.evaluate(ask, '{"hello": 1}')
+    # class names from /v1/info, numbers for a card without them
+    assert blank_page.evaluate("() => [VeilnetCore.className(['cat', 'dog'], 1), VeilnetCore.className(null, 3)]") == ["dog", "class 3"]
     if blank_page.evaluate("() => Boolean(globalThis.crypto && crypto.subtle)"):
         assert "does not match its fingerprint" in blank_page.evaluate(ask, tampered)
         assert blank_page.evaluate(ask, _key("vit", "signed-permutation", seed=3).to_json()) == "accepted"
@@ -241,7 +243,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, browser):
     plain.eval()
     key = _key("block", None, seed=7)
     key.save(root / "key.json")
-    models.save(transform_model(plain, key), root / "served", extra={"keyed": public_params(key)})
+    classes = data.load("digits", "test").classes
+    models.save(transform_model(plain, key), root / "served", classes=classes, extra={"keyed": public_params(key)})
     (root / "tokens.txt").write_text(f"{TOKEN}\n")
     images = data.load("digits", "test").images[[0, 1, 5]]
     pngs = []
@@ -252,14 +255,14 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, browser):
     with serving([str(root / "served"), "--token-file", str(root / "tokens.txt")], port=port, log=root / "server.log"):
         proxy = RecordingProxy(("127.0.0.1", port))
         probs = torch.softmax(metrics.predict(plain, images).double(), dim=1)
-        yield {"root": root, "key": key, "images": images, "pngs": pngs, "proxy": proxy, "probs": probs, "browser": browser}
+        yield {"root": root, "key": key, "images": images, "pngs": pngs, "proxy": proxy, "probs": probs, "browser": browser, "classes": classes}
         proxy.stop()
 
 
 def _submit(deployment: dict, key: Path, images: list[Path], token: str):
     """Open the page, give it a key file, images and a token, submit; returns the page once it
     shows results or an error."""
-    page = deployment["browser"].new_page(viewport={"width": 900, "height": 640})
+    page = deployment["browser"].new_page(viewport={"width": 1280, "height": 900})
     page.goto(deployment["proxy"].url + "/")
     page.set_input_files("#key", str(key))
     page.wait_for_function("() => document.getElementById('key-info').textContent || !document.getElementById('error').hidden")
@@ -276,14 +279,18 @@ def test_page_shows_the_plain_models_labels_and_sends_only_ciphertext(deployment
     root, key, images = deployment["root"], deployment["key"], deployment["images"]
     page = _submit(deployment, root / "key.json", deployment["pngs"], TOKEN)
     assert page.locator("#error").is_hidden(), page.locator("#error").text_content()
-    assert "(verified)" in page.locator("#key-info").text_content()  # the fingerprint was checked in the page
+    key_line = page.locator("#key-info").text_content()  # in plain words, then the shortened fingerprint, checked in the page
+    assert key_line.startswith("Your key scrambles each 32×32 image here in this page: it shuffles the pixels inside every 4×4 block and inverts half of them.")
+    assert key_line.endswith(f"Key {key.fingerprint[:19]}… (verified).")
+    assert (
+        page.locator("#model-info").text_content() == "The server runs a convmixer image classifier that tells apart 10 classes: 0, 1, 2, 3, 4, 5, 6, 7, 8, 9."
+    )
+    assert page.locator(".result").first.locator(".shot small").all_text_contents() == ["yours, stays here", "sent to the server"]  # the legend, per result
     shown = page.eval_on_selector_all(".result", "els => els.map(e => [Number(e.dataset.label), Number(e.dataset.confidence)])")
     probs = deployment["probs"]
     assert [label for label, _ in shown] == probs.argmax(1).tolist()
     assert np.allclose([c for _, c in shown], probs.max(1).values.numpy(), atol=1e-5)
-    assert page.locator(".result .label").first.text_content() == f"class {int(probs[0].argmax())}"
-    if os.environ.get("VEILNET_SCREENSHOT"):
-        page.screenshot(path=os.environ["VEILNET_SCREENSHOT"], full_page=True)
+    assert page.locator(".result .label").all_text_contents() == [deployment["classes"][i] for i in probs.argmax(1).tolist()]  # the card's names
     page.close()
 
     streams = deployment["proxy"].received()
@@ -308,6 +315,26 @@ def test_page_shows_the_plain_models_labels_and_sends_only_ciphertext(deployment
         assert not [i for i, pixels in enumerate(plain) if pixels in s], "plain pixels reached the server"
 
 
+def test_page_says_which_images_it_cropped_and_scaled(deployment: dict) -> None:
+    """An image of another size is classified after a centre crop and scaling, and its result says
+    so (original size → model size); an image of the model's size says nothing. The page at
+    1280×900 is the README's screenshot (``VEILNET_SCREENSHOT``)."""
+    root, pngs = deployment["root"], deployment["pngs"]
+    more = []
+    for i, img in enumerate(data.load("digits", "test").images[[2, 3]]):
+        more.append(root / f"digit-{i}.png")
+        Image.fromarray(img.permute(1, 2, 0).numpy()).save(more[-1])
+    wide = root / "wide-photo.png"
+    Image.open(pngs[1]).resize((80, 60)).save(wide)
+    page = _submit(deployment, root / "key.json", [*pngs, *more, wide], TOKEN)
+    assert page.locator("#error").is_hidden(), page.locator("#error").text_content()
+    notes = page.eval_on_selector_all(".result", "els => els.map(e => [e.querySelector('.name').textContent, e.querySelector('.resized')?.textContent])")
+    assert notes == [*([p.name, None] for p in [*pngs, *more]), [wide.name, "cropped to a square and scaled: 80×60 → 32×32"]]
+    if os.environ.get("VEILNET_SCREENSHOT"):
+        page.screenshot(path=os.environ["VEILNET_SCREENSHOT"])
+    page.close()
+
+
 def _error(deployment: dict, key: Path, images: list[Path], token: str) -> str:
     page = _submit(deployment, key, images, token)
     try:
@@ -328,6 +355,24 @@ def test_page_says_wrong_key_refused_token_and_unreadable_image(deployment: dict
     notes = root / "notes.png"
     notes.write_text("not an image")
     assert _error(deployment, root / "key.json", [pngs[0], notes], TOKEN) == "notes.png: this file is not an image the browser can read."
+
+
+def test_page_keeps_the_reason_a_key_file_was_refused_until_the_file_changes(deployment: dict) -> None:
+    """A truncated key file: its sentence stays through a click on classify; a good file clears it."""
+    root = deployment["root"]
+    good = root / "key.json"
+    truncated = root / "truncated-key.json"
+    truncated.write_bytes(good.read_bytes()[:100])
+    page = _submit(deployment, truncated, deployment["pngs"][:1], TOKEN)
+    reason = "This key file is not valid JSON (truncated or corrupt); pick the key file that `veilnet key new` wrote."
+    assert page.locator("#error").text_content() == reason and page.locator(".result").count() == 0
+    page.click("#classify")  # again: still the reason, not "Pick your key file first."
+    page.wait_for_function("() => !document.getElementById('classify').disabled && !document.getElementById('error').hidden")
+    assert page.locator("#error").text_content() == reason
+    page.set_input_files("#key", str(good))
+    page.wait_for_function("() => document.getElementById('key-info').textContent")
+    assert page.locator("#error").is_hidden()
+    page.close()
 
 
 def test_page_says_server_unreachable(deployment: dict) -> None:

@@ -1,4 +1,5 @@
-"""The demo's complex-valued step: trains, splits by role, and reports what the server sees."""
+"""The demo's keyed step names the classes; its complex-valued step trains, splits by role, and
+reports what the server sees."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from veilnet import data, demo
+from veilnet import data, demo, models
 
 
 @pytest.fixture(scope="module")
@@ -50,3 +51,21 @@ def test_the_demo_federation_command_parses() -> None:
 
     args = build_parser("fl").parse_args(demo.FEDERATION.split()[1:])
     assert args.clients == 3 and args.rounds == 2
+
+
+def test_keyed_step_keeps_and_shows_the_class_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The transformed model's card keeps the plain model's class names, and the report's picture
+    titles the image with its class and the keyed model's label by name."""
+    import veilnet.report
+
+    train, test = data.load("digits", "train"), data.load("digits", "test")
+    names = [f"digit {c}" for c in test.classes]
+    models.save(models.create("convmixer", dim=8, depth=1, kernel_size=3, patch_size=4), tmp_path / "plain", classes=names)
+    titles: list[str] = []
+    save = veilnet.report.save_figure
+    monkeypatch.setattr(veilnet.report, "save_figure", lambda fig, *a, **kw: (titles.extend(ax.get_title() for ax in fig.axes), save(fig, *a, **kw))[1])
+    ctx = demo.DemoContext(out=tmp_path, train=train, test=test, model=models.load(tmp_path / "plain"), model_path=tmp_path / "plain", seed=0)
+    demo.keyed_step(ctx)
+    assert models.card(tmp_path / "keyed" / "keyed_model")["classes"] == names
+    assert f"plain: {names[int(test.labels[0])]}" in titles
+    assert any(t.startswith("encrypted → digit ") for t in titles)

@@ -23,7 +23,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 @pytest.fixture()
 def workdir(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    models.save(models.create("convmixer", dim=16, depth=1, kernel_size=3, patch_size=4), "cm")
+    models.save(models.create("convmixer", dim=16, depth=1, kernel_size=3, patch_size=4), "cm", classes=[f"c{i}" for i in range(10)])
     models.save(models.create("vit", image_size=32, patch_size=4, dim=48, depth=1, heads=2, mlp_dim=16), "vit")
     return tmp_path
 
@@ -70,6 +70,7 @@ def test_transform_model_rekey_and_mismatches(workdir, capsys) -> None:
     assert card["extra"]["keyed"]["fingerprint"] == keys.load("k1.json").fingerprint
     assert "material" not in json.dumps(card) and "shuffle" not in json.dumps(card)
     assert run(capsys, "keyed", "rekey", "cmk", "--old-key", "k1.json", "--new-key", "k2.json", "-o", "cmk2")[0] == 0
+    assert card["classes"] == models.card("cmk2")["classes"] == [f"c{i}" for i in range(10)]  # the class names travel with the card
     x = torch.rand(4, 3, 32, 32)
     plain, moved = models.load("cm"), models.load("cmk2")
     with torch.no_grad():

@@ -104,6 +104,10 @@ def test_load_errors(tmp_path: Path) -> None:
     with pytest.raises(ModelFormatError, match="input_shape"):
         models.load(weights)
 
+    card.write_text(json.dumps({**info, "classes": "0123456789"}))
+    with pytest.raises(ModelFormatError, match="'classes' must be a list of class names"):
+        models.load(weights)
+
     card.write_text(json.dumps({**info, "version": 2}))
     with pytest.raises(ModelFormatError, match="version 2 unsupported"):
         models.load(weights)

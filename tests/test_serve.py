@@ -40,6 +40,8 @@ from veilnet.serve.codec import NPY, SAFETENSORS, BodyError, read_tensor, write_
 from veilnet.serve.server import ConnectionLimits
 
 TOKEN = "test-token-0123456789abcdef"
+#: The served model's class names (its card's): not the data's "0"–"9", so a test sees which it shows.
+CLASSES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 NPY_MAGIC_HEADER = b"\x93NUMPY\x01\x00"
 
 
@@ -67,7 +69,12 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict:
     key.save(root / "key.json")
     # the card's data is a local path the server must not publish
     models.save(
-        transform_model(plain, key), root / "served", data=f"folder:{root}/private-photos.zip", metrics={"accuracy": 0.5}, extra={"keyed": public_params(key)}
+        transform_model(plain, key),
+        root / "served",
+        data=f"folder:{root}/private-photos.zip",
+        metrics={"accuracy": 0.5},
+        classes=CLASSES,
+        extra={"keyed": public_params(key)},
     )
     (root / "tokens.txt").write_text(f"# clients\n{TOKEN}\n")
     images = data.load("digits", "test").images[:20]
@@ -185,6 +192,7 @@ def test_info_describes_the_model_without_secrets(setup: dict, server) -> None:
     info = httpx.get(f"{url}/v1/info", headers={"Authorization": f"Bearer {TOKEN}"}).json()
     assert info["kind"] == "keyed" and info["input"] == {"shape": [None, 3, 32, 32], "dtype": "float32"}
     assert info["num_classes"] == 10 and info["params"]["block_size"] == 4 and info["limits"]["max_batch"] == 64
+    assert info["classes"] == CLASSES  # public: the card's class names
     assert info["params"]["fingerprint"] == setup["key"].fingerprint
     assert "material" not in json.dumps(info) and TOKEN not in json.dumps(info)
     assert info["card"] == {"architecture": "convmixer"} and str(setup["root"]) not in json.dumps(info)  # allow-list: no local path
@@ -283,10 +291,14 @@ def test_query_command(setup: dict, server, tmp_path: Path, capsys: pytest.Captu
     argv = ["query", "--server", url, "--key", str(root / "key.json"), "--token-file", str(root / "tokens.txt")]
     assert main([*argv, *map(str, files), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert [r["label"] for r in rows] == setup["plain_logits"][:3].argmax(1).tolist()
+    want = setup["plain_logits"][:3].argmax(1).tolist()
+    assert [r["label"] for r in rows] == want and [r["class"] for r in rows] == [CLASSES[i] for i in want]
+    assert main([*argv, *map(str, files)]) == 0
+    assert [line.split("\t")[2] for line in capsys.readouterr().out.splitlines()] == [CLASSES[i] for i in want]  # input, label, class, probability
     assert main([*argv, "--data", "digits", "--limit", "5"]) == 0
     out = capsys.readouterr()
     assert len(out.out.splitlines()) == 5 and "accuracy:" in out.err
+    assert all(line.split("\t")[2] in CLASSES for line in out.out.splitlines())  # the served model's names, not the data's
     (tmp_path / "small.png").write_bytes(_png(8))
     assert main([*argv, str(tmp_path / "small.png")]) == 2
     assert "8×8 pixels" in capsys.readouterr().err
@@ -444,6 +456,10 @@ def test_info_publishes_only_the_allow_listed_card_fields(setup: dict) -> None:
     assert info["card"] == {"architecture": "convmixer"}
     assert "/home/alice" not in json.dumps(info) and "0.9" not in json.dumps(info)
     assert set(info["params"]) == {"scheme", "block_size", "channels", "image_size", "ea", "fingerprint"}
+    assert info["classes"] is None  # an old card without names: the labels are numbers
+    named = ServedModel.from_model(transform_model(setup["plain"], setup["key"]), {**card, "classes": CLASSES})
+    assert named.info(Limits())["classes"] == CLASSES
+    assert ServedModel.from_model(transform_model(setup["plain"], setup["key"]), {**card, "classes": CLASSES[:3]}).classes is None  # not one per class
 
 
 def _tiny_served(width: int) -> ServedModel:

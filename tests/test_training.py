@@ -76,6 +76,7 @@ def test_learns_digits(tmp_path):
     assert result.test_accuracy > 0.8
     card = models.card(tmp_path)
     assert card["data"] == "digits" and card["metrics"]["test_accuracy"] == result.test_accuracy
+    assert card["classes"] == tr.classes  # the names a server publishes on /v1/info
 
 
 def test_refuses_to_overwrite_and_to_resume_other_config(tmp_path, digits_small):

@@ -3,8 +3,9 @@
 Steps, each adding a section to ``runs/demo/report.md``:
 
 1. train a small ConvMixer (patch 4) on scikit-learn's digits and evaluate it;
-2. keyed model: draw a block-wise key, transform the model, compare plain / transformed /
-   wrong-key accuracy and show one image before and after encryption;
+2. keyed model: draw a block-wise key, transform the model (its card keeps the class names),
+   compare plain / transformed / wrong-key accuracy and show one image before and after
+   encryption with its class and the keyed model's label;
 3. complex-valued network (Xiang et al., ICLR 2020): train a small complex LeNet on the joint
    objective of Eq. 9, split it into the device part (encoder, decoder, counterpart pool) and the
    server part (the processor only), run the protocol, show what the server sees and what it
@@ -129,7 +130,8 @@ def keyed_demo(
     if output_dir is not None:
         out = Path(output_dir)
         key.save(out / "key.json", force=True)
-        models.save(transform_model(model, key), out / "keyed_model", data=data, extra={"keyed": public.to_dict()}, force=True)
+        classes = getattr(model, "veilnet_card", {}).get("classes")
+        models.save(transform_model(model, key), out / "keyed_model", data=data, classes=classes, extra={"keyed": public.to_dict()}, force=True)
         result.save(out / "evaluation.json")
         write_text(out / "table.md", keyed.markdown(result) + "\n")
         keyed.plot_random_keys(result, out / "random_keys.png")
@@ -142,7 +144,7 @@ def keyed_step(ctx: DemoContext) -> str:
     With ``--seed`` the key is drawn reproducibly from that seed, and the random wrong keys from
     their own stream of it (:data:`veilnet.keyed.evaluation.WRONG_KEYS`), so no wrong key is the key.
     """
-    from veilnet import keys
+    from veilnet import keys, metrics
     from veilnet.keyed import encrypt_images
     from veilnet.keyed.evaluation import markdown
     from veilnet.report import save_figure
@@ -151,9 +153,13 @@ def keyed_step(ctx: DemoContext) -> str:
     result = keyed_demo(ctx.model, ctx.test.images, ctx.test.labels, random_keys=10, seed=ctx.seed, output_dir=out, data="digits")
     plain = ctx.test.float_images()[:1]
     encrypted = encrypt_images(plain, keys.load(out / "key.json"))
+    served = models.load(out / "keyed_model")
+    names = served.veilnet_card.get("classes") or [f"class {i}" for i in range(ctx.test.num_classes)]
+    predicted = int(metrics.predict(served, encrypted).argmax(1)[0])
     plt = plot_backend()
-    fig, axes = plt.subplots(1, 2, figsize=(4, 2.2))
-    for ax, image, title in zip(axes, (plain, encrypted), ("plain", "encrypted")):
+    fig, axes = plt.subplots(1, 2, figsize=(4, 2.4))
+    titles = (f"plain: {names[int(ctx.test.labels[0])]}", f"encrypted → {names[predicted]}")
+    for ax, image, title in zip(axes, (plain, encrypted), titles):
         ax.imshow(image[0].permute(1, 2, 0).numpy(), interpolation="nearest")
         ax.set_title(title)
         ax.axis("off")
@@ -169,7 +175,8 @@ def keyed_step(ctx: DemoContext) -> str:
             "",
             markdown(result),
             "",
-            "![one test image before and after encryption](keyed/image.png) ![accuracy with random wrong keys](keyed/random_keys.png)",
+            "![one test image before and after encryption, with its class and the keyed model's label for the encrypted image](keyed/image.png) "
+            "![accuracy with random wrong keys](keyed/random_keys.png)",
         ]
     )
 

@@ -90,7 +90,20 @@ def config_from(args: argparse.Namespace) -> Any:
     return config
 
 
+def _need(*modules: str) -> None:
+    """ConfigError (one line, exit 2) naming the extra to install when Flower (or Ray, which its
+    simulation engine needs) is missing; checked before any work."""
+    import importlib
+
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError:
+            raise ConfigError(f"veilnet fl needs {name}: pip install 'veilnet[fl]'") from None
+
+
 def _run(args: argparse.Namespace) -> int:
+    _need("flwr", "ray")
     from veilnet.federated.simulation import OUTPUTS, run
     from veilnet.paths import prepare_output
 
@@ -116,6 +129,7 @@ def _summary(result: Any, output: str) -> None:
 
 
 def _server(args: argparse.Namespace) -> int:
+    _need("flwr")
     from veilnet.federated import deployment
     from veilnet.federated.simulation import OUTPUTS
     from veilnet.paths import prepare_output
@@ -139,6 +153,7 @@ def _server(args: argparse.Namespace) -> int:
 
 
 def _client(args: argparse.Namespace) -> int:
+    _need("flwr")
     from veilnet.federated import deployment
 
     if args.partition < 0:

@@ -54,6 +54,7 @@ def _transform_model(args: argparse.Namespace) -> int:
         args.output,
         data=card.get("data"),
         metrics=card.get("metrics"),
+        classes=card.get("classes"),
         extra={**card.get("extra", {}), "keyed": public_params(key)},
         force=args.force,
     )
@@ -79,6 +80,7 @@ def _rekey(args: argparse.Namespace) -> int:
         args.output,
         data=card.get("data"),
         metrics=card.get("metrics"),
+        classes=card.get("classes"),
         extra={**card.get("extra", {}), "keyed": public_params(new)},
         force=args.force,
     )

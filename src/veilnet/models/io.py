@@ -5,7 +5,8 @@ buffers such as ``normalize.mean`` and BN running statistics included) and ``STE
 card: ``{"format": "veilnet-model", "version": 1, "architecture": name, "kwargs": {...},
 "data": spec, "metrics": {...}, "extra": {...}, "sha256": of the weights file}``, and
 optionally ``"input_shape": [C, H, W]``, the images the model was trained on (see
-:func:`veilnet.models.check_input`).
+:func:`veilnet.models.check_input`), and ``"classes": [name, ...]``, the name of each output
+class (the training split's :attr:`~veilnet.data.ImageSplit.classes`; public: a server shows them).
 :func:`load` rebuilds the model from the card with :func:`veilnet.models.create` and loads the
 weights strictly: a file that does not fit is a :class:`ModelFormatError`, never a silent
 partial model. :func:`load_cifar_resnet` reads the public akamaster CIFAR ResNet checkpoints
@@ -47,6 +48,7 @@ def save(
     metrics: Mapping[str, Any] | None = None,
     extra: Mapping[str, Any] | None = None,
     input_shape: Sequence[int] | None = None,
+    classes: Sequence[str] | None = None,
     force: bool = False,
 ) -> Path:
     """Write ``model`` as ``STEM.safetensors`` + ``STEM.json`` and return the weights path.
@@ -54,7 +56,8 @@ def save(
     ``path`` is the stem, either file (the suffix is dropped), or an existing directory (then
     ``model.safetensors``/``model.json`` in it). The model must come from
     :func:`veilnet.models.create` (or :func:`load`), which records its architecture.
-    ``input_shape`` (``C, H, W``) records the images the model takes. Existing files are
+    ``input_shape`` (``C, H, W``) records the images the model takes, ``classes`` the name of each
+    output class. Existing files are
     kept unless ``force`` (checked with :func:`veilnet.paths.prepare_output`, like every output).
     """
     arch = getattr(model, "veilnet_arch", None)
@@ -72,6 +75,8 @@ def save(
     }
     if input_shape is not None:
         card["input_shape"] = [int(v) for v in input_shape]
+    if classes is not None:
+        card["classes"] = [str(name) for name in classes]
     try:
         json.dumps(card)
     except (TypeError, ValueError) as exc:
@@ -225,6 +230,9 @@ def _read_card(card_path: Path) -> dict[str, Any]:
     shape = info.get("input_shape")
     if shape is not None and not (is_int_list(shape, minimum=1) and len(shape) == 3):
         raise ModelFormatError(f"{card_path}: card field 'input_shape' must be three positive integers [C, H, W], got {shape!r}")
+    names = info.get("classes")
+    if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        raise ModelFormatError(f"{card_path}: card field 'classes' must be a list of class names (strings)")
     return info
 
 

@@ -9,9 +9,10 @@ processing module Φ of a complex-valued network (without its encoder and decode
   before.
 * ``GET /v1/info``: what the model expects (:func:`veilnet.serve.kinds.from_card`): kind, input
   shape and dtype, the kind's public parameters (for keyed models: scheme, block size, channels,
-  image size, Ea kind, key fingerprint), number of classes, limits, and the card's architecture
-  name. Nothing else of the card is published (:data:`PUBLIC_CARD_FIELDS` is an allow-list): a
-  card's ``data`` may be a local path, its metrics and arguments are the model owner's business.
+  image size, Ea kind, key fingerprint), number of classes and their names (the card's
+  ``classes``; null for a card without them), limits, and the card's architecture name. Nothing
+  else of the card is published (:data:`PUBLIC_CARD_FIELDS` is an allow-list): a card's ``data``
+  may be a local path, its metrics and arguments are the model owner's business.
 * ``POST /v1/predict``: a batch as an ``.npy`` or safetensors body (:mod:`veilnet.serve.codec`);
   answers the model's output (for a keyed classifier: float32 logits N×K) in the same encoding.
 * ``GET /`` and ``/static/…``: the browser client (:func:`mount_ui`; off with ``--no-ui``), no
@@ -130,6 +131,7 @@ class ModelInfo(BaseModel):
     input: TensorSpec
     output: TensorSpec
     num_classes: int | None = Field(description="K of a classifier's N×K output, else null")
+    classes: list[str] | None = Field(default=None, description="the name of each of the K classes (from the model card), else null")
     params: dict[str, Any] = Field(
         description="the kind's public parameters (for keyed: scheme, block_size, channels, "
         "image_size, ea, fingerprint; for complex: architecture, processor_sha256)"
@@ -166,7 +168,8 @@ COMPILED_CHUNK = 8
 @dataclass(frozen=True)
 class ServedModel:
     """A transformed model ready to serve: the module, its :class:`~veilnet.serve.kinds.Expectation`,
-    the shape of one output (``(K,)`` for a classifier's logits) and its dtype, and the public part of its card."""
+    the shape of one output (``(K,)`` for a classifier's logits) and its dtype, the public part of its card,
+    and the names of its classes (the card's ``classes`` when they are K strings, else None)."""
 
     model: nn.Module
     expectation: kinds.Expectation
@@ -174,6 +177,7 @@ class ServedModel:
     output_dtype: str
     card: dict[str, str]
     device: str = "cpu"
+    classes: tuple[str, ...] | None = None
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, device: str = "cpu", compile: bool = False) -> ServedModel:
@@ -202,6 +206,8 @@ class ServedModel:
                 f"model {card.get('architecture')!r} does not take its card's input {expectation.input_shape}: {codec.first_line(exc)}"
             ) from None
         model = prepare(model, compile=compile, chunk=COMPILED_CHUNK)
+        names = card.get("classes")
+        classes = tuple(names) if isinstance(names, list) and out.ndim == 2 and len(names) == out.shape[1] and all(isinstance(n, str) for n in names) else None
         return cls(
             model=model,
             expectation=expectation,
@@ -209,6 +215,7 @@ class ServedModel:
             output_dtype=str(out.dtype).removeprefix("torch."),
             card=public_card(card),
             device=device,
+            classes=classes,
         )
 
     @property
@@ -229,6 +236,7 @@ class ServedModel:
             input=TensorSpec(shape=[None, *e.input_shape], dtype=e.dtype),
             output=TensorSpec(shape=[None, *self.output_shape], dtype=self.output_dtype),
             num_classes=self.num_classes,
+            classes=None if self.classes is None else list(self.classes),
             params=e.params,
             limits=LimitsInfo(max_batch=limits.max_batch, max_body_bytes=max_body),
             encodings=list(codec.MEDIA_TYPES),

@@ -155,12 +155,12 @@ def _query(args: argparse.Namespace) -> int:
             secret = built
     with Client(args.server, secret, token, encoding=args.encoding, ca_file=args.ca_file) as client:
         client.check_secret()  # before reading or sending any image
-        labels = classes = None
+        labels, classes = None, client.classes  # the served model's class names, else the data's
         if args.data:
             from veilnet import data
 
             split = data.load(args.data, args.split)
-            images, labels, classes = split.images[: args.limit], split.labels[: args.limit], split.classes
+            images, labels, classes = split.images[: args.limit], split.labels[: args.limit], classes or split.classes
             names = [f"{args.split}[{i}]" for i in range(images.shape[0])]
         else:
             images = read_images(args.images, client.image_shape())

@@ -4,8 +4,9 @@
 (:mod:`veilnet.serve.kinds`) and lets the kind check the client's secret against it (for a keyed
 model: scheme, block size, channels, image size and, when the card records it, the key's
 fingerprint) before it sends any image; then :meth:`Client.classify` returns labels and
-probabilities. The client knows no kind's arithmetic itself: it calls the kind's ``encode`` and
-``decode``, and the per-batch state between them never leaves this process. Connection problems,
+probabilities, and :attr:`Client.classes` names the labels when the model's card does. The
+client knows no kind's arithmetic itself: it calls the kind's ``encode`` and ``decode``, and
+the per-batch state between them never leaves this process. Connection problems,
 a refused token and a server's 4xx answer are :class:`ServiceError`\\ s with one-line messages.
 A request whose connection closes before any answer (a keep-alive connection the server was
 closing) is sent once more, on a new connection.
@@ -115,6 +116,12 @@ class Client:
     @property
     def expectation(self) -> kinds.Expectation:
         return kinds.from_info(self.info())
+
+    @property
+    def classes(self) -> list[str] | None:
+        """The name of each class of the served model (``/v1/info``'s ``classes``), None when its card has none."""
+        names = self.info().get("classes")
+        return list(names) if isinstance(names, list) else None
 
     @property
     def kind(self) -> kinds.Kind[Any, Any]:

@@ -268,8 +268,8 @@ def train(
     epoch: lr, train loss/accuracy, test accuracy, seconds). ``resume=True`` continues from the
     checkpoint (same configuration, model architecture and data; else a :class:`ConfigError`);
     without it an existing run in ``out_dir`` is an error unless ``force``. ``on_epoch_end`` is
-    called with each epoch's record. The card records the data spec, the input shape ``C×H×W``
-    and the metrics. A model that does not take the split's images is a
+    called with each epoch's record. The card records the data spec, the input shape ``C×H×W``,
+    the class names and the metrics. A model that does not take the split's images is a
     :class:`~veilnet.errors.ShapeError` before any step. ``compile``: see :class:`ClassifierStep`.
     """
     device = resolve_device(device)
@@ -291,7 +291,15 @@ def train(
     test_acc = history[-1].get("test_accuracy") if history else None
     seconds = sum(r["seconds"] for r in history)
     card_metrics = {"test_accuracy": test_acc, "epochs": config.epochs, "train_seconds": seconds, "train_config": dataclasses.asdict(config)}
-    path = models.save(step.model, out_dir, data=train_split.spec or None, metrics=card_metrics, input_shape=train_split.image_shape, force=True)
+    path = models.save(
+        step.model,
+        out_dir,
+        data=train_split.spec or None,
+        metrics=card_metrics,
+        input_shape=train_split.image_shape,
+        classes=train_split.classes,
+        force=True,
+    )
     return TrainResult(model_path=str(path), epochs=config.epochs, test_accuracy=test_acc, train_seconds=seconds, history=history)
 
 

@@ -213,6 +213,11 @@ const VeilnetCore = (() => {
     return out;
   }
 
+  /** The name of class `label`: /v1/info's `classes` (the model card's), or "class N" for a card without names. */
+  function className(classes, label) {
+    return Array.isArray(classes) && typeof classes[label] === "string" ? classes[label] : `class ${label}`;
+  }
+
   /**
    * RGBA pixels (canvas ImageData, S×S) -> C×S×S uint8, channel-major. C = 1 is PIL's "L"
    * conversion (ITU-R 601-2 luma, L = (19595 R + 38470 G + 7471 B + 2^15) >> 16), as
@@ -229,7 +234,7 @@ const VeilnetCore = (() => {
     return out;
   }
 
-  return { NPY, UserError, parseKey, canonicalJSON, verifyFingerprint, checkKey, indexMap, encryptPixels, npyBody, readNpy, classify, toPlanes };
+  return { NPY, UserError, parseKey, canonicalJSON, verifyFingerprint, checkKey, indexMap, encryptPixels, npyBody, readNpy, classify, className, short, toPlanes };
 })();
 
 if (typeof module !== "undefined" && module.exports) module.exports = VeilnetCore;
@@ -240,6 +245,8 @@ if (typeof document !== "undefined") {
   const { UserError } = VeilnetCore;
   const $ = (id) => document.getElementById(id);
   let key = null; // the parsed key: in this variable only, for the page's lifetime
+  const NO_KEY = "Pick your key file first.";
+  let keyProblem = NO_KEY; // why there is no key: said again on every try until the key file changes
 
   const say = (text) => { $("status").textContent = text; };
   const fail = (text) => { $("error").textContent = text; $("error").hidden = false; say(""); };
@@ -247,6 +254,7 @@ if (typeof document !== "undefined") {
 
   async function loadKey() {
     key = null;
+    keyProblem = NO_KEY;
     $("key-info").textContent = "";
     const file = $("key").files[0];
     if (!file) return;
@@ -256,10 +264,54 @@ if (typeof document !== "undefined") {
       const verified = await VeilnetCore.verifyFingerprint(parsed);
       key = parsed;
       key.map = VeilnetCore.indexMap(parsed);
-      const { block_size: m, channels: c, image_size: s } = key.params;
-      $("key-info").textContent = `${key.scheme} key, Ea ${key.ea}, blocks ${m}×${m}, images ${c}×${s}×${s}; ${key.fingerprint.slice(0, 23)}…${verified ? " (verified)" : ""}`;
+      $("key-info").textContent = keyLine(key, verified);
+      await preview();
     } catch (err) {
-      fail(err instanceof UserError ? err.message : "This key file cannot be read.");
+      keyProblem = err instanceof UserError ? err.message : "This key file cannot be read.";
+      fail(keyProblem);
+    }
+  }
+
+  /** What the key does, in plain words, then its shortened fingerprint (for those who check it). */
+  function keyLine(k, verified) {
+    const { block_size: m, image_size: s } = k.params;
+    const steps = [`shuffles the pixels inside every ${m}×${m} block`];
+    if (k.ea === "signed-permutation") steps.push("inverts half of them");
+    if (k.scheme === "vit") steps.push("reorders the blocks");
+    const does = steps.length > 1 ? `${steps.slice(0, -1).join(", ")} and ${steps.at(-1)}` : steps[0];
+    return `Your key scrambles each ${s}×${s} image here in this page: it ${does}. The server's model was prepared with the same key, so it classifies the scrambled image without ever seeing yours. Key ${VeilnetCore.short(k.fingerprint)}${verified ? " (verified)" : ""}.`;
+  }
+
+  /** The served model in plain words, from /v1/info. */
+  function modelLine(info) {
+    const names = Array.isArray(info.classes) ? `: ${info.classes.slice(0, 12).join(", ")}${info.classes.length > 12 ? ", …" : ""}` : "";
+    const arch = info.card && info.card.architecture ? `a ${info.card.architecture} image classifier` : "an image classifier";
+    return `The server runs ${arch} that tells apart ${info.num_classes} classes${names}.`;
+  }
+
+  /** /v1/info, checked against the key (a UserError for each problem). */
+  async function servedModel(token) {
+    let info;
+    try {
+      info = await (await call("v1/info", token)).json();
+    } catch (err) {
+      if (err instanceof UserError) throw err;
+      throw new UserError("The server's /v1/info is not a veilnet model description; is this a veilnet server?");
+    }
+    VeilnetCore.checkKey(key, info);
+    $("model-info").textContent = modelLine(info);
+    return info;
+  }
+
+  /** Once the key and the token are there, say what the served model is before anything is sent; a problem is said when the person classifies. */
+  async function preview() {
+    const token = $("token").value.trim();
+    $("model-info").textContent = "";
+    if (!key || !token) return;
+    try {
+      await servedModel(token);
+    } catch {
+      $("model-info").textContent = "";
     }
   }
 
@@ -281,8 +333,9 @@ if (typeof document !== "undefined") {
   }
 
   /**
-   * One image file -> {pixels (C×S×S uint8), canvas}. An image of exactly S×S is taken pixel for
-   * pixel (as `veilnet query` reads it); any other is centre-cropped to a square and scaled to S×S.
+   * One image file -> {pixels (C×S×S uint8), canvas, resized}. An image of exactly S×S is taken
+   * pixel for pixel (as `veilnet query` reads it); any other is centre-cropped to a square and
+   * scaled to S×S, and `resized` says so ("640×480 → 32×32"; null for an image of the model's size).
    */
   async function readImage(file, channels, size) {
     let bitmap;
@@ -295,12 +348,13 @@ if (typeof document !== "undefined") {
     canvas.width = canvas.height = size;
     const ctx = canvas.getContext("2d", { willReadFrequently: true, colorSpace: "srgb" });
     const side = Math.min(bitmap.width, bitmap.height);
+    const resized = bitmap.width === size && bitmap.height === size ? null : `${bitmap.width}×${bitmap.height} → ${size}×${size}`;
     ctx.imageSmoothingQuality = "high";
     ctx.drawImage(bitmap, (bitmap.width - side) / 2, (bitmap.height - side) / 2, side, side, 0, 0, size, size);
     bitmap.close();
     const pixels = VeilnetCore.toPlanes(ctx.getImageData(0, 0, size, size).data, channels);
     if (channels === 1) showPlanes(canvas, pixels, 1, size); // what the model sees
-    return { pixels, canvas };
+    return { pixels, canvas, resized };
   }
 
   /** Draw C×S×S values (uint8, or float in [0, 1]) on a canvas. */
@@ -317,7 +371,7 @@ if (typeof document !== "undefined") {
     return canvas;
   }
 
-  function showResult(name, plain, encrypted, channels, size, prediction) {
+  function showResult({ name, canvas: plain, resized }, encrypted, channels, size, prediction, classes) {
     const figure = document.createElement("figure");
     figure.className = "result";
     figure.dataset.label = String(prediction.label);
@@ -327,12 +381,17 @@ if (typeof document !== "undefined") {
     cipher.title = `${name}: the encrypted image the server received`;
     const pair = document.createElement("div");
     pair.className = "pair";
-    pair.append(plain, cipher);
+    for (const [canvas, legend] of [[plain, "yours, stays here"], [cipher, "sent to the server"]]) {
+      const shot = Object.assign(document.createElement("div"), { className: "shot" });
+      shot.append(canvas, Object.assign(document.createElement("small"), { textContent: legend }));
+      pair.append(shot);
+    }
     const caption = document.createElement("figcaption");
     const label = document.createElement("strong");
     label.className = "label";
-    label.textContent = `class ${prediction.label}`;
+    label.textContent = VeilnetCore.className(classes, prediction.label);
     caption.append(label, ` · ${(100 * prediction.confidence).toFixed(1)} % · `, Object.assign(document.createElement("span"), { className: "name", textContent: name }));
+    if (resized) caption.append(Object.assign(document.createElement("small"), { className: "resized", textContent: `cropped to a square and scaled: ${resized}` }));
     figure.append(pair, caption);
     $("results").append(figure);
   }
@@ -343,20 +402,13 @@ if (typeof document !== "undefined") {
     $("results").replaceChildren();
     const token = $("token").value.trim();
     const files = Array.from($("images").files);
-    if (!key) return fail("Pick your key file first.");
+    if (!key) return fail(keyProblem);
     if (!files.length) return fail("Pick one or more images.");
     if (!token) return fail("Paste your token.");
     $("classify").disabled = true;
     try {
       say("Checking the key against the server…");
-      let info;
-      try {
-        info = await (await call("v1/info", token)).json();
-      } catch (err) {
-        if (err instanceof UserError) throw err;
-        throw new UserError("The server's /v1/info is not a veilnet model description; is this a veilnet server?");
-      }
-      VeilnetCore.checkKey(key, info);
+      const info = await servedModel(token);
       const { channels: c, image_size: s } = key.params;
       say("Encrypting in this page…");
       const read = [];
@@ -373,7 +425,7 @@ if (typeof document !== "undefined") {
         const answer = await call("v1/predict", token, { method: "POST", headers: { "Content-Type": VeilnetCore.NPY }, body: VeilnetCore.npyBody(data, [part.length, c, s, s]) });
         const logits = VeilnetCore.readNpy(await answer.arrayBuffer());
         if (logits.shape[0] !== part.length || !k || logits.shape[1] !== k) throw new UserError("The server's answer does not have one row of class scores per image.");
-        VeilnetCore.classify(logits.data, k).forEach((p, i) => showResult(read[start + i].name, read[start + i].canvas, part[i], c, s, p));
+        VeilnetCore.classify(logits.data, k).forEach((p, i) => showResult(read[start + i], part[i], c, s, p, info.classes));
       }
       say(`${encrypted.length} image(s) classified; only the encrypted images left this page.`);
     } catch (err) {
@@ -385,6 +437,7 @@ if (typeof document !== "undefined") {
 
   document.addEventListener("DOMContentLoaded", () => {
     $("key").addEventListener("change", loadKey);
+    $("token").addEventListener("change", preview);
     $("form").addEventListener("submit", classify);
   });
 }
