@@ -147,7 +147,7 @@ WHY = {
     408: "the request did not arrive within the server's read timeout; the connection is closed",
     413: "body or batch over the server's limits (see /v1/info); the connection is closed",
     415: f"content type other than {' or '.join(codec.MEDIA_TYPES)}",
-    422: "wrong dtype or shape, empty batch, NaN or infinite values",
+    422: "wrong dtype or shape, empty batch, NaN or infinite values, or an input whose output is not finite",
     500: "internal error (no details)",
     503: "the server is at its connection limit (plain text, from uvicorn), or (/healthz) not ready yet",
 }
@@ -310,6 +310,8 @@ def create_app(
         except Exception as exc:  # a bug, not the client's fault: no details leave the server
             log.error("forward pass failed (%s)", type(exc).__name__)
             raise ApiError(500, "internal error") from None
+        if not torch.isfinite(out).all():  # finite inputs can still overflow the model (3e38 in float32)
+            raise ApiError(422, "the model's output for this input is not finite (NaN or infinite); scale the input to the range the model takes")
         return codec.write_tensor(out, media, "logits"), media
 
     app.add_middleware(_PredictFastPath, handler=handle_predict)
