@@ -45,6 +45,7 @@ ROWS = [
     ("serve-batch-wait-nan", ["serve", "{model}", "--no-auth", "--port", "0", "--batch-wait-ms", "nan"], "--batch-wait-ms must be a finite number"),
     ("serve-batch-wait-negative", ["serve", "{model}", "--no-auth", "--port", "0", "--batch-wait-ms", "-1"], "--batch-wait-ms must be a finite number"),
     ("serve-read-timeout-inf", ["serve", "{model}", "--no-auth", "--port", "0", "--read-timeout", "inf"], "--read-timeout must be a finite number"),
+    ("serve-head-timeout-nan", ["serve", "{model}", "--no-auth", "--port", "0", "--head-timeout", "nan"], "--head-timeout must be a finite number"),
     ("serve-idle-timeout-nan", ["serve", "{model}", "--no-auth", "--port", "0", "--idle-timeout", "nan"], "--idle-timeout must be a finite number"),
     ("serve-shutdown-timeout-over-a-day", ["serve", "{model}", "--no-auth", "--port", "0", "--shutdown-timeout", "1e9"], "in (0, 86400]"),
     ("serve-max-connections-zero", ["serve", "{model}", "--no-auth", "--port", "0", "--max-connections", "0"], "--max-connections must be an integer ≥ 1"),

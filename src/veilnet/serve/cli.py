@@ -62,7 +62,7 @@ def check_limits(args: argparse.Namespace) -> None:
         check_int(_flag(name), getattr(args, name), minimum=1)
     if args.threads is not None:
         check_int("--threads", args.threads, minimum=1)
-    for name in ("read_timeout", "idle_timeout", "shutdown_timeout"):
+    for name in ("head_timeout", "read_timeout", "idle_timeout", "shutdown_timeout"):
         check_number(_flag(name), getattr(args, name), low=0, low_open=True, high=LONGEST_S)
     check_number("--batch-wait-ms", args.batch_wait_ms, low=0, high=LONGEST_S * 1000)
     if args.max_body_mb is not None:
@@ -104,6 +104,7 @@ def _serve(args: argparse.Namespace) -> int:
     limits = Limits(max_batch=args.max_batch, max_body_bytes=None if args.max_body_mb is None else int(args.max_body_mb * (1 << 20)))
     batching = BatchingConfig(enabled=not args.no_batching, max_images=args.batch_size, wait_ms=args.batch_wait_ms)
     connections = ConnectionLimits(
+        head_timeout_s=args.head_timeout,
         read_timeout_s=args.read_timeout,
         idle_timeout_s=args.idle_timeout,
         max_connections=args.max_connections,
@@ -225,6 +226,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     serve.add_argument("--no-batching", action="store_true", help="one forward pass per request (no dynamic batching)")
     serve.add_argument(
+        "--head-timeout",
+        type=float,
+        default=5.0,
+        help="seconds a request's head (request line and headers) may take to arrive, counted from when the connection is ready for it; "
+        "then 408 and the connection is closed (default: 5; a real client sends it in milliseconds)",
+    )
+    serve.add_argument(
         "--read-timeout",
         type=float,
         default=30.0,
@@ -232,7 +240,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "the connection is ready for it; then 408 and the connection is closed (default: 30)",
     )
     serve.add_argument("--idle-timeout", type=float, default=5.0, help="seconds a keep-alive connection may wait for its next request (default: 5)")
-    serve.add_argument("--max-connections", type=int, default=128, help="open connections beyond which the server answers 503 (default: 128)")
+    serve.add_argument(
+        "--max-connections",
+        type=int,
+        default=128,
+        help="open connections (per worker); a newcomer beyond them closes the one that has shown least: "
+        "no complete request head and no valid token, oldest first (default: 128)",
+    )
     serve.add_argument(
         "--max-connections-per-client",
         type=int,
