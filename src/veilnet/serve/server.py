@@ -29,7 +29,9 @@ uvicorn's h11 protocol:
   connections has further ones closed at once, before anything is read, so one address cannot
   take the whole table.
 * **Shutdown bound.** On SIGTERM the server stops accepting, lets requests in flight finish and
-  cuts whatever is still open after :attr:`ConnectionLimits.shutdown_timeout_s`.
+  cuts whatever is still open after :attr:`ConnectionLimits.shutdown_timeout_s`. A request that
+  has reached it, even unread or on a connection still in the listening socket's queue, is
+  answered, not reset (:class:`GuardedServer`).
 
 :func:`serve` runs an application with these settings on one listening socket, or on
 ``workers`` processes that each bind the same port with ``SO_REUSEPORT`` (the kernel spreads new
@@ -49,13 +51,13 @@ import multiprocessing
 import os
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import h11
 import uvicorn
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.h11_impl import H11Protocol, RequestResponseCycle
 
 log = logging.getLogger("veilnet.serve")
 
@@ -157,6 +159,7 @@ class GuardedH11Protocol(H11Protocol):
         self._ready_at: float | None = None  # when the connection became ready for its current request
         self._deadline: asyncio.TimerHandle | None = None
         self._due: tuple[bool, float] | None = None  # what the deadline is for: (a head?, after how many seconds)
+        self._draining = False  # the server is shutting down: answer what has arrived, then close
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -188,7 +191,27 @@ class GuardedH11Protocol(H11Protocol):
 
     def handle_events(self) -> None:
         super().handle_events()
+        if self._draining and self.cycle is not None:
+            _last_answer(self.cycle)
         self._update()
+
+    def shutdown(self) -> None:
+        """Called once when the server shuts down. uvicorn's own closes at once every connection
+        with no request in progress, including one whose next request has already arrived but
+        was not read yet (in its socket, or in h11's buffer): the kernel resets a connection
+        closed with unread bytes, and the client gets a reset (httpx's ReadError) for a request
+        the server had received. Here that request is read and answered, and a request in
+        progress finishes, both with ``Connection: close``. Only a connection on which nothing
+        has arrived is closed at once, its end of stream (FIN) sent first: a request that
+        arrives between the look and the close then meets a connection its client already sees
+        closed, an end of stream before any answer byte (which a client may retry elsewhere),
+        not a reset."""
+        self._draining = True
+        if self.cycle is not None and not self.cycle.response_complete:
+            _last_answer(self.cycle)
+        elif not self.conn.trailing_data[0] and not _peek(self.transport):
+            _half_close(self.transport)
+            super().shutdown()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -247,18 +270,42 @@ class GuardedH11Protocol(H11Protocol):
         self.transport.close()
 
 
+def _last_answer(cycle: RequestResponseCycle) -> None:
+    """Make ``cycle``'s answer the connection's last: ``Connection: close`` among its headers
+    when they are not sent yet, and the connection closed once it is sent."""
+    cycle.keep_alive = False
+    if not cycle.response_started and _CLOSE not in cycle.default_headers:
+        cycle.default_headers = [*cycle.default_headers, _CLOSE]
+
+
+_CLOSE = (b"connection", b"close")
+
+
+@contextlib.contextmanager
+def _socket_on(fd: int) -> Iterator[socket.socket]:
+    """A socket object on the descriptor ``fd``, detached again afterwards: uvloop's sockets (a
+    transport's, a listener's) have no recv, shutdown or accept."""
+    sock = socket.socket(fileno=fd)
+    try:
+        yield sock
+    finally:
+        sock.detach()
+
+
 def _peek(transport: asyncio.BaseTransport) -> bytes:
     """Up to 4 KiB already waiting in ``transport``'s socket, left there (b"" when nothing is, or
-    the socket cannot be read so: uvloop's transport socket has no recv, so a socket object is
-    made on its descriptor and detached again)."""
-    fd = transport.get_extra_info("socket").fileno()
-    peek = socket.socket(fileno=fd)
-    try:
-        return peek.recv(4096, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-    except OSError:
-        return b""
-    finally:
-        peek.detach()
+    the socket cannot be read)."""
+    with _socket_on(transport.get_extra_info("socket").fileno()) as sock:
+        try:
+            return sock.recv(4096, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except OSError:
+            return b""
+
+
+def _half_close(transport: asyncio.BaseTransport) -> None:
+    """Send the end of stream (FIN) on ``transport``'s socket now, before it is closed."""
+    with _socket_on(transport.get_extra_info("socket").fileno()) as sock, contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_WR)
 
 
 def _set_nodelay(transport: asyncio.BaseTransport) -> None:
@@ -274,8 +321,16 @@ def _set_nodelay(transport: asyncio.BaseTransport) -> None:
 
 
 class GuardedServer(uvicorn.Server):
-    """uvicorn's server whose graceful shutdown ends within ``shutdown_timeout_s``: connections
-    still open then (a stalled upload) are closed, so SIGTERM always finishes."""
+    """uvicorn's server whose graceful shutdown drops no request that has reached it and ends
+    within ``shutdown_timeout_s``.
+
+    Before uvicorn's shutdown, the connections waiting in the listening socket's accept queue
+    are accepted and served like the others (:meth:`GuardedH11Protocol.shutdown`), and only then
+    is the socket closed: closing a listening socket resets the connections in its queue, whose
+    clients have completed their handshake and may have sent their request. With ``workers > 1``
+    each worker has its own queue (``SO_REUSEPORT``), and the kernel puts a connection in the queue
+    of any worker still listening. Connections still open ``shutdown_timeout_s`` after the start
+    of the shutdown (a stalled upload) are closed, so SIGTERM always finishes."""
 
     def __init__(self, config: uvicorn.Config, limits: ConnectionLimits) -> None:
         super().__init__(config)
@@ -288,11 +343,31 @@ class GuardedServer(uvicorn.Server):
                 with contextlib.suppress(Exception):
                     connection.transport.close()  # type: ignore[attr-defined]
 
-        closer = asyncio.get_running_loop().create_task(close_leftovers())
+        loop = asyncio.get_running_loop()
+        closer = loop.create_task(close_leftovers())
         try:
+            queued = self._stop_listening()
+            protocol = functools.partial(self.config.http_protocol_class, config=self.config, server_state=self.server_state, app_state=self.lifespan.state)
+            await asyncio.gather(*(loop.connect_accepted_socket(protocol, conn, ssl=self.config.ssl) for conn in queued), return_exceptions=True)
             await super().shutdown(sockets)
         finally:
             closer.cancel()
+
+    def _stop_listening(self) -> list[socket.socket]:
+        """Accept every connection waiting in the listening sockets' queues, then close the
+        sockets, with no await in between (so no connection enters a queue unseen); return the
+        accepted connections. (uvicorn's shutdown closes them again, which does nothing.)"""
+        queued = []
+        for server in self.servers:
+            for listener in server.sockets:
+                with _socket_on(listener.fileno()) as sock, contextlib.suppress(OSError):  # OSError: nothing more waits (or no descriptor left)
+                    sock.setblocking(False)
+                    while True:
+                        conn, _ = sock.accept()
+                        conn.setblocking(False)
+                        queued.append(conn)
+            server.close()
+        return queued
 
 
 def config(app: Any, limits: ConnectionLimits, *, log_level: str = "warning", tls: tuple[str, str] | None = None) -> uvicorn.Config:
