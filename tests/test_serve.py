@@ -219,6 +219,7 @@ BAD_BODIES = [
     ("truncated npy", _npy(np.zeros((4, 3, 32, 32), np.float32))[:5000], NPY, 400),
     ("nan", _npy(np.full((1, 3, 32, 32), np.nan, np.float32)), NPY, 422),
     ("inf", _npy(np.full((1, 3, 32, 32), np.inf, np.float32)), NPY, 422),
+    ("finite input, infinite output", _npy(np.full((1, 3, 32, 32), 3e38, np.float32)), NPY, 422),
     ("nan as safetensors", safetensors.numpy.save({"x": np.full((1, 3, 32, 32), np.nan, np.float32)}), SAFETENSORS, 422),
     ("two tensors", safetensors.numpy.save({"a": np.zeros((1, 3, 32, 32), np.float32), "b": np.zeros(1, np.float32)}), SAFETENSORS, 422),
     ("truncated safetensors", safetensors.numpy.save({"x": np.zeros((4, 3, 32, 32), np.float32)})[:3000], SAFETENSORS, 400),

@@ -31,7 +31,7 @@ input shape and dtype, output, limits, key parameters) is on ``/v1/info`` only, 
 token. So tools and client generators can read the contract without a credential, and an
 unauthenticated caller learns nothing from it that it would not learn from the source code.
 Each operation lists every status it can answer (:data:`WHY`) with the error model
-(:class:`ErrorBody`); the 503 of the connection limit is uvicorn's plain text.
+(:class:`ErrorBody`).
 
 Bodies are bounded by the served model: the largest valid request is ``max_batch`` inputs plus
 the encoding's header (:func:`body_limit`), so a larger Content-Length is refused (413, the
@@ -66,7 +66,7 @@ from torch import nn
 from veilnet import __version__
 from veilnet.serve import codec, kinds
 from veilnet.serve.batching import BatchingConfig, DynamicBatcher
-from veilnet.serve.server import ConnectionLimits
+from veilnet.serve.server import ConnectionLimits, mark_authenticated
 
 log = logging.getLogger("veilnet.serve")
 #: Card fields published on /v1/info (an allow-list; only string values): what a client may show.
@@ -146,19 +146,18 @@ class ModelInfo(BaseModel):
 WHY = {
     400: "malformed or truncated body, or an invalid Content-Length",
     401: "missing or invalid bearer token",
-    408: "the request did not arrive within the server's read timeout; the connection is closed",
+    408: "the request's head or whole request did not arrive within the server's deadlines; the connection is closed",
     413: "body or batch over the server's limits (see /v1/info); the connection is closed",
     415: f"content type other than {' or '.join(codec.MEDIA_TYPES)}",
-    422: "wrong dtype or shape, empty batch, NaN or infinite values",
+    422: "wrong dtype or shape, empty batch, NaN or infinite values, or an input whose output is not finite",
     500: "internal error (no details)",
-    503: "the server is at its connection limit (plain text, from uvicorn), or (/healthz) not ready yet",
+    503: "the server is at its connection limit and this connection had shown least (it is closed), or (/healthz) not ready yet",
 }
 
 
 def _responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI response entries for ``statuses`` (the error model; 503 is uvicorn's plain text)."""
-    plain = {"text/plain": {"schema": {"type": "string"}}}
-    return {s: {"description": WHY[s], **({"content": plain} if s == 503 else {"model": ErrorBody})} for s in statuses}
+    """OpenAPI response entries for ``statuses`` (each with the error model)."""
+    return {s: {"description": WHY[s], "model": ErrorBody} for s in statuses}
 
 
 #: Items per compiled forward pass of a served model (``--compile``): the typical request's 8 images.
@@ -283,8 +282,10 @@ def create_app(
     )
     bearer = HTTPBearer(auto_error=False, description="one of the server's tokens")
 
-    def check_token(token: str | None) -> None:
-        """ApiError 401 unless ``token`` is one of the server's (every one compared, in constant time)."""
+    def check_token(token: str | None, scope: Scope) -> None:
+        """ApiError 401 unless ``token`` is one of the server's (every one compared, in constant
+        time); a valid one ranks the request's connection above unauthenticated ones
+        (:func:`veilnet.serve.server.mark_authenticated`)."""
         if digests is None:
             return
         given = hashlib.sha256(token.encode() if token else b"").digest()
@@ -293,16 +294,17 @@ def create_app(
             ok |= hmac.compare_digest(given, digest)
         if not token or not ok:
             raise ApiError(401, "missing or invalid bearer token", {"WWW-Authenticate": "Bearer"})
+        mark_authenticated(scope)
 
-    async def authorize(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:  # async: no thread hop
-        check_token(credentials.credentials if credentials is not None else None)
+    async def authorize(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:  # async: no thread hop
+        check_token(credentials.credentials if credentials is not None else None, request.scope)
 
-    async def handle_predict(headers: Mapping[str, str], receive: Receive) -> tuple[bytes, str]:
+    async def handle_predict(headers: Mapping[str, str], receive: Receive, scope: Scope) -> tuple[bytes, str]:
         """The answer to ``POST /v1/predict`` (body and media type), or an ApiError: the token,
         the body (:func:`_read_body`), its tensor (:func:`veilnet.serve.codec.read_tensor`), the
         batcher. ``headers`` have lower-case names."""
         scheme, _, token = headers.get("authorization", "").partition(" ")
-        check_token(token.strip() if scheme.lower() == "bearer" else None)
+        check_token(token.strip() if scheme.lower() == "bearer" else None, scope)
         media = headers.get("content-type", "").split(";")[0].strip().lower()
         body = await _read_body(headers, receive, max_body)
         try:
@@ -318,6 +320,8 @@ def create_app(
         except Exception as exc:  # a bug, not the client's fault: no details leave the server
             log.error("forward pass failed (%s)", type(exc).__name__)
             raise ApiError(500, "internal error") from None
+        if not torch.isfinite(out).all():  # finite inputs can still overflow the model (3e38 in float32)
+            raise ApiError(422, "the model's output for this input is not finite (NaN or infinite); scale the input to the range the model takes")
         return codec.write_tensor(out, media, "logits"), media
 
     app.add_middleware(_PredictFastPath, handler=handle_predict)
@@ -359,7 +363,7 @@ def create_app(
     async def predict(request: Request) -> Response:
         """The documented contract (OpenAPI); requests are answered by :class:`_PredictFastPath`
         before routing, with the same :func:`handle_predict`."""
-        body, media = await handle_predict(request.headers, request.receive)
+        body, media = await handle_predict(request.headers, request.receive, request.scope)
         return Response(body, media_type=media)
 
     if ui:
@@ -372,7 +376,7 @@ class _PredictFastPath:
     dependency resolution and response classes (about a third of the per-request CPU time on a
     1-image request, benchmarks/serve_load.py); every other request goes on to FastAPI."""
 
-    def __init__(self, app: ASGIApp, handler: Callable[[Mapping[str, str], Receive], Awaitable[tuple[bytes, str]]]) -> None:
+    def __init__(self, app: ASGIApp, handler: Callable[[Mapping[str, str], Receive, Scope], Awaitable[tuple[bytes, str]]]) -> None:
         self.app, self.handler = app, handler
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -381,7 +385,7 @@ class _PredictFastPath:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         extra: dict[str, str] = {}
         try:
-            body, media = await self.handler(headers, receive)
+            body, media = await self.handler(headers, receive, scope)
             status = 200
         except ApiError as exc:
             body, media, status, extra = json.dumps({"error": exc.message}).encode(), "application/json", exc.status, exc.headers or {}
@@ -507,9 +511,11 @@ def run(
     )
     c = connections
     log.info(
-        "limits: %d items and %d bytes per request, %g s to receive a request, %g s idle, %d connections (%d per address), %g s to shut down; batching: %s",
+        "limits: %d items and %d bytes per request, %g s to receive its head and %g s the whole request, %g s idle, "
+        "%d connections (%d per address), %g s to shut down; batching: %s",
         limits.max_batch,
         body_limit(e, limits),
+        c.head_timeout_s,
         c.read_timeout_s,
         c.idle_timeout_s,
         c.max_connections,

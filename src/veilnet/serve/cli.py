@@ -17,6 +17,7 @@ import socket
 import sys
 from pathlib import Path
 
+from veilnet.checks import check_int, check_number
 from veilnet.cli import add_command, add_compile, add_device
 from veilnet.errors import ConfigError
 from veilnet.serve.tokens import client_token, server_tokens
@@ -48,6 +49,31 @@ def check_tls(cert: str, key: str) -> None:
         ) from None
 
 
+#: The longest deadline a ``serve`` option may set (a day): beyond it a timer overflows uvloop's
+#: millisecond clock, and no real client needs more.
+LONGEST_S = 86400.0
+
+
+def check_limits(args: argparse.Namespace) -> None:
+    """ConfigError naming the first numeric ``serve`` option out of its range: counts are integers
+    ≥ 1, durations and sizes finite numbers (``check_number``: NaN and ±inf are refused, where a
+    NaN would slip through every comparison and start a server that never answers)."""
+    for name in ("max_batch", "batch_size", "max_connections", "max_connections_per_client", "workers"):
+        check_int(_flag(name), getattr(args, name), minimum=1)
+    if args.threads is not None:
+        check_int("--threads", args.threads, minimum=1)
+    for name in ("head_timeout", "read_timeout", "idle_timeout", "shutdown_timeout"):
+        check_number(_flag(name), getattr(args, name), low=0, low_open=True, high=LONGEST_S)
+    check_number("--batch-wait-ms", args.batch_wait_ms, low=0, high=LONGEST_S * 1000)
+    if args.max_body_mb is not None:
+        check_number("--max-body-mb", args.max_body_mb, low=0, low_open=True, high=1 << 20)  # up to 1 TiB: it only lowers the model's limit
+
+
+def _flag(name: str) -> str:
+    """The command-line spelling of the attribute ``name`` (``read_timeout``: ``--read-timeout``)."""
+    return "--" + name.replace("_", "-")
+
+
 def _serve(args: argparse.Namespace) -> int:
     try:
         from veilnet.serve.app import Limits, ServedModel, run
@@ -66,27 +92,7 @@ def _serve(args: argparse.Namespace) -> int:
             raise ConfigError(f"TLS file {path} does not exist")
     if args.tls_cert is not None:
         check_tls(args.tls_cert, args.tls_key)
-    if (
-        min(
-            args.max_batch,
-            args.batch_size,
-            1 if args.max_body_mb is None else args.max_body_mb,
-            args.max_connections,
-            args.max_connections_per_client,
-            args.workers,
-        )
-        <= 0
-        or args.batch_wait_ms < 0
-    ):
-        raise ConfigError(
-            "--max-batch, --batch-size, --max-body-mb, --max-connections, --max-connections-per-client "
-            "and --workers must be positive and --batch-wait-ms non-negative"
-        )
-    for name in ("read_timeout", "idle_timeout", "shutdown_timeout"):
-        if not getattr(args, name) > 0:
-            raise ConfigError(f"--{name.replace('_', '-')} must be a positive number of seconds, got {getattr(args, name)}")
-    if args.threads is not None and args.threads <= 0:
-        raise ConfigError(f"--threads must be positive, got {args.threads}")
+    check_limits(args)
     tokens = None if args.no_auth else server_tokens(args.token_file)
     device = resolve_device(args.device)
     check_listen(args.host, args.port)
@@ -98,6 +104,7 @@ def _serve(args: argparse.Namespace) -> int:
     limits = Limits(max_batch=args.max_batch, max_body_bytes=None if args.max_body_mb is None else int(args.max_body_mb * (1 << 20)))
     batching = BatchingConfig(enabled=not args.no_batching, max_images=args.batch_size, wait_ms=args.batch_wait_ms)
     connections = ConnectionLimits(
+        head_timeout_s=args.head_timeout,
         read_timeout_s=args.read_timeout,
         idle_timeout_s=args.idle_timeout,
         max_connections=args.max_connections,
@@ -144,8 +151,7 @@ def _query(args: argparse.Namespace) -> int:
 
     if bool(args.data) == bool(args.images):
         raise ConfigError("give image files or --data SPEC (with --limit), not both or neither")
-    if args.limit <= 0:
-        raise ConfigError(f"--limit must be positive, got {args.limit}")
+    check_int("--limit", args.limit, minimum=1)
     token = client_token(args.token_file)
     secret = args.secret
     for kind in _kinds():
@@ -220,6 +226,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     serve.add_argument("--no-batching", action="store_true", help="one forward pass per request (no dynamic batching)")
     serve.add_argument(
+        "--head-timeout",
+        type=float,
+        default=5.0,
+        help="seconds a request's head (request line and headers) may take to arrive, counted from when the connection is ready for it; "
+        "then 408 and the connection is closed (default: 5; a real client sends it in milliseconds)",
+    )
+    serve.add_argument(
         "--read-timeout",
         type=float,
         default=30.0,
@@ -227,7 +240,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "the connection is ready for it; then 408 and the connection is closed (default: 30)",
     )
     serve.add_argument("--idle-timeout", type=float, default=5.0, help="seconds a keep-alive connection may wait for its next request (default: 5)")
-    serve.add_argument("--max-connections", type=int, default=128, help="open connections beyond which the server answers 503 (default: 128)")
+    serve.add_argument(
+        "--max-connections",
+        type=int,
+        default=128,
+        help="open connections (per worker); a newcomer beyond them closes the one that has shown least: "
+        "no complete request head and no valid token, oldest first (default: 128)",
+    )
     serve.add_argument(
         "--max-connections-per-client",
         type=int,
