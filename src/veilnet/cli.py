@@ -16,8 +16,9 @@ import importlib
 import logging
 import math
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from fractions import Fraction
+from pathlib import PurePath
 from typing import Any, NoReturn
 
 from veilnet import __version__
@@ -151,6 +152,27 @@ def parse_assignments(items: Sequence[str] | None) -> dict[str, Any]:
             raise ConfigError(f"expected key=value, got {item!r}")
         out[name.strip().replace("-", "_")] = yaml.safe_load(value)
     return out
+
+
+def model_data(card: Mapping[str, Any] | None, given: str | None, *, model: str) -> str:
+    """The data spec a command runs saved model ``model`` on: ``--data`` (``given``) when given,
+    else the data its card records (it was trained on). A given spec naming another data set than
+    the card's (another kind, or another file or folder name: the same data may lie at another
+    path) is a one-line :class:`ConfigError` naming both; so is no data at all."""
+    trained = (card or {}).get("data")
+    if given is None:
+        if not trained:
+            raise ConfigError(f"{model}'s card records no data set: pass --data SPEC")
+        return str(trained)
+    if trained and _data_name(given) != _data_name(str(trained)):
+        raise ConfigError(f"{model} was trained on {trained!r}, not --data {given!r}: leave out --data to use the model's own data")
+    return given
+
+
+def _data_name(spec: str) -> tuple[str, str]:
+    """What names a data set in a spec, wherever it lies: its kind and its argument's last path component."""
+    kind, _, arg = spec.partition(":")
+    return kind.strip().lower(), PurePath(arg.strip()).name
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
