@@ -387,3 +387,34 @@ def test_shipped_configs_are_valid(path):
     config = ComplexTrainConfig.from_dict(doc["train"])
     net = models.create(doc["model"], **(doc.get("args") or {}))
     assert isinstance(net, ComplexNet) and config.epochs >= 1
+
+
+def test_cli_interrupted_after_an_epoch_says_resume(tmp_path, capsys, monkeypatch):
+    """Ctrl-C during `veilnet complex train` once an epoch's checkpoint is written: one line saying to resume with --resume."""
+    import veilnet.training.core as core
+
+    save = core.save_checkpoint
+
+    def save_then_interrupt(*args, **kwargs):
+        save(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(core, "save_checkpoint", save_then_interrupt)
+    argv = [
+        "complex",
+        "train",
+        "--model",
+        "complex-lenet",
+        "--data",
+        "digits",
+        "--subset",
+        "3",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "-o",
+        str(tmp_path / "run"),
+    ]
+    assert main(argv) == 130
+    assert capsys.readouterr().err.splitlines()[-1] == "veilnet: interrupted; resume with the same command and --resume"

@@ -368,3 +368,32 @@ def test_cli_resume_from_a_corrupt_checkpoint_is_one_line(tmp_path, capsys):
     assert main([*argv, "--resume"]) == 2
     err = capsys.readouterr().err.strip()
     assert "corrupt or truncated checkpoint" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("epochs_done", "line"),
+    [
+        (1, "veilnet: interrupted; resume with the same command and --resume"),
+        (0, "veilnet: interrupted before the first checkpoint (written after each epoch); run the same command again to start over"),
+    ],
+)
+def test_cli_train_interrupted_says_how_to_resume(tmp_path, capsys, monkeypatch, epochs_done, line):
+    """Ctrl-C during `veilnet train`: once an epoch's checkpoint is written the one line says to
+    resume, and the same command with --resume finishes the run; before it, to start again."""
+    import veilnet.training.core as core
+
+    save, saved = core.save_checkpoint, []
+
+    def save_then_interrupt(*args, **kwargs):
+        if len(saved) == epochs_done:
+            raise KeyboardInterrupt
+        saved.append(save(*args, **kwargs))
+
+    monkeypatch.setattr(core, "save_checkpoint", save_then_interrupt)
+    argv = ["train", "--model", "lenet", "--data", "digits", "--subset", "5", "--epochs", "2", "--no-compile", "-o", str(tmp_path / "run")]
+    assert main(argv) == 130
+    assert capsys.readouterr().err.splitlines()[-1] == line
+    if epochs_done:
+        monkeypatch.setattr(core, "save_checkpoint", save)
+        assert main([*argv, "--resume"]) == 0
+        assert (tmp_path / "run" / "model.safetensors").exists()

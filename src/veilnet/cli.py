@@ -18,7 +18,7 @@ import math
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from fractions import Fraction
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import Any, NoReturn
 
 from veilnet import __version__
@@ -227,8 +227,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"veilnet: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("veilnet: interrupted", file=sys.stderr)
+        print(f"veilnet: interrupted{_how_to_resume(args)}", file=sys.stderr)
         return 130
+
+
+def _how_to_resume(args: argparse.Namespace) -> str:
+    """What an interrupted command that takes ``--resume`` (its parser sets ``args.resume``) says
+    about continuing: resume once its run has a checkpoint (written after each epoch), else start again."""
+    if "resume" not in vars(args):
+        return ""
+    from veilnet.training import CHECKPOINT
+
+    if (Path(args.output) / CHECKPOINT).is_file():
+        return "; resume with the same command and --resume"
+    return " before the first checkpoint (written after each epoch); run the same command again to start over"
 
 
 if __name__ == "__main__":
