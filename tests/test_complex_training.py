@@ -304,9 +304,9 @@ def test_evaluation_is_reproducible_and_never_uses_the_sample_as_its_counterpart
 # The command line
 
 
-def test_cli_trains_evaluates_and_refuses_another_config_on_resume(tmp_path, capsys):
-    out = tmp_path / "run"
-    base = [
+def _train_argv(out, *options, epochs=1):
+    """``veilnet complex train`` of a complex LeNet on 3 digits per class, into ``out``."""
+    return [
         "complex",
         "train",
         "--model",
@@ -316,14 +316,18 @@ def test_cli_trains_evaluates_and_refuses_another_config_on_resume(tmp_path, cap
         "--subset",
         "3",
         "--epochs",
-        "1",
+        str(epochs),
         "--batch-size",
         "16",
-        "--k",
-        "3",
+        *options,
         "-o",
         str(out),
     ]
+
+
+def test_cli_trains_evaluates_and_refuses_another_config_on_resume(tmp_path, capsys):
+    out = tmp_path / "run"
+    base = _train_argv(out, "--k", "3")
     assert main(base) == 0
     assert "test accuracy" in capsys.readouterr().out
     assert main(["complex", "evaluate", str(out), "--data", "digits", "--seed", "4", "-o", str(tmp_path / "r.json")]) == 0
@@ -400,21 +404,6 @@ def test_cli_interrupted_after_an_epoch_says_resume(tmp_path, capsys, monkeypatc
         raise KeyboardInterrupt
 
     monkeypatch.setattr(core, "save_checkpoint", save_then_interrupt)
-    argv = [
-        "complex",
-        "train",
-        "--model",
-        "complex-lenet",
-        "--data",
-        "digits",
-        "--subset",
-        "3",
-        "--epochs",
-        "2",
-        "--batch-size",
-        "16",
-        "-o",
-        str(tmp_path / "run"),
-    ]
+    argv = _train_argv(tmp_path / "run", epochs=2)
     assert main(argv) == 130
     assert capsys.readouterr().err.splitlines()[-1] == "veilnet: interrupted; resume with the same command and --resume"
