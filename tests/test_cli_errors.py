@@ -22,12 +22,13 @@ ROWS = all_rows()
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """The files the rows refer to by name: a small plain ConvMixer and a keyed copy, a key that
+    """The files the rows refer to by name: a small plain ConvMixer (and a copy whose card records its data) and a keyed copy, a key that
     fits it (and a keyed copy whose card lacks the key's public parameters), a complex-valued network and its
     server and device parts, a regular file to put outputs under, a corrupt file."""
     root = tmp_path_factory.mktemp("cli-world")
     model = models.create("convmixer", dim=16, depth=1, kernel_size=3, patch_size=4)
     models.save(model, root / "model")
+    models.save(model, root / "cifar_model", data="folder:cifar10-jpeg.zip")  # its card records the data it was trained on
     key = generate_key("block", 4, 3, 32, seed=1)
     key.save(root / "key.json")
     models.save(transform_model(model, key), root / "keyed", extra={"keyed": public_params(key)})
@@ -42,6 +43,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     (root / "corrupt.safetensors").write_bytes(b"\x00garbage")
     return {
         "model": str(root / "model"),
+        "cifar_model": str(root / "cifar_model"),
         "keyed": str(root / "keyed"),
         "keyed_bare": str(root / "keyed_bare"),
         "key": str(root / "key.json"),

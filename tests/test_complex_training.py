@@ -304,9 +304,9 @@ def test_evaluation_is_reproducible_and_never_uses_the_sample_as_its_counterpart
 # The command line
 
 
-def test_cli_trains_evaluates_and_refuses_another_config_on_resume(tmp_path, capsys):
-    out = tmp_path / "run"
-    base = [
+def _train_argv(out, *options, epochs=1):
+    """``veilnet complex train`` of a complex LeNet on 3 digits per class, into ``out``."""
+    return [
         "complex",
         "train",
         "--model",
@@ -316,14 +316,18 @@ def test_cli_trains_evaluates_and_refuses_another_config_on_resume(tmp_path, cap
         "--subset",
         "3",
         "--epochs",
-        "1",
+        str(epochs),
         "--batch-size",
         "16",
-        "--k",
-        "3",
+        *options,
         "-o",
         str(out),
     ]
+
+
+def test_cli_trains_evaluates_and_refuses_another_config_on_resume(tmp_path, capsys):
+    out = tmp_path / "run"
+    base = _train_argv(out, "--k", "3")
     assert main(base) == 0
     assert "test accuracy" in capsys.readouterr().out
     assert main(["complex", "evaluate", str(out), "--data", "digits", "--seed", "4", "-o", str(tmp_path / "r.json")]) == 0
@@ -387,3 +391,19 @@ def test_shipped_configs_are_valid(path):
     config = ComplexTrainConfig.from_dict(doc["train"])
     net = models.create(doc["model"], **(doc.get("args") or {}))
     assert isinstance(net, ComplexNet) and config.epochs >= 1
+
+
+def test_cli_interrupted_after_an_epoch_says_resume(tmp_path, capsys, monkeypatch):
+    """Ctrl-C during `veilnet complex train` once an epoch's checkpoint is written: one line saying to resume with --resume."""
+    import veilnet.training.core as core
+
+    save = core.save_checkpoint
+
+    def save_then_interrupt(*args, **kwargs):
+        save(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(core, "save_checkpoint", save_then_interrupt)
+    argv = _train_argv(tmp_path / "run", epochs=2)
+    assert main(argv) == 130
+    assert capsys.readouterr().err.splitlines()[-1] == "veilnet: interrupted; resume with the same command and --resume"

@@ -5,6 +5,7 @@ the same weights (for a classifier and for a two-optimiser alternating toy GAN),
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -368,3 +369,53 @@ def test_cli_resume_from_a_corrupt_checkpoint_is_one_line(tmp_path, capsys):
     assert main([*argv, "--resume"]) == 2
     err = capsys.readouterr().err.strip()
     assert "corrupt or truncated checkpoint" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("epochs_done", "line"),
+    [
+        (1, "veilnet: interrupted; resume with the same command and --resume"),
+        (0, "veilnet: interrupted before the first checkpoint (written after each epoch); run the same command again to start over"),
+    ],
+)
+def test_cli_train_interrupted_says_how_to_resume(tmp_path, capsys, monkeypatch, epochs_done, line):
+    """Ctrl-C during `veilnet train`: once an epoch's checkpoint is written the one line says to
+    resume, and the same command with --resume finishes the run; before it, to start again."""
+    import veilnet.training.core as core
+
+    save, saved = core.save_checkpoint, []
+
+    def save_then_interrupt(*args, **kwargs):
+        if len(saved) == epochs_done:
+            raise KeyboardInterrupt
+        saved.append(save(*args, **kwargs))
+
+    monkeypatch.setattr(core, "save_checkpoint", save_then_interrupt)
+    argv = ["train", "--model", "lenet", "--data", "digits", "--subset", "5", "--epochs", "2", "--no-compile", "-o", str(tmp_path / "run")]
+    assert main(argv) == 130
+    assert capsys.readouterr().err.splitlines()[-1] == line
+    if epochs_done:
+        monkeypatch.setattr(core, "save_checkpoint", save)
+        assert main([*argv, "--resume"]) == 0
+        assert (tmp_path / "run" / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_name_no_absolute_path(path, monkeypatch, tmp_path):
+    """A config names its data and files relative to $VEILNET_DATA (data specs) or the working
+    folder, never a path of the machine it was written on: a data spec then lies under $VEILNET_DATA."""
+    from veilnet.data.specs import resolve_path
+    from veilnet.training.cli import read_config
+
+    def strings(value):
+        if isinstance(value, dict | list):
+            return [s for v in (value.values() if isinstance(value, dict) else value) for s in strings(v)]
+        return [value] if isinstance(value, str) else []
+
+    doc = read_config(str(path))
+    for text in strings(doc):
+        for part in (text, text.partition(":")[2]):
+            assert not Path(part).is_absolute() and not part.startswith("~"), f"{path.name} names the absolute path {text!r}"
+    monkeypatch.setenv("VEILNET_DATA", str(tmp_path))
+    if doc.get("data", "digits") != "digits":
+        assert resolve_path(doc["data"].partition(":")[2]).is_relative_to(tmp_path)

@@ -16,8 +16,9 @@ import importlib
 import logging
 import math
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from fractions import Fraction
+from pathlib import Path, PurePath
 from typing import Any, NoReturn
 
 from veilnet import __version__
@@ -153,6 +154,27 @@ def parse_assignments(items: Sequence[str] | None) -> dict[str, Any]:
     return out
 
 
+def model_data(card: Mapping[str, Any] | None, given: str | None, *, model: str) -> str:
+    """The data spec a command runs saved model ``model`` on: ``--data`` (``given``) when given,
+    else the data its card records (it was trained on). A given spec naming another data set than
+    the card's (another kind, or another file or folder name: the same data may lie at another
+    path) is a one-line :class:`ConfigError` naming both; so is no data at all."""
+    trained = (card or {}).get("data")
+    if given is None:
+        if not trained:
+            raise ConfigError(f"{model}'s card records no data set: pass --data SPEC")
+        return str(trained)
+    if trained and _data_name(given) != _data_name(str(trained)):
+        raise ConfigError(f"{model} was trained on {trained!r}, not --data {given!r}: leave out --data to use the model's own data")
+    return given
+
+
+def _data_name(spec: str) -> tuple[str, str]:
+    """What names a data set in a spec, wherever it lies: its kind and its argument's last path component."""
+    kind, _, arg = spec.partition(":")
+    return kind.strip().lower(), PurePath(arg.strip()).name
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The ``veilnet`` parser with ``command`` fully registered (its module imported) and every
     other command as a name with its help only; ``None`` registers all of them."""
@@ -205,8 +227,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"veilnet: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("veilnet: interrupted", file=sys.stderr)
+        print(f"veilnet: interrupted{_how_to_resume(args)}", file=sys.stderr)
         return 130
+
+
+def _how_to_resume(args: argparse.Namespace) -> str:
+    """What an interrupted command that takes ``--resume`` (its parser sets ``args.resume``) says
+    about continuing: resume once its run has a checkpoint (written after each epoch), else start again."""
+    if "resume" not in vars(args):
+        return ""
+    from veilnet.training import CHECKPOINT
+
+    if (Path(args.output) / CHECKPOINT).is_file():
+        return "; resume with the same command and --resume"
+    return " before the first checkpoint (written after each epoch); run the same command again to start over"
 
 
 if __name__ == "__main__":

@@ -73,7 +73,11 @@ ROWS = [
     ("attack-no-attack", ["complex", "attack", "{complex}", "--data", "digits", "--attacks", ",", "-o", "{tmp}/a"], "unknown attack (none given)"),
     ("attack-epochs-0", ["complex", "attack", "{complex}", "--data", "digits", "--epochs", "0", "-o", "{tmp}/a"], "positive integer"),
     ("attack-max-images-1", ["complex", "attack", "{complex}", "--data", "digits", "--max-images", "1", "-o", "{tmp}/a"], "max-images must be an integer >= 2"),
-    ("attack-negative-seed", ["complex", "attack", "{complex}", "--data", "digits", "--seed", "-1", "-o", "{tmp}/a"], "expected a seed, a non-negative integer below 2^63"),
+    (
+        "attack-negative-seed",
+        ["complex", "attack", "{complex}", "--data", "digits", "--seed", "-1", "-o", "{tmp}/a"],
+        "expected a seed, a non-negative integer below 2^63",
+    ),
     ("attack-output-exists", ["complex", "attack", "{complex}", "--data", "digits", "-o", "{existing_report}"], "exists; pass --force"),
     ("attack-output-under-file", ["complex", "attack", "{complex}", "--data", "digits", "-o", "{afile}/a"], "is a file"),
     ("attack-device-cuda", ["complex", "attack", "{complex}", "--data", "digits", "--device", "cuda", "-o", "{tmp}/a"], "no CUDA GPU"),

@@ -11,10 +11,13 @@ ROWS = [
     ("transform-model-corrupt-weights", ["keyed", "transform-model", "{corrupt_weights}", *KEY, "-o", "{tmp}/m"], "corrupt"),
     ("transform-model-missing-model", ["keyed", "transform-model", "{tmp}/none", *KEY, "-o", "{tmp}/m"], "missing"),
     ("transform-model-output-exists", ["keyed", "transform-model", "{model}", *KEY, "-o", "{model}"], "exists; pass --force"),
+    ("transform-model-output-dir-holds-a-model", ["keyed", "transform-model", "{model}", *KEY, "-o", "{root}"], "exists; pass --force"),
     ("transform-model-output-under-file", ["keyed", "transform-model", "{model}", *KEY, "-o", "{afile}/m"], "is a file"),
     # rekey
     ("rekey-plain-model", ["keyed", "rekey", "{model}", "--old-key", "{key}", "--new-key", "{key}", "-o", "{tmp}/r"], "plain model"),
     ("rekey-corrupt-new-key", ["keyed", "rekey", "{keyed}", "--old-key", "{key}", "--new-key", "{corrupt_json}", "-o", "{tmp}/r"], "not valid JSON"),
+    ("rekey-output-exists", ["keyed", "rekey", "{keyed}", "--old-key", "{key}", "--new-key", "{key}", "-o", "{keyed}"], "exists; pass --force"),
+    ("rekey-output-dir-holds-a-model", ["keyed", "rekey", "{keyed}", "--old-key", "{key}", "--new-key", "{key}", "-o", "{root}"], "exists; pass --force"),
     ("rekey-output-under-file", ["keyed", "rekey", "{keyed}", "--old-key", "{key}", "--new-key", "{key}", "-o", "{afile}/r"], "is a file"),
     # transform-images
     ("transform-images-limit-zero", ["keyed", "transform-images", "digits", *KEY, "--limit", "0", "-o", "{tmp}/e"], "positive integer"),

@@ -89,3 +89,13 @@ ROWS += [
     ("certify-postavg-radius-inf", [*_CERT, "--postavg-radius", "inf", *_OUT], "finite number"),
     ("certify-seed-nan", [*_CERT, "--seed", "nan", *_OUT], "seed"),
 ]
+
+# A model runs on the data its card records: --data defaults to it, and another data set is refused naming both.
+_OTHER_DATA = "trained on 'folder:cifar10-jpeg.zip', not --data 'digits'"
+ROWS += [
+    ("evaluate-other-data-than-the-card", ["robust", "evaluate", "{cifar_model}", "--data", "digits", "--attacks", "fgsm", *_OUT], _OTHER_DATA),
+    ("sweep-other-data-than-the-card", ["robust", "sweep", "{cifar_model}", "--data", "digits", "--radii", "1", *_OUT], _OTHER_DATA),
+    ("certify-other-data-than-the-card", ["robust", "certify", "{cifar_model}", "--data", "digits", "--sigma", "0.25", *_OUT], _OTHER_DATA),
+    ("certify-data-defaults-to-the-card", ["robust", "certify", "{cifar_model}", "--sigma", "0.25", *_OUT], "cifar10-jpeg.zip"),
+    ("certify-no-data-anywhere", ["robust", "certify", "{model}", "--sigma", "0.25", *_OUT], "card records no data set: pass --data"),
+]

@@ -58,6 +58,10 @@ ROWS = [
     ("eval-corrupt-card", ["eval", "{corrupt_json}", "--data", "digits"], "corrupt model card"),
     ("eval-unknown-data", ["eval", "{model}", "--data", "mnist"], "unknown data set"),
     ("eval-output-under-file", ["eval", "{model}", "--data", "digits", "-o", "{afile}/e"], "is a file"),
+    # eval: --data defaults to the data the model's card records; another data set is refused naming both.
+    ("eval-other-data-than-the-card", ["eval", "{cifar_model}", "--data", "digits"], "trained on 'folder:cifar10-jpeg.zip', not --data 'digits'"),
+    ("eval-data-defaults-to-the-card", ["eval", "{cifar_model}"], "cifar10-jpeg.zip"),
+    ("eval-no-data-anywhere", ["eval", "{model}"], "card records no data set: pass --data"),
 ]
 
 # Issue 23: results that mean nothing, tracebacks, seeds and numbers no run can mean.

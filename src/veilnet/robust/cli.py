@@ -18,7 +18,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from veilnet.cli import add_compile, add_device, add_group, add_output, add_seed, finite_float, finite_floats, parse_assignments, positive_int
+from veilnet.cli import add_compile, add_device, add_group, add_output, add_seed, finite_float, finite_floats, model_data, parse_assignments, positive_int
 from veilnet.errors import ConfigError
 from veilnet.robust.setting import Setting
 
@@ -40,14 +40,19 @@ def load_model(path: str) -> nn.Module:
 
 def _model_and_data(args: argparse.Namespace) -> tuple[nn.Module, ImageSplit]:
     """The model and the split the options name, checked before any work: a plain classifier
-    (not one transformed for encoded inputs) that takes the split's images."""
+    (not one transformed for encoded inputs) that takes the split's images, of the data set it
+    was trained on (:func:`veilnet.cli.model_data`)."""
     from veilnet import data, models
 
     model = load_model(args.model)
     models.check_plain(model, where=args.model)
-    split = data.load(args.data, split=args.split)
-    models.check_input(model, split.image_shape, data=args.data)
+    spec = model_data(getattr(model, "veilnet_card", None), args.data, model=args.model)
+    split = data.load(spec, split=args.split)
+    models.check_input(model, split.image_shape, data=spec)
     return model, split
+
+
+DATA_HELP = "data spec, e.g. folder:/path/cifar10-jpeg.zip (default: the data the model's card records; another data set is refused)"
 
 
 def _names(text: str) -> list[str]:
@@ -56,7 +61,7 @@ def _names(text: str) -> list[str]:
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="model file (veilnet .safetensors/.json/dir) or CIFAR ResNet checkpoint (.th)")
-    parser.add_argument("--data", default="digits", help="data spec, e.g. folder:/path/cifar10-jpeg.zip (default: digits)")
+    parser.add_argument("--data", help=DATA_HELP)
     parser.add_argument("--split", default="test", help="split to evaluate on (default: test)")
     parser.add_argument("--n-per-class", type=positive_int, default=100, help="first N images of each class (default: 100)")
     parser.add_argument("--defense", choices=["postavg"], default="postavg", help="defence (default: postavg)")
@@ -232,7 +237,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     certify.add_argument(
         "--radii", type=finite_floats, default=[0.25, 0.5, 0.75, 1.0], help="L2 radii in [0, 1] pixels to compare at (default: 0.25,0.5,0.75,1)"
     )
-    certify.add_argument("--data", default="digits", help="data spec, e.g. folder:/path/cifar10-jpeg.zip (default: digits)")
+    certify.add_argument("--data", help=DATA_HELP)
     certify.add_argument("--split", default="test", help="split to certify (default: test)")
     certify.add_argument("--n-per-class", type=positive_int, default=10, help="first N images of each class (default: 10)")
     certify.add_argument("--directions", type=int, default=15, help="post-averaging directions K (default: 15)")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from veilnet.checks import is_int
-from veilnet.cli import add_command, add_compile, add_device, add_output, finite_float, parse_assignments, positive_int, seed
+from veilnet.cli import add_command, add_compile, add_device, add_output, finite_float, model_data, parse_assignments, positive_int, seed
 from veilnet.errors import ConfigError
 
 #: CLI option -> TrainConfig field, for the options that map one to one.
@@ -201,6 +201,7 @@ def add_training_options(p: argparse.ArgumentParser, *, init_help: str, output_h
 
 
 def _eval(args: argparse.Namespace) -> int:
+    from veilnet import models
     from veilnet.devices import resolve_device
     from veilnet.paths import prepare_output
     from veilnet.report import markdown_table
@@ -208,8 +209,9 @@ def _eval(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     out = prepare_output(args.output, force=args.force, exists=("eval.json", "confusion.png")) if args.output else None
-    evaluation = evaluate(args.model, args.data, args.split, device=str(device), compile=args.compile)
-    print(f"accuracy {evaluation.accuracy:.4f} on {evaluation.n} images ({args.data}, {args.split})")
+    spec = model_data(models.card(args.model), args.data, model=args.model)
+    evaluation = evaluate(args.model, spec, args.split, device=str(device), compile=args.compile)
+    print(f"accuracy {evaluation.accuracy:.4f} on {evaluation.n} images ({spec}, {args.split})")
     print(markdown_table(["class", "accuracy"], [[name, acc] for name, acc in evaluation.per_class.items()]))
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -235,7 +237,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     e = add_command(sub, "eval")
     e.add_argument("model", help="saved model (file, stem or directory)")
-    e.add_argument("--data", required=True, help="data spec")
+    e.add_argument("--data", help="data spec (default: the data the model's card records; another data set is refused)")
     e.add_argument("--split", default="test", choices=["train", "test"])
     add_output(e, required=False, help="directory for eval.json and confusion.png")
     add_device(e)
