@@ -76,7 +76,6 @@ def timeit(fn: Callable[[], Any], *, repeats: int = 5, warmup: int = 1) -> dict[
 
 def write_result(name: str, result: dict[str, Any]) -> Path:
     """Write ``result`` plus the machine description to runs/benchmarks/NAME.json."""
-    out = REPO / "runs" / "benchmarks" / f"{name}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": machine(), **result}, indent=2) + "\n")
-    return out
+    from veilnet.paths import write_text
+
+    return write_text(REPO / "runs" / "benchmarks" / f"{name}.json", json.dumps({"machine": machine(), **result}, indent=2) + "\n")

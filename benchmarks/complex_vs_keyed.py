@@ -31,6 +31,7 @@ from veilnet.attacks.inversion import InversionConfig
 from veilnet.complex.attacks.suite import AttackReport, balanced_head, markdown, save_grid
 from veilnet.data import ImageSplit
 from veilnet.errors import ConfigError
+from veilnet.paths import write_text
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -125,7 +126,7 @@ def main() -> int:
     attacker, victim = data.load(report.data, "train"), data.load(report.data, "test")
     report, reconstructions = compare(report, attacker, victim, args.keyed or ["block:4"], device=args.device)
     report.save(out / "report.json")
-    (out / "report.md").write_text(markdown(report))
+    write_text(out / "report.md", markdown(report))
     save_grid(out / "keyed.png", report, balanced_head(victim, report.settings.max_images).float_images(), reconstructions)
     for row in report.inversion:
         print(f"inversion {row.attack}: error {row.metrics.error:.4f} (mean image {row.baseline.error:.4f})")

@@ -236,9 +236,11 @@ def test_a_method_cannot_take_another_methods_names(dummy_method: plugins.Method
         plugins.register(plugins.Method("other", commands={"keyed": ("elsewhere", "help")}))
     with pytest.raises(plugins.RegistrationError, match="already registered"):
         models.register("dummy-mlp", torch.nn.Linear)
-    from veilnet_dummy_method.serving import MaskKind
 
-    kinds.kind("dummy")
+    class Impostor:  # a kind under the name the dummy method claims, registered before its module is imported
+        name = "dummy"
+
     with pytest.raises(plugins.RegistrationError, match="already registered"):
-        kinds.register(MaskKind())
+        kinds.register(Impostor())  # type: ignore[arg-type]
+    assert type(kinds.kind("dummy")).__module__ == f"{PACKAGE}.serving"
     assert plugins.register(dummy_method) is dummy_method  # the same method again changes nothing

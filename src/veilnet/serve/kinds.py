@@ -95,13 +95,15 @@ KINDS: dict[str, Kind[Any, Any]] = {}
 
 def register(kind: Kind[Any, Any]) -> Kind[Any, Any]:
     """Add ``kind`` to :data:`KINDS` under its name (the server then serves models whose card
-    names it, and the client feeds them); returns it. Another kind under a registered name is a
-    :class:`veilnet.plugins.RegistrationError`; registering the same object again changes nothing."""
+    names it, and the client feeds them); returns it. Another kind under a name registered already,
+    or claimed by a method whose module registers it, is a :class:`veilnet.plugins.RegistrationError`;
+    registering the same object again changes nothing (as :func:`veilnet.models.register`)."""
     if not isinstance(getattr(kind, "name", None), str) or not kind.name:
         raise TypeError("a Kind needs a non-empty string name")
-    if KINDS.get(kind.name, kind) is not kind:
+    if kind.name not in KINDS:
+        plugins.load_kinds(kind.name)  # the method that claims the name registers its own first
+    if KINDS.setdefault(kind.name, kind) is not kind:
         raise plugins.RegistrationError(f"serving kind {kind.name!r} is already registered ({type(KINDS[kind.name]).__qualname__})")
-    KINDS[kind.name] = kind
     return kind
 
 
@@ -122,11 +124,12 @@ def from_card(card: Mapping[str, Any]) -> Expectation:
     extra = card.get("extra") or {}
     found = [name for name in KINDS if isinstance(extra, Mapping) and name in extra]
     if len(found) != 1:
+        if not found:  # a kind may explain why a card of its family that names no kind is not served
+            for known in KINDS.values():
+                refuse_unmarked = getattr(known, "refuse_unmarked", None)
+                if refuse_unmarked is not None:
+                    refuse_unmarked(card)
         what = "none" if not found else " and ".join(found)
-        for known in KINDS.values() if not found else ():
-            refuse_unmarked = getattr(known, "refuse_unmarked", None)
-            if refuse_unmarked is not None:
-                refuse_unmarked(card)
         raise ModelFormatError(
             f"a served model must be transformed (its card's extra names one of {', '.join(KINDS)}; found {what}); a plain model would see plain images"
         )
