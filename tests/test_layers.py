@@ -37,7 +37,7 @@ def _method_packages() -> dict[str, str]:
     """Method name -> its package, from where each registered method's plugin module lives."""
     out = {}
     for method in plugins.methods().values():
-        modules = [m for m, _ in method.commands.values()] + list(method.models.values()) + list(method.kinds.values())
+        modules = [m for m, _ in method.commands.values()] + list(method.models.values()) + list(method.kinds.values()) + list(method.defences.values())
         out[method.name] = ".".join(modules[0].split(".")[:2])
     return out
 

@@ -14,7 +14,10 @@ contributes with one :class:`Method`, which names modules as strings:
 * ``kinds``: a serving kind's name (the key of a model card's ``extra``) → the module that
   registers it with :func:`veilnet.serve.kinds.register` when imported; a card that names one
   was transformed for encoded inputs, so it is no plain classifier (:func:`serving_kind`);
-* ``evaluate``: how to evaluate such a model instead, named when a plain-image command refuses it.
+* ``evaluate``: how to evaluate such a model instead, named when a plain-image command refuses it;
+* ``defences``: a defence of the privacy benchmark (``veilnet bench privacy``) → the module whose
+  ``DEFENCES`` maps it to its :class:`veilnet.privacy.defences.Defence`, so the benchmark gives
+  every registered method its rows without importing any method by name.
 
 A :class:`Method` is found through the entry-point group ``veilnet.methods`` of the installed
 distributions (veilnet's own methods are listed in its ``pyproject.toml``; another distribution
@@ -35,9 +38,10 @@ Example (a package ``mymethod`` next to veilnet)::
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
+from typing import Any
 
 from veilnet.errors import VeilnetError
 
@@ -58,6 +62,7 @@ class Method:
     models: Mapping[str, str] = field(default_factory=dict)
     kinds: Mapping[str, str] = field(default_factory=dict)
     evaluate: str = ""
+    defences: Mapping[str, str] = field(default_factory=dict)
 
 
 _methods: dict[str, Method] | None = None
@@ -95,7 +100,7 @@ def _add(method: Method) -> Method:
         return method
     if method.name in _methods:
         raise RegistrationError(f"a method called {method.name!r} is already registered")
-    for what in ("commands", "models", "kinds"):
+    for what in ("commands", "models", "kinds", "defences"):
         claimed = {key: other.name for other in _methods.values() for key in getattr(other, what)}
         for key in getattr(method, what):
             if key in claimed:
@@ -124,6 +129,22 @@ def load_kinds(name: str | None = None) -> None:
         for kind, module in method.kinds.items():
             if name is None or name == kind:
                 importlib.import_module(module)
+
+
+def load_defences(names: Sequence[str] | None = None) -> dict[str, Any]:
+    """The privacy benchmark's defences by name (:class:`veilnet.privacy.defences.Defence`), in the
+    methods' order: those of ``names`` (an unknown name is a :class:`RegistrationError` naming the
+    known ones), or every registered method's when None. Imports only the modules that define them."""
+    where = {name: module for method in methods().values() for name, module in method.defences.items()}
+    unknown = [n for n in names or () if n not in where]
+    if unknown:
+        raise RegistrationError(f"unknown defence {', '.join(unknown)}; registered: {', '.join(where) or '(none)'}")
+    out = {}
+    for name, module in where.items():
+        if names is None or name in names:
+            defence = importlib.import_module(module).DEFENCES[name]
+            out[name] = defence
+    return out
 
 
 def serving_kind(extra: object) -> tuple[str, Method] | None:

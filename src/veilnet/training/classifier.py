@@ -198,10 +198,12 @@ class ClassifierStep:
     :meth:`batches` shuffles the split with ``generator`` (one permutation per epoch);
     calling the step on a batch of indices augments the images and adds their noise (same generator), sets the
     scheduled learning rate, and takes one optimiser step on the cross-entropy
-    ``-Σ_k q_k log softmax(f(x))_k`` with ``q`` the one-hot label smoothed by ``label_smoothing``.
-    It returns ``train_loss`` and ``train_accuracy`` weighted by the batch size. ``compile`` runs
-    the forward (and so the backward) pass compiled (:func:`veilnet.models.prepare`; an epoch's
-    last, smaller batch runs eagerly).
+    ``-Σ_k q_k log softmax(f(x))_k`` with ``q`` the one-hot label smoothed by ``label_smoothing``,
+    plus ``penalty(x)`` when given (a scalar computed after the forward pass, e.g. a defence's
+    regulariser on what the model recorded of ``x``: NoPeek's distance correlation). It returns
+    ``train_loss`` and ``train_accuracy`` weighted by the batch size. ``compile`` runs the forward
+    (and so the backward) pass compiled (:func:`veilnet.models.prepare`; an epoch's last, smaller
+    batch runs eagerly).
     """
 
     def __init__(
@@ -213,8 +215,10 @@ class ClassifierStep:
         generator: torch.Generator,
         device: torch.device,
         compile: bool = False,
+        penalty: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         self.model, self.optimizer, self.split, self.config = model, optimizer, split, config
+        self.penalty = penalty
         self.forward = models.prepare(model, compile=compile, chunk=config.batch_size)
         self.generator, self.device = generator, device
         self.steps_per_epoch = math.ceil(len(split) / config.batch_size)
@@ -240,6 +244,8 @@ class ClassifierStep:
             group["lr"] = self.lr
         logits = self.forward(x)
         loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+        if self.penalty is not None:
+            loss = loss + self.penalty(x)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip:
@@ -312,6 +318,7 @@ def train_epochs(
     test_split: ImageSplit | None = None,
     device: str | torch.device = "cpu",
     progress: bool = False,
+    penalty: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> list[dict[str, Any]]:
     """Train ``model`` in place for ``epochs`` (default ``config.epochs``) epochs on ``split``,
     in memory: no output folder, no checkpoint. Returns the per-epoch records (train loss and
@@ -320,17 +327,24 @@ def train_epochs(
     For callers that keep the model themselves, e.g. a federated client's local epochs on its
     partition. A fresh optimiser is made per call and the shuffling generator is seeded with
     ``config.seed`` (pass another seed per round for other batches); the learning-rate schedule
-    spans these ``epochs``.
+    spans these ``epochs``. ``penalty``: see :class:`ClassifierStep`.
     """
     if epochs is not None:
         config = dataclasses.replace(config, epochs=epochs)
     device = resolve_device(device)
-    step, evaluate, state, _ = _classifier(model, split, config, test_split=test_split, device=device)
+    step, evaluate, state, _ = _classifier(model, split, config, test_split=test_split, device=device, penalty=penalty)
     return fit(step, step.batches, epochs=config.epochs, state=state, evaluate=evaluate, progress=progress)
 
 
 def _classifier(
-    model: nn.Module, split: ImageSplit, config: TrainConfig, *, test_split: ImageSplit | None, device: torch.device, compile: bool = False
+    model: nn.Module,
+    split: ImageSplit,
+    config: TrainConfig,
+    *,
+    test_split: ImageSplit | None,
+    device: torch.device,
+    compile: bool = False,
+    penalty: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[ClassifierStep, Callable[[int], dict[str, Any]], dict[str, Any], dict[str, Any]]:
     """The classifier's step, its evaluation hook, the state a resume restores and the run's identity."""
     if len(split) == 0:
@@ -340,7 +354,7 @@ def _classifier(
     optimizer = make_optimizer(model, config)
     generator = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
-    step = ClassifierStep(model, optimizer, split, config, generator, device, compile)
+    step = ClassifierStep(model, optimizer, split, config, generator, device, compile, penalty)
 
     def evaluate(epoch: int) -> dict[str, Any]:
         record: dict[str, Any] = {"lr": step.lr}
