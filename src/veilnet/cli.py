@@ -3,8 +3,9 @@
 Each subpackage contributes its commands through a ``register(subparsers)`` function in its
 own ``cli`` module; :data:`COMMANDS` names the module and the one-line help of the core's commands,
 and each method's :class:`veilnet.plugins.Method` names its own (:func:`commands`).
-Only the module of the command being run is imported, so ``veilnet --help`` and every command's
-parsing start without importing torch. A user's mistake (any
+Only the module of the command being run is imported, so ``veilnet --help`` starts without
+importing torch; the ``data``, ``demo``, ``serve`` and ``query`` modules import it when their parser
+is built, the others only when the command runs. A user's mistake (any
 :class:`~veilnet.errors.VeilnetError`, or a bad option) prints one line on stderr and exits 2.
 """
 
