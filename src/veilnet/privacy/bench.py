@@ -8,8 +8,8 @@ first ``test_images`` of the ``test`` split and the victims are the first ``vict
 Labels are the reduced task's (:mod:`veilnet.privacy.task`).
 
 Per row (:func:`run_row`): build → fit → **accuracy** of ``receive(serve(send(I)))`` on the test
-images (the victim's secrets drawn from ``seed + 1``) → **time per image**: the median over three
-passes on ``timing_images`` images, one batch, of the device's part (send + receive) and the
+images (the victim's secrets drawn from ``seed + 1``) → **time per image**: the median over
+:data:`TIMING_PASSES` passes (after a warm-up) on ``timing_images`` images, one batch, of the device's part (send + receive) and the
 server's (serve), in milliseconds, one thread as torch has it → the **attacks**, each scored by
 PSNR, SSIM and the per-image RMS error (:func:`veilnet.attacks.inversion.reconstruction_metrics`)
 beside the attacker's mean image:
@@ -63,7 +63,7 @@ from veilnet.report import Result
 #: Seed offsets: the victim's secret draws, the attacker's own draws.
 VICTIM, ATTACKER = 1, 2
 #: How many passes the timing takes the median of.
-TIMING_PASSES = 3
+TIMING_PASSES = 5
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import math
 from pathlib import Path
 
 from veilnet.paths import write_text
-from veilnet.privacy.bench import PrivacyReport, RowResult
+from veilnet.privacy.bench import TIMING_PASSES, PrivacyReport, RowResult
 from veilnet.report import markdown_table, plot_backend, save_figure
 
 #: He et al. (ACSAC 2019), CIFAR-10: setting → (accuracy, PSNR dB, SSIM).
@@ -104,7 +104,7 @@ def render(report: PrivacyReport) -> str:
         f"{report.task.described}. Training: {report.train}, {b.epochs} epochs; accuracy on {report.rows[0].n_test if report.rows else b.test_images} "
         f"test images; victims: {report.victim}; attacker: {report.attacker}, every attack model trained {b.attack_epochs} epochs "
         f"(U-Net width {b.unet_width}), optimisation inversion {b.optimisation_steps} steps; architecture {b.arch} (width {b.width:g}); seed {b.seed}.",
-        "Time per image: median of three passes over one batch of "
+        f"Time per image: median of {TIMING_PASSES} passes (after a warm-up) over one batch of "
         f"{b.timing_images} images (device: what the image owner computes; server: what the untrusted server computes); ratios against the unprotected row.",
         "Worst case: the strongest attack on the row (highest SSIM, highest PSNR, lowest error, each over the row's attacks).",
         "",
