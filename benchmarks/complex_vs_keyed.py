@@ -28,8 +28,8 @@ from pathlib import Path
 import torch
 
 from veilnet.attacks.inversion import InversionConfig
-from veilnet.complex.attacks.suite import AttackReport, balanced_head, markdown, save_grid
-from veilnet.data import ImageSplit
+from veilnet.complex.attacks.suite import AttackReport, markdown, save_grid
+from veilnet.data import ImageSplit, balanced_head
 from veilnet.errors import ConfigError
 from veilnet.paths import write_text
 
@@ -67,7 +67,7 @@ def compare(
 ) -> tuple[AttackReport, dict[str, torch.Tensor]]:
     """``report`` (of :func:`veilnet.complex.attacks.suite.run_attacks` on ``attacker`` and
     ``victim``) with one row per keyed scheme of ``keyed`` appended: the learned inversion of keyed
-    images on the same attacker and victim images (:func:`~veilnet.complex.attacks.suite.balanced_head`
+    images on the same attacker and victim images (:func:`~veilnet.data.balanced_head`
     of the report's sizes), with the report's U-Net budget and seed. Returns the report and the
     keyed rows' reconstructions of the victim's images."""
     from veilnet.keyed.attacks.learned_inversion import keyed_inversion

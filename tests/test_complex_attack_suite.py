@@ -17,6 +17,7 @@ import torch
 from veilnet import data, models
 from veilnet.cli import main
 from veilnet.complex.attacks import suite
+from veilnet.data import balanced_head
 from veilnet.errors import ConfigError
 
 SETTINGS = dict(attacker_images=320, max_images=64, epochs=2, angle_epochs=3, grid=36, unet_width=4, optimisation_steps=5, seed=0)
@@ -122,7 +123,7 @@ def test_balanced_head_gives_every_class_its_share_of_a_class_sorted_split() -> 
     airplanes. Attacker and victim images are taken class by class in turn instead."""
     split = data.load("digits:size=16", "test")
     ordered = split.select(torch.argsort(split.labels, stable=True))
-    head = suite.balanced_head(ordered, 25)
+    head = balanced_head(ordered, 25)
     counts = torch.bincount(head.labels, minlength=10)
     assert counts.max() - counts.min() <= 1 and int(counts.sum()) == 25
     first_of_class = {int(c): int(torch.nonzero(ordered.labels == c)[0]) for c in range(10)}

@@ -257,7 +257,7 @@ def _reconstruction_rows(net: nn.Module, ctx: DemoContext, out: Path, seed: int)
     from veilnet.attacks import inversion as inv
     from veilnet.complex.attacks import angle
     from veilnet.complex.attacks import inversion as cinv
-    from veilnet.complex.attacks.suite import balanced_head
+    from veilnet.data import balanced_head
 
     n_own, n_victim, epochs, width = (DEMO_ATTACK[k] for k in ("attacker_images", "victim_images", "epochs", "unet_width"))
     attacker, victim = balanced_head(ctx.train, n_own), balanced_head(ctx.test, n_victim)

@@ -116,6 +116,19 @@ def subset(split: ImageSplit, n_per_class: int, *, seed: Seed | None = None) -> 
     return split.select(torch.sort(torch.cat(chosen)).values)
 
 
+def balanced_head(split: ImageSplit, n: int) -> ImageSplit:
+    """The first ``n`` images of ``split`` taken class by class in turn — the first image of every
+    class, then the second of every class, … — so that a split stored sorted by class (as the
+    JPEG CIFAR-10's folders are) still gives every class its share; kept in the split's order."""
+    labels = split.labels
+    rank = torch.empty_like(labels)
+    for c in labels.unique():
+        idx = torch.nonzero(labels == c).flatten()
+        rank[idx] = torch.arange(idx.numel())
+    order = sorted(range(len(split)), key=lambda i: (int(rank[i]), int(labels[i])))[:n]
+    return split.select(torch.sort(torch.tensor(order, dtype=torch.long)).values)
+
+
 def partition_iid(split: ImageSplit, k: int, *, seed: Seed) -> list[ImageSplit]:
     """Deal the images at random to ``k`` clients of (nearly, ±1) equal size: disjoint and covering."""
     _check_k(split, k)
@@ -147,4 +160,4 @@ def partition_dirichlet(split: ImageSplit, k: int, alpha: float, *, seed: Seed) 
     return _parts(split, [torch.cat(p) if p else torch.empty(0, dtype=torch.long) for p in parts])
 
 
-__all__ = ["ImageSplit", "partition_dirichlet", "partition_iid", "subset"]
+__all__ = ["ImageSplit", "balanced_head", "partition_dirichlet", "partition_iid", "subset"]

@@ -8,7 +8,7 @@ Who sees what (the paper's section 3): the attacker is the server or an eavesdro
 the released encoder g, processor Φ and decoder d, trains every attack model on **its own
 images** — ``attacker_images`` of the data's ``train`` split, with their labels — and is tested
 on the **victim's images** — ``max_images`` of the ``test`` split, disjoint from its own; both
-the first images of each class in turn (:func:`balanced_head`), so every class has its share. For
+the first images of each class in turn (:func:`~veilnet.data.balanced_head`), so every class has its share. For
 each victim image it sees only ``x = e^{iθ}(g(I) + g(I′)·i)``; θ ~ U[0, 2π)
 and the counterpart I′ (another victim image) are drawn from ``seed``
 (:func:`~veilnet.complex.attacks.angle.victim_features`), never shown to the attacker.
@@ -63,7 +63,7 @@ from veilnet.checks import is_int
 from veilnet.complex.attacks import angle as ang
 from veilnet.complex.attacks import inversion as cinv
 from veilnet.complex.models import ComplexNet, SplitNet, batched
-from veilnet.data import ImageSplit
+from veilnet.data import ImageSplit, balanced_head
 from veilnet.devices import resolve_device
 from veilnet.errors import ConfigError, ShapeError
 from veilnet.report import Result, markdown_table
@@ -98,7 +98,7 @@ class AttackSettings(Result):
     """What ``veilnet complex attack`` runs and how long it trains.
 
     ``attacks``: names from :data:`ATTACKS`; ``attacker_images`` / ``max_images``: so many images
-    of the train (attacker) and test (victim) splits, balanced over the classes (:func:`balanced_head`); ``epochs``: every inverter and
+    of the train (attacker) and test (victim) splits, balanced over the classes (:func:`~veilnet.data.balanced_head`); ``epochs``: every inverter and
     property classifier; ``angle_epochs``: D′ and the regressor; ``grid``: D′'s candidate angles;
     ``unet_width``: the U-Net's base width; ``optimisation_steps``: Adam steps of the
     optimisation inversion; ``seed``: every draw (the victim's θ and counterparts, the attacker's
@@ -234,19 +234,6 @@ class _Run:
             config=config or self.inverter_config().to_dict(),
             extra=extra,
         )
-
-
-def balanced_head(split: ImageSplit, n: int) -> ImageSplit:
-    """The first ``n`` images of ``split`` taken class by class in turn — the first image of every
-    class, then the second of every class, … — so that a split stored sorted by class (as the
-    JPEG CIFAR-10's folders are) still gives every class its share; kept in the split's order."""
-    labels = split.labels
-    rank = torch.empty_like(labels)
-    for c in labels.unique():
-        idx = torch.nonzero(labels == c).flatten()
-        rank[idx] = torch.arange(idx.numel())
-    order = sorted(range(len(split)), key=lambda i: (int(rank[i]), int(labels[i])))[:n]
-    return split.select(torch.sort(torch.tensor(order, dtype=torch.long)).values)
 
 
 def _label(split: ImageSplit) -> str:
@@ -610,4 +597,4 @@ def save_grid(path: str | Path, report: AttackReport, victim_images: torch.Tenso
     return inv.save_inversion_grid(path, victim_images, rows, n=n, title=f"{report.architecture}: reconstructions of the victim's images")
 
 
-__all__ = ["ATTACKS", "PAPER", "AttackReport", "AttackSettings", "balanced_head", "baseline_label", "check_inputs", "markdown", "run_attacks", "save_grid"]
+__all__ = ["ATTACKS", "PAPER", "AttackReport", "AttackSettings", "baseline_label", "check_inputs", "markdown", "run_attacks", "save_grid"]
