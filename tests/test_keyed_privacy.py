@@ -14,9 +14,9 @@ from veilnet.keyed.privacy import DEFENCES, KeyedRow
 from veilnet.privacy.defences import AttackContext, Budget, Setup
 from veilnet.privacy.task import privacy_task
 
-#: Tiny models (width 1/8: ConvMixer dim 4, ViT dim 8) and one epoch on 64 images; the block row covers
+#: Tiny models (width 1/8: ConvMixer dim 4, ViT dim 8) and one step on 32 images; the block row covers
 #: a signed-permutation Ea, the ViT rows a permutation (0) and an orthogonal (2) one.
-SETUP = Setup(Budget(width=0.125, train_images=64, epochs=1, batch_size=32), (3, 16, 16), 2, torch.device("cpu"))
+SETUP = Setup(Budget(width=0.125, train_images=32, epochs=1, batch_size=32), (3, 16, 16), 2, torch.device("cpu"))
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def digits() -> tuple[data.ImageSplit, data.ImageSplit]:
 @pytest.fixture(scope="module")
 def rows(digits) -> dict[str, KeyedRow]:  # type: ignore[no-untyped-def]
     train = digits[0]
-    small = train.select(range(64))
+    small = train.select(range(32))
     built = {"block": DEFENCES["keyed-block"].build(4, SETUP)} | {f"vit-{ea}": DEFENCES["keyed-vit"].build(ea, SETUP) for ea in (0, 2)}
     for row in built.values():
         row.fit(small)

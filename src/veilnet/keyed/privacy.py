@@ -8,8 +8,10 @@ server runs the transformed model; the device sends its images encrypted with K.
   Degradation", sec. 3.2-3.3: a ConvMixer with patch size M; every M×M block of the image is
   pixel-shuffled and negative-positive flipped with one key (Eq. 4-6), the patch embedding's rows
   permuted and negated to match (Eq. 8-9). Knob: the block size M (the model's patch size, so
-  the model is trained per value). Defaults 2, 4, 8: the paper's M = 4 (8×8 blocks of a 32-px
-  CIFAR image, 4×4 of a 16-px digit) with a finer and a coarser one; each divides 16 and 32.
+  the model is trained per value). Defaults 4, 2, 8 (the first is the quick mode's): the paper's
+  M = 4 (8×8 blocks of a 32-px CIFAR image, 4×4 of a 16-px digit) with a finer and a coarser
+  one; each divides 16 and 32. At M = 8 (L = 192) the ciphertext-only attack keeps its first
+  assignment (:data:`MAX_SWAP_VALUES`).
 * ``keyed-vit`` — Nagamori & Kiya, "Combined Use of Federated Learning and Image Encryption for
   Privacy-Preserving Image Classification with Vision Transformer", sec. 3.2-3.3: a ViT with
   patch size :data:`VIT_BLOCK`; the blocks are permuted by Eb (Eq. 9-10) and every flattened
@@ -179,7 +181,7 @@ DEFENCES = {
         method="keyed",
         build=build_block,
         knob="block-size",
-        values=(2, 4, 8),
+        values=(4, 2, 8),
         describe="block-wise pixel shuffle and negative-positive flip of the image, a ConvMixer transformed to match",
         reference='Kiya et al., "An Encryption Method of ConvMixer Models without Performance Degradation", sec. 3.2-3.3',
     ),
