@@ -97,11 +97,22 @@ class RowResult(Result):
             return None
         if metric == "error":
             return min(self.inversion, key=lambda r: r.metrics.error)
-        return max(self.inversion, key=lambda r: getattr(r.metrics, metric))
+        return max(self.inversion, key=lambda r: _finite_or_inf(getattr(r.metrics, metric)))
+
+    @property
+    def value_name(self) -> str:
+        """The knob value as the label shows it (a name where it stands for a choice)."""
+        return self.label.rpartition("=")[2] if self.value is not None else ""
 
     def best_property(self) -> PropertyResult | None:
         """The property attack with the highest accuracy on the hidden attribute."""
         return min(self.properties, key=lambda r: r.error) if self.properties else None
+
+
+def _finite_or_inf(value: float) -> float:
+    """A metric read back from JSON: a PSNR of an exact reconstruction is +inf, which JSON holds as
+    null and reads back as NaN (:mod:`veilnet.report`); SSIM and PSNR are never NaN otherwise."""
+    return math.inf if math.isnan(value) else value
 
 
 @dataclass(frozen=True)

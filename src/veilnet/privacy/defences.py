@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -118,15 +118,17 @@ class Setup:
         size = {"image_size": h} if self.budget.arch == "lenet" else {}
         return models.create(f"{kind}-{self.budget.arch}", num_classes=self.num_classes, in_channels=c, width=self.budget.width, **size, **kwargs)
 
-    def train(self, model: nn.Module, train: ImageSplit, penalty: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict[str, float]:
+    def train(self, model: nn.Module, train: ImageSplit, penalty: Callable[[torch.Tensor], torch.Tensor] | None = None, **options: Any) -> dict[str, float]:
         """Train ``model`` for the task the way every real row is trained — SGD with momentum at
         the budget's ``lr``, cosine schedule, random crops and flips, ``epochs`` epochs of
         ``batch_size`` — adding ``penalty(x)`` to each batch's cross-entropy when given
-        (:class:`veilnet.training.ClassifierStep`). Returns the last epoch's train accuracy."""
+        (:class:`veilnet.training.ClassifierStep`). ``options`` replace fields of that
+        :class:`~veilnet.training.TrainConfig` for a model that does not train under SGD (a ViT:
+        AdamW with a warm-up); the row's docstring says so. Returns the last epoch's train accuracy."""
         from veilnet.training import TrainConfig, train_epochs
 
         b = self.budget
-        config = TrainConfig(epochs=b.epochs, batch_size=b.batch_size, lr=b.lr, seed=b.seed)
+        config = TrainConfig(**{"epochs": b.epochs, "batch_size": b.batch_size, "lr": b.lr, "seed": b.seed, **options})
         history = train_epochs(model, train, config, device=self.device, progress=self.progress, penalty=penalty)
         return {"train_accuracy": float(history[-1]["train_accuracy"])}
 
@@ -201,7 +203,8 @@ class Defence:
     """A defence the benchmark sweeps: ``name`` (a row family: ``noise``, ``complex``, …), the
     ``method`` that registers it, the ``knob`` and its default ``values`` (None: a defence without
     a knob, one row), ``build(value, setup) -> Row``, a one-line ``describe`` and ``reference`` (the
-    paper it follows, by title and section). ``reference_row``: the unprotected network that every
+    paper it follows, by title and section); ``value_names`` names knob values that stand for a
+    choice (``{0: "permutation"}``) in the rows' labels. ``reference_row``: the unprotected network that every
     row's cost is measured against (exactly one registered defence sets it)."""
 
     name: str
@@ -212,6 +215,7 @@ class Defence:
     describe: str = ""
     reference: str = ""
     reference_row: bool = False
+    value_names: Mapping[float, str] = field(default_factory=dict)
 
     def settings(self, values: Sequence[float] | None = None) -> list[float | None]:
         """The knob values to run: ``values`` if given (a defence without a knob takes none), else the defaults."""
@@ -226,7 +230,9 @@ class Defence:
 
     def label(self, value: float | None) -> str:
         """The row's label: ``name`` or ``name knob=value``."""
-        return self.name if value is None else f"{self.name} {self.knob}={value:g}"
+        if value is None:
+            return self.name
+        return f"{self.name} {self.knob}={self.value_names.get(value, f'{value:g}')}"
 
 
 __all__ = ["ARCHS", "AttackContext", "Budget", "Defence", "Row", "Setup"]

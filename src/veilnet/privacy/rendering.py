@@ -19,8 +19,15 @@ from veilnet.paths import write_text
 from veilnet.privacy.bench import TIMING_PASSES, PrivacyReport, RowResult
 from veilnet.report import markdown_table, plot_backend, save_figure
 
+#: Where the plane draws a reconstruction with infinite PSNR (an exact one, e.g. a recovered key).
+EXACT_PSNR = 50.0
 #: He et al. (ACSAC 2019), CIFAR-10: setting → (accuracy, PSNR dB, SSIM).
 HE_ET_AL = {"no defence": (0.8719, 28.03, 0.933), "dropout 0.5": (0.8467, 14.09, 0.412), "dropout 0.8": (0.7491, 11.95, 0.190)}
+
+
+def _db(value: float) -> str:
+    """A PSNR in dB; an exact reconstruction's (+inf, NaN once read back from JSON) as ∞."""
+    return f"{value:.2f}" if math.isfinite(value) else "∞"
 
 
 def _ms(value: float) -> str:
@@ -54,7 +61,7 @@ def summary_table(report: PrivacyReport) -> str:
                 f"{_ms(r.device_ms)} ({d_dev})",
                 f"{_ms(r.server_ms)} ({d_srv})",
                 f"**{ssim.metrics.ssim:.3f}** ({ssim.attack})" if ssim else "–",
-                f"{psnr.metrics.psnr:.2f}" if psnr else "–",
+                _db(psnr.metrics.psnr) if psnr else "–",
                 f"{err.metrics.error:.3f}" if err else "–",
                 f"{ssim.baseline.ssim:.3f}" if ssim else "–",
                 f"{1 - prop.error:.3f} ({prop.attack})" if prop else "–",
@@ -132,12 +139,14 @@ def plot(report: PrivacyReport, path: str | Path, *, published: bool = True) -> 
     for i, (name, rows) in enumerate(families.items()):
         rows = sorted(rows, key=lambda r: (r.value is None, r.value if r.value is not None else 0.0))
         for ax, metric in zip(axes, ("ssim", "psnr")):
-            xs = [getattr(r.worst(metric).metrics, metric) for r in rows]
+            raw = [getattr(r.worst(metric).metrics, metric) for r in rows]
+            xs = [x if math.isfinite(x) else EXACT_PSNR for x in raw]  # an exact reconstruction drawn at EXACT_PSNR dB
             ys = [r.accuracy for r in rows]
             line = ax.plot(xs, ys, marker=markers[i % len(markers)], linestyle="-", label=name)[0]
-            for r, x, y in zip(rows, xs, ys):
-                if r.value is not None and math.isfinite(x):
-                    ax.annotate(f"{r.value:g}", (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7, color=line.get_color())
+            for r, x, y, exact in zip(rows, xs, ys, raw):
+                text = ("" if r.value is None else r.value_name) + ("" if math.isfinite(exact) else " (exact, ∞ dB)")
+                if text:
+                    ax.annotate(text.strip(), (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7, color=line.get_color())
     if published:
         for ax, k in zip(axes, (2, 1)):
             pts = list(HE_ET_AL.items())
