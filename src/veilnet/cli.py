@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("veilnet.models.cli", "the model zoo and model files"),
     "serve": ("veilnet.serve.cli", "serve a transformed model or a complex network's processor over HTTP (the untrusted server: no secret, no plain images)"),
     "query": ("veilnet.serve.cli", "classify images with a served model: encrypt or encode them with the secret here, send only the result"),
+    "bench": ("veilnet.privacy.cli", "benchmarks across methods: privacy (which method hides what, from which attacker, at what cost)"),
     "fl": ("veilnet.federated.cli", "federated training with Flower (FedAvg), then a key per client: run (simulation), server, client"),
 }
 
@@ -233,14 +234,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _how_to_resume(args: argparse.Namespace) -> str:
     """What an interrupted command that takes ``--resume`` (its parser sets ``args.resume``) says
-    about continuing: resume once its run has a checkpoint (written after each epoch), else start again."""
-    if "resume" not in vars(args):
+    about continuing: resume once its run has a checkpoint (by default a training's, written after
+    each epoch; a parser names another file in ``args.resume_marker``), else start again."""
+    if "resume" not in vars(args) or not getattr(args, "output", None):
         return ""
     from veilnet.training import CHECKPOINT
 
-    if (Path(args.output) / CHECKPOINT).is_file():
+    marker = getattr(args, "resume_marker", CHECKPOINT)
+    if (Path(args.output) / marker).is_file():
         return "; resume with the same command and --resume"
-    return " before the first checkpoint (written after each epoch); run the same command again to start over"
+    when = "written after each epoch" if marker == CHECKPOINT else f"{marker}, written when the run starts"
+    return f" before the first checkpoint ({when}); run the same command again to start over"
 
 
 if __name__ == "__main__":
