@@ -102,8 +102,8 @@ def test_complex_row_decodes_whatever_theta_and_its_attacks_are_real(setup, spli
     attacker = balanced_head(train, BUDGET.attacker_images)
     own = attacker.float_images()
 
-    def score(name, described, reconstructions, extra=None):
-        return evaluate_reconstruction(name, described, reconstructions, images, own, extra=extra)
+    def score(name, described, reconstructions, extra=None, config=None):  # as veilnet.privacy.bench.run_row's
+        return evaluate_reconstruction(name, described, reconstructions, images, own, extra=extra, config=config)
 
     context = AttackContext(attacker, victim, x, BUDGET, torch.device("cpu"), score)
     results = row.attacks(context)

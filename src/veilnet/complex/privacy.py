@@ -137,6 +137,7 @@ class ComplexRow(Row):
                 r.features,
                 reconstructions[r.attack],
                 extra={**r.extra, **({"angle_error": angle_error[r.attack]} if r.attack in angle_error else {})},
+                config=r.config,
             )
             for r in report.inversion
         ]
