@@ -20,9 +20,10 @@ so the benchmark's optimisation inversion runs through it.
 * ``complex`` (knob λ, the weight of the WGAN loss in Eq. 9; default 0, 0.1, 1) — the
   complex-valued network trained by :func:`~veilnet.complex.training.train_complex` (its own Adam
   defaults; the budget's epochs, batch size and seed). The device sends Eq. 2,
-  ``x = e^{iθ}(g(I) + g(I′)·i)``, θ ~ U[0, 2π) per image and I′ another image of the batch, both
-  drawn from the device's generator (:func:`~veilnet.complex.training.simulate_device`, the draws
-  training and the attacks use); the server computes ``Φ(x)``; the device decodes
+  ``x = e^{iθ}(g(I) + g(I′)·i)``, θ ~ U[0, 2π) per image and I′ another image of the batch sent
+  (a batch of one image gets b = 0), both drawn from the device's generator
+  (:func:`~veilnet.complex.training.simulate_device`, the draws training and the attacks use);
+  the server computes ``Φ(x)``; the device decodes
   ``d(Re[Φ(x)·e^{−iθ}])`` (Eq. 3), which by Eq. 4 does not depend on θ. No encoder is released to
   the optimisation inversion (x depends on the secret θ and counterpart): the attacker observes
   its own images through the same device step with its own θ′ and counterparts — what the
