@@ -82,6 +82,8 @@ def test_settings_refuse_bad_values() -> None:
         suite.AttackSettings(attacks=["angle", "psychic"])
     with pytest.raises(ConfigError, match="epochs"):
         suite.AttackSettings(epochs=0)
+    with pytest.raises(ConfigError, match="upper-bound"):
+        suite.AttackSettings(upper_bound="no")
     assert suite.AttackSettings(attacks=["property"]).runs("angle")
     assert not suite.AttackSettings(attacks=["dec-x"]).runs("angle")
 

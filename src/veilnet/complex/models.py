@@ -90,7 +90,8 @@ class Encoder(nn.Module):
 class FeatureNoise(nn.Module):
     """Baseline 3 of section 5.1: ``a + γ·ε``, ε Gaussian noise scaled per sample to the average
     magnitude of ``a`` (``mean|ε| = mean|a|``). Active in training and evaluation alike (it is the
-    protection); draws from ``self.generator`` (a :class:`torch.Generator`) when one is set."""
+    protection); draws from ``self.generator`` (a :class:`torch.Generator`, on its own device) when
+    one is set."""
 
     def __init__(self, gamma: float) -> None:
         super().__init__()
@@ -102,7 +103,8 @@ class FeatureNoise(nn.Module):
     def forward(self, a: torch.Tensor) -> torch.Tensor:
         if self.gamma == 0.0:
             return a
-        eps = torch.randn(a.shape, generator=self.generator, dtype=a.dtype, device=a.device)
+        drawn_on = a.device if self.generator is None else self.generator.device
+        eps = torch.randn(a.shape, generator=self.generator, dtype=a.dtype, device=drawn_on).to(a.device)
         dims = tuple(range(1, a.dim()))
         eps = eps * (a.abs().mean(dim=dims, keepdim=True) / eps.abs().mean(dim=dims, keepdim=True).clamp_min(1e-12))
         return a + self.gamma * eps

@@ -1,6 +1,7 @@
 """The complex-valued networks' contributions to veilnet (:class:`veilnet.plugins.Method`): the
 ``complex`` and ``split`` commands, the ``complex-*`` and ``split-*`` models (``complex-processor``
-and ``complex-device`` are the parts :mod:`.protocol` registers) and the ``complex`` serving kind.
+and ``complex-device`` are the parts :mod:`.protocol` registers), the ``complex`` serving kind and
+the privacy benchmark's defences ``none``, ``layers``, ``noise`` and ``complex`` (:mod:`.privacy`).
 Imports nothing heavy."""
 
 from veilnet.plugins import Method
@@ -21,4 +22,5 @@ METHOD = Method(
         "complex-device": "veilnet.complex.protocol",
     },
     kinds={"complex": "veilnet.complex.serving"},
+    defences={name: "veilnet.complex.privacy" for name in ("none", "layers", "noise", "complex")},
 )

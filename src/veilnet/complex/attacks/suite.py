@@ -24,7 +24,7 @@ features); the sources are
 * ``a*`` with the paper's angle attack (D′ and a grid search, section 4.3) — the paper's
   attack 1;
 * ``a*`` with the supervised angle regression — stronger, not in the paper;
-* ``a = g(I)``, the exact angle — the upper bound of any angle attack.
+* ``a = g(I)``, the exact angle — the upper bound of any angle attack (``upper_bound``).
 
 On every source: **inversion** (the zoo's U-Net ``dec`` trained on the attacker's (feature, I),
 :func:`veilnet.attacks.inversion.train_inverter`; ``Î = dec(victim feature)``) and the four
@@ -72,6 +72,9 @@ from veilnet.report import Result, markdown_table
 #: need its estimates).
 ATTACKS = ("angle", "inversion", "property", "dec-x", "phase-invariant", "optimisation")
 
+#: Each angle attack → the name of its estimate in the feature sources (``a* NAME``, inverted as
+#: the row ``dec(a*) NAME``).
+ANGLE_SOURCES = {"paper-discriminator": "paper θ̂", "regression": "regression θ̂"}
 #: The paper's figures (Tables 1, 2, 4) by architecture and row: reconstruction error E‖Î − I‖
 #: on CIFAR-10 and the angle attack's mean error (rad).
 PAPER = {
@@ -102,7 +105,9 @@ class AttackSettings(Result):
     property classifier; ``angle_epochs``: D′ and the regressor; ``grid``: D′'s candidate angles;
     ``unet_width``: the U-Net's base width; ``optimisation_steps``: Adam steps of the
     optimisation inversion; ``seed``: every draw (the victim's θ and counterparts, the attacker's
-    models and draws)."""
+    models and draws); ``upper_bound``: with the angle attacks, also invert ``a = g(I)`` with the
+    exact angle (``dec(a) true θ``, the upper bound of any angle attack — it uses the victim's
+    secret, so it is no attack of its own)."""
 
     attacks: list[str] = field(default_factory=lambda: list(ATTACKS))
     attacker_images: int = 5000
@@ -114,6 +119,7 @@ class AttackSettings(Result):
     batch_size: int = 64
     optimisation_steps: int = 200
     seed: int = 0
+    upper_bound: bool = True
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.attacks) - set(ATTACKS))
@@ -133,6 +139,8 @@ class AttackSettings(Result):
             value = getattr(self, name)
             if not is_int(value) or value < minimum:
                 raise ConfigError(f"{name.replace('_', '-')} must be an integer >= {minimum}, got {value!r}")
+        if not isinstance(self.upper_bound, bool):
+            raise ConfigError(f"upper-bound must be true or false, got {self.upper_bound!r}")
 
     def runs(self, attack: str) -> bool:
         """Whether ``attack`` runs (the angle attacks also when their estimates are needed)."""
@@ -366,7 +374,7 @@ def _sources(run: _Run, baselines: Mapping[str, SplitNet], estimates: Mapping[st
         if noise != "none":
             base.noise.generator = torch.Generator(device=run.device).manual_seed(run.settings.seed)
         sources.append(_Source(label, f"{baseline_label(base)} baseline: SplitNet.features", own, batched(base.features, run.victim_images, device=run.device)))
-    for attack, name in (("paper-discriminator", "paper θ̂"), ("regression", "regression θ̂")):
+    for attack, name in ANGLE_SOURCES.items():
         if attack in estimates:
             own_hat, victim_hat = estimates[attack]
             sources.append(
@@ -378,7 +386,7 @@ def _sources(run: _Run, baselines: Mapping[str, SplitNet], estimates: Mapping[st
                     f"dec(a*) {name}",
                 )
             )
-    if estimates:
+    if estimates and run.settings.upper_bound:
         g = run.net.encoder
         sources.append(
             _Source(
@@ -597,4 +605,4 @@ def save_grid(path: str | Path, report: AttackReport, victim_images: torch.Tenso
     return inv.save_inversion_grid(path, victim_images, rows, n=n, title=f"{report.architecture}: reconstructions of the victim's images")
 
 
-__all__ = ["ATTACKS", "PAPER", "AttackReport", "AttackSettings", "baseline_label", "check_inputs", "markdown", "run_attacks", "save_grid"]
+__all__ = ["ANGLE_SOURCES", "ATTACKS", "PAPER", "AttackReport", "AttackSettings", "baseline_label", "check_inputs", "markdown", "run_attacks", "save_grid"]
