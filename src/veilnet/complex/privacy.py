@@ -199,7 +199,7 @@ DEFENCES: dict[str, Defence] = {
         "complex",
         _complex,
         knob="λ",
-        values=(0.0, 0.1, 1.0),
+        values=(0.1, 0.0, 1.0),  # the training default first: the quick mode runs it
         describe="complex-valued network: the feature rotated by a secret angle θ beside another image's, λ the weight of the WGAN loss",
         reference=f"{REFERENCE}, sections 4.1–4.3 (Eq. 2–4, 8–9)",
     ),
