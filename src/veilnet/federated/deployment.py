@@ -16,6 +16,7 @@ checks the run's status with ``flwr ls``, trains the baseline and writes the sam
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -158,7 +159,7 @@ def run_server(
         run_id = _submit(app, env)
         bar = tqdm(total=config.rounds, desc="federated rounds", unit="round", disable=not progress)
         try:
-            status = _wait(run_id, env, out / ROUNDS_LOG, bar, superlink)
+            status = _wait(run_id, env, out / ROUNDS_LOG, bar, superlink, state / STATE)
         finally:
             bar.close()
         if not status.endswith("completed"):
@@ -193,19 +194,30 @@ def _submit(app: Path, env: dict[str, str]) -> str:
         time.sleep(1.0)
 
 
-def _wait(run_id: str, env: dict[str, str], rounds_log: Path, bar: Any, superlink: subprocess.Popen[Any]) -> str:
-    """Poll ``flwr ls`` until the run has finished; move the bar as rounds are logged."""
+#: Seconds between two ``flwr ls`` while the server app has not yet written its final state: each
+#: call is a fresh ``flwr`` process (about 1.5 s of CPU), which the clients would otherwise share
+#: their cores with; a failed run is noticed within this time.
+LS_INTERVAL = 10.0
+
+
+def _wait(run_id: str, env: dict[str, str], rounds_log: Path, bar: Any, superlink: subprocess.Popen[Any], state: Path | None = None) -> str:
+    """Wait until the run has finished; move the bar as rounds are logged. The run's status comes
+    from ``flwr ls``, asked every :data:`LS_INTERVAL` seconds, and at every look (twice a second)
+    once the server app has written ``state``, its last act (without ``state``: at every look)."""
+    asked = -math.inf
     while True:
         if superlink.poll() is not None:
             raise FederationError(f"the SuperLink exited ({superlink.returncode}) before the run finished")
         if rounds_log.exists():
             done = sum(1 for line in rounds_log.read_text().splitlines() if line.strip())
             bar.update(done - bar.n)
-        runs = _flwr(["ls", "--run-id", run_id], env).get("runs", [])
-        status = str(runs[0].get("status", "")) if runs else ""
-        if status.startswith("finished"):
-            return status
-        time.sleep(1.0)
+        if state is None or state.exists() or time.monotonic() - asked >= LS_INTERVAL:
+            asked = time.monotonic()
+            runs = _flwr(["ls", "--run-id", run_id], env).get("runs", [])
+            status = str(runs[0].get("status", "")) if runs else ""
+            if status.startswith("finished"):
+                return status
+        time.sleep(0.5)
 
 
 def _load_state(config: FederatedConfig, state: Path) -> Any:
