@@ -139,3 +139,26 @@ def test_the_command_lists_defences_and_runs_the_quick_mode(dummy, tmp_path, cap
     assert {p.name for p in Path(out).iterdir()} == {"rows", "run.json", "report.json", "report.md", "privacy.png"}
     assert main([*argv[:-2], "--sweep", "pixel-noise=1", "-o", str(out)]) == 2
     assert "already holds a privacy run" in capsys.readouterr().err
+
+
+def test_every_common_attack_succeeds_on_the_unprotected_split_network():
+    """The reference row (the real split network, ``none``): the learned inverter and the
+    optimisation inversion reconstruct the victims better than the attacker's mean image, and the
+    property attacks read the hidden attribute better than the task's label alone."""
+    budget = Budget(
+        train_images=100,
+        epochs=1,
+        batch_size=16,
+        test_images=40,
+        victim_images=24,
+        attacker_images=240,
+        attack_epochs=6,
+        unet_width=8,
+        optimisation_steps=60,
+        timing_images=8,
+    )
+    (row,) = bench.run(DATA, defences={"none": None}, budget=budget, progress=False).rows
+    assert row.reference_row and {a.attack for a in row.inversion} == {"learned inverter", "optimisation inversion"}
+    for attack in row.inversion:
+        assert attack.beats_baseline and attack.metrics.ssim > attack.baseline.ssim + 0.1, attack.attack
+    assert row.best_property().error < 1 - row.property_chance
