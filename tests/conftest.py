@@ -46,10 +46,18 @@ def shared_models() -> Path:
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep tests from writing into the user's cache, but share one cache across the session
-    so the decoded CIFAR-10 is decoded once per test run."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "cache"))
+    so the decoded CIFAR-10 is decoded once per test run (under pytest-xdist, once for all the
+    workers: their temporary folders share a parent; the cache's writes are atomic)."""
+    base = tmp_path_factory.getbasetemp()
+    monkeypatch.setenv("XDG_CACHE_HOME", str((base.parent if WORKER else base) / "cache"))
+
+
+#: The pytest-xdist worker this process is (``gw0``, ``gw1``, …), or "" in a single process.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
 
 
 @pytest.fixture(autouse=True)
 def _threads() -> None:
-    torch.set_num_threads(2)
+    """Two torch threads on the 2-core machine; one per worker when pytest-xdist runs two workers
+    (more threads than cores makes torch's thread pools spin against each other)."""
+    torch.set_num_threads(1 if WORKER else 2)
