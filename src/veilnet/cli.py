@@ -29,7 +29,7 @@ from veilnet.errors import ConfigError, VeilnetError
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("veilnet.training.cli", "train a zoo model on a data set"),
     "eval": ("veilnet.training.cli", "accuracy, per-class accuracy and confusion matrix of a saved model"),
-    "demo": ("veilnet.demo", "train, protect, attack and report on the embedded digits data (under a minute on 2 CPU cores)"),
+    "demo": ("veilnet.demo", "train, protect, attack, compare the methods and report on the embedded digits data (about a minute and a half on 2 CPU cores)"),
     "data": ("veilnet.data.cli", "data sets"),
     "models": ("veilnet.models.cli", "the model zoo and model files"),
     "serve": ("veilnet.serve.cli", "serve a transformed model or a complex network's processor over HTTP (the untrusted server: no secret, no plain images)"),

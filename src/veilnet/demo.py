@@ -1,4 +1,4 @@
-"""``veilnet demo``: the whole system in under a minute on the embedded digits data.
+"""``veilnet demo``: the whole system in about a minute and a half on the embedded digits data.
 
 Steps, each adding a section to ``runs/demo/report.md``:
 
@@ -12,7 +12,10 @@ Steps, each adding a section to ``runs/demo/report.md``:
    reconstructs from it (the angle attacks and inversions of ``veilnet complex attack``);
 4. robustness: wrap the model in post-averaging and attack it (FGSM, PGD at the full budget; FGSM
    at the smallest, the paper's setting), paper protocol;
-5. federated training: how to run a federation (``veilnet fl run``; not run here).
+5. federated training: how to run a federation (``veilnet fl run``; not run here);
+6. which method hides what: ``veilnet bench privacy --quick`` on four rows — the unprotected split
+   network, a complex-valued network, keyed images, dropout on the released feature — with the
+   same attacker on the same victim images.
 """
 
 from __future__ import annotations
@@ -329,8 +332,36 @@ def federated_step(ctx: DemoContext) -> str:
     )
 
 
+#: The privacy step's rows: the reference and one defence per method at its first setting.
+PRIVACY_ROWS = {"none": None, "complex": [0.1], "keyed-block": [4.0], "dropout": [0.5]}
+
+
+def privacy_step(ctx: DemoContext) -> str:
+    """Four rows of the privacy benchmark in its quick mode (:mod:`veilnet.privacy`): accuracy,
+    time, the worst reconstruction and the hidden attribute, one attacker for all."""
+    from veilnet.privacy import Budget, bench, rendering
+    from veilnet.privacy.cli import QUICK, QUICK_DATA
+
+    budget = Budget(**{**QUICK, "seed": ctx.seed or 0})
+    report = bench.run(QUICK_DATA, defences=PRIVACY_ROWS, budget=budget, out_dir=ctx.out / "privacy", force=True, progress=False)
+    rendering.write(report, ctx.out / "privacy")
+    return "\n".join(
+        [
+            "## 6. Which method hides what (`veilnet bench privacy --quick`)",
+            "",
+            f"{report.task.described}. Every row trained {budget.epochs} epochs on {budget.train_images} images and attacked "
+            f"by the same attacker ({budget.attacker_images} images of its own) on the same {budget.victim_images} victims — "
+            "far too small a budget for the numbers to mean much; docs/benchmarks.md has the CIFAR-10 run.",
+            "",
+            rendering.summary_table(report),
+            "",
+            "![privacy–utility plane](privacy/privacy.png)",
+        ]
+    )
+
+
 #: The steps after training: each takes the context and returns its report section.
-STEPS: list[Callable[[DemoContext], str]] = [keyed_step, complex_step, robust_step, federated_step]
+STEPS: list[Callable[[DemoContext], str]] = [keyed_step, complex_step, robust_step, federated_step, privacy_step]
 
 
 def run(out_dir: str | Path = "runs/demo", *, seed: int | None = None) -> Path:
