@@ -5,6 +5,9 @@ _P = ["bench", "privacy", "--quick"]
 
 ROWS = [
     ("privacy-no-output", _P, "--output DIR is required"),
+    ("privacy-no-data", ["bench", "privacy", "-o", "{tmp}/p"], "--data SPEC is required without --quick"),
+    ("privacy-too-many-images", [*_P, "--train-images", "5000", "-o", "{tmp}/p"], "train-images is 5000 but digits:size=16 has 1438 train images"),
+    ("privacy-resume-nothing", [*_P, "--resume", "-o", "{tmp}/p"], "nothing to resume"),
     ("privacy-unknown-defence", [*_P, "--defences", "nosuch", "-o", "{tmp}/p"], "unknown defence nosuch"),
     ("privacy-sweep-not-assignment", [*_P, "--sweep", "noise", "-o", "{tmp}/p"], "--sweep takes DEFENCE=V1,V2"),
     ("privacy-sweep-nan", [*_P, "--sweep", "noise=nan", "-o", "{tmp}/p"], "expected comma-separated numbers"),

@@ -74,7 +74,9 @@ def _privacy(args: argparse.Namespace) -> int:
         defences[name] = values
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(Budget) if getattr(args, f.name, None) is not None}
     budget = Budget(**{**(QUICK if args.quick else {}), **given})
-    data = args.data or (QUICK_DATA if args.quick else "digits:size=16")
+    if not args.data and not args.quick:
+        raise ConfigError(f"--data SPEC is required without --quick (the quick mode runs on {QUICK_DATA})")
+    data = args.data or QUICK_DATA
 
     def log(line: str) -> None:
         print(f"veilnet: {line}", file=sys.stderr, flush=True)
@@ -109,7 +111,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Writes rows/*.json as each row ends (--resume keeps them), report.json, report.md and privacy.png.",
     )
     p.add_argument("--list", action="store_true", help="list the registered defences, their knobs and default settings, and exit")
-    p.add_argument("--data", help=f"data set spec (default: {QUICK_DATA})")
+    p.add_argument("--data", help=f"data set spec, e.g. folder:cifar10-jpeg.zip (with --quick: {QUICK_DATA})")
     p.add_argument("--defences", help="comma-separated defences to run (default: every registered one; see --list)")
     p.add_argument("--sweep", action="append", metavar="DEFENCE=V1,V2", help="settings of a defence's knob instead of its defaults (repeatable)")
     p.add_argument("--quick", action="store_true", help="a small run on the embedded digits: few images, 2 epochs, one setting per defence")
