@@ -117,6 +117,16 @@ def test_train_inverter_takes_precomputed_features(split_net, splits) -> None:
 # Optimisation inversion
 
 
+def test_train_inverter_names_its_progress(capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 29: a caller that trains several inverters names each one's progress lines."""
+    images = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    inv.train_inverter(images, images, epochs=1, batch_size=4, base_width=4, progress=True, desc="inverter: original")
+    inv.train_inverter(images, images, epochs=1, batch_size=4, base_width=4, progress=True)
+    captured = capsys.readouterr()
+    lines = [line for line in (captured.out + captured.err).splitlines() if "1/1:" in line]
+    assert [line.split(" 1/1:")[0] for line in lines] == ["inverter: original", "inverter"]
+
+
 def test_optimisation_inversion_reduces_the_feature_distance_and_beats_the_mean(split_net, splits) -> None:
     attacker, victim = splits
     with torch.no_grad():

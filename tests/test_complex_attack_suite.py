@@ -88,7 +88,7 @@ def test_settings_refuse_bad_values() -> None:
     assert not suite.AttackSettings(attacks=["dec-x"]).runs("angle")
 
 
-def test_command_writes_the_report(nets, tmp_path) -> None:
+def test_command_writes_the_report(nets, tmp_path, capsys) -> None:
     _, _, folder = nets
     out = tmp_path / "attack"
     args = [
@@ -113,6 +113,8 @@ def test_command_writes_the_report(nets, tmp_path) -> None:
         str(out),
     ]
     assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "inverter: dec(x) 1/1: " in captured.out + captured.err  # each inverter's progress says which (issue 29)
     doc = json.loads((out / "report.json").read_text())
     assert [r["attack"] for r in doc["inversion"]] == ["dec(x)"]
     assert doc["angle"] == [] and doc["properties"] == []

@@ -212,7 +212,7 @@ def test_download_checks_md5_before_keeping_the_archive(tmp_path: Path, http_roo
 
     md5 = hashlib.md5(archive.read_bytes()).hexdigest()
     monkeypatch.setitem(cifar.LAYOUTS, "cifar10", dataclasses.replace(cifar.LAYOUTS["cifar10"], md5=md5))
-    with pytest.raises(DataFormatError, match=r"holds neither .*pass --download"):
+    with pytest.raises(DataFormatError, match=r"holds neither .*veilnet data info cifar10:PATH --download"):
         load(f"cifar10:{root}", "test")
     data = load(f"cifar10:{root}", "test", download=True)
     assert torch.equal(data.images, torch.from_numpy(expected["test"]))

@@ -13,6 +13,7 @@ import torch
 
 import privacy_dummy
 from veilnet import plugins
+from veilnet.attacks import inversion as inv
 from veilnet.cli import main
 from veilnet.errors import ConfigError, OutputExistsError
 from veilnet.privacy import bench, rendering
@@ -112,7 +113,9 @@ def test_a_failed_row_is_recorded_and_run_again_on_resume(dummy, tmp_path, monke
     assert json.loads((tmp_path / "run.json").read_text())["budget"] == small.to_dict()
 
 
-def test_the_command_lists_defences_and_runs_the_quick_mode(dummy, tmp_path, capsys):
+def test_the_command_lists_defences_and_runs_the_quick_mode(dummy, tmp_path, capsys, monkeypatch):
+    train_inverter, names = inv.train_inverter, []
+    monkeypatch.setattr(inv, "train_inverter", lambda *args, desc="inverter", **kwargs: names.append(desc) or train_inverter(*args, desc=desc, **kwargs))
     assert main(["bench", "privacy", "--list"]) == 0
     listing = capsys.readouterr().out
     assert "| raw | dummy-privacy | – | – | the image itself (the reference) |" in listing and "| pixel-noise | dummy-privacy | σ | 0.5, 2 |" in listing
@@ -136,6 +139,7 @@ def test_the_command_lists_defences_and_runs_the_quick_mode(dummy, tmp_path, cap
     captured = capsys.readouterr()
     assert "pixel-noise σ=0.5" in captured.out and "pixel-noise σ=2" not in captured.out  # quick: the first setting only
     assert "[2/2] pixel-noise σ=0.5: accuracy" in captured.err
+    assert names == ["inverter: raw", "inverter: pixel-noise σ=0.5"]  # each row's inverter names its row (issue 29)
     assert {p.name for p in Path(out).iterdir()} == {"rows", "run.json", "report.json", "report.md", "privacy.png"}
     assert main([*argv[:-2], "--sweep", "pixel-noise=1", "-o", str(out)]) == 2
     assert "already holds a privacy run" in capsys.readouterr().err

@@ -218,6 +218,7 @@ def train_inverter(
     seed: int = 0,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    desc: str = "inverter",
 ) -> nn.Module:
     """Train the zoo's U-Net (``veilnet.models.create("unet", ...)``) to map
     ``features_fn(I)`` back to ``I`` over the attacker's own images (section 5.1, "Attacks").
@@ -228,7 +229,8 @@ def train_inverter(
     features computed once, one per attacker image (e.g. features whose secrets the attacker
     estimates at a cost too high to redraw every epoch). Loss: ``"mse"``
     (mean squared error, the default) or ``"l1"``; Adam at ``lr``; the batch order and the
-    initial weights come from ``seed``. The loop is :func:`veilnet.training.fit` in memory.
+    initial weights come from ``seed``. The loop is :func:`veilnet.training.fit` in memory; its
+    progress bar is labelled ``desc`` (a caller that trains several names each, ``"inverter: …"``).
     Returns the U-Net in eval mode; it takes :func:`as_unet_input` of a feature.
     """
     from veilnet import models
@@ -273,7 +275,7 @@ def train_inverter(
         optimizer.step()
         return {"loss": value.item(), "n": len(idx)}
 
-    fit(step, batches, epochs=epochs, state={"unet": unet, "optimizer": optimizer, "order": order}, config=config.to_dict(), progress=progress, desc="inverter")
+    fit(step, batches, epochs=epochs, state={"unet": unet, "optimizer": optimizer, "order": order}, config=config.to_dict(), progress=progress, desc=desc)
     return unet.eval()
 
 

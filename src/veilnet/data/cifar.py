@@ -168,7 +168,7 @@ def download(name: str, root: Path | str, *, url: str | None = None) -> Path:
 class CifarSource:
     """``cifar10:PATH`` / ``cifar100:PATH``, resolved to the pickle folder or the archive."""
 
-    def __init__(self, kind: str, path: Path, *, fetch: bool = False) -> None:
+    def __init__(self, kind: str, path: Path, *, fetch: bool = False, origin: str = "") -> None:
         self.kind = kind
         self.layout = layout = LAYOUTS[kind]
         if path.is_dir() and (path.name == layout.folder or (path / layout.meta).is_file()):
@@ -183,8 +183,10 @@ class CifarSource:
             self.path = download(kind, path.parent if path.name == layout.archive else path)
         else:
             problem = "holds neither" if path.is_dir() else "does not exist; expected"
+            where = f" ({origin})" if origin else ""
             raise DataFormatError(
-                f"{path} {problem} {layout.folder}/ {'nor' if path.is_dir() else 'or'} {layout.archive} (pass --download / download=True to fetch it)"
+                f"{path} {problem} {layout.folder}/ {'nor' if path.is_dir() else 'or'} {layout.archive}{where}; "
+                f"fetch it with `veilnet data info {kind}:PATH --download` (MD5-checked; also --download on `veilnet train`, download=True in Python)"
             )
         self.archive = self.path.is_file()
         self.label = f"{kind}-{self.path.name}"

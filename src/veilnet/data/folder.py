@@ -45,7 +45,7 @@ class FolderSource:
 
     kind = "folder"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, origin: str = "") -> None:
         self.path = path
         self.label = f"folder-{path.name}"
         if path.is_dir():
@@ -55,7 +55,13 @@ class FolderSource:
                 raise DataFormatError(f"{path}: expected a directory or a .zip of SPLIT/CLASS/IMAGE files, got a file that is not a zip archive")
             self.zip = True
         else:
-            raise DataFormatError(f"{path} does not exist (expected a directory or a .zip of SPLIT/CLASS/IMAGE files)")
+            where = f"; {origin}" if origin else ""
+            hint = (
+                "; the JPEG CIFAR-10 (cifar10-jpeg.zip): README, 'Data and checkpoints'; the original: `veilnet data info cifar10:PATH --download`"
+                if "cifar" in path.name.lower()
+                else ""
+            )
+            raise DataFormatError(f"{path} does not exist (expected a directory or a .zip of SPLIT/CLASS/IMAGE files{where}){hint}")
         self.prefix = ""
         self._files: dict[str, list[str]] | None = None  # split -> file names relative to PATH (posix)
         self._stats: dict[str, Any] = {}

@@ -36,6 +36,17 @@ def resolve_path(path: str) -> Path:
     return p.resolve()
 
 
+def origin(path: str) -> str:
+    """Where a data spec's PATH was looked for, for an error that says the data is missing:
+    under ``$VEILNET_DATA``, in the working folder (the variable unset), or an absolute path."""
+    root = os.environ.get("VEILNET_DATA")
+    if Path(path).expanduser().is_absolute():
+        return "an absolute path; VEILNET_DATA applies only to relative ones"
+    if root:
+        return f"relative paths are read under VEILNET_DATA={root}"
+    return f"VEILNET_DATA is unset, so relative paths are read from the working folder {Path.cwd()}"
+
+
 def source(spec: str, *, download: bool = False) -> Source:
     """The data source a spec names (checks that it exists; downloads CIFAR if asked)."""
     kind, sep, arg = spec.partition(":")
@@ -44,12 +55,15 @@ def source(spec: str, *, download: bool = False) -> Source:
         return DigitsSource(arg)
     if kind in LAYOUTS:
         if not arg and not os.environ.get("VEILNET_DATA"):
-            raise DataFormatError(f"{spec!r}: expected {kind}:PATH (or set VEILNET_DATA to the folder holding it)")
-        return CifarSource(kind, resolve_path(arg or "."), fetch=download)
+            raise DataFormatError(
+                f"{spec!r}: expected {kind}:PATH (or set VEILNET_DATA to the folder holding it); `veilnet data info {kind}:PATH --download` fetches it"
+            )
+        where = origin(arg) if arg else f"a bare {kind} means VEILNET_DATA={os.environ['VEILNET_DATA']} itself"
+        return CifarSource(kind, resolve_path(arg or "."), fetch=download, origin=where)
     if kind == "folder":
         if not arg:
             raise DataFormatError(f"{spec!r}: expected folder:PATH with PATH a directory or a .zip")
-        return FolderSource(resolve_path(arg))
+        return FolderSource(resolve_path(arg), origin=origin(arg))
     raise DataFormatError(f"unknown data set {spec!r}; expected one of {', '.join(SPECS)}")
 
 

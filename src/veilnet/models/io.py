@@ -39,6 +39,11 @@ VERSION = 1
 #: File names used when a model is saved into (or loaded from) a directory.
 DIR_STEM = "model"
 
+#: Where the pretrained CIFAR ResNets come from, for the errors that find none (README, "Data and checkpoints").
+CIFAR_RESNET_SOURCE = "the pretrained CIFAR ResNets are the .th files in pretrained_models/ of github.com/akamaster/pytorch_resnet_cifar10"
+#: What a foreign checkpoint's name ends with.
+_CHECKPOINT_SUFFIXES = (".th", ".pth", ".pt", ".tar")
+
 
 def save(
     model: nn.Module,
@@ -100,7 +105,7 @@ def prepare_save(path: str | os.PathLike[str], *, force: bool = False) -> tuple[
 
 def card(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The card of a saved model (``path`` as for :func:`load`), checked for format and version."""
-    return _read_card(output_paths(path)[1])
+    return _read_card(output_paths(path)[1], given=path)
 
 
 def load(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> nn.Module:
@@ -112,7 +117,7 @@ def load(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") ->
     card's, or weights that do not fit the architecture.
     """
     weights, card_path = output_paths(path)
-    info = _read_card(card_path)
+    info = _read_card(card_path, given=path)
     if not weights.is_file():
         raise ModelFormatError(f"{weights}: weights file missing (card {card_path.name} expects it beside it)")
     digest = _sha256(weights)
@@ -165,7 +170,7 @@ def load_cifar_resnet(path: str | os.PathLike[str], depth: int | None = None) ->
     """
     path = Path(path)
     if not path.is_file():
-        raise ModelFormatError(f"{path}: checkpoint file missing")
+        raise ModelFormatError(f"{path}: checkpoint file missing ({_looked_for(path)}{CIFAR_RESNET_SOURCE}, e.g. resnet20-12fca82f.th)")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling errors come in many types; all mean "not a safe checkpoint"
@@ -209,11 +214,29 @@ def output_paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
     return p.with_name(p.name + ".safetensors"), p.with_name(p.name + ".json")
 
 
-def _read_card(card_path: Path) -> dict[str, Any]:
+def _looked_for(path: Path) -> str:
+    """``"looked for /abs/path; "`` for a relative ``path`` (taken from the working folder), else ``""``."""
+    return "" if path.is_absolute() else f"looked for {path.absolute()}; "
+
+
+def _missing_card(card_path: Path, given: str | os.PathLike[str] | None) -> str:
+    """The one line for a model whose card is not there: the path tried, what a model is, and
+    for a foreign checkpoint or a CIFAR ResNet, where such checkpoints come from and how to convert one."""
+    name = Path(given if given is not None else card_path).name.lower()
+    hint = ""
+    if name.endswith(_CHECKPOINT_SUFFIXES) or "resnet" in name:
+        hint = f"; {CIFAR_RESNET_SOURCE}, converted once with `veilnet models import-cifar-resnet FILE.th -o DIR`"
+    return (
+        f"{card_path}: model card missing ({_looked_for(card_path)}a veilnet model is a .json card beside its .safetensors weights, "
+        f"as `veilnet train` writes them{hint})"
+    )
+
+
+def _read_card(card_path: Path, *, given: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     try:
         info = json.loads(card_path.read_text())
     except FileNotFoundError:
-        raise ModelFormatError(f"{card_path}: model card missing") from None
+        raise ModelFormatError(_missing_card(card_path, given)) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelFormatError(f"{card_path}: corrupt model card ({exc})") from None
     except RecursionError:

@@ -261,7 +261,12 @@ def run_row(defence: Defence, value: float | None, images: Images, setup: Setup)
     inverter = timed(
         "learned inverter",
         lambda: inv.train_inverter(
-            lambda x: row.observe(x, attacker_gen), own, **{k: v for k, v in inverter_config.to_dict().items()}, device=dev, progress=setup.progress
+            lambda x: row.observe(x, attacker_gen),
+            own,
+            **{k: v for k, v in inverter_config.to_dict().items()},
+            device=dev,
+            progress=setup.progress,
+            desc=f"inverter: {defence.label(value)}",
         ),
     )
     results = [

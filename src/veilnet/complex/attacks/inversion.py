@@ -80,8 +80,8 @@ def _check_split(attacker_images: torch.Tensor, victim_images: torch.Tensor) -> 
         raise ShapeError(f"attacker and victim images must be N×C×H×W of one shape, got {tuple(attacker_images.shape)} and {tuple(victim_images.shape)}")
 
 
-def _inverter_kwargs(config: InversionConfig, device: str | torch.device, progress: bool) -> dict[str, Any]:
-    return {**config.to_dict(), "device": device, "progress": progress}
+def _inverter_kwargs(config: InversionConfig, device: str | torch.device, progress: bool, attack: str) -> dict[str, Any]:
+    return {**config.to_dict(), "device": device, "progress": progress, "desc": f"inverter: {attack}"}
 
 
 def inversion_attack_1(
@@ -123,7 +123,7 @@ def inversion_attack_1(
                 x_own = simulate(images)
                 return rotate_back(x_own, estimate_angle(x_own))
 
-        inverter = train_inverter(features_fn, attacker_images, **_inverter_kwargs(config, device, progress))
+        inverter = train_inverter(features_fn, attacker_images, **_inverter_kwargs(config, device, progress, "dec(a*)"))
     a_star = rotate_back(x.to(torch.device(device)), torch.as_tensor(theta_hat).to(torch.device(device)))
     rec = reconstruct(inverter, a_star, device=device)
     return evaluate_reconstruction(
@@ -161,7 +161,7 @@ def _inversion_of_x(
     net.eval()
     device, progress = kwargs.pop("device", "cpu"), kwargs.pop("progress", False)
     simulate = complex_features(net, generator=torch.Generator().manual_seed(config.seed + seed_offset))
-    inverter = train_inverter(lambda images: transform(simulate(images)), attacker_images, **_inverter_kwargs(config, device, progress))
+    inverter = train_inverter(lambda images: transform(simulate(images)), attacker_images, **_inverter_kwargs(config, device, progress, attack))
     rec = reconstruct(inverter, transform(x.to(torch.device(device))), device=device)
     return evaluate_reconstruction(attack, described, rec, victim_images, attacker_images, seed=config.seed, config=config.to_dict(), **kwargs), rec
 
@@ -277,7 +277,7 @@ def split_inversion(
     _check_split(attacker_images, victim_images)
     net.eval()
     dev = torch.device(device)
-    inverter = train_inverter(net.features, attacker_images, **_inverter_kwargs(config, device, progress))
+    inverter = train_inverter(net.features, attacker_images, **_inverter_kwargs(config, device, progress, name))
     noise = getattr(net, "noise", None)
     if victim_seed is not None and hasattr(noise, "generator"):
         noise.generator = torch.Generator(device=dev).manual_seed(victim_seed)

@@ -402,7 +402,7 @@ def _sources(run: _Run, baselines: Mapping[str, SplitNet], estimates: Mapping[st
 
 def _invert(run: _Run, source: _Source) -> inv.InversionResult:
     config = run.inverter_config()
-    dec = inv.train_inverter(source.attacker, run.attacker_images, **config.to_dict(), device=run.device, progress=run.progress)
+    dec = inv.train_inverter(source.attacker, run.attacker_images, **config.to_dict(), device=run.device, progress=run.progress, desc=f"inverter: {source.row}")
     run.inverters[source.row] = dec
     return run.score(source.row, source.described, inv.reconstruct(dec, source.victim, device=run.device))
 

@@ -134,7 +134,7 @@ def keyed_inversion(
             )
     check_fits(victim_key, image_shape=victim.shape)
     features = AttackerKeys(params, seed=seed, fresh_key=fresh_key)
-    inverter = train_inverter(features, attacker, **config.to_dict(), device=device, progress=progress)
+    inverter = train_inverter(features, attacker, **config.to_dict(), device=device, progress=progress, desc=f"inverter: {scheme}, M={block_size}")
     encrypted = encrypt_images(victim, victim_key)
     rec = reconstruct(inverter, encrypted, device=device)
     doing_nothing = reconstruction_metrics(encrypted, victim)
