@@ -19,7 +19,8 @@ from veilnet.paths import write_text
 from veilnet.privacy.bench import TIMING_PASSES, PrivacyReport, RowResult
 from veilnet.report import markdown_table, plot_backend, save_figure
 
-#: Where the plane draws a reconstruction with infinite PSNR (an exact one, e.g. a recovered key).
+#: Where the plane draws a reconstruction of this PSNR or more (an exact one up to rounding, e.g.
+#: images decrypted with a recovered key: 158 dB or infinite).
 EXACT_PSNR = 50.0
 #: He et al. (ACSAC 2019), CIFAR-10: setting → (accuracy, PSNR dB, SSIM).
 HE_ET_AL = {"no defence": (0.8719, 28.03, 0.933), "dropout 0.5": (0.8467, 14.09, 0.412), "dropout 0.8": (0.7491, 11.95, 0.190)}
@@ -131,7 +132,7 @@ def plot(report: PrivacyReport, path: str | Path, *, published: bool = True) -> 
     one line per defence through its knob's settings, and He et al.'s points (grey; their network
     and ten-class task differ from ours). Up and to the left is better."""
     plt = plot_backend()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
     families: dict[str, list[RowResult]] = {}
     for r in report.rows:
         families.setdefault(r.defence, []).append(r)
@@ -140,11 +141,11 @@ def plot(report: PrivacyReport, path: str | Path, *, published: bool = True) -> 
         rows = sorted(rows, key=lambda r: (r.value is None, r.value if r.value is not None else 0.0))
         for ax, metric in zip(axes, ("ssim", "psnr")):
             raw = [getattr(r.worst(metric).metrics, metric) for r in rows]
-            xs = [x if math.isfinite(x) else EXACT_PSNR for x in raw]  # an exact reconstruction drawn at EXACT_PSNR dB
+            xs = [min(x, EXACT_PSNR) if math.isfinite(x) else EXACT_PSNR for x in raw]  # exact reconstructions drawn at EXACT_PSNR dB
             ys = [r.accuracy for r in rows]
             line = ax.plot(xs, ys, marker=markers[i % len(markers)], linestyle="-", label=name)[0]
-            for r, x, y, exact in zip(rows, xs, ys, raw):
-                text = ("" if r.value is None else r.value_name) + ("" if math.isfinite(exact) else " (exact, ∞ dB)")
+            for r, x, y in zip(rows, xs, ys):
+                text = ("" if r.value is None else r.value_name) + (" (exact)" if metric == "psnr" and x == EXACT_PSNR else "")
                 if text:
                     ax.annotate(text.strip(), (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7, color=line.get_color())
     if published:
@@ -152,11 +153,11 @@ def plot(report: PrivacyReport, path: str | Path, *, published: bool = True) -> 
             pts = list(HE_ET_AL.items())
             ax.plot([p[k] for _, p in pts], [p[0] for _, p in pts], "x:", color="grey", label="He et al. 2019 (their net, 10 classes)")
     axes[0].set_xlabel("worst-case SSIM of the reconstruction (lower hides more)")
-    axes[1].set_xlabel("worst-case PSNR dB (lower hides more)")
+    axes[1].set_xlabel(f"worst-case PSNR dB (lower hides more; ≥ {EXACT_PSNR:g}: exact)")
     for ax in axes:
         ax.set_ylabel("accuracy on the task")
         ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=7, loc="lower right")
+    axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.suptitle(f"privacy–utility plane: {report.data}, {report.task.described.split(';')[0]}", fontsize=9)
     return save_figure(fig, path, dpi=120)
 
