@@ -41,13 +41,15 @@ CIFAR = Budget(
     optimisation_steps=200,
     timing_images=64,
 )
-#: Two settings per knob at this scale: the low and the high end of each defence's defaults.
+#: Two settings per knob at this scale: the low and the high end of each defence's defaults; NoPeek
+#: α = 2 and Shredder β = 0.02, 0.05 added after the first CIFAR-10 run, where α = 5 collapsed the
+#: encoder and β ≥ 0.5 drowned the feature (rerun with --resume: the other rows are kept).
 CIFAR_SWEEP = {
     "noise": [0.5, 1.0],
     "complex": [0.1, 1.0],
     "dropout": [0.5, 0.8],
-    "nopeek": [1.0, 5.0],
-    "shredder": [0.5, 2.0],
+    "nopeek": [1.0, 2.0, 5.0],
+    "shredder": [0.02, 0.05, 0.5, 2.0],
     "keyed-block": [4.0],
     "keyed-vit": [0.0, 2.0],
 }
