@@ -51,39 +51,22 @@ import torch
 
 from veilnet.checks import check_number
 from veilnet.complex.attacks.suite import ANGLE_SOURCES, AttackSettings, run_attacks
-from veilnet.complex.models import ComplexNet, FeatureNoise, SplitNet
+from veilnet.complex.models import ComplexNet
 from veilnet.complex.training import ComplexTrainConfig, simulate_device, train_complex
 from veilnet.data import ImageSplit
 from veilnet.errors import ConfigError
-from veilnet.privacy.defences import AttackContext, Defence, Row, Setup
+from veilnet.privacy.defences import AttackContext, Defence, Row, Setup, SplitRow
 
 REFERENCE = 'Xiang et al., "Interpretable Complex-Valued Neural Networks for Privacy Protection" (ICLR 2020)'
 
 
-class SplitRow(Row):
-    """A real split network (section 5.1's baselines): send ``SplitNet.features`` (g, then the
-    noise of the noisy baseline drawn from the device's generator), serve Φ, receive d."""
+class NoisyRow(SplitRow):
+    """The noisy baseline (section 5.1): the network's own :class:`FeatureNoise` on g(I), drawn
+    from the device's generator (in training it draws as the network does)."""
 
-    def __init__(self, net: SplitNet, setup: Setup, sends: str) -> None:
-        self.net, self.setup, self.sends = net.to(setup.device), setup, sends
-        self.encoder = net.encoder
-
-    def fit(self, train: ImageSplit) -> dict[str, float]:
-        return self.setup.train(self.net, train)
-
-    @torch.no_grad()
-    def send(self, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, Any]:
-        if isinstance(self.net.noise, FeatureNoise):
-            self.net.noise.generator = generator
-        return self.net.features(images.to(self.setup.device)), None
-
-    @torch.no_grad()
-    def serve(self, sent: torch.Tensor) -> torch.Tensor:
-        return self.net.processor(sent)
-
-    @torch.no_grad()
-    def receive(self, answer: torch.Tensor, state: Any) -> torch.Tensor:
-        return self.net.decoder(answer)
+    def release(self, a: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        self.net.noise.generator = generator
+        return self.net.noise(a)
 
 
 class ComplexRow(Row):
@@ -161,7 +144,7 @@ def _layers(value: float | None, setup: Setup) -> Row:
 
 def _noise(value: float | None, setup: Setup) -> Row:
     gamma = check_number("noise level γ", value, low=0.0, low_open=True)
-    return SplitRow(setup.split_model("split", noise=gamma), setup, f"g(I) + {gamma:g}·ε, ε Gaussian at the feature's mean magnitude")
+    return NoisyRow(setup.split_model("split", noise=gamma), setup, f"g(I) + {gamma:g}·ε, ε Gaussian at the feature's mean magnitude")
 
 
 def _complex(value: float | None, setup: Setup) -> Row:
@@ -205,4 +188,4 @@ DEFENCES: dict[str, Defence] = {
     ),
 }
 
-__all__ = ["DEFENCES", "ComplexRow", "SplitRow"]
+__all__ = ["DEFENCES", "ComplexRow", "NoisyRow"]

@@ -69,9 +69,9 @@ TIMING_PASSES = 5
 @dataclass(frozen=True)
 class RowResult(Result):
     """One row: the defence, its knob value, what the server sees; accuracy on the task over
-    ``n_test`` images; the device's and the server's milliseconds per image; the training's figures
-    and seconds; every reconstruction attack and property attack; the hidden attribute's chance
-    level given the task's label; wall seconds per stage."""
+    ``n_test`` images; the device's and the server's milliseconds per image; the training's figures;
+    every reconstruction attack and property attack; the hidden attribute's chance level given the
+    task's label; wall seconds per stage (the training's under ``"train"``)."""
 
     defence: str
     method: str
@@ -84,7 +84,6 @@ class RowResult(Result):
     n_test: int
     device_ms: float
     server_ms: float
-    train_seconds: float
     fit: dict[str, float] = field(default_factory=dict)
     inversion: list[InversionResult] = field(default_factory=list)
     properties: list[PropertyResult] = field(default_factory=list)
@@ -188,9 +187,8 @@ def _logits(row: Row, images: torch.Tensor, generator: torch.Generator, batch_si
 
 
 @torch.no_grad()
-def _sent(fn: Callable[[torch.Tensor, torch.Generator], Any], images: torch.Tensor, generator: torch.Generator, batch_size: int = 256) -> torch.Tensor:
-    parts = [fn(images[i : i + batch_size], generator) for i in range(0, images.shape[0], batch_size)]
-    return torch.cat([p[0] if isinstance(p, tuple) else p for p in parts])
+def _sent(fn: Callable[[torch.Tensor, torch.Generator], torch.Tensor], images: torch.Tensor, generator: torch.Generator, batch_size: int = 256) -> torch.Tensor:
+    return torch.cat([fn(images[i : i + batch_size], generator) for i in range(0, images.shape[0], batch_size)])
 
 
 @torch.no_grad()
@@ -237,7 +235,7 @@ def run_row(defence: Defence, value: float | None, images: Images, setup: Setup)
     device_ms, server_ms = timed("timing", lambda: time_row(row, timing, budget.seed))
 
     own, victims = images.attacker.float_images(), images.victim.float_images()
-    sent = _sent(row.send, victims.to(dev), gen(budget.seed + VICTIM)).cpu()
+    sent = _sent(lambda x, g: row.send(x, g)[0], victims.to(dev), gen(budget.seed + VICTIM)).cpu()
     attacker_gen = gen(budget.seed + ATTACKER)
 
     def score(
@@ -263,7 +261,7 @@ def run_row(defence: Defence, value: float | None, images: Images, setup: Setup)
         lambda: inv.train_inverter(
             lambda x: row.observe(x, attacker_gen),
             own,
-            **{k: v for k, v in inverter_config.to_dict().items()},
+            **inverter_config.to_dict(),
             device=dev,
             progress=setup.progress,
             desc=f"inverter: {defence.label(value)}",
@@ -291,7 +289,6 @@ def run_row(defence: Defence, value: float | None, images: Images, setup: Setup)
         n_test=len(images.test),
         device_ms=device_ms,
         server_ms=server_ms,
-        train_seconds=seconds["train"],
         fit={k: float(v) for k, v in fit.items()},
         inversion=results,
         properties=properties,

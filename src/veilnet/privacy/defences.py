@@ -198,6 +198,37 @@ class Row(ABC):
         return self
 
 
+class SplitRow(Row):
+    """A real split network as a row — the zoo's ``split-*`` (:meth:`Setup.split_model`): encoder g,
+    processor Φ, decoder d, and between g and what leaves the device the defence's layer
+    ``net.noise``. ``send`` = :meth:`release` of ``g(I)`` with the device's draws, ``serve`` = Φ,
+    ``receive`` = d; ``fit`` trains the whole network for the task (the layer active); the released
+    encoder is g. A defence on the feature overrides :meth:`release`."""
+
+    def __init__(self, net: nn.Module, setup: Setup, sends: str) -> None:
+        self.net, self.setup, self.sends = net.to(setup.device), setup, sends
+        self.encoder = self.net.encoder
+
+    def release(self, a: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """What the device does to the feature ``a = g(I)`` before sending it (default: nothing)."""
+        return a
+
+    def fit(self, train: ImageSplit) -> dict[str, float]:
+        return self.setup.train(self.net, train)
+
+    @torch.no_grad()
+    def send(self, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, Any]:
+        return self.release(self.encoder(images.to(self.setup.device)), generator), None
+
+    @torch.no_grad()
+    def serve(self, sent: torch.Tensor) -> torch.Tensor:
+        return self.net.processor(sent.to(self.setup.device))
+
+    @torch.no_grad()
+    def receive(self, answer: torch.Tensor, state: Any) -> torch.Tensor:
+        return self.net.decoder(answer)
+
+
 @dataclass(frozen=True)
 class Defence:
     """A defence the benchmark sweeps: ``name`` (a row family: ``noise``, ``complex``, …), the
@@ -235,4 +266,4 @@ class Defence:
         return f"{self.name} {self.knob}={self.value_names.get(value, f'{value:g}')}"
 
 
-__all__ = ["ARCHS", "AttackContext", "Budget", "Defence", "Row", "Setup"]
+__all__ = ["ARCHS", "AttackContext", "Budget", "Defence", "Row", "Setup", "SplitRow"]

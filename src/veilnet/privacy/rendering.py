@@ -39,8 +39,11 @@ def _cost(row: RowResult, reference: RowResult | None) -> tuple[str, str, str]:
     """Accuracy change and device / server time ratios against the unprotected row."""
     if reference is None or row is reference:
         return "–", "–", "–"
-    ratio = lambda a, b: f"{a / b:.2f}×" if b > 0 else "–"  # noqa: E731
-    return f"{100 * (row.accuracy - reference.accuracy):+.1f}", ratio(row.device_ms, reference.device_ms), ratio(row.server_ms, reference.server_ms)
+    return f"{100 * (row.accuracy - reference.accuracy):+.1f}", _ratio(row.device_ms, reference.device_ms), _ratio(row.server_ms, reference.server_ms)
+
+
+def _ratio(value: float, reference: float) -> str:
+    return f"{value / reference:.2f}×" if reference > 0 else "–"
 
 
 def summary_table(report: PrivacyReport) -> str:

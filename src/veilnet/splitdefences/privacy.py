@@ -32,48 +32,30 @@ inverter trains on what the attacker makes of its own images with its own draws 
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
 from veilnet import metrics
 from veilnet.checks import check_number
 from veilnet.data import ImageSplit
-from veilnet.privacy.defences import Defence, Row, Setup
+from veilnet.privacy.defences import Defence, Row, Setup, SplitRow
 from veilnet.splitdefences.layers import FeatureDropout, FeatureTap, LaplaceNoise, distance_correlation
 
 #: How many training images measure a trained row's own figure (NoPeek's DCOR, Shredder's feature scale).
 MEASURE_IMAGES = 256
 
 
-class SplitRow(Row):
-    """The real split network with ``layer`` (``layer(a, generator)``) between the encoder and what
-    the device sends: ``send`` = ``layer(g(I))`` with the device's draws, ``serve`` = the processor,
-    ``receive`` = the decoder. ``fit`` trains the whole network for the task (the layer active)."""
+class LayerRow(SplitRow):
+    """The real split network with ``layer`` (``layer(a, generator)``) as the defence between the
+    encoder and what the device sends (:class:`~veilnet.privacy.defences.SplitRow`)."""
 
     def __init__(self, setup: Setup, layer: nn.Module, sends: str) -> None:
-        self.setup = setup
-        self.net = setup.split_model("split")
-        self.net.noise = layer
-        self.net.to(setup.device)
-        self.encoder = self.net.encoder
-        self.sends = sends
+        net = setup.split_model("split")
+        net.noise = layer
+        super().__init__(net, setup, sends)
 
-    def fit(self, train: ImageSplit) -> dict[str, float]:
-        return self.setup.train(self.net, train)
-
-    @torch.no_grad()
-    def send(self, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, Any]:
-        return self.net.noise(self.encoder(images.to(self.setup.device)), generator=generator), None
-
-    @torch.no_grad()
-    def serve(self, sent: torch.Tensor) -> torch.Tensor:
-        return self.net.processor(sent.to(self.setup.device))
-
-    @torch.no_grad()
-    def receive(self, answer: torch.Tensor, state: Any) -> torch.Tensor:
-        return self.net.decoder(answer)
+    def release(self, a: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return self.net.noise(a, generator=generator)
 
     @torch.no_grad()
     def _measured(self, train: ImageSplit) -> tuple[torch.Tensor, torch.Tensor]:
@@ -83,7 +65,7 @@ class SplitRow(Row):
             return images, self.encoder(images)
 
 
-class NoPeekRow(SplitRow):
+class NoPeekRow(LayerRow):
     """NoPeek: the network trained on ``CE + α·DCOR(I, g(I))`` (see the module docstring)."""
 
     def __init__(self, setup: Setup, alpha: float) -> None:
@@ -96,7 +78,7 @@ class NoPeekRow(SplitRow):
         return {**figures, "dcor": float(distance_correlation(*self._measured(train)))}
 
 
-class ShredderRow(SplitRow):
+class ShredderRow(LayerRow):
     """Shredder: learned Laplace noise on the frozen trained network (see the module docstring).
 
     Departures from the paper: Shredder trains the noise tensor's values themselves (initialised
@@ -137,7 +119,7 @@ class ShredderRow(SplitRow):
 
 def _dropout(p: float | None, setup: Setup) -> Row:
     layer = FeatureDropout(p)
-    return SplitRow(setup, layer, f"the encoder's feature g(I) with dropout p={layer.p:g} (a fresh mask per image)")
+    return LayerRow(setup, layer, f"the encoder's feature g(I) with dropout p={layer.p:g} (a fresh mask per image)")
 
 
 def _nopeek(alpha: float | None, setup: Setup) -> Row:
@@ -178,4 +160,4 @@ DEFENCES: dict[str, Defence] = {
     ),
 }
 
-__all__ = ["DEFENCES", "NoPeekRow", "ShredderRow", "SplitRow"]
+__all__ = ["DEFENCES", "LayerRow", "NoPeekRow", "ShredderRow"]
