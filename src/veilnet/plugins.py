@@ -38,6 +38,7 @@ Example (a package ``mymethod`` next to veilnet)::
 from __future__ import annotations
 
 import importlib
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -66,19 +67,24 @@ class Method:
 
 
 _methods: dict[str, Method] | None = None
+#: Held while the entry points are read: another thread (several veilnet.serve.Client in threads)
+#: would otherwise see the registry half filled and find no method. Re-entrant: loading an entry
+#: point may import a module that calls :func:`register`.
+_loading = threading.RLock()
 
 
 def methods() -> dict[str, Method]:
     """The registered methods by name: the entry points of :data:`GROUP` (read once), then those
     given to :func:`register`."""
     global _methods
-    if _methods is None:
-        _methods = {}
-        for point in sorted(entry_points(group=GROUP), key=lambda p: p.name):
-            method = point.load()
-            if not isinstance(method, Method):
-                raise RegistrationError(f"entry point {point.name} = {point.value} of group {GROUP} is not a veilnet.plugins.Method")
-            _add(method)
+    with _loading:
+        if _methods is None:
+            _methods = {}
+            for point in sorted(entry_points(group=GROUP), key=lambda p: p.name):
+                method = point.load()
+                if not isinstance(method, Method):
+                    raise RegistrationError(f"entry point {point.name} = {point.value} of group {GROUP} is not a veilnet.plugins.Method")
+                _add(method)
     return _methods
 
 
