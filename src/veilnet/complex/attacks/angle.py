@@ -69,7 +69,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from veilnet import metrics
 from veilnet.checks import check_int, check_number
@@ -79,6 +78,7 @@ from veilnet.complex.training import Discriminator, decoys, simulate_device
 from veilnet.data import ImageSplit
 from veilnet.devices import resolve_device
 from veilnet.errors import ConfigError, ShapeError
+from veilnet.progress import bar
 from veilnet.report import Result
 from veilnet.training.core import fit
 
@@ -309,7 +309,7 @@ def train_angle_discriminator(
         epochs=epochs,
         state={"critic": critic, "optimizer": optimizer, "draws": draws, "order": order},
         progress=progress,
-        desc="D′ epoch",
+        desc="angle attack: training D′",
     )
     return critic.eval(), history
 
@@ -330,7 +330,7 @@ def discriminator_angles(critic: nn.Module, x: torch.Tensor, *, grid: int = 360,
     cos, sin = (f(thetas).to(device=x.device, dtype=x.dtype) for f in (torch.cos, torch.sin))
     shape = (1, grid) + (1,) * (x.dim() - 2)
     best = []
-    for start in tqdm(range(0, x.shape[0], batch_size), desc="D′ angle grid", disable=not progress, leave=False):
+    for start in bar(range(0, x.shape[0], batch_size), desc=f"angle attack: D′ over a {grid}-angle grid", unit="batch", enabled=progress):
         xb = x[start : start + batch_size]
         # Re[x·e^{−iθ}] = cos θ·Re x + sin θ·Im x (Eq. 3), for every sample × angle: m×grid×K×h×w
         cand = cos.view(shape) * xb[:, 0:1] + sin.view(shape) * xb[:, 1:2]
