@@ -72,7 +72,7 @@ from typing import Any
 
 import torch
 
-from _common import REPO, markdown_table, write_result
+from _common import DATA, REPO, markdown_table, write_result
 from complex_layers import interleaved
 from veilnet import data, metrics, models
 from veilnet.cli import parse_assignments
@@ -311,7 +311,7 @@ def main() -> None:
     args.time_batches = args.time_batches or (5 if args.quick else 20)
     args.repeats = args.repeats or (5 if args.quick else 9)
     torch.set_num_threads(args.threads)
-    os.environ.setdefault("VEILNET_DATA", str(REPO.parent / "shared" / "data"))
+    os.environ["VEILNET_DATA"] = str(DATA)
     command = "python benchmarks/complex_reproduce.py " + " ".join(a for a in sys.argv[1:] if a not in ("--resume", "--no-progress"))
     result: dict[str, Any] = {
         "command": command.strip(),
