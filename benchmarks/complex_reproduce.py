@@ -101,9 +101,9 @@ PAPER: dict[str, dict[str, float | None]] = {
 #: The public reproduction's finding per architecture (its README's tables, which are images: LeNet
 #: as read for issue 29; the ResNets as summarised in issue 10).
 REPRODUCTION: dict[str, dict[str, str]] = {
-    "lenet": {"complex": "+6.7 points above its original"},
-    "resnet20-alpha": {"complex": "2.5–5 points above its original"},
-    "resnet20-beta": {"complex": "2.5–5 points above its original"},
+    "lenet": {"complex": "its LeNet: +6.7 points above its original"},
+    "resnet20-alpha": {"complex": "its ResNets: 2.5–5 points above their original (issue 10's summary)"},
+    "resnet20-beta": {"complex": "its ResNets: 2.5–5 points above their original (issue 10's summary)"},
 }
 #: Paper Table 5 (CIFAR-100, batch 100): seconds per image.
 PAPER_TIME = {"additional": 0.0004, "complex": 0.0007}
