@@ -20,12 +20,13 @@ import torch
 from veilnet.report import markdown_table  # noqa: F401  (re-exported for the scripts)
 
 REPO = Path(__file__).resolve().parents[1]
-#: The shared folder (``data/``, ``models/``): ``$VEILNET_SHARED``, as tests/conftest.py and
-#: .ci/run read it, else ``shared`` beside the checkout.
-SHARED = Path(os.environ.get("VEILNET_SHARED", REPO.parent / "shared"))
 #: The data sets: ``$VEILNET_DATA``, as veilnet.data reads it (the root of relative data specs),
-#: else ``SHARED/data``.
-DATA = Path(os.environ.get("VEILNET_DATA") or SHARED / "data").expanduser()
+#: else ``shared/data`` beside the checkout; made absolute, so that a spec built from it is not
+#: read under ``$VEILNET_DATA`` a second time. tests/conftest.py and .ci/run read the same.
+DATA = Path(os.environ.get("VEILNET_DATA") or REPO.parent / "shared" / "data").expanduser().resolve()
+#: The pretrained checkpoints: ``models/`` beside :data:`DATA` (the shared folder's layout,
+#: ``data/`` and ``models/``).
+MODELS = DATA.parent / "models"
 #: The JPEG CIFAR-10 the benchmarks on real images read.
 CIFAR_ZIP = DATA / "cifar10-jpeg.zip"
 
@@ -33,7 +34,7 @@ CIFAR_ZIP = DATA / "cifar10-jpeg.zip"
 def add_zip(parser: argparse.ArgumentParser) -> None:
     """``--zip PATH``: the JPEG CIFAR-10 (default :data:`CIFAR_ZIP`)."""
     parser.add_argument(
-        "--zip", type=Path, default=CIFAR_ZIP, help=f"the JPEG CIFAR-10 (default: cifar10-jpeg.zip in $VEILNET_DATA, else in $VEILNET_SHARED/data: {CIFAR_ZIP})"
+        "--zip", type=Path, default=CIFAR_ZIP, help=f"the JPEG CIFAR-10 (default: cifar10-jpeg.zip in $VEILNET_DATA, else in ../shared/data: {CIFAR_ZIP})"
     )
 
 

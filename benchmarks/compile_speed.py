@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from _common import REPO, markdown_table, write_result
+from _common import CIFAR_ZIP, MODELS, markdown_table, write_result
 from robust_speed import interleaved
 from veilnet import data, models
 from veilnet.complex.models import complex_resnet
@@ -53,7 +53,6 @@ from veilnet.robust.postavg import tuned_batch_size
 from veilnet.training.classifier import ClassifierStep, TrainConfig, make_optimizer
 from veilnet.training.core import StepInfo
 
-SHARED = REPO.parent / "shared"
 EPOCH_STEPS = 391  # 50,000 CIFAR-10 training images in batches of 128
 
 
@@ -105,10 +104,10 @@ def main() -> None:
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="veilnet-cold-inductor-")
     cache = Path(os.environ.get("TORCHINDUCTOR_CACHE_DIR") or cache_dir() / "inductor")
     n = 5 if args.quick else 20
-    split = data.load(f"folder:{SHARED / 'data' / 'cifar10-jpeg.zip'}", split="test")
+    split = data.load(f"folder:{CIFAR_ZIP}", split="test")
     x_all, y_all = as_float(split.images), split.labels
     x = x_all[:n]
-    resnet = load_cifar_resnet(SHARED / "models" / "resnet20-12fca82f.th").eval()
+    resnet = load_cifar_resnet(MODELS / "resnet20-12fca82f.th").eval()
     load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     out: dict[str, Any] = {
         "n": n,

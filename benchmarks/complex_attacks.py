@@ -23,9 +23,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from _common import DATA, REPO
+
 TRAINED = REPO / "runs" / "benchmarks" / "complex_reproduce"
 BASELINES = ("original", "additional", "noisy-0.2", "noisy-0.5", "noisy-1.0")
 
@@ -76,7 +76,7 @@ def main() -> int:
     parser.add_argument("--out", help="output folder (default runs/benchmarks/complex_attacks/ARCH)")
     parser.add_argument("--force", action="store_true")
     args = parser.parse_args()
-    os.environ.setdefault("VEILNET_DATA", str(REPO.parent / "shared" / "data"))
+    os.environ["VEILNET_DATA"] = str(DATA)
     from veilnet.cli import main as veilnet
 
     argv = command(args)

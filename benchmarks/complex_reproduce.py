@@ -72,7 +72,7 @@ from typing import Any
 
 import torch
 
-from _common import REPO, markdown_table, write_result
+from _common import DATA, REPO, markdown_table, write_result
 from complex_layers import interleaved
 from veilnet import data, metrics, models
 from veilnet.cli import parse_assignments
@@ -101,9 +101,9 @@ PAPER: dict[str, dict[str, float | None]] = {
 #: The public reproduction's finding per architecture (its README's tables, which are images: LeNet
 #: as read for issue 29; the ResNets as summarised in issue 10).
 REPRODUCTION: dict[str, dict[str, str]] = {
-    "lenet": {"complex": "+6.7 points above its original"},
-    "resnet20-alpha": {"complex": "2.5–5 points above its original"},
-    "resnet20-beta": {"complex": "2.5–5 points above its original"},
+    "lenet": {"complex": "its LeNet: +6.7 points above its original"},
+    "resnet20-alpha": {"complex": "its ResNets: 2.5–5 points above their original (issue 10's summary)"},
+    "resnet20-beta": {"complex": "its ResNets: 2.5–5 points above their original (issue 10's summary)"},
 }
 #: Paper Table 5 (CIFAR-100, batch 100): seconds per image.
 PAPER_TIME = {"additional": 0.0004, "complex": 0.0007}
@@ -311,7 +311,7 @@ def main() -> None:
     args.time_batches = args.time_batches or (5 if args.quick else 20)
     args.repeats = args.repeats or (5 if args.quick else 9)
     torch.set_num_threads(args.threads)
-    os.environ.setdefault("VEILNET_DATA", str(REPO.parent / "shared" / "data"))
+    os.environ["VEILNET_DATA"] = str(DATA)
     command = "python benchmarks/complex_reproduce.py " + " ".join(a for a in sys.argv[1:] if a not in ("--resume", "--no-progress"))
     result: dict[str, Any] = {
         "command": command.strip(),

@@ -27,13 +27,12 @@ from pathlib import Path
 
 import torch
 
+from _common import DATA, REPO
 from veilnet.attacks.inversion import InversionConfig
 from veilnet.complex.attacks.suite import AttackReport, markdown, save_grid
 from veilnet.data import ImageSplit, balanced_head
 from veilnet.errors import ConfigError
 from veilnet.paths import write_text
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def keyed_scheme(spec: str) -> tuple[str, int]:
@@ -109,7 +108,7 @@ def main() -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--force", action="store_true")
     args = parser.parse_args()
-    os.environ.setdefault("VEILNET_DATA", str(REPO.parent / "shared" / "data"))
+    os.environ["VEILNET_DATA"] = str(DATA)
     from veilnet import data
     from veilnet.paths import prepare_output
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from _common import REPO, SHARED, add_zip, markdown_table, write_result
+from _common import MODELS, REPO, add_zip, markdown_table, write_result
 from veilnet import data, metrics, models
 
 # He et al. 2016, Table 6 (CIFAR-10 test error %, original data): 8.75, 7.51, 7.17, 6.97.
@@ -34,10 +34,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="first 100 test images per class instead of all 10,000")
     parser.add_argument(
-        "--shared",
+        "--models",
         type=Path,
-        default=SHARED,
-        help="the shared folder, whose models/ holds the checkpoints (default: $VEILNET_SHARED, else shared beside the checkout)",
+        default=MODELS,
+        help=f"the folder holding the checkpoints (default: models/ beside $VEILNET_DATA: {MODELS})",
     )
     add_zip(parser)
     parser.add_argument("--threads", type=int, default=2)
@@ -52,7 +52,7 @@ def main() -> None:
 
     rows, results = [], []
     for depth in PAPER:
-        (checkpoint,) = (args.shared / "models").glob(f"resnet{depth}-*.th")
+        (checkpoint,) = args.models.glob(f"resnet{depth}-*.th")
         model = models.load_cifar_resnet(checkpoint)
         start = time.perf_counter()
         acc = 100 * metrics.accuracy(metrics.predict(model, split.images), split.labels)

@@ -24,14 +24,13 @@ from typing import Any
 
 import torch
 
-from _common import REPO, write_result
+from _common import CIFAR_ZIP, MODELS, REPO, write_result
 from veilnet import data
 from veilnet.models import load_cifar_resnet
 from veilnet.robust import evaluation as ev
 from veilnet.robust.rendering import write_report
 from veilnet.robust.setting import Setting
 
-SHARED = REPO.parent / "shared"
 #: Reduced settings for the expensive attacks on this CPU (2 shared cores).
 OVERRIDES: dict[str, dict[str, Any]] = {"cw": {"binary_search_steps": 5, "steps": 30}, "eot-pgd": {"steps": 10, "eot_samples": 1}, "square": {"queries": 50}}
 PLANS = {
@@ -59,14 +58,14 @@ def main() -> None:
     plan = PLANS["quick" if args.quick else "full"]
     if args.models:
         plan = {name: plan[name] for name in args.models.split(",")}
-    split = data.load(f"folder:{SHARED / 'data' / 'cifar10-jpeg.zip'}", split="test")
+    split = data.load(f"folder:{CIFAR_ZIP}", split="test")
     out_dir = REPO / "runs" / "benchmarks" / ("robust_eval_quick" if args.quick else "robust_eval")
     command = " ".join(["python benchmarks/robust_eval.py", *sys.argv[1:]])
     overrides = QUICK_OVERRIDES if args.quick else OVERRIDES
     results: dict[str, Any] = {"command": command, "overrides": overrides, "plan": {k: list(v[:2]) + [list(v[2])] for k, v in plan.items()}}
     print(f"$ {command}\n")
     for name, (n, slow_n, attack_names) in plan.items():
-        model = load_cifar_resnet(SHARED / "models" / CHECKPOINTS[name]).eval()
+        model = load_cifar_resnet(MODELS / CHECKPOINTS[name]).eval()
         attack_overrides = {a: o for a, o in overrides.items() if a in attack_names}
         evaluation = ev.evaluate(
             model, split, Setting(seed=0), attacks=attack_names, n_per_class=n, slow_n_per_class=slow_n, model_name=name, overrides=attack_overrides

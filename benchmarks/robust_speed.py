@@ -26,14 +26,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _common import REPO, markdown_table, timeit, write_result
+from _common import CIFAR_ZIP, MODELS, markdown_table, timeit, write_result
 from veilnet import data
 from veilnet.metrics import as_float
 from veilnet.models import load_cifar_resnet
 from veilnet.robust import PostAveraging, attacks
 from veilnet.robust.postavg import default_max_points, tuned_batch_size
 
-SHARED = REPO.parent / "shared"
 REPS = 5
 
 
@@ -57,8 +56,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)  # 2 threads ran 5× slower than 1 on the shared, oversubscribed 2-core machine
     n, n_pgd = (10, 8) if args.quick else (40, 16)
-    model = load_cifar_resnet(SHARED / "models" / "resnet20-12fca82f.th").eval()
-    split = data.subset(data.load(f"folder:{SHARED / 'data' / 'cifar10-jpeg.zip'}", split="test"), max(1, n // 10))
+    model = load_cifar_resnet(MODELS / "resnet20-12fca82f.th").eval()
+    split = data.subset(data.load(f"folder:{CIFAR_ZIP}", split="test"), max(1, n // 10))
     x, y = as_float(split.images), split.labels
     rows, out = [], {"n": n, "n_pgd": n_pgd, "model": "resnet20", "threads": torch.get_num_threads()}
 

@@ -22,13 +22,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _common import REPO, markdown_table, write_result
+from _common import CIFAR_ZIP, MODELS, markdown_table, write_result
 from veilnet import data
 from veilnet.metrics import as_float, predict
 from veilnet.models import load_cifar_resnet
 from veilnet.robust import attacks
 
-SHARED = REPO.parent / "shared"
 EPS = 8 / 255
 
 
@@ -42,8 +41,8 @@ def main() -> None:
     from art.attacks.evasion import SquareAttack
     from art.estimators.classification import PyTorchClassifier
 
-    model = load_cifar_resnet(SHARED / "models" / "resnet20-12fca82f.th").eval()
-    split = data.subset(data.load(f"folder:{SHARED / 'data' / 'cifar10-jpeg.zip'}", split="test"), args.n_per_class)
+    model = load_cifar_resnet(MODELS / "resnet20-12fca82f.th").eval()
+    split = data.subset(data.load(f"folder:{CIFAR_ZIP}", split="test"), args.n_per_class)
     x, y = as_float(split.images), split.labels
     right = predict(model, x).argmax(1) == y
     x, y = x[right], y[right]

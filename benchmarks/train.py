@@ -6,7 +6,7 @@ accuracy and wall time (issue: foundation, training benchmark).
 Each config is trained into runs/train/CONFIG with the command printed in the table; a run
 that is already complete is resumed (a no-op) rather than repeated. --quick trains 20 images
 per class for one epoch, to check the pipeline in about a minute. The configs' data specs are
-read under $VEILNET_DATA, else $VEILNET_SHARED/data (benchmarks/_common.py).
+read under $VEILNET_DATA, else ../shared/data (benchmarks/_common.py).
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ import subprocess
 import sys
 import time
 
-from _common import DATA, REPO, SHARED, markdown_table, write_result
+from _common import DATA, MODELS, REPO, markdown_table, write_result
 
 DEFAULT = ["resnet20-finetune-cifar10", "convmixer-cifar10", "vit-cifar10", "resnet20-cifar10"]
-PRETRAINED = SHARED / "models" / "resnet20-12fca82f.th"
+PRETRAINED = MODELS / "resnet20-12fca82f.th"
 
 
 def _run(cmd: list[str]) -> tuple[float, float]:

@@ -1,5 +1,7 @@
-"""Shared fixtures. Tests that read ../shared (real CIFAR-10 JPEGs, pretrained ResNets) skip with
-a reason when it is absent, except when CI=true, where its absence fails them.
+"""Shared fixtures. Tests that read the real CIFAR-10 JPEGs (``cifar10-jpeg.zip`` in
+``$VEILNET_DATA``, by default ``shared/data`` beside the checkout) or the pretrained ResNets
+(``models/`` beside that folder) skip with a reason when they are absent, except when CI=true,
+where their absence fails them.
 
 Compiling is off in tests (``VEILNET_COMPILE=0``, unless set otherwise in the environment):
 ``veilnet.models.prepare()`` runs every model eagerly, because inductor's warm-up (seconds to a
@@ -20,27 +22,31 @@ os.environ.setdefault("VEILNET_COMPILE", "0")
 os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(tempfile.gettempdir()) / "veilnet-tests-inductor"))
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("VEILNET_SHARED", REPO.parent / "shared"))
+#: The data sets, as veilnet reads them (benchmarks/_common.py reads the same): ``$VEILNET_DATA``,
+#: else ``shared/data`` beside the checkout.
+DATA = Path(os.environ.get("VEILNET_DATA") or REPO.parent / "shared" / "data").expanduser().resolve()
+#: Where to look for the data and checkpoints, for the message of a test that misses them.
+WHERE = "set VEILNET_DATA to the folder holding cifar10-jpeg.zip, with the checkpoints in models/ beside it"
 
 
 def _require(path: Path) -> Path:
     if not path.exists():
         if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{path} is missing (CI=true requires ../shared; set VEILNET_SHARED)")
-        pytest.skip(f"{path} not present (set VEILNET_SHARED to the shared folder)")
+            pytest.fail(f"{path} is missing (CI=true requires it; {WHERE})")
+        pytest.skip(f"{path} not present ({WHERE})")
     return path
 
 
 @pytest.fixture(scope="session")
 def cifar_jpeg_zip() -> Path:
-    """../shared/data/cifar10-jpeg.zip: CIFAR-10 as JPEGs in split/class/image layout."""
-    return _require(SHARED / "data" / "cifar10-jpeg.zip")
+    """``$VEILNET_DATA/cifar10-jpeg.zip``: CIFAR-10 as JPEGs in split/class/image layout."""
+    return _require(DATA / "cifar10-jpeg.zip")
 
 
 @pytest.fixture(scope="session")
 def shared_models() -> Path:
-    """../shared/models: pretrained CIFAR ResNets (akamaster/pytorch_resnet_cifar10)."""
-    return _require(SHARED / "models")
+    """``models/`` beside ``$VEILNET_DATA``: pretrained CIFAR ResNets (akamaster/pytorch_resnet_cifar10)."""
+    return _require(DATA.parent / "models")
 
 
 @pytest.fixture(autouse=True)

@@ -114,7 +114,7 @@ def test_command_writes_the_report(nets, tmp_path, capsys) -> None:
     ]
     assert main(args) == 0
     captured = capsys.readouterr()
-    assert "inverter: dec(x) 1/1: " in captured.out + captured.err  # each inverter's progress says which (issue 29)
+    assert "inverter: dec(x), epoch 1/1: " in captured.out + captured.err  # each inverter's progress says which (issue 29)
     doc = json.loads((out / "report.json").read_text())
     assert [r["attack"] for r in doc["inversion"]] == ["dec(x)"]
     assert doc["angle"] == [] and doc["properties"] == []

@@ -188,7 +188,7 @@ def test_cli_writes_three_files_and_refuses_existing_output(tmp_path: Path, caps
     assert cli.main(argv) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[-1].startswith("learned inversion (block, M=4): error") and str(out) in lines[-1]
-    assert any(line.startswith("inverter: block, M=4 1/1: ") for line in lines)  # its progress names the inverter (issue 29)
+    assert any(line.startswith("inverter: block, M=4, epoch 1/1: ") for line in lines)  # its progress names the inverter (issue 29)
     assert sorted(p.name for p in out.iterdir()) == ["reconstructions.png", "result.json", "result.md"]
     result = InversionResult.load(out / "result.json")
     assert (result.n_attacker, result.n, result.attacker_split, result.victim_split) == (32, 8, "digits:size=16:train", "digits:size=16:test")

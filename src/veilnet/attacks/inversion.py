@@ -43,6 +43,7 @@ from torch import nn
 from veilnet.checks import is_int, is_number
 from veilnet.errors import ConfigError, ShapeError
 from veilnet.metrics import as_float
+from veilnet.progress import bar
 from veilnet.report import Result
 
 __all__ = [
@@ -401,7 +402,6 @@ def optimisation_inversion(
     Returns ``(Î, distance)``: images ``N×C×H×W`` on the CPU and each image's final relative
     feature distance ``‖g(Î) − a*‖² / ‖a*‖²`` (``N``).
     """
-    from tqdm.auto import tqdm
 
     if steps < 1 or not (lr > 0) or not (tv_weight >= 0):
         raise ConfigError(f"optimisation inversion needs steps >= 1, lr > 0 and tv_weight >= 0, got {steps}, {lr}, {tv_weight}")
@@ -418,8 +418,10 @@ def optimisation_inversion(
     gen = torch.Generator().manual_seed(seed)
     n = target.shape[0]
     images, distances = [], []
+    batches = range(0, n, batch_size)
+    shown = bar(desc=f"optimisation inversion: {steps} Adam steps on {n} images", total=len(batches) * steps, unit="step", enabled=progress)
     try:
-        for start in tqdm(range(0, n, batch_size), desc="optimisation inversion", disable=None if progress else True, leave=False):
+        for start in batches:
             a = target[start : start + batch_size].to(dev).float()
             m = a.shape[0]
             if init is None:
@@ -436,11 +438,13 @@ def optimisation_inversion(
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+                shown.update()
             with torch.no_grad():
                 img = torch.sigmoid(z)
                 distances.append(((encoder(img) - a).flatten(1).square().sum(1) / scale).cpu())
                 images.append(img.cpu())
     finally:
+        shown.close()
         for p, flag in zip(encoder.parameters(), params, strict=True):
             p.requires_grad_(flag)
     return torch.cat(images), torch.cat(distances)

@@ -492,7 +492,7 @@ def train_complex(
         evaluate=evaluate,
         on_epoch_end=on_epoch_end,
         progress=progress,
-        desc="complex epoch",
+        desc="complex training",
     )
     net.eval()
     test_acc = history[-1].get("test_accuracy") if history else None

@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
+from veilnet import progress
 from veilnet.data.split import ImageSplit
 from veilnet.errors import DataFormatError
 
@@ -150,7 +150,7 @@ def download(name: str, root: Path | str, *, url: str | None = None) -> Path:
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
             total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, desc=f"downloading {layout.archive}", unit="B", unit_scale=True, leave=False) as bar:
+            with progress.bar(desc=f"downloading {layout.archive}", total=total, unit="B", unit_scale=True) as bar:
                 for block in iter(lambda: response.read(1 << 20), b""):
                     out.write(block)
                     digest.update(block)

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
+from veilnet import progress
 from veilnet.data.images import decode_image
 from veilnet.data.split import ImageSplit
 from veilnet.errors import DataFormatError
@@ -195,7 +195,7 @@ def _decode_all(blobs: Iterable[Blob], n: int, expected: Expected, *, desc: str)
     chunks = iter(lambda: list(itertools.islice(blobs, _CHUNK)), [])
     workers = _workers(n)
     parts = []
-    with tqdm(total=n, desc=desc, unit="img", leave=False) as bar:
+    with progress.bar(desc=desc, total=n, unit="img") as bar:
         if workers == 1:
             for chunk in chunks:
                 parts.append(_decode_chunk(chunk, expected))

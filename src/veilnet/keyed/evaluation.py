@@ -21,13 +21,13 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from veilnet import keys, metrics
 from veilnet.errors import ConfigError
 from veilnet.keyed.images import encrypt_images
 from veilnet.keyed.schemes import EA_MATRIX, KeyParams, generate_key, key_space_bits
 from veilnet.keyed.transform import transform_model
+from veilnet.progress import bar
 from veilnet.report import Result, markdown_table, plot_backend, save_figure
 
 #: Label of the stream the random wrong keys are drawn from (domain separation from user keys).
@@ -110,7 +110,7 @@ def evaluate_random_keys(
     drawn, skipped = wrong_keys(params, n_keys, seed)
     accs = [
         metrics.accuracy(metrics.predict(transformed, encrypt_images(x, key), batch_size=batch_size, device=device), labels)
-        for key in tqdm(drawn, desc="random keys", leave=False)
+        for key in bar(drawn, desc=f"keyed: accuracy under {len(drawn)} random wrong keys on {x.shape[0]} images", unit="key")
     ]
     chance = 1.0 / max(int(labels.max()) + 1, 1) if labels.numel() else float("nan")
     return RandomKeysResult(

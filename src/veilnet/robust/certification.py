@@ -36,7 +36,7 @@ from veilnet.errors import ConfigError
 from veilnet.metrics import as_float, predict
 from veilnet.robust import attacks as attack_zoo
 from veilnet.robust.attacks import derive_seed
-from veilnet.robust.evaluation import adaptive_protocol, defended_predictions
+from veilnet.robust.evaluation import adaptive_protocol, defence_label, defended_predictions
 from veilnet.robust.results import Certification
 from veilnet.robust.setting import EPS, Setting
 from veilnet.robust.smoothing import Smoothing, check_alpha, check_counts
@@ -125,7 +125,13 @@ def certify(
     clean = predict(model, images, device=setting.device).argmax(1)
     options = attack_settings(radii[-1])
     undefended = attack_zoo.create(
-        UNDEFENDED_ATTACK, model, radii[-1], **options[UNDEFENDED_ATTACK], seed=derive_seed(seed, "undefended"), device=setting.device, progress=True
+        UNDEFENDED_ATTACK,
+        model,
+        radii[-1],
+        **options[UNDEFENDED_ATTACK],
+        seed=derive_seed(seed, "undefended"),
+        device=setting.device,
+        progress=f"robust certify: {UNDEFENDED_ATTACK}-l2 on the undefended model",
     )
     undefended_accuracy = [1.0 - success.float().mean().item() for _, success in undefended.run(images, labels, radii)]
     seconds["undefended attack"] = time.perf_counter() - start
@@ -139,7 +145,14 @@ def certify(
         def attack_on(defence: nn.Module, attack_seed: int, radius: float = radius) -> attack_zoo.Attack:
             settings = attack_settings(radius)[DEFENCE_ATTACK]
             return attack_zoo.create(
-                DEFENCE_ATTACK, defence, radius, **settings, batch_size=attack_batch, seed=attack_seed, device=setting.device, progress=True
+                DEFENCE_ATTACK,
+                defence,
+                radius,
+                **settings,
+                batch_size=attack_batch,
+                seed=attack_seed,
+                device=setting.device,
+                progress=f"robust certify: {name} through {defence_label(setting)}",
             )
 
         rows.append(adaptive_protocol(model, images, labels, attack_on, setting, defended_clean=defended_clean, name=name))

@@ -56,6 +56,7 @@ from veilnet import data as vdata
 from veilnet.errors import ConfigError
 from veilnet.metrics import as_float, predict
 from veilnet.models.prepared import prepare
+from veilnet.progress import bar
 from veilnet.robust import attacks as attack_zoo
 from veilnet.robust.attacks import derive_seed
 from veilnet.robust.postavg import PostAveraging
@@ -94,7 +95,13 @@ def defended_predictions(model: nn.Module, images: torch.Tensor, setting: Settin
     assert setting.seed is not None
     if not len(images):
         return [torch.zeros(0, dtype=torch.long) for _ in range(setting.draws)]
-    return [predict(defend(model, setting, derive_seed(setting.seed, *stream, d)), images, device=setting.device).argmax(1) for d in range(setting.draws)]
+    draws = bar(range(setting.draws), desc=f"{defence_label(setting)} on {len(images)} images", unit="draw")
+    return [predict(defend(model, setting, derive_seed(setting.seed, *stream, d)), images, device=setting.device).argmax(1) for d in draws]
+
+
+def defence_label(setting: Setting) -> str:
+    """The defence in a progress bar's name: ``post-averaging K=15 r=6``."""
+    return f"post-averaging K={setting.directions} r={setting.radius:g}"
 
 
 def _accuracy(predictions: Sequence[torch.Tensor], labels: torch.Tensor) -> Draws:
@@ -280,10 +287,12 @@ def evaluate(
         return clean[n]
 
     paper, adaptive = [], []
-    for name in attacks:
+    for index, name in enumerate(attacks, 1):
         n = slow_n if name in SLOW_ATTACKS else n_per_class
         sub = subsets[n]
-        options = {**(overrides or {}).get(name, {}), "progress": True, "device": setting.device}
+        target = f"through {defence_label(setting)}" if name in ADAPTIVE_ATTACKS else "on the undefended model"
+        label = f"robust evaluate {index}/{len(attacks)}: {name} {target}"
+        options = {**(overrides or {}).get(name, {}), "progress": label, "device": setting.device}
         if name in ADAPTIVE_ATTACKS:
 
             def attack_on(defence: nn.Module, seed: int, name: str = name, options: dict[str, Any] = options) -> attack_zoo.Attack:
@@ -336,7 +345,9 @@ def sweep(
     sub = vdata.subset(split, n_per_class)
     images, labels = as_float(sub.images), sub.labels
     model = model.to(setting.device).eval()
-    made = attack_zoo.create(attack, model, setting.eps, seed=derive_seed(setting.seed, attack), device=setting.device, progress=True)
+    made = attack_zoo.create(
+        attack, model, setting.eps, seed=derive_seed(setting.seed, attack), device=setting.device, progress=f"robust sweep: {attack} on the undefended model"
+    )
     correct = (predict(model, images, device=setting.device).argmax(1) == labels).nonzero()[:, 0]
     adv, success = made(images[correct], labels[correct])
     adversarials, adv_labels = adv[success], labels[correct[success]]

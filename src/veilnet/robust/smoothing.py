@@ -37,11 +37,11 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from veilnet.checks import is_int, is_number
 from veilnet.errors import ConfigError, ShapeError
 from veilnet.metrics import as_float, eval_mode
+from veilnet.progress import bar
 from veilnet.robust.attacks.base import derive_seed, standard_normal
 
 #: The label returned where PREDICT or CERTIFY abstains.
@@ -150,7 +150,7 @@ class Smoothing:
     def _images(self, images: torch.Tensor, what: str) -> Iterator[tuple[int, torch.Tensor]]:
         if images.ndim != 4:
             raise ShapeError(f"expected images of shape N×C×H×W, got shape {tuple(images.shape)}")
-        return enumerate(tqdm(images, desc=f"smoothing {what}", unit="image", disable=not self.progress))
+        return enumerate(bar(images, desc=f"randomised smoothing σ={self.sigma:g}: {what}", unit="image", enabled=self.progress))
 
 
 def clopper_pearson_lower(successes: int, trials: int, alpha: float) -> float:

@@ -4,7 +4,7 @@
 batches and calls ``step(batch, info)`` on each; the step does its own forward passes, losses
 and optimiser updates (one model and one optimiser for a classifier; a generator and a
 discriminator with two optimisers updated in turn for a GAN) and returns its scalar metrics.
-``fit`` draws the progress bar (tqdm), averages the step metrics over the epoch, adds what
+``fit`` draws one progress bar over the run's steps (:func:`veilnet.progress.bar`), averages the step metrics over the epoch, adds what
 ``evaluate(epoch)`` returns, and — when it has an output folder — writes a checkpoint and
 appends the epoch's record to ``metrics.json``.
 
@@ -51,11 +51,11 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import torch
-from tqdm.auto import tqdm
 
 from veilnet.checks import check_int
 from veilnet.errors import ConfigError, ModelFormatError, OutputExistsError, VeilnetError
 from veilnet.paths import prepare_output, write_bytes, write_text
+from veilnet.progress import bar, message
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.json"
@@ -101,7 +101,7 @@ def fit(
     evaluate: Callable[[int], Mapping[str, Any]] | None = None,
     on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
     progress: bool = True,
-    desc: str = "epoch",
+    desc: str = "training",
 ) -> list[dict[str, Any]]:
     """Run ``step`` over ``epochs`` epochs; return the history (one record per epoch).
 
@@ -123,7 +123,9 @@ def fit(
         evaluate: ``evaluate(epoch)`` after each epoch's steps; its values join the record
             (before the checkpoint, so randomness it draws is replayed on resume too).
         on_epoch_end: called with each record after it is saved.
-        progress: draw a tqdm bar per epoch and print one line per epoch.
+        progress: draw one bar over every step of the run, named ``desc`` and the epoch (its
+            total, and so its estimate of the time left, counts each remaining epoch as long as
+            the current one, when ``batches(epoch)`` has a ``len``), and print one line per epoch.
 
     A record is ``{"epoch": 1-based, **averaged step metrics, "seconds": ..., **evaluate(epoch)}``.
     Raises :class:`ConfigError` (nothing to resume, other config or other state names),
@@ -147,35 +149,39 @@ def fit(
             saved = load_checkpoint(out / CHECKPOINT)
             start_epoch, global_step, history = restore(saved, state, run_config, out / CHECKPOINT)
 
-    for epoch in range(start_epoch, epochs):
-        tic = time.perf_counter()
-        epoch_batches = batches(epoch)
-        sums: dict[str, float] = {}
-        weights: dict[str, float] = {}
-        bar = tqdm(epoch_batches, desc=f"{desc} {epoch + 1}/{epochs}", unit="batch", disable=None if progress else True, leave=False)
-        for index, batch in enumerate(bar):
-            metrics = dict(step(batch, StepInfo(epoch=epoch, index=index, global_step=global_step)))
-            global_step += 1
-            weight = float(metrics.pop(WEIGHT, 1))
-            for name, value in metrics.items():
-                sums[name] = sums.get(name, 0.0) + weight * float(value)
-                weights[name] = weights.get(name, 0.0) + weight
+    with bar(desc=desc, unit="step", enabled=progress) as shown:
+        for epoch in range(start_epoch, epochs):
+            tic = time.perf_counter()
+            epoch_batches = batches(epoch)
+            sums: dict[str, float] = {}
+            weights: dict[str, float] = {}
+            if hasattr(epoch_batches, "__len__"):
+                shown.total = shown.n + len(epoch_batches) * (epochs - epoch)
+            shown.set_description(f"{desc}, epoch {epoch + 1}/{epochs}")
+            for index, batch in enumerate(epoch_batches):
+                metrics = dict(step(batch, StepInfo(epoch=epoch, index=index, global_step=global_step)))
+                global_step += 1
+                weight = float(metrics.pop(WEIGHT, 1))
+                for name, value in metrics.items():
+                    sums[name] = sums.get(name, 0.0) + weight * float(value)
+                    weights[name] = weights.get(name, 0.0) + weight
+                shown.update()
+                if progress:
+                    shown.set_postfix({name: f"{float(value):.3g}" for name, value in metrics.items()})
+            record: dict[str, Any] = {"epoch": epoch + 1}
+            record.update({name: sums[name] / weights[name] if weights[name] else math.nan for name in sums})
+            record["seconds"] = time.perf_counter() - tic
+            if evaluate is not None:
+                record.update(evaluate(epoch))
+            history.append(record)
+            if out is not None:
+                # Checkpoint first, then metrics: a crash between the two only repeats nothing.
+                save_checkpoint(out / CHECKPOINT, state, epoch=epoch + 1, global_step=global_step, history=history, config=run_config)
+                write_text(out / METRICS, json.dumps([{k: _json_number(v) for k, v in r.items()} for r in history], indent=1) + "\n")
             if progress:
-                bar.set_postfix({name: f"{float(value):.3g}" for name, value in metrics.items()})
-        record: dict[str, Any] = {"epoch": epoch + 1}
-        record.update({name: sums[name] / weights[name] if weights[name] else math.nan for name in sums})
-        record["seconds"] = time.perf_counter() - tic
-        if evaluate is not None:
-            record.update(evaluate(epoch))
-        history.append(record)
-        if out is not None:
-            # Checkpoint first, then metrics: a crash between the two only repeats nothing.
-            save_checkpoint(out / CHECKPOINT, state, epoch=epoch + 1, global_step=global_step, history=history, config=run_config)
-            write_text(out / METRICS, json.dumps([{k: _json_number(v) for k, v in r.items()} for r in history], indent=1) + "\n")
-        if progress:
-            tqdm.write(f"{desc} {epoch + 1}/{epochs}: " + ", ".join(_fmt(k, v) for k, v in record.items() if k != "epoch"))
-        if on_epoch_end is not None:
-            on_epoch_end(record)
+                message(f"{desc}, epoch {epoch + 1}/{epochs}: " + ", ".join(_fmt(k, v) for k, v in record.items() if k != "epoch"))
+            if on_epoch_end is not None:
+                on_epoch_end(record)
     return history
 
 

@@ -99,6 +99,11 @@ class APGD(Attack):
         assert eps is not None
         return self.restarted(self._ascend, images, labels, eps, streams, self.restarts)
 
+    def max_queries(self) -> int:
+        """The start's and ``steps`` gradients (each over ``eot_samples`` draws in one pass) and
+        one check, per restart."""
+        return self.restarts * (self.steps + 2)
+
     def _evaluate(self, images: torch.Tensor, labels: torch.Tensor, streams: Streams) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The gradient, f and misclassification of each sample, averaged over the draws."""
         grad, value, logits = self.expected_gradient(images, labels, streams, type(self).loss, self.eot_samples)

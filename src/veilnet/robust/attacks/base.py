@@ -37,11 +37,11 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from veilnet.checks import check_int, is_int, is_number
 from veilnet.errors import ConfigError, ShapeError
 from veilnet.metrics import as_float, eval_mode
+from veilnet.progress import bar
 from veilnet.robust.setting import EPS  # the post-averaging paper's L∞ budget, 8/255
 
 
@@ -108,7 +108,8 @@ class Attack:
         device: where to run (default: the model's parameters' device).
         seed: seed of the attack's own randomness and of the per-sample randomness it hands to the
             model (random starts, Square's proposals, a defence's draws); None draws one per run.
-        progress: show a tqdm bar over batches.
+        progress: show a bar of the model's queries (:meth:`max_queries` per batch and budget, so
+            that a run of one batch moves too), named after the attack (True) or by the string given.
         search_steps: S > 0 bisects [0, ε] S times for each image's smallest successful budget
             (budget-bound attacks only); 0 (default) attacks at ε.
     """
@@ -126,7 +127,7 @@ class Attack:
         batch_size: int = 256,
         device: str | torch.device | None = None,
         seed: int | None = None,
-        progress: bool = False,
+        progress: bool | str = False,
         search_steps: int = 0,
     ) -> None:
         if eps is None and not self.minimization:
@@ -139,6 +140,8 @@ class Attack:
         self.eps = eps
         self.device = torch.device(device) if device is not None else _model_device(model)
         self.progress = progress
+        self._bar: Any = None
+        self._ticks = 0  # queries the bar may still count for the current batch
         self.configure({"batch_size": 1, "search_steps": 0}, batch_size=batch_size, search_steps=search_steps)
         if seed is not None:
             check_int(f"{self.name}: seed", seed)
@@ -202,8 +205,13 @@ class Attack:
         advs: list[list[torch.Tensor]] = [[] for _ in epsilons]
         wins: list[list[torch.Tensor]] = [[] for _ in epsilons]
         batches = range(0, images.shape[0], self.batch_size)
-        with eval_mode(self.model):
-            for start in tqdm(batches, desc=self.name, unit="batch", disable=not self.progress or len(batches) < 2):
+        # Per batch: one perturb (a minimisation attack) or 1 + search_steps per budget, each
+        # followed by a check of the result.
+        per_batch = (1 if self.minimization else len(epsilons) * (1 + self.search_steps)) * (self.max_queries() + 1)
+        name = self.progress if isinstance(self.progress, str) else self.name
+        with eval_mode(self.model), bar(desc=name, total=len(batches) * per_batch, unit="query", enabled=bool(self.progress)) as self._bar:
+            for start in batches:
+                self._ticks = per_batch
                 x = images[start : start + self.batch_size].to(self.device)
                 y = labels[start : start + self.batch_size].to(self.device)
                 streams = Streams.for_samples(seed, range(start, start + x.shape[0]))
@@ -212,6 +220,8 @@ class Attack:
                     adv = self._smallest_budget(x, y, float(eps), streams) if raw is None else project(raw, x, eps)
                     advs[i].append(adv.detach().cpu())
                     wins[i].append(self.is_adversarial(adv, y, streams).cpu())
+                self._bar.update(self._ticks)  # the queries an early stop saved
+                self._ticks = 0
         if not images.shape[0]:
             return [(images.clone(), torch.zeros(0, dtype=torch.bool)) for _ in epsilons]
         return [(torch.cat(a), torch.cat(w)) for a, w in zip(advs, wins)]
@@ -223,6 +233,11 @@ class Attack:
         ``streams`` holds each image's generators (index it with the rows of a subset).
         """
         raise NotImplementedError
+
+    def max_queries(self) -> int:
+        """The most calls of :meth:`query` one :meth:`perturb` makes on a batch at this attack's
+        settings (the unit of its progress bar; an early stop uses fewer)."""
+        return 1
 
     def _smallest_budget(self, images: torch.Tensor, labels: torch.Tensor, eps: float, streams: Streams) -> torch.Tensor:
         """:meth:`perturb` at ε, then ``search_steps`` rounds of per-image bisection of [0, ε]."""
@@ -273,6 +288,9 @@ class Attack:
         """The model's logits on ``images``; a model with a ``sample_generators(generators)``
         context manager (a randomised defence) draws row r's randomness from sample r's model
         generator (rows beyond ``len(streams)`` cycle through them, for repeated batches)."""
+        if self._ticks:
+            self._ticks -= 1
+            self._bar.update()
         hook = getattr(self.model, "sample_generators", None)
         with hook(streams.model) if callable(hook) else nullcontext():
             return self.model(images)

@@ -73,6 +73,10 @@ class CarliniWagnerL2(Attack):
             bounds, binary_search_steps=binary_search_steps, steps=steps, lr=lr, initial_const=initial_const, confidence=confidence, abort_early=abort_early
         )
 
+    def max_queries(self) -> int:
+        """One query per Adam step of every binary-search round."""
+        return self.binary_search_steps * self.steps
+
     def perturb(self, images: torch.Tensor, labels: torch.Tensor, eps: torch.Tensor | None, streams: Streams) -> torch.Tensor:
         n = images.shape[0]
         w0 = torch.atanh((2 * images - 1).clamp(-1 + 1e-6, 1 - 1e-6))

@@ -50,6 +50,10 @@ class DeepFool(Attack):
         super().__init__(model, eps, **kwargs)
         self.configure({"steps": 1, "candidates": 2}, choices={"norm": ("l2", "linf")}, steps=steps, overshoot=overshoot, candidates=candidates, norm=norm)
 
+    def max_queries(self) -> int:
+        """The clean logits and one query per linearisation step."""
+        return self.steps + 1
+
     def perturb(self, images: torch.Tensor, labels: torch.Tensor, eps: torch.Tensor | None, streams: Streams) -> torch.Tensor:
         with torch.no_grad():
             logits = self.query(images, streams)

@@ -71,6 +71,10 @@ class PGD(Attack):
         assert eps is not None
         return self.restarted(self._ascend, images, labels, eps, streams, self.restarts)
 
+    def max_queries(self) -> int:
+        """``steps`` gradients and one check per restart."""
+        return self.restarts * (self.steps + 1)
+
     def _ascend(self, x: torch.Tensor, y: torch.Tensor, e: torch.Tensor, sub: Streams) -> torch.Tensor:
         """One attempt: ``steps`` signed-gradient steps from the start, projected after each."""
         assert self.eps is not None

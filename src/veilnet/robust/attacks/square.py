@@ -69,6 +69,10 @@ class Square(Attack):
                 break
         return self.p_init / divisor
 
+    def max_queries(self) -> int:
+        """Its query budget."""
+        return self.queries
+
     @torch.no_grad()
     def perturb(self, images: torch.Tensor, labels: torch.Tensor, eps: torch.Tensor | None, streams: Streams) -> torch.Tensor:
         assert eps is not None
