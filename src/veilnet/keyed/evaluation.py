@@ -44,6 +44,11 @@ PAPER: dict[str, dict[str, float]] = {
     },
     "vit": {"plain_model_plain_images": 0.978, "transformed_model_encrypted_images": 0.977},
 }
+#: What each row of :data:`PAPER` was measured on, for the reports that set it beside ours.
+PAPER_CONDITIONS = {
+    "convmixer": "the ConvMixer paper's Table 1: CIFAR-10, ConvMixer-256/8, patch 4, 200 epochs",
+    "vit": "the ViT paper's Table 1: CIFAR-10 at 224×224, an ImageNet-pretrained ViT-B/16 trained with FedAvg",
+}
 
 
 @dataclass(frozen=True)
