@@ -67,6 +67,18 @@ class RandomKeysResult(Result):
     fingerprints: list[str]
     skipped: int
 
+    def summary(self) -> str:
+        """What was measured, with what, and the result, in words."""
+        q = self.quartiles
+        spread = f"median {q['median']:.1%} (min {q['min']:.1%}, max {q['max']:.1%})" if q else "none measured"
+        return "\n".join(
+            [
+                f"Random wrong keys: {self.n_keys} keys with the transformed model's public key parameters (from its card), never its own key.",
+                f"The attacker had: the transformed model and {self.n_images} test images, encrypted with each wrong key in turn.",
+                f"Result: the transformed model's accuracy {spread}; chance is {self.chance:.1%}.",
+            ]
+        )
+
 
 def wrong_keys(params: KeyParams, n_keys: int, seed: int | None) -> tuple[list[keys.Key], int]:
     """``n_keys`` random keys with the public ``params`` (scheme, sizes, kind of Ea; a supplied
