@@ -156,3 +156,14 @@ def test_weight_matching_refuses_a_plain_model_that_does_not_fit() -> None:
         weight_matching_attack(transform_model(plain, key), other, key)
     with pytest.raises(KeyMismatchError, match="architecture"):
         weight_matching_attack(transform_model(plain, key), models.create("vit", image_size=16, patch_size=4, dim=32, depth=1, heads=2, mlp_dim=16), key)
+
+
+def test_a_score_in_words_names_only_the_parts_the_key_has() -> None:
+    from veilnet.keyed.attacks.scoring import KeyScore, decibels
+
+    exact = KeyScore(block_perm_fraction=None, shuffle_fraction=1.0, flip_fraction=1.0, ea_relative_error=0.0, key_fraction=1.0, exact=True)
+    assert exact.described("permutation") == "the whole key, exactly (pixel shuffle 100.0%)"
+    assert exact.described("signed-permutation") == "the whole key, exactly (pixel shuffle 100.0%, flips 100.0%)"
+    partial = KeyScore(block_perm_fraction=0.5, shuffle_fraction=None, flip_fraction=None, ea_relative_error=0.3, key_fraction=0.25, exact=False)
+    assert partial.described("orthogonal") == "25.0% of the key, not all of it (block order 50.0%, Ea's relative error 0.3)"
+    assert decibels(float("inf")) == "∞ dB (exact)" and decibels(31.04) == "31.0 dB"

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 
 from veilnet import data, demo, models
 
@@ -69,3 +70,36 @@ def test_keyed_step_keeps_and_shows_the_class_names(tmp_path: Path, monkeypatch:
     assert models.card(tmp_path / "keyed" / "keyed_model")["classes"] == names
     assert f"plain: {names[int(test.labels[0])]}" in titles
     assert any(t.startswith("encrypted → digit ") for t in titles)
+
+
+def test_keyed_step_says_why_its_accuracies_are_not_the_papers(tmp_path: Path) -> None:
+    """The keyed table sets digits accuracies beside the paper's CIFAR-10 ones: the section says
+    what the paper measured, that the two are not comparable, and why a seeded key has few bits."""
+    train, test = data.load("digits", "train"), data.load("digits", "test")
+    model = models.create("convmixer", dim=8, depth=1, kernel_size=3, patch_size=4)
+    section = demo.keyed_step(demo.DemoContext(out=tmp_path, train=train, test=test, model=model, model_path=tmp_path / "unused", seed=0))
+    assert "The paper column is the ConvMixer paper's Table 1: CIFAR-10, ConvMixer-256/8" in section
+    assert f"ours is {demo.DEMO_MODEL_WORDS}, so the accuracies are not comparable" in section
+    assert "The entropy drawn is 1 bit because the key came from a seed" in section
+
+
+def test_robust_step_names_the_attacks_it_skips_and_why_the_paper_differs(tmp_path: Path) -> None:
+    """The robustness section lists the attacks it did not run in one line and nowhere else, says
+    in words why its defence rates are not the paper's, and puts no paper figure beside a
+    full-budget row."""
+    from veilnet.robust.evaluation import ADAPTIVE_ATTACKS, PAPER_ATTACKS
+
+    torch.manual_seed(0)
+    test = data.load("digits", "test")
+    model = models.create("convmixer", dim=8, depth=1, kernel_size=3, patch_size=4).eval()
+    section = demo.robust_step(demo.DemoContext(out=tmp_path, train=test, test=test, model=model, model_path=tmp_path / "unused", seed=0))
+    skipped = [a for a in PAPER_ATTACKS + ADAPTIVE_ATTACKS if a not in demo.DEMO_ROBUST_ATTACKS]
+    (line,) = [line for line in section.splitlines() if line.startswith("Not run here")]
+    assert line == f"Not run here, to keep the demo short: {', '.join(skipped)} (`veilnet robust evaluate` runs them; docs/robust.md)."
+    others = re.sub(r"[`|(),:;]", " ", section.replace(line, "")).split()
+    assert not set(skipped) & set(others), section
+    assert f"this is {demo.DEMO_MODEL_WORDS}, attacked on 100 test images" in section
+    assert re.search(r"defence rate here against the paper's: fgsm-min (nan|[0-9.]+) against 0\.808\)", section), section
+    assert "The full-budget rows (fgsm, pgd) have no paper figure at all" in section
+    rows = [line for line in section.splitlines() if line.startswith(("| fgsm |", "| pgd |"))]
+    assert len(rows) == 2 and all(row.endswith("| - | - | - |") for row in rows), rows

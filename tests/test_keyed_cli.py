@@ -91,19 +91,31 @@ def test_evaluate_and_attacks(workdir, capsys) -> None:
     assert result["labels_identical"] and len(result["random_keys"]["accuracies"]) == 3
     assert (workdir / "ev" / "random_keys.png").exists()
     assert run(capsys, "keyed", "transform-model", "vit", "--key", "v.json", "-o", "vitk")[0] == 0
-    code, _, _ = run(capsys, "keyed", "attack", "weight-matching", "vitk", "--plain", "vit", "--key", "v.json", "-o", "wm.json")
+    code, out, _ = run(capsys, "keyed", "attack", "weight-matching", "vitk", "--plain", "vit", "--key", "v.json", "-o", "wm.json")
     assert code == 0 and json.loads((workdir / "wm.json").read_text())["score"]["exact"]
-    code, _, _ = run(capsys, "keyed", "attack", "random-keys", "vitk", "--data", "digits", "--n-per-class", "2", "--random-keys", "2", "-o", "rk.json")
-    assert code == 0 and len(json.loads((workdir / "rk.json").read_text())["accuracies"]) == 2
+    assert out.startswith("Weight-matching attack on a vit key (block size 4, 3 channels, 32×32 images, Ea: signed-permutation).\n") and "{" not in out
+    assert "The attacker had: the transformed model, the plain model it came from" in out and "Result: the whole key, exactly (block order 100.0%" in out
+    code, out, _ = run(
+        capsys, "keyed", "attack", "random-keys", "vitk", "--data", "digits", "--n-per-class", "2", "--random-keys", "2", "-o", "rk.json", "--json"
+    )
+    assert code == 0 and json.loads(out) == json.loads((workdir / "rk.json").read_text()) and len(json.loads(out)["accuracies"]) == 2
     code, _, err = run(capsys, "keyed", "attack", "random-keys", "vit", "--data", "digits", "-o", "rk2.json")
     assert code == 2 and "not a transformed model" in err
     run(capsys, "key", "new", "--scheme", "block", "--block-size", "4", "--channels", "3", "--image-size", "32", "-o", "b.json")
-    code, _, _ = run(
+    code, out, _ = run(
         capsys, "keyed", "attack", "ciphertext-only", "--key", "b.json", "--data", "digits", "--encrypted", "50", "--reference", "50", "-o", "co.json"
     )
-    assert code == 0 and json.loads((workdir / "co.json").read_text())["decrypted_psnr"] > 40  # digits: grey, so channel swaps do not show
-    code, _, _ = run(capsys, "keyed", "attack", "known-plaintext", "--key", "v.json", "--data", "digits", "--pairs", "2", "--holdout", "2", "-o", "kp.json")
-    assert code == 0 and json.loads((workdir / "kp.json").read_text())["trials"][0]["pairs"] == 1
+    result = json.loads((workdir / "co.json").read_text())
+    assert code == 0 and result["decrypted_psnr"] > 40  # digits: grey, so channel swaps do not show
+    assert "The attacker had: 50 encrypted images, 50 unrelated plain images" in out
+    assert f"Decrypted with the estimate, the 50 images have PSNR {result['decrypted_psnr']:.1f} dB" in out
+    score = result["score"]
+    assert "Result: " + ("the whole key, exactly" if score["exact"] else f"{score['key_fraction']:.1%} of the key, not all of it") in out
+    code, out, _ = run(capsys, "keyed", "attack", "known-plaintext", "--key", "v.json", "--data", "digits", "--pairs", "2", "--holdout", "2", "-o", "kp.json")
+    result = json.loads((workdir / "kp.json").read_text())
+    assert code == 0 and result["trials"][0]["pairs"] == 1
+    assert "(plain, encrypted) image pairs (tried with 1, 2)" in out and "  1 pair: " in out and "of the pixels of 2 held-out images decrypted exactly" in out
+    assert ("Result: the whole key, exactly, from" in out) == (result["pairs_needed"] is not None)
 
 
 def test_transform_images_keeps_labels_out_of_the_server_folder(workdir, capsys) -> None:

@@ -18,6 +18,7 @@ from veilnet.demo import robust_demo
 from veilnet.errors import ConfigError
 from veilnet.robust import Setting, attacks, rendering
 from veilnet.robust import evaluation as ev
+from veilnet.robust.results import PAPER_CIFAR10
 
 FAST = {
     "pgd": {"steps": 3},
@@ -236,3 +237,54 @@ def test_defence_undoes_smallest_budget_examples_but_not_full_budget_ones(cifar_
     full, smallest = result.paper
     assert full.num_adversarial >= 20 and smallest.num_adversarial == full.num_adversarial
     assert full.defence_rate.high <= 0.15 and smallest.defence_rate.low >= 0.5, (full.defence_rate, smallest.defence_rate)
+
+
+def _sweep(attack: str, rates: list[list[float]]) -> ev.Sweep:
+    draws = [ev.Draws(r) for r in rates]
+    return ev.Sweep(
+        model="m", parameter="radius", values=[1.0, 2.0], setting=Setting(seed=0), attack=attack, n=20, num_adversarial=17,
+        clean_accuracy=[ev.Draws([0.8, 0.8])] * 2, defence_rate=draws, seconds_per_image=[1e-3, 1e-3], plain_seconds_per_image=1e-4,
+    )  # fmt: skip
+
+
+def test_a_sweep_whose_defence_rate_is_zero_everywhere_says_so_and_stays_visible(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A line of zeros must not hide on the x-axis: the plot has a margin below 0 and a note, and so
+    has the report; a sweep with a non-zero rate gets no note."""
+    figures: list[Any] = []
+    save = rendering.save_figure
+
+    def keep(fig: Any, *args: Any, **kwargs: Any) -> Path:
+        figures.append((fig.axes[0].get_ylim(), [t.get_text() for t in fig.axes[0].texts]))
+        return save(fig, *args, **kwargs)
+
+    monkeypatch.setattr(rendering, "save_figure", keep)
+    zero = _sweep("pgd", [[0.0, 0.0], [0.0, 0.0]])
+    report = rendering.write_report(tmp_path, None, [zero]).read_text()
+    ((ylim, texts),) = figures
+    assert ylim[0] < 0 < 1 < ylim[1]
+    assert "Defence rate 0 at every radius swept: pgd defeats the defended model on all 17 examples here" in report
+    assert "the paper's setting is pgd-min" in report and any("pgd defeats" in t.replace("\n", " ") for t in texts)
+    assert "defence rate: the fraction of the 17 adversarial examples (pgd, made once on the undefended model)" in report
+    assert rendering.sweep_note(_sweep("pgd-min", [[0.0, 0.0], [0.1, 0.0]])) is None
+    assert "pgd-min defeats" in str(rendering.sweep_note(_sweep("pgd-min", [[0.0, 0.0], [0.0, 0.0]])))
+    assert "no adversarial example" in str(rendering.sweep_note(_sweep("fgsm", [[math.nan], [math.nan]])))
+
+
+def test_the_tables_name_counts_as_counts_and_put_the_paper_only_beside_its_setting() -> None:
+    """ "attacked" is an accuracy in one table and a count in the other only with a word that says
+    which; the paper's figures stand beside the smallest-ε rows only; the header names only the
+    slow attacks that ran."""
+    acc = ev.Draws([0.5])
+    paper = [ev.PaperRow(name, 20, 0.8, 0.1, acc, acc, ev.Draws([0.0 if name == "fgsm" else 0.7]), 14, 1.0) for name in ("fgsm", "fgsm-min")]
+    adaptive = [ev.AdaptiveRow("eot-pgd", 10, 8, acc, ev.Draws([0.0]), 1.0, 2.0, [[False] * 10])]
+    result = ev.Evaluation("m", "digits", 2, 1, Setting(seed=0), {"fgsm": {}, "fgsm-min": {}, "eot-pgd": {}}, paper, adaptive)
+    report = rendering.render_report(result)
+    header = next(line for line in report.splitlines() if line.startswith("| attack |"))
+    assert "| clean acc. | attacked acc. | defended clean acc. | defended attacked acc. |" in header and "| attacked |" not in header
+    rows = {line.split(" | ")[0][2:]: line for line in report.splitlines() if line.startswith("| fgsm")}
+    assert rows["fgsm"].endswith("| - | - | - |") and f"| {PAPER_CIFAR10['fgsm']['defence_rate']} |" in rows["fgsm-min"]
+    assert "beside fgsm-min, run in its setting" in report
+    assert "fgsm attacks at the full budget ε, which the paper did not, so no paper figure stands beside it." in report
+    assert "| n | images attacked | defended clean acc. | robust acc. | attack success rate |" in report
+    assert "images attacked: how many of them the defended model classified correctly" in report
+    assert "first 2 images per class (1 for eot-pgd);" in report and "square" not in report.split("\n\n")[1]

@@ -198,10 +198,14 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _attack(args: argparse.Namespace) -> int:
+    """Run the attack, write its JSON to ``-o``; print a report in words, or with ``--json`` the JSON."""
     out = prepare_output(args.output, force=args.force)
     result = args.attack(args)
     result.save(out)
-    print(result.to_json(), end="")
+    if args.json:
+        print(result.to_json(), end="")
+    else:
+        print(f"{result.summary()}\nJSON -> {out}")
     return 0
 
 
@@ -398,6 +402,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     rn.set_defaults(attack=_random_keys)
     for p in (kp, wm, co, rn):
         add_output(p, help="output JSON file")
+        p.add_argument("--json", action="store_true", help="print the result's JSON instead of a report in words")
         p.set_defaults(func=_attack)
     li = at_sub.add_parser(
         "learned-inversion",

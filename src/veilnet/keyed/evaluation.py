@@ -44,6 +44,11 @@ PAPER: dict[str, dict[str, float]] = {
     },
     "vit": {"plain_model_plain_images": 0.978, "transformed_model_encrypted_images": 0.977},
 }
+#: What each row of :data:`PAPER` was measured on, for the reports that set it beside ours.
+PAPER_CONDITIONS = {
+    "convmixer": "the ConvMixer paper's Table 1: CIFAR-10, ConvMixer-256/8, patch 4, 200 epochs",
+    "vit": "the ViT paper's Table 1: CIFAR-10 at 224×224, an ImageNet-pretrained ViT-B/16 trained with FedAvg",
+}
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,18 @@ class RandomKeysResult(Result):
     quartiles: dict[str, float]
     fingerprints: list[str]
     skipped: int
+
+    def summary(self) -> str:
+        """What was measured, with what, and the result, in words."""
+        q = self.quartiles
+        spread = f"median {q['median']:.1%} (min {q['min']:.1%}, max {q['max']:.1%})" if q else "none measured"
+        return "\n".join(
+            [
+                f"Random wrong keys: {self.n_keys} keys with the transformed model's public key parameters (from its card), never its own key.",
+                f"The attacker had: the transformed model and {self.n_images} test images, encrypted with each wrong key in turn.",
+                f"Result: the transformed model's accuracy {spread}; chance is {self.chance:.1%}.",
+            ]
+        )
 
 
 def wrong_keys(params: KeyParams, n_keys: int, seed: int | None) -> tuple[list[keys.Key], int]:

@@ -102,6 +102,12 @@ class KeyParams(BlockGeometry, Result):
     ea: str
     fingerprint: str | None = None
 
+    @property
+    def described(self) -> str:
+        """The key's public parameters in words, e.g. ``block key (block size 4, 3 channels, 32×32 images, Ea: signed-permutation)``."""
+        s = self.image_size
+        return f"{self.scheme} key (block size {self.block_size}, {self.channels} channels, {s}×{s} images, Ea: {self.ea})"
+
     @classmethod
     def of(cls, key: keys.Key) -> KeyParams:
         """The public parameters of ``key`` (a loaded key is already validated)."""

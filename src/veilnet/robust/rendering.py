@@ -11,6 +11,8 @@ rerunning (:func:`rebuild_report`).
 
 from __future__ import annotations
 
+import math
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,15 +24,25 @@ from veilnet.report import markdown_table, plot_backend, save_figure
 from veilnet.robust import attacks as attack_zoo
 from veilnet.robust.certification import certified_accuracy, max_radius
 from veilnet.robust.evaluation import SLOW_ATTACKS, worst_case
-from veilnet.robust.results import PAPER_CIFAR10, SQUARE_PAPER_ROBUST_ACCURACY, Certification, Draws, Evaluation, Sweep
+from veilnet.robust.results import (
+    PAPER_CIFAR10,
+    PAPER_CIFAR10_CONDITIONS,
+    PAPER_ROW_OF,
+    SQUARE_PAPER_ROBUST_ACCURACY,
+    Certification,
+    Draws,
+    Evaluation,
+    Sweep,
+)
 from veilnet.robust.setting import Setting
 
 
 def paper_table(evaluation: Evaluation, *, with_paper: bool = True) -> str:
-    """Table 1's layout, with the paper's CIFAR-10 figures in adjacent columns when ``with_paper``."""
-    headers = ["attack", "n", "clean", "attacked", "defended clean", "defended attacked", "defence rate", "#Adv"]
+    """Table 1's layout, with the paper's CIFAR-10 figures in adjacent columns when ``with_paper``
+    (on the rows run in the paper's setting only, :data:`~veilnet.robust.results.PAPER_ROW_OF`)."""
+    headers = ["attack", "n", "clean acc.", "attacked acc.", "defended clean acc.", "defended attacked acc.", "defence rate", "#Adv"]
     if with_paper:
-        headers += ["paper: defended clean", "paper: defence rate", "paper: #Adv/n"]
+        headers += ["paper: defended clean acc.", "paper: defence rate", "paper: #Adv / n"]
     rows = []
     for row in evaluation.paper:
         cells: list[Any] = [
@@ -44,28 +56,56 @@ def paper_table(evaluation: Evaluation, *, with_paper: bool = True) -> str:
             row.num_adversarial,
         ]
         if with_paper:
-            ref = PAPER_CIFAR10.get(attack_zoo.VARIANT_OF.get(row.attack, row.attack), {})
+            ref = PAPER_CIFAR10.get(PAPER_ROW_OF.get(row.attack, ""), {})
             cells += [ref.get("defended_clean_accuracy", "-"), ref.get("defence_rate", "-"), ref["num_adversarial"] / 10000 if ref else "-"]
         rows.append(cells)
     return markdown_table(headers, rows)
 
 
+def paper_legend(evaluation: Evaluation) -> str:
+    """What each column of :func:`paper_table` is, and which rows the paper's figures stand beside."""
+    legend = (
+        "Columns: n: images evaluated. clean acc. / attacked acc.: the undefended model's accuracy on the clean images and on the Attacked set "
+        "(every image it classifies correctly replaced by the attack's adversarial example, where the attack found one). "
+        "defended …: the same accuracies of the defended model. #Adv: how many adversarial examples the attack found; "
+        "defence rate: the fraction of them the defended model classifies correctly."
+    )
+    run = [row.attack for row in evaluation.paper]
+    within, beyond = [a for a in run if a in PAPER_ROW_OF], [a for a in run if a not in PAPER_ROW_OF]
+    parts = [f"beside {' and '.join(within)}, run in its setting (the smallest perturbation that fools the model, Foolbox 2's defaults)"] if within else []
+    if beyond:
+        one = len(beyond) == 1
+        parts.append(
+            f"{' and '.join(beyond)} {'attacks' if one else 'attack'} at the full budget ε, which the paper did not, "
+            f"so no paper figure stands beside {'it' if one else 'them'}"
+        )
+    return f"{legend} paper: the paper's Table 1 ({PAPER_CIFAR10_CONDITIONS}); " + "; ".join(parts) + "."
+
+
 #: How the adaptive table names each setting of the defence's randomness.
 RANDOMNESS_NAMES = {"fresh": "fresh per query", "fixed": "fixed per draw (seeded)"}
 
+ADAPTIVE_LEGEND = (
+    "Columns: n: images evaluated. images attacked: how many of them the defended model classified correctly, which the attack then ran on "
+    "(with fixed directions, summed over every draw's run). defended clean acc.: the defended model's accuracy on the n clean images; "
+    "robust acc.: its accuracy on the Attacked set (the attack's output where an image was attacked, the clean image elsewhere); "
+    "attack success rate: the fraction of the images attacked that the attack fooled. "
+    "paper / attack authors: the robust accuracy of post-averaging on CIFAR-10 under the Square attack, reported by that attack's authors."
+)
+
 
 def adaptive_table(evaluation: Evaluation) -> str:
-    """One row per adaptive attack; with fixed directions "attacked" counts the images of every draw's run."""
+    """One row per adaptive attack (:data:`ADAPTIVE_LEGEND` says what each column is)."""
     headers = [
         "attack (on the defended model)",
         "directions",
         "n",
-        "attacked",
-        "defended clean",
-        "robust accuracy",
-        "attack success",
+        "images attacked",
+        "defended clean acc.",
+        "robust acc.",
+        "attack success rate",
         "seconds",
-        "paper / attack authors",
+        "paper / attack authors: robust acc.",
     ]
     rows = [
         [
@@ -85,12 +125,34 @@ def adaptive_table(evaluation: Evaluation) -> str:
 
 
 def sweep_table(result: Sweep) -> str:
-    headers = [result.parameter, "defended clean", "defence rate", "ms / image", "× plain"]
+    headers = [result.parameter, "defended clean acc.", "defence rate", "ms / image", "× plain"]
     rows = [
         [v, str(c), str(d), round(t * 1e3, 2), round(t / result.plain_seconds_per_image, 1)]
         for v, c, d, t in zip(result.values, result.clean_accuracy, result.defence_rate, result.seconds_per_image)
     ]
     return markdown_table(headers, rows)
+
+
+def sweep_legend(result: Sweep) -> str:
+    """What each column of :func:`sweep_table` is."""
+    return (
+        f"defended clean acc.: the defended model's accuracy on the n clean images; defence rate: the fraction of the {result.num_adversarial} "
+        f"adversarial examples ({result.attack}, made once on the undefended model) that the defended model classifies correctly; "
+        "ms / image: the defended model's time per clean image; × plain: that time over the undefended model's."
+    )
+
+
+def sweep_note(result: Sweep) -> str | None:
+    """A sentence for a sweep whose defence-rate line says nothing on its own: no adversarial
+    example to defend (every rate undefined), or every rate 0 (the line lies on the x-axis)."""
+    means = [d.mean for d in result.defence_rate]
+    if all(math.isnan(m) for m in means):
+        return f"{result.attack} found no adversarial example on these {result.n} images, so there is no defence rate to plot."
+    if any(m != 0 for m in means):
+        return None
+    smallest = {full: variant for variant, full in attack_zoo.VARIANT_OF.items()}.get(result.attack)
+    why = f" ({result.attack} spends the full budget ε; the paper's setting is {smallest}, the smallest successful ε)" if smallest else ""
+    return f"Defence rate 0 at every {result.parameter} swept: {result.attack} defeats the defended model on all {result.num_adversarial} examples here{why}."
 
 
 def _draws_note(setting: Setting) -> str:
@@ -114,14 +176,18 @@ def render_report(evaluation: Evaluation | None = None, sweeps: Sequence[Sweep] 
     parts = []
     if evaluation is not None:
         s = evaluation.setting
+        slow = [r.attack for r in [*evaluation.paper, *evaluation.adaptive] if r.attack in SLOW_ATTACKS]
+        fewer = f" ({evaluation.slow_n_per_class} for {', '.join(slow)})" if slow and evaluation.slow_n_per_class != evaluation.n_per_class else ""
         parts.append(
             f"# Post-averaging: {evaluation.model} on {evaluation.data}\n\n"
             f"Defence: K = {s.directions}, r = {s.radius} ({s.space} space); ε = {s.eps:.5g} (L∞); "
-            f"first {evaluation.n_per_class} images per class ({evaluation.slow_n_per_class} for {', '.join(SLOW_ATTACKS)}); seed {s.seed}.\n"
+            f"first {evaluation.n_per_class} images per class{fewer}; seed {s.seed}.\n"
             f"{_draws_note(s)}\n"
         )
         if evaluation.paper:
-            parts.append("## Paper protocol (attacks on the undefended model; Table 1)\n\n" + paper_table(evaluation) + "\n")
+            parts.append(
+                "## Paper protocol (attacks on the undefended model; Table 1)\n\n" + paper_table(evaluation) + "\n\n" + paper_legend(evaluation) + "\n"
+            )
         if evaluation.adaptive:
             worst = worst_case(evaluation.adaptive)
             headline = (
@@ -133,7 +199,14 @@ def render_report(evaluation: Evaluation | None = None, sweeps: Sequence[Sweep] 
                 )
             )
             parts.append(
-                "## Adaptive protocol (attacks on the defended model)\n\n" + _randomness_note(s) + "\n\n" + headline + adaptive_table(evaluation) + "\n"
+                "## Adaptive protocol (attacks on the defended model)\n\n"
+                + _randomness_note(s)
+                + "\n\n"
+                + headline
+                + adaptive_table(evaluation)
+                + "\n\n"
+                + ADAPTIVE_LEGEND
+                + "\n"
             )
         parts.append("Settings: " + ", ".join(f"{k} {v}" for k, v in evaluation.attack_settings.items()) + "\n")
     for result in sorted(sweeps, key=lambda r: ("radius", "directions").index(r.parameter)):
@@ -143,7 +216,9 @@ def render_report(evaluation: Evaluation | None = None, sweeps: Sequence[Sweep] 
             f"{result.num_adversarial}, {fixed}, ε = {result.setting.eps:.5g}, seed {result.setting.seed})\n\n"
             + f"{_draws_note(result.setting)}\n\n"
             + sweep_table(result)
-            + f"\n\nPlain model: {result.plain_seconds_per_image * 1e3:.3f} ms / image. Plot: sweep-{result.parameter}.png\n"
+            + f"\n\n{sweep_legend(result)}\n\n"
+            + (f"**{note}**\n\n" if (note := sweep_note(result)) else "")
+            + f"Plain model: {result.plain_seconds_per_image * 1e3:.3f} ms / image. Plot: sweep-{result.parameter}.png\n"
         )
     return "\n".join(parts)
 
@@ -176,10 +251,14 @@ def plot_sweep(result: Sweep, path: str | Path) -> Path:
     for series, style, label in ((result.defence_rate, "o-", f"defence rate ({result.attack})"), (result.clean_accuracy, "s--", "defended clean accuracy")):
         means = [d.mean for d in series]
         spread = [[m - d.low for m, d in zip(means, series)], [d.high - m for m, d in zip(means, series)]]
-        ax.errorbar(result.values, means, yerr=spread, fmt=style, capsize=3, label=label)
+        ax.errorbar(result.values, means, yerr=spread, fmt=style, capsize=3, label=label, clip_on=False)
     ax.set_xlabel("radius r" if result.parameter == "radius" else "directions K")
-    ax.set_ylim(0, 1)
-    ax.legend(loc="lower left")
+    ax.set_ylabel("fraction correct")
+    ax.set_ylim(-0.05, 1.05)  # a margin, so a line at 0 or 1 stands clear of the axes
+    ax.legend(loc="center left", fontsize=8)
+    note = sweep_note(result)
+    if note is not None:
+        ax.text(0.5, 0.12, textwrap.fill(note, 60), transform=ax.transAxes, ha="center", fontsize=7, color="tab:red")
     if result.parameter == "directions":
         twin = ax.twinx()
         twin.plot(result.values, [t * 1e3 for t in result.seconds_per_image], "^:", color="gray")

@@ -50,6 +50,12 @@ PAPER_CIFAR10 = {
         "num_adversarial": 9046,
     },
 }
+#: What :data:`PAPER_CIFAR10` was measured on, for the reports that set it beside ours.
+PAPER_CIFAR10_CONDITIONS = "ResNet-110 on the 10,000 CIFAR-10 test images, K = 15, r = 6, ε = 8/255"
+#: Our attacks run in the paper's setting (Foolbox 2's defaults: the smallest successful ε, or a
+#: minimal-perturbation attack) → the row of :data:`PAPER_CIFAR10` they are comparable to. The
+#: full-budget ``fgsm`` and ``pgd`` are not the paper's setting and have no row.
+PAPER_ROW_OF = {"fgsm-min": "fgsm", "pgd-min": "pgd", "deepfool": "deepfool", "cw": "cw"}
 #: Robust accuracy of post-averaging on CIFAR-10 under the Square attack, reported by its authors.
 SQUARE_PAPER_ROBUST_ACCURACY = 0.158
 

@@ -37,7 +37,7 @@ import torch
 
 from veilnet import keys, metrics
 from veilnet.errors import ConfigError
-from veilnet.keyed.attacks.scoring import KeyScore, assign, score
+from veilnet.keyed.attacks.scoring import KeyScore, assign, decibels, score
 from veilnet.keyed.images import apply_cipher, encrypt_images, to_blocks
 from veilnet.keyed.schemes import PERMUTATION_KINDS, Cipher, KeyParams, check_fits, cipher
 from veilnet.report import Result
@@ -59,6 +59,19 @@ class CiphertextOnlyResult(Result):
     mirrored_psnr: float
     decrypted_mse: float
     swaps: int
+
+    def summary(self) -> str:
+        """What the attack was, what the attacker had, and what it got, in words."""
+        return "\n".join(
+            [
+                f"Ciphertext-only attack on a {self.key.described}.",
+                f"The attacker had: {self.encrypted_images} encrypted images, {self.reference_images} unrelated plain images of the same kind "
+                "and the key's public parameters; the true key only encrypted the images and scores the result.",
+                f"Result: {self.score.described(self.key.ea)}. Decrypted with the estimate, the {self.encrypted_images} images have PSNR "
+                f"{decibels(self.decrypted_psnr)} against the originals ({decibels(self.mirrored_psnr)} up to a left-right mirror; "
+                f"the encrypted images themselves: {decibels(self.encrypted_psnr)}).",
+            ]
+        )
 
 
 def recover_key(encrypted: torch.Tensor, reference: torch.Tensor, params: KeyParams, *, max_swaps: int = 500) -> tuple[Cipher, int]:

@@ -30,7 +30,7 @@ import torch
 
 from veilnet import keys, metrics
 from veilnet.errors import ConfigError
-from veilnet.keyed.attacks.scoring import KeyScore, assign, match_signed_columns, score
+from veilnet.keyed.attacks.scoring import KeyScore, assign, decibels, match_signed_columns, score
 from veilnet.keyed.images import apply_cipher, encrypt_images, to_blocks
 from veilnet.keyed.schemes import PERMUTATION_KINDS, Cipher, KeyParams, check_fits, cipher
 from veilnet.report import Result
@@ -58,6 +58,27 @@ class KnownPlaintextResult(Result):
     trials: list[KnownPlaintextTrial]
     pairs_needed: int | None
     key_fraction: float
+
+    def summary(self) -> str:
+        """What the attack was, what the attacker had, and what it got, in words (one line per try)."""
+        tried = ", ".join(str(t.pairs) for t in self.trials)
+        found = (
+            f"the whole key, exactly, from {self.pairs_needed} pair{'' if self.pairs_needed == 1 else 's'}"
+            if self.pairs_needed is not None
+            else f"the key not recovered whole with up to {self.trials[-1].pairs if self.trials else 0} pairs"
+        )
+        lines = [
+            f"Known-plaintext attack on a {self.key.described}.",
+            f"The attacker had: (plain, encrypted) image pairs (tried with {tried}) and the key's public parameters; "
+            "the true key only encrypted the images and scores the result.",
+            f"Result: {found}.",
+        ]
+        lines += [
+            f"  {t.pairs} pair{'' if t.pairs == 1 else 's'}: {t.score.described(self.key.ea)}; {t.holdout_pixel_fraction:.1%} of the pixels of "
+            f"{self.holdout_images} held-out images decrypted exactly, PSNR {decibels(t.holdout_psnr)}"
+            for t in self.trials
+        ]
+        return "\n".join(lines)
 
 
 def recover_key(plain: torch.Tensor, encrypted: torch.Tensor, params: KeyParams) -> Cipher:

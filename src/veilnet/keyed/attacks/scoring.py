@@ -7,6 +7,7 @@ relative error.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -32,6 +33,23 @@ class KeyScore(Result):
     ea_relative_error: float
     key_fraction: float
     exact: bool
+
+    def described(self, ea: str) -> str:
+        """What was recovered, in words: exact or not, and the fraction of each part of the key
+        (of kind ``ea``: a plain permutation has no flips to speak of)."""
+        flips = None if ea == "permutation" else self.flip_fraction
+        named = (("block order", self.block_perm_fraction), ("pixel shuffle", self.shuffle_fraction), ("flips", flips))
+        parts = [f"{name} {f:.1%}" for name, f in named if f is not None]
+        if self.shuffle_fraction is None:  # a continuous Ea: recovered when its relative error is below EA_TOLERANCE
+            parts.append(f"Ea's relative error {self.ea_relative_error:.2g}")
+        detail = ", ".join(parts)
+        head = "the whole key, exactly" if self.exact else f"{self.key_fraction:.1%} of the key, not all of it"
+        return f"{head} ({detail})"
+
+
+def decibels(psnr: float) -> str:
+    """A PSNR in words: ``31.2 dB``, or ``∞ dB (exact)`` where the images are identical."""
+    return "∞ dB (exact)" if math.isinf(psnr) else f"{psnr:.1f} dB"
 
 
 def score(recovered: Cipher, true: Cipher) -> KeyScore:

@@ -38,6 +38,17 @@ class WeightMatchingResult(Result):
     score: KeyScore
     relative_logit_error: float
 
+    def summary(self) -> str:
+        """What the attack was, what the attacker had, and what it got, in words."""
+        return "\n".join(
+            [
+                f"Weight-matching attack on a {self.key.described}.",
+                "The attacker had: the transformed model, the plain model it came from and the key's public parameters; the true key only scores the result.",
+                f"Result: {self.score.described(self.key.ea)}. Fed images encrypted with the recovered key, the transformed model gives the plain "
+                f"model's logits to within {self.relative_logit_error:.2g} of the largest logit (about 1e-7 is float rounding: the key works).",
+            ]
+        )
+
 
 def recover_key(transformed: nn.Module, plain: nn.Module, params: KeyParams) -> Cipher:
     """Estimate the key of ``transformed`` from ``plain`` and the public parameters; raises
