@@ -57,7 +57,10 @@ def commands(pids: list[int]) -> list[str]:
 
 
 def free(port: int) -> bool:
+    """Whether a server could listen on ``port`` (binding as servers do, SO_REUSEADDR: the
+    closed connections' TIME_WAIT does not count)."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:

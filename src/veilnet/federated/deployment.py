@@ -77,11 +77,14 @@ timeout = {timeout}
 
 
 def check_ports(host: str, ports: list[int]) -> None:
-    """ConfigError when a port is given twice or cannot be bound on ``host`` (in use)."""
+    """ConfigError when a port is given twice or cannot be bound on ``host`` (in use). The probe
+    binds as a server does (SO_REUSEADDR): the closed connections of a run that just ended
+    (TCP's TIME_WAIT) do not hold the port."""
     if len(set(ports)) != len(ports):
         raise ConfigError(f"ports must differ, got {', '.join(map(str, ports))}")
     for port in ports:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind((host, port))
             except OSError as exc:
