@@ -116,7 +116,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _summary(result: Any, output: str) -> None:
     clients, took = result.config.clients, [int(r.get("clients", 0)) for r in result.rounds]
-    who = f"of {clients} clients" if set(took) == {clients} else f"(clients taking part: {', '.join(map(str, took))} of {clients})"
+    who = f"of {clients} clients" if set(took) == {clients} else f"with {', '.join(map(str, took))} of {clients} clients taking part"
     line = f"federated accuracy {result.final_accuracy:.4f} after {result.config.rounds} rounds {who} ({result.seconds:.1f} s)"
     if result.baseline is not None:
         line += f"; centralised baseline {result.baseline['final_accuracy']:.4f}"

@@ -297,6 +297,13 @@ def _load_state(config: FederatedConfig, state: Path) -> Any:
     )
 
 
+#: Seconds a refused client's SuperNode is left running so that it sends the server its answer
+#: (the reason) before it leaves: the app tells the events file first, then answers; the
+#: SuperNode looks for the answer every 0.5 s and sends it at once (Flower 1.41's
+#: ``start_client_internal``).
+REFUSAL_GRACE = 3.0
+
+
 def run_client(*, server: str, partition: int | None = None, data: str | None = None, host: str = "127.0.0.1", port: int = 9094, verbose: bool = False) -> int:
     """Run a SuperNode connected to ``server`` (HOST:PORT) that holds ``partition`` of the
     server's data set or the data set ``data`` of its own (one of the two), until it is stopped
@@ -304,6 +311,7 @@ def run_client(*, server: str, partition: int | None = None, data: str | None = 
     accuracy, the keyed step. Its exit status; ConfigError when the server's model does not
     take its images (the client then leaves)."""
     from veilnet.federated.client_app import DATA, EVENTS
+    from veilnet.federated.messages import HELLO
     from veilnet.paths import write_text
 
     if (partition is None) == (data is None):
@@ -322,6 +330,9 @@ def run_client(*, server: str, partition: int | None = None, data: str | None = 
                 lines = _new_lines(events, seen)
                 seen += len(lines)
                 for event in lines:
+                    if event["event"] == "refused" and event["message"] == HELLO:  # its images do not fit the server's model
+                        time.sleep(REFUSAL_GRACE)
+                        raise ConfigError(event["reason"])
                     _say(event, server)
                 time.sleep(0.5)
             return node.returncode
@@ -333,13 +344,8 @@ def run_client(*, server: str, partition: int | None = None, data: str | None = 
 
 
 def _say(event: dict[str, Any], server: str) -> None:
-    """Print one event of the client's app; a refused ``query.hello`` (its images do not fit the
-    server's model) is a ConfigError."""
-    from veilnet.federated.messages import HELLO
-
+    """Print one event of the client's app."""
     kind = event["event"]
-    if kind == "refused" and event["message"] == HELLO:
-        raise ConfigError(event["reason"])
     if kind == "refused":
         line = f"refused the server's {event['message']} message: {event['reason']}"
     elif kind == "connected":

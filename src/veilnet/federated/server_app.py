@@ -197,16 +197,17 @@ class Federation:
         config, content = self.config, RecordDict({"config": ConfigRecord({CONFIG: self.config.dumps()})})
         asked: dict[str, int] = {}  # hello message id -> node id
         answers: dict[int, tuple[int, int]] = {}  # node id -> (partition or -1, n_k)
-        deadline, refused, told = time.monotonic() + self.wait_seconds, 0, -1
+        refused: set[int] = set()
+        deadline, told = time.monotonic() + self.wait_seconds, -1
         while len(answers) < config.clients:
             new = [node for node in grid.get_node_ids() if node not in asked.values()]
             if new:
                 asked.update(zip(grid.push_messages([Message(content=content, message_type=HELLO, dst_node_id=node) for node in new]), new, strict=True))
-            for reply in grid.pull_messages([m for m, node in asked.items() if node not in answers]):
+            for reply in grid.pull_messages([m for m, node in asked.items() if node not in answers and node not in refused]):
                 node, metrics = asked[reply.metadata.reply_to_message_id], {} if reply.has_error() else reply.content.metric_records["metrics"]
                 partition = int(metrics.get("partition", -1))
                 if reply.has_error() or (partition >= 0 and partition in (p for p, _ in answers.values())):
-                    refused += 1
+                    refused.add(node)
                     reason = _reason(reply.error.reason) if reply.has_error() else f"a second client with partition {partition}"
                     self._wait_event({"refused": reason})
                 elif len(answers) < config.clients:
@@ -216,7 +217,8 @@ class Federation:
                 self._wait_event({"connected": told, "clients": config.clients})
             if len(answers) < config.clients and time.monotonic() > deadline:
                 raise ConfigError(
-                    f"only {len(answers)} of {config.clients} clients connected within {self.wait_seconds:g} s" + (f" ({refused} refused)" if refused else "")
+                    f"only {len(answers)} of {config.clients} clients connected within {self.wait_seconds:g} s"
+                    + (f" ({len(refused)} refused)" if refused else "")
                 )
             time.sleep(0.2)
         free = iter(sorted(set(range(config.clients)) - {p for p, _ in answers.values()}))
