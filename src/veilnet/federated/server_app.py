@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -355,9 +356,12 @@ class _SecureFedAvg(legacy.FedAvg):
 
 def _reason(text: str) -> str:
     """The last line of a failed client's error (Flower prefixes the ClientApp's exception with
-    the Ray actor's traceback in simulation)."""
+    the Ray actor's traceback in simulation), its message alone where a deployment's SuperNode
+    wrapped it as ``<class 'NAME'>:<'MESSAGE'>``."""
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else text
+    last = lines[-1] if lines else text
+    wrapped = re.fullmatch(r"<class '[^']*'>:<'(.*)'>", last)
+    return wrapped.group(1) if wrapped else last
 
 
 def _weighted(clients: list[dict[str, Any]], name: str, weight_key: str) -> float:
