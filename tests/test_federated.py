@@ -46,6 +46,20 @@ def flower_environment(home: Path) -> dict[str, str]:
 # ---- the task module: partitions, the keyed step, config checks ----------------------------
 
 
+def test_a_clients_own_data_must_fit_the_servers_model() -> None:
+    """A client with its own data builds the model from the shape and classes the server's
+    config names; images of another size are refused with both shapes in one line."""
+    config = task.described(tiny())
+    assert config.input_shape == (3, 32, 32) and config.num_classes == 10
+    assert FederatedConfig.loads(config.dumps()) == config
+    train, test = task.own_data(config, "digits")
+    assert len(train) > len(test) > 0
+    with pytest.raises(
+        ConfigError, match=r"^this client's data digits \(3×32×32 images, 10 classes\) does not fit the server's model vit \(3×16×16 images, 10 classes\)$"
+    ):
+        task.own_data(dataclasses.replace(config, input_shape=(3, 16, 16)), "digits")
+
+
 def test_clients_partitions_are_disjoint_and_cover_the_data() -> None:
     config = tiny(clients=4, partition="dirichlet", alpha=0.3)
     train, test = task._splits(config.data, None, None, config.seed)
@@ -163,6 +177,11 @@ class RecordingGrid:
 
     def send_and_receive(self, messages: Any, *, timeout: float | None = None) -> list[Any]:
         replies = list(self._grid.send_and_receive(messages, timeout=timeout))
+        self.replies += replies
+        return replies
+
+    def pull_messages(self, message_ids: Any) -> list[Any]:  # the server's hello, while it waits for the clients
+        replies = list(self._grid.pull_messages(message_ids))
         self.replies += replies
         return replies
 
@@ -351,11 +370,11 @@ def test_in_the_simulation_the_server_receives_no_keyed_tensor(simulated_and_rec
     """Every reply the simulated server app received: the keyed step's carry numbers and a
     fingerprint only (no array for the attacks above to run on); the rounds' carry the local
     models (plain, FedAvg's input, sent before any key is drawn) and metrics, no image."""
-    from veilnet.federated.messages import KEYED
+    from veilnet.federated.messages import HELLO, KEYED
 
     config, result, out, received = simulated_and_received
     kinds = [m.metadata.message_type for m in received]
-    assert sorted(set(kinds)) == ["evaluate", KEYED, "train"] and kinds.count(KEYED) == config.clients
+    assert sorted(set(kinds)) == ["evaluate", HELLO, KEYED, "train"] and kinds.count(KEYED) == kinds.count(HELLO) == config.clients
     names = set(task.build_model(config).state_dict())
     for message in received:
         content, kind = message.content, message.metadata.message_type

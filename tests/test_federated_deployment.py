@@ -6,6 +6,8 @@ Flower 1.41), so the runs are 1–2 rounds of a tiny ViT on 20 training and 10 t
 class of the digits, without the baseline. The clients start once the SuperLink listens (a
 SuperNode that finds no SuperLink retries with a growing pause, up to about 10 s). The two
 tests' federations run at the same time, in one module fixture (selecting one test runs both).
+In the first, client 0 holds a small image folder of its own (``--data``) instead of a
+partition; the second first sees a client whose images do not fit the model refused.
 """
 
 from __future__ import annotations
@@ -28,6 +30,25 @@ pytest.importorskip("flwr")
 
 MODEL = ["--model", "vit", *(a for k, v in TINY_VIT.items() for a in ("--arg", f"{k}={v}")), "--lr", "0.05", "--batch-size", "32"]
 DATA = ["--subset", "20", "--test-subset", "10"]
+
+
+def image_folder(root: Path, classes: int, per_split: dict[str, int]) -> Path:
+    """A ``folder:`` data set of digits images (3×32×32): ``per_split[split]`` PNGs of each of
+    the first ``classes`` classes, taken from the digits' test split."""
+    from PIL import Image
+
+    from veilnet import data
+
+    digits = data.load("digits", "test")
+    for c in range(classes):
+        images = digits.images[digits.labels == c]
+        start = 0
+        for split, n in per_split.items():
+            (root / split / str(c)).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(images[start + i].permute(1, 2, 0).numpy()).save(root / split / str(c) / f"{i}.png")
+            start += n
+    return root
 
 
 def free_ports(n: int) -> list[int]:
@@ -66,33 +87,46 @@ def listening(port: int) -> bool:
 
 
 class Federation:
-    """A server for ``rounds`` rounds and, once its SuperLink listens, 3 clients, all started
-    under ``root``; :meth:`watch` (called while it runs) SIGTERMs client 2 once round
-    ``kill_after_round`` is logged."""
+    """A server for ``rounds`` rounds and, once its SuperLink listens, 3 clients (client i with
+    ``images[i]``, default ``--partition i``), all started under ``root``; with ``misfit``
+    (a client's options), that client first, and the 3 once it has exited. :meth:`watch`
+    (called while it runs) SIGTERMs client 2 once round ``kill_after_round`` is logged."""
 
-    def __init__(self, root: Path, extra: list[str], *, rounds: int = 2, kill_after_round: int | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        extra: list[str],
+        *,
+        rounds: int = 2,
+        kill_after_round: int | None = None,
+        images: dict[int, list[str]] | None = None,
+        misfit: list[str] | None = None,
+    ) -> None:
         root.mkdir(parents=True, exist_ok=True)
         # Flower's SuperExec looks for a client app to start every second by default
         self.env = {**os.environ, **flower_environment(root / "flwr-home"), "FLWR_SUPEREXEC_TASK_POLL_INTERVAL": "0.2"}
         self.root, self.out, self.kill_after_round, self.killed = root, root / "out", kill_after_round, False
-        self.port, *self.client_ports = free_ports(4)
+        self.port, self.misfit_port, *self.client_ports = free_ports(5)
+        self.images = [(images or {}).get(i, ["--partition", str(i)]) for i in range(3)]
+        self.misfit_options, self.misfit = misfit, None
         self.clients: list[subprocess.Popen[bytes]] = []
         server = ["fl", "server", *MODEL, *DATA, "--clients", "3", "--rounds", str(rounds), "--no-baseline", "--port", str(self.port), "--wait", "120"]
         self.server = veilnet([*server, *extra, "-o", str(self.out)], self.env, root / "server.log")
 
-    def log(self) -> str:
-        return (self.root / "server.log").read_text()[-3000:]
+    def log(self, name: str = "server") -> str:
+        return (self.root / f"{name}.log").read_text()[-3000:]
+
+    def client(self, name: str, images: list[str], port: int) -> subprocess.Popen[bytes]:
+        return veilnet(["fl", "client", *images, "--server", f"127.0.0.1:{self.port}", "--port", str(port)], self.env, self.root / f"{name}.log")
 
     def watch(self) -> bool:
         """Start the clients once the SuperLink listens, stop client 2 when it is time; whether
         the server still runs."""
         if not self.clients and self.server.poll() is None and listening(self.port):
-            self.clients = [
-                veilnet(
-                    ["fl", "client", "--partition", str(i), "--server", f"127.0.0.1:{self.port}", "--port", str(port)], self.env, self.root / f"client{i}.log"
-                )
-                for i, port in enumerate(self.client_ports)
-            ]
+            if self.misfit_options is not None and self.misfit is None:
+                self.misfit = self.client("misfit", self.misfit_options, self.misfit_port)
+            if self.misfit is None or self.misfit.poll() is not None:
+                self.clients = [self.client(f"client{i}", images, port) for i, (images, port) in enumerate(zip(self.images, self.client_ports, strict=True))]
         rounds = self.out / "rounds.jsonl"
         if self.kill_after_round is not None and not self.killed and rounds.exists() and len(rounds.read_text().splitlines()) >= self.kill_after_round:
             stop([self.clients[2]])
@@ -100,7 +134,7 @@ class Federation:
         return self.server.poll() is None
 
     def stop(self) -> None:
-        stop([self.server, *self.clients])
+        stop([self.server, *self.clients, *([self.misfit] if self.misfit else [])])
 
     def result(self) -> dict:
         """The saved federated.json of a run that ended well (and killed its client when asked)."""
@@ -116,9 +150,11 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Federation]:
     client-app processes, so together they take little longer than one alone (each about 1–2
     minutes on 2 busy cores)."""
     root = tmp_path_factory.mktemp("deployment")
+    own = image_folder(root / "own", 10, {"train": 5, "test": 3})
+    two_classes = image_folder(root / "two", 2, {"train": 2, "test": 2})
     started = {
-        "killed": Federation(root / "killed", ["--min-clients", "2", "--round-timeout", "120"], kill_after_round=1),
-        "secagg": Federation(root / "secagg", ["--secagg"], rounds=1),
+        "killed": Federation(root / "killed", ["--min-clients", "2", "--round-timeout", "120"], kill_after_round=1, images={0: ["--data", f"folder:{own}"]}),
+        "secagg": Federation(root / "secagg", ["--secagg"], rounds=1, misfit=["--data", f"folder:{two_classes}"]),
     }
     try:
         deadline = time.monotonic() + 500
@@ -135,15 +171,37 @@ def test_server_and_three_clients_run_two_rounds_and_finish_when_one_is_killed(r
     """Round 1 with all three clients; client 2 is stopped once round 1 is logged; round 2 and
     the keyed step finish with the other two (--min-clients 2) and the result is saved. One run
     covers both the normal start and the failure (a run without the kill passed too when this
-    was written)."""
-    result = runs["killed"].result()
-    tmp_path = runs["killed"].root
+    was written). The summary counts the clients that took part in each round."""
+    run = runs["killed"]
+    result = run.result()
     assert result["mode"] == "deployment"
     assert [r["round"] for r in result["rounds"]] == [1, 2]
     assert [r["clients"] for r in result["rounds"]] == [3, 2]
     assert all(k["keyed_accuracy"] == k["plain_accuracy"] and k["max_relative_logit_difference"] <= 1e-4 for k in result["keyed"])
     assert sorted(k["partition"] for k in result["keyed"]) == [0, 1]
-    assert (tmp_path / "out" / "model.safetensors").is_file() and (tmp_path / "out" / "report.md").is_file()
+    assert (run.out / "model.safetensors").is_file() and (run.out / "report.md").is_file()
+    server = run.log()
+    assert "waiting for clients: 0/3 connected" in server and "waiting for clients: 3/3 connected" in server
+    assert "after 2 rounds with 3, 2 of 3 clients taking part" in server
+
+
+def test_a_client_with_its_own_images_trains_and_reports_on_them(runs: dict[str, Federation]) -> None:
+    """Client 0 (``--data folder:…``, 5 training and 3 test images per class) gets index 0,
+    the one no partition holds; it trains on its 50 images, evaluates and keys on its 30, and
+    says so as it goes."""
+    run = runs["killed"]
+    result = run.result()
+    assert result["config"]["input_shape"] == [3, 32, 32] and result["config"]["num_classes"] == 10
+    assert [sorted(r["client_train_loss"], key=int) for r in result["rounds"]] == [["0", "1", "2"], ["0", "1"]]
+    assert next(k for k in result["keyed"] if k["partition"] == 0)["n_images"] == 30
+    address = f"127.0.0.1:{run.port}"
+    log = [line.strip() for line in run.log("client0").replace("\r", "\n").splitlines() if line.strip()]
+    log = log[log.index(f"connecting to {address}…") :]  # after the bars of decoding its images
+    assert log[:2] == [f"connecting to {address}…", f"connected to {address}; waiting for round 1 (50 training and 30 test images here)"]
+    for r in (1, 2):
+        assert any(line.startswith(f"round {r}: trained on 50 images, loss ") for line in log), log
+        assert any(line.startswith(f"round {r}: accuracy ") and line.endswith(" on 30 test images") for line in log), log
+    assert any(line.startswith("keyed step: accuracy ") and "its 30 encrypted test images" in line for line in log), log
 
 
 def test_secagg_deployment_sums_the_updates_of_three_supernodes(runs: dict[str, Federation]) -> None:
@@ -170,3 +228,18 @@ def test_secagg_deployment_sums_the_updates_of_three_supernodes(runs: dict[str, 
         torch.testing.assert_close(value.double(), expected, rtol=1e-4, atol=1e-5, msg=name)
         moved = max(moved, float((expected - initial[name].double()).abs().max()))
     assert moved > 1e-2  # the round changed the model by far more than the tolerance
+
+
+def test_a_client_whose_images_do_not_fit_the_model_is_refused_in_one_line(runs: dict[str, Federation]) -> None:
+    """A client with 2 classes where the server's model has 10 (started before the others) is
+    refused before any round: it exits 2 with one error line that gives both, the server says a
+    client was refused, and the federation runs with the other three."""
+    run = runs["secagg"]
+    run.result()
+    assert run.misfit is not None and run.misfit.returncode == 2
+    log = run.log("misfit")
+    assert "Traceback" not in log
+    spec = (run.misfit_options or [])[1]
+    expected = f"veilnet: error: this client's data {spec} (3×32×32 images, 2 classes) does not fit the server's model vit (3×32×32 images, 10 classes)"
+    assert log.strip().splitlines()[-1] == expected
+    assert f"a client was refused: {expected.removeprefix('veilnet: error: ')}" in run.log()

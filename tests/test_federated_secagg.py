@@ -57,9 +57,9 @@ def test_update_round_trip_and_range_check() -> None:
         expected = value if value.is_floating_point() else before[name]
         torch.testing.assert_close(restored[name], expected, rtol=0, atol=1e-6, msg=name)
     n = len(task.client_data(config, 0)[0])
-    task.check_secagg_range(config, update, n)
+    task.check_secagg_range(config, update, n, n)
     with pytest.raises(ConfigError, match="exceeds the SecAgg\\+ clipping range ±0.001"):
-        task.check_secagg_range(secure(secagg_clip=1e-3), update, n)
+        task.check_secagg_range(secure(secagg_clip=1e-3), update, n, n)
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,7 @@ def test_secagg_aggregate_equals_fedavg_within_the_quantisation_error(simulated:
     config, result, out = simulated
     initial, local, sizes = retrain_clients(config)
     updates = [task.model_update(initial, weights) for weights in local]
-    n, w = sum(sizes), task.secagg_max_weight(config)
+    n, w = sum(sizes), max(sizes)  # W = max_k n_k, from the clients' answers when they connect
     q = [round(n_k * LEVELS / w) for n_k in sizes]
     largest = max(float(abs(u).max()) for update in updates for u in update)
     bound = config.clients * (2 * CLIP + largest) / sum(q) + RETRAIN_TOLERANCE

@@ -52,7 +52,7 @@ ROWS += [
     ("server-unknown-model", ["fl", "server", "--model", "resnet18", "--port", "19990", "-o", "{tmp}/f"], "unknown model"),
     ("server-secagg-minority", [*_SERVER, "--port", "19990", "--min-clients", "1", "--secagg", "-o", "{tmp}/f"], "min clients must be at least 2 of 2"),
     ("server-wait-0", [*_SERVER, "--wait", "0", "-o", "{tmp}/f"], "positive number"),
-    ("client-no-partition", ["fl", "client"], "--partition"),
+    ("client-no-partition", ["fl", "client"], "one of the arguments --data --partition is required"),
     ("client-negative-partition", ["fl", "client", "--partition", "-1", "--port", "19991"], "--partition must be 0 or more"),
     ("client-port-too-large", ["fl", "client", "--partition", "0", "--port", "70000"], "port is between 1 and 65535"),
 ]
@@ -67,4 +67,11 @@ ROWS += [
     ("run-weight-decay-inf", [*_RUN, "--model", "vit", "--weight-decay", "inf", "-o", "{tmp}/f"], "finite number"),
     ("run-seed-too-large", [*_RUN, "--model", "vit", "--seed", "9223372036854775808", "-o", "{tmp}/f"], "seed"),
     ("run-subset-huge", [*_RUN, "--model", "vit", "--subset", "1000000", "-o", "{tmp}/f"], "1000000"),
+]
+
+# Issue 29: a client with its own data (--data) instead of a partition of the server's.
+ROWS += [
+    ("client-partition-and-data", ["fl", "client", "--partition", "0", "--data", "digits"], "not allowed with argument"),
+    ("client-unknown-data", ["fl", "client", "--data", "mnist", "--port", "19991"], "unknown data set 'mnist'"),
+    ("client-data-folder-missing", ["fl", "client", "--data", "folder:{tmp}/nowhere", "--port", "19991"], "nowhere"),
 ]

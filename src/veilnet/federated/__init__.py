@@ -27,6 +27,8 @@ Layout (after Flower's app template: the apps are thin, the ML is in one task mo
 * :mod:`.messages` — what the two apps send each other (record names, the keyed answer);
 * :mod:`.simulation` — ``veilnet fl run`` on Flower's simulation engine;
 * :mod:`.deployment` — ``veilnet fl server`` / ``veilnet fl client`` as separate processes;
+* :mod:`.guard` — runs each of the deployment's Flower processes and takes its process tree down
+  with the command;
 * :mod:`.results` — :class:`FederatedResult`, its Markdown report and plot.
 
 Flower is imported only by the apps, :mod:`.messages` and what runs them.

@@ -115,7 +115,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _summary(result: Any, output: str) -> None:
-    line = f"federated accuracy {result.final_accuracy:.4f} after {result.config.rounds} rounds of {result.config.clients} clients ({result.seconds:.1f} s)"
+    clients, took = result.config.clients, [int(r.get("clients", 0)) for r in result.rounds]
+    who = f"of {clients} clients" if set(took) == {clients} else f"with {', '.join(map(str, took))} of {clients} clients taking part"
+    line = f"federated accuracy {result.final_accuracy:.4f} after {result.config.rounds} rounds {who} ({result.seconds:.1f} s)"
     if result.baseline is not None:
         line += f"; centralised baseline {result.baseline['final_accuracy']:.4f}"
     print(line)
@@ -154,12 +156,16 @@ def _server(args: argparse.Namespace) -> int:
 
 def _client(args: argparse.Namespace) -> int:
     _need("flwr")
+    from veilnet import data
     from veilnet.federated import deployment
 
-    if args.partition < 0:
+    if args.partition is not None and args.partition < 0:
         raise ConfigError(f"--partition must be 0 or more, got {args.partition}")
+    if args.data is not None:  # a spec that does not load fails here; whether it fits the model, when the server asks
+        for split in ("train", "test"):
+            data.load(args.data, split)
     deployment.check_ports(args.host, [args.port])
-    return deployment.run_client(partition=args.partition, server=args.server, host=args.host, port=args.port, verbose=args.verbose)
+    return deployment.run_client(partition=args.partition, data=args.data, server=args.server, host=args.host, port=args.port, verbose=args.verbose)
 
 
 def _federation_options(p: argparse.ArgumentParser) -> None:
@@ -214,8 +220,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     s.set_defaults(func=_server)
 
-    c = group.add_parser("client", help="one client: a Flower SuperNode holding partition i")
-    c.add_argument("--partition", type=int, required=True, help="this client's partition (0 ≤ i < the server's --clients)")
+    c = group.add_parser("client", help="one client: a Flower SuperNode holding its own data or partition i of the server's")
+    images = c.add_mutually_exclusive_group(required=True)
+    images.add_argument(
+        "--data",
+        metavar="SPEC",
+        help="this client's own data set (digits, folder:PATH, cifar10:PATH): it trains on its train split and reports on its test split; "
+        "its images and classes must fit the server's model",
+    )
+    images.add_argument("--partition", type=int, help="instead: partition i of the server's data set (0 ≤ i < the server's --clients)")
     c.add_argument("--server", type=_address, default="127.0.0.1:9091", help="the server's HOST:PORT (default 127.0.0.1:9091)")
     c.add_argument("--host", default="127.0.0.1", help="address of this client's ClientAppIo API (default 127.0.0.1)")
     c.add_argument(

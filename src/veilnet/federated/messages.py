@@ -6,8 +6,14 @@ train on their own images, the server integrates the models with FedAvg every ro
 evaluates the integrated model centrally; after the last round every client keys its own copy.
 
 Every message from the server carries the run's :class:`~veilnet.federated.task.FederatedConfig`
-as JSON in ``config[CONFIG]``; a client's partition is its node config's ``partition-id``:
+as JSON in ``config[CONFIG]``; a client's partition is its node config's ``partition-id``, or
+its node config names its own data set (``data``) and the server gives it an index among the
+clients (``config[CLIENTS]``: node id → index, JSON, in every round's message):
 
+* ``query.hello`` (:data:`HELLO`), while the server waits for its clients: the config in; the
+  client checks that its images fit the model and answers with its partition (−1 for its own
+  data) and its numbers of training and test images (:func:`hello_record`). A client that does
+  not fit answers with an error and is not admitted.
 * ``train``: the global weights in, the client's weights and ``num-examples`` out (with SecAgg+,
   the update in Flower's legacy layout instead: :mod:`veilnet.federated.client_app`).
 * ``evaluate``: the global weights in, the client's accuracy on its own test images out.
@@ -28,10 +34,16 @@ from flwr.app import ConfigRecord, MetricRecord, RecordDict
 
 from veilnet.federated.task import KeyedReport
 
-__all__ = ["CONFIG", "CROSS_KEY", "KEYED", "ROUND", "WEIGHT", "keyed_record", "read_keyed_record"]
+__all__ = ["CLIENTS", "CONFIG", "CROSS_KEY", "HELLO", "KEYED", "MAX_WEIGHT", "ROUND", "WEIGHT", "hello_record", "keyed_record", "read_keyed_record"]
 
 #: Name of the ConfigRecord entry that holds the run's FederatedConfig as JSON.
 CONFIG = "veilnet"
+#: Config entry with the admitted clients' indices, ``{"node id": index}`` as JSON.
+CLIENTS = "veilnet-clients"
+#: Config entry of a SecAgg+ round with W = max_k n_k of the admitted clients.
+MAX_WEIGHT = "veilnet-max-weight"
+#: Message type of the question the server asks every client that connects.
+HELLO = "query.hello"
 #: Message type of the final keyed step.
 KEYED = "query.keyed"
 #: Config entry with the round number (the Message-API FedAvg's name for it).
@@ -40,6 +52,12 @@ ROUND = "server-round"
 WEIGHT = "num-examples"
 #: Metric entry of a keyed answer with the client's row of the cross-key matrix.
 CROSS_KEY = "cross_key"
+
+
+def hello_record(partition: int, n_train: int, n_test: int) -> RecordDict:
+    """A client's answer to :data:`HELLO`: its partition (−1: its own data) and its numbers of
+    training images (n_k, FedAvg's weight) and test images."""
+    return RecordDict({"metrics": MetricRecord({"partition": int(partition), WEIGHT: int(n_train), "test-examples": int(n_test)})})
 
 
 def keyed_record(report: KeyedReport, cross_key: list[float]) -> RecordDict:

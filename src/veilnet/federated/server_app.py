@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -41,21 +42,31 @@ from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg
 from tqdm.auto import tqdm
 
-from veilnet.errors import ConfigError
+from veilnet.errors import ConfigError, VeilnetError
 from veilnet.federated import task
-from veilnet.federated.messages import CONFIG, KEYED, ROUND, WEIGHT, read_keyed_record
+from veilnet.federated.messages import CLIENTS, CONFIG, HELLO, KEYED, MAX_WEIGHT, ROUND, WEIGHT, read_keyed_record
 from veilnet.federated.task import FederatedConfig, KeyedReport
 
-__all__ = ["ROUNDS_LOG", "STATE", "WEIGHTS", "Federation", "app"]
+__all__ = ["EVENTS", "ROUNDS_LOG", "STATE", "WEIGHTS", "Federation", "app"]
 
 #: In the deployment's output folder: one JSON record per finished round, appended as it ends.
 ROUNDS_LOG = "rounds.jsonl"
 #: In the run config's ``state`` folder: what the server measured, and the final global weights.
 STATE, WEIGHTS = "state.json", "weights.safetensors"
+#: In the ``state`` folder: what happens while the server waits for its clients, one JSON line
+#: each (``connected`` of ``clients``, a ``refused`` client's reason, the run's ``error``).
+EVENTS = "events.jsonl"
 
 
 class Federation:
-    """The server side of one run: FedAvg rounds with central evaluation, then the keyed step.
+    """The server side of one run: the clients admitted, FedAvg rounds with central evaluation,
+    then the keyed step.
+
+    Before the rounds every client that connects is asked whether its images fit the model
+    (:data:`~veilnet.federated.messages.HELLO`); the rounds run with the first
+    ``config.clients`` that answer yes (``on_wait`` hears each change: ``{"connected": k,
+    "clients": n}``, or ``{"refused": reason}``). A client with its own data gets an index no
+    partition-holding client has (:data:`~veilnet.federated.messages.CLIENTS`).
 
     ``main(grid, context)`` is a ServerApp main; what it measured stays on the object:
     ``rounds`` (one record per round: train loss, central accuracy and loss, per-client accuracy,
@@ -71,8 +82,12 @@ class Federation:
         wait_seconds: float = 120.0,
         timeout: float = 3600.0,
         on_round: Callable[[dict[str, Any]], None] | None = None,
+        on_wait: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
-        self.config, self.progress, self.wait_seconds, self.timeout, self.on_round = config, progress, wait_seconds, timeout, on_round
+        self.config = task.described(config)
+        self.progress, self.wait_seconds, self.timeout, self.on_round, self.on_wait = progress, wait_seconds, timeout, on_round, on_wait
+        self.clients: dict[int, int] = {}  # node id -> the client's index (its partition, or one given it)
+        self.max_weight = 0  # max_k n_k of the admitted clients
         self.rounds: list[dict[str, Any]] = []
         self.keyed: list[KeyedReport] = []
         self.cross_key: list[list[float]] = []
@@ -89,7 +104,7 @@ class Federation:
         model = task.build_model(config)
         self._test = task.central_test(config)
         self._model = model
-        self._wait_for_clients(grid)
+        grid = self._admit(grid)
         self._bar = tqdm(total=config.rounds, desc="federated rounds", unit="round", disable=not self.progress)
         try:
             strategy = _FedAvg(
@@ -111,7 +126,7 @@ class Federation:
 
     def _plain_rounds(self, grid: Grid, context: Context, strategy: FedAvg, initial: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The Message-API FedAvg's own loop: train, the clients' evaluation, the central one."""
-        record = ConfigRecord({CONFIG: self.config.dumps()})
+        record = ConfigRecord(self._record())
         central = lambda server_round, arrays: MetricRecord(self._central(server_round, arrays.to_torch_state_dict()))  # noqa: E731
         result = strategy.start(
             grid=grid,
@@ -134,7 +149,7 @@ class Federation:
         def evaluate(server_round: int, arrays: list[np.ndarray], _: dict[str, Any]) -> tuple[float, dict[str, float]]:
             state = {name: torch.from_numpy(np.array(a, copy=True)) for name, a in zip(names, arrays, strict=True)}
             if server_round > 0:
-                record = ConfigRecord({CONFIG: config.dumps()})
+                record = ConfigRecord(self._record())
                 strategy.aggregate_evaluate(
                     server_round, grid.send_and_receive(strategy.configure_evaluate(server_round, ArrayRecord(state), record, grid), timeout=self.timeout)
                 )
@@ -147,7 +162,7 @@ class Federation:
             fraction_evaluate=0.0,  # the clients' evaluation runs in ``evaluate``
             min_fit_clients=config.needed,
             min_available_clients=config.needed,
-            on_fit_config_fn=lambda server_round: {CONFIG: config.dumps(), ROUND: server_round},
+            on_fit_config_fn=lambda server_round: {**self._record(), ROUND: server_round, MAX_WEIGHT: self.max_weight},
             fit_metrics_aggregation_fn=lambda pairs: self._train_metrics([dict(metrics) for _, metrics in pairs], WEIGHT),
             evaluate_fn=evaluate,
         )
@@ -155,7 +170,7 @@ class Federation:
             self,
             num_shares=1.0,  # every client shares its secrets with all the others
             reconstruction_threshold=config.secagg_threshold,
-            max_weight=float(task.secagg_max_weight(config)),
+            max_weight=float(self.max_weight),
             clipping_range=float(config.secagg_clip),
             quantization_range=config.secagg_quantization,
             modulus_range=task.SECAGG_MODULUS,
@@ -171,14 +186,51 @@ class Federation:
         self._current["failures"] = reasons
         self._current.setdefault("clients", 0)
 
-    def _wait_for_clients(self, grid: Grid) -> None:
-        """Wait until every client has connected (the first round starts with all of them)."""
-        deadline = time.monotonic() + self.wait_seconds
-        while len(list(grid.get_node_ids())) < self.config.clients:
-            if time.monotonic() > deadline:
-                raise ConfigError(f"only {len(list(grid.get_node_ids()))} of {self.config.clients} clients connected within {self.wait_seconds:.0f} s")
+    def _record(self) -> dict[str, str]:
+        """What every message of the rounds carries: the config and the clients' indices."""
+        return {CONFIG: self.config.dumps(), CLIENTS: json.dumps({str(node): index for node, index in self.clients.items()})}
+
+    def _admit(self, grid: Grid) -> Grid:
+        """Ask every client that connects whether its images fit (:data:`HELLO`) until
+        ``config.clients`` have said yes, within ``wait_seconds`` (ConfigError otherwise); give
+        each client with its own data an index no partition holds; the grid the rounds use,
+        which shows them the admitted clients only."""
+        config, content = self.config, RecordDict({"config": ConfigRecord({CONFIG: self.config.dumps()})})
+        asked: dict[str, int] = {}  # hello message id -> node id
+        answers: dict[int, tuple[int, int]] = {}  # node id -> (partition or -1, n_k)
+        refused: set[int] = set()
+        deadline, told = time.monotonic() + self.wait_seconds, -1
+        while len(answers) < config.clients:
+            new = [node for node in grid.get_node_ids() if node not in asked.values()]
+            if new:
+                asked.update(zip(grid.push_messages([Message(content=content, message_type=HELLO, dst_node_id=node) for node in new]), new, strict=True))
+            for reply in grid.pull_messages([m for m, node in asked.items() if node not in answers and node not in refused]):
+                node, metrics = asked[reply.metadata.reply_to_message_id], {} if reply.has_error() else reply.content.metric_records["metrics"]
+                partition = int(metrics.get("partition", -1))
+                if reply.has_error() or (partition >= 0 and partition in (p for p, _ in answers.values())):
+                    refused.add(node)
+                    reason = _reason(reply.error.reason) if reply.has_error() else f"a second client with partition {partition}"
+                    self._wait_event({"refused": reason})
+                elif len(answers) < config.clients:
+                    answers[node] = (partition, int(metrics[WEIGHT]))
+            if len(answers) != told:
+                told = len(answers)
+                self._wait_event({"connected": told, "clients": config.clients})
+            if len(answers) < config.clients and time.monotonic() > deadline:
+                raise ConfigError(
+                    f"only {len(answers)} of {config.clients} clients connected within {self.wait_seconds:g} s"
+                    + (f" ({len(refused)} refused)" if refused else "")
+                )
             time.sleep(0.2)
+        free = iter(sorted(set(range(config.clients)) - {p for p, _ in answers.values()}))
+        self.clients = {node: partition if partition >= 0 else next(free) for node, (partition, _) in sorted(answers.items())}
+        self.max_weight = max(n for _, n in answers.values())
         self._clock = time.perf_counter()
+        return _Admitted(grid, set(self.clients))
+
+    def _wait_event(self, event: dict[str, Any]) -> None:
+        if self.on_wait is not None:
+            self.on_wait(event)
 
     # ---- FedAvg's hooks: per-client metrics, central evaluation ------------------------------
 
@@ -224,7 +276,7 @@ class Federation:
         """Every client keys its own copy of the final model and answers with numbers only
         (:func:`~veilnet.federated.messages.keyed_record`); the cross-key matrix is their rows,
         cut to the clients that answered."""
-        content = RecordDict({"arrays": final, "config": ConfigRecord({CONFIG: self.config.dumps()})})
+        content = RecordDict({"arrays": final, "config": ConfigRecord(self._record())})
         messages = [Message(content=content, message_type=KEYED, dst_node_id=node) for node in grid.get_node_ids()]
         answers = sorted(
             (read_keyed_record(m.content) for m in grid.send_and_receive(messages, timeout=self.timeout) if not m.has_error()),
@@ -232,6 +284,19 @@ class Federation:
         )
         self.keyed = [report for report, _ in answers]
         self.cross_key = [[row[k.partition] for k in self.keyed] for _, row in answers]
+
+
+class _Admitted:
+    """A Grid that shows only the admitted clients (``get_node_ids``); the rest is ``grid``'s."""
+
+    def __init__(self, grid: Grid, nodes: set[int]) -> None:
+        self._grid, self._nodes = grid, nodes
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._grid, name)
+
+    def get_node_ids(self) -> list[int]:
+        return [node for node in self._grid.get_node_ids() if node in self._nodes]
 
 
 class _FedAvg(FedAvg):
@@ -291,9 +356,12 @@ class _SecureFedAvg(legacy.FedAvg):
 
 def _reason(text: str) -> str:
     """The last line of a failed client's error (Flower prefixes the ClientApp's exception with
-    the Ray actor's traceback in simulation)."""
+    the Ray actor's traceback in simulation), its message alone where a deployment's SuperNode
+    wrapped it as ``<class 'NAME'>:<'MESSAGE'>``."""
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else text
+    last = lines[-1] if lines else text
+    wrapped = re.fullmatch(r"<class '[^']*'>:<'(.*)'>", last)
+    return wrapped.group(1) if wrapped else last
 
 
 def _weighted(clients: list[dict[str, Any]], name: str, weight_key: str) -> float:
@@ -312,22 +380,36 @@ def main(grid: Grid, context: Context) -> None:
     """The deployment's server: the run config names the FederatedConfig (``config``, JSON), the
     output folder (each round appended to its ``rounds.jsonl``), the private ``state`` folder
     (the final state, read by :func:`veilnet.federated.deployment.run_server`), the seconds to
-    wait for the clients (``wait``) and a round's timeout (``timeout``)."""
+    wait for the clients (``wait``) and a round's timeout (``timeout``). While it waits for the
+    clients, and when it fails, it appends to the state folder's :data:`EVENTS`."""
     from safetensors.torch import save
 
     from veilnet.paths import write_bytes, write_text
 
     run_config = context.run_config
     config = FederatedConfig.loads(str(run_config["config"]))
-    rounds_log = Path(str(run_config["output"])) / ROUNDS_LOG
-
-    def on_round(record: dict[str, Any]) -> None:
-        with rounds_log.open("a") as f:
-            f.write(json.dumps(record) + "\n")
-
-    federation = Federation(config, progress=False, wait_seconds=float(run_config["wait"]), timeout=float(run_config["timeout"]), on_round=on_round)
-    federation.main(grid, context)
     state = Path(str(run_config["state"]))
+
+    def appender(path: Path) -> Callable[[dict[str, Any]], None]:
+        def append(record: dict[str, Any]) -> None:
+            with path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+
+        return append
+
+    federation = Federation(
+        config,
+        progress=False,
+        wait_seconds=float(run_config["wait"]),
+        timeout=float(run_config["timeout"]),
+        on_round=appender(Path(str(run_config["output"])) / ROUNDS_LOG),
+        on_wait=appender(state / EVENTS),
+    )
+    try:
+        federation.main(grid, context)
+    except VeilnetError as exc:  # the command says why in one line
+        appender(state / EVENTS)({"error": str(exc)})
+        raise
     write_bytes(state / WEIGHTS, save({k: v.contiguous() for k, v in (federation.weights or {}).items()}))
     doc = {
         "rounds": federation.rounds,

@@ -98,7 +98,7 @@ def run(
         },
         verbose_logging=verbose,
     )
-    return finish(config, federation, out, mode="simulation", seconds=time.perf_counter() - start, baseline=baseline, progress=progress)
+    return finish(federation.config, federation, out, mode="simulation", seconds=time.perf_counter() - start, baseline=baseline, progress=progress)
 
 
 def finish(config: FederatedConfig, federation: Any, out: Path, *, mode: str, seconds: float, baseline: bool, progress: bool) -> FederatedResult:

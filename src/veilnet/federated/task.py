@@ -14,8 +14,10 @@ computes the plain model's logits on plain images (Eq. 14).
 
 The Flower apps (:mod:`veilnet.federated.client_app`, :mod:`veilnet.federated.server_app`) are thin: they move weights and the run's
 :class:`FederatedConfig` (sent to the clients as JSON in every message) and call this module.
-Every client builds the same partition of the data from the spec and the seed (a real client
-would hold only its own part; here the parts are cut from one data set, deterministically).
+A client holds either one partition of the server's data set, cut the same way in every
+process from the spec and the seed (:func:`client_data`), or a data set of its own
+(:func:`own_data`), whose images and classes must fit the server's model (the config names its
+input shape and classes, so such a client never needs the server's data).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ __all__ = [
     "check_secagg_range",
     "client_data",
     "cross_key_accuracy",
+    "described",
     "evaluate",
     "get_weights",
     "is_finite",
@@ -58,7 +61,7 @@ __all__ = [
     "keyed_step",
     "local_train",
     "model_update",
-    "secagg_max_weight",
+    "own_data",
     "set_weights",
     "train_baseline",
 ]
@@ -90,6 +93,10 @@ class FederatedConfig(Result):
     for Privacy-Preserving Machine Learning", CCS 2017): each client's update, scaled by
     n_k / max_j n_j, is clipped to ±``secagg_clip``, quantised to ``secagg_quantization`` levels
     and masked, so the server recovers only the weighted sum (bound in :func:`model_update`).
+
+    ``input_shape`` (C, H, W) and ``num_classes`` are the model's, from the server's data
+    (:func:`described`; None: read them from ``data``): a client with its own data builds the
+    model from them and checks that its images fit.
     """
 
     model: str
@@ -108,8 +115,12 @@ class FederatedConfig(Result):
     secagg: bool = False
     secagg_clip: float = 8.0
     secagg_quantization: int = 2**22
+    input_shape: tuple[int, int, int] | None = None
+    num_classes: int | None = None
 
     def __post_init__(self) -> None:
+        if self.input_shape is not None:  # a list, from JSON
+            object.__setattr__(self, "input_shape", tuple(self.input_shape))
         for name in ("clients", "rounds", "local_epochs"):
             value = getattr(self, name)
             if not is_int(value) or value < 1:
@@ -202,15 +213,47 @@ def _parts(spec: str, subset: int | None, test_subset: int | None, seed: int, k:
     return list(zip(train_parts, data.partition_iid(test, k, seed=seed + 1), strict=True))
 
 
-def build_model(config: FederatedConfig) -> nn.Module:
-    """The initial global model: the zoo model for the data's classes and channels, seeded by
-    ``config.seed`` and checked to take the data's images (ShapeError otherwise)."""
+def _input(config: FederatedConfig) -> tuple[tuple[int, int, int], int]:
+    """The model's input shape (C, H, W) and classes: the config's, else its data's."""
+    if config.input_shape is not None and config.num_classes is not None:
+        return config.input_shape, config.num_classes
     test = central_test(config)
-    kwargs = {"num_classes": test.num_classes, "in_channels": test.image_shape[0], **config.model_args}
+    return test.image_shape, test.num_classes
+
+
+def described(config: FederatedConfig) -> FederatedConfig:
+    """``config`` with the input shape and classes of its data filled in (what the server sends
+    its clients: one with its own data builds the model without the server's data)."""
+    shape, classes = _input(config)
+    return dataclasses.replace(config, input_shape=shape, num_classes=classes)
+
+
+def build_model(config: FederatedConfig) -> nn.Module:
+    """The initial global model: the zoo model for the classes and channels of
+    :func:`described`, seeded by ``config.seed`` and checked to take its images (ShapeError
+    otherwise)."""
+    shape, classes = _input(config)
+    kwargs = {"num_classes": classes, "in_channels": shape[0], **config.model_args}
     torch.manual_seed(config.seed)
     model = models.create(config.model, **kwargs)
-    models.check_input(model, test.image_shape, data=config.data)
+    models.check_input(model, shape, data=config.data)
     return model
+
+
+def own_data(config: FederatedConfig, spec: str) -> tuple[ImageSplit, ImageSplit]:
+    """The training and test split of a client's own data set ``spec``, checked to fit the
+    server's model (:func:`described`): the same image shape and number of classes, else a
+    ConfigError that says both; a split without images is one too."""
+    shape, classes = _input(config)
+    train, test = data.load(spec, "train"), data.load(spec, "test")
+    want = f"{'×'.join(map(str, shape))} images, {classes} classes"
+    for name, split in (("training", train), ("test", test)):
+        if len(split) == 0:
+            raise ConfigError(f"this client's data {spec} has no {name} images")
+        got = f"{'×'.join(map(str, split.image_shape))} images, {split.num_classes} classes"
+        if got != want:
+            raise ConfigError(f"this client's data {spec} ({got}) does not fit the server's model {config.model} ({want})")
+    return train, test
 
 
 def get_weights(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -248,20 +291,13 @@ def local_train(config: FederatedConfig, model: nn.Module, split: ImageSplit, *,
     }
 
 
-def secagg_max_weight(config: FederatedConfig) -> int:
-    """W = max_k n_k, SecAgg+'s bound on a client's weight: every client scales its update by
-    n_k / W ≤ 1 before clipping, so no weight overflows and the largest client keeps the full
-    clipping range. Every process cuts the same partitions (:func:`client_data`), so the server
-    and each client compute the same W."""
-    return max(1, max(len(client_data(config, k)[0]) for k in range(config.clients)))
-
-
 def model_update(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> list[np.ndarray]:
     """The update Δ_k = w_k − w_t of every floating-point tensor, in state order: what a client
     sends through SecAgg+.
 
     Flower's SecAgg+ workflow returns Σ_k q_k·Δ̃_k / Σ_k q_k with q_k = round(n_k·T / W)
-    (T = quantisation levels, W = :func:`secagg_max_weight`) and each coordinate of
+    (T = quantisation levels, W = max_k n_k, which the server learns from the clients when
+    they connect and sends them) and each coordinate of
     (q_k / T)·Δ_k clipped to ±c and stochastically rounded to a grid of step 2c / T. Without
     clipping (:func:`check_secagg_range`) it differs from FedAvg's Σ_k (n_k / n)·Δ_k by at most
 
@@ -286,11 +322,13 @@ def apply_update(state: dict[str, torch.Tensor], update: list[np.ndarray]) -> di
     return new
 
 
-def check_secagg_range(config: FederatedConfig, update: list[np.ndarray], n_k: int) -> None:
+def check_secagg_range(config: FederatedConfig, update: list[np.ndarray], n_k: int, max_weight: int) -> None:
     """ConfigError when SecAgg+ would clip this client's update: a coordinate of
-    (n_k / W)·Δ_k beyond ±``secagg_clip``. Refusing beats a silently wrong aggregate; the message
-    says which option to raise and gives no value of the update."""
-    scale = n_k / secagg_max_weight(config)
+    (n_k / W)·Δ_k beyond ±``secagg_clip``, W = ``max_weight`` = max_k n_k (every client scales
+    its update by n_k / W ≤ 1, so no weight overflows and the largest client keeps the full
+    clipping range). Refusing beats a silently wrong aggregate; the message says which option
+    to raise and gives no value of the update."""
+    scale = n_k / max(1, max_weight)
     largest = max((float(np.abs(u).max()) for u in update if u.size), default=0.0) * scale
     if largest > config.secagg_clip:
         raise ConfigError(
