@@ -169,11 +169,10 @@ def run_server(
     then writes the outputs of :func:`veilnet.federated.simulation.run`. Raises
     :class:`FederationError` when the run fails.
     """
-    from tqdm.auto import tqdm
-
     from veilnet.federated.simulation import OUTPUTS
     from veilnet.federated.task import described
     from veilnet.paths import prepare_output, write_text
+    from veilnet.progress import bar as progress_bar
 
     config = described(config)
     out = prepare_output(out_dir, force=force, exists=(*OUTPUTS, ROUNDS_LOG))
@@ -200,7 +199,7 @@ def run_server(
             start = time.perf_counter()
             try:
                 run_id = _submit(app, env)
-                bar = tqdm(total=config.rounds, desc="federated rounds", unit="round", disable=not progress)
+                bar = progress_bar(desc=f"fl server: {config.rounds} rounds of {config.clients} clients", total=config.rounds, unit="round", enabled=progress)
                 try:
                     status = _wait(run_id, env, out / ROUNDS_LOG, bar, superlink, state, progress)
                 finally:

@@ -40,12 +40,12 @@ from flwr.server import strategy as legacy
 from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg
-from tqdm.auto import tqdm
 
 from veilnet.errors import ConfigError, VeilnetError
 from veilnet.federated import task
 from veilnet.federated.messages import CLIENTS, CONFIG, HELLO, KEYED, MAX_WEIGHT, ROUND, WEIGHT, read_keyed_record
 from veilnet.federated.task import FederatedConfig, KeyedReport
+from veilnet.progress import bar
 
 __all__ = ["EVENTS", "ROUNDS_LOG", "STATE", "WEIGHTS", "Federation", "app"]
 
@@ -105,7 +105,7 @@ class Federation:
         self._test = task.central_test(config)
         self._model = model
         grid = self._admit(grid)
-        self._bar = tqdm(total=config.rounds, desc="federated rounds", unit="round", disable=not self.progress)
+        self._bar = bar(desc=f"fl run: {config.rounds} rounds of {config.clients} clients", total=config.rounds, unit="round", enabled=self.progress)
         try:
             strategy = _FedAvg(
                 self,
