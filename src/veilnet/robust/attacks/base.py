@@ -239,10 +239,10 @@ class Attack:
         ``sample_generators`` hook, such as :class:`~veilnet.robust.PostAveraging`, which runs
         each image's points in batches it measured) that is ``batch_size``; for any other, the
         batch size :func:`~veilnet.robust.postavg.tuned_batch_size` measured fastest per image
-        for the model's forward pass with gradients, when smaller: on one CPU thread a ResNet-20
-        forward and backward pass ran about a fifth faster per image in batches of 32 than of 192
-        (the activations fit the core's cache; benchmarks/robust_speed.py). The rows of a batch
-        are independent in eval mode, so the size changes no result beyond float rounding."""
+        for the model's forward pass with gradients, when smaller (on a CPU, smaller batches keep
+        the activations in the core's cache; benchmarks/robust_speed.py times torchattacks' PGD
+        whole and in such batches). The rows of a batch are independent in eval mode, so the
+        size changes no result beyond float rounding."""
         if callable(getattr(self.model, "sample_generators", None)) or images.shape[0] <= 1:
             return self.batch_size
         with torch.enable_grad():
