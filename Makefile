@@ -19,8 +19,14 @@ $(VENV)/.installed: pyproject.toml $(VENV)/.torch
 	$(PY) -m pip install -e .
 	touch $@
 
+# torchattacks (the PGD family's oracle) without its declared dependencies: its metadata asks for
+# torchvision and requests~=2.25.1, which would bring a CUDA torch 2.14 and downgrade requests;
+# it imports neither (docs/usage.md, "Dependencies and why")
+TORCHATTACKS := torchattacks==3.5.1
+
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.torch
 	$(PY) -m pip install -e '.[test]'
+	$(PY) -m pip install --no-deps $(TORCHATTACKS)
 	touch $@ $(VENV)/.installed
 
 venv: $(VENV)/.installed

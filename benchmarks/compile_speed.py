@@ -10,8 +10,7 @@ all see the same load, ratios from the medians of one run:
    compiled against the authors' algorithm (one image per call, its 91 points as one batch,
    eager) and against the eager floor (the plain model's 91·N forwards at the measured batch size).
 2. PGD-10 (ε = 8/255, α = 2/255, one random start) on the same 16 images: ours compiled, ours
-   eager, ART's ProjectedGradientDescent. torchattacks is not installed here: it cannot be
-   installed without pulling a CUDA build of torch in place of the pinned CPU one.
+   eager, ART's ProjectedGradientDescent (torchattacks' PGD is a column of robust_speed.py).
 3. Training steps (batch 128, JPEG CIFAR-10 images, the classifier step of ``veilnet train``) of
    ResNet-20 (SGD) and of the ConvMixer of configs/convmixer-cifar10.yaml (AdamW), compiled
    against eager, extrapolated to one epoch of 50,000 images (391 steps).

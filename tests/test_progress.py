@@ -30,9 +30,9 @@ def test_a_single_batch_attack_shows_a_named_bar_that_moves_within_the_batch(cap
     attack = attacks.create("pgd", model, steps=3, batch_size=256, seed=0, progress="robust evaluate 1/1: pgd on the undefended model")
     attack(torch.rand(4, 3, 8, 8), torch.arange(4))
     counts = _counts(capsys.readouterr().err, "robust evaluate 1/1: pgd on the undefended model")
-    assert counts[0] == (0, 5)  # 3 steps and a check, then the run's own check of the result
-    assert (1, 5) in counts and (2, 5) in counts  # it moved before the one batch ended
-    assert counts[-1] == (5, 5)
+    assert counts[0] == (0, 4)  # 3 steps and the check of the result (also the run's success mask)
+    assert (1, 4) in counts and (2, 4) in counts  # it moved before the one batch ended
+    assert counts[-1] == (4, 4)
 
 
 def test_progress_true_names_the_bar_after_the_attack_and_false_draws_nothing(capsys: pytest.CaptureFixture[str], every_update: None) -> None:

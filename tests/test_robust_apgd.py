@@ -4,8 +4,8 @@ oracle (the same success rate within a few points at equal budget and iterations
 CNN and on the pretrained ResNet-20), Expectation over Transformation against post-averaging, the
 command line, and the per-image worst case over the adaptive attacks in the robust report.
 
-The oracle is ART's APGD rather than torchattacks': ART is already a test dependency, and
-installing torchattacks 3.5.1 here would pull torch 2.14 with CUDA and pin requests to 2.25."""
+The oracle is ART's APGD: torchattacks' APGD (installed for tests/test_robust_attacks_calls.py)
+starts from its own random point, so only success rates could be compared, which ART's give."""
 
 from __future__ import annotations
 

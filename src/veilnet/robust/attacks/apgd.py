@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from veilnet.robust.attacks.base import Attack, LossFn, Streams, cross_entropy, label_margin, project
+from veilnet.robust.attacks.base import LossFn, Restarted, Streams, cross_entropy, label_margin, project
 
 #: Momentum α and the fraction ρ of condition 1 (Croce and Hein 2020, section 3.2).
 MOMENTUM = 0.75
@@ -54,7 +54,7 @@ def dlr_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return -label_margin(logits, labels) / (top[:, 0] - top[:, 2] + 1e-12)
 
 
-class APGD(Attack):
+class APGD(Restarted):
     """APGD-CE: Auto-PGD on the cross-entropy loss, L∞, with Expectation over Transformation.
 
     Arguments:
@@ -95,10 +95,6 @@ class APGD(Attack):
         super().__init__(model, eps, batch_size=batch_size, **kwargs)
         self.configure({"steps": 1, "restarts": 1, "eot_samples": 1}, steps=steps, restarts=restarts, eot_samples=eot_samples, random_start=random_start)
 
-    def perturb(self, images: torch.Tensor, labels: torch.Tensor, eps: torch.Tensor | None, streams: Streams) -> torch.Tensor:
-        assert eps is not None
-        return self.restarted(self._ascend, images, labels, eps, streams, self.restarts)
-
     def max_queries(self) -> int:
         """The start's and ``steps`` gradients (each over ``eot_samples`` draws in one pass) and
         one check, per restart."""
@@ -109,8 +105,10 @@ class APGD(Attack):
         grad, value, logits = self.expected_gradient(images, labels, streams, type(self).loss, self.eot_samples)
         return grad, value, logits.argmax(1) != labels
 
-    def _ascend(self, x: torch.Tensor, y: torch.Tensor, e: torch.Tensor, sub: Streams) -> torch.Tensor:
-        """One run of Algorithm 1 (see the module docstring) on the samples ``x``."""
+    def attempt(self, x: torch.Tensor, y: torch.Tensor, e: torch.Tensor, sub: Streams) -> tuple[torch.Tensor, torch.Tensor]:
+        """One run of Algorithm 1 (see the module docstring) on the samples ``x``, judged by one
+        forward pass at its results (one draw of a randomised model, as for :class:`~.pgd.PGD`,
+        rather than the draws its last gradients averaged)."""
         step = 2 * e.clone()  # η, per sample
         current = project(x + e * (2 * sub.rand(*x.shape[1:], device=x.device) - 1), x, e) if self.random_start else x.clone()
         grad, value, wrong = self._evaluate(current, y, sub)
@@ -138,7 +136,8 @@ class APGD(Attack):
                 current[halve], grad[halve], value[halve] = best[halve], best_grad[halve], best_value[halve]
                 last_mark, last_step, last_best = k, step.clone(), best_value.clone()
                 rises.zero_()
-        return torch.where(fooled[:, None, None, None], found, best)
+        adv = torch.where(fooled[:, None, None, None], found, best)
+        return adv, self.is_adversarial(adv, y, sub)
 
 
 class APGDDLR(APGD):

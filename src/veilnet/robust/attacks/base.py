@@ -30,8 +30,8 @@ import hashlib
 import inspect
 import math
 import secrets
-from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from typing import Any, ClassVar
 
 import torch
@@ -42,6 +42,7 @@ from veilnet.checks import check_int, is_int, is_number
 from veilnet.errors import ConfigError, ShapeError
 from veilnet.metrics import as_float, eval_mode
 from veilnet.progress import bar
+from veilnet.robust.postavg import tuned_batch_size
 from veilnet.robust.setting import EPS  # the post-averaging paper's L∞ budget, 8/255
 
 
@@ -204,27 +205,48 @@ class Attack:
         seed = secrets.randbits(63) if self.seed is None else self.seed
         advs: list[list[torch.Tensor]] = [[] for _ in epsilons]
         wins: list[list[torch.Tensor]] = [[] for _ in epsilons]
-        batches = range(0, images.shape[0], self.batch_size)
-        # Per batch: one perturb (a minimisation attack) or 1 + search_steps per budget, each
-        # followed by a check of the result.
-        per_batch = (1 if self.minimization else len(epsilons) * (1 + self.search_steps)) * (self.max_queries() + 1)
-        name = self.progress if isinstance(self.progress, str) else self.name
-        with eval_mode(self.model), bar(desc=name, total=len(batches) * per_batch, unit="query", enabled=bool(self.progress)) as self._bar:
-            for start in batches:
-                self._ticks = per_batch
-                x = images[start : start + self.batch_size].to(self.device)
-                y = labels[start : start + self.batch_size].to(self.device)
-                streams = Streams.for_samples(seed, range(start, start + x.shape[0]))
-                raw = self.perturb(x, y, None, streams) if self.minimization else None
-                for i, eps in enumerate(epsilons):
-                    adv = self._smallest_budget(x, y, float(eps), streams) if raw is None else project(raw, x, eps)
-                    advs[i].append(adv.detach().cpu())
-                    wins[i].append(self.is_adversarial(adv, y, streams).cpu())
-                self._bar.update(self._ticks)  # the queries an early stop saved
-                self._ticks = 0
+        with eval_mode(self.model), frozen(self.model):
+            size = self.work_batch(images)
+            batches = range(0, images.shape[0], size)
+            # Per batch: one perturb (a minimisation attack) or 1 + search_steps per budget, each
+            # judged by a check of its result.
+            per_batch = (1 if self.minimization else len(epsilons) * (1 + self.search_steps)) * self.max_judged_queries()
+            name = self.progress if isinstance(self.progress, str) else self.name
+            with bar(desc=name, total=len(batches) * per_batch, unit="query", enabled=bool(self.progress)) as self._bar:
+                for start in batches:
+                    self._ticks = per_batch
+                    x = images[start : start + size].to(self.device)
+                    y = labels[start : start + size].to(self.device)
+                    streams = Streams.for_samples(seed, range(start, start + x.shape[0]))
+                    raw = self.perturb(x, y, None, streams) if self.minimization else None
+                    for i, eps in enumerate(epsilons):
+                        if raw is None:
+                            adv, win = self._smallest_budget(x, y, float(eps), streams)
+                        else:
+                            adv = project(raw, x, eps)
+                            win = self.is_adversarial(adv, y, streams)
+                        advs[i].append(adv.detach().cpu())
+                        wins[i].append(win.cpu())
+                    self._bar.update(self._ticks)  # the queries an early stop saved
+                    self._ticks = 0
         if not images.shape[0]:
             return [(images.clone(), torch.zeros(0, dtype=torch.bool)) for _ in epsilons]
         return [(torch.cat(a), torch.cat(w)) for a, w in zip(advs, wins)]
+
+    def work_batch(self, images: torch.Tensor) -> int:
+        """The images attacked together: ``batch_size``, or fewer where the model runs faster per
+        image on fewer. For a model that batches its own work (a randomised defence with a
+        ``sample_generators`` hook, such as :class:`~veilnet.robust.PostAveraging`, which runs
+        each image's points in batches it measured) that is ``batch_size``; for any other, the
+        batch size :func:`~veilnet.robust.postavg.tuned_batch_size` measured fastest per image
+        for the model's forward pass with gradients, when smaller (on a CPU, smaller batches keep
+        the activations in the core's cache; benchmarks/robust_speed.py times torchattacks' PGD
+        whole and in such batches). The rows of a batch are independent in eval mode, so the
+        size changes no result beyond float rounding."""
+        if callable(getattr(self.model, "sample_generators", None)) or images.shape[0] <= 1:
+            return self.batch_size
+        with torch.enable_grad():
+            return min(self.batch_size, tuned_batch_size(self.model, images[:1].to(self.device)))
 
     def perturb(self, images: torch.Tensor, labels: torch.Tensor, eps: torch.Tensor | None, streams: Streams) -> torch.Tensor:
         """The attack's own arithmetic on one batch: adversarial images in [0, 1].
@@ -239,50 +261,39 @@ class Attack:
         settings (the unit of its progress bar; an early stop uses fewer)."""
         return 1
 
-    def _smallest_budget(self, images: torch.Tensor, labels: torch.Tensor, eps: float, streams: Streams) -> torch.Tensor:
-        """:meth:`perturb` at ε, then ``search_steps`` rounds of per-image bisection of [0, ε]."""
+    def max_judged_queries(self) -> int:
+        """:meth:`max_queries` and the check of the result (:meth:`perturb_judged`)."""
+        return self.max_queries() + 1
+
+    def perturb_judged(self, images: torch.Tensor, labels: torch.Tensor, eps: torch.Tensor, streams: Streams) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`perturb` and each result's success: one forward pass of the model on the results
+        (:meth:`is_adversarial`). Attacks that end on such a pass of their own return its verdict
+        instead of paying for a second one (:class:`Restarted`)."""
+        adv = self.perturb(images, labels, eps, streams)
+        return adv, self.is_adversarial(adv, labels, streams)
+
+    def _smallest_budget(self, images: torch.Tensor, labels: torch.Tensor, eps: float, streams: Streams) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`perturb_judged` at ε, then ``search_steps`` rounds of per-image bisection of [0, ε]:
+        the adversarials and their success."""
         hi = torch.full((images.shape[0], 1, 1, 1), eps, device=images.device)
-        adv = self.perturb(images, labels, hi, streams)
+        adv, win = self.perturb_judged(images, labels, hi, streams)
         if not self.search_steps:
-            return adv
-        idx = self.is_adversarial(adv, labels, streams).nonzero()[:, 0]
+            return adv, win
+        idx = win.nonzero()[:, 0]
         if not len(idx):
-            return adv
+            return adv, win
         x, y, best, sub = images[idx], labels[idx], adv[idx], streams[idx]
         lo, hi = torch.zeros_like(hi[idx]), hi[idx]
         for _ in range(self.search_steps):
             mid = (lo + hi) / 2
-            attempt = self.perturb(x, y, mid, sub)
-            win = self.is_adversarial(attempt, y, sub)
-            best[win] = attempt[win]
-            hi = torch.where(win[:, None, None, None], mid, hi)
-            lo = torch.where(win[:, None, None, None], lo, mid)
-        adv[idx] = best
-        return adv
+            attempt, won = self.perturb_judged(x, y, mid, sub)
+            best[won] = attempt[won]
+            hi = torch.where(won[:, None, None, None], mid, hi)
+            lo = torch.where(won[:, None, None, None], lo, mid)
+        adv[idx] = best  # each kept result was judged a success when it was made
+        return adv, win
 
     # -- helpers for the subclasses -------------------------------------------------------------
-
-    def restarted(
-        self,
-        attempt: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, Streams], torch.Tensor],
-        images: torch.Tensor,
-        labels: torch.Tensor,
-        eps: torch.Tensor,
-        streams: Streams,
-        restarts: int,
-    ) -> torch.Tensor:
-        """``attempt(images, labels, eps, streams)`` up to ``restarts`` times, each later one only on
-        the samples not fooled yet; each sample keeps its last attempt's result."""
-        best = images.clone()
-        todo = torch.ones(images.shape[0], dtype=torch.bool, device=images.device)
-        for _ in range(restarts):
-            x, y, sub = images[todo], labels[todo], streams[todo]
-            adv = attempt(x, y, eps[todo], sub)
-            best[todo] = adv.detach()
-            todo[todo.clone()] = ~self.is_adversarial(adv, y, sub)
-            if not todo.any():
-                break
-        return best
 
     def query(self, images: torch.Tensor, streams: Streams) -> torch.Tensor:
         """The model's logits on ``images``; a model with a ``sample_generators(generators)``
@@ -326,6 +337,58 @@ class Attack:
     def margin(self, images: torch.Tensor, labels: torch.Tensor, streams: Streams) -> torch.Tensor:
         """``Z_y − max_{j≠y} Z_j`` of the model's logits: negative exactly when the image is misclassified."""
         return label_margin(self.query(images, streams), labels)
+
+
+class Restarted(Attack):
+    """An attack made of up to ``restarts`` attempts (:meth:`attempt`), each later one only on the
+    samples not fooled yet; each sample keeps its last attempt's result.
+
+    An attempt returns its results and their success, judged by one forward pass of the model at
+    the results (or by a pass the attempt made there anyway): that verdict decides the next
+    restart and is the success mask :meth:`~Attack.run` reports, with no second pass.
+    """
+
+    restarts: int
+
+    def max_judged_queries(self) -> int:
+        """:meth:`max_queries`: it counts each restart's check already."""
+        return self.max_queries()
+
+    def attempt(self, images: torch.Tensor, labels: torch.Tensor, eps: torch.Tensor, streams: Streams) -> tuple[torch.Tensor, torch.Tensor]:
+        """One attempt on one batch: adversarial images in [0, 1] and their success."""
+        raise NotImplementedError
+
+    def perturb(self, images: torch.Tensor, labels: torch.Tensor, eps: torch.Tensor | None, streams: Streams) -> torch.Tensor:
+        assert eps is not None
+        return self.perturb_judged(images, labels, eps, streams)[0]
+
+    def perturb_judged(self, images: torch.Tensor, labels: torch.Tensor, eps: torch.Tensor, streams: Streams) -> tuple[torch.Tensor, torch.Tensor]:
+        best = images.clone()
+        success = torch.zeros(images.shape[0], dtype=torch.bool, device=images.device)
+        rows = torch.arange(images.shape[0], device=images.device)  # the samples not fooled yet
+        for _ in range(self.restarts):
+            adv, win = self.attempt(images[rows], labels[rows], eps[rows], streams[rows])
+            best[rows], success[rows] = adv.detach(), win
+            rows = rows[~win]
+            if not len(rows):
+                break
+        return best, success
+
+
+@contextmanager
+def frozen(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` with its parameters' ``requires_grad`` off for the block, then each as it was.
+    The attacks differentiate with respect to the images only; a model compiled by
+    :func:`veilnet.models.prepare` would otherwise compute the parameters' gradients in every
+    backward pass as well (its backward graph is built for every input that requires a gradient)."""
+    params = [(p, p.requires_grad) for p in model.parameters()]
+    for p, _ in params:
+        p.requires_grad_(False)
+    try:
+        yield model
+    finally:
+        for p, flag in params:
+            p.requires_grad_(flag)
 
 
 #: A loss with one value per sample: ``(logits N×K, labels N) -> N``.

@@ -16,10 +16,10 @@ from typing import Any
 
 import torch
 
-from veilnet.robust.attacks.base import Attack, Streams, project
+from veilnet.robust.attacks.base import Restarted, Streams, project
 
 
-class PGD(Attack):
+class PGD(Restarted):
     """L∞ projected gradient descent with random start and restarts.
 
     Arguments:
@@ -67,31 +67,33 @@ class PGD(Attack):
             norm=norm,
         )
 
-    def perturb(self, images: torch.Tensor, labels: torch.Tensor, eps: torch.Tensor | None, streams: Streams) -> torch.Tensor:
-        assert eps is not None
-        return self.restarted(self._ascend, images, labels, eps, streams, self.restarts)
-
     def max_queries(self) -> int:
         """``steps`` gradients and one check per restart."""
         return self.restarts * (self.steps + 1)
 
-    def _ascend(self, x: torch.Tensor, y: torch.Tensor, e: torch.Tensor, sub: Streams) -> torch.Tensor:
-        """One attempt: ``steps`` signed-gradient steps from the start, projected after each."""
+    def attempt(self, x: torch.Tensor, y: torch.Tensor, e: torch.Tensor, sub: Streams) -> tuple[torch.Tensor, torch.Tensor]:
+        """``steps`` signed-gradient steps from the start, projected after each; then one forward
+        pass judges the samples still moving (those ``early_stop`` stopped were judged by their
+        last step's logits)."""
         assert self.eps is not None
         alpha = self.alpha * e / self.eps if self.eps > 0 else e
-        adv = x.clone()
-        if self.random_start:
-            adv = project(x + self._random_step(x, e, sub), x, e, self.norm)
-        live = torch.arange(x.shape[0], device=x.device)  # samples still moving
+        adv = project(x + self._random_step(x, e, sub), x, e, self.norm) if self.random_start else x.clone()
+        win = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+        live = torch.arange(x.shape[0], device=x.device)  # the samples still moving, and their
+        now, xl, yl, el, al, sl = adv, x, y, e, alpha, sub  # iterates, images, labels, budgets, steps, streams
         for _ in range(self.steps):
-            grad, logits = self.gradient(adv[live], y[live], sub[live])
+            grad, logits = self.gradient(now, yl, sl)
             if self.early_stop:
-                moving = logits.argmax(1) == y[live]
-                live, grad = live[moving], grad[moving]
-                if not len(live):
-                    break
-            adv[live] = project(adv[live] + alpha[live] * self._ascent(grad), x[live], e[live], self.norm)
-        return adv
+                moving = logits.argmax(1) == yl
+                if not moving.all():
+                    adv[live[~moving]], win[live[~moving]] = now[~moving], True
+                    live, grad, sl = live[moving], grad[moving], sl[moving]
+                    now, xl, yl, el, al = (t[moving] for t in (now, xl, yl, el, al))
+                    if not len(live):
+                        return adv, win
+            now = project(now + al * self._ascent(grad), xl, el, self.norm)
+        adv[live], win[live] = now, self.is_adversarial(now, yl, sl)
+        return adv, win
 
     def _ascent(self, grad: torch.Tensor) -> torch.Tensor:
         """The steepest ascent direction of unit norm: sign(g) for L∞, g/‖g‖₂ for L2."""
