@@ -101,11 +101,15 @@ def main() -> None:
         )
     load.append(os.getloadavg()[0])
     authors_t, *ours_t = times
-    rows = [["our transcription of the authors' algorithm (per image, 91 points as one batch, eager)", f"{statistics.median(authors_t) / args.n * 1e3:.1f}", "1"]]
+    rows = [
+        ["our transcription of the authors' algorithm (per image, 91 points as one batch, eager)", f"{statistics.median(authors_t) / args.n * 1e3:.1f}", "1"]
+    ]
     result: dict = {"n": args.n, "reps": args.reps, "transcription_max_abs_diff": agreement, "authors_s": authors_t, "variants": {}}
-    for (name, pa), t in zip(variants.items(), ours_t):
+    for name, t in zip(variants, ours_t):
         ratios = sorted(a / b for a, b in zip(t, authors_t))
-        rows.append([f"PostAveraging, {name}", f"{statistics.median(t) / args.n * 1e3:.1f}", f"**{statistics.median(ratios):.3f}** ({ratios[0]:.3f}–{ratios[-1]:.3f})"])
+        rows.append(
+            [f"PostAveraging, {name}", f"{statistics.median(t) / args.n * 1e3:.1f}", f"**{statistics.median(ratios):.3f}** ({ratios[0]:.3f}–{ratios[-1]:.3f})"]
+        )
         result["variants"][name] = {"seconds": t, "ratio_median": statistics.median(ratios), "ratio_min": ratios[0], "ratio_max": ratios[-1]}
 
     if args.agree:
@@ -115,8 +119,9 @@ def main() -> None:
             a = torch.cat([fast(p) for p in xs.split(50)])
             b = torch.cat([seeded(p) for p in xs.split(50)])
         same = int((a.argmax(1) == b.argmax(1)).sum())
-        result["agreement"] = {"images": args.agree, "identical_predictions": same, "max_abs_diff_log_probability": (a - b).abs().max().item()}
-        print(f"compiled+folded vs eager fold=False, seed 0, {args.agree} images: {same} identical predictions; max |Δ log-probability| {(a - b).abs().max().item():.1e}")
+        gap = (a - b).abs().max().item()
+        result["agreement"] = {"images": args.agree, "identical_predictions": same, "max_abs_diff_log_probability": gap}
+        print(f"compiled+folded vs eager fold=False, seed 0, {args.agree} images: {same} identical predictions; max |Δ log-probability| {gap:.1e}")
     load.append(os.getloadavg()[0])
     result["load_average_1min"] = load
     print(

@@ -172,10 +172,9 @@ def fastest_chunk(model: nn.Module, expectation: kinds.Expectation, *, rounds: i
     fastest round kept. CPU time (this process's, so torch's worker threads count) rather than
     wall time, so other jobs on the machine disturb the choice less.
 
-    A merged pass is not always cheapest in one call: a transformed ConvMixer-256/8 on the 2-core
-    CPU costs about a third more CPU time per image at 32 and 64 images per call than at 8
-    (its activations outgrow the cache), while a ConvMixer-64/4 is cheapest at 16
-    (docs/benchmarks.md, "The untrusted-server service")."""
+    A merged pass is not always cheapest in one call: on a CPU a large batch's activations can
+    outgrow the cache, so the cost per item can rise with the batch, and where it is lowest
+    depends on the model and the machine."""
     import time
 
     x = torch.zeros((max(CHUNK_CANDIDATES), *expectation.input_shape), dtype=getattr(torch, expectation.dtype))
