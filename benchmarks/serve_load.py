@@ -26,6 +26,13 @@ CPU time per request (median, min-max), that less the model's in-process CPU tim
 the client's wall time per request. CPU time is what the other jobs on a shared machine disturb least.
 
     python benchmarks/serve_load.py --ab /tmp/old/src src   # ~1 min
+
+``--compare NAME=OPTIONS ...`` compares one-worker servers started with different ``veilnet serve``
+options (e.g. the whole merged pass in one model call against the chosen chunk) in ``--rounds``
+interleaved rounds, each with its own in-process figure measured just before and after it; rows
+give the median ratio over the rounds, its range, and the load average beside each round:
+
+    python benchmarks/serve_load.py --compare 'whole=--no-compile --chunk 256' 'chunked=--no-compile' 'compiled=--compile' --batch 8
 """
 
 from __future__ import annotations
@@ -72,7 +79,7 @@ def _server_pids(proc: subprocess.Popen[bytes]) -> list[int]:
     return [proc.pid, *(c for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes())]
 
 
-def _start(model: Path, port: int, *, batching: bool, threads: int, workers: int, merge: str) -> subprocess.Popen[bytes]:
+def _start(model: Path, port: int, *, batching: bool, threads: int, workers: int, merge: str, extra: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
     cmd = [
         sys.executable,
         "-m",
@@ -94,7 +101,7 @@ def _start(model: Path, port: int, *, batching: bool, threads: int, workers: int
         "--max-connections-per-client",
         "64",
     ]
-    proc = subprocess.Popen([*cmd, *([] if batching else ["--no-batching"])], env={**os.environ, "VEILNET_TOKENS": TOKEN}, cwd=REPO)
+    proc = subprocess.Popen([*cmd, *([] if batching else ["--no-batching"]), *extra], env={**os.environ, "VEILNET_TOKENS": TOKEN}, cwd=REPO)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:  # every worker answers once it is warmed; wait until all have started
@@ -232,6 +239,102 @@ def _ab(trees: list[str], requests: int, port: int) -> None:
     print(f"\n-> {out.relative_to(REPO)}")
 
 
+def _compare(variants: list[str], rounds: int, batches: list[int], clients: list[int], seconds: float, threads: int, port: int, merge: str) -> None:
+    """One worker with each of ``variants`` (``NAME=SERVE OPTIONS``), ``rounds`` rounds; each round
+    measures the in-process figure at every batch size, then every variant's server at every
+    (batch, clients), then the in-process figure again; a row's ratio is to its round's larger
+    in-process figure, so a change of load between rounds moves both sides of it."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    key = generate_key("block", ARCH["patch_size"], 3, 32, seed=0)
+    served = transform_model(models.create("convmixer", **ARCH), key).eval()
+    bodies = {}
+    for n in batches:
+        buf = io.BytesIO()
+        np.save(buf, encrypt_images(torch.rand(n, 3, 32, 32), key).numpy(), allow_pickle=False)
+        bodies[n] = buf.getvalue()
+    named = [(v.split("=", 1)[0], tuple(v.split("=", 1)[1].split())) for v in variants]
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = models.save(served, Path(tmp) / "served", extra={"keyed": public_params(key)})
+        for round_ in range(rounds):
+            before = {n: _in_process(served, n, seconds / 2) for n in batches}
+            measured = []
+            for name, extra in named:
+                proc = _start(path, port, batching=True, threads=threads, workers=1, merge=merge, extra=extra)
+                try:
+                    asyncio.run(_load(f"http://127.0.0.1:{port}", bodies[batches[0]], 8, 1.0))  # warm-up
+                    for n in batches:
+                        for c in clients:
+                            cpu, start, load = _cpu_seconds(proc.pid), time.perf_counter(), os.getloadavg()[0]
+                            latencies, ok, errors = asyncio.run(_load(f"http://127.0.0.1:{port}", bodies[n], c, seconds))
+                            wall = time.perf_counter() - start
+                            measured.append(
+                                {
+                                    "variant": name,
+                                    "options": " ".join(extra),
+                                    "round": round_,
+                                    "batch": n,
+                                    "clients": c,
+                                    "requests": ok,
+                                    "errors": errors,
+                                    "images_per_s": ok * n / wall,
+                                    "p50_ms": 1000 * statistics.median(latencies),
+                                    "server_cpu_ms_per_request": 1000 * (_cpu_seconds(proc.pid) - cpu) / max(ok, 1),
+                                    "load_average": load,
+                                }
+                            )
+                finally:
+                    proc.terminate()
+                    proc.wait(timeout=30)
+            after = {n: _in_process(served, n, seconds / 2) for n in batches}
+            for r in measured:
+                r["in_process_images_per_s"] = (before[r["batch"]], after[r["batch"]])
+                r["ratio"] = r["images_per_s"] / max(before[r["batch"]], after[r["batch"]])
+            runs += measured
+    print(
+        f"One worker, transformed ConvMixer-{ARCH['dim']}/{ARCH['depth']}, {threads} torch thread(s), {seconds:.0f} s per row, "
+        f"{rounds} rounds (in-process figure before and after each round's servers; variants in turn)\n"
+    )
+    rows = []
+    for name, extra in named:
+        for n in batches:
+            for c in clients:
+                mine = [r for r in runs if r["variant"] == name and r["batch"] == n and r["clients"] == c]
+                ratios = [r["ratio"] for r in mine]
+                rows.append(
+                    [
+                        name,
+                        " ".join(extra) or "(defaults)",
+                        f"{c} × {n}",
+                        sum(r["errors"] for r in mine),
+                        f"{statistics.median(r['images_per_s'] for r in mine):,.0f}",
+                        f"{statistics.median(ratios):.2f} ({min(ratios):.2f}–{max(ratios):.2f})",
+                        f"{statistics.median(r['server_cpu_ms_per_request'] for r in mine):.2f}",
+                        f"{statistics.median(r['p50_ms'] for r in mine):.1f}",
+                        ", ".join(f"{r['load_average']:.1f}" for r in mine),
+                    ]
+                )
+    print(
+        markdown_table(
+            [
+                "variant",
+                "serve options",
+                "clients × images",
+                "errors",
+                "images/s (median)",
+                "× in-process (median, min–max)",
+                "server CPU ms/request",
+                "p50 ms",
+                "load average (1 min) per round",
+            ],
+            rows,
+        )
+    )
+    out = write_result("serve_load_compare", {"model": {"architecture": "convmixer", **ARCH}, "seconds_per_run": seconds, "runs": runs})
+    print(f"\n-> {out.relative_to(REPO)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 and 8 clients, 3 s per row")
@@ -252,9 +355,21 @@ def main() -> None:
         "--ab", nargs="+", metavar="SRC", help="compare these source trees (src folders) at 1 client × 1 image instead (see the module's docstring)"
     )
     parser.add_argument("--ab-requests", type=int, default=1000, help="requests per run with --ab (default 1000)")
+    parser.add_argument(
+        "--compare",
+        nargs="+",
+        metavar="NAME=OPTIONS",
+        help="compare one-worker servers run with these extra serve options instead, in interleaved rounds (see _compare), "
+        "e.g. 'whole=--no-compile --chunk 256' 'chunked=--no-compile'",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="rounds with --compare (default 3)")
+    parser.add_argument("--clients", type=int, nargs="+", default=[8], help="concurrent clients with --compare (default: 8)")
     args = parser.parse_args()
     if args.ab:
         _ab(args.ab, args.ab_requests, args.port)
+        return
+    if args.compare:
+        _compare(args.compare, args.rounds, args.batch, args.clients, args.seconds or 6.0, args.threads, args.port, args.batch_size)
         return
     torch.set_num_threads(args.threads)
     concurrency = [1, 8] if args.quick else [1, 8, 32]

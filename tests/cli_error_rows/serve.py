@@ -27,6 +27,7 @@ ROWS = [
         "--read-timeout must be a finite number in (0, 86400]",
     ),
     ("serve-threads-zero", ["serve", "{model}", "--no-auth", "--port", "0", "--threads", "0"], "--threads must be an integer ≥ 1"),
+    ("serve-chunk-zero", ["serve", "{model}", "--no-auth", "--port", "0", "--chunk", "0"], "--chunk must be an integer ≥ 1"),
     ("serve-idle-timeout-zero", ["serve", "{model}", "--no-auth", "--port", "0", "--idle-timeout", "0"], "--idle-timeout must be a finite number"),
     (
         "serve-shutdown-timeout-negative",

@@ -35,5 +35,5 @@ from veilnet._lazy import exports
 
 #: The submodules whose ``__all__`` this package exports, each imported on the first use of one of its names.
 __getattr__, __dir__, __all__ = exports(
-    __name__, __file__, ("alexnet", "convmixer", "inputs", "io", "lenet", "normalize", "prepared", "registry", "resnet_cifar", "unet", "vgg", "vit")
+    __name__, __file__, ("alexnet", "convmixer", "folded", "inputs", "io", "lenet", "normalize", "prepared", "registry", "resnet_cifar", "unet", "vgg", "vit")
 )

@@ -41,6 +41,7 @@ from torch import nn
 
 from veilnet.data.cache import cache_dir
 from veilnet.errors import ConfigError, OutputWriteError, ShapeError
+from veilnet.models.folded import FoldedCache
 from veilnet.models.prepared import Prepared, prepare
 from veilnet.paths import write_text
 
@@ -74,6 +75,11 @@ class PostAveraging(nn.Module):
             the first batch's, so every batch of points after it runs at that size, the last one
             padded), eagerly where compiling is off or impossible. A model already prepared is
             used as it is.
+        fold: calls without gradients (``torch.no_grad``, ``torch.inference_mode``) on a model in
+            eval mode run an inference copy of it: batch norm folded into the convolutions, in
+            channels-last memory format (:mod:`veilnet.models.folded`; compiled too with
+            ``compile``), rebuilt when the model's weights change. Its outputs equal the model's
+            up to float rounding. Calls with gradients (attacks) always run the model itself.
         generator: source of the fresh directions when ``seed`` is None (default: torch's global RNG).
             Inside :meth:`sample_generators`, each image draws from its own generator instead.
 
@@ -103,6 +109,7 @@ class PostAveraging(nn.Module):
         batch_size: int | None = None,
         generator: torch.Generator | None = None,
         compile: bool = False,
+        fold: bool = True,
     ) -> None:
         super().__init__()
         if directions < 1:
@@ -116,6 +123,8 @@ class PostAveraging(nn.Module):
         if (max_points is not None and max_points < 1) or (batch_size is not None and batch_size < 1):
             raise ConfigError(f"max_points and batch_size must be positive, got {max_points} and {batch_size}")
         self.model = prepare(model) if compile else model
+        eager = model.eager if isinstance(model, Prepared) else model
+        self._folded = FoldedCache(eager, wrap=prepare if compile else None) if fold else None
         self.directions = int(directions)
         self.radius = float(radius)
         self.space = space
@@ -229,7 +238,10 @@ class PostAveraging(nn.Module):
         dirs = self.sample_directions(n, images.shape[1:], images.device, generators)
         batch_size = self.batch_size or tuned_batch_size(self.model, images)
         batches = self.neighbours(images, dirs).flatten(0, 1).split(batch_size)
-        logits = torch.cat([self.model(batch) for batch in batches]).reshape(n, points, -1)
+        model = self.model
+        if self._folded is not None and not torch.is_grad_enabled():
+            model = self._folded.get() or model
+        logits = torch.cat([model(batch) for batch in batches]).reshape(n, points, -1)
         if self.reduce == "logits":
             return logits.mean(1)
         return torch.logsumexp(F.log_softmax(logits, dim=2), dim=1) - math.log(points)

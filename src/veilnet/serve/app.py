@@ -160,15 +160,40 @@ def _responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {s: {"description": WHY[s], "model": ErrorBody} for s in statuses}
 
 
-#: Items per compiled forward pass of a served model (``--compile``): the typical request's 8 images.
+#: Items per compiled model call of a served model (``--compile``): the typical request's 8 images.
 COMPILED_CHUNK = 8
+#: The batch sizes an eager CPU model is timed at on start-up to choose its chunk (:func:`fastest_chunk`).
+CHUNK_CANDIDATES = (1, 2, 4, 8, 16, 32, 64)
+
+
+def fastest_chunk(model: nn.Module, expectation: kinds.Expectation, *, rounds: int = 3) -> int:
+    """The batch size of :data:`CHUNK_CANDIDATES` at which ``model`` (eval mode, on the CPU) takes
+    the least CPU time per item on this machine: each size timed ``rounds`` times on zeros, the
+    fastest round kept. CPU time (this process's, so torch's worker threads count) rather than
+    wall time, so other jobs on the machine disturb the choice less.
+
+    A merged pass is not always cheapest in one call: on a CPU a large batch's activations can
+    outgrow the cache, so the cost per item can rise with the batch, and where it is lowest
+    depends on the model and the machine."""
+    import time
+
+    x = torch.zeros((max(CHUNK_CANDIDATES), *expectation.input_shape), dtype=getattr(torch, expectation.dtype))
+    best = dict.fromkeys(CHUNK_CANDIDATES, float("inf"))
+    with torch.inference_mode():
+        for _ in range(rounds):
+            for size in CHUNK_CANDIDATES:
+                start = time.process_time()
+                model(x[:size])
+                best[size] = min(best[size], (time.process_time() - start) / size)
+    return min(CHUNK_CANDIDATES, key=best.__getitem__)
 
 
 @dataclass(frozen=True)
 class ServedModel:
     """A transformed model ready to serve: the module, its :class:`~veilnet.serve.kinds.Expectation`,
     the shape of one output (``(K,)`` for a classifier's logits) and its dtype, the public part of its card,
-    and the names of its classes (the card's ``classes`` when they are K strings, else None)."""
+    the names of its classes (the card's ``classes`` when they are K strings, else None), and
+    ``chunk``, the most items :meth:`forward` gives the model in one call (None: a whole pass)."""
 
     model: nn.Module
     expectation: kinds.Expectation
@@ -177,21 +202,25 @@ class ServedModel:
     card: dict[str, str]
     device: str = "cpu"
     classes: tuple[str, ...] | None = None
+    chunk: int | None = None
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], *, device: str = "cpu", compile: bool = False) -> ServedModel:
+    def load(cls, path: str | os.PathLike[str], *, device: str = "cpu", compile: bool = False, chunk: int | None = None) -> ServedModel:
         """Load a model saved by :func:`veilnet.models.save` whose card names its kind
         (ModelFormatError otherwise), and run it once on zeros to learn its output's shape."""
         from veilnet import models
 
         model = models.load(path, device=device)
-        return cls.from_model(model, model.veilnet_card, device=device, compile=compile)
+        return cls.from_model(model, model.veilnet_card, device=device, compile=compile, chunk=chunk)
 
     @classmethod
-    def from_model(cls, model: nn.Module, card: dict[str, Any], *, device: str = "cpu", compile: bool = False) -> ServedModel:
-        """``compile`` prepares the model with :func:`veilnet.models.prepare` in chunks of
-        :data:`COMPILED_CHUNK` items (a request of 8 images is one chunk; a merged pass runs as
-        several); it compiles on the start-up pass, before ``/healthz`` reports ready."""
+    def from_model(cls, model: nn.Module, card: dict[str, Any], *, device: str = "cpu", compile: bool = False, chunk: int | None = None) -> ServedModel:
+        """A merged forward pass (:mod:`veilnet.serve.batching`) calls the model on ``chunk`` items
+        at a time. ``compile`` prepares the model with :func:`veilnet.models.prepare` for calls of
+        ``chunk`` items (default :data:`COMPILED_CHUNK`: a request of 8 images is one call); it
+        compiles on the start-up pass, before ``/healthz`` reports ready. An eager model on the
+        CPU takes ``chunk`` items per call, by default the size :func:`fastest_chunk` measures
+        here; on a GPU a whole pass, unless ``chunk`` is given."""
         from veilnet.errors import ModelFormatError
         from veilnet.models import prepare
 
@@ -204,7 +233,11 @@ class ServedModel:
             raise ModelFormatError(
                 f"model {card.get('architecture')!r} does not take its card's input {expectation.input_shape}: {codec.first_line(exc)}"
             ) from None
-        model = prepare(model, compile=compile, chunk=COMPILED_CHUNK)
+        model = prepare(model, compile=compile, chunk=chunk or COMPILED_CHUNK)
+        if chunk is None and model.compiled:
+            chunk = model.chunk
+        elif chunk is None and torch.device(device).type == "cpu":
+            chunk = fastest_chunk(model, expectation)
         names = card.get("classes")
         classes = tuple(names) if isinstance(names, list) and out.ndim == 2 and len(names) == out.shape[1] and all(isinstance(n, str) for n in names) else None
         return cls(
@@ -215,6 +248,7 @@ class ServedModel:
             card=public_card(card),
             device=device,
             classes=classes,
+            chunk=chunk,
         )
 
     @property
@@ -223,8 +257,13 @@ class ServedModel:
         return self.output_shape[0] if len(self.output_shape) == 1 else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The model's output for ``x``, computed ``chunk`` items at a time (rows are independent
+        in eval mode)."""
         with torch.inference_mode():
-            return self.model(x.to(self.device)).cpu()
+            x = x.to(self.device)
+            if self.chunk is None or x.shape[0] <= self.chunk:
+                return self.model(x).cpu()
+            return torch.cat([self.model(part) for part in x.split(self.chunk)]).cpu()
 
     def info(self, limits: Limits) -> dict[str, Any]:
         """The ``/v1/info`` document (:class:`ModelInfo`)."""
@@ -476,6 +515,7 @@ def run(
     log_level: str = "info",
     ui: bool = True,
     compile: bool = False,
+    chunk: int | None = None,
 ) -> None:
     """Serve ``model`` (a :class:`ServedModel`, or a path :meth:`ServedModel.load` reads on
     ``device``) until SIGTERM or SIGINT, with the deadlines, connection caps and shutdown bound of
@@ -485,8 +525,8 @@ def run(
     processes sharing the port (``SO_REUSEPORT``), each loading ``model`` (then a path) with its
     own batcher and ``threads`` torch threads. ``tls`` is (certificate file, private key file) for
     HTTPS; without it a non-loopback address gets a warning, since tokens would cross the network
-    in clear. ``ui`` serves the browser client at ``/`` (:func:`mount_ui`). ``compile``: see
-    :meth:`ServedModel.from_model` (for a model given as a path).
+    in clear. ``ui`` serves the browser client at ``/`` (:func:`mount_ui`). ``compile`` and
+    ``chunk``: see :meth:`ServedModel.from_model` (for a model given as a path).
     """
     import functools
 
@@ -495,7 +535,7 @@ def run(
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if workers > 1 and isinstance(model, ServedModel):
         raise TypeError("workers > 1 load the model in each process: pass its path")
-    served = model if isinstance(model, ServedModel) else ServedModel.load(model, device=device, compile=compile)
+    served = model if isinstance(model, ServedModel) else ServedModel.load(model, device=device, compile=compile, chunk=chunk)
     e = served.expectation
     log.info(
         "serving %s (kind %s, input N×%s %s, output N×%s) on %s://%s:%d, %d worker process(es)",
@@ -512,7 +552,7 @@ def run(
     c = connections
     log.info(
         "limits: %d items and %d bytes per request, %g s to receive its head and %g s the whole request, %g s idle, "
-        "%d connections (%d per address), %g s to shut down; batching: %s",
+        "%d connections (%d per address), %g s to shut down; batching: %s; %s",
         limits.max_batch,
         body_limit(e, limits),
         c.head_timeout_s,
@@ -522,6 +562,7 @@ def run(
         c.max_per_client,
         c.shutdown_timeout_s,
         f"up to {batching.max_images} items, wait {batching.wait_ms} ms" if batching.enabled else "off",
+        "the whole pass in one model call" if served.chunk is None else f"{served.chunk} items per model call",
     )
     if tls is None and host not in ("127.0.0.1", "localhost", "::1"):
         log.warning(
@@ -537,7 +578,7 @@ def run(
     else:
         del served  # each worker loads its own
         make_app = functools.partial(
-            _worker_app, os.fspath(model), device, threads, tuple(tokens) if tokens is not None else None, limits, batching, ui=ui, compile=compile
+            _worker_app, os.fspath(model), device, threads, tuple(tokens) if tokens is not None else None, limits, batching, ui=ui, compile=compile, chunk=chunk
         )  # type: ignore[arg-type]
         server.serve(make_app, host=host, port=port, limits=connections, workers=workers, tls=tls, log_level=log_level)
 
@@ -552,11 +593,12 @@ def _worker_app(
     *,
     ui: bool = True,
     compile: bool = False,
+    chunk: int | None = None,
 ) -> FastAPI:
     """The application of one worker process of :func:`run` (loads its own model)."""
     if threads:
         torch.set_num_threads(threads)
-    return create_app(ServedModel.load(path, device=device, compile=compile), tokens=tokens, limits=limits, batching=batching, ui=ui)
+    return create_app(ServedModel.load(path, device=device, compile=compile, chunk=chunk), tokens=tokens, limits=limits, batching=batching, ui=ui)
 
 
 @contextlib.contextmanager
