@@ -1,0 +1,189 @@
+"""One command on several processes: torch.distributed as ``torchrun`` starts it.
+
+``torchrun --nproc-per-node N -m veilnet train ...`` starts N copies of the command, each with
+``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT`` in its environment
+(``--nnodes M`` with a rendezvous endpoint spreads them over M machines). :func:`session` reads
+that environment and joins the process group (gloo on the CPU, NCCL on CUDA, one GPU per
+process: ``cuda:LOCAL_RANK``); a command started without torchrun is a world of one process and
+none of this costs it anything. The helpers below are collective: every rank calls them at the
+same point, in the same order.
+
+* :func:`current` — this process's :class:`World` (rank, size, local rank); :meth:`World.part`
+  cuts ``n`` items into the contiguous block this rank owns.
+* :func:`wrap` — a model under DistributedDataParallel (gradients averaged over the ranks).
+* :func:`from_main` — run a check or a read on rank 0 only and hand its result (or its
+  :class:`~veilnet.errors.VeilnetError`) to every rank, so the ranks fail together and a
+  folder on one machine is read by one process.
+* :func:`gather`, :func:`all_sum`, :func:`barrier` — merge per-rank results.
+* :func:`rank_seed` — the seed of this rank's own random stream.
+
+Only rank 0 writes files and draws progress bars (:func:`is_main`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from veilnet.errors import ConfigError
+
+T = TypeVar("T")
+
+#: The variables torchrun sets for each process it starts.
+ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place: ``rank`` in ``size`` processes, ``local_rank`` on its machine."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        """Rank 0: the one process that writes files and shows progress."""
+        return self.rank == 0
+
+    def part(self, n: int) -> slice:
+        """This rank's contiguous block of ``n`` items, cut as :func:`torch.tensor_split` cuts
+        (the first ``n mod size`` ranks get one item more; a rank may get none)."""
+        q, m = divmod(n, self.size)
+        start = self.rank * q + min(self.rank, m)
+        return slice(start, start + q + (self.rank < m))
+
+
+def from_env(environ: dict[str, str] | None = None) -> World:
+    """The :class:`World` torchrun's variables describe (a world of one without them)."""
+    env = os.environ if environ is None else environ
+    if not any(name in env for name in ENV):
+        return World()
+    try:
+        rank, size, local = (int(env[name]) for name in ENV)
+    except (KeyError, ValueError):
+        raise ConfigError(
+            f"torch.distributed needs {', '.join(ENV)} set to integers (torchrun sets them); got " + ", ".join(f"{n}={env.get(n)!r}" for n in ENV)
+        ) from None
+    if not 0 <= rank < size or local < 0:
+        raise ConfigError(f"RANK={rank} does not lie in a world of WORLD_SIZE={size} processes")
+    return World(rank, size, local)
+
+
+def current() -> World:
+    """This process's :class:`World`: that of the joined process group, else a world of one."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return World()
+    return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def is_main() -> bool:
+    """Whether this process is rank 0 (always, without a process group)."""
+    return current().main
+
+
+@contextmanager
+def session(device: torch.device) -> Iterator[torch.device]:
+    """Join the process group torchrun's environment describes for the length of the block and
+    yield this rank's device: ``cuda:LOCAL_RANK`` (NCCL) for a CUDA ``device``, the CPU (gloo)
+    for a CPU one. Without torchrun it yields ``device`` and starts nothing."""
+    world = from_env()
+    if world.size == 1 or (dist.is_available() and dist.is_initialized()):
+        yield device
+        return
+    if device.type == "cuda":
+        device = torch.device("cuda", world.local_rank)
+        torch.cuda.set_device(device)
+        backend = "nccl"
+    elif device.type == "cpu":
+        backend = "gloo"
+    else:
+        raise ConfigError(f"--device {device.type} cannot run under torchrun: use cpu (gloo) or cuda (NCCL)")
+    dist.init_process_group(backend, device_id=device if device.type == "cuda" else None)
+    try:
+        yield device
+    finally:
+        dist.destroy_process_group()
+
+
+def wrap(model: nn.Module, device: torch.device) -> nn.Module:
+    """``model`` under DistributedDataParallel when there are several ranks, else ``model``.
+
+    DDP averages the gradients over the ranks after each backward pass and broadcasts rank 0's
+    buffers (batch-norm running statistics) before each forward pass; each rank's batch-norm
+    layers normalise by the statistics of that rank's part of the batch (SyncBatchNorm, which
+    would use the whole batch's, runs on GPUs only).
+    """
+    if current().size == 1:
+        return model
+    return nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+
+
+def _collective_device() -> torch.device:
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+def from_main(fn: Callable[[], T]) -> T:
+    """``fn()`` run on rank 0 only, its value (or the :class:`~veilnet.errors.VeilnetError` it
+    raised) handed to every rank, which return (or raise) the same."""
+    if current().size == 1:
+        return fn()
+    box: list[Any] = [None]
+    if is_main():
+        try:
+            box[0] = ("value", fn())
+        except Exception as exc:
+            from veilnet.errors import VeilnetError
+
+            box[0] = ("error", exc if isinstance(exc, VeilnetError) else RuntimeError(f"rank 0 failed: {type(exc).__name__}: {exc}"))
+            dist.broadcast_object_list(box, src=0, device=_collective_device())
+            raise
+    dist.broadcast_object_list(box, src=0, device=_collective_device())
+    kind, value = box[0]
+    if kind == "error":
+        raise value
+    return value
+
+
+def gather(obj: T) -> list[T]:
+    """Every rank's ``obj``, in rank order, on every rank (``[obj]`` without a process group)."""
+    if current().size == 1:
+        return [obj]
+    out: list[Any] = [None] * current().size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def all_sum(values: Sequence[float]) -> list[float]:
+    """The element-wise sum of ``values`` over the ranks (float64)."""
+    if current().size == 1:
+        return [float(v) for v in values]
+    total = torch.tensor([float(v) for v in values], dtype=torch.float64, device=_collective_device())
+    dist.all_reduce(total)
+    return total.tolist()
+
+
+def barrier() -> None:
+    """Wait for every rank (nothing without a process group)."""
+    if current().size > 1:
+        dist.barrier()
+
+
+def rank_seed(seed: int) -> int:
+    """The seed of this rank's own stream of the run seeded ``seed``: ``seed`` itself on rank 0
+    (so one process draws what rank 0 draws), a SHA-256 derived 63-bit seed on the others."""
+    rank = current().rank
+    if rank == 0:
+        return seed
+    return int.from_bytes(hashlib.sha256(repr((int(seed), "rank", rank)).encode()).digest()[:8], "big") & (2**63 - 1)
+
+
+__all__ = ["ENV", "World", "all_sum", "barrier", "current", "from_env", "from_main", "gather", "is_main", "rank_seed", "session", "wrap"]

@@ -1,0 +1,87 @@
+"""Commands under torchrun (:mod:`veilnet.distributed`, docs/distributed.md): two gloo processes
+on the CPU train to the weights one process reaches with the same global batch, only rank 0
+writes and prints, a resume under another number of processes is refused in one line; the
+world's arithmetic (parts, environment, per-rank seeds)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import veilnet
+from veilnet import distributed, models
+from veilnet.cli import main
+from veilnet.errors import ConfigError
+
+SRC = Path(veilnet.__file__).resolve().parents[1]
+
+
+def torchrun(processes: int, argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``torchrun --standalone --nproc-per-node processes -m veilnet ARGV`` (a free port of its own)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(processes), "-m", "veilnet", *argv]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+# 100 images in global batches of 33: rank parts of 17 and 16, and a last batch of one image
+# (rank 1 gets none), so a loss averaged per rank instead of over the global batch would differ.
+TRAIN = ["train", "--model", "lenet", "--data", "digits", "--subset", "10", "--epochs", "1", "--batch-size", "33"]
+TRAIN += ["--optimizer", "adam", "--lr", "0.003", "--label-smoothing", "0.1", "--seed", "4"]
+
+
+def test_two_processes_train_the_weights_of_one_with_the_same_global_batch(tmp_path, capsys):
+    assert main([*TRAIN, "-o", str(tmp_path / "one")]) == 0
+    capsys.readouterr()
+    run = torchrun(2, [*TRAIN, "-o", "two"], tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.count("test accuracy") == 1, run.stdout  # rank 0 alone reports
+
+    one, two = load_file(tmp_path / "one" / "model.safetensors"), load_file(tmp_path / "two" / "model.safetensors")
+    torch.manual_seed(4)
+    start = models.create("lenet", num_classes=10).state_dict()
+    for name, weight in one.items():
+        assert torch.allclose(two[name], weight, rtol=1e-5, atol=1e-6), name
+    assert max((one[k] - start[k]).abs().max().item() for k in one) > 1e-3  # it trained: the equality means something
+    m1, m2 = (json.loads((tmp_path / run / "metrics.json").read_text())[0] for run in ("one", "two"))
+    assert m2["train_loss"] == pytest.approx(m1["train_loss"], rel=1e-6)
+    assert m2["train_accuracy"] == m1["train_accuracy"] and m2["test_accuracy"] == m1["test_accuracy"]
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(p.name for p in (tmp_path / "one").iterdir())
+
+    # The checkpoint holds two processes' random states: one process may not resume it.
+    assert main([*TRAIN, "--resume", "-o", str(tmp_path / "two")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "written by 2 processes and this run has 1 process" in err[0]
+
+
+def test_parts_cut_like_tensor_split_and_cover_every_item_once():
+    for n in (0, 1, 5, 33):
+        for size in (1, 2, 3, 7):
+            parts = [distributed.World(rank, size).part(n) for rank in range(size)]
+            expected = torch.tensor_split(torch.arange(n), size)
+            assert [torch.arange(n)[p].tolist() for p in parts] == [e.tolist() for e in expected]
+
+
+def test_the_world_comes_from_torchruns_variables():
+    assert distributed.from_env({}) == distributed.World(0, 1, 0)
+    assert distributed.from_env({"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1"}) == distributed.World(3, 4, 1)
+    with pytest.raises(ConfigError, match="RANK=4 does not lie in a world of WORLD_SIZE=4"):
+        distributed.from_env({"RANK": "4", "WORLD_SIZE": "4", "LOCAL_RANK": "0"})
+    with pytest.raises(ConfigError, match="set to integers"):
+        distributed.from_env({"RANK": "0", "WORLD_SIZE": "two", "LOCAL_RANK": "0"})
+
+
+def test_a_single_process_is_a_world_of_one():
+    world = distributed.current()
+    assert world == distributed.World() and world.main and distributed.is_main()
+    assert distributed.rank_seed(7) == 7
+    assert distributed.gather({"a": 1}) == [{"a": 1}] and distributed.all_sum([1, 2.5]) == [1.0, 2.5]
+    assert distributed.from_main(lambda: "x") == "x"
+    with distributed.session(torch.device("cpu")) as device:
+        assert device == torch.device("cpu") and not torch.distributed.is_initialized()
