@@ -85,3 +85,48 @@ def test_a_single_process_is_a_world_of_one():
     assert distributed.from_main(lambda: "x") == "x"
     with distributed.session(torch.device("cpu")) as device:
         assert device == torch.device("cpu") and not torch.distributed.is_initialized()
+
+
+def test_a_robust_evaluation_shared_by_two_processes_is_the_one_process_evaluation(tmp_path, capsys):
+    """The ranks share the attacks (one paper-protocol attack and one adaptive attack each) and
+    rank 0 merges: every number but the timings equals the single process's."""
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "lenet",
+                "--data",
+                "digits",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "32",
+                "--optimizer",
+                "adam",
+                "--lr",
+                "0.003",
+                "-o",
+                str(tmp_path / "m"),
+            ]
+        )
+        == 0
+    )
+    evaluate = ["robust", "evaluate", str(tmp_path / "m"), "--attacks", "fgsm,square,deepfool,eot-pgd", "--n-per-class", "2", "--directions", "2"]
+    evaluate += ["--draws", "2", "--set", "square.queries=5", "eot-pgd.steps=2", "eot-pgd.eot_samples=2", "deepfool.steps=5", "--seed", "3", "--eps", "16/255"]
+    assert main([*evaluate, "-o", str(tmp_path / "one")]) == 0
+    capsys.readouterr()
+    run = torchrun(2, [*evaluate, "-o", "two"], tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.count("wrote ") == 1, run.stdout  # rank 0 alone reports
+
+    def rows(folder: str) -> dict:
+        saved = json.loads((tmp_path / folder / "evaluation.json").read_text())
+        for row in saved["paper"] + saved["adaptive"]:
+            del row["seconds"]
+        return saved
+
+    one, two = rows("one"), rows("two")
+    assert [r["attack"] for r in two["paper"]] == ["fgsm", "deepfool"] and [r["attack"] for r in two["adaptive"]] == ["square", "eot-pgd"]
+    assert two == one
+    assert sum(r["num_adversarial"] for r in one["paper"]) > 0 and sum(r["num_attacked"] for r in one["adaptive"]) > 0  # the rows hold results

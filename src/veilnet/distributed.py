@@ -27,6 +27,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import torch
@@ -39,6 +40,10 @@ T = TypeVar("T")
 
 #: The variables torchrun sets for each process it starts.
 ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+#: How long a rank waits for the others at a collective before it fails: an evaluation's ranks
+#: may finish their shares hours apart (torch's default is 30 minutes). A rank that dies ends the
+#: job sooner: torchrun stops the others.
+WAIT = timedelta(hours=48)
 
 
 @dataclass(frozen=True)
@@ -107,7 +112,7 @@ def session(device: torch.device) -> Iterator[torch.device]:
         backend = "gloo"
     else:
         raise ConfigError(f"--device {device.type} cannot run under torchrun: use cpu (gloo) or cuda (NCCL)")
-    dist.init_process_group(backend, device_id=device if device.type == "cuda" else None)
+    dist.init_process_group(backend, timeout=WAIT, device_id=device if device.type == "cuda" else None)
     try:
         yield device
     finally:
@@ -186,4 +191,4 @@ def rank_seed(seed: int) -> int:
     return int.from_bytes(hashlib.sha256(repr((int(seed), "rank", rank)).encode()).digest()[:8], "big") & (2**63 - 1)
 
 
-__all__ = ["ENV", "World", "all_sum", "barrier", "current", "from_env", "from_main", "gather", "is_main", "rank_seed", "session", "wrap"]
+__all__ = ["ENV", "WAIT", "World", "all_sum", "barrier", "current", "from_env", "from_main", "gather", "is_main", "rank_seed", "session", "wrap"]
