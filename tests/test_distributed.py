@@ -130,3 +130,21 @@ def test_a_robust_evaluation_shared_by_two_processes_is_the_one_process_evaluati
     assert [r["attack"] for r in two["paper"]] == ["fgsm", "deepfool"] and [r["attack"] for r in two["adaptive"]] == ["square", "eot-pgd"]
     assert two == one
     assert sum(r["num_adversarial"] for r in one["paper"]) > 0 and sum(r["num_attacked"] for r in one["adaptive"]) > 0  # the rows hold results
+
+
+def test_a_keyed_evaluation_shared_by_two_processes_is_the_one_process_evaluation(tmp_path, capsys):
+    """The ranks share the random wrong keys (three and two of five) and merge them in order."""
+    train = ["train", "--model", "convmixer", "--arg", "dim=16", "--arg", "depth=1", "--arg", "kernel_size=3", "--arg", "patch_size=4"]
+    assert main([*train, "--data", "digits", "--subset", "30", "--epochs", "2", "--optimizer", "adam", "--lr", "0.01", "-o", str(tmp_path / "cm")]) == 0
+    key = ["key", "new", "--scheme", "block", "--block-size", "4", "--channels", "3", "--image-size", "32", "-o", str(tmp_path / "k.json")]
+    assert main(key) == 0
+    evaluate = ["keyed", "evaluate", str(tmp_path / "cm"), "--key", str(tmp_path / "k.json"), "--data", "digits", "--n-per-class", "10"]
+    evaluate += ["--random-keys", "5", "--seed", "2"]
+    assert main([*evaluate, "-o", str(tmp_path / "one")]) == 0
+    capsys.readouterr()
+    run = torchrun(2, [*evaluate, "-o", "two"], tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.count("evaluation.json") == 1, run.stdout  # rank 0 alone reports
+    one, two = (json.loads((tmp_path / folder / "evaluation.json").read_text()) for folder in ("one", "two"))
+    assert two == one
+    assert len(set(one["random_keys"]["accuracies"])) > 1  # the keys' accuracies differ, so their order is checked
