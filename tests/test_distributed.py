@@ -60,6 +60,28 @@ def test_two_processes_train_the_weights_of_one_with_the_same_global_batch(tmp_p
     assert len(err) == 1 and "written by 2 processes and this run has 1 process" in err[0]
 
 
+def test_two_processes_train_a_complex_network_and_its_critic_as_one_does(tmp_path):
+    """Eq. 9's step shared by two ranks — counterparts on the other rank, the critic's scale and
+    Eq. 8's means over the whole batch, the gradients summed — reaches one process's weights."""
+    train = ["complex", "train", "--model", "complex-lenet", "--data", "digits", "--subset", "10", "--epochs", "1", "--batch-size", "33"]
+    train += ["--lr", "0.003", "--seed", "4"]
+    assert main([*train, "-o", str(tmp_path / "one")]) == 0
+    run = torchrun(2, [*train, "-o", "two"], tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    for name in ("model.safetensors", "discriminator.safetensors"):
+        one, two = load_file(tmp_path / "one" / name), load_file(tmp_path / "two" / name)
+        for key, weight in one.items():
+            if name.startswith("discriminator") and key == "fc.bias":
+                # Eq. 8 and the penalty do not depend on D's last bias: its gradient is rounding
+                # noise, which Adam turns into steps of ±d_lr (1e-4), one per step (4 here).
+                assert (two[key] - weight).abs().max() <= 4 * 1e-4 + 1e-6
+                continue
+            assert torch.allclose(two[key], weight, rtol=1e-5, atol=1e-6), (name, key)
+    m1, m2 = (json.loads((tmp_path / run / "metrics.json").read_text())[0] for run in ("one", "two"))
+    for key in ("task_loss", "adversarial_loss", "d_loss", "wasserstein", "gradient_penalty"):
+        assert m2[key] == pytest.approx(m1[key], rel=1e-5), key
+
+
 def test_parts_cut_like_tensor_split_and_cover_every_item_once():
     for n in (0, 1, 5, 33):
         for size in (1, 2, 3, 7):

@@ -10,7 +10,10 @@ same point, in the same order.
 
 * :func:`current` — this process's :class:`World` (rank, size, local rank); :meth:`World.part`
   cuts ``n`` items into the contiguous block this rank owns.
-* :func:`wrap` — a model under DistributedDataParallel (gradients averaged over the ranks).
+* :func:`wrap` — a model under DistributedDataParallel (gradients averaged over the ranks);
+  :func:`sum_gradients` and :func:`total` for a step DDP cannot take (one that calls a model's
+  parts one by one, or differentiates a critic twice): the gradients summed over the ranks, and
+  a sum over the ranks that gradients flow back through.
 * :func:`from_main` — run a check or a read on rank 0 only and hand its result (or its
   :class:`~veilnet.errors.VeilnetError`) to every rank, so the ranks fail together and a
   folder on one machine is read by one process.
@@ -24,7 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -132,6 +135,43 @@ def wrap(model: nn.Module, device: torch.device) -> nn.Module:
     return nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
 
 
+def sum_gradients(parameters: Iterable[nn.Parameter]) -> None:
+    """Replace each parameter's gradient by its sum over the ranks (one flat all-reduce; a
+    missing gradient counts as zeros). Nothing without a process group."""
+    if current().size == 1:
+        return
+    params = [p for p in parameters if p.requires_grad]
+    grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in params]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    for p, chunk in zip(params, flat.split([g.numel() for g in grads])):
+        p.grad = chunk.view_as(p).clone()
+
+
+def total(value: torch.Tensor) -> torch.Tensor:
+    """``value`` summed over the ranks, differentiably: the backward pass sums each rank's
+    gradient of the total and hands it to every rank (``value`` itself without a process group)."""
+    if current().size == 1:
+        return value
+    return _Total.apply(value)
+
+
+class _Total(torch.autograd.Function):
+    """Sum over the ranks; its gradient is the sum of every rank's gradient (d total / d value_r = 1)."""
+
+    @staticmethod
+    def forward(ctx: Any, value: torch.Tensor) -> torch.Tensor:
+        out = value.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        out = grad.clone()
+        dist.all_reduce(out)
+        return out
+
+
 def _collective_device() -> torch.device:
     return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
 
@@ -191,4 +231,20 @@ def rank_seed(seed: int) -> int:
     return int.from_bytes(hashlib.sha256(repr((int(seed), "rank", rank)).encode()).digest()[:8], "big") & (2**63 - 1)
 
 
-__all__ = ["ENV", "WAIT", "World", "all_sum", "barrier", "current", "from_env", "from_main", "gather", "is_main", "rank_seed", "session", "wrap"]
+__all__ = [
+    "ENV",
+    "WAIT",
+    "World",
+    "all_sum",
+    "barrier",
+    "current",
+    "from_env",
+    "from_main",
+    "gather",
+    "is_main",
+    "rank_seed",
+    "session",
+    "sum_gradients",
+    "total",
+    "wrap",
+]

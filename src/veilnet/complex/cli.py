@@ -44,13 +44,19 @@ def _complex_or_refuse(model: Any, name: str, what: str | None = None) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from veilnet import distributed
     from veilnet.complex.training import ComplexTrainConfig, train_complex
+    from veilnet.devices import resolve_device
     from veilnet.training.cli import TRAIN_OPTIONS, setup_run
 
-    run = setup_run(args, ComplexTrainConfig, {**TRAIN_OPTIONS, **_ADVERSARIAL_OPTIONS}, init=_init_from, check=_complex_or_refuse)
-    result = train_complex(
-        run.model, run.train_split, args.output, config=run.config, test_split=run.test_split, resume=args.resume, force=args.force, device=run.device
-    )
+    with distributed.session(resolve_device(args.device)) as device:  # alone or under torchrun (rank 0 writes and reports)
+        run = setup_run(args, ComplexTrainConfig, {**TRAIN_OPTIONS, **_ADVERSARIAL_OPTIONS}, init=_init_from, check=_complex_or_refuse)
+        result = train_complex(
+            run.model, run.train_split, args.output, config=run.config, test_split=run.test_split, resume=args.resume, force=args.force, device=device
+        )
+        main = distributed.is_main()
+    if not main:
+        return 0
     acc = "n/a" if result.test_accuracy is None else f"{result.test_accuracy:.4f}"
     print(
         f"test accuracy {acc} (fresh θ and counterpart per image, seed {run.config.seed}) after "
