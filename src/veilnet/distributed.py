@@ -118,6 +118,7 @@ def session(device: torch.device) -> Iterator[torch.device]:
     dist.init_process_group(backend, timeout=WAIT, device_id=device if device.type == "cuda" else None)
     try:
         yield device
+        dist.barrier()  # no rank tears its connections down while another still uses them
     finally:
         dist.destroy_process_group()
 

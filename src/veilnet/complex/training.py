@@ -63,6 +63,15 @@ sees it), ``d_loss`` (D's loss, −L plus the penalty), ``gradient_penalty``, ``
 ``lr`` and, with a test split, ``test_accuracy`` (:func:`evaluate_complex`: a fresh θ and a
 counterpart per test sample, from a fixed seed, so the epochs are comparable).
 
+Several processes (``torchrun``, :mod:`veilnet.distributed`): every rank makes every draw of a
+step for the whole batch (the same generator), keeps its part of the batch and encodes its
+samples and their counterparts; the critic's scale and the means of Eq. 8 and of the penalty
+are sums over the ranks, and the gradients of the network and of D are summed over the ranks
+(:func:`veilnet.distributed.sum_gradients`) — the step calls the network's parts one by one and
+differentiates D twice, which DistributedDataParallel does not support. One epoch on N processes
+reaches the weights of one process (up to float rounding) for a network without ComplexNorm
+(whose training statistics are then each rank's) or dropout (each rank's own stream).
+
 Cost: an epoch's time beside its real baseline's (``split-*`` trained by
 :func:`veilnet.training.train`) is measured in docs/benchmarks.md (complex-valued networks, cost
 of training). For LeNet, whose whole network is small, D and its gradient penalty on k·N features
