@@ -25,6 +25,7 @@ Only rank 0 writes files and draws progress bars (:func:`is_main`).
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -108,6 +109,9 @@ def session(device: torch.device) -> Iterator[torch.device]:
         yield device
         return
     if device.type == "cuda":
+        if world.local_rank >= torch.cuda.device_count():
+            gpus = torch.cuda.device_count()
+            raise ConfigError(f"LOCAL_RANK={world.local_rank}, but this machine has {gpus} CUDA GPUs: start one process per GPU at most (--nproc-per-node)")
         device = torch.device("cuda", world.local_rank)
         torch.cuda.set_device(device)
         backend = "nccl"
@@ -118,6 +122,11 @@ def session(device: torch.device) -> Iterator[torch.device]:
     dist.init_process_group(backend, timeout=WAIT, device_id=device if device.type == "cuda" else None)
     try:
         yield device
+        # A DistributedDataParallel left for the interpreter's exit to destroy can abort the
+        # process ("terminate called without an active exception": 2 of 55 runs of a two-rank
+        # gloo script here, 0 of 70 with the wrapper collected first). The block's wrappers are
+        # unreachable by now: collect them while the group still stands.
+        gc.collect()
         dist.barrier()  # no rank tears its connections down while another still uses them
     finally:
         dist.destroy_process_group()

@@ -203,7 +203,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--decoys", choices=["all", "one"], help="each feature against all k − 1 decoys per step (default), or one drawn from them (k − 1 times cheaper for D)"
     )
-    p.set_defaults(func=_train)
+    p.set_defaults(func=_train, torchrun=True)
 
     e = group.add_parser(
         "evaluate",

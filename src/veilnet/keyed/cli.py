@@ -370,7 +370,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _random_keys_options(ev)
     add_device(ev)
     add_output(ev, help="output directory (evaluation.json, table.md, random_keys.png)")
-    ev.set_defaults(func=_evaluate)
+    ev.set_defaults(func=_evaluate, torchrun=True)
 
     at = keyed_sub.add_parser("attack", help="attacks on a keyed model: known-plaintext, weight-matching, ciphertext-only, random-keys, learned-inversion")
     at_sub = at.add_subparsers(dest="attack_kind", required=True, metavar="KIND", parser_class=type(at))

@@ -223,7 +223,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--sweep-radii", type=finite_floats, default=None, help="also sweep the radius over these values (paper Fig. 2)")
     evaluate.add_argument("--sweep-directions", type=finite_floats, default=None, help="also sweep K over these values, with time per image (paper Table 2)")
     evaluate.add_argument("--sweep-n-per-class", type=positive_int, default=10, help="images per class for the sweeps (default: 10)")
-    evaluate.set_defaults(func=_evaluate)
+    evaluate.set_defaults(func=_evaluate, torchrun=True)
     sweep = robust_sub.add_parser("sweep", help="defence rate against PGD and time per image over radii and numbers of directions")
     _common(sweep)
     sweep.set_defaults(n_per_class=10)

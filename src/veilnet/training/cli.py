@@ -242,7 +242,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=True,
         why="a ResNet-20 step ran 0.66-0.69x eager here, a ConvMixer step 0.95-1.13x; the warm-up is under a minute (docs/benchmarks.md, Compiled execution)",
     )
-    p.set_defaults(func=_train)
+    p.set_defaults(func=_train, torchrun=True)
 
     e = add_command(sub, "eval")
     e.add_argument("model", help="saved model (file, stem or directory)")
