@@ -16,6 +16,7 @@ import contextlib
 import importlib
 import logging
 import math
+import os
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from fractions import Fraction
@@ -223,7 +224,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = next((a for a in argv if not a.startswith("-")), "")
     args = build_parser(command if command in commands() else "").parse_args(argv)
     try:
-        with _show_log("veilnet.models.prepared", show=hasattr(args, "compile")):  # its one line: whether the model runs compiled
+        if os.environ.get("WORLD_SIZE", "1").strip() not in ("", "1") and not getattr(args, "torchrun", False):
+            # Each process would run the whole job and write the same files (docs/distributed.md).
+            name = " ".join(a for a in argv[:2] if not a.startswith("-"))
+            raise ConfigError(f"veilnet {name} runs in one process; start it without torchrun (WORLD_SIZE={os.environ['WORLD_SIZE']})")
+        # its one line: whether the model runs compiled (said by rank 0 alone under torchrun)
+        with _show_log("veilnet.models.prepared", show=hasattr(args, "compile") and os.environ.get("RANK", "0") == "0"):
             return int(args.func(args) or 0)
     except VeilnetError as exc:
         print(f"veilnet: error: {exc}", file=sys.stderr)

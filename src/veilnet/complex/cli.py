@@ -44,13 +44,19 @@ def _complex_or_refuse(model: Any, name: str, what: str | None = None) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from veilnet import distributed
     from veilnet.complex.training import ComplexTrainConfig, train_complex
+    from veilnet.devices import resolve_device
     from veilnet.training.cli import TRAIN_OPTIONS, setup_run
 
-    run = setup_run(args, ComplexTrainConfig, {**TRAIN_OPTIONS, **_ADVERSARIAL_OPTIONS}, init=_init_from, check=_complex_or_refuse)
-    result = train_complex(
-        run.model, run.train_split, args.output, config=run.config, test_split=run.test_split, resume=args.resume, force=args.force, device=run.device
-    )
+    with distributed.session(resolve_device(args.device)) as device:  # alone or under torchrun (rank 0 writes and reports)
+        run = setup_run(args, ComplexTrainConfig, {**TRAIN_OPTIONS, **_ADVERSARIAL_OPTIONS}, init=_init_from, check=_complex_or_refuse)
+        result = train_complex(
+            run.model, run.train_split, args.output, config=run.config, test_split=run.test_split, resume=args.resume, force=args.force, device=device
+        )
+        main = distributed.is_main()
+    if not main:
+        return 0
     acc = "n/a" if result.test_accuracy is None else f"{result.test_accuracy:.4f}"
     print(
         f"test accuracy {acc} (fresh θ and counterpart per image, seed {run.config.seed}) after "
@@ -197,7 +203,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--decoys", choices=["all", "one"], help="each feature against all k − 1 decoys per step (default), or one drawn from them (k − 1 times cheaper for D)"
     )
-    p.set_defaults(func=_train)
+    p.set_defaults(func=_train, torchrun=True)
 
     e = group.add_parser(
         "evaluate",

@@ -63,6 +63,15 @@ sees it), ``d_loss`` (D's loss, −L plus the penalty), ``gradient_penalty``, ``
 ``lr`` and, with a test split, ``test_accuracy`` (:func:`evaluate_complex`: a fresh θ and a
 counterpart per test sample, from a fixed seed, so the epochs are comparable).
 
+Several processes (``torchrun``, :mod:`veilnet.distributed`): every rank makes every draw of a
+step for the whole batch (the same generator), keeps its part of the batch and encodes its
+samples and their counterparts; the critic's scale and the means of Eq. 8 and of the penalty
+are sums over the ranks, and the gradients of the network and of D are summed over the ranks
+(:func:`veilnet.distributed.sum_gradients`) — the step calls the network's parts one by one and
+differentiates D twice, which DistributedDataParallel does not support. One epoch on N processes
+reaches the weights of one process (up to float rounding) for a network without ComplexNorm
+(whose training statistics are then each rank's) or dropout (each rank's own stream).
+
 Cost: an epoch's time beside its real baseline's (``split-*`` trained by
 :func:`veilnet.training.train`) is measured in docs/benchmarks.md (complex-valued networks, cost
 of training). For LeNet, whose whole network is small, D and its gradient penalty on k·N features
@@ -89,7 +98,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from veilnet import metrics, models
+from veilnet import distributed, metrics, models
 from veilnet.checks import check_int, is_int, is_number
 from veilnet.complex import layers as cl
 from veilnet.complex.models import ComplexNet
@@ -286,26 +295,39 @@ class Discriminator(nn.Module):
         return self.fc(self.act(self.conv(features)).flatten(1)).squeeze(1)
 
 
-def wasserstein(critic: nn.Module, a: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    """Eq. 8 for one batch: ``mean_i [D(a_i) − mean_j D(a′_ji)]`` with ``fake`` = ``J×N×…`` decoys."""
+def wasserstein(critic: nn.Module, a: torch.Tensor, fake: torch.Tensor, batch: int | None = None) -> torch.Tensor:
+    """Eq. 8 for one batch: ``mean_i [D(a_i) − mean_j D(a′_ji)]`` with ``fake`` = ``J×N×…`` decoys.
+    ``batch``: the mean's N when ``a`` holds only some of the batch's samples (one rank's part,
+    whose terms the ranks sum); default ``len(a)``."""
     j, n = fake.shape[:2]
-    return critic(a).mean() - critic(fake.reshape(j * n, *fake.shape[2:])).mean()
+    return (critic(a).sum() - critic(fake.reshape(j * n, *fake.shape[2:])).sum() / j) / (n if batch is None else batch)
 
 
-def gradient_penalty(critic: nn.Module, a: torch.Tensor, fake: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def gradient_penalty(
+    critic: nn.Module, a: torch.Tensor, fake: torch.Tensor, generator: torch.Generator, share: tuple[int, torch.Tensor] | None = None
+) -> torch.Tensor:
     """Gulrajani et al.'s penalty ``E[(‖∇D(x̂)‖₂ − 1)²]``, x̂ = ε·a + (1 − ε)·a′ with one decoy
-    a′ per sample (its angle drawn at random) and ε ~ U[0, 1] per sample (``a``, ``fake`` detached)."""
+    a′ per sample (its angle drawn at random) and ε ~ U[0, 1] per sample (``a``, ``fake`` detached).
+    ``share``: when ``a`` holds only some samples of a batch of B (one rank's part), ``(B, the
+    indices of these samples)``: the draws are made for all B, and these samples' terms of the
+    mean are returned (summed over the ranks, the batch's penalty)."""
     j, n = fake.shape[:2]
-    pick = torch.randint(0, j, (n,), generator=generator).to(a.device)
-    eps = torch.rand(n, generator=generator).to(device=a.device, dtype=a.dtype).view(-1, *([1] * (a.dim() - 1)))
+    batch, mine = (n, None) if share is None else share
+    pick = torch.randint(0, j, (batch,), generator=generator)
+    eps = torch.rand(batch, generator=generator)
+    if mine is not None:
+        pick, eps = pick[mine], eps[mine]
+    pick = pick.to(a.device)
+    eps = eps.to(device=a.device, dtype=a.dtype).view(-1, *([1] * (a.dim() - 1)))
     x = (eps * a + (1 - eps) * fake[pick, torch.arange(n, device=a.device)]).requires_grad_(True)
     (grad,) = torch.autograd.grad(critic(x).sum(), x, create_graph=True)
-    return (grad.flatten(1).norm(dim=1) - 1).square().mean()
+    return (grad.flatten(1).norm(dim=1) - 1).square().sum() / batch
 
 
-def _critic_scale(a: torch.Tensor) -> torch.Tensor:
-    """The real batch's RMS, the common scale of what D sees (see the module docstring)."""
-    return a.square().mean().add(1e-12).sqrt()
+def _critic_scale(a: torch.Tensor, batch: int) -> torch.Tensor:
+    """The real batch's RMS, the common scale of what D sees (see the module docstring), over the
+    ``batch`` samples of which ``a`` holds this rank's (a sum over the ranks, differentiable)."""
+    return (distributed.total(a.square().sum()) / (batch * math.prod(a.shape[1:]))).add(1e-12).sqrt()
 
 
 # --------------------------------------------------------------------------------------------
@@ -331,6 +353,7 @@ class ComplexStep:
         self.net, self.critic, self.optimizer, self.d_optimizer = net, critic, optimizer, d_optimizer
         self.split, self.config, self.generator, self.device = split, config, generator, device
         self.angles = decoy_angles(config.k)
+        self.world = distributed.current()
         self.steps_per_epoch = len(_cuts(len(split), config.batch_size))
         self.lr = config.lr
 
@@ -347,24 +370,33 @@ class ComplexStep:
         images = metrics.as_float(self.split.images[idx])
         if config.augment:
             images = augment(images, gen, config.crop_padding)
-        images, y = images.to(self.device), self.split.labels[idx].to(self.device)
-
-        a = net.encoder(images)  # Eq. 1
-        x, theta, b = simulate_device(a, gen)  # Eq. 2, b = g(I′), I′ ≠ I
-        theta = theta.to(device=a.device, dtype=a.dtype)
+        theta, index = device_secrets(n, gen)  # Eq. 2 for the batch: θ, then I′ ≠ I (simulate_device's draws)
         per_sample = config.decoys == "one"
         delta = self.angles[torch.randint(0, len(self.angles), (n,), generator=gen)] if per_sample else self.angles
 
+        # This rank's samples (all of them in one process) and their counterparts, encoded once each (Eq. 1).
+        mine = torch.arange(n)[self.world.part(n)]
+        assert index is not None  # every batch holds at least 2 samples (_cuts)
+        encoded, where = torch.cat([mine, index[mine]]).unique(return_inverse=True)
+        features = net.encoder(images[encoded].to(self.device))
+        a, b = features[where[: len(mine)]], features[where[len(mine) :]]
+        theta = theta[mine].to(device=a.device, dtype=a.dtype)
+        x = cl.encode(a, b, theta)  # Eq. 2, b = g(I′)
+        y = self.split.labels[idx[mine]].to(self.device)
+        if per_sample:
+            delta = delta[mine]
+
         # D: n_critic updates of max_D L(g, D) (Eq. 8) with the gradient penalty.
         critic.requires_grad_(True)
-        scale = _critic_scale(a.detach())
+        scale = _critic_scale(a.detach(), n)
         real, fake = a.detach() / scale, decoys(a.detach(), b.detach(), delta, per_sample=per_sample) / scale
         for _ in range(config.n_critic):
-            w = wasserstein(critic, real, fake)
-            gp = gradient_penalty(critic, real, fake, gen)
+            w = wasserstein(critic, real, fake, n)
+            gp = gradient_penalty(critic, real, fake, gen, (n, mine))
             d_loss = -w + config.gp_weight * gp
             self.d_optimizer.zero_grad(set_to_none=True)
             d_loss.backward()
+            distributed.sum_gradients(critic.parameters())
             self.d_optimizer.step()
 
         # g, Φ, d: L_task + λ·L (Eq. 9) with D fixed.
@@ -373,24 +405,28 @@ class ComplexStep:
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr
         logits = net.decode(net.process(x), theta)  # Φ, Eq. 3
-        task = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
-        scale = _critic_scale(a)
-        adversarial = wasserstein(critic, a / scale, decoys(a, b, delta, per_sample=per_sample) / scale)
+        task = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing, reduction="sum") / n
+        scale = _critic_scale(a, n)
+        adversarial = wasserstein(critic, a / scale, decoys(a, b, delta, per_sample=per_sample) / scale, n)
         loss = task + config.adversarial_weight * adversarial if config.adversarial_weight else task
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        distributed.sum_gradients(net.parameters())
         if config.grad_clip:
             nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
         self.optimizer.step()
         critic.requires_grad_(True)
+        # Each term above is this rank's share of the batch's mean; as a mean over its own samples
+        # (weighted by their number), the epoch's average over the ranks is the batch's.
+        share = n / max(len(mine), 1)
         return {
-            "task_loss": task.item(),
-            "adversarial_loss": adversarial.item(),
-            "d_loss": d_loss.item(),
-            "gradient_penalty": gp.item(),
-            "wasserstein": w.item(),
-            "train_accuracy": (logits.argmax(1) == y).sum().item() / n,
-            "n": n,
+            "task_loss": task.item() * share,
+            "adversarial_loss": adversarial.item() * share,
+            "d_loss": d_loss.item() * share,
+            "gradient_penalty": gp.item() * share,
+            "wasserstein": w.item() * share,
+            "train_accuracy": (logits.argmax(1) == y).sum().item() / max(len(mine), 1),
+            "n": len(mine),
         }
 
 
@@ -462,6 +498,8 @@ def train_complex(
     feature_shape = _feature_shape(net, split.image_shape, device)
     torch.manual_seed(config.seed)  # D's initial weights and dropout depend on the seed only
     critic = Discriminator(feature_shape, config.d_channels).to(device)
+    if distributed.current().size > 1:
+        torch.manual_seed(distributed.rank_seed(config.seed))  # each rank's own dropout
     optimizer = make_optimizer(net, config)
     d_optimizer = torch.optim.Adam(critic.parameters(), lr=config.d_lr, betas=D_BETAS)
     generator = torch.Generator().manual_seed(config.seed)
@@ -507,12 +545,17 @@ def train_complex(
             "train_config": dataclasses.asdict(config),
         }
         extra = {"discriminator": {"file": DISCRIMINATOR_FILE, "in_shape": list(feature_shape), "channels": config.d_channels}}
-        path = str(models.save(net, out_dir, data=split.spec or None, metrics=card_metrics, extra=extra, input_shape=split.image_shape, force=True))
-        from safetensors.torch import save
 
-        from veilnet.paths import write_bytes
+        def save_both() -> str:
+            from safetensors.torch import save
 
-        write_bytes(Path(out_dir) / DISCRIMINATOR_FILE, save({k: v.detach().cpu().contiguous() for k, v in critic.state_dict().items()}))
+            from veilnet.paths import write_bytes
+
+            saved = str(models.save(net, out_dir, data=split.spec or None, metrics=card_metrics, extra=extra, input_shape=split.image_shape, force=True))
+            write_bytes(Path(out_dir) / DISCRIMINATOR_FILE, save({k: v.detach().cpu().contiguous() for k, v in critic.state_dict().items()}))
+            return saved
+
+        path = distributed.from_main(save_both)  # rank 0 alone writes
     return ComplexTrainResult(model_path=path, epochs=config.epochs, test_accuracy=test_acc, train_seconds=seconds, history=history)
 
 

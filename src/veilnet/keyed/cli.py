@@ -175,19 +175,22 @@ def _transform_images(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from veilnet import models
+    from veilnet import distributed, models
     from veilnet.devices import resolve_device
     from veilnet.keyed.evaluation import evaluate, markdown, plot_random_keys
 
     device = resolve_device(args.device)
     key = keys.load(args.key)
     outdir = prepare_output(args.output, force=args.force, exists=["evaluation.json", "table.md", "random_keys.png"])
-    model = models.load(args.model, device=device)
-    if _keyed_entry(model) is not None:
-        raise ModelFormatError(f"{args.model} is a transformed model; 'keyed evaluate' takes the PLAIN model and transforms it with --key")
-    split = _split(args.data, args.split, args.n_per_class, None)
-    data = f"{args.data} ({args.split}{'' if args.n_per_class is None else f', first {args.n_per_class} per class'})"
-    result = evaluate(model, key, split.images, split.labels, random_keys=args.random_keys, seed=args.seed, data=data, device=device)
+    with distributed.session(device) as device:  # under torchrun: the ranks share the random keys, rank 0 writes
+        model = models.load(args.model, device=device)
+        if _keyed_entry(model) is not None:
+            raise ModelFormatError(f"{args.model} is a transformed model; 'keyed evaluate' takes the PLAIN model and transforms it with --key")
+        split = _split(args.data, args.split, args.n_per_class, None)
+        data = f"{args.data} ({args.split}{'' if args.n_per_class is None else f', first {args.n_per_class} per class'})"
+        result = evaluate(model, key, split.images, split.labels, random_keys=args.random_keys, seed=args.seed, data=data, device=device)
+        if not distributed.is_main():
+            return 0
     result.save(outdir / "evaluation.json")
     table = markdown(result)
     write_text(outdir / "table.md", table + "\n")
@@ -371,7 +374,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _random_keys_options(ev)
     add_device(ev)
     add_output(ev, help="output directory (evaluation.json, table.md, random_keys.png)")
-    ev.set_defaults(func=_evaluate)
+    ev.set_defaults(func=_evaluate, torchrun=True)
 
     at = keyed_sub.add_parser("attack", help="attacks on a keyed model: known-plaintext, weight-matching, ciphertext-only, random-keys, learned-inversion")
     at_sub = at.add_subparsers(dest="attack_kind", required=True, metavar="KIND", parser_class=type(at))

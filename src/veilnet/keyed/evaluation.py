@@ -10,6 +10,10 @@ stay near chance for every wrong key. The wrong keys come from their own reprodu
 (:data:`WRONG_KEYS`, :meth:`veilnet.keys.KeyRNG.stream`), never from the integer seeds a user
 gives ``key new --seed``, and a draw whose fingerprint is the model's own key is skipped, so a
 "wrong" key is never the right one.
+
+Under ``torchrun`` (:mod:`veilnet.distributed`) the ranks share the wrong keys (key j on rank
+j mod N, each on all the images; rank 0 draws them) and every rank gets the accuracies in key
+order: the one-process result exactly, since a key's accuracy depends on that key alone.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from veilnet import keys, metrics
+from veilnet import distributed, keys, metrics
 from veilnet.errors import ConfigError
 from veilnet.keyed.images import encrypt_images
 from veilnet.keyed.schemes import EA_MATRIX, KeyParams, generate_key, key_space_bits
@@ -120,15 +124,20 @@ def evaluate_random_keys(
 ) -> RandomKeysResult:
     """Accuracy of ``transformed`` on ``images`` (uint8 or [0, 1]) encrypted with random wrong
     keys (:func:`wrong_keys`) that share the public ``params`` of the key it was transformed
-    with (a :class:`KeyParams` or a model card's ``extra.keyed``)."""
+    with (a :class:`KeyParams` or a model card's ``extra.keyed``). Under several processes
+    the ranks share the keys (module docstring); rank 0's bar counts the whole job's keys."""
     if not isinstance(params, KeyParams):
         params = KeyParams.from_card(params)
     x = metrics.as_float(images)
-    drawn, skipped = wrong_keys(params, n_keys, seed)
-    accs = [
-        metrics.accuracy(metrics.predict(transformed, encrypt_images(x, key), batch_size=batch_size, device=device), labels)
-        for key in bar(drawn, desc=f"keyed: accuracy under {len(drawn)} random wrong keys on {x.shape[0]} images", unit="key")
-    ]
+    drawn, skipped = distributed.from_main(lambda: wrong_keys(params, n_keys, seed))
+    world = distributed.current()
+    mine = []
+    desc = f"keyed: accuracy under {len(drawn)} random wrong keys on {x.shape[0]} images"
+    with bar(desc=desc, total=len(drawn), unit="key", enabled=world.main) as shown:
+        for j in range(world.rank, len(drawn), world.size):
+            mine.append((j, metrics.accuracy(metrics.predict(transformed, encrypt_images(x, drawn[j]), batch_size=batch_size, device=device), labels)))
+            shown.update(min(world.size, len(drawn) - shown.n))  # the keys the other ranks take meanwhile
+    accs = [acc for _, acc in sorted((item for part in distributed.gather(mine) for item in part), key=lambda item: item[0])]
     chance = 1.0 / max(int(labels.max()) + 1, 1) if labels.numel() else float("nan")
     return RandomKeysResult(
         n_keys=n_keys,

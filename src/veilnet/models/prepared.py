@@ -147,7 +147,7 @@ def prepare(model: nn.Module, compile: bool = True, *, chunk: int | None = None,
     """
     if isinstance(model, Prepared):
         return model
-    name = type(model).__name__
+    name = type(model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model).__name__
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     problem = None
     if compile is False:

@@ -105,6 +105,9 @@ def _grid(radii: list[float] | None, directions: list[float] | None) -> dict[str
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    """``veilnet robust evaluate``, alone or under torchrun (the ranks share the attacks, rank 0 reports)."""
+    from veilnet import distributed
+    from veilnet.devices import resolve_device
     from veilnet.robust import evaluation as ev
 
     names = _names(args.attacks)
@@ -113,18 +116,22 @@ def _evaluate(args: argparse.Namespace) -> int:
     overrides = _overrides(args.set, names)
     grid = _grid(args.sweep_radii, args.sweep_directions)
     setting, out = _prepare(args, names, overrides, grid)
-    model, split = _model_and_data(args)
-    evaluation = ev.evaluate(
-        model,
-        split,
-        setting,
-        attacks=names,
-        overrides=overrides,
-        n_per_class=args.n_per_class,
-        slow_n_per_class=args.slow_n_per_class,
-        model_name=Path(args.model).name,
-        compile=args.compile,
-    )
+    with distributed.session(resolve_device(setting.device)) as device:
+        setting = setting.replace(device=str(device))
+        model, split = _model_and_data(args)
+        evaluation = ev.evaluate(
+            model,
+            split,
+            setting,
+            attacks=names,
+            overrides=overrides,
+            n_per_class=args.n_per_class,
+            slow_n_per_class=args.slow_n_per_class,
+            model_name=Path(args.model).name,
+            compile=args.compile,
+        )
+        if not distributed.is_main():  # under torchrun: rank 0 has the merged evaluation and writes it
+            return 0
     sweeps = _sweeps(args, model, split, grid, args.sweep_n_per_class, evaluation.setting)
     return _report(out, evaluation, sweeps)
 
@@ -216,7 +223,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--sweep-radii", type=finite_floats, default=None, help="also sweep the radius over these values (paper Fig. 2)")
     evaluate.add_argument("--sweep-directions", type=finite_floats, default=None, help="also sweep K over these values, with time per image (paper Table 2)")
     evaluate.add_argument("--sweep-n-per-class", type=positive_int, default=10, help="images per class for the sweeps (default: 10)")
-    evaluate.set_defaults(func=_evaluate)
+    evaluate.set_defaults(func=_evaluate, torchrun=True)
     sweep = robust_sub.add_parser("sweep", help="defence rate against PGD and time per image over radii and numbers of directions")
     _common(sweep)
     sweep.set_defaults(n_per_class=10)

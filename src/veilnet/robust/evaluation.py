@@ -40,6 +40,15 @@ examples by ``(seed, A, "defence", d)``. With fixed directions, draw d of the de
 ``(seed, "fixed", d)`` (the same for every attack, so the worst case of draw d is over attacks on
 one and the same defence) and attack A's randomness in draw d ``(seed, A, "fixed", d)``. So an
 attack's numbers are the same whether it runs alone or after other attacks in the same command.
+
+**Several processes** (``torchrun``, :mod:`veilnet.distributed`): :func:`evaluate` hands the
+attacks out to the ranks in turn (attack j to rank j mod N), each rank runs its attacks on all
+the images, and rank 0 merges the rows in the order asked. Because every attack's streams are
+named by the run's seed and the attack alone, the merged evaluation is the one a single process
+computes, row for row. The images are not split: an attack's stream for image i is named by
+i's place among the images it attacks, and the defence's clean draws come from one generator
+per draw over the whole set, so a part of the images would draw other numbers. The speed-up is
+at most the number of attacks, and less when their costs differ.
 """
 
 from __future__ import annotations
@@ -53,6 +62,7 @@ import torch
 from torch import nn
 
 from veilnet import data as vdata
+from veilnet import distributed
 from veilnet.errors import ConfigError
 from veilnet.metrics import as_float, predict
 from veilnet.models.prepared import prepare
@@ -272,9 +282,11 @@ def evaluate(
     :data:`ADAPTIVE_ATTACKS` to protocol 2. ``overrides`` changes an attack's settings
     (:data:`veilnet.robust.attacks.SETTINGS`); all of them are checked before any attack runs.
     ``compile`` runs the model through :func:`veilnet.models.prepare` (defence and attacks alike).
+    Under several processes the ranks share the attacks and every rank returns the merged
+    evaluation (module docstring); rank 0 alone shows progress.
     """
     settings = check_attacks(attacks, overrides, setting)
-    setting = _with_seed(setting)
+    setting = distributed.from_main(lambda: _with_seed(setting))
     assert setting.seed is not None
     slow_n = n_per_class if slow_n_per_class is None else min(slow_n_per_class, n_per_class)
     model = prepare(model.to(setting.device).eval(), compile=compile)
@@ -286,23 +298,29 @@ def evaluate(
             clean[n] = defended_predictions(model, as_float(subsets[n].images), setting, "clean")
         return clean[n]
 
-    paper, adaptive = [], []
-    for index, name in enumerate(attacks, 1):
+    world = distributed.current()
+    rows: list[tuple[int, PaperRow | AdaptiveRow]] = []
+    for j, name in enumerate(attacks):
+        if j % world.size != world.rank:
+            continue
         n = slow_n if name in SLOW_ATTACKS else n_per_class
         sub = subsets[n]
         target = f"through {defence_label(setting)}" if name in ADAPTIVE_ATTACKS else "on the undefended model"
-        label = f"robust evaluate {index}/{len(attacks)}: {name} {target}"
-        options = {**(overrides or {}).get(name, {}), "progress": label, "device": setting.device}
+        label = f"robust evaluate {j + 1}/{len(attacks)}: {name} {target}"
+        options = {**(overrides or {}).get(name, {}), "progress": label if world.main else False, "device": setting.device}
         if name in ADAPTIVE_ATTACKS:
 
             def attack_on(defence: nn.Module, seed: int, name: str = name, options: dict[str, Any] = options) -> attack_zoo.Attack:
                 return attack_zoo.create(name, defence, setting.eps, **options, seed=seed)
 
             clean_draws = defended_clean(n) if setting.randomness == "fresh" else None
-            adaptive.append(adaptive_protocol(model, sub.images, sub.labels, attack_on, setting, name=name, defended_clean=clean_draws))
+            rows.append((j, adaptive_protocol(model, sub.images, sub.labels, attack_on, setting, name=name, defended_clean=clean_draws)))
         else:
             attack = attack_zoo.create(name, model, setting.eps, **options, seed=derive_seed(setting.seed, name))
-            paper.append(paper_protocol(model, sub.images, sub.labels, attack, setting, defended_clean=defended_clean(n), name=name))
+            rows.append((j, paper_protocol(model, sub.images, sub.labels, attack, setting, defended_clean=defended_clean(n), name=name)))
+    merged = [row for _, row in sorted((row for part in distributed.gather(rows) for row in part), key=lambda item: item[0])]
+    paper = [row for row in merged if isinstance(row, PaperRow)]
+    adaptive = [row for row in merged if isinstance(row, AdaptiveRow)]
     return Evaluation(
         model=model_name,
         data=split.spec,

@@ -13,6 +13,17 @@ keep the model themselves (a federated client's local epochs on its partition).
 Determinism: shuffling and augmentation draw from one ``torch.Generator`` seeded by
 ``TrainConfig.seed``; the global torch RNG (dropout) is seeded too, and both states are in the
 checkpoint, so a resumed run replays the same batches and the same draws.
+
+Several processes (``torchrun``, :mod:`veilnet.distributed`): every rank holds the same
+shuffling generator, so all draw the same permutation and the same augmentation of each global
+batch of ``batch_size`` images; each rank keeps its contiguous part of the batch
+(:meth:`veilnet.distributed.World.part`) and the model runs under DistributedDataParallel. Each
+rank's loss is the *sum* of its images' losses times ``world size / batch size``, so DDP's mean of
+the ranks' gradients is the gradient of the mean loss over the whole batch even when the parts
+differ in size (an epoch's last batch): one epoch on N processes reaches the weights of one
+process with the same ``batch_size``, up to float rounding, for a model without batch
+normalisation (with it, each rank normalises by its own part's statistics, as DDP does by
+default) or dropout (each rank's global RNG is seeded by :func:`veilnet.distributed.rank_seed`).
 """
 
 from __future__ import annotations
@@ -28,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from veilnet import metrics, models
+from veilnet import distributed, metrics, models
 from veilnet.checks import is_int, is_number
 from veilnet.data import ImageSplit
 from veilnet.devices import resolve_device
@@ -203,7 +214,9 @@ class ClassifierStep:
     regulariser on what the model recorded of ``x``: NoPeek's distance correlation). It returns
     ``train_loss`` and ``train_accuracy`` weighted by the batch size. ``compile`` runs the forward
     (and so the backward) pass compiled (:func:`veilnet.models.prepare`; an epoch's last, smaller
-    batch runs eagerly).
+    batch runs eagerly). Under several processes each rank trains on its part of each batch (see
+    the module docstring; ``penalty`` is then computed on the rank's part, and its gradient
+    averaged over the ranks).
     """
 
     def __init__(
@@ -219,7 +232,9 @@ class ClassifierStep:
     ) -> None:
         self.model, self.optimizer, self.split, self.config = model, optimizer, split, config
         self.penalty = penalty
-        self.forward = models.prepare(model, compile=compile, chunk=config.batch_size)
+        self.world = distributed.current()
+        part = self.world.part(config.batch_size)
+        self.forward = models.prepare(distributed.wrap(model, device), compile=compile, chunk=part.stop - part.start)
         self.generator, self.device = generator, device
         self.steps_per_epoch = math.ceil(len(split) / config.batch_size)
         self.lr = config.lr
@@ -238,20 +253,24 @@ class ClassifierStep:
             x = augment(x, self.generator, config.crop_padding)
         if config.noise_sigma:
             x = x + config.noise_sigma * torch.randn(x.shape, generator=self.generator)
-        x, y = x.to(self.device), self.split.labels[idx].to(self.device)
+        part = self.world.part(len(idx))
+        x, y = x[part].to(self.device), self.split.labels[idx[part]].to(self.device)
         self.lr = learning_rate(config, info.epoch * self.steps_per_epoch + info.index, self.steps_per_epoch)
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr
         logits = self.forward(x)
-        loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+        total = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing, reduction="sum")
+        loss = total * (self.world.size / len(idx))
+        mean = total / max(len(y), 1)
         if self.penalty is not None:
-            loss = loss + self.penalty(x)
+            penalty = self.penalty(x)
+            loss, mean = loss + penalty, mean + penalty
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip:
             nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
         self.optimizer.step()
-        return {"train_loss": loss.item(), "train_accuracy": (logits.argmax(1) == y).sum().item() / len(idx), "n": len(idx)}
+        return {"train_loss": mean.item(), "train_accuracy": (logits.argmax(1) == y).sum().item() / max(len(y), 1), "n": len(y)}
 
 
 def train(
@@ -277,6 +296,7 @@ def train(
     called with each epoch's record. The card records the data spec, the input shape ``C×H×W``,
     the class names and the metrics. A model that does not take the split's images is a
     :class:`~veilnet.errors.ShapeError` before any step. ``compile``: see :class:`ClassifierStep`.
+    Under several processes (the module docstring) rank 0 alone writes the folder.
     """
     device = resolve_device(device)
     prepare_run(out_dir, resume=resume, force=force, exists=(CHECKPOINT, f"{DIR_STEM}.safetensors"), mkdir=False)
@@ -297,14 +317,16 @@ def train(
     test_acc = history[-1].get("test_accuracy") if history else None
     seconds = sum(r["seconds"] for r in history)
     card_metrics = {"test_accuracy": test_acc, "epochs": config.epochs, "train_seconds": seconds, "train_config": dataclasses.asdict(config)}
-    path = models.save(
-        step.model,
-        out_dir,
-        data=train_split.spec or None,
-        metrics=card_metrics,
-        input_shape=train_split.image_shape,
-        classes=train_split.classes,
-        force=True,
+    path = distributed.from_main(
+        lambda: models.save(
+            step.model,
+            out_dir,
+            data=train_split.spec or None,
+            metrics=card_metrics,
+            input_shape=train_split.image_shape,
+            classes=train_split.classes,
+            force=True,
+        )
     )
     return TrainResult(model_path=str(path), epochs=config.epochs, test_accuracy=test_acc, train_seconds=seconds, history=history)
 
@@ -352,8 +374,8 @@ def _classifier(
     models.check_input(model, split.image_shape, data=split.spec or "the training data")
     model = model.to(device)
     optimizer = make_optimizer(model, config)
-    generator = torch.Generator().manual_seed(config.seed)
-    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)  # the same on every rank: one order, one augmentation
+    torch.manual_seed(distributed.rank_seed(config.seed))  # each rank's own (dropout)
     step = ClassifierStep(model, optimizer, split, config, generator, device, compile, penalty)
 
     def evaluate(epoch: int) -> dict[str, Any]:

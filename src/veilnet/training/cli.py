@@ -1,5 +1,8 @@
 """``veilnet train`` and ``veilnet eval``.
 
+``veilnet train`` runs alone or as each of the processes ``torchrun`` starts
+(:mod:`veilnet.distributed`; docs/distributed.md).
+
 Thin: every check a user's mistake can fail (device, output path, options, the YAML file's
 types, whether the model takes the data) runs before any training or prediction, and the work
 is :mod:`veilnet.training`'s. torch is imported inside the handlers, so ``veilnet --help`` stays quick.
@@ -128,20 +131,26 @@ def setup_run(
 
 
 def _train(args: argparse.Namespace) -> int:
+    from veilnet import distributed
+    from veilnet.devices import resolve_device
     from veilnet.training import TrainConfig, train
 
-    run = setup_run(args, TrainConfig, TRAIN_OPTIONS, init=init_from)
-    result = train(
-        run.model,
-        run.train_split,
-        args.output,
-        config=run.config,
-        test_split=run.test_split,
-        resume=args.resume,
-        force=args.force,
-        device=run.device,
-        compile=args.compile,
-    )
+    with distributed.session(resolve_device(args.device)) as device:
+        run = setup_run(args, TrainConfig, TRAIN_OPTIONS, init=init_from)
+        result = train(
+            run.model,
+            run.train_split,
+            args.output,
+            config=run.config,
+            test_split=run.test_split,
+            resume=args.resume,
+            force=args.force,
+            device=device,
+            compile=args.compile,
+        )
+        main = distributed.is_main()
+    if not main:
+        return 0
     acc = "n/a" if result.test_accuracy is None else f"{result.test_accuracy:.4f}"
     print(f"test accuracy {acc} after {result.epochs} epochs ({result.train_seconds / 60:.1f} min); model: {result.model_path}")
     return 0
@@ -233,7 +242,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=True,
         why="a ResNet-20 step ran 0.66-0.69x eager here, a ConvMixer step 0.95-1.13x; the warm-up is under a minute (docs/benchmarks.md, Compiled execution)",
     )
-    p.set_defaults(func=_train)
+    p.set_defaults(func=_train, torchrun=True)
 
     e = add_command(sub, "eval")
     e.add_argument("model", help="saved model (file, stem or directory)")

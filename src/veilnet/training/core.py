@@ -19,6 +19,13 @@ batches from that state alone. Checkpoints are read with ``torch.load(..., weigh
 map_location="cpu")`` (:func:`torch.set_rng_state` takes a CPU ``ByteTensor``;
 ``load_state_dict`` moves each tensor to its parameter's device) and written atomically.
 
+Several processes (``torchrun``, :mod:`veilnet.distributed`): ``fit`` runs the same ``step`` on
+every rank — the step itself takes its rank's part of each batch and its model is under
+DistributedDataParallel — and only rank 0 reads and writes the output folder and draws the bar.
+Each epoch's metrics are averaged over every rank's steps, weighted by their ``n``. The
+checkpoint holds every rank's global RNG state (each rank draws its own stream) and the number of
+processes: a resume continues exactly under the same number and is refused under another.
+
 Example (a GAN: two models, two optimisers, alternating updates)::
 
     def gan_step(real, info):
@@ -52,6 +59,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
+from veilnet import distributed
 from veilnet.checks import check_int
 from veilnet.errors import ConfigError, ModelFormatError, OutputExistsError, VeilnetError
 from veilnet.paths import prepare_output, write_bytes, write_text
@@ -138,6 +146,7 @@ def fit(
             raise ConfigError(f"state {name!r} is a {type(obj).__name__}: expected a torch.Generator or an object with state_dict/load_state_dict")
     run_config = _json_config(config)
     out = None if out_dir is None else Path(out_dir)
+    main = distributed.is_main()
     history: list[dict[str, Any]] = []
     start_epoch, global_step = 0, 0
     if out is None:
@@ -146,10 +155,11 @@ def fit(
     else:
         prepare_run(out, resume=resume, force=force)
         if resume:
-            saved = load_checkpoint(out / CHECKPOINT)
+            saved = distributed.from_main(lambda: load_checkpoint(out / CHECKPOINT))
             start_epoch, global_step, history = restore(saved, state, run_config, out / CHECKPOINT)
 
-    with bar(desc=desc, unit="step", enabled=progress) as shown:
+    shown_here = progress and main
+    with bar(desc=desc, unit="step", enabled=shown_here) as shown:
         for epoch in range(start_epoch, epochs):
             tic = time.perf_counter()
             epoch_batches = batches(epoch)
@@ -166,8 +176,11 @@ def fit(
                     sums[name] = sums.get(name, 0.0) + weight * float(value)
                     weights[name] = weights.get(name, 0.0) + weight
                 shown.update()
-                if progress:
+                if shown_here:
                     shown.set_postfix({name: f"{float(value):.3g}" for name, value in metrics.items()})
+            names = sorted(sums)
+            totals = distributed.all_sum([sums[name] for name in names] + [weights[name] for name in names])
+            sums, weights = dict(zip(names, totals[: len(names)])), dict(zip(names, totals[len(names) :]))
             record: dict[str, Any] = {"epoch": epoch + 1}
             record.update({name: sums[name] / weights[name] if weights[name] else math.nan for name in sums})
             record["seconds"] = time.perf_counter() - tic
@@ -177,8 +190,9 @@ def fit(
             if out is not None:
                 # Checkpoint first, then metrics: a crash between the two only repeats nothing.
                 save_checkpoint(out / CHECKPOINT, state, epoch=epoch + 1, global_step=global_step, history=history, config=run_config)
-                write_text(out / METRICS, json.dumps([{k: _json_number(v) for k, v in r.items()} for r in history], indent=1) + "\n")
-            if progress:
+                if main:
+                    write_text(out / METRICS, json.dumps([{k: _json_number(v) for k, v in r.items()} for r in history], indent=1) + "\n")
+            if shown_here:
                 message(f"{desc}, epoch {epoch + 1}/{epochs}: " + ", ".join(_fmt(k, v) for k, v in record.items() if k != "epoch"))
             if on_epoch_end is not None:
                 on_epoch_end(record)
@@ -188,8 +202,12 @@ def fit(
 def prepare_run(out_dir: str | os.PathLike[str], *, resume: bool, force: bool, exists: Sequence[str] = (CHECKPOINT,), mkdir: bool = True) -> Path:
     """Check ``out_dir`` for a run before any work: with ``resume`` it must hold a checkpoint;
     without, none of ``exists`` may be there unless ``force``; it must be a folder that can be
-    written (:func:`veilnet.paths.prepare_output`). Creates it when ``mkdir``."""
-    out = Path(out_dir)
+    written (:func:`veilnet.paths.prepare_output`). Creates it when ``mkdir``. Under several
+    processes rank 0 alone checks it, and every rank raises its error."""
+    return distributed.from_main(lambda: _prepare_run(Path(out_dir), resume=resume, force=force, exists=exists, mkdir=mkdir))
+
+
+def _prepare_run(out: Path, *, resume: bool, force: bool, exists: Sequence[str], mkdir: bool) -> Path:
     try:
         prepare_output(out, force=force or resume, exists=exists, mkdir=mkdir)
     except OutputExistsError:
@@ -202,7 +220,12 @@ def prepare_run(out_dir: str | os.PathLike[str], *, resume: bool, force: bool, e
 def save_checkpoint(
     path: Path, state: Mapping[str, Stateful | torch.Generator], *, epoch: int, global_step: int, history: list[dict[str, Any]], config: dict[str, Any]
 ) -> None:
-    """Write the checkpoint :func:`fit` resumes from, atomically (:func:`veilnet.paths.write_bytes`)."""
+    """Write the checkpoint :func:`fit` resumes from, atomically (:func:`veilnet.paths.write_bytes`).
+
+    Collective under several processes: every rank hands over its RNG states, rank 0 writes."""
+    ranks = distributed.gather(_rng_states())
+    if not distributed.is_main():
+        return
     checkpoint = {
         "version": CHECKPOINT_VERSION,
         "epoch": epoch,
@@ -211,8 +234,9 @@ def save_checkpoint(
         "history": history,
         "state": {name: obj.get_state() if isinstance(obj, torch.Generator) else obj.state_dict() for name, obj in state.items()},
         "generators": sorted(name for name, obj in state.items() if isinstance(obj, torch.Generator)),
-        "torch_rng": torch.get_rng_state(),
-        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        **ranks[0],
+        "world_size": len(ranks),
+        "other_ranks": ranks[1:],
     }
     buffer = io.BytesIO()  # torch.save into a real file would turn a full disk into a RuntimeError
     torch.save(checkpoint, buffer)
@@ -243,6 +267,15 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise ModelFormatError(f"{path}: not a veilnet training checkpoint (version {CHECKPOINT_VERSION}); pass --force to start over")
     if checkpoint["version"] != CHECKPOINT_VERSION:
         raise ModelFormatError(f"{path}: checkpoint version {checkpoint['version']} unsupported (this veilnet reads version {CHECKPOINT_VERSION})")
+    # Written before several processes were possible: one process.
+    checkpoint.setdefault("world_size", 1)
+    checkpoint.setdefault("other_ranks", [])
+    if (
+        not isinstance(checkpoint["world_size"], int)
+        or not isinstance(checkpoint["other_ranks"], list)
+        or len(checkpoint["other_ranks"]) != checkpoint["world_size"] - 1
+    ):
+        raise ModelFormatError(f"{path}: not a veilnet training checkpoint (version {CHECKPOINT_VERSION}); pass --force to start over")
     return checkpoint
 
 
@@ -253,6 +286,12 @@ def restore(
     if checkpoint["config"] != config:
         changed = sorted(k for k in set(config) | set(checkpoint["config"]) if config.get(k) != checkpoint["config"].get(k))
         raise ConfigError(f"{source} was written with another training configuration ({', '.join(changed)} differ); resume with the same options")
+    world = distributed.current()
+    if checkpoint["world_size"] != world.size:
+        raise ConfigError(
+            f"{source} was written by {_processes(checkpoint['world_size'])} and this run has {_processes(world.size)}; "
+            "resume it with the same number (torchrun --nnodes x --nproc-per-node)"
+        )
     if set(checkpoint["state"]) != set(state):
         raise ConfigError(f"{source} holds the state of {', '.join(sorted(checkpoint['state']))}, not of {', '.join(sorted(state))}")
     for name, obj in state.items():
@@ -270,12 +309,22 @@ def restore(
             raise
         except (RuntimeError, ValueError, TypeError, KeyError) as exc:
             raise ModelFormatError(f"{source}: the saved state of {name!r} does not fit ({str(exc).splitlines()[0][:160]})") from None
-    torch.set_rng_state(checkpoint["torch_rng"])
-    cuda = checkpoint["cuda_rng"]
+    mine = checkpoint if world.main else checkpoint["other_ranks"][world.rank - 1]
+    torch.set_rng_state(mine["torch_rng"])
+    cuda = mine["cuda_rng"]
     if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(cuda)
     epoch = checkpoint["epoch"]
     return epoch, checkpoint["global_step"], list(checkpoint["history"])[:epoch]
+
+
+def _rng_states() -> dict[str, Any]:
+    """This process's global RNG states: torch's CPU generator and every CUDA device's."""
+    return {"torch_rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def _processes(n: int) -> str:
+    return "1 process" if n == 1 else f"{n} processes"
 
 
 def _json_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
