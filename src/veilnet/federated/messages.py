@@ -34,7 +34,20 @@ from flwr.app import ConfigRecord, MetricRecord, RecordDict
 
 from veilnet.federated.task import KeyedReport
 
-__all__ = ["CLIENTS", "CONFIG", "CROSS_KEY", "HELLO", "KEYED", "MAX_WEIGHT", "ROUND", "WEIGHT", "hello_record", "keyed_record", "read_keyed_record"]
+__all__ = [
+    "CLIENTS",
+    "CONFIG",
+    "CROSS_KEY",
+    "HELLO",
+    "KEYED",
+    "MAX_WEIGHT",
+    "PROXIMAL_MU",
+    "ROUND",
+    "WEIGHT",
+    "hello_record",
+    "keyed_record",
+    "read_keyed_record",
+]
 
 #: Name of the ConfigRecord entry that holds the run's FederatedConfig as JSON.
 CONFIG = "veilnet"
@@ -48,6 +61,8 @@ HELLO = "query.hello"
 KEYED = "query.keyed"
 #: Config entry with the round number (the Message-API FedAvg's name for it).
 ROUND = "server-round"
+#: Config entry of a FedProx round with the proximal term's μ (Flower's FedProx sets it).
+PROXIMAL_MU = "proximal-mu"
 #: Metric entry with a client's n_k, FedAvg's weight.
 WEIGHT = "num-examples"
 #: Metric entry of a keyed answer with the client's row of the cross-key matrix.

@@ -23,7 +23,7 @@ from veilnet.federated.results import PLOT, REPORT, RESULT, FederatedResult
 from veilnet.federated.task import FederatedConfig
 from veilnet.paths import prepare_output, write_text
 
-__all__ = ["FederationError", "OUTPUTS", "quiet_environment", "run", "finish"]
+__all__ = ["FederationError", "OUTPUTS", "quiet_environment", "round_short", "run", "finish"]
 
 #: The files a run writes in its output folder (an existing one needs --force).
 OUTPUTS = (RESULT, REPORT, PLOT, "model.safetensors", "model.json")
@@ -42,6 +42,13 @@ QUIET = {
 
 class FederationError(VeilnetError):
     """A federation did not complete: too few clients answered a round, or none the keyed step."""
+
+
+def round_short(server_round: int, got: int, needed: int, failures: list[str]) -> FederationError:
+    """The error of a round that got ``got`` of the ``needed`` clients' updates: one line with
+    the round, the counts and the failed clients' distinct reasons."""
+    reasons = "; ".join(sorted(set(failures)))[:300]
+    return FederationError(f"round {server_round}: {got} of the {needed} clients needed sent an update{f' ({reasons})' if reasons else ''}")
 
 
 def quiet_environment(verbose: bool = False) -> None:
@@ -70,7 +77,8 @@ def run(
 
     ``client_cpus`` is each client's share of the CPUs (Ray's ``num_cpus``; default all of them,
     so clients train one after another, each with every core). Raises
-    :class:`FederationError` when a round got fewer than ``config.needed`` clients' updates.
+    :class:`FederationError` as soon as a round gets fewer than ``config.needed`` clients'
+    updates (:func:`round_short`).
     """
     out = prepare_output(out_dir, force=force, exists=OUTPUTS)
     from veilnet.federated import task
@@ -158,7 +166,6 @@ def check_complete(config: FederatedConfig, rounds: list[dict[str, Any]], keyed:
     for record in rounds:
         got = int(record.get("clients", 0))
         if got < config.needed:
-            reasons = "; ".join(sorted(set(record.get("failures", []))))[:300]
-            raise FederationError(f"round {record['round']}: {got} of the {config.needed} clients needed sent an update{f' ({reasons})' if reasons else ''}")
+            raise round_short(record["round"], got, config.needed, record.get("failures", []))
     if config.model in ("vit", "convmixer") and len(keyed) < config.needed:
         raise FederationError(f"only {len(keyed)} of the {config.needed} clients needed answered the keyed step")
