@@ -14,8 +14,9 @@ clients (``config[CLIENTS]``: node id → index, JSON, in every round's message)
   client checks that its images fit the model and answers with its partition (−1 for its own
   data) and its numbers of training and test images (:func:`hello_record`). A client that does
   not fit answers with an error and is not admitted.
-* ``train``: the global weights in, the client's weights and ``num-examples`` out (with SecAgg+,
-  the update in Flower's legacy layout instead: :mod:`veilnet.federated.client_app`).
+* ``train``: the global weights in (with the round, and FedProx's μ in :data:`PROXIMAL_MU`),
+  the client's weights and ``num-examples`` out (with SecAgg+, the update in Flower's legacy
+  layout instead: :mod:`veilnet.federated.client_app`).
 * ``evaluate``: the global weights in, the client's accuracy on its own test images out.
 * ``query.keyed``: the final weights in; the client draws its key, transforms its copy, encrypts
   its test images and measures (:func:`~veilnet.federated.task.keyed_step`), and answers with

@@ -8,6 +8,11 @@ evaluates the integrated model centrally; after the last round each client keys 
 server gets numbers only (:mod:`veilnet.federated.messages`). :class:`Federation` is the server's
 side of one run; :data:`app` is the deployment's ServerApp, whose main reads the run config.
 
+``config.strategy`` swaps FedAvg for another of Flower's Message-API strategies (FedAvgM,
+FedAdam, FedProx: :data:`veilnet.federated.task.STRATEGIES`), with veilnet's round hooks mixed
+in (:class:`_Rounds`): the round's failures recorded, the run stopped at once when a round falls
+short of ``config.needed`` clients, the running statistics kept at FedAvg's mean.
+
 With ``config.secagg`` the rounds run Flower's SecAgg+ instead (the server sees only the sum of
 the clients' updates). Flower 1.41 offers SecAgg+ only in its legacy strategy API:
 :class:`flwr.server.workflow.SecAggPlusWorkflow` as the fit workflow of a
