@@ -49,8 +49,8 @@ from flwr.serverapp.strategy.strategy_utils import aggregate_arrayrecords
 
 from veilnet.errors import ConfigError, VeilnetError
 from veilnet.federated import task
+from veilnet.federated.errors import round_short
 from veilnet.federated.messages import CLIENTS, CONFIG, HELLO, KEYED, MAX_WEIGHT, WEIGHT, read_keyed_record
-from veilnet.federated.simulation import round_short
 from veilnet.federated.task import FederatedConfig, KeyedReport
 from veilnet.progress import bar
 

@@ -18,12 +18,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from veilnet.errors import VeilnetError
+from veilnet.federated.errors import FederationError, round_short
 from veilnet.federated.results import PLOT, REPORT, RESULT, FederatedResult
 from veilnet.federated.task import FederatedConfig
 from veilnet.paths import prepare_output, write_text
 
-__all__ = ["FederationError", "OUTPUTS", "quiet_environment", "round_short", "run", "finish"]
+__all__ = ["FederationError", "OUTPUTS", "quiet_environment", "run", "finish"]
 
 #: The files a run writes in its output folder (an existing one needs --force).
 OUTPUTS = (RESULT, REPORT, PLOT, "model.safetensors", "model.json")
@@ -38,17 +38,6 @@ QUIET = {
     "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
     "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0",
 }
-
-
-class FederationError(VeilnetError):
-    """A federation did not complete: too few clients answered a round, or none the keyed step."""
-
-
-def round_short(server_round: int, got: int, needed: int, failures: list[str]) -> FederationError:
-    """The error of a round that got ``got`` of the ``needed`` clients' updates: one line with
-    the round, the counts and the failed clients' distinct reasons."""
-    reasons = "; ".join(sorted(set(failures)))[:300]
-    return FederationError(f"round {server_round}: {got} of the {needed} clients needed sent an update{f' ({reasons})' if reasons else ''}")
 
 
 def quiet_environment(verbose: bool = False) -> None:
@@ -78,7 +67,7 @@ def run(
     ``client_cpus`` is each client's share of the CPUs (Ray's ``num_cpus``; default all of them,
     so clients train one after another, each with every core). Raises
     :class:`FederationError` as soon as a round gets fewer than ``config.needed`` clients'
-    updates (:func:`round_short`).
+    updates (:func:`veilnet.federated.errors.round_short`).
     """
     out = prepare_output(out_dir, force=force, exists=OUTPUTS)
     from veilnet.federated import task
