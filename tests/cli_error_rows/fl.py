@@ -75,3 +75,53 @@ ROWS += [
     ("client-unknown-data", ["fl", "client", "--data", "mnist", "--port", "19991"], "unknown data set 'mnist'"),
     ("client-data-folder-missing", ["fl", "client", "--data", "folder:{tmp}/nowhere", "--port", "19991"], "nowhere"),
 ]
+
+# Issue 28: the server's strategy, its settings and the schedule across rounds; the running
+# statistics' SecAgg+ clipping range.
+ROWS += [
+    ("run-strategy-unknown", [*_RUN, "--model", "vit", "--strategy", "fedsgd", "-o", "{tmp}/f"], "invalid choice: 'fedsgd'"),
+    (
+        "run-server-momentum-with-fedavg",
+        [*_RUN, "--model", "vit", "--server-momentum", "0.9", "-o", "{tmp}/f"],
+        "--server-momentum is a setting of --strategy fedavgm, not of fedavg",
+    ),
+    (
+        "run-server-lr-with-fedprox",
+        [*_RUN, "--model", "vit", "--strategy", "fedprox", "--server-lr", "0.5", "-o", "{tmp}/f"],
+        "--server-lr is a setting of --strategy fedavgm or fedadam, not of fedprox",
+    ),
+    ("run-proximal-mu-with-fedadam", [*_RUN, "--model", "vit", "--strategy", "fedadam", "--proximal-mu", "0.1", "-o", "{tmp}/f"], "not of fedadam"),
+    ("run-server-momentum-1", [*_RUN, "--model", "vit", "--strategy", "fedavgm", "--server-momentum", "1", "-o", "{tmp}/f"], "from 0 to below 1"),
+    ("run-beta1-negative", [*_RUN, "--model", "vit", "--strategy", "fedadam", "--beta1", "-0.1", "-o", "{tmp}/f"], "from 0 to below 1"),
+    ("run-beta2-nan", [*_RUN, "--model", "vit", "--strategy", "fedadam", "--beta2", "nan", "-o", "{tmp}/f"], "from 0 to below 1"),
+    ("run-tau-0", [*_RUN, "--model", "vit", "--strategy", "fedadam", "--tau", "0", "-o", "{tmp}/f"], "positive number"),
+    ("run-server-lr-inf", [*_RUN, "--model", "vit", "--strategy", "fedavgm", "--server-lr", "inf", "-o", "{tmp}/f"], "positive number"),
+    ("run-proximal-mu-negative", [*_RUN, "--model", "vit", "--strategy", "fedprox", "--proximal-mu", "-1", "-o", "{tmp}/f"], "0 or more"),
+    ("run-lr-schedule-unknown", [*_RUN, "--model", "vit", "--lr-schedule", "step", "-o", "{tmp}/f"], "invalid choice: 'step'"),
+    (
+        "run-secagg-stats-clip-without-secagg",
+        [*_RUN, "--model", "vit", "--secagg-stats-clip", "64", "-o", "{tmp}/f"],
+        "--secagg-stats-clip is a SecAgg+ clipping range; it needs --secagg",
+    ),
+    ("run-secagg-stats-clip-0", [*_RUN, "--model", "vit", "--secagg", "--secagg-stats-clip", "0", "-o", "{tmp}/f"], "positive number"),
+    (
+        "server-strategy-setting-mismatch",
+        [*_SERVER, "--port", "19990", "--beta1", "0.5", "-o", "{tmp}/f"],
+        "--beta1 is a setting of --strategy fedadam, not of fedavg",
+    ),
+]
+
+# Issue 28: TLS for the deployment.
+ROWS += [
+    (
+        "server-tls-partial",
+        [*_SERVER, "--port", "19990", "--ssl-certfile", "{afile}", "-o", "{tmp}/f"],
+        "TLS needs all of --ssl-certfile, --ssl-keyfile and --ssl-ca-certfile",
+    ),
+    (
+        "server-tls-missing-file",
+        [*_SERVER, "--port", "19990", "--ssl-certfile", "{afile}", "--ssl-keyfile", "{afile}", "--ssl-ca-certfile", "{tmp}/nowhere.pem", "-o", "{tmp}/f"],
+        "nowhere.pem: No such file or directory",
+    ),
+    ("client-root-certificates-missing", ["fl", "client", "--partition", "0", "--port", "19991", "--root-certificates", "{tmp}/ca.pem"], "--root-certificates"),
+]

@@ -29,7 +29,8 @@ Layout (after Flower's app template: the apps are thin, the ML is in one task mo
 * :mod:`.deployment` — ``veilnet fl server`` / ``veilnet fl client`` as separate processes;
 * :mod:`.guard` — runs each of the deployment's Flower processes and takes its process tree down
   with the command;
-* :mod:`.results` — :class:`FederatedResult`, its Markdown report and plot.
+* :mod:`.results` — :class:`FederatedResult`, its Markdown report and plot;
+* :mod:`.errors` — :class:`~.errors.FederationError`, a run that did not complete.
 
 Flower is imported only by the apps, :mod:`.messages` and what runs them.
 """

@@ -12,6 +12,9 @@ from typing import Any
 from veilnet.cli import add_group, add_output, finite_float, parse_assignments, positive_int, seed
 from veilnet.errors import ConfigError
 
+#: ``--strategy``'s choices (:data:`veilnet.federated.task.STRATEGIES`, which imports torch).
+_STRATEGY_CHOICES = ("fedavg", "fedavgm", "fedadam", "fedprox")
+
 
 def _port(text: str) -> int:
     try:
@@ -51,6 +54,52 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _fraction(text: str) -> float:
+    """argparse ``type``: a number in [0, 1) (a momentum, Adam's β)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to below 1, got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to below 1, got {text}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of 0 or more, got {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number of 0 or more, got {text}")
+    return value
+
+
+#: Each strategy option → the strategies that take it → the Flower constructor keyword it sets.
+_STRATEGY_OPTIONS = {
+    "server_lr": {"fedavgm": "server_learning_rate", "fedadam": "eta"},
+    "server_momentum": {"fedavgm": "server_momentum"},
+    "beta1": {"fedadam": "beta_1"},
+    "beta2": {"fedadam": "beta_2"},
+    "tau": {"fedadam": "tau"},
+    "proximal_mu": {"fedprox": "proximal_mu"},
+}
+
+
+def _strategy_args(args: argparse.Namespace) -> dict[str, float]:
+    """The settings of ``--strategy`` its options give; ConfigError for an option another
+    strategy takes."""
+    chosen = {}
+    for option, takers in _STRATEGY_OPTIONS.items():
+        value = getattr(args, option)
+        if value is None:
+            continue
+        if args.strategy not in takers:
+            raise ConfigError(f"--{option.replace('_', '-')} is a setting of --strategy {' or '.join(takers)}, not of {args.strategy}")
+        chosen[takers[args.strategy]] = value
+    return chosen
+
+
 def config_from(args: argparse.Namespace) -> Any:
     """The :class:`~veilnet.federated.task.FederatedConfig` the options describe, its model and
     data checked (unknown model, bad model argument, a model that does not take the data)."""
@@ -61,8 +110,9 @@ def config_from(args: argparse.Namespace) -> Any:
     from veilnet.training import TrainConfig
 
     models.signature(args.model)
-    if args.secagg_clip is not None and not args.secagg:
-        raise ConfigError("--secagg-clip is SecAgg+'s clipping range; it needs --secagg")
+    for option in ("secagg_clip", "secagg_stats_clip"):
+        if getattr(args, option) is not None and not args.secagg:
+            raise ConfigError(f"--{option.replace('_', '-')} is a SecAgg+ clipping range; it needs --secagg")
     train = {"optimizer": args.optimizer, "lr": args.lr, "momentum": args.momentum, "batch_size": args.batch_size, "weight_decay": args.weight_decay}
     train = TrainConfig.from_dict({**dataclasses.asdict(PAPER_TRAIN), **{k: v for k, v in train.items() if v is not None}, "augment": args.augment})
     config = FederatedConfig(
@@ -80,7 +130,10 @@ def config_from(args: argparse.Namespace) -> Any:
         subset=args.subset,
         test_subset=args.test_subset,
         secagg=args.secagg,
-        **({"secagg_clip": args.secagg_clip} if args.secagg_clip is not None else {}),
+        **{option: getattr(args, option) for option in ("secagg_clip", "secagg_stats_clip") if getattr(args, option) is not None},
+        strategy=args.strategy,
+        strategy_args=_strategy_args(args),
+        lr_schedule=args.lr_schedule,
     )
     try:
         build_model(config)
@@ -138,6 +191,11 @@ def _server(args: argparse.Namespace) -> int:
 
     prepare_output(args.output, force=args.force, exists=(*OUTPUTS, deployment.ROUNDS_LOG))
     deployment.check_ports(args.host, [args.port])
+    tls_options = {"ssl_certfile": args.ssl_certfile, "ssl_keyfile": args.ssl_keyfile, "ssl_ca_certfile": args.ssl_ca_certfile}
+    given = [option for option, path in tls_options.items() if path is not None]
+    if given and len(given) < len(tls_options):
+        raise ConfigError("TLS needs all of --ssl-certfile, --ssl-keyfile and --ssl-ca-certfile")
+    deployment.check_files(**tls_options)
     config = config_from(args)
     result = deployment.run_server(
         config,
@@ -148,6 +206,7 @@ def _server(args: argparse.Namespace) -> int:
         baseline=not args.no_baseline,
         wait_seconds=args.wait,
         round_timeout=args.round_timeout,
+        tls=deployment.ServerTls(args.ssl_certfile, args.ssl_keyfile, args.ssl_ca_certfile) if given else None,
         verbose=args.verbose,
     )
     _summary(result, args.output)
@@ -165,7 +224,16 @@ def _client(args: argparse.Namespace) -> int:
         for split in ("train", "test"):
             data.load(args.data, split)
     deployment.check_ports(args.host, [args.port])
-    return deployment.run_client(partition=args.partition, data=args.data, server=args.server, host=args.host, port=args.port, verbose=args.verbose)
+    deployment.check_files(root_certificates=args.root_certificates)
+    return deployment.run_client(
+        partition=args.partition,
+        data=args.data,
+        server=args.server,
+        host=args.host,
+        port=args.port,
+        root_certificates=args.root_certificates,
+        verbose=args.verbose,
+    )
 
 
 def _federation_options(p: argparse.ArgumentParser) -> None:
@@ -197,6 +265,30 @@ def _federation_options(p: argparse.ArgumentParser) -> None:
         metavar="C",
         help="SecAgg+ clipping range: each update, scaled by n_k / max n_k, must lie within ±C (default 8); the quantisation step is 2C / 2^22",
     )
+    p.add_argument(
+        "--secagg-stats-clip",
+        type=_positive_float,
+        metavar="C",
+        help="SecAgg+ clipping range of the running statistics' updates (BatchNorm's mean and variance; default 1024); their quantisation step is 2C / 2^22",
+    )
+    p.add_argument(
+        "--strategy",
+        choices=list(_STRATEGY_CHOICES),
+        default="fedavg",
+        help="the server's strategy, Flower's: fedavg (default), fedavgm (server momentum), fedadam (server Adam), fedprox (clients' proximal term)",
+    )
+    p.add_argument("--server-lr", type=_positive_float, help="fedavgm's server learning rate or fedadam's η (default: Flower's)")
+    p.add_argument("--server-momentum", type=_fraction, help="fedavgm's server momentum (default: Flower's)")
+    p.add_argument("--beta1", type=_fraction, help="fedadam's β1 (default: Flower's)")
+    p.add_argument("--beta2", type=_fraction, help="fedadam's β2 (default: Flower's)")
+    p.add_argument("--tau", type=_positive_float, help="fedadam's τ, its adaptivity (default: Flower's)")
+    p.add_argument("--proximal-mu", type=_non_negative, help="fedprox's μ: each client adds μ/2·‖w − w_global‖² to its loss (default: Flower's)")
+    p.add_argument(
+        "--lr-schedule",
+        choices=["constant", "cosine"],
+        default="constant",
+        help="the clients' learning rate across rounds: constant (default) or cosine from --lr in round 1 towards 0",
+    )
     p.add_argument("--no-baseline", action="store_true", help="skip the centralised baseline")
     p.add_argument("-v", "--verbose", action="store_true", help="show Flower's and Ray's logs")
     add_output(p, help="output folder (federated.json, report.md, rounds.png, model.safetensors)")
@@ -218,6 +310,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument(
         "--round-timeout", type=_positive_float, default=600.0, help="seconds a round waits for a client's answer before counting it as failed (default 600)"
     )
+    tls = "TLS (Flower's SuperLink option of the same name; all three, or none: then the connections are unencrypted and unauthenticated)"
+    s.add_argument("--ssl-certfile", metavar="PEM", help=f"{tls}: the server's certificate, naming the address the clients dial")
+    s.add_argument("--ssl-keyfile", metavar="PEM", help=f"{tls}: the server's private key")
+    s.add_argument("--ssl-ca-certfile", metavar="PEM", help=f"{tls}: the CA certificate that signed the server's (the clients get it too)")
     s.set_defaults(func=_server)
 
     c = group.add_parser("client", help="one client: a Flower SuperNode holding its own data or partition i of the server's")
@@ -236,6 +332,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=_port,
         default=9094,
         help="port of this client's own HTTP API, where its client app processes connect (default 9094; one per client on a machine)",
+    )
+    c.add_argument(
+        "--root-certificates",
+        metavar="PEM",
+        help="connect over TLS, verifying the server's certificate with this CA certificate (its --ssl-ca-certfile); without it the connection is unencrypted",
     )
     c.add_argument("-v", "--verbose", action="store_true", help="show Flower's logs")
     c.set_defaults(func=_client)

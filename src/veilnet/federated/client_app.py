@@ -21,7 +21,9 @@ The mod answers the setup, key-sharing and unmasking stages itself; in the maski
 the handler the legacy ``fitins.parameters``/``fitins.config`` records and reads the legacy
 ``fitres.parameters``/``fitres.num_examples``/``fitres.metrics`` records from its reply
 (``flwr.compat.common.recorddict_compat``), so the handler answers such a message in that
-layout: the update Δ_k (:func:`~veilnet.federated.task.model_update`), never the weights.
+layout: the update Δ_k (:func:`~veilnet.federated.task.model_update`, the running statistics'
+scaled into the clipping range by :func:`~veilnet.federated.task.secagg_scales`), never the
+weights.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from flwr.compat.common import recorddict_compat as compat
 from veilnet.data import ImageSplit
 from veilnet.errors import VeilnetError
 from veilnet.federated import task
-from veilnet.federated.messages import CLIENTS, CONFIG, HELLO, KEYED, MAX_WEIGHT, ROUND, WEIGHT, hello_record, keyed_record
+from veilnet.federated.messages import CLIENTS, CONFIG, HELLO, KEYED, MAX_WEIGHT, PROXIMAL_MU, ROUND, WEIGHT, hello_record, keyed_record
 from veilnet.federated.task import FederatedConfig
 
 __all__ = ["app"]
@@ -102,9 +104,12 @@ def _client(msg: Message, context: Context) -> tuple[FederatedConfig, int, Image
     return config, _index(record, context, partition), train, test, model
 
 
-def _local_round(config: FederatedConfig, index: int, model: torch.nn.Module, split: ImageSplit, server_round: int, context: Context) -> dict[str, Any]:
-    """One round of local training on this client's images; its metrics with its index."""
-    stats = task.local_train(config, model, split, server_round=server_round, partition=index)
+def _local_round(config: FederatedConfig, index: int, model: torch.nn.Module, split: ImageSplit, record: Mapping[str, Any], context: Context) -> dict[str, Any]:
+    """One round of local training on this client's images, the round and FedProx's μ read from
+    the round's config ``record`` (:data:`ROUND`; Flower's FedProx sends :data:`PROXIMAL_MU`);
+    its metrics with its index."""
+    server_round = int(record.get(ROUND, 0))
+    stats = task.local_train(config, model, split, server_round=server_round, partition=index, proximal_mu=float(record.get(PROXIMAL_MU, 0.0)))
     _tell(context, {"event": "train", "round": server_round, "images": len(split), "loss": stats["train_loss"]})
     return {**stats, "partition-id": index}
 
@@ -132,7 +137,7 @@ def _train(msg: Message, context: Context) -> Message:
     if "fitins.parameters" in msg.content.array_records:  # SecAgg+'s masking stage
         return _secure_train(msg, context)
     config, index, train, _, model = _client(msg, context)
-    metrics = _local_round(config, index, model, train, int(msg.content.config_records["config"].get(ROUND, 0)), context)
+    metrics = _local_round(config, index, model, train, msg.content.config_records["config"], context)
     return Message(RecordDict({"arrays": ArrayRecord(task.get_weights(model)), "metrics": MetricRecord(metrics)}), reply_to=msg)
 
 
@@ -145,9 +150,9 @@ def _secure_train(msg: Message, context: Context) -> Message:
     model = task.build_model(config)
     before = {name: torch.from_numpy(np.array(a, copy=True)) for name, a in zip(model.state_dict(), parameters_to_ndarrays(fitins.parameters), strict=True)}
     task.set_weights(model, before)
-    metrics = _local_round(config, _index(fitins.config, context, partition), model, train, int(fitins.config[ROUND]), context)
-    update = task.model_update(before, task.get_weights(model))
-    task.check_secagg_range(config, update, int(metrics[WEIGHT]), int(fitins.config[MAX_WEIGHT]))
+    metrics = _local_round(config, _index(fitins.config, context, partition), model, train, fitins.config, context)
+    update = task.model_update(before, task.get_weights(model), task.secagg_scales(config, model))
+    task.check_secagg_range(config, model, update, int(metrics[WEIGHT]), int(fitins.config[MAX_WEIGHT]))
     fitres = FitRes(status=Status(Code.OK, "ok"), parameters=ndarrays_to_parameters(update), num_examples=int(metrics[WEIGHT]), metrics=metrics)
     return Message(compat.fitres_to_recorddict(fitres, keep_input=False), reply_to=msg)
 

@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -44,7 +45,7 @@ from veilnet.federated.server_app import EVENTS, ROUNDS_LOG, STATE, WEIGHTS
 from veilnet.federated.simulation import QUIET, FederationError, finish
 from veilnet.federated.task import FederatedConfig
 
-__all__ = ["ROUNDS_LOG", "check_ports", "run_client", "run_server"]
+__all__ = ["ROUNDS_LOG", "ServerTls", "check_files", "check_ports", "flwr_config", "run_client", "run_server", "superlink_command", "supernode_command"]
 
 _APP_TOML = """[build-system]
 requires = ["hatchling"]
@@ -74,6 +75,51 @@ output = {output}
 wait = {wait}
 timeout = {timeout}
 """
+
+
+@dataclass(frozen=True)
+class ServerTls:
+    """The SuperLink's TLS (Flower's ``--ssl-certfile``, ``--ssl-keyfile``,
+    ``--ssl-ca-certfile``): its certificate (with the address the clients dial among its
+    subject alternative names), its private key, and the CA certificate that signed it, which
+    the clients (``veilnet fl client --root-certificates``) and the command's own ``flwr`` calls
+    verify it with."""
+
+    certfile: str
+    keyfile: str
+    ca_certfile: str
+
+
+def check_files(**paths: str | None) -> None:
+    """ConfigError naming the option of a given file that cannot be read."""
+    for option, path in paths.items():
+        if path is None:
+            continue
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            raise ConfigError(f"--{option.replace('_', '-')} {path}: {exc.strerror or exc}") from None
+
+
+def superlink_command(host: str, port: int, tls: ServerTls | None) -> list[str]:
+    """The SuperLink's command line: HTTPS with ``tls``, else ``--insecure`` (unencrypted)."""
+    security = ["--ssl-certfile", tls.certfile, "--ssl-keyfile", tls.keyfile, "--ssl-ca-certfile", tls.ca_certfile] if tls else ["--insecure"]
+    return [_tool("flower-superlink"), *security, "--host", host, "--port", str(port), "--disable-runtime-dependency-installation"]
+
+
+def flwr_config(host: str, port: int, tls: ServerTls | None) -> str:
+    """The ``flwr`` CLI's config.toml for the command's own ``flwr run``/``flwr ls``: the
+    SuperLink's address, verified with the CA certificate under TLS."""
+    security = f"root-certificates = {json.dumps(str(Path(tls.ca_certfile).resolve()))}" if tls else "insecure = true"
+    return f'[superlink]\ndefault = "veilnet"\n\n[superlink.veilnet]\naddress = "{host}:{port}"\n{security}\n'
+
+
+def supernode_command(server: str, host: str, port: int, node_config: Path, root_certificates: str | None) -> list[str]:
+    """A SuperNode's command line: it verifies the SuperLink's certificate with
+    ``root_certificates`` (a CA certificate), else connects ``--insecure`` (unencrypted)."""
+    security = ["--root-certificates", root_certificates] if root_certificates else ["--insecure"]
+    return [_tool("flower-supernode"), *security, "--superlink", server, "--host", host, "--port", str(port), "--node-config", str(node_config)]
 
 
 def check_ports(host: str, ports: list[int]) -> None:
@@ -158,6 +204,7 @@ def run_server(
     baseline: bool = True,
     wait_seconds: float = 300.0,
     round_timeout: float = 600.0,
+    tls: ServerTls | None = None,
     progress: bool = True,
     verbose: bool = False,
 ) -> Any:
@@ -166,7 +213,9 @@ def run_server(
     Waits up to ``wait_seconds`` for all ``config.clients`` clients (``veilnet fl client``) to
     connect, runs the rounds (a round goes on with ``config.needed`` clients when others fail;
     a client that has not answered within ``round_timeout`` seconds has failed),
-    then writes the outputs of :func:`veilnet.federated.simulation.run`. Raises
+    then writes the outputs of :func:`veilnet.federated.simulation.run`. With ``tls`` the
+    SuperLink speaks HTTPS only; without, it is unencrypted and anyone who reaches the port can
+    join as a client (:func:`superlink_command`). Raises
     :class:`FederationError` when the run fails.
     """
     from veilnet.federated.simulation import OUTPUTS
@@ -191,11 +240,9 @@ def run_server(
                     config=toml(config.dumps()), state=toml(state), output=toml(out.resolve()), wait=float(wait_seconds), timeout=float(round_timeout)
                 ),
             )
-            write_text(home / "config.toml", f'[superlink]\ndefault = "veilnet"\n\n[superlink.veilnet]\naddress = "{host}:{port}"\ninsecure = true\n')
+            write_text(home / "config.toml", flwr_config(host, port, tls))
             env = _environment(home)
-            superlink = _start(
-                [_tool("flower-superlink"), "--insecure", "--host", host, "--port", str(port), "--disable-runtime-dependency-installation"], env, verbose
-            )
+            superlink = _start(superlink_command(host, port, tls), env, verbose)
             start = time.perf_counter()
             try:
                 run_id = _submit(app, env)
@@ -303,10 +350,20 @@ def _load_state(config: FederatedConfig, state: Path) -> Any:
 REFUSAL_GRACE = 3.0
 
 
-def run_client(*, server: str, partition: int | None = None, data: str | None = None, host: str = "127.0.0.1", port: int = 9094, verbose: bool = False) -> int:
+def run_client(
+    *,
+    server: str,
+    partition: int | None = None,
+    data: str | None = None,
+    host: str = "127.0.0.1",
+    port: int = 9094,
+    root_certificates: str | None = None,
+    verbose: bool = False,
+) -> int:
     """Run a SuperNode connected to ``server`` (HOST:PORT) that holds ``partition`` of the
     server's data set or the data set ``data`` of its own (one of the two), until it is stopped
-    (Ctrl-C or SIGTERM), printing what it does: connecting, connected, each round's loss and
+    (Ctrl-C or SIGTERM), over TLS verified with the CA certificate ``root_certificates``
+    when given (else unencrypted), printing what it does: connecting, connected, each round's loss and
     accuracy, the keyed step. Its exit status; ConfigError when the server's model does not
     take its images (the client then leaves)."""
     from veilnet.federated.client_app import DATA, EVENTS
@@ -319,7 +376,7 @@ def run_client(*, server: str, partition: int | None = None, data: str | None = 
     events = private / "events.jsonl"
     source = {"partition-id": int(partition)} if partition is not None else {DATA: json.dumps(data)}
     node_config = write_text(private / "node.toml", "".join(f"{k} = {v}\n" for k, v in {**source, EVENTS: json.dumps(str(events))}.items()))
-    command = [_tool("flower-supernode"), "--insecure", "--superlink", server, "--host", host, "--port", str(port), "--node-config", str(node_config)]
+    command = supernode_command(server, host, port, node_config, root_certificates)
     print(f"connecting to {server}…", flush=True)
     with _sigterm_exits():
         node = _start(command, _environment(), verbose)

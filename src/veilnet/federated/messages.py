@@ -14,8 +14,9 @@ clients (``config[CLIENTS]``: node id → index, JSON, in every round's message)
   client checks that its images fit the model and answers with its partition (−1 for its own
   data) and its numbers of training and test images (:func:`hello_record`). A client that does
   not fit answers with an error and is not admitted.
-* ``train``: the global weights in, the client's weights and ``num-examples`` out (with SecAgg+,
-  the update in Flower's legacy layout instead: :mod:`veilnet.federated.client_app`).
+* ``train``: the global weights in (with the round, and FedProx's μ in :data:`PROXIMAL_MU`),
+  the client's weights and ``num-examples`` out (with SecAgg+, the update in Flower's legacy
+  layout instead: :mod:`veilnet.federated.client_app`).
 * ``evaluate``: the global weights in, the client's accuracy on its own test images out.
 * ``query.keyed``: the final weights in; the client draws its key, transforms its copy, encrypts
   its test images and measures (:func:`~veilnet.federated.task.keyed_step`), and answers with
@@ -34,7 +35,20 @@ from flwr.app import ConfigRecord, MetricRecord, RecordDict
 
 from veilnet.federated.task import KeyedReport
 
-__all__ = ["CLIENTS", "CONFIG", "CROSS_KEY", "HELLO", "KEYED", "MAX_WEIGHT", "ROUND", "WEIGHT", "hello_record", "keyed_record", "read_keyed_record"]
+__all__ = [
+    "CLIENTS",
+    "CONFIG",
+    "CROSS_KEY",
+    "HELLO",
+    "KEYED",
+    "MAX_WEIGHT",
+    "PROXIMAL_MU",
+    "ROUND",
+    "WEIGHT",
+    "hello_record",
+    "keyed_record",
+    "read_keyed_record",
+]
 
 #: Name of the ConfigRecord entry that holds the run's FederatedConfig as JSON.
 CONFIG = "veilnet"
@@ -48,6 +62,8 @@ HELLO = "query.hello"
 KEYED = "query.keyed"
 #: Config entry with the round number (the Message-API FedAvg's name for it).
 ROUND = "server-round"
+#: Config entry of a FedProx round with the proximal term's μ (Flower's FedProx sets it).
+PROXIMAL_MU = "proximal-mu"
 #: Metric entry with a client's n_k, FedAvg's weight.
 WEIGHT = "num-examples"
 #: Metric entry of a keyed answer with the client's row of the cross-key matrix.

@@ -56,6 +56,10 @@ class FederatedResult(Result):
         return sum(off) / len(off) if off else math.nan
 
 
+def _settings(args: dict[str, float]) -> str:
+    return ", ".join(f"{name} {value:g}" for name, value in sorted(args.items())) or "Flower's default settings"
+
+
 def markdown(result: FederatedResult) -> str:
     """The report: rounds, the keyed table (Table 1 per client), cross-key, baseline."""
     c = result.config
@@ -64,9 +68,11 @@ def markdown(result: FederatedResult) -> str:
         "",
         f"{c.clients} clients ({c.partition}{f', α = {c.alpha}' if c.partition == 'dirichlet' else ''}), "
         f"{c.rounds} rounds of {c.local_epochs} local epoch(s), FedAvg weighted by examples"
+        + (f", server strategy {c.strategy} ({_settings(c.strategy_args)})" if c.strategy != "fedavg" else "")
+        + (f", the clients' learning rate {c.lr_schedule} across rounds" if c.lr_schedule != "constant" else "")
         + (
             f", the updates summed with SecAgg+ (threshold {c.secagg_threshold} of "
-            f"{c.clients}, clipping range ±{c.secagg_clip:g}, {c.secagg_quantization} levels)"
+            f"{c.clients}, clipping range ±{c.secagg_clip:g}, ±{c.secagg_stats_clip:g} for running statistics, {c.secagg_quantization} levels)"
             if c.secagg
             else ""
         )

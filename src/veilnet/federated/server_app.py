@@ -8,6 +8,11 @@ evaluates the integrated model centrally; after the last round each client keys 
 server gets numbers only (:mod:`veilnet.federated.messages`). :class:`Federation` is the server's
 side of one run; :data:`app` is the deployment's ServerApp, whose main reads the run config.
 
+``config.strategy`` swaps FedAvg for another of Flower's Message-API strategies (FedAvgM,
+FedAdam, FedProx: :data:`veilnet.federated.task.STRATEGIES`), with veilnet's round hooks mixed
+in (:class:`_Rounds`): the round's failures recorded, the run stopped at once when a round falls
+short of ``config.needed`` clients, the running statistics kept at FedAvg's mean.
+
 With ``config.secagg`` the rounds run Flower's SecAgg+ instead (the server sees only the sum of
 the clients' updates). Flower 1.41 offers SecAgg+ only in its legacy strategy API:
 :class:`flwr.server.workflow.SecAggPlusWorkflow` as the fit workflow of a
@@ -33,17 +38,19 @@ from typing import Any
 
 import numpy as np
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, MetricRecord, RecordDict
 from flwr.common import ndarrays_to_parameters, parameters_to_ndarrays
 from flwr.server import LegacyContext, ServerConfig
 from flwr.server import strategy as legacy
 from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
 from flwr.serverapp import Grid, ServerApp
-from flwr.serverapp.strategy import FedAvg
+from flwr.serverapp.strategy import FedAdam, FedAvg, FedAvgM, FedProx
+from flwr.serverapp.strategy.strategy_utils import aggregate_arrayrecords
 
 from veilnet.errors import ConfigError, VeilnetError
 from veilnet.federated import task
-from veilnet.federated.messages import CLIENTS, CONFIG, HELLO, KEYED, MAX_WEIGHT, ROUND, WEIGHT, read_keyed_record
+from veilnet.federated.errors import round_short
+from veilnet.federated.messages import CLIENTS, CONFIG, HELLO, KEYED, MAX_WEIGHT, WEIGHT, read_keyed_record
 from veilnet.federated.task import FederatedConfig, KeyedReport
 from veilnet.progress import bar
 
@@ -107,7 +114,7 @@ class Federation:
         grid = self._admit(grid)
         self._bar = bar(desc=f"fl run: {config.rounds} rounds of {config.clients} clients", total=config.rounds, unit="round", enabled=self.progress)
         try:
-            strategy = _FedAvg(
+            strategy = _strategy(
                 self,
                 fraction_train=1.0,
                 fraction_evaluate=1.0,
@@ -125,7 +132,7 @@ class Federation:
             self._keyed_step(grid, ArrayRecord(self.weights))
 
     def _plain_rounds(self, grid: Grid, context: Context, strategy: FedAvg, initial: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The Message-API FedAvg's own loop: train, the clients' evaluation, the central one."""
+        """The Message-API strategy's own loop: train, the clients' evaluation, the central one."""
         record = ConfigRecord(self._record())
         central = lambda server_round, arrays: MetricRecord(self._central(server_round, arrays.to_torch_state_dict()))  # noqa: E731
         result = strategy.start(
@@ -137,11 +144,14 @@ class Federation:
             evaluate_config=ConfigRecord(dict(record)),
             evaluate_fn=central,
         )
-        return result.arrays.to_torch_state_dict()
+        return self.typed(result.arrays.to_torch_state_dict())
 
     def _secure_rounds(self, grid: Grid, context: Context, strategy: FedAvg, initial: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The same rounds with SecAgg+: Flower's legacy DefaultWorkflow with SecAggPlusWorkflow
-        as its fit step and :class:`_SecureFedAvg`; the Message-API ``strategy`` still sends the
+        as its fit step and :class:`_SecureFedAvg`, which asks the Message-API ``strategy`` for
+        each round's train config (``configure_train``: the round, FedProx's μ) and hands it the
+        securely aggregated mean model as every client's answer (``aggregate_train``: the
+        server's step, FedAvgM's or FedAdam's, on FedAvg's mean). ``strategy`` also sends the
         clients' evaluation, run first in the central evaluation hook so that a round's record
         is built in the same order as :meth:`_plain_rounds` (train, clients, central)."""
         config, names = self.config, list(initial)
@@ -156,14 +166,20 @@ class Federation:
             stats = self._central(server_round, state)
             return stats["loss"], {"accuracy": stats["accuracy"]}
 
+        def fit_config(server_round: int) -> dict[str, Any]:
+            messages = strategy.configure_train(server_round, ArrayRecord(secure_fedavg.state), ConfigRecord(self._record()), grid)
+            return {**next(iter(messages)).content.config_records["config"], MAX_WEIGHT: self.max_weight}
+
         secure_fedavg = _SecureFedAvg(
+            self,
+            strategy,
             initial,
+            task.secagg_scales(config, self._model),
             fraction_fit=1.0,
             fraction_evaluate=0.0,  # the clients' evaluation runs in ``evaluate``
             min_fit_clients=config.needed,
             min_available_clients=config.needed,
-            on_fit_config_fn=lambda server_round: {**self._record(), ROUND: server_round, MAX_WEIGHT: self.max_weight},
-            fit_metrics_aggregation_fn=lambda pairs: self._train_metrics([dict(metrics) for _, metrics in pairs], WEIGHT),
+            on_fit_config_fn=fit_config,
             evaluate_fn=evaluate,
         )
         secaggplus = _SecAggPlus(
@@ -180,11 +196,31 @@ class Federation:
         DefaultWorkflow(fit_workflow=secaggplus)(grid, legacy_context)
         return secure_fedavg.state
 
+    def typed(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``state`` in the model's dtypes (an averaged integer buffer comes back as a float)."""
+        own = self._model.state_dict()
+        return {name: state[name].to(own[name].dtype) for name in own}
+
+    def statistics(self) -> set[str]:
+        """The names of the model's buffers (running statistics, batch counters)."""
+        return {name for name, _ in self._model.named_buffers()}
+
     def failed(self, reasons: list[str]) -> None:
-        """The clients that failed the current round, each as its error's last line (a round
-        that gets no update counts 0 clients)."""
-        self._current["failures"] = reasons
+        """The clients that failed the current round so far, each as its error's last line (a
+        round that gets no update counts 0 clients). An empty list keeps what a SecAgg+ stage
+        recorded (the strategy then sees the surviving clients only)."""
+        self._current["failures"] = reasons or self._current.get("failures", [])
         self._current.setdefault("clients", 0)
+
+    def check_answers(self, answered: int) -> None:
+        """FederationError at once when ``answered`` clients' updates fall short of
+        ``config.needed`` in the current round: the run stops there, not after its last round."""
+        if answered < self.config.needed:
+            self.halted(answered)
+
+    def halted(self, answered: int) -> None:
+        """Stop the run: the current round ended with ``answered`` clients' updates."""
+        raise round_short(len(self.rounds) + 1, answered, self.config.needed, self._current.get("failures", []))
 
     def _record(self) -> dict[str, str]:
         """What every message of the rounds carries: the config and the clients' indices."""
@@ -299,8 +335,18 @@ class _Admitted:
         return [node for node in self._grid.get_node_ids() if node in self._nodes]
 
 
-class _FedAvg(FedAvg):
-    """Flower's FedAvg, recording the error of every client that failed a round."""
+#: ``--strategy`` → Flower's Message-API strategy (:data:`veilnet.federated.task.STRATEGIES`).
+_STRATEGIES: dict[str, type[FedAvg]] = {"fedavg": FedAvg, "fedavgm": FedAvgM, "fedadam": FedAdam, "fedprox": FedProx}
+
+
+class _Rounds:
+    """What veilnet adds to any of Flower's Message-API strategies (a mixin before it, so its
+    ``aggregate_train`` wraps the strategy's): the round's failed clients recorded, the run
+    stopped at once when fewer than ``config.needed`` clients answered, and the running
+    statistics (the model's buffers) set to FedAvg's weighted mean of the clients' — a
+    server optimiser (FedAvgM's momentum, FedAdam's normalised step) acts on the trained
+    parameters only: a running variance is an estimate of the activations' variance, not a
+    weight, and an Adam step of ±η on it would not track the clients'."""
 
     def __init__(self, federation: Federation, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -308,14 +354,28 @@ class _FedAvg(FedAvg):
 
     def aggregate_train(self, server_round: int, replies: Any) -> Any:
         replies = list(replies)
+        answered = [m.content for m in replies if not m.has_error()]
         self.federation.failed([_reason(m.error.reason) for m in replies if m.has_error()])
-        return super().aggregate_train(server_round, replies)
+        self.federation.check_answers(len(answered))
+        arrays, metrics = super().aggregate_train(server_round, replies)  # type: ignore[misc]
+        mean = aggregate_arrayrecords(answered, WEIGHT)
+        for name in self.federation.statistics():
+            arrays[name] = mean[name]
+        return arrays, metrics
+
+
+def _strategy(federation: Federation, **kwargs: Any) -> FedAvg:
+    """``config.strategy``'s Flower class with :class:`_Rounds` mixed in, given ``kwargs`` and
+    ``config.strategy_args``."""
+    base = _STRATEGIES[federation.config.strategy]
+    return type(f"Veilnet{base.__name__}", (_Rounds, base), {})(federation, **kwargs, **federation.config.strategy_args)
 
 
 class _SecAggPlus(SecAggPlusWorkflow):
     """Flower's SecAgg+ workflow, recording the clients that failed a stage: when too few are
-    left the workflow stops the round before the strategy sees any result, and the round's
-    record still says why (a client refusing an update beyond the clipping range, say)."""
+    left the workflow halts the round before the strategy sees any result, and the run stops
+    there with the round's counts and reasons (a client refusing an update beyond the
+    clipping range, say)."""
 
     def __init__(self, federation: Federation, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -323,6 +383,8 @@ class _SecAggPlus(SecAggPlusWorkflow):
 
     def _failed(self, going_on: bool, state: Any) -> bool:
         self.federation.failed([_reason(str(getattr(f.args[0], "reason", f)) if f.args else str(f)) for f in state.failures])
+        if not going_on:
+            self.federation.halted(len(state.active_node_ids))
         return going_on
 
     def setup_stage(self, grid: Grid, context: Any, state: Any) -> bool:
@@ -334,24 +396,31 @@ class _SecAggPlus(SecAggPlusWorkflow):
     def collect_masked_vectors_stage(self, grid: Grid, context: Any, state: Any) -> bool:
         return self._failed(super().collect_masked_vectors_stage(grid, context, state), state)
 
+    def unmask_stage(self, grid: Grid, context: Any, state: Any) -> bool:
+        return self._failed(super().unmask_stage(grid, context, state), state)
+
 
 class _SecureFedAvg(legacy.FedAvg):
-    """Flower's legacy FedAvg behind SecAgg+: every result it gets carries the same unmasked
-    aggregate, the clients' mean update Σ_k q_k·Δ_k / Σ_k q_k (:func:`task.model_update`), so
-    its average is that aggregate; this adds it to the global model (w_{t+1} = w_t + Δ̄, which
-    is FedAvg's Σ_k (n_k / n)·w_k). ``state`` is the global model after the last round. (A
-    round's failures and client count are recorded by :class:`_SecAggPlus`.)"""
+    """Flower's legacy FedAvg behind SecAgg+, handing the round to the Message-API
+    ``strategy``: every result it gets carries the same unmasked aggregate, the clients' mean
+    update Σ_k q_k·Δ_k / Σ_k q_k (:func:`task.model_update`), so w̄ = w_t + Δ̄ (unscaled by
+    :func:`task.secagg_scales`) is FedAvg's Σ_k (n_k / n)·w_k; each client's answer becomes a
+    reply carrying w̄ with its own metrics and n_k, and ``strategy.aggregate_train`` makes the
+    server's step from them (FedAvg: w̄ itself). ``state`` is the global model after the last
+    round. (A round's failures are recorded by :class:`_SecAggPlus`.)"""
 
-    def __init__(self, initial: dict[str, torch.Tensor], **kwargs: Any) -> None:
+    def __init__(self, federation: Federation, strategy: FedAvg, initial: dict[str, torch.Tensor], scales: dict[str, float], **kwargs: Any) -> None:
         super().__init__(initial_parameters=ndarrays_to_parameters([v.numpy() for v in initial.values()]), **kwargs)
-        self.state = dict(initial)
+        self.federation, self.strategy, self.scales, self.state = federation, strategy, scales, dict(initial)
 
     def aggregate_fit(self, server_round: int, results: Any, failures: Any) -> Any:
-        aggregated, metrics = super().aggregate_fit(server_round, results, failures)
-        if aggregated is None:
-            return None, metrics
-        self.state = task.apply_update(self.state, parameters_to_ndarrays(aggregated))
-        return ndarrays_to_parameters([v.numpy() for v in self.state.values()]), metrics
+        self.federation.check_answers(len(results))
+        mean = ArrayRecord(task.apply_update(self.state, parameters_to_ndarrays(results[0][1].parameters), self.scales))
+        answer = lambda fit: RecordDict({"arrays": mean, "metrics": MetricRecord({**fit.metrics, WEIGHT: fit.num_examples})})  # noqa: E731
+        replies = [Message(answer(fit), dst_node_id=0, message_type=MessageType.TRAIN) for _, fit in results]
+        arrays, _ = self.strategy.aggregate_train(server_round, replies)
+        self.state = self.federation.typed(arrays.to_torch_state_dict())
+        return ndarrays_to_parameters([v.numpy() for v in self.state.values()]), {}
 
 
 def _reason(text: str) -> str:

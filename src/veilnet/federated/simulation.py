@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from veilnet.errors import VeilnetError
+from veilnet.federated.errors import FederationError, round_short
 from veilnet.federated.results import PLOT, REPORT, RESULT, FederatedResult
 from veilnet.federated.task import FederatedConfig
 from veilnet.paths import prepare_output, write_text
@@ -38,10 +38,6 @@ QUIET = {
     "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
     "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0",
 }
-
-
-class FederationError(VeilnetError):
-    """A federation did not complete: too few clients answered a round, or none the keyed step."""
 
 
 def quiet_environment(verbose: bool = False) -> None:
@@ -70,7 +66,8 @@ def run(
 
     ``client_cpus`` is each client's share of the CPUs (Ray's ``num_cpus``; default all of them,
     so clients train one after another, each with every core). Raises
-    :class:`FederationError` when a round got fewer than ``config.needed`` clients' updates.
+    :class:`FederationError` as soon as a round gets fewer than ``config.needed`` clients'
+    updates (:func:`veilnet.federated.errors.round_short`).
     """
     out = prepare_output(out_dir, force=force, exists=OUTPUTS)
     from veilnet.federated import task
@@ -158,7 +155,6 @@ def check_complete(config: FederatedConfig, rounds: list[dict[str, Any]], keyed:
     for record in rounds:
         got = int(record.get("clients", 0))
         if got < config.needed:
-            reasons = "; ".join(sorted(set(record.get("failures", []))))[:300]
-            raise FederationError(f"round {record['round']}: {got} of the {config.needed} clients needed sent an update{f' ({reasons})' if reasons else ''}")
+            raise round_short(record["round"], got, config.needed, record.get("failures", []))
     if config.model in ("vit", "convmixer") and len(keyed) < config.needed:
         raise FederationError(f"only {len(keyed)} of the {config.needed} clients needed answered the keyed step")

@@ -46,6 +46,7 @@ __all__ = [
     "FederatedConfig",
     "KeyedReport",
     "SECAGG_MODULUS",
+    "STRATEGIES",
     "apply_update",
     "build_model",
     "central_test",
@@ -62,6 +63,7 @@ __all__ = [
     "local_train",
     "model_update",
     "own_data",
+    "secagg_scales",
     "set_weights",
     "train_baseline",
 ]
@@ -73,6 +75,32 @@ PAPER_TRAIN = TrainConfig(optimizer="sgd", lr=1e-3, momentum=0.9, batch_size=8, 
 #: Model name -> the key scheme its patch embedding takes (veilnet.keyed): the ViT scheme (Ea
 #: and the block permutation Eb, federated ViT paper Sec. 3.2) or the block scheme (ConvMixer).
 _SCHEMES = {"vit": "vit", "convmixer": "block"}
+
+#: The server's strategies (Flower's :mod:`flwr.serverapp.strategy` classes of the same names)
+#: and the settings each takes (its constructor's keyword; Flower's default where not given):
+#: FedAvg (McMahan et al., "Communication-Efficient Learning of Deep Networks from Decentralized
+#: Data", 2017); FedAvgM, server SGD with momentum on the pseudo-gradient w_t − w̄ (Hsu et al.,
+#: "Measuring the Effects of Non-Identical Data Distribution for Federated Visual
+#: Classification", 2019, Sec. 3); FedAdam, server Adam on it (Reddi et al., "Adaptive
+#: Federated Optimization", ICLR 2021, Algorithm 2); FedProx, FedAvg whose clients add the
+#: proximal term μ/2·‖w − w_t‖² to their loss (Li et al., "Federated Optimization in
+#: Heterogeneous Networks", MLSys 2020, Sec. 3).
+STRATEGIES: dict[str, tuple[str, ...]] = {
+    "fedavg": (),
+    "fedavgm": ("server_learning_rate", "server_momentum"),
+    "fedadam": ("eta", "beta_1", "beta_2", "tau"),
+    "fedprox": ("proximal_mu",),
+}
+#: Each strategy setting's range: (low, high, low included).
+_STRATEGY_RANGES = {
+    "server_learning_rate": (0.0, math.inf, False),
+    "server_momentum": (0.0, 1.0, True),
+    "eta": (0.0, math.inf, False),
+    "beta_1": (0.0, 1.0, True),
+    "beta_2": (0.0, 1.0, True),
+    "tau": (0.0, math.inf, False),
+    "proximal_mu": (0.0, math.inf, True),
+}
 
 #: SecAgg+'s masks are drawn modulo 2^32 (Flower's default modulus): the sum of the
 #: N clients' quantised updates, each in [0, T], must stay below it (N·T < 2^32).
@@ -94,6 +122,15 @@ class FederatedConfig(Result):
     n_k / max_j n_j, is clipped to ±``secagg_clip``, quantised to ``secagg_quantization`` levels
     and masked, so the server recovers only the weighted sum (bound in :func:`model_update`).
 
+    ``secagg_stats_clip`` is the clipping range of the running statistics' updates
+    (:func:`secagg_scales`): the default 1024 = 2^10 lets a BatchNorm running variance move by
+    up to 1024 per round, at a quantisation step of 2·1024 / 2^22 = 2^-11 (the weights' is
+    2·8 / 2^22 = 2^-18).
+
+    ``strategy`` is the server's (:data:`STRATEGIES`; ``strategy_args``: its settings, Flower's
+    defaults for the others); ``lr_schedule`` sets the clients' learning rate per round
+    (:meth:`round_lr`).
+
     ``input_shape`` (C, H, W) and ``num_classes`` are the model's, from the server's data
     (:func:`described`; None: read them from ``data``): a client with its own data builds the
     model from them and checks that its images fit.
@@ -114,7 +151,11 @@ class FederatedConfig(Result):
     test_subset: int | None = None
     secagg: bool = False
     secagg_clip: float = 8.0
+    secagg_stats_clip: float = 1024.0
     secagg_quantization: int = 2**22
+    strategy: str = "fedavg"
+    strategy_args: dict[str, float] = field(default_factory=dict)
+    lr_schedule: str = "constant"
     input_shape: tuple[int, int, int] | None = None
     num_classes: int | None = None
 
@@ -133,8 +174,21 @@ class FederatedConfig(Result):
             raise ConfigError(f"min clients must be between 1 and the {self.clients} clients, got {self.min_clients}")
         if isinstance(self.train, dict):  # from JSON
             object.__setattr__(self, "train", TrainConfig.from_dict(self.train))
-        if not (is_number(self.secagg_clip) and 0 < self.secagg_clip < math.inf):
-            raise ConfigError(f"the SecAgg+ clipping range must be a positive number, got {self.secagg_clip!r}")
+        for name in ("secagg_clip", "secagg_stats_clip"):
+            value = getattr(self, name)
+            if not (is_number(value) and 0 < value < math.inf):
+                raise ConfigError(f"the SecAgg+ clipping range{' of the statistics' if 'stats' in name else ''} must be a positive number, got {value!r}")
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
+        for name, value in self.strategy_args.items():
+            if name not in STRATEGIES[self.strategy]:
+                takes = ", ".join(STRATEGIES[self.strategy]) or "no setting"
+                raise ConfigError(f"strategy {self.strategy} takes {takes}, not {name}")
+            low, high, closed = _STRATEGY_RANGES[name]
+            if not (is_number(value) and (low <= value if closed else low < value) and value < high):
+                raise ConfigError(f"{name} must be {'at least' if closed else 'above'} {low:g} and below {high:g}, got {value!r}")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ConfigError(f"the learning-rate schedule across rounds must be constant or cosine, got {self.lr_schedule!r}")
         q = self.secagg_quantization
         if not is_int(q) or q < 2 or (self.secagg and self.clients * q >= SECAGG_MODULUS):
             raise ConfigError(f"the SecAgg+ quantisation range must be an integer from 2 to below 2^32 / clients, got {q!r}")
@@ -157,6 +211,16 @@ class FederatedConfig(Result):
         the secret shares of t clients to remove a client's masks, so a round survives N − t
         dropouts, and fewer than t clients colluding with the server cannot remove them."""
         return max(2, self.clients // 2 + 1)
+
+    def round_lr(self, server_round: int) -> float:
+        """The clients' learning rate in round ``server_round`` (1 to ``rounds``): ``train.lr``
+        throughout (``constant``), or cosine-annealed across the rounds (``cosine``,
+        Loshchilov & Hutter, "SGDR: Stochastic Gradient Descent with Warm Restarts", ICLR 2017,
+        Eq. 5 without restarts), lr·(1 + cos(π·(r − 1)/R))/2: the full rate in round 1, lr/2 at
+        the middle, lr·(1 + cos(π·(R − 1)/R))/2 in the last round."""
+        if self.lr_schedule == "constant":
+            return self.train.lr
+        return self.train.lr * (1 + math.cos(math.pi * (server_round - 1) / self.rounds)) / 2
 
     @property
     def total_epochs(self) -> int:
@@ -270,19 +334,26 @@ def set_weights(model: nn.Module, state: dict[str, Any]) -> nn.Module:
     return model
 
 
-def local_train(config: FederatedConfig, model: nn.Module, split: ImageSplit, *, server_round: int, partition: int, device: str = "cpu") -> dict[str, float]:
-    """``config.local_epochs`` epochs of ``config.train`` on the client's ``split``, in place.
+def local_train(
+    config: FederatedConfig, model: nn.Module, split: ImageSplit, *, server_round: int, partition: int, proximal_mu: float = 0.0, device: str = "cpu"
+) -> dict[str, float]:
+    """``config.local_epochs`` epochs of ``config.train`` on the client's ``split``, in place,
+    at the round's learning rate (:meth:`FederatedConfig.round_lr`).
 
     A fresh optimiser per round (the paper's clients keep no state between integrations) and a
-    shuffling seed per round and client. Returns ``train_loss`` (last epoch), ``num-examples``
-    (n_k, FedAvg's weight), ``train_seconds`` and torch's ``threads``. A client with no images (possible with a small
-    Dirichlet α) trains nothing and weighs 0.
+    shuffling seed per round and client. With ``proximal_mu`` μ > 0 (FedProx: Li et al.,
+    "Federated Optimization in Heterogeneous Networks", MLSys 2020, Sec. 3, Eq. 2) every step
+    minimises the loss plus μ/2·‖w − w_t‖² over the trained parameters, w_t the global model
+    this round started from. Returns ``train_loss`` (last epoch, with the proximal term),
+    ``num-examples`` (n_k, FedAvg's weight), ``train_seconds`` and torch's ``threads``. A
+    client with no images (possible with a small Dirichlet α) trains nothing and weighs 0.
     """
     start = time.perf_counter()
     if len(split) == 0:
         return {"train_loss": float("nan"), "num-examples": 0, "train_seconds": 0.0, "threads": torch.get_num_threads()}
-    train = dataclasses.replace(config.train, seed=config.seed * 7919 + 1000 * server_round + partition)
-    history = train_epochs(model, split, train, epochs=config.local_epochs, device=device)
+    train = dataclasses.replace(config.train, seed=config.seed * 7919 + 1000 * server_round + partition, lr=config.round_lr(server_round))
+    penalty = _proximal_term(model, proximal_mu) if proximal_mu else None
+    history = train_epochs(model, split, train, epochs=config.local_epochs, device=device, penalty=penalty)
     return {
         "train_loss": float(history[-1]["train_loss"]),
         "num-examples": len(split),
@@ -291,50 +362,83 @@ def local_train(config: FederatedConfig, model: nn.Module, split: ImageSplit, *,
     }
 
 
-def model_update(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> list[np.ndarray]:
-    """The update Δ_k = w_k − w_t of every floating-point tensor, in state order: what a client
-    sends through SecAgg+.
+def _proximal_term(model: nn.Module, mu: float) -> Any:
+    """FedProx's μ/2·‖w − w_t‖² over ``model``'s trained parameters, w_t their values now."""
+    start = [(p, p.detach().clone()) for p in model.parameters() if p.requires_grad]
+    return lambda _: mu / 2 * sum(((p - p0) ** 2).sum() for p, p0 in start)
+
+
+def secagg_scales(config: FederatedConfig, model: nn.Module) -> dict[str, float]:
+    """What SecAgg+ multiplies each floating-point tensor's update by before it is quantised, in
+    state order: 1 for a trained parameter, c / c_s for a running statistic (a floating-point
+    buffer: BatchNorm's running mean and variance), c = ``secagg_clip``, c_s =
+    ``secagg_stats_clip``.
+
+    Running statistics are not gradients: a BatchNorm running variance follows the scale of
+    the activations and can move by tens in one round (an exponential average of batch
+    variances), where the weights move by a fraction of one. FedAvg averages them like the
+    weights (McMahan et al., 2017, average the whole model state), so they travel the same way,
+    as the update Δ_k = s_k − s_t, only scaled into the one clipping range Flower's SecAgg+
+    quantises with: a statistic's update may reach ±c_s, and its quantisation step is
+    2·c_s / T instead of 2·c / T. The server divides the aggregate by the same factor
+    (:func:`apply_update`), so the statistics come out as FedAvg's weighted mean, within
+    N·(2·c_s + max_k |Δ_k|) / Σ_k q_k (:func:`model_update`'s bound with c_s for c).
+    """
+    buffers = {name for name, _ in model.named_buffers()}
+    ratio = config.secagg_clip / config.secagg_stats_clip
+    return {name: ratio if name in buffers else 1.0 for name, value in model.state_dict().items() if value.is_floating_point()}
+
+
+def model_update(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor], scales: dict[str, float]) -> list[np.ndarray]:
+    """The update s·Δ_k = s·(w_k − w_t) of every floating-point tensor (``scales``:
+    :func:`secagg_scales`, in state order): what a client sends through SecAgg+.
 
     Flower's SecAgg+ workflow returns Σ_k q_k·Δ̃_k / Σ_k q_k with q_k = round(n_k·T / W)
     (T = quantisation levels, W = max_k n_k, which the server learns from the clients when
     they connect and sends them) and each coordinate of
-    (q_k / T)·Δ_k clipped to ±c and stochastically rounded to a grid of step 2c / T. Without
+    (q_k / T)·s·Δ_k clipped to ±c and stochastically rounded to a grid of step 2c / T. Without
     clipping (:func:`check_secagg_range`) it differs from FedAvg's Σ_k (n_k / n)·Δ_k by at most
 
-        N·(2c + max_k |Δ_k|) / Σ_k q_k                                   per coordinate,
+        N·(2c/s + max_k |Δ_k|) / Σ_k q_k                                 per coordinate,
 
-    N·2c / Σ q from the N roundings and N·max|Δ| / Σ q from rounding the weights. Integer
+    N·2c/s / Σ q from the N roundings and N·max|Δ| / Σ q from rounding the weights (c/s is c
+    for a weight and c_s for a running statistic). Integer
     tensors (BatchNorm's batch counters, unused with a momentum) are not sent: they count a
     client's batches, so they would give its n_k away, and they keep the global value.
     """
-    return [(after[name] - value).numpy().astype(np.float32) for name, value in before.items() if value.is_floating_point()]
+    return [((after[name].double() - before[name].double()) * scale).numpy().astype(np.float32) for name, scale in scales.items()]
 
 
-def apply_update(state: dict[str, torch.Tensor], update: list[np.ndarray]) -> dict[str, torch.Tensor]:
-    """w_{t+1} = w_t + Δ̄ for the floating-point tensors (the order of :func:`model_update`);
-    the integer tensors keep ``state``'s values."""
-    floating = [name for name, value in state.items() if value.is_floating_point()]
-    if len(floating) != len(update):
-        raise ModelFormatError(f"the aggregated update has {len(update)} tensors, the model {len(floating)} floating-point ones")
+def apply_update(state: dict[str, torch.Tensor], update: list[np.ndarray], scales: dict[str, float]) -> dict[str, torch.Tensor]:
+    """w_{t+1} = w_t + Δ̄ / s for the floating-point tensors (the order and scales of
+    :func:`model_update`); the integer tensors keep ``state``'s values."""
+    if len(scales) != len(update):
+        raise ModelFormatError(f"the aggregated update has {len(update)} tensors, the model {len(scales)} floating-point ones")
     new = dict(state)
-    for name, delta in zip(floating, update, strict=True):
-        new[name] = (state[name].double() + torch.from_numpy(np.asarray(delta, dtype=np.float64))).to(state[name].dtype)
+    for (name, scale), delta in zip(scales.items(), update, strict=True):
+        new[name] = (state[name].double() + torch.from_numpy(np.asarray(delta, dtype=np.float64)) / scale).to(state[name].dtype)
     return new
 
 
-def check_secagg_range(config: FederatedConfig, update: list[np.ndarray], n_k: int, max_weight: int) -> None:
-    """ConfigError when SecAgg+ would clip this client's update: a coordinate of
-    (n_k / W)·Δ_k beyond ±``secagg_clip``, W = ``max_weight`` = max_k n_k (every client scales
-    its update by n_k / W ≤ 1, so no weight overflows and the largest client keeps the full
-    clipping range). Refusing beats a silently wrong aggregate; the message says which option
-    to raise and gives no value of the update."""
-    scale = n_k / max(1, max_weight)
-    largest = max((float(np.abs(u).max()) for u in update if u.size), default=0.0) * scale
-    if largest > config.secagg_clip:
-        raise ConfigError(
-            f"this client's update exceeds the SecAgg+ clipping range ±{config.secagg_clip:g} "
-            f"(after scaling by n_k / max n_k); rerun with a larger --secagg-clip"
-        )
+def check_secagg_range(config: FederatedConfig, model: nn.Module, update: list[np.ndarray], n_k: int, max_weight: int) -> None:
+    """ConfigError when SecAgg+ would clip this client's ``update`` of ``model``'s state: a
+    coordinate of (n_k / W)·s·Δ_k beyond ±``secagg_clip``, W = ``max_weight`` = max_k n_k
+    (every client scales its update by n_k / W ≤ 1, so no weight overflows and the largest
+    client keeps the full clipping range; s: :func:`secagg_scales`). Refusing beats a silently
+    wrong aggregate; the message says which option to raise (``--secagg-stats-clip`` for a
+    running statistic) and gives no value of the update."""
+    weight, buffers = n_k / max(1, max_weight), {name for name, _ in model.named_buffers()}
+    for name, u in zip(secagg_scales(config, model), update, strict=True):
+        if u.size and float(np.abs(u).max()) * weight > config.secagg_clip:
+            if name in buffers:
+                raise ConfigError(
+                    f"this client's running statistics exceed the SecAgg+ clipping range ±{config.secagg_stats_clip:g} of the statistics "
+                    "(after scaling by n_k / max n_k); rerun with a larger --secagg-stats-clip"
+                )
+            raise ConfigError(
+                f"this client's update exceeds the SecAgg+ clipping range ±{config.secagg_clip:g} "
+                "(after scaling by n_k / max n_k); rerun with a larger --secagg-clip"
+            )
 
 
 def evaluate(model: nn.Module, split: ImageSplit, *, device: str = "cpu") -> dict[str, float]:
