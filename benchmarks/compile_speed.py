@@ -47,8 +47,8 @@ from veilnet.complex.models import complex_resnet
 from veilnet.data import cache_dir
 from veilnet.metrics import as_float
 from veilnet.models import load_cifar_resnet, prepare
+from veilnet.models.batching import tuned_batch_size
 from veilnet.robust import PostAveraging, attacks
-from veilnet.robust.postavg import tuned_batch_size
 from veilnet.training.classifier import ClassifierStep, TrainConfig, make_optimizer
 from veilnet.training.core import StepInfo
 

@@ -37,8 +37,9 @@ from _common import CIFAR_ZIP, MODELS, markdown_table, write_result
 from veilnet import data
 from veilnet.metrics import as_float, eval_mode
 from veilnet.models import load_cifar_resnet, prepare
+from veilnet.models.batching import tuned_batch_size
 from veilnet.robust import PostAveraging, attacks
-from veilnet.robust.postavg import default_max_points, tuned_batch_size
+from veilnet.robust.postavg import default_max_points
 
 REPS = 5
 

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from veilnet.errors import ConfigError, ShapeError
-from veilnet.models import Normalize
+from veilnet.models import Normalize, batching
 from veilnet.robust import PostAveraging, postavg
 
 MEAN, STD = [0.4, 0.5, 0.6], [0.2, 0.25, 0.3]
@@ -166,29 +166,29 @@ def test_batch_size_is_measured_once_then_cached_in_memory_and_on_disk(
     once per device and model signature, kept in memory and under $XDG_CACHE_HOME (a temporary
     folder in tests), and the output equals that of any explicit batch size."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    monkeypatch.setattr(postavg, "_tuned", {})
+    monkeypatch.setattr(batching, "_tuned", {})
     calls: list[int] = []
-    measure = postavg._measure
-    monkeypatch.setattr(postavg, "_measure", lambda m, x: calls.append(1) or measure(m, x))
+    measure = batching._measure
+    monkeypatch.setattr(batching, "_measure", lambda m, x: calls.append(1) or measure(m, x))
     auto = PostAveraging(net, directions=3, seed=2)
     with torch.no_grad():
         first = auto(images)
         auto(images)
-        size = postavg.tuned_batch_size(net, images)
-        assert calls == [1] and size in postavg.batch_candidates(images.device, images.shape[1:])
+        size = batching.tuned_batch_size(net, images)
+        assert calls == [1] and size in batching.batch_candidates(images.device, images.shape[1:])
         torch.testing.assert_close(first, PostAveraging(net, directions=3, seed=2, batch_size=5)(images), rtol=1e-5, atol=1e-6)
-        monkeypatch.setattr(postavg, "_tuned", {})  # a new process: read back from disk, not measured
-        assert postavg.tuned_batch_size(net, images) == size and calls == [1]
-        assert (tmp_path / "veilnet" / "postavg_batch_size.json").exists()
+        monkeypatch.setattr(batching, "_tuned", {})  # a new process: read back from disk, not measured
+        assert batching.tuned_batch_size(net, images) == size and calls == [1]
+        assert (tmp_path / "veilnet" / "batch_size.json").exists()
         with torch.enable_grad():  # another signature (grad mode) is measured anew
-            assert postavg.tuned_batch_size(net, images) and calls == [1, 1]
-    assert postavg.tuned_batch_size(net.train(), images) == 100  # a training-mode model is not run to measure
+            assert batching.tuned_batch_size(net, images) and calls == [1, 1]
+    assert batching.tuned_batch_size(net.train(), images) == 100  # a training-mode model is not run to measure
 
 
 def test_batch_candidates_and_memory_cap_scale_to_a_gpu() -> None:
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
-    assert postavg.batch_candidates(cpu, (3, 32, 32)) == [16, 32, 64, 128, 256, 512]
-    assert postavg.batch_candidates(gpu, (3, 32, 32))[-1] == 16384
-    assert postavg.batch_candidates(gpu, (3, 224, 224))[-1] == 256 and postavg.batch_candidates(cpu, (3, 224, 224)) == [16]
+    assert batching.batch_candidates(cpu, (3, 32, 32)) == [16, 32, 64, 128, 256, 512]
+    assert batching.batch_candidates(gpu, (3, 32, 32))[-1] == 16384
+    assert batching.batch_candidates(gpu, (3, 224, 224))[-1] == 256 and batching.batch_candidates(cpu, (3, 224, 224)) == [16]
     assert postavg.default_max_points(cpu, (3, 32, 32)) == 4096
     assert postavg.default_max_points(gpu, (3, 32, 32)) == 65536 and postavg.default_max_points(gpu, (3, 224, 224)) == 4096

@@ -41,8 +41,8 @@ from torch import nn
 from veilnet.checks import check_int, is_int, is_number
 from veilnet.errors import ConfigError, ShapeError
 from veilnet.metrics import as_float, eval_mode
+from veilnet.models.batching import tuned_batch_size
 from veilnet.progress import bar
-from veilnet.robust.postavg import tuned_batch_size
 from veilnet.robust.setting import EPS  # the post-averaging paper's L∞ budget, 8/255
 
 
@@ -238,7 +238,7 @@ class Attack:
         image on fewer. For a model that batches its own work (a randomised defence with a
         ``sample_generators`` hook, such as :class:`~veilnet.robust.PostAveraging`, which runs
         each image's points in batches it measured) that is ``batch_size``; for any other, the
-        batch size :func:`~veilnet.robust.postavg.tuned_batch_size` measured fastest per image
+        batch size :func:`~veilnet.models.batching.tuned_batch_size` measured fastest per image
         for the model's forward pass with gradients, when smaller (on a CPU, smaller batches keep
         the activations in the core's cache; benchmarks/robust_speed.py times torchattacks' PGD
         whole and in such batches). The rows of a batch are independent in eval mode, so the
