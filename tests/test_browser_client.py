@@ -421,7 +421,7 @@ def test_cli_no_ui_reaches_the_server(served: ServedModel, monkeypatch: pytest.M
 
     calls: list[bool] = []
     monkeypatch.setattr(app_module, "run", lambda *a, **kw: calls.append(kw["ui"]))
-    monkeypatch.setattr(app_module.ServedModel, "load", classmethod(lambda cls, path, device="cpu", compile=False: served))
+    monkeypatch.setattr(app_module.ServedModel, "load", classmethod(lambda cls, path, device="cpu", compile=False, chunk=None: served))
     for extra in ([], ["--no-ui"]):
         assert main(["serve", str(tmp_path / "model"), "--no-auth", "--port", "0", *extra]) == 0
     assert calls == [True, False]

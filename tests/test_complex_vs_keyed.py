@@ -8,6 +8,7 @@ Attacker: digits (16×16) train split; victim: digits test split (disjoint); an 
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from veilnet.complex.attacks import suite
 from veilnet.errors import ConfigError
 
 _PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "complex_vs_keyed.py"
+sys.path.insert(0, str(_PATH.parent))  # the benchmark imports its folder's _common, as when run as a script
 _SPEC = importlib.util.spec_from_file_location("complex_vs_keyed", _PATH)
 bench = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(bench)
