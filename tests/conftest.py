@@ -24,11 +24,13 @@ os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(tempfile.gettempdir())
 REPO = Path(__file__).resolve().parents[1]
 #: The data sets, as veilnet reads them (benchmarks/_common.py reads the same): ``$VEILNET_DATA``,
 #: else ``shared/data`` beside the checkout.
-DATA = Path(os.environ.get("VEILNET_DATA") or REPO.parent / "shared" / "data").expanduser().resolve()
+DATA = Path(os.environ.get("VEILNET_TESTS_DATA") or os.environ.get("VEILNET_DATA") or REPO.parent / "shared" / "data").expanduser().resolve()
 # The tests reach the shared data through the fixtures below (absolute paths); veilnet itself runs
 # as on a machine without VEILNET_DATA (relative data paths under the working folder), unless a
 # test sets it: a VEILNET_DATA in the environment (.ci/run sets one outside the development
-# checkout) would otherwise turn the "missing data" rows of the CLI error table into hits.
+# checkout) would otherwise turn the "missing data" rows of the CLI error table into hits. The
+# pytest-xdist workers inherit this environment: VEILNET_TESTS_DATA carries the folder to them.
+os.environ["VEILNET_TESTS_DATA"] = str(DATA)
 os.environ.pop("VEILNET_DATA", None)
 #: Where to look for the data and checkpoints, for the message of a test that misses them.
 WHERE = "set VEILNET_DATA to the folder holding cifar10-jpeg.zip, with the checkpoints in models/ beside it"
